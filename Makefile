@@ -1,0 +1,31 @@
+# Two commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup bench clean data
+
+$(STAMP): requirements.txt requirements-test.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) node.py demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+data: $(STAMP)
+	$(PY) node.py data
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""LearningChain: federated learning on a proof-of-work ledger."""

@@ -1,0 +1,193 @@
+"""Canonical encoding: the one byte form of everything that is hashed or signed.
+
+* JSON objects are serialised with sorted keys, no whitespace, UTF-8, and no
+  floats at all: a float has several textual forms across languages, so hashed
+  documents carry integers and strings only (metrics travel as decimal strings,
+  see :func:`encode_metric`). NaN and infinities can therefore never enter.
+* Weight arrays never travel as JSON float lists. An array is
+  ``{"dtype": "<f4", "shape": [..], "data": base64(raw little-endian C-order bytes)}``
+  and a set of named arrays is committed to by :func:`weights_digest`.
+
+See docs/protocol.md, section "Canonical encoding".
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import numpy as np
+
+from learningchain.errors import EncodingError
+
+#: dtypes an array may carry on the wire (little-endian only).
+WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8")
+#: deepest nesting accepted in a decoded document (defends the decoder).
+MAX_DEPTH = 32
+_METRIC_RE = re.compile(r"^-?(0|[1-9][0-9]{0,17})\.[0-9]{6}$")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _check(obj: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, int):
+        return
+    if isinstance(obj, float):
+        raise EncodingError("floats are not canonical; use integers or decimal strings")
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _check(item, depth + 1)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise EncodingError("object keys must be strings")
+            _check(value, depth + 1)
+        return
+    raise EncodingError(f"type {type(obj).__name__} cannot be encoded canonically")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The unique byte encoding of a JSON document (ints, strings, bools, null,
+    lists and objects only)."""
+    _check(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def canonical_hash(obj: Any) -> bytes:
+    """SHA-256 of :func:`canonical_json`."""
+    return sha256(canonical_json(obj))
+
+
+def _reject_constant(name: str) -> Any:
+    raise EncodingError(f"{name} is not allowed in JSON documents")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Parse a JSON document from the wire, refusing NaN/Infinity and excessive
+    nesting. Floats are parsed (API clients may send them) but rejected by
+    :func:`canonical_json` wherever a hashed document is built."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"document is not UTF-8: {exc.reason}") from None
+    depth = 0
+    for ch in text:  # cheap pre-scan: json's recursive parser must not blow the stack
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise EncodingError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+
+
+# --- arrays ---------------------------------------------------------------
+
+def encode_array(arr: np.ndarray) -> dict:
+    """dtype + shape + base64 of the raw little-endian C-order bytes."""
+    arr = np.asarray(arr)
+    dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+    code = np.dtype(dtype).str
+    if code not in WIRE_DTYPES:
+        raise EncodingError(f"dtype {arr.dtype} cannot travel; use one of {', '.join(WIRE_DTYPES)}")
+    raw = np.ascontiguousarray(arr, dtype=code).tobytes()
+    return {"dtype": code, "shape": [int(d) for d in arr.shape],
+            "data": base64.b64encode(raw).decode("ascii")}
+
+
+def decode_array(doc: Any) -> np.ndarray:
+    """Inverse of :func:`encode_array`; every malformed field is a named error."""
+    if not isinstance(doc, dict) or set(doc) != {"dtype", "shape", "data"}:
+        raise EncodingError("an array must be an object with exactly dtype, shape and data")
+    code, shape, data = doc["dtype"], doc["shape"], doc["data"]
+    if code not in WIRE_DTYPES:
+        raise EncodingError(f"dtype {code!r} is not one of {', '.join(WIRE_DTYPES)}")
+    if (not isinstance(shape, list) or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape)):
+        raise EncodingError("shape must be a list of at most 8 non-negative integers")
+    if not isinstance(data, str):
+        raise EncodingError("array data must be a base64 string")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise EncodingError("array data is not valid base64") from None
+    if base64.b64encode(raw).decode("ascii") != data:
+        raise EncodingError("array data is not canonical base64")
+    count = math.prod(shape)
+    if count * np.dtype(code).itemsize != len(raw):
+        raise EncodingError(f"array data holds {len(raw)} bytes, shape {shape} of {code} needs "
+                            f"{count * np.dtype(code).itemsize}")
+    return np.frombuffer(raw, dtype=code).reshape(shape).copy()
+
+
+Weights = "OrderedDict[str, np.ndarray]"
+
+
+def encode_weights(weights: Mapping[str, np.ndarray]) -> dict:
+    return {name: encode_array(arr) for name, arr in weights.items()}
+
+
+def decode_weights(doc: Any) -> "OrderedDict[str, np.ndarray]":
+    if not isinstance(doc, dict) or not doc:
+        raise EncodingError("weights must be a non-empty object of named arrays")
+    out: OrderedDict[str, np.ndarray] = OrderedDict()
+    for name in sorted(doc):
+        out[name] = decode_array(doc[name])
+    return out
+
+
+def weights_digest(weights: Mapping[str, np.ndarray]) -> str:
+    """Commitment to a set of named arrays: SHA-256 of the canonical JSON of
+    ``{name: {"dtype", "shape", "sha256": hex(SHA-256(raw bytes))}}``. Hex string."""
+    summary = {}
+    for name, arr in weights.items():
+        enc = np.ascontiguousarray(arr)
+        code = enc.dtype.str
+        summary[name] = {"dtype": code, "shape": [int(d) for d in enc.shape],
+                         "sha256": hashlib.sha256(enc.tobytes()).hexdigest()}
+    return canonical_hash(summary).hex()
+
+
+def all_finite(weights: Mapping[str, np.ndarray]) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in weights.values())
+
+
+# --- metrics --------------------------------------------------------------
+
+def encode_metric(value: float) -> str:
+    """A metric as a fixed six-decimal string: the only form hashed documents use."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise EncodingError("metric values must be finite")
+    return f"{value:.6f}"
+
+
+def decode_metric(text: Any) -> float:
+    if not isinstance(text, str) or not _METRIC_RE.match(text):
+        raise EncodingError("a metric must be a decimal string with six decimals, e.g. '0.953125'")
+    return float(text)
+
+
+def encode_metrics(metrics: Mapping[str, float]) -> dict:
+    return {str(k): encode_metric(v) for k, v in metrics.items()}
+
+
+def is_hex(text: Any, nbytes: int) -> bool:
+    return (isinstance(text, str) and len(text) == 2 * nbytes
+            and all(c in "0123456789abcdef" for c in text))

@@ -1,0 +1,69 @@
+"""Exception types. Every error carries a reason a user or peer can act on.
+
+Validation failures carry a short machine-readable ``code`` (kebab-case, in the
+spirit of Bitcoin Core's reject reasons such as ``bad-txns-inputs-missing``)
+and a human ``detail``. The shells map them: HTTP 400 ``{"error": detail,
+"reason": code}``, CLI one line on stderr and exit status 1.
+"""
+from __future__ import annotations
+
+
+class LearningChainError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class EncodingError(LearningChainError):
+    """A document or array is not in its canonical form."""
+
+
+class KeyFileError(LearningChainError):
+    """A key file is missing, corrupt or readable by others."""
+
+
+class ConfigError(LearningChainError):
+    """A configuration (genesis, model spec, aggregation parameters) is unusable."""
+
+
+class ValidationError(LearningChainError):
+    """A transaction or block broke a rule. ``code`` names the rule."""
+
+    def __init__(self, code: str, detail: str = ""):
+        self.code = code
+        self.detail = detail or code
+        super().__init__(f"{code}: {detail}" if detail else code)
+
+
+# Transaction reject reasons (docs/protocol.md, "Transaction validation").
+TX_MALFORMED = "tx-malformed"
+TX_BAD_SIGNATURE = "tx-bad-signature"
+TX_MALFORMED_KEY = "tx-malformed-key"
+TX_UNKNOWN_SENDER = "tx-unknown-sender"
+TX_SHAPE_MISMATCH = "tx-shape-mismatch"
+TX_DTYPE_MISMATCH = "tx-dtype-mismatch"
+TX_NON_FINITE = "tx-non-finite"
+TX_TOO_LARGE = "tx-too-large"
+TX_DUPLICATE_SENDER = "tx-duplicate-sender-round"
+TX_ROUND_NOT_OPEN = "tx-round-not-open"
+TX_LATE = "tx-late"
+TX_WRONG_BASE = "tx-wrong-base-model"
+TX_DUPLICATE = "tx-duplicate"
+TX_BAD_SAMPLES = "tx-bad-sample-count"
+TX_NOT_SELECTED = "tx-sender-not-selected"
+
+# Block reject reasons.
+BLOCK_MALFORMED = "block-malformed"
+BLOCK_BAD_POW = "block-insufficient-work"
+BLOCK_BAD_TARGET = "block-wrong-target"
+BLOCK_BAD_PREV = "block-unknown-parent"
+BLOCK_BAD_HEIGHT = "block-wrong-height"
+BLOCK_BAD_MERKLE = "block-bad-merkle-root"
+BLOCK_BAD_COMMITMENT_HASH = "block-bad-commitment-hash"
+BLOCK_TIME_TOO_OLD = "block-time-too-old"
+BLOCK_TIME_TOO_NEW = "block-time-too-new"
+BLOCK_BAD_TX = "block-bad-tx"
+BLOCK_DUPLICATE_TX = "block-duplicate-tx"
+BLOCK_TOO_LARGE = "block-too-large"
+BLOCK_BAD_COMMITMENT = "block-bad-commitment"
+BLOCK_MISSING_COMMITMENT = "block-missing-commitment"
+BLOCK_UNEXPECTED_COMMITMENT = "block-unexpected-commitment"
+BLOCK_BAD_GENESIS = "block-bad-genesis"

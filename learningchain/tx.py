@@ -1,0 +1,177 @@
+"""Weight-update transactions.
+
+A transaction is one participant's model for one round::
+
+    body = {"type": "update", "version": 1, "sender": <pubkey hex>,
+            "round": r, "base": <digest of G(r-1) it was trained from>,
+            "weights": {name: <encoded array>}, "num_samples": n,
+            "metrics": {name: "0.953125"}, "timestamp": <unix ms>}
+    id   = SHA-256(canonical_json(body))          (hex)
+    sig  = ECDSA-secp256k1 over the 32 bytes of id (low-S DER hex)
+    wire = body + {"signature": sig}
+
+Checks here are *context-free* (syntax, limits, signature). Whether the round is
+open, the base digest right and the sender allowed is decided by the chain
+(:mod:`learningchain.chain`), which knows the context.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+
+from learningchain import crypto, errors
+from learningchain.encoding import (EncodingError, canonical_json, decode_metric, decode_weights,
+                                    encode_metrics, encode_weights, is_hex, sha256)
+from learningchain.errors import ValidationError
+
+TX_TYPE = "update"
+TX_VERSION = 1
+_FIELDS = {"type", "version", "sender", "round", "base", "weights", "num_samples", "metrics",
+           "timestamp", "signature"}
+MAX_METRICS = 16
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class UpdateTx:
+    sender: str
+    round: int
+    base: str
+    weights: dict  # encoded: {name: {"dtype", "shape", "data"}}
+    num_samples: int
+    metrics: dict = field(default_factory=dict)
+    timestamp: int = 0
+    signature: str = ""
+
+    # --- construction ---------------------------------------------------
+    @classmethod
+    def create(cls, key: crypto.PrivateKey, round: int, base: str,
+               weights: Mapping[str, np.ndarray], num_samples: int,
+               metrics: Mapping[str, float] | None = None, timestamp: int = 0) -> "UpdateTx":
+        unsigned = cls(sender=key.public_hex, round=round, base=base,
+                       weights=encode_weights(weights), num_samples=int(num_samples),
+                       metrics=encode_metrics(metrics or {}), timestamp=int(timestamp))
+        return unsigned.signed(key)
+
+    def signed(self, key: crypto.PrivateKey) -> "UpdateTx":
+        return UpdateTx(**{**self.__dict__, "signature": key.sign_digest(self.id_bytes)})
+
+    # --- serialisation ----------------------------------------------------
+    def body(self) -> dict:
+        return {"type": TX_TYPE, "version": TX_VERSION, "sender": self.sender, "round": self.round,
+                "base": self.base, "weights": self.weights, "num_samples": self.num_samples,
+                "metrics": self.metrics, "timestamp": self.timestamp}
+
+    def to_dict(self) -> dict:
+        return {**self.body(), "signature": self.signature}
+
+    def serialize(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def parse(cls, doc: Any) -> "UpdateTx":
+        """Build from a decoded JSON document, checking every field's type and form."""
+        def bad(detail: str) -> ValidationError:
+            return ValidationError(errors.TX_MALFORMED, detail)
+        if not isinstance(doc, dict):
+            raise bad("a transaction must be a JSON object")
+        missing, extra = _FIELDS - set(doc), set(doc) - _FIELDS
+        if missing:
+            raise bad(f"missing field(s): {', '.join(sorted(missing))}")
+        if extra:
+            raise bad(f"unknown field(s): {', '.join(sorted(extra))}")
+        if doc["type"] != TX_TYPE or doc["version"] != TX_VERSION:
+            raise bad(f"type must be {TX_TYPE!r} and version {TX_VERSION}")
+        if not isinstance(doc["sender"], str):
+            raise ValidationError(errors.TX_MALFORMED_KEY, "sender must be a hex public key")
+        for name in ("round", "num_samples", "timestamp"):
+            if not _is_int(doc[name]) or not 0 <= doc[name] < 2**53:
+                raise bad(f"{name} must be a non-negative integer below 2^53")
+        if not is_hex(doc["base"], 32):
+            raise bad("base must be a 64-char lowercase hex digest")
+        if not isinstance(doc["signature"], str):
+            raise ValidationError(errors.TX_BAD_SIGNATURE, "signature must be a DER hex string")
+        metrics = doc["metrics"]
+        if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
+            raise bad(f"metrics must be an object of at most {MAX_METRICS} entries")
+        for key, value in metrics.items():
+            if len(key) > 32:
+                raise bad("metric names are at most 32 characters")
+            try:
+                decode_metric(value)
+            except EncodingError as exc:
+                raise bad(f"metric {key!r}: {exc}") from None
+        if not isinstance(doc["weights"], dict) or not doc["weights"]:
+            raise bad("weights must be a non-empty object of encoded arrays")
+        tx = cls(sender=doc["sender"], round=doc["round"], base=doc["base"], weights=doc["weights"],
+                 num_samples=doc["num_samples"], metrics=metrics, timestamp=doc["timestamp"],
+                 signature=doc["signature"])
+        try:
+            canonical_json(tx.body())
+        except EncodingError as exc:
+            raise bad(str(exc)) from None
+        return tx
+
+    # --- identity -----------------------------------------------------------
+    @cached_property
+    def id_bytes(self) -> bytes:
+        return sha256(canonical_json(self.body()))
+
+    @property
+    def id(self) -> str:
+        return self.id_bytes.hex()
+
+    @cached_property
+    def size(self) -> int:
+        """Bytes on the wire (canonical form), the figure size limits apply to."""
+        return len(self.serialize())
+
+    @cached_property
+    def decoded_weights(self):
+        """The named arrays (sorted by name). Raises ValidationError if malformed."""
+        try:
+            return decode_weights(self.weights)
+        except EncodingError as exc:
+            raise ValidationError(errors.TX_MALFORMED, f"weights: {exc}") from None
+
+    def decoded_metrics(self) -> dict[str, float]:
+        return {k: decode_metric(v) for k, v in self.metrics.items()}
+
+    # --- context-free checks -------------------------------------------------
+    def verify_signature(self) -> None:
+        try:
+            crypto.verify(self.sender, self.id_bytes, self.signature)
+        except crypto.InvalidKey as exc:
+            raise ValidationError(errors.TX_MALFORMED_KEY, str(exc)) from None
+        except crypto.InvalidSignature as exc:
+            raise ValidationError(errors.TX_BAD_SIGNATURE, str(exc)) from None
+
+    def check(self, expected: Mapping[str, tuple[str, tuple[int, ...]]], max_bytes: int,
+              verify_signature: bool = True) -> None:
+        """Size, weights against the model spec (name -> (dtype, shape)), finiteness,
+        sample count and, unless already done, the signature."""
+        if self.size > max_bytes:
+            raise ValidationError(errors.TX_TOO_LARGE, f"transaction is {self.size} bytes, limit {max_bytes}")
+        if self.num_samples < 1:
+            raise ValidationError(errors.TX_BAD_SAMPLES, "num_samples must be at least 1")
+        if set(self.weights) != set(expected):
+            raise ValidationError(errors.TX_SHAPE_MISMATCH,
+                                  f"weights must be named {sorted(expected)}, got {sorted(self.weights)}")
+        for name, (dtype, shape) in expected.items():
+            enc = self.weights[name]
+            if isinstance(enc, dict) and enc.get("dtype") != dtype:
+                raise ValidationError(errors.TX_DTYPE_MISMATCH, f"{name} must be {dtype}, got {enc.get('dtype')!r}")
+            if isinstance(enc, dict) and enc.get("shape") != list(shape):
+                raise ValidationError(errors.TX_SHAPE_MISMATCH,
+                                      f"{name} must have shape {list(shape)}, got {enc.get('shape')!r}")
+        for name, arr in self.decoded_weights.items():
+            if not np.isfinite(arr).all():
+                raise ValidationError(errors.TX_NON_FINITE, f"{name} holds NaN or infinite values")
+        if verify_signature:
+            self.verify_signature()
