@@ -48,6 +48,8 @@ def _verifying_key(pubkey_hex: str) -> VerifyingKey:
         raw = bytes.fromhex(pubkey_hex)
     except (ValueError, TypeError):
         raise InvalidKey("public key is not hex") from None
+    if raw.hex() != pubkey_hex:
+        raise InvalidKey("public key hex must be lowercase (one spelling per key)")
     if len(raw) != 33 or raw[0] not in (2, 3):
         raise InvalidKey("public key must be a 33-byte SEC1 compressed point")
     try:
