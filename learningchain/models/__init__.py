@@ -1,0 +1,35 @@
+"""Models: specification (:mod:`.spec`), NumPy network math (:mod:`.network`)
+and the :class:`Model` API (:mod:`.model`). Pure, no I/O."""
+from __future__ import annotations
+
+from learningchain.models.model import Model
+from learningchain.models.spec import KINDS, TASKS, ModelSpec, decimal_string
+
+__all__ = ["Model", "ModelSpec", "KINDS", "TASKS", "build_model", "default_spec",
+           "decimal_string"]
+
+#: dataset -> (task, n_features, n_outputs), for :func:`default_spec`.
+_DATASETS = {"digits": ("classification", 64, 10), "breast-cancer": ("classification", 30, 2),
+             "diabetes": ("regression", 10, 1),
+             "synthetic-classification": ("classification", 20, 2),
+             "synthetic-regression": ("regression", 20, 1)}
+
+
+def build_model(spec: ModelSpec) -> Model:
+    return Model(spec)
+
+
+def default_spec(dataset: str, kind: str = "mlp", *, seed: int = 0) -> ModelSpec:
+    """Tuned defaults for the bundled datasets (see bench/learning_targets.py)."""
+    from learningchain.errors import ConfigError
+    if dataset not in _DATASETS:
+        raise ConfigError(f"no default model for dataset {dataset!r}; known: "
+                          f"{', '.join(_DATASETS)}")
+    task, n_features, n_outputs = _DATASETS[dataset]
+    if kind == "linear":
+        return ModelSpec("linear", task, n_features, 1, (), seed, 5, 16, 0.02)
+    if kind == "softmax":
+        return ModelSpec("softmax", task, n_features, n_outputs, (), seed, 5, 16, 0.05)
+    hidden = (32,)
+    return ModelSpec("mlp", task, n_features, n_outputs, hidden, seed, 5, 16,
+                     0.05 if task == "classification" else 0.005)
