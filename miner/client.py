@@ -1,0 +1,289 @@
+"""Standalone miner: mines blocks for a node through its HTTP mining endpoints.
+
+    python -m miner --node http://127.0.0.1:5000 [--workers N] [--quiet]
+
+The node assembles blocks (transactions, round commitment, coinbase identity);
+the miner only searches nonces. Contract (the node's API implements exactly this):
+
+``GET {node}/mining/template`` -> 200 JSON::
+
+    {"template_id": str,        # opaque, names the node's pending block
+     "height": int,             # height of the block being mined
+     "prev_hash": hex,          # the tip it extends (64 hex)
+     "prefix": hex,             # the 181-byte header prefix (362 hex): every
+                                # header field but the trailing 8-byte nonce
+     "target": hex}             # 64 hex, big-endian; PoW iff SHA-256(prefix || nonce) < target
+
+``POST {node}/mining/submit`` JSON ``{"template_id": str, "nonce": int}``
+-> 202 ``{"hash": hex, "status": str}`` when the block was accepted, or
+4xx ``{"error": str, ...}`` (unknown or stale template, insufficient work, ...).
+
+``GET {node}/status`` -> 200 JSON with at least ``{"tip": hex, "mempool": int}``.
+
+While searching, the miner polls ``/status`` every :data:`STATUS_SECONDS`; it
+abandons the search and fetches a new template when the tip differs from the
+template's ``prev_hash`` (someone else extended the chain), or when the mempool
+count changed and the template is older than :data:`REFRESH_AFTER` seconds (so
+new transactions get into the block without refetching on every arrival).
+An unreachable node is retried with exponential back-off and a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+
+from miner.pow import Miner, format_rate
+
+STATUS_SECONDS = 0.25
+REFRESH_AFTER = 1.0
+TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+PREFIX_HEX_LEN = 181 * 2
+
+
+class NodeUnreachable(Exception):
+    """The node did not answer (connection refused, timeout, 5xx)."""
+
+
+class ProtocolError(Exception):
+    """The node answered with something that breaks the mining contract."""
+
+
+@dataclass(frozen=True)
+class Template:
+    template_id: str
+    height: int
+    prev_hash: str
+    prefix: bytes
+    target: int
+
+    @classmethod
+    def parse(cls, doc) -> "Template":
+        try:
+            prefix_hex, target_hex = doc["prefix"], doc["target"]
+            if not isinstance(prefix_hex, str) or len(prefix_hex) != PREFIX_HEX_LEN:
+                raise ValueError(f"prefix must be {PREFIX_HEX_LEN} hex chars")
+            if not isinstance(target_hex, str) or len(target_hex) != 64:
+                raise ValueError("target must be 64 hex chars")
+            if not isinstance(doc["template_id"], str) or not isinstance(doc["height"], int):
+                raise ValueError("template_id must be a string and height an integer")
+            return cls(template_id=doc["template_id"], height=doc["height"], prev_hash=str(doc["prev_hash"]),
+                       prefix=bytes.fromhex(prefix_hex), target=int(target_hex, 16))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"bad mining template: {exc}") from None
+
+
+def check_url(url: str) -> str | None:
+    """None if ``url`` can name a node, else what to fix."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--node must be an http(s) URL such as http://127.0.0.1:5000, got {url!r}"
+    try:
+        parts.port
+    except ValueError:
+        return f"--node has an invalid port: {url!r}"
+    return None
+
+
+class NodeClient:
+    """The three mining endpoints over one keep-alive session."""
+
+    def __init__(self, url: str, session: requests.Session | None = None):
+        self.url = url.rstrip("/")
+        self.session = session or requests.Session()
+
+    def _call(self, method: str, path: str, **kw):
+        try:
+            resp = self.session.request(method, self.url + path, timeout=TIMEOUT, **kw)
+        except requests.RequestException as exc:
+            raise NodeUnreachable(f"{type(exc).__name__}") from None
+        if resp.status_code >= 500:
+            raise NodeUnreachable(f"HTTP {resp.status_code}")
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            raise ProtocolError(f"{method} {path}: HTTP {resp.status_code} without a JSON body") from None
+
+    def template(self) -> Template:
+        code, doc = self._call("GET", "/mining/template")
+        if code != 200:
+            raise ProtocolError(f"GET /mining/template: HTTP {code}: {_error_of(doc)}")
+        return Template.parse(doc)
+
+    def status(self) -> tuple[str, int]:
+        code, doc = self._call("GET", "/status")
+        try:
+            if code != 200:
+                raise ValueError(f"HTTP {code}")
+            return str(doc["tip"]), int(doc["mempool"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"GET /status: {exc}") from None
+
+    def submit(self, template_id: str, nonce: int) -> tuple[bool, str]:
+        """(accepted, block hash or the node's reason)."""
+        code, doc = self._call("POST", "/mining/submit", json={"template_id": template_id, "nonce": nonce})
+        if code == 202 and isinstance(doc, dict):
+            return True, str(doc.get("hash", ""))
+        return False, f"HTTP {code}: {_error_of(doc)}"
+
+
+def _error_of(doc) -> str:
+    return str(doc.get("error", doc)) if isinstance(doc, dict) else str(doc)
+
+
+class StaleWatch:
+    """``should_stop`` for one template: polls /status at most every
+    STATUS_SECONDS and says stop when the template went stale (or on shutdown)."""
+
+    def __init__(self, node: NodeClient, template: Template, mempool: int, stop: threading.Event,
+                 say: Callable[[str], None]):
+        self.node, self.template, self.mempool, self.stop, self.say = node, template, mempool, stop, say
+        self.fetched = time.monotonic()
+        self.next_poll = self.fetched + STATUS_SECONDS
+        self.reason = ""
+        self._warned = False
+
+    def __call__(self) -> bool:
+        if self.stop.is_set():
+            self.reason = "shutdown"
+            return True
+        now = time.monotonic()
+        if now < self.next_poll:
+            return False
+        self.next_poll = now + STATUS_SECONDS
+        try:
+            tip, mempool = self.node.status()
+        except (NodeUnreachable, ProtocolError) as exc:
+            if not self._warned:  # keep mining the template; submit will retry
+                self.say(f"status poll failed ({exc}); still mining height {self.template.height}")
+                self._warned = True
+            return False
+        if tip != self.template.prev_hash:
+            self.reason = "new tip"
+            return True
+        if mempool != self.mempool and now - self.fetched >= REFRESH_AFTER:
+            self.reason = "mempool changed"
+            return True
+        return False
+
+
+class MiningClient:
+    """Fetch template -> search -> submit, until ``stop`` is set or ``max_blocks``."""
+
+    def __init__(self, node: NodeClient, miner: Miner, quiet: bool = False,
+                 out: Callable[[str], None] | None = None, progress_seconds: float = 10.0):
+        self.node, self.miner, self.quiet = node, miner, quiet
+        self._out = out or (lambda line: print(line, flush=True))
+        self.progress_seconds = progress_seconds
+        self.blocks = 0
+        self.rejected = 0
+        self.templates = 0
+        self.hashes = 0
+        self.seconds = 0.0
+        self.stop = threading.Event()
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            self._out(line)
+
+    @property
+    def hashrate(self) -> float:
+        return self.hashes / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"miner stopped: {self.blocks} block(s) found, {self.rejected} rejected, "
+                f"average {format_rate(self.hashrate)} over {self.seconds:.1f} s of hashing")
+
+    def _retry(self, what: Callable, describe: str):
+        """Call ``what()`` until the node answers (or stop); back off exponentially."""
+        delay = BACKOFF_START
+        while not self.stop.is_set():
+            try:
+                return what()
+            except NodeUnreachable as exc:
+                self._out(f"node {self.node.url} unreachable during {describe} ({exc}); retrying in {delay:.1f} s")
+            except ProtocolError as exc:
+                self._out(f"node {self.node.url}: {exc}; retrying in {delay:.1f} s")
+            self.stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+        return None
+
+    def _fetch(self) -> tuple[Template, int] | None:
+        def both():
+            _tip, mempool = self.node.status()  # before the template: a later tx only causes a refresh
+            return self.node.template(), mempool
+        return self._retry(both, "template fetch")
+
+    def run(self, max_blocks: int | None = None) -> None:
+        while not self.stop.is_set() and (max_blocks is None or self.blocks < max_blocks):
+            fetched = self._fetch()
+            if fetched is None:
+                return
+            template, mempool = fetched
+            self.templates += 1
+            watch = StaleWatch(self.node, template, mempool, self.stop, self.say)
+            result = self.miner.mine(template.prefix, template.target, should_stop=watch,
+                                     on_progress=self._progress(template),
+                                     progress_seconds=self.progress_seconds)
+            self.hashes += result.hashes
+            self.seconds += result.seconds
+            if result.nonce is None:
+                if watch.reason and watch.reason != "shutdown":
+                    self.say(f"height {template.height}: {watch.reason}, new template")
+                continue
+            self._submit(template, result.nonce, result.hashrate)
+
+    def _progress(self, template: Template):
+        def report(hashes: int, seconds: float) -> None:
+            rate = hashes / seconds if seconds > 0 else 0.0
+            self.say(f"mining height {template.height}: {format_rate(rate)} ({hashes:,} hashes)")
+        return report
+
+    def _submit(self, template: Template, nonce: int, hashrate: float) -> None:
+        outcome = self._retry(lambda: self.node.submit(template.template_id, nonce), "submit")
+        if outcome is None:
+            return
+        accepted, detail = outcome
+        if accepted:
+            self.blocks += 1
+            self.say(f"block {template.height} {detail[:16]} found at {format_rate(hashrate)}")
+        else:
+            self.rejected += 1
+            self.say(f"block {template.height} rejected: {detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m miner", description="Mine blocks for a LearningChain node.")
+    parser.add_argument("--node", required=True, help="the node's base URL, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: one per CPU)")
+    parser.add_argument("--quiet", action="store_true", help="print only problems and the final summary")
+    args = parser.parse_args(argv)
+    problem = check_url(args.node)
+    if problem is None and args.workers < 1:
+        problem = f"--workers must be at least 1, got {args.workers}"
+    if problem:
+        print(f"miner: {problem}", file=sys.stderr)
+        return 2
+    miner = Miner(workers=args.workers)
+    client = MiningClient(NodeClient(args.node), miner, quiet=args.quiet)
+    client.say(f"mining for {args.node} with {miner.workers} worker(s); Ctrl-C to stop")
+    try:
+        client.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        client.stop.set()
+        miner.close()
+    print(client.summary(), flush=True)
+    return 0
