@@ -22,8 +22,8 @@ from learningchain.aggregation.params import AggregationError
 def bulyan(X: np.ndarray, f: int) -> RuleOutput:
     n = X.shape[0]
     if n < 4 * f + 3:
-        raise AggregationError(f"bulyan with f={f} needs at least {4 * f + 3} updates "
-                               f"(n >= 4f + 3), got {n}")
+        raise AggregationError(f"bulyan with f={f} needs at least {4 * f + 3} updates, "
+                               f"got {n} (Bulyan requires n >= 4f + 3)")
     theta = n - 2 * f
     beta = theta - 2 * f
     d2 = pairwise_sq_dists(X)

@@ -31,8 +31,8 @@ def krum_scores(d2: np.ndarray, f: int) -> np.ndarray:
 
 def _check(name: str, n: int, f: int) -> None:
     if n < 2 * f + 3:
-        raise AggregationError(f"{name} with f={f} needs at least {2 * f + 3} updates "
-                               f"(n > 2f + 2), got {n}")
+        raise AggregationError(f"{name} with f={f} needs at least {2 * f + 3} updates, "
+                               f"got {n} (Krum requires n > 2f + 2)")
 
 
 def multi_krum(X: np.ndarray, f: int, m: int, name: str = "multi-krum") -> RuleOutput:

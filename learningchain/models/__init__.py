@@ -30,6 +30,8 @@ def default_spec(dataset: str, kind: str = "mlp", *, seed: int = 0) -> ModelSpec
         return ModelSpec("linear", task, n_features, 1, (), seed, 5, 16, 0.02)
     if kind == "softmax":
         return ModelSpec("softmax", task, n_features, n_outputs, (), seed, 5, 16, 0.05)
-    hidden = (32,)
-    return ModelSpec("mlp", task, n_features, n_outputs, hidden, seed, 5, 16,
-                     0.05 if task == "classification" else 0.005)
+    if task == "classification":
+        # Tuned on digits (4 IID nodes, 10 FedAvg rounds): 97-98 % over seeds vs
+        # 95.8 % for E=5, lr=0.05, l2=0 (bench/learning_targets.py).
+        return ModelSpec("mlp", task, n_features, n_outputs, (32,), seed, 10, 16, 0.2, 0.003)
+    return ModelSpec("mlp", task, n_features, n_outputs, (32,), seed, 5, 16, 0.001)

@@ -1,0 +1,171 @@
+"""Aggregation rules: determinism, known answers, robustness, parameter refusal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from learningchain.aggregation import (RULES, AggregationError, AggregationResult, Update,
+                                       aggregate, check_params, default_params, min_updates)
+from learningchain.encoding import canonical_json, weights_digest
+from learningchain.errors import ConfigError
+
+
+def U(i: int, values, n: int = 10, sender: str | None = None) -> Update:
+    arr = np.asarray(values, dtype=np.float32)
+    return Update(id=f"{i:064x}", sender=sender or f"s{i}", weights={"w": arr}, num_samples=n)
+
+
+def rand_updates(n: int, seed: int = 0, d: int = 5) -> list[Update]:
+    rng = np.random.default_rng(seed)
+    return [Update(id=f"{rng.integers(2**62):064x}", sender=f"s{i}",
+                   weights={"W0": rng.normal(size=(d, 2)).astype(np.float32),
+                            "b0": rng.normal(size=2).astype(np.float32)},
+                   num_samples=int(rng.integers(1, 100))) for i in range(n)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(RULES), data=st.data())
+def test_permutation_invariance_to_the_bit(seed, rule, data):
+    ups = rand_updates(9, seed)
+    perm = data.draw(st.permutations(ups))
+    a = aggregate(rule, ups, default_params(rule), reference_sender="s3")
+    b = aggregate(rule, perm, default_params(rule), reference_sender="s3")
+    assert weights_digest(a.weights) == weights_digest(b.weights)
+    assert a.accepted == b.accepted and a.rejected == b.rejected
+
+
+def test_result_shape_and_dtype():
+    res = aggregate("fedavg", rand_updates(3), {})
+    assert isinstance(res, AggregationResult)
+    assert list(res.weights) == ["W0", "b0"]
+    assert all(a.dtype == np.float32 for a in res.weights.values())
+    assert list(res.accepted) == sorted(res.accepted)
+
+
+def test_fedavg_known_answer_sample_weighted():
+    res = aggregate("fedavg", [U(1, [0.0, 0.0], n=1), U(2, [4.0, 8.0], n=3)], {})
+    np.testing.assert_array_equal(res.weights["w"], [3.0, 6.0])
+    assert res.rejected == {}
+
+
+def test_fedavg_caps_self_reported_counts():
+    honest = [U(i, [0.0], n=10) for i in range(4)]
+    liar = U(9, [100.0], n=10**9)
+    res = aggregate("fedavg", honest + [liar], {})
+    # capped at 2 x median (10) = 20 -> 100 * 20 / 60
+    np.testing.assert_allclose(res.weights["w"], [100 * 20 / 60], rtol=1e-6)
+    res3 = aggregate("fedavg", honest + [liar], {"cap_factor": "3"})
+    np.testing.assert_allclose(res3.weights["w"], [100 * 30 / 70], rtol=1e-6)
+
+
+def test_median_and_trimmed_mean_known_answers():
+    ups = [U(i, [v, -v]) for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 100.0])]
+    np.testing.assert_array_equal(aggregate("median", ups, {}).weights["w"], [3.0, -3.0])
+    tm = aggregate("trimmed-mean", ups, {"beta": "0.2"})
+    np.testing.assert_allclose(tm.weights["w"], [3.0, -3.0])
+    tm0 = aggregate("trimmed-mean", ups, {"beta": 0})
+    np.testing.assert_allclose(tm0.weights["w"], [22.0, -22.0])
+    assert len(tm.accepted) == 5 and tm.rejected == {}
+
+
+def test_krum_picks_the_central_update():
+    vals = [[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1], [50.0, 50.0]]
+    ups = [U(i, v) for i, v in enumerate(vals)]
+    res = aggregate("krum", ups, {"f": 1})
+    assert len(res.accepted) == 1 and ups[4].id in res.rejected
+    assert res.weights["w"][0] < 1.0
+    assert "krum: score" in res.rejected[ups[4].id]
+    mk = aggregate("multi-krum", ups, {"f": 1, "m": 4})
+    np.testing.assert_allclose(mk.weights["w"], [0.05, 0.05], rtol=1e-6)
+    assert set(mk.rejected) == {ups[4].id}
+
+
+def test_multi_krum_default_m_is_n_minus_f():
+    ups = [U(i, [float(i)]) for i in range(6)]
+    assert len(aggregate("multi-krum", ups, {"f": 1}).accepted) == 5
+
+
+def test_bulyan_known_answer_and_outliers():
+    rng = np.random.default_rng(1)
+    honest = [U(i, rng.normal(0, 0.1, size=4)) for i in range(6)]
+    bad = [U(10, [1e6] * 4)]
+    res = aggregate("bulyan", honest + bad, {"f": 1})
+    assert len(res.accepted) == 5 and bad[0].id in res.rejected
+    assert np.abs(res.weights["w"]).max() < 1.0
+    # identical honest updates: Bulyan returns them exactly
+    same = [U(i, [1.0, 2.0]) for i in range(6)] + [U(9, [-50.0, 80.0])]
+    np.testing.assert_array_equal(aggregate("bulyan", same, {"f": 1}).weights["w"], [1.0, 2.0])
+
+
+def test_l_nearest_uses_reference_sender_or_median():
+    ups = [U(0, [0.0]), U(1, [1.0]), U(2, [2.0]), U(3, [10.0], sender="miner"), U(4, [11.0])]
+    res = aggregate("l-nearest", ups, {"l": 2}, reference_sender="miner")
+    np.testing.assert_allclose(res.weights["w"], [10.5])
+    assert set(res.accepted) == {ups[3].id, ups[4].id}
+    med = aggregate("l-nearest", ups, {"l": 3}, reference_sender="absent")
+    np.testing.assert_allclose(med.weights["w"], [1.0])  # median 2 -> nearest 1, 2, 0
+    assert "to the coordinate-wise median" in med.rejected[ups[4].id]
+
+
+@pytest.mark.parametrize("rule", ["median", "trimmed-mean", "krum", "multi-krum", "bulyan",
+                                  "l-nearest"])
+def test_robust_rules_ignore_a_huge_outlier_fedavg_does_not(rule):
+    rng = np.random.default_rng(3)
+    honest = [U(i, 1.0 + rng.normal(0, 0.05, size=3)) for i in range(8)]
+    outlier = U(99, [1e8] * 3, n=1000)
+    res = aggregate(rule, honest + [outlier], {"beta": "0.2"} if rule == "trimmed-mean" else
+                    ({"l": 5} if rule == "l-nearest" else {}))
+    assert np.abs(res.weights["w"] - 1.0).max() < 0.2
+    fed = aggregate("fedavg", honest + [outlier], {})
+    assert np.abs(fed.weights["w"]).min() > 1e6
+
+
+def test_refusals():
+    with pytest.raises(AggregationError, match="krum with f=1 needs at least 5 updates, got 3"):
+        aggregate("krum", [U(i, [0.0]) for i in range(3)], {"f": 1})
+    with pytest.raises(AggregationError, match="bulyan with f=1 needs at least 7"):
+        aggregate("bulyan", [U(i, [0.0]) for i in range(6)], {"f": 1})
+    with pytest.raises(AggregationError, match="l=3 needs at least 3"):
+        aggregate("l-nearest", [U(i, [0.0]) for i in range(2)], {"l": 3})
+    with pytest.raises(AggregationError, match="no updates"):
+        aggregate("fedavg", [], {})
+    with pytest.raises(AggregationError, match="shape"):
+        aggregate("fedavg", [U(0, [0.0]), U(1, [0.0, 1.0])], {})
+    with pytest.raises(AggregationError, match="NaN"):
+        aggregate("median", [U(0, [np.nan])], {})
+    with pytest.raises(AggregationError, match="duplicate"):
+        aggregate("median", [U(0, [0.0]), U(0, [1.0])], {})
+    assert issubclass(AggregationError, ConfigError)
+
+
+@pytest.mark.parametrize("rule,params,match", [
+    ("nope", {}, "unknown aggregation rule"),
+    ("krum", {"g": 1}, "unknown parameter"),
+    ("krum", {"f": -1}, "f must be >= 0"),
+    ("krum", {"f": "x"}, "must be an integer"),
+    ("krum", {"f": True}, "must be an integer"),
+    ("trimmed-mean", {"beta": "0.5"}, "beta must be in"),
+    ("trimmed-mean", {"beta": "nan"}, "finite"),
+    ("fedavg", {"cap_factor": "0.5"}, "cap_factor"),
+    ("l-nearest", {"l": 0}, "l must be >= 1"),
+])
+def test_check_params_refuses(rule, params, match):
+    with pytest.raises(ConfigError, match=match):
+        check_params(rule, params)
+
+
+def test_params_accept_strings_and_numbers_and_defaults_are_canonical():
+    for rule in RULES:
+        canonical_json(default_params(rule))
+        check_params(rule, default_params(rule))
+    check_params("trimmed-mean", {"beta": 0.1})
+    check_params("krum", {"f": "2"})
+    assert min_updates("krum", {"f": 2}) == 7
+    assert min_updates("bulyan", {"f": 1}) == 7
+    assert min_updates("multi-krum", {"f": 1, "m": 6}) == 7
+    assert min_updates("l-nearest", {"l": 4}) == 4
+    assert min_updates("fedavg", {}) == 1
+    for rule in RULES:  # min_updates is honoured
+        n = min_updates(rule, default_params(rule))
+        aggregate(rule, rand_updates(n), default_params(rule))
