@@ -128,10 +128,10 @@ class PrivacyAccountant:
         for _ in range(rounds):
             self.rounds += 1
             self.history.append(epsilon(self.sigma, self.rounds, self.delta, self.conversion))
-        return self.epsilon
+        return self.epsilon()
 
-    @property
     def epsilon(self) -> float:
+        """Cumulative eps after the rounds recorded so far."""
         return epsilon(self.sigma, self.rounds, self.delta, self.conversion)
 
     @property
