@@ -1,0 +1,106 @@
+"""A participant: the learner role of a node, shared by the live node and the
+in-process simulator so that what experiments measure is what the network runs.
+
+Each round it takes the global model G(r-1) from the chain, trains E local
+epochs on its own data, optionally applies differential privacy to the update
+(clip + Gaussian noise, before signing), and signs one update transaction.
+An attacking participant (an evaluation role) poisons its labels or its update.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from learningchain import attacks, privacy
+from learningchain.crypto import PrivateKey
+from learningchain.errors import ConfigError
+from learningchain.models import ModelSpec, build_model
+from learningchain.tx import UpdateTx
+
+ATTACKS = ("sign-flip", "scale", "gaussian", "alie", "label-flip")
+
+
+@dataclass(frozen=True)
+class Role:
+    """How a participant behaves: honest (attack None) or one named attack; and
+    its optional differential privacy (noise multiplier sigma, clip norm C)."""
+    attack: str | None = None
+    dp_sigma: float = 0.0
+    dp_clip: float = 0.0
+    dp_delta: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.attack is not None and self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
+        if self.dp_sigma < 0 or self.dp_clip < 0:
+            raise ConfigError("dp sigma and clip must be >= 0")
+        if self.dp_sigma > 0 and self.dp_clip <= 0:
+            raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
+
+    @property
+    def dp(self) -> bool:
+        return self.dp_sigma > 0
+
+
+def _seed(*parts: object) -> int:
+    """A 64-bit seed derived from the parts (stable across processes and runs)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
+
+
+@dataclass
+class Participant:
+    key: PrivateKey
+    spec: ModelSpec
+    X: np.ndarray
+    y: np.ndarray
+    role: Role = field(default_factory=Role)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.X) == 0 or len(self.X) != len(self.y):
+            raise ConfigError("a participant needs local data: X and y of the same non-zero length")
+        if self.X.ndim != 2 or self.X.shape[1] != self.spec.n_features:
+            raise ConfigError(f"local data has {self.X.shape[-1] if self.X.ndim else 0} features, "
+                              f"the network's model expects {self.spec.n_features}")
+        self.model = build_model(self.spec)
+        self.accountant = privacy.PrivacyAccountant(self.role.dp_sigma, self.role.dp_delta) \
+            if self.role.dp else None
+        if self.role.attack == "label-flip":
+            rng = np.random.default_rng(_seed(self.seed, self.key.address, "labels"))
+            self.y = attacks.poison_labels(self.y, self.spec.n_outputs, rng)
+
+    @property
+    def attacking(self) -> bool:
+        return self.role.attack is not None
+
+    def train(self, round: int, base: Mapping[str, np.ndarray]):
+        """Honest local training from G(r-1); deterministic per (seed, node, round)."""
+        return self.model.train(base, self.X, self.y, seed=_seed(self.seed, self.key.address, round))
+
+    def make_update(self, round: int, base: Mapping[str, np.ndarray], base_digest: str,
+                    timestamp: int, benign: Sequence[Mapping[str, np.ndarray]] | None = None,
+                    n_total: int | None = None, n_byzantine: int | None = None,
+                    trained: Mapping[str, np.ndarray] | None = None) -> UpdateTx:
+        """Train (unless ``trained`` is given), privatise, poison if attacking, sign.
+
+        ``benign``, ``n_total`` and ``n_byzantine`` inform colluding attacks (ALIE)
+        in the simulator; a live attacker passes nothing and estimates alone."""
+        weights = trained if trained is not None else self.train(round, base)
+        rng = np.random.default_rng(_seed(self.seed, self.key.address, round, "noise"))
+        if self.role.dp:
+            weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, rng)
+            self.accountant.step()
+        if self.role.attack and self.role.attack != "label-flip":
+            weights = attacks.poison_update(self.role.attack, weights, base, rng, benign=benign,
+                                            n_total=n_total, n_byzantine=n_byzantine)
+        metrics = {k: v for k, v in self.model.evaluate(weights, self.X, self.y).items()
+                   if np.isfinite(v) and abs(v) < 1e12}  # a poisoned model may blow up
+        return UpdateTx.create(self.key, round, base_digest, weights, len(self.X),
+                               metrics=metrics, timestamp=timestamp)
+
+    def privacy_spent(self) -> tuple[float, float] | None:
+        """(epsilon, delta) spent so far, or None without differential privacy."""
+        return (self.accountant.epsilon(), self.role.dp_delta) if self.accountant else None

@@ -1,0 +1,56 @@
+"""The learner role: trains from G(r-1), signs a valid update; roles change it as named."""
+import numpy as np
+import pytest
+
+from learningchain.crypto import PrivateKey
+from learningchain.encoding import weights_digest
+from learningchain.errors import ConfigError
+from learningchain.models import build_model, default_spec
+from learningchain.participant import Participant, Role
+
+SPEC = default_spec("digits", "softmax")
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(60, 64)).astype(np.float32)
+Y = RNG.integers(0, 10, size=60)
+G0 = build_model(SPEC).initial_weights()
+DIGEST = weights_digest(G0)
+
+
+def update(role=Role(), secret=1):
+    p = Participant(PrivateKey.from_secret(secret), SPEC, X, Y, role, seed=5)
+    return p, p.make_update(1, G0, DIGEST, 1234)
+
+
+def test_honest_update_is_signed_valid_and_deterministic():
+    _, tx = update()
+    tx.check(build_model(SPEC).expected_shapes(), 10**6)
+    assert tx.round == 1 and tx.base == DIGEST and tx.num_samples == 60
+    assert update()[1].id == tx.id
+    assert weights_digest(tx.decoded_weights) != DIGEST  # it trained
+
+
+def test_sign_flip_points_the_other_way():
+    honest = update()[1].decoded_weights
+    flipped = update(Role(attack="sign-flip"))[1].decoded_weights
+    for name in G0:
+        d_h, d_f = honest[name] - G0[name], flipped[name] - G0[name]
+        assert float(np.sum(d_h * d_f)) < 0
+
+
+def test_dp_spends_privacy_and_changes_the_update():
+    p, tx = update(Role(dp_sigma=1.0, dp_clip=0.5))
+    eps, delta = p.privacy_spent()
+    assert eps > 0 and delta == 1e-5
+    assert tx.id != update()[1].id
+    assert update()[0].privacy_spent() is None
+
+
+@pytest.mark.parametrize("kwargs", [dict(attack="nope"), dict(dp_sigma=1.0), dict(dp_sigma=-1.0)])
+def test_bad_roles_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        Role(**kwargs)
+
+
+def test_data_must_fit_the_model():
+    with pytest.raises(ConfigError, match="features"):
+        Participant(PrivateKey.from_secret(1), SPEC, X[:, :10], Y)
