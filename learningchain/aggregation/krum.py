@@ -44,8 +44,10 @@ def multi_krum(X: np.ndarray, f: int, m: int, name: str = "multi-krum") -> RuleO
     scores = krum_scores(pairwise_sq_dists(X), f)
     order = stable_argsort(scores)
     chosen = sorted(int(i) for i in order[:m])
-    rejected = {int(i): f"{name}: score {scores[i]:.6g} not among the m={m} lowest"
-                for i in order[m:]}
+    # Reasons are committed on chain, so they carry ranks, never floats whose last
+    # digits could differ between machines.
+    rejected = {int(i): f"{name}: score rank {rank + 1} of {n}, not among the m={m} lowest"
+                for rank, i in enumerate(order) if rank >= m}
     return RuleOutput(ordered_mean(X[chosen]), chosen, rejected)
 
 

@@ -33,6 +33,7 @@ def l_nearest(X: np.ndarray, l: int, reference_row: int | None) -> RuleOutput:
     dists = np.sqrt(sq_dists_to(X, ref))
     order = stable_argsort(dists)
     chosen = sorted(int(i) for i in order[:l])
-    rejected = {int(i): f"l-nearest: distance {dists[i]:.6g} to {ref_name} not among the "
-                        f"l={l} nearest" for i in order[l:]}
+    # Ranks, not float distances: reasons are committed on chain (see krum.py).
+    rejected = {int(i): f"l-nearest: distance rank {rank + 1} to {ref_name}, not among the "
+                        f"l={l} nearest" for rank, i in enumerate(order) if rank >= l}
     return RuleOutput(ordered_mean(X[chosen]), chosen, rejected)
