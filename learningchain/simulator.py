@@ -1,0 +1,353 @@
+"""In-process simulation of a LearningChain network: N participants, R rounds,
+one machine, the real ledger core.
+
+What is real: secp256k1 keys (derived from the seed), signed update
+transactions, proof of work (at low difficulty), full validation of every tx
+and block by every full node (:class:`learningchain.ledger.Ledger`), and the
+global model taken from the chain (``tip_state.model``), never computed on the
+side. What is simulated: the transport (txs and blocks are handed to each
+full node in memory, as their canonical bytes re-parsed, as gossip would
+deliver them) and the clock (a virtual ``now_ms`` advancing by
+``target_block_ms`` per block).
+
+Only ``full_nodes`` (default ``min(N, 3)``) Ledger instances run: a hundred
+participants do not need a hundred copies of the chain to be validated; every
+full node still validates everything. Miners rotate among full nodes with a
+seeded choice.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from learningchain import aggregation, baselines, data
+from learningchain.block import Block
+from learningchain.crypto import PrivateKey
+from learningchain.encoding import parse_json
+from learningchain.errors import ConfigError, LearningChainError, ValidationError
+from learningchain.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
+from learningchain.models import KINDS, ModelSpec, build_model, decimal_string, default_spec
+from learningchain.participant import ATTACKS, Participant, Role, _seed
+from learningchain.tx import UpdateTx
+from miner.pow import search
+
+_MODEL_OVERRIDES = ("epochs", "batch_size", "lr", "l2", "hidden", "seed")
+
+
+class SimulationError(LearningChainError):
+    """The simulated network broke an invariant (full nodes disagree, a valid
+    block was refused, a round never closed)."""
+
+
+@dataclass
+class SimConfig:
+    """One simulation. Loaded from ``configs/NAME.json`` (same keys) and
+    overridden by command-line flags."""
+    name: str = "sim"
+    nodes: int = 4
+    rounds: int = 10
+    dataset: str = "digits"
+    split: str = "iid"
+    alpha: float = 0.5
+    model: str = "mlp"
+    model_params: dict = field(default_factory=dict)  # ModelSpec overrides: epochs, lr, ...
+    aggregator: str = "fedavg"
+    aggregator_params: dict = field(default_factory=dict)
+    byzantine: int = 0
+    attack: str = "sign-flip"
+    dp_sigma: float = 0.0
+    dp_clip: float = 0.0
+    seed: int = 0
+    quorum: int | None = None          # default: every node (nodes)
+    full_nodes: int | None = None      # default: min(nodes, 3)
+    round_timeout: int = 5             # blocks
+    difficulty: int = 256              # expected hashes per block
+    target_block_ms: int = 1000        # virtual time per block
+    out: str | None = None
+    description: str = ""
+    target: dict | None = None         # what the config reproduces (read by bench/simulator.py)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+        for name in ("nodes", "rounds", "round_timeout", "difficulty", "target_block_ms"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 f"{name} must be a positive integer, got {v!r}")
+        need(self.dataset in data.DATASETS,
+             f"unknown dataset {self.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+        need(self.split in data.SPLITS, f"unknown split {self.split!r}; choose one of {', '.join(data.SPLITS)}")
+        need(self.model in KINDS, f"unknown model {self.model!r}; choose one of {', '.join(KINDS)}")
+        need(self.aggregator in aggregation.RULES,
+             f"unknown aggregator {self.aggregator!r}; choose one of {', '.join(aggregation.RULES)}")
+        need(self.attack in ATTACKS, f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
+        need(isinstance(self.byzantine, int) and 0 <= self.byzantine < self.nodes,
+             f"byzantine must be an integer in [0, nodes) = [0, {self.nodes}), got {self.byzantine!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("alpha", "dp_sigma", "dp_clip"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                 f"{name} must be a number >= 0, got {v!r}")
+        need(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
+        need(not (self.dp_sigma > 0 and self.dp_clip <= 0), "dp_sigma > 0 needs a clip norm: set dp_clip > 0")
+        for name in ("quorum", "full_nodes"):
+            v = getattr(self, name)
+            need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                 f"{name} must be a positive integer or null, got {v!r}")
+        need(self.full_nodes is None or self.full_nodes <= self.nodes,
+             f"full_nodes ({self.full_nodes}) cannot exceed nodes ({self.nodes})")
+        need(isinstance(self.model_params, dict) and set(self.model_params) <= set(_MODEL_OVERRIDES),
+             f"model_params may set only {', '.join(_MODEL_OVERRIDES)}, got {self.model_params!r}")
+        need(isinstance(self.aggregator_params, dict), "aggregator_params must be an object")
+        aggregation.check_params(self.aggregator, self.aggregator_params)
+
+    # --- derived --------------------------------------------------------------
+    @property
+    def n_quorum(self) -> int:
+        return self.quorum or self.nodes
+
+    @property
+    def n_full(self) -> int:
+        return self.full_nodes or min(self.nodes, 3)
+
+    def model_spec(self) -> ModelSpec:
+        base = default_spec(self.dataset, self.model, seed=self.seed)
+        over = dict(self.model_params)
+        if "hidden" in over:
+            over["hidden"] = tuple(over["hidden"])
+        try:
+            return replace(base, **over)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model_params: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> "SimConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{source}: must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+    """``configs/NAME.json`` merged with ``overrides`` (keys whose value is None are ignored)."""
+    p = Path(path)
+    try:
+        doc = parse_json(p.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
+    except LearningChainError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: a config must be a JSON object")
+    doc.setdefault("name", p.stem)
+    doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return SimConfig.from_dict(doc, str(p))
+
+
+def _canonical_params(params: Mapping[str, Any]) -> dict:
+    """Genesis is hashed without floats: fractions become decimal strings."""
+    return {k: decimal_string(v) if isinstance(v, float) else v for k, v in params.items()}
+
+
+class Simulation:
+    """A network of ``cfg.nodes`` participants and ``cfg.n_full`` full nodes."""
+
+    def __init__(self, cfg: SimConfig):
+        from learningchain.ledger import Ledger  # the ledger core imports much; keep the CLI light
+        self.cfg = cfg
+        self.spec = cfg.model_spec()
+        self.dataset = data.load_dataset(cfg.dataset, cfg.seed)
+        self.parts = data.partition(self.dataset.X_train, self.dataset.y_train, cfg.nodes, cfg.split,
+                                    cfg.alpha, cfg.seed)
+        order = np.random.default_rng(cfg.seed + 1).permutation(cfg.nodes)
+        self.attackers = sorted(int(i) for i in order[:cfg.byzantine])
+        self.participants = []
+        for i, (X, y) in enumerate(self.parts):
+            role = Role(attack=cfg.attack if i in self.attackers else None,
+                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip))
+            key = PrivateKey.from_secret(_seed(cfg.seed, "participant", i))
+            self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed))
+        self.attacker_keys = {self.participants[i].key.public_hex for i in self.attackers}
+        self.miner_keys = [PrivateKey.from_secret(_seed(cfg.seed, "full-node", j)) for j in range(cfg.n_full)]
+        self.network = NetworkConfig(
+            network=f"sim-{cfg.name}-{cfg.seed}"[:64], model=self.spec.to_dict(),
+            aggregation={"rule": cfg.aggregator,
+                         "params": _canonical_params({**aggregation.default_params(cfg.aggregator),
+                                                      **cfg.aggregator_params})},
+            quorum=cfg.n_quorum, round_timeout=cfg.round_timeout, target_block_ms=cfg.target_block_ms,
+            initial_target=target_for_hashes(cfg.difficulty), pow_limit=(1 << 255) - 1,
+            retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=64 << 20,
+            allow_list=tuple(p.key.public_hex for p in self.participants), timestamp=DEMO_TIMESTAMP)
+        self.genesis = make_genesis(self.network)
+        self.ledgers = [Ledger(self.genesis) for _ in range(cfg.n_full)]
+        self.model = build_model(self.spec)
+        self.now_ms = DEMO_TIMESTAMP
+        self._miner_rng = random.Random(_seed(cfg.seed, "miners"))
+        self.blocks_mined = 0
+        self.hashes = 0
+
+    # --- transport ------------------------------------------------------------
+    @staticmethod
+    def _deliver_tx(tx: UpdateTx) -> UpdateTx:
+        return UpdateTx.parse(parse_json(tx.serialize()))
+
+    @staticmethod
+    def _deliver_block(block: Block) -> Block:
+        return Block.parse(parse_json(block.serialize()))
+
+    def _tick(self) -> None:
+        self.now_ms += self.cfg.target_block_ms
+
+    def gossip_tx(self, tx: UpdateTx) -> str | None:
+        """Hand ``tx`` to every full node; the reject code of the first that refuses, if any."""
+        code = None
+        for ledger in self.ledgers:
+            try:
+                ledger.submit_tx(self._deliver_tx(tx))
+            except ValidationError as exc:
+                code = code or exc.code
+        return code
+
+    def mine_one(self, timing: dict) -> Block:
+        """One block by a seeded choice of full node, then delivered to all."""
+        j = self._miner_rng.randrange(len(self.ledgers))
+        self._tick()
+        t0 = time.perf_counter()
+        template = self.ledgers[j].template(self.miner_keys[j].public_hex, self.now_ms)
+        t1 = time.perf_counter()
+        nonce, hashes = search(template.header.prefix(), template.header.target, 0, 1 << 62)
+        if nonce is None:
+            raise SimulationError("proof-of-work search exhausted its nonce range")
+        block = replace(template, header=template.header.with_nonce(nonce))
+        t2 = time.perf_counter()
+        for k in [j] + [k for k in range(len(self.ledgers)) if k != j]:
+            try:
+                self.ledgers[k].submit_block(block if k == j else self._deliver_block(block), self.now_ms)
+            except ValidationError as exc:
+                raise SimulationError(f"full node {k} refused block {block.height} mined by node {j}: "
+                                      f"{exc.code}: {exc.detail}") from None
+        t3 = time.perf_counter()
+        timing["template"] += t1 - t0
+        timing["mine"] += t2 - t1
+        timing["validate_block"] += t3 - t2
+        self.blocks_mined += 1
+        self.hashes += hashes
+        return block
+
+    # --- one round ------------------------------------------------------------
+    def evaluate(self, weights) -> dict:
+        return self.model.evaluate(weights, self.dataset.X_test, self.dataset.y_test)
+
+    def run_round(self) -> dict:
+        """Train, sign and gossip every participant's update for the open round,
+        then mine until the round closes; the round's entry of results.json."""
+        cfg, chain = self.cfg, self.ledgers[0].chain
+        timing: dict[str, float] = defaultdict(float)
+        state = chain.tip_state
+        r, base, digest = state.round, state.model, state.model_digest
+        t0 = time.perf_counter()
+        trained = [p.train(r, base) for p in self.participants]
+        t1 = time.perf_counter()
+        benign = [w for p, w in zip(self.participants, trained) if not p.attacking]
+        txs = [p.make_update(r, base, digest, self.now_ms, benign=benign, n_total=cfg.nodes,
+                             n_byzantine=cfg.byzantine, trained=w)
+               for p, w in zip(self.participants, trained)]
+        t2 = time.perf_counter()
+        refused = {}
+        for tx in txs:
+            code = self.gossip_tx(tx)
+            if code:
+                refused[tx.id] = code
+        t3 = time.perf_counter()
+        timing.update(train=t1 - t0, sign=t2 - t1, submit=t3 - t2)
+        closing = None
+        for _ in range(cfg.round_timeout + 2):
+            block = self.mine_one(timing)
+            if block.commitment is not None and block.commitment["round"] == r:
+                closing = block
+                break
+        if closing is None:
+            raise SimulationError(f"round {r} did not close within {cfg.round_timeout + 2} blocks")
+        t4 = time.perf_counter()
+        metrics = self.evaluate(chain.tip_state.model)
+        timing["evaluate"] = time.perf_counter() - t4
+        from learningchain.results import round_entry
+        attacker_ids = [tx.id for tx in txs if tx.sender in self.attacker_keys]
+        spent = [p.privacy_spent() for p in self.participants]
+        eps = max(s[0] for s in spent) if spent and spent[0] is not None else None
+        commitment = dict(closing.commitment)
+        for txid, code in refused.items():  # never reached the chain: recorded as refused at submit
+            commitment["rejected"] = {**commitment["rejected"], txid: f"refused at submit: {code}"}
+        entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing,
+                            nbytes=sum(tx.size for tx in txs), epsilon=eps)
+        entry["blocks"] = self.blocks_mined
+        return entry
+
+    def check_agreement(self) -> tuple[str, str]:
+        """Every full node holds the same tip and model digest, or SimulationError."""
+        tips = {(l.chain.tip.hash, l.chain.tip_state.model_digest) for l in self.ledgers}
+        if len(tips) != 1:
+            raise SimulationError(f"full nodes disagree: {sorted(tips)}")
+        return tips.pop()
+
+    def run(self, with_baselines: bool = True,
+            progress: Callable[[dict], None] | None = None) -> dict:
+        """All rounds; the results document (:mod:`learningchain.results`)."""
+        start = time.perf_counter()
+        initial = self.evaluate(self.ledgers[0].chain.tip_state.model)
+        rounds = []
+        for _ in range(self.cfg.rounds):
+            entry = self.run_round()
+            rounds.append(entry)
+            if progress:
+                progress(entry)
+        tip, digest = self.check_agreement()
+        sim_s = time.perf_counter() - start
+        results = {"config": self.describe(tip, digest), "initial": initial, "rounds": rounds,
+                   "final": dict(rounds[-1]["metrics"]) if rounds else dict(initial),
+                   "baselines": self.baselines() if with_baselines else {},
+                   "simulation_s": round(sim_s, 3)}
+        results["elapsed_s"] = round(time.perf_counter() - start, 3)
+        return results
+
+    def baselines(self) -> dict:
+        epochs = self.cfg.rounds * self.spec.epochs
+        test = (self.dataset.X_test, self.dataset.y_test)
+        return {"centralized": baselines.centralized(self.spec, self.dataset, epochs, self.cfg.seed),
+                "local_only": baselines.local_only(self.spec, self.parts, test, epochs, self.cfg.seed),
+                "centralized_sklearn": baselines.centralized_sklearn(self.dataset)}
+
+    def describe(self, tip: str, digest: str) -> dict:
+        return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
+                "attackers": self.attackers, "spec": self.spec.to_dict(),
+                "genesis": self.genesis.hash, "tip": tip, "model_digest": digest,
+                "blocks": self.blocks_mined, "hashes": self.hashes}
+
+
+def simulate(cfg: SimConfig, with_baselines: bool = True,
+             progress: Callable[[dict], None] | None = None) -> dict:
+    return Simulation(cfg).run(with_baselines, progress)
+
+
+def dumps_config(cfg: SimConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
