@@ -67,3 +67,6 @@ BLOCK_BAD_COMMITMENT = "block-bad-commitment"
 BLOCK_MISSING_COMMITMENT = "block-missing-commitment"
 BLOCK_UNEXPECTED_COMMITMENT = "block-unexpected-commitment"
 BLOCK_BAD_GENESIS = "block-bad-genesis"
+
+# Mempool refusals (not consensus rules: a full or busy node may refuse a valid tx).
+MEMPOOL_FULL = "mempool-full"

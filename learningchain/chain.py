@@ -1,0 +1,362 @@
+"""The chain: block validation in context, the block index and fork choice.
+
+Every valid block we know (main chain and side branches) has an
+:class:`Entry` holding its cumulative work and the :class:`RoundState` after
+it, so a block is always validated against *its own parent's* state: a side
+branch is judged on arrival and a reorganisation is just a switch of tip, with
+no lazy revalidation. The best chain is the one with the most cumulative work,
+first seen wins ties (Nakamoto 2008, section 4; Bitcoin Core's
+``nChainWork``). Pure: the caller passes the clock (``now_ms``) and persists
+blocks (:mod:`learningchain.store`).
+"""
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from learningchain import errors
+from learningchain.block import ZERO_HASH, Block, commitment_hash_of, make_block
+from learningchain.errors import ValidationError
+from learningchain.genesis import NetworkConfig
+from learningchain.models import build_model
+from learningchain.rounds import (RoundState, VerifiedCache, check_tx, close_round, initial_state,
+                                  must_close, next_state)
+from learningchain.tx import UpdateTx
+
+#: blocks in the median-time-past window (Bitcoin's 11).
+MEDIAN_SPAN = 11
+#: bound of the remembered-invalid set.
+MAX_INVALID = 10_000
+#: failures that depend on something the header hash does not commit to (the
+#: clock, a missing parent, tx signatures and thus exact size): never cached.
+_NOT_CACHED = {errors.BLOCK_BAD_PREV, errors.BLOCK_TIME_TOO_NEW, errors.BLOCK_TOO_LARGE,
+               errors.BLOCK_BAD_TX, errors.BLOCK_MALFORMED, errors.BLOCK_BAD_MERKLE,
+               errors.BLOCK_BAD_COMMITMENT_HASH, errors.BLOCK_BAD_POW}
+
+
+@dataclass
+class Entry:
+    block: Block
+    parent: "Entry | None"
+    work: int            # cumulative work up to and including this block
+    state: RoundState    # round state after this block
+    seq: int             # arrival order: ties in work go to the first seen
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+    @property
+    def hash(self) -> str:
+        return self.block.hash
+
+
+@dataclass(frozen=True)
+class AddResult:
+    status: str   # "connected" | "side" | "reorg" | "known"
+    block: Block
+    disconnected: tuple[Block, ...] = ()  # old branch, tip first (reorg only)
+    connected: tuple[Block, ...] = ()     # new branch, lowest first (connected/reorg)
+
+
+def median_time(entry: Entry) -> int:
+    """Median timestamp of the last :data:`MEDIAN_SPAN` blocks ending at ``entry``."""
+    stamps = []
+    e: Entry | None = entry
+    while e is not None and len(stamps) < MEDIAN_SPAN:
+        stamps.append(e.block.header.timestamp)
+        e = e.parent
+    stamps.sort()
+    return stamps[len(stamps) // 2]
+
+
+def ancestor(entry: Entry, height: int) -> Entry:
+    e = entry
+    while e.height > height:
+        e = e.parent  # type: ignore[assignment]
+    return e
+
+
+def next_target(parent: Entry, config: NetworkConfig) -> int:
+    """Target for the block after ``parent``. Every ``retarget_window`` blocks the
+    target is scaled by (actual / expected) time, the ratio clamped to [1/4, 4]
+    as in Bitcoin; ``actual`` spans from the block at ``h - window`` to the
+    parent (window - 1 intervals, Bitcoin's well-known off-by-one, kept so that
+    the rule is the one documented)."""
+    h = parent.height + 1
+    target = parent.block.header.target
+    if h % config.retarget_window != 0:
+        return target
+    first = ancestor(parent, h - config.retarget_window)
+    expected = config.retarget_window * config.target_block_ms
+    actual = parent.block.header.timestamp - first.block.header.timestamp
+    actual = min(max(actual, expected // 4), expected * 4)
+    return max(1, min(target * actual // expected, config.pow_limit))
+
+
+class Chain:
+    """In-memory index of valid blocks with per-block round state."""
+
+    def __init__(self, genesis: Block, verified: VerifiedCache | None = None):
+        if genesis.height != 0 or genesis.header.prev_hash != ZERO_HASH or genesis.txs:
+            raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis must be height 0, prev zeros, no txs")
+        # Genesis proof of work is not checked: genesis is the trust anchor, named by its hash.
+        self.config = NetworkConfig.from_genesis(genesis)
+        if commitment_hash_of(genesis.commitment, genesis.config) != genesis.header.commitment_hash:
+            raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis commitment hash does not match its config")
+        self.model_obj = build_model(self.config.model_spec)
+        self.expected_shapes = self.model_obj.expected_shapes()
+        self.verified = verified if verified is not None else VerifiedCache()
+        state = initial_state(self.config, self.model_obj.initial_weights())
+        self._genesis = Entry(genesis, None, genesis.header.work, state, 0)
+        self._entries: dict[str, Entry] = {genesis.hash: self._genesis}
+        self._tip = self._genesis
+        self._main: list[str] = [genesis.hash]
+        self._tx_index: dict[str, str] = {}
+        self._invalid: OrderedDict[str, ValidationError] = OrderedDict()
+        self._seq = 0
+
+    # --- queries ----------------------------------------------------------------
+    @property
+    def genesis(self) -> Block:
+        return self._genesis.block
+
+    @property
+    def tip(self) -> Block:
+        return self._tip.block
+
+    @property
+    def height(self) -> int:
+        return self._tip.height
+
+    @property
+    def tip_work(self) -> int:
+        return self._tip.work
+
+    @property
+    def tip_state(self) -> RoundState:
+        return self._tip.state
+
+    def __contains__(self, block_hash: str) -> bool:
+        return block_hash in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def state_of(self, block_hash: str) -> RoundState | None:
+        e = self._entries.get(block_hash)
+        return e.state if e else None
+
+    def work_of(self, block_hash: str) -> int | None:
+        e = self._entries.get(block_hash)
+        return e.work if e else None
+
+    def get_block(self, block_hash: str) -> Block | None:
+        e = self._entries.get(block_hash)
+        return e.block if e else None
+
+    def block_at(self, height: int) -> Block | None:
+        if 0 <= height < len(self._main):
+            return self._entries[self._main[height]].block
+        return None
+
+    def main_chain(self, start: int = 0, limit: int = 100) -> list[Block]:
+        return [self._entries[h].block for h in self._main[max(0, start):max(0, start) + max(0, limit)]]
+
+    def on_main_chain(self, block_hash: str) -> bool:
+        e = self._entries.get(block_hash)
+        return e is not None and e.height < len(self._main) and self._main[e.height] == block_hash
+
+    def find_tx(self, txid: str) -> tuple[UpdateTx, str] | None:
+        block_hash = self._tx_index.get(txid)
+        if block_hash is None:
+            return None
+        tx = next(t for t in self._entries[block_hash].block.txs if t.id == txid)
+        return tx, block_hash
+
+    def model(self, block_hash: str | None = None) -> tuple["OrderedDict[str, np.ndarray]", str]:
+        """The latest global model at a block (default: the tip) and its digest."""
+        e = self._entries.get(block_hash) if block_hash else self._tip
+        if e is None:
+            raise KeyError(f"unknown block {block_hash}")
+        return e.state.model, e.state.model_digest
+
+    def locator(self) -> list[str]:
+        """Hashes of the tip, tip-1, tip-2, tip-4, tip-8, ... and genesis."""
+        out, step, h = [], 1, self.height
+        while h > 0:
+            out.append(self._main[h])
+            h = h - 1 if len(out) == 1 else h - step
+            if len(out) > 1:
+                step *= 2
+        out.append(self._main[0])
+        return out
+
+    def blocks_after(self, locator: Sequence[str], limit: int = 100) -> list[Block]:
+        """Main-chain blocks after the first locator hash on our main chain (after
+        genesis if none is)."""
+        start = 0
+        for block_hash in locator:
+            if self.on_main_chain(block_hash):
+                start = self._entries[block_hash].height
+                break
+        return self.main_chain(start + 1, limit)
+
+    def round_summary(self, r: int) -> dict[str, Any] | None:
+        """Round ``r`` on the main chain: its updates with heights, and the closing
+        block with its commitment (status "closed") or status "open". None if the
+        round has not opened yet."""
+        if r < 1 or r > self._tip.state.round:
+            return None
+        # state.round never decreases along a chain and grows by one per close, so
+        # the first block whose state has round >= r is the one that opened r.
+        opened = bisect.bisect_left(self._main, r, key=lambda bh: self._entries[bh].state.round)
+        updates, closed = [], None
+        for h in range(opened + 1, len(self._main)):
+            e = self._entries[self._main[h]]
+            updates += [{"id": t.id, "sender": t.sender, "height": h, "num_samples": t.num_samples}
+                        for t in e.block.txs]
+            if e.state.round > r:
+                closed = e
+                break
+        summary = {"round": r, "opened_at": opened, "updates": updates, "status": "open",
+                   "closed_at": None, "block": None, "commitment": None}
+        if closed is not None:
+            summary.update(status="closed", closed_at=closed.height, block=closed.hash,
+                           commitment=closed.block.commitment)
+        return summary
+
+    # --- validation -------------------------------------------------------------
+    def validate_tx(self, tx: UpdateTx, verified: VerifiedCache | None = None) -> None:
+        """Raise the TX_* ValidationError unless ``tx`` may enter the next block on the tip."""
+        state = self._tip.state
+        if tx.id in self._tx_index or tx.id in state.pending_ids:
+            raise ValidationError(errors.TX_DUPLICATE, f"tx {tx.id[:16]}... is already in the chain")
+        check_tx(tx, state, self.config, self.expected_shapes,
+                 verified if verified is not None else self.verified)
+
+    def _check_header(self, block: Block, parent: Entry, now_ms: int) -> None:
+        h = block.header
+        if h.height != parent.height + 1:
+            raise ValidationError(errors.BLOCK_BAD_HEIGHT, f"height {h.height} after parent at {parent.height}")
+        block.check_structure()
+        if block.config is not None:
+            raise ValidationError(errors.BLOCK_MALFORMED, "only genesis carries a config")
+        want = next_target(parent, self.config)
+        if h.target != want:
+            raise ValidationError(errors.BLOCK_BAD_TARGET, f"target {h.target:064x}, expected {want:064x}")
+        mtp = median_time(parent)
+        if h.timestamp <= mtp:
+            raise ValidationError(errors.BLOCK_TIME_TOO_OLD,
+                                  f"timestamp {h.timestamp} is not after the median {mtp} of the last blocks")
+        if h.timestamp > now_ms + self.config.max_future_ms:
+            raise ValidationError(errors.BLOCK_TIME_TOO_NEW,
+                                  f"timestamp {h.timestamp} is more than {self.config.max_future_ms} ms "
+                                  f"ahead of now ({now_ms})")
+        if block.size > self.config.max_block_bytes:
+            raise ValidationError(errors.BLOCK_TOO_LARGE,
+                                  f"block is {block.size} bytes, limit {self.config.max_block_bytes}")
+
+    def _check_txs(self, block: Block, state: RoundState, verify_signatures: bool) -> None:
+        ids = [t.id for t in block.txs]
+        dup = set(ids) & state.pending_ids or (len(set(ids)) != len(ids))
+        if dup:
+            raise ValidationError(errors.BLOCK_DUPLICATE_TX, "a transaction appears twice on this branch")
+        senders: set[str] = set()
+        for i, tx in enumerate(block.txs):
+            try:
+                check_tx(tx, state, self.config, self.expected_shapes, self.verified, senders,
+                         verify_signatures)
+            except ValidationError as exc:
+                raise ValidationError(errors.BLOCK_BAD_TX,
+                                      f"tx {i} ({tx.id}): {exc.code}: {exc.detail}") from None
+            senders.add(tx.sender)
+
+    def connect(self, block: Block, parent: Entry, now_ms: int, verify_signatures: bool = True) -> RoundState:
+        """All rules for ``block`` on ``parent``; returns the state after it."""
+        self._check_header(block, parent, now_ms)
+        self._check_txs(block, parent.state, verify_signatures)
+        return next_state(parent.state, self.config, block.height, block.txs, block.commitment,
+                          block.header.miner)
+
+    # --- adding blocks ------------------------------------------------------------
+    def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True) -> AddResult:
+        """Validate ``block`` against its parent's state and update fork choice.
+        Raises ValidationError (BLOCK_BAD_PREV for an unknown parent: an orphan)."""
+        if block.hash in self._entries:
+            return AddResult("known", block)
+        if block.hash in self._invalid:
+            self._invalid.move_to_end(block.hash)
+            raise self._invalid[block.hash]
+        parent = self._entries.get(block.header.prev_hash)
+        if parent is None:
+            raise ValidationError(errors.BLOCK_BAD_PREV, f"parent {block.header.prev_hash} is unknown")
+        try:
+            state = self.connect(block, parent, now_ms, verify_signatures)
+        except ValidationError as exc:
+            if exc.code not in _NOT_CACHED:
+                self._invalid[block.hash] = exc
+                while len(self._invalid) > MAX_INVALID:
+                    self._invalid.popitem(last=False)
+            raise
+        self._seq += 1
+        entry = Entry(block, parent, parent.work + block.header.work, state, self._seq)
+        self._entries[block.hash] = entry
+        if entry.work <= self._tip.work:
+            return AddResult("side", block)
+        if parent is self._tip:
+            self._extend(entry)
+            return AddResult("connected", block, connected=(block,))
+        return self._reorg(entry)
+
+    def _extend(self, entry: Entry) -> None:
+        self._main.append(entry.hash)
+        for tx in entry.block.txs:
+            self._tx_index[tx.id] = entry.hash
+        self._tip = entry
+
+    def _reorg(self, entry: Entry) -> AddResult:
+        old, new = self._tip, entry
+        disconnected, connected = [], []
+        while old.height > new.height:
+            disconnected.append(old)
+            old = old.parent  # type: ignore[assignment]
+        while new.height > old.height:
+            connected.append(new)
+            new = new.parent  # type: ignore[assignment]
+        while old is not new:
+            disconnected.append(old)
+            connected.append(new)
+            old, new = old.parent, new.parent  # type: ignore[assignment]
+        for e in disconnected:
+            for tx in e.block.txs:
+                self._tx_index.pop(tx.id, None)
+        del self._main[old.height + 1:]
+        self._tip = old
+        for e in reversed(connected):
+            self._extend(e)
+        return AddResult("reorg", entry.block, disconnected=tuple(e.block for e in disconnected),
+                         connected=tuple(e.block for e in reversed(connected)))
+
+    # --- block building -------------------------------------------------------------
+    def build_block(self, miner_pubkey: str, txs: Sequence[UpdateTx], now_ms: int) -> Block:
+        """An unmined block (nonce 0) on the tip: right target, timestamp
+        max(now, median + 1), the given txs (checked against the tip) and, if the
+        block must close the round, the commitment every validator will expect."""
+        parent, state = self._tip, self._tip.state
+        senders: set[str] = set()
+        for tx in txs:
+            check_tx(tx, state, self.config, self.expected_shapes, self.verified, senders)
+            senders.add(tx.sender)
+        height = parent.height + 1
+        commitment = None
+        if must_close(state, self.config, height, len(txs)):
+            commitment = close_round(state, self.config, state.pending + tuple(txs), miner_pubkey).commitment
+        return make_block(height=height, prev_hash=parent.hash,
+                          timestamp=max(now_ms, median_time(parent) + 1),
+                          target=next_target(parent, self.config), miner=miner_pubkey,
+                          txs=tuple(txs), commitment=commitment)

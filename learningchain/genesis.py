@@ -1,0 +1,202 @@
+"""Genesis: the network configuration and the block that carries it.
+
+Every rule a validator needs that is not hard-coded in the protocol lives in
+:class:`NetworkConfig` (model, aggregation rule, quorum, difficulty, limits),
+and the configuration travels inside the genesis block (``Block.config``), so a
+network *is* its genesis hash: two nodes agree on the rules iff they agree on
+that hash. Genesis proof of work is not checked (Bitcoin's genesis is also an
+anchor, not a mined claim); see docs/protocol.md, "Genesis".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from learningchain import aggregation, crypto
+from learningchain.block import ZERO_HASH, Block, make_block
+from learningchain.encoding import EncodingError, canonical_json, is_hex
+from learningchain.errors import ConfigError
+from learningchain.models import ModelSpec, build_model, default_spec
+
+#: Miner field of every genesis header: the compressed public key of secret 1
+#: (the secp256k1 generator G). Nobody is rewarded by genesis; the key is public.
+GENESIS_MINER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+#: Default genesis time of the demo network (2023-11-14T22:13:20Z), fixed so
+#: that every demo node derives the same genesis hash.
+DEMO_TIMESTAMP = 1_700_000_000_000
+
+_INT_FIELDS = ("quorum", "round_timeout", "target_block_ms", "retarget_window", "max_tx_bytes",
+               "max_block_bytes", "max_future_ms", "timestamp")
+_FIELDS = {"network", "model", "aggregation", "initial_target", "pow_limit", "allow_list",
+           *_INT_FIELDS}
+_DEFAULTS = {"max_future_ms": 60_000, "allow_list": None}
+
+
+def _uint(name: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value < 2**53:
+        raise ConfigError(f"genesis: {name} must be an integer in [{minimum}, 2^53), got {value!r}")
+    return value
+
+
+def _target(name: str, value: Any) -> int:
+    if isinstance(value, str) and is_hex(value, 32):
+        value = int(value, 16)
+    elif not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"genesis: {name} must be 64 lowercase hex chars, got {value!r}")
+    if not 1 <= value < 2**256:
+        raise ConfigError(f"genesis: {name} must be in [1, 2^256)")
+    return value
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The consensus parameters of one network (all integers, strings and lists,
+    so the genesis document hashes canonically)."""
+    network: str
+    model: dict                 # ModelSpec.to_dict()
+    aggregation: dict           # {"rule": str, "params": {...}}
+    quorum: int                 # updates that close a round
+    round_timeout: int          # blocks after the round opened at which it closes anyway
+    target_block_ms: int        # desired block interval
+    initial_target: int         # target of block 1 (and of genesis)
+    pow_limit: int              # easiest target ever allowed
+    retarget_window: int        # blocks between difficulty adjustments
+    max_tx_bytes: int
+    max_block_bytes: int
+    max_future_ms: int = 60_000  # how far a block's timestamp may run ahead of our clock
+    allow_list: tuple[str, ...] | None = None  # senders allowed to submit; None = open
+    timestamp: int = DEMO_TIMESTAMP  # genesis time, unix ms
+    _spec: ModelSpec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, str) or not 1 <= len(self.network) <= 64:
+            raise ConfigError(f"genesis: network must be a name of 1..64 characters, got {self.network!r}")
+        object.__setattr__(self, "_spec", ModelSpec.from_dict(self.model))
+        object.__setattr__(self, "model", self._spec.to_dict())
+        for name in _INT_FIELDS:
+            _uint(name, getattr(self, name), 0 if name == "timestamp" else 1)
+        object.__setattr__(self, "initial_target", _target("initial_target", self.initial_target))
+        object.__setattr__(self, "pow_limit", _target("pow_limit", self.pow_limit))
+        if self.initial_target > self.pow_limit:
+            raise ConfigError("genesis: initial_target must not exceed pow_limit (the easiest target)")
+        self._check_aggregation()
+        self._check_allow_list()
+
+    def _check_aggregation(self) -> None:
+        agg = self.aggregation
+        if not isinstance(agg, Mapping) or set(agg) != {"rule", "params"}:
+            raise ConfigError('genesis: aggregation must be {"rule": ..., "params": {...}}')
+        rule, params = agg["rule"], agg["params"]
+        if not isinstance(params, Mapping):
+            raise ConfigError("genesis: aggregation params must be an object")
+        aggregation.check_params(rule, params)
+        try:
+            canonical_json(dict(params))
+        except EncodingError:
+            raise ConfigError("genesis: aggregation params must be integers or decimal strings "
+                              "(e.g. \"0.1\"), never floats, because genesis is hashed") from None
+        need = aggregation.min_updates(rule, params)
+        if self.quorum < need:
+            raise ConfigError(f"genesis: quorum {self.quorum} is below the {need} updates rule "
+                              f"{rule!r} needs with params {dict(params)}; raise quorum or lower "
+                              f"the rule's parameters")
+        object.__setattr__(self, "aggregation", {"rule": rule, "params": dict(params)})
+
+    def _check_allow_list(self) -> None:
+        if self.allow_list is None:
+            return
+        if isinstance(self.allow_list, str) or not all(isinstance(k, str) for k in self.allow_list):
+            raise ConfigError("genesis: allow_list must be a list of public key hex strings or null")
+        keys = tuple(self.allow_list)
+        for key in keys:
+            try:
+                crypto.parse_public_key(key)
+            except crypto.InvalidKey as exc:
+                raise ConfigError(f"genesis: allow_list entry {key[:16]!r}...: {exc}") from None
+        if len(set(keys)) != len(keys):
+            raise ConfigError("genesis: allow_list lists a key twice")
+        object.__setattr__(self, "allow_list", keys)
+
+    # --- derived ------------------------------------------------------------
+    @property
+    def model_spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def rule(self) -> str:
+        return self.aggregation["rule"]
+
+    @property
+    def params(self) -> dict:
+        return self.aggregation["params"]
+
+    # --- serialisation --------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"network": self.network, "model": dict(self.model),
+                "aggregation": {"rule": self.rule, "params": dict(self.params)},
+                "quorum": self.quorum, "round_timeout": self.round_timeout,
+                "target_block_ms": self.target_block_ms,
+                "initial_target": f"{self.initial_target:064x}", "pow_limit": f"{self.pow_limit:064x}",
+                "retarget_window": self.retarget_window, "max_tx_bytes": self.max_tx_bytes,
+                "max_block_bytes": self.max_block_bytes, "max_future_ms": self.max_future_ms,
+                "allow_list": None if self.allow_list is None else list(self.allow_list),
+                "timestamp": self.timestamp}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "NetworkConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"genesis config must be an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - _FIELDS)
+        if unknown:
+            raise ConfigError(f"genesis: unknown field(s) {', '.join(unknown)}")
+        missing = sorted(_FIELDS - set(d) - set(_DEFAULTS))
+        if missing:
+            raise ConfigError(f"genesis: missing field(s) {', '.join(missing)}")
+        kw = {**_DEFAULTS, **d}
+        for name in ("initial_target", "pow_limit"):
+            if not (isinstance(kw[name], str) and is_hex(kw[name], 32)):
+                raise ConfigError(f"genesis: {name} must be 64 lowercase hex chars, got {kw[name]!r}")
+        if kw["allow_list"] is not None and not isinstance(kw["allow_list"], list):
+            raise ConfigError("genesis: allow_list must be a list of public key hex strings or null")
+        return cls(**kw)
+
+    @classmethod
+    def from_genesis(cls, block: Block) -> "NetworkConfig":
+        if block.config is None:
+            raise ConfigError("genesis block carries no configuration")
+        return cls.from_dict(block.config)
+
+    def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        return build_model(self._spec).expected_shapes()
+
+
+def make_genesis(config: NetworkConfig) -> Block:
+    """The genesis block of ``config``: deterministic, so the same configuration
+    always yields the same genesis hash."""
+    return make_block(height=0, prev_hash=ZERO_HASH, timestamp=config.timestamp,
+                      target=config.initial_target, miner=GENESIS_MINER, txs=(), commitment=None,
+                      config=config.to_dict(), nonce=0)
+
+
+def target_for_hashes(expected_hashes: int) -> int:
+    """Target at which a block takes ``expected_hashes`` tries on average."""
+    return max(1, (1 << 256) // max(1, expected_hashes) - 1)
+
+
+def default_config(n_nodes: int = 4, *, network: str = "learningchain-demo", dataset: str = "digits",
+                   kind: str = "mlp", rule: str = "fedavg", params: Mapping[str, Any] | None = None,
+                   quorum: int | None = None, round_timeout: int = 20, target_block_ms: int = 500,
+                   hashrate: int = 2_500_000, allow_list: list[str] | None = None,
+                   timestamp: int = DEMO_TIMESTAMP) -> NetworkConfig:
+    """The demo network: digits MLP, FedAvg, a round closes when every node has
+    submitted (quorum = n_nodes), and a target at which one Python worker at
+    ``hashrate`` H/s finds a block in about ``target_block_ms``."""
+    spec = default_spec(dataset, kind)
+    expected_hashes = max(1, hashrate * target_block_ms // 1000)
+    return NetworkConfig(
+        network=network, model=spec.to_dict(),
+        aggregation={"rule": rule, "params": dict(params or aggregation.default_params(rule))},
+        quorum=quorum or n_nodes, round_timeout=round_timeout, target_block_ms=target_block_ms,
+        initial_target=target_for_hashes(expected_hashes), pow_limit=(1 << 255) - 1,
+        retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=16 << 20,
+        allow_list=tuple(allow_list) if allow_list is not None else None, timestamp=timestamp)

@@ -1,0 +1,118 @@
+"""The mempool: validated updates waiting for a block.
+
+Holds only transactions valid on the current tip (checked by
+:meth:`Chain.validate_tx`, whose signature check is remembered in the chain's
+shared :class:`~learningchain.rounds.VerifiedCache`, so a tx's signature is
+verified once whether it arrives alone or inside a block). It is bounded in
+count and bytes and refuses with ``mempool-full`` rather than evicting: every
+tx here is for the one open round, and first come, first served is the only
+order a participant can predict. Selection is deterministic (tx id order), so
+two miners with the same mempool build the same block body.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from learningchain import errors
+from learningchain.chain import AddResult, Chain
+from learningchain.errors import ValidationError
+from learningchain.tx import UpdateTx
+
+#: bytes a block needs besides its txs: header, framing, and the commitment
+#: (round, rule, params, digest). Per update the commitment adds its id up to
+#: three times plus a rejection reason, see :data:`COMMITMENT_BYTES_PER_UPDATE`.
+BLOCK_OVERHEAD_BYTES = 4096
+COMMITMENT_BYTES_PER_UPDATE = 512
+
+
+class Mempool:
+    def __init__(self, max_count: int = 10_000, max_bytes: int = 256 << 20):
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._txs: dict[str, UpdateTx] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, txid: str) -> bool:
+        return txid in self._txs
+
+    def __iter__(self) -> Iterator[UpdateTx]:
+        return iter(sorted(self._txs.values(), key=lambda t: t.id))
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, txid: str) -> UpdateTx | None:
+        return self._txs.get(txid)
+
+    def add(self, tx: UpdateTx, chain: Chain) -> str:
+        """"accepted", or "known" if already here; raises ValidationError (TX_* or
+        ``mempool-full``) otherwise."""
+        if tx.id in self._txs:
+            return "known"
+        chain.validate_tx(tx)
+        if any(t.sender == tx.sender and t.round == tx.round for t in self._txs.values()):
+            raise ValidationError(errors.TX_DUPLICATE_SENDER,
+                                  f"sender {tx.sender[:16]}... already has an update for round {tx.round} "
+                                  f"waiting in the mempool")
+        if len(self._txs) >= self.max_count or self._bytes + tx.size > self.max_bytes:
+            raise ValidationError(errors.MEMPOOL_FULL,
+                                  f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "
+                                  f"(limits {self.max_count} / {self.max_bytes}); retry after the next block")
+        self._put(tx)
+        return "accepted"
+
+    def _put(self, tx: UpdateTx) -> None:
+        self._txs[tx.id] = tx
+        self._bytes += tx.size
+
+    def remove(self, txid: str) -> None:
+        tx = self._txs.pop(txid, None)
+        if tx is not None:
+            self._bytes -= tx.size
+
+    def select(self, chain: Chain, max_block_bytes: int | None = None) -> list[UpdateTx]:
+        """Txs for the next block on ``chain``'s tip: open round only, one per
+        sender, in tx id order, within the block size budget."""
+        state = chain.tip_state
+        limit = max_block_bytes if max_block_bytes is not None else chain.config.max_block_bytes
+        budget = limit - BLOCK_OVERHEAD_BYTES - COMMITMENT_BYTES_PER_UPDATE * len(state.pending)
+        taken = set(state.pending_senders)
+        out = []
+        for tx in self:
+            if tx.round != state.round or tx.sender in taken:
+                continue
+            cost = tx.size + 1 + COMMITMENT_BYTES_PER_UPDATE
+            if cost > budget:
+                continue
+            budget -= cost
+            taken.add(tx.sender)
+            out.append(tx)
+        return out
+
+    def on_new_tip(self, chain: Chain, result: AddResult) -> None:
+        """Drop txs included or invalidated by the new tip; after a reorg, offer
+        the txs of disconnected blocks again (kept if still valid)."""
+        if result.status not in ("connected", "reorg"):
+            return
+        for block in result.connected:
+            for tx in block.txs:
+                self.remove(tx.id)
+        self.revalidate(chain)
+        for block in result.disconnected:
+            for tx in block.txs:
+                if tx.id not in self._txs:
+                    try:
+                        self.add(tx, chain)
+                    except ValidationError:
+                        pass  # included on the new branch, late, or superseded
+
+    def revalidate(self, chain: Chain) -> None:
+        for tx in list(self._txs.values()):
+            try:
+                chain.validate_tx(tx)
+            except ValidationError:
+                self.remove(tx.id)

@@ -1,0 +1,93 @@
+"""Shared fixtures for the ledger tests: a tiny network (softmax, 4 features,
+3 classes), deterministic keys, real signatures and real (easy) proof of work."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from learningchain import crypto
+from learningchain.block import Block, make_block
+from learningchain.chain import Chain
+from learningchain.genesis import NetworkConfig, make_genesis
+from learningchain.models import ModelSpec
+from learningchain.tx import UpdateTx
+from miner.pow import search
+
+T0 = 1_700_000_000_000
+EASY = 1 << 252  # ~16 hashes per block
+TINY_SPEC = ModelSpec("softmax", "classification", 4, 3, (), 0, 1, 8, 0.1)
+KEYS = [crypto.PrivateKey.from_secret(1000 + i) for i in range(12)]
+MINER = crypto.PrivateKey.from_secret(77)
+MINER2 = crypto.PrivateKey.from_secret(78)
+
+
+def tiny_config(**overrides) -> NetworkConfig:
+    base = dict(network="test", model=TINY_SPEC.to_dict(),
+                aggregation={"rule": "fedavg", "params": {"cap_factor": "2"}}, quorum=3,
+                round_timeout=5, target_block_ms=1000, initial_target=EASY, pow_limit=EASY,
+                retarget_window=1000, max_tx_bytes=10_000, max_block_bytes=1_000_000,
+                max_future_ms=60_000, allow_list=None, timestamp=T0)
+    base.update(overrides)
+    return NetworkConfig(**base)
+
+
+def tiny_genesis(**overrides) -> Block:
+    return make_genesis(tiny_config(**overrides))
+
+
+def mine(block: Block) -> Block:
+    """The block with the first nonce whose header meets its target."""
+    nonce, _ = search(block.header.prefix(), block.header.target, 0, 1 << 40)
+    assert nonce is not None
+    return Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
+
+
+def remine(block: Block, **header_changes) -> Block:
+    """``block`` with header fields changed and mined again (merkle and
+    commitment hash are NOT recomputed: pass them if wanted)."""
+    return mine(Block(replace(block.header, nonce=0, **header_changes), block.txs, block.commitment,
+                      block.config))
+
+
+def rebuild(block: Block, txs=None, commitment="same", **header_changes) -> Block:
+    """Rebuild ``block`` with other txs/commitment/header fields (merkle root and
+    commitment hash recomputed) and mine it."""
+    h = block.header
+    fields = dict(height=h.height, prev_hash=h.prev_hash, timestamp=h.timestamp, target=h.target,
+                  miner=h.miner)
+    fields.update(header_changes)
+    return mine(make_block(txs=tuple(block.txs if txs is None else txs),
+                           commitment=block.commitment if commitment == "same" else commitment,
+                           config=block.config, **fields))
+
+
+def update_tx(chain: Chain, key: crypto.PrivateKey, *, round: int | None = None, base: str | None = None,
+              shift: float | None = None, num_samples: int = 10, timestamp: int = 0) -> UpdateTx:
+    """A signed update trained (here: shifted) from the tip's current model."""
+    model, digest = chain.model()
+    if shift is None:
+        shift = (KEYS.index(key) + 1) / 64 if key in KEYS else 0.5
+    weights = {name: (arr + np.float32(shift)).astype(np.float32) for name, arr in model.items()}
+    return UpdateTx.create(key, chain.tip_state.round if round is None else round,
+                           digest if base is None else base, weights, num_samples,
+                           timestamp=timestamp)
+
+
+def next_block(chain: Chain, txs=(), miner: crypto.PrivateKey = MINER, dt: int = 1000) -> Block:
+    """A mined, valid block on the tip, ``dt`` ms after it."""
+    return mine(chain.build_block(miner.public_hex, list(txs), chain.tip.header.timestamp + dt))
+
+
+def extend(chain: Chain, n: int, miner: crypto.PrivateKey = MINER, dt: int = 1000) -> list[Block]:
+    out = []
+    for _ in range(n):
+        b = next_block(chain, (), miner, dt)
+        chain.add_block(b, now(b))
+        out.append(b)
+    return out
+
+
+def now(block: Block) -> int:
+    """A validator clock reading at which ``block`` is not from the future."""
+    return block.header.timestamp

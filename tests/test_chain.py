@@ -1,0 +1,217 @@
+"""Chain rules: each block rule refused with its code, fork choice by work,
+reorgs, retargeting, and the main-chain queries."""
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from learningchain import errors
+from learningchain.block import Block, make_block
+from learningchain.chain import Chain, next_target
+from learningchain.errors import ValidationError
+from tests.helpers import (EASY, KEYS, MINER, MINER2, T0, extend, mine, next_block, now, rebuild, remine,
+                           tiny_genesis, update_tx)
+
+
+def refused(chain, block, code, now_ms=None):
+    with pytest.raises(ValidationError) as exc:
+        chain.add_block(block, now(block) if now_ms is None else now_ms)
+    assert exc.value.code == code, exc.value
+    return exc.value
+
+
+def test_valid_chain_extends():
+    chain = Chain(tiny_genesis())
+    blocks = extend(chain, 3)
+    assert chain.height == 3 and chain.tip == blocks[-1]
+    assert chain.block_at(2) == blocks[1] and chain.main_chain(1, 2) == blocks[:2]
+    assert chain.add_block(blocks[0], now(blocks[0])).status == "known"
+
+
+def test_connected_result_and_tx_index():
+    chain = Chain(tiny_genesis())
+    tx = update_tx(chain, KEYS[0])
+    b = next_block(chain, [tx])
+    res = chain.add_block(b, now(b))
+    assert res.status == "connected" and res.connected == (b,)
+    assert chain.find_tx(tx.id) == (tx, b.hash) and chain.find_tx("00" * 32) is None
+
+
+def test_unknown_parent_and_wrong_height():
+    chain = Chain(tiny_genesis())
+    b = next_block(chain)
+    refused(chain, rebuild(b, prev_hash="11" * 32), errors.BLOCK_BAD_PREV)
+    refused(chain, rebuild(b, height=2), errors.BLOCK_BAD_HEIGHT)
+
+
+def test_structure_failures():
+    chain = Chain(tiny_genesis())
+    tx = update_tx(chain, KEYS[0])
+    b = next_block(chain, [tx])
+    unmined = b.header
+    while unmined.check_pow():
+        unmined = unmined.with_nonce(unmined.nonce + 1)
+    refused(chain, Block(unmined, b.txs), errors.BLOCK_BAD_POW)
+    refused(chain, remine(b, merkle_root="22" * 32), errors.BLOCK_BAD_MERKLE)
+    refused(chain, remine(b, commitment_hash="33" * 32), errors.BLOCK_BAD_COMMITMENT_HASH)
+    refused(chain, rebuild(b, commitment={"round": 1}), errors.BLOCK_UNEXPECTED_COMMITMENT)
+    refused(chain, mine(make_block(1, chain.tip.hash, T0 + 1000, EASY, MINER.public_hex, config={"x": 1})),
+            errors.BLOCK_MALFORMED)
+    assert chain.add_block(b, now(b)).status == "connected"  # the genuine block is still accepted
+
+
+def test_timestamps():
+    chain = Chain(tiny_genesis())
+    extend(chain, 3)  # timestamps T0+1000..T0+3000, median of 4 is T0+2000
+    b = next_block(chain)
+    refused(chain, rebuild(b, timestamp=T0 + 2000), errors.BLOCK_TIME_TOO_OLD)
+    ok = rebuild(b, timestamp=T0 + 2001)
+    refused(chain, ok, errors.BLOCK_TIME_TOO_NEW, now_ms=T0 + 2001 - 60_001)
+    assert chain.add_block(ok, T0 + 2001 - 60_000).status == "connected"  # exactly at the limit
+
+
+def test_wrong_target_refused():
+    chain = Chain(tiny_genesis())
+    b = next_block(chain)
+    refused(chain, rebuild(b, target=EASY // 2), errors.BLOCK_BAD_TARGET)
+
+
+def test_too_large_refused():
+    chain = Chain(tiny_genesis(max_block_bytes=1000))
+    b = next_block(chain, [update_tx(chain, KEYS[0])])
+    refused(chain, b, errors.BLOCK_TOO_LARGE)
+
+
+def test_duplicate_tx_in_block_and_on_branch():
+    chain = Chain(tiny_genesis())
+    tx = update_tx(chain, KEYS[0])
+    b = next_block(chain)
+    refused(chain, rebuild(b, txs=[tx, tx]), errors.BLOCK_DUPLICATE_TX)
+    chain.add_block(next_block(chain, [tx]), now(chain.tip) + 10_000)
+    refused(chain, rebuild(next_block(chain), txs=[tx]), errors.BLOCK_DUPLICATE_TX)
+
+
+def test_bad_tx_inside_block_names_tx_and_code():
+    chain = Chain(tiny_genesis())
+    good = update_tx(chain, KEYS[0])
+    forged = replace(good, signature=update_tx(chain, KEYS[1]).signature)
+    err = refused(chain, rebuild(next_block(chain), txs=[forged]), errors.BLOCK_BAD_TX)
+    assert errors.TX_BAD_SIGNATURE in err.detail and forged.id in err.detail
+    # the same header with the genuine signature is not poisoned by the forged one
+    assert chain.add_block(rebuild(next_block(chain), txs=[good]), T0 + 10_000).status == "connected"
+
+
+def test_invalid_block_is_remembered():
+    chain = Chain(tiny_genesis())
+    bad = rebuild(next_block(chain), target=EASY // 2)
+    refused(chain, bad, errors.BLOCK_BAD_TARGET)
+    refused(chain, bad, errors.BLOCK_BAD_TARGET)
+
+
+def _fork(chain, base_chain_blocks, n, miner, dt):
+    """Build n blocks on a copy of the chain at the same genesis, returning them."""
+    side = Chain(chain.genesis)
+    for b in base_chain_blocks:
+        side.add_block(b, now(b))
+    return extend(side, n, miner, dt)
+
+
+def test_more_work_beats_more_length():
+    g = tiny_genesis(retarget_window=2, target_block_ms=1000, pow_limit=EASY, initial_target=EASY >> 2)
+    chain = Chain(g)
+    long = extend(chain, 4, MINER, dt=100_000)   # slow: retarget makes the target easier (up to pow_limit)
+    short = _fork(chain, [], 3, MINER2, dt=10)    # fast: target gets harder every 2 blocks
+    w_long = chain.tip_work
+    side = Chain(g)
+    for blk in short:
+        side.add_block(blk, now(blk))
+    # long: E/4 then E, E, E (slow blocks ease to pow_limit); short: E/4 then E/16, E/16
+    assert side.work_of(short[1].hash) > w_long
+    res = [chain.add_block(blk, now(blk)) for blk in short]
+    assert [r.status for r in res] == ["side", "reorg", "connected"]
+    assert res[1].disconnected == tuple(reversed(long)) and res[1].connected == tuple(short[:2])
+    assert chain.tip == short[-1] and chain.height == 3 and chain.block_at(1) == short[0]
+    # ties: first seen wins, so re-adding the old tip is "known" and does not switch back
+    assert chain.add_block(long[-1], now(long[-1])).status == "known"
+
+
+def test_reorg_updates_tx_index():
+    g = tiny_genesis()
+    chain = Chain(g)
+    tx = update_tx(chain, KEYS[0])
+    a1 = next_block(chain, [tx])
+    chain.add_block(a1, now(a1))
+    fork = _fork(chain, [], 2, MINER2, dt=500)
+    for blk in fork:
+        res = chain.add_block(blk, now(blk))
+    assert res.status == "reorg" and chain.find_tx(tx.id) is None
+
+
+def test_retarget_up_down_and_clamped():
+    g = tiny_genesis(retarget_window=4, target_block_ms=1000, pow_limit=EASY, initial_target=EASY >> 4)
+    def target_after(dt):
+        chain = Chain(g)
+        extend(chain, 3, dt=dt)
+        return next_target(chain._tip, chain.config)
+    t = EASY >> 4
+    expected = 4 * 1000
+    assert target_after(1000) == t * 3000 // expected           # 3 intervals measured (documented)
+    assert target_after(100) == t * (expected // 4) // expected  # too fast: clamped at 1/4
+    assert target_after(400) == t * 1200 // expected             # faster: harder
+    assert target_after(100_000) == min(t * expected * 4 // expected, EASY)  # clamped at 4x
+    g2 = tiny_genesis(retarget_window=4, pow_limit=EASY, initial_target=EASY)
+    chain = Chain(g2)
+    extend(chain, 3, dt=100_000)
+    assert next_target(chain._tip, chain.config) == EASY  # capped at pow_limit
+    chain = Chain(g)
+    blocks = extend(chain, 5, dt=100)
+    assert blocks[3].header.target == t // 4 and blocks[4].header.target == t // 4
+
+
+def test_locator_and_blocks_after():
+    chain = Chain(tiny_genesis())
+    blocks = extend(chain, 20)
+    loc = chain.locator()
+    heights = [chain.get_block(h).height for h in loc]
+    assert heights == [20, 19, 18, 16, 12, 4, 0] or heights[0] == 20 and heights[-1] == 0
+    assert heights == sorted(heights, reverse=True)
+    assert chain.blocks_after([blocks[9].hash], 3) == blocks[10:13]
+    assert chain.blocks_after(["ff" * 32], 2) == blocks[:2]
+
+
+def test_model_and_state_queries():
+    chain = Chain(tiny_genesis())
+    weights, digest = chain.model()
+    assert digest == chain.tip_state.model_digest == chain.state_of(chain.genesis.hash).model_digest
+    assert chain.state_of("00" * 32) is None and chain.get_block("00" * 32) is None
+
+
+_GEN = tiny_genesis(initial_target=1 << 236, pow_limit=1 << 236)
+_CHAIN = Chain(_GEN)
+_BLOCK = next_block(_CHAIN, [update_tx(_CHAIN, KEYS[0])])
+_FIELDS = ["version", "height", "prev_hash", "merkle_root", "commitment_hash", "timestamp", "target",
+           "miner", "nonce"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(_FIELDS), data=st.data())
+def test_changing_any_header_field_makes_the_block_invalid(field, data):
+    h = _BLOCK.header
+    old = getattr(h, field)
+    if field in ("prev_hash", "merkle_root", "commitment_hash"):
+        new = data.draw(st.binary(min_size=32, max_size=32)).hex()
+    elif field == "miner":
+        new = KEYS[data.draw(st.integers(0, len(KEYS) - 1))].public_hex
+    elif field == "target":
+        new = data.draw(st.integers(1, (1 << 256) - 1))
+    elif field == "version":
+        new = data.draw(st.integers(0, 2**32 - 1))
+    else:
+        new = data.draw(st.integers(0, 2**53 - 1))
+    if new == old:
+        return
+    chain = Chain(_GEN)
+    tampered = Block(replace(h, **{field: new}), _BLOCK.txs, _BLOCK.commitment)
+    with pytest.raises(ValidationError):
+        chain.add_block(tampered, now(_BLOCK))
+    assert chain.add_block(_BLOCK, now(_BLOCK)).status == "connected"

@@ -1,0 +1,100 @@
+"""Mempool: validated txs only, dedup, bounds, deterministic selection, reorgs."""
+from dataclasses import replace
+
+import pytest
+
+from learningchain import errors
+from learningchain.chain import Chain
+from learningchain.errors import ValidationError
+from learningchain.mempool import Mempool
+from tests.helpers import KEYS, MINER2, extend, mine, next_block, now, tiny_genesis, update_tx
+
+
+def test_accepts_once_and_refuses_invalid():
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    tx = update_tx(chain, KEYS[0])
+    assert pool.add(tx, chain) == "accepted" and pool.add(tx, chain) == "known"
+    assert len(pool) == 1 and tx.id in pool and pool.total_bytes == tx.size
+    forged = replace(update_tx(chain, KEYS[1]), signature=tx.signature)
+    with pytest.raises(ValidationError) as exc:
+        pool.add(forged, chain)
+    assert exc.value.code == errors.TX_BAD_SIGNATURE
+    with pytest.raises(ValidationError) as exc:
+        pool.add(update_tx(chain, KEYS[0], num_samples=3), chain)
+    assert exc.value.code == errors.TX_DUPLICATE_SENDER
+    with pytest.raises(ValidationError) as exc:
+        pool.add(update_tx(chain, KEYS[2], round=2), chain)
+    assert exc.value.code == errors.TX_ROUND_NOT_OPEN
+
+
+def test_signature_verified_once_shared_with_chain():
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    tx = update_tx(chain, KEYS[0])
+    pool.add(tx, chain)
+    assert tx in chain.verified
+    calls = []
+    original = type(tx).verify_signature
+    type(tx).verify_signature = lambda self: calls.append(self.id) or original(self)
+    try:
+        b = next_block(chain, pool.select(chain))
+        chain.add_block(b, now(b))
+    finally:
+        type(tx).verify_signature = original
+    assert calls == []
+
+
+def test_bounds_refuse_with_named_reason():
+    chain = Chain(tiny_genesis())
+    txs = [update_tx(chain, k) for k in KEYS[:3]]
+    pool = Mempool(max_count=2)
+    pool.add(txs[0], chain), pool.add(txs[1], chain)
+    with pytest.raises(ValidationError) as exc:
+        pool.add(txs[2], chain)
+    assert exc.value.code == errors.MEMPOOL_FULL
+    pool = Mempool(max_bytes=txs[0].size + txs[1].size - 1)
+    pool.add(txs[0], chain)
+    with pytest.raises(ValidationError) as exc:
+        pool.add(txs[1], chain)
+    assert exc.value.code == errors.MEMPOOL_FULL
+
+
+def test_selection_is_sorted_and_bounded():
+    chain, pool = Chain(tiny_genesis(quorum=10)), Mempool()
+    txs = [update_tx(chain, k) for k in KEYS[:6]]
+    for tx in reversed(txs):
+        pool.add(tx, chain)
+    sel = pool.select(chain)
+    assert [t.id for t in sel] == sorted(t.id for t in txs)
+    small = pool.select(chain, 4096 + 2 * (txs[0].size + 1 + 512))
+    assert len(small) == 2 and [t.id for t in small] == sorted(t.id for t in txs)[:2]
+
+
+def test_new_tip_removes_included_and_late():
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    txs = [update_tx(chain, k) for k in KEYS[:4]]
+    for tx in txs:
+        pool.add(tx, chain)
+    b = next_block(chain, pool.select(chain)[:1])
+    pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    assert len(pool) == 3 and b.txs[0].id not in pool
+    b = next_block(chain, pool.select(chain)[:2])  # reaches quorum 3: round 1 closes
+    pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    assert len(pool) == 0 and pool.total_bytes == 0  # the 4th update is now late
+
+
+def test_reorg_puts_transactions_back():
+    g = tiny_genesis()
+    chain, pool = Chain(g), Mempool()
+    tx = update_tx(chain, KEYS[0])
+    pool.add(tx, chain)
+    b1 = next_block(chain, pool.select(chain))
+    pool.on_new_tip(chain, chain.add_block(b1, now(b1)))
+    assert len(pool) == 0
+    other = Chain(g)
+    fork = extend(other, 2, MINER2, dt=700)
+    results = [chain.add_block(b, now(b)) for b in fork]
+    assert results[-1].status == "reorg"
+    for r in results:
+        pool.on_new_tip(chain, r)
+    assert tx.id in pool and chain.find_tx(tx.id) is None
+    assert [t.id for t in pool.select(chain)] == [tx.id]

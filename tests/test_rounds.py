@@ -1,0 +1,146 @@
+"""Round rules: closing at quorum or timeout, the commitment every validator
+recomputes, contextual tx refusals, and bit-identical models across nodes."""
+import numpy as np
+import pytest
+
+from learningchain import errors
+from learningchain.aggregation import Update, aggregate
+from learningchain.chain import Chain
+from learningchain.encoding import weights_digest
+from learningchain.errors import ValidationError
+from learningchain.tx import UpdateTx
+from tests.helpers import KEYS, MINER, extend, next_block, now, rebuild, tiny_genesis, update_tx
+
+
+def add(chain, block):
+    return chain.add_block(block, now(block))
+
+
+def bad_tx_code(chain, tx):
+    with pytest.raises(ValidationError) as exc:
+        add(chain, rebuild(next_block(chain), txs=[tx]))
+    assert exc.value.code == errors.BLOCK_BAD_TX
+    return exc.value.detail
+
+
+def test_round_closes_at_quorum_with_the_right_commitment():
+    chain = Chain(tiny_genesis())
+    g0, d0 = chain.model()
+    txs = [update_tx(chain, k, num_samples=10 * (i + 1)) for i, k in enumerate(KEYS[:3])]
+    add(chain, next_block(chain, txs[:2]))
+    assert chain.tip_state.round == 1 and len(chain.tip_state.pending) == 2
+    closing = next_block(chain, txs[2:])
+    assert closing.commitment is not None
+    add(chain, closing)
+    expected = aggregate("fedavg", [Update(t.id, t.sender, t.decoded_weights, t.num_samples) for t in txs],
+                         {"cap_factor": "2"})
+    c = closing.commitment
+    assert c["round"] == 1 and c["rule"] == "fedavg" and c["params"] == {"cap_factor": "2"}
+    assert c["updates"] == sorted(t.id for t in txs) and c["accepted"] == list(expected.accepted)
+    assert c["model_digest"] == weights_digest(expected.weights) != d0
+    state = chain.tip_state
+    assert (state.round, state.round_start, state.pending) == (2, 2, ())
+    assert state.model_digest == c["model_digest"]
+    summary = chain.round_summary(1)
+    assert summary["status"] == "closed" and summary["closed_at"] == 2
+    assert [u["height"] for u in summary["updates"]] == [1, 1, 2]
+    assert chain.round_summary(2)["status"] == "open" and chain.round_summary(3) is None
+
+
+def test_wrong_or_missing_commitment_refused():
+    chain = Chain(tiny_genesis())
+    txs = [update_tx(chain, k) for k in KEYS[:3]]
+    good = next_block(chain, txs)
+    with pytest.raises(ValidationError) as exc:
+        add(chain, rebuild(good, commitment={**good.commitment, "model_digest": "ab" * 32}))
+    assert exc.value.code == errors.BLOCK_BAD_COMMITMENT and "model_digest" in exc.value.detail
+    with pytest.raises(ValidationError) as exc:
+        add(chain, rebuild(good, commitment=None))
+    assert exc.value.code == errors.BLOCK_MISSING_COMMITMENT
+    assert add(chain, good).status == "connected"
+
+
+def test_round_closes_by_timeout_with_fewer_updates():
+    chain = Chain(tiny_genesis(round_timeout=3))
+    tx = update_tx(chain, KEYS[0])
+    add(chain, next_block(chain, [tx]))
+    extend(chain, 1)
+    closing = next_block(chain)
+    assert closing.height == 3 and closing.commitment["updates"] == [tx.id]
+    add(chain, closing)
+    assert chain.tip_state.round == 2 and chain.tip_state.model_digest == closing.commitment["model_digest"]
+
+
+def test_timeout_without_updates_keeps_the_model():
+    chain = Chain(tiny_genesis(round_timeout=2))
+    _, d0 = chain.model()
+    blocks = extend(chain, 2)
+    c = blocks[1].commitment
+    assert c["updates"] == [] and c["accepted"] == [] and c["model_digest"] == d0
+    assert chain.tip_state.round == 2 and chain.model()[1] == d0
+
+
+def test_aggregation_error_rejects_every_update():
+    g = tiny_genesis(aggregation={"rule": "krum", "params": {"f": 1}}, quorum=5, round_timeout=2)
+    chain = Chain(g)
+    _, d0 = chain.model()
+    txs = [update_tx(chain, k) for k in KEYS[:2]]
+    add(chain, next_block(chain, txs))
+    closing = next_block(chain)
+    c = closing.commitment
+    assert c["accepted"] == [] and set(c["rejected"]) == {t.id for t in txs}
+    assert all("krum" in reason for reason in c["rejected"].values())
+    assert c["model_digest"] == d0
+    add(chain, closing)
+
+
+def test_contextual_tx_refusals():
+    chain = Chain(tiny_genesis(allow_list=[k.public_hex for k in KEYS[:4]]))
+    assert errors.TX_ROUND_NOT_OPEN in bad_tx_code(chain, update_tx(chain, KEYS[0], round=2))
+    assert errors.TX_WRONG_BASE in bad_tx_code(chain, update_tx(chain, KEYS[0], base="cd" * 32))
+    assert errors.TX_UNKNOWN_SENDER in bad_tx_code(chain, update_tx(chain, KEYS[5]))
+    twice = [update_tx(chain, KEYS[0]), update_tx(chain, KEYS[0], num_samples=3)]
+    with pytest.raises(ValidationError) as exc:
+        add(chain, rebuild(next_block(chain), txs=twice))
+    assert errors.TX_DUPLICATE_SENDER in exc.value.detail
+    first = update_tx(chain, KEYS[1])
+    add(chain, next_block(chain, [first]))
+    assert errors.TX_DUPLICATE_SENDER in bad_tx_code(chain, update_tx(chain, KEYS[1], num_samples=7))
+    late = update_tx(chain, KEYS[2], num_samples=99)
+    add(chain, next_block(chain, [update_tx(chain, k) for k in KEYS[2:4]]))  # closes round 1
+    assert chain.tip_state.round == 2
+    assert errors.TX_LATE in bad_tx_code(chain, late)
+    with pytest.raises(ValidationError) as exc:
+        chain.validate_tx(late)
+    assert exc.value.code == errors.TX_LATE
+
+
+def test_shape_and_size_checked_in_blocks():
+    chain = Chain(tiny_genesis(max_tx_bytes=300))
+    assert errors.TX_TOO_LARGE in bad_tx_code(chain, update_tx(chain, KEYS[0]))
+
+
+def test_two_chains_reach_bit_identical_models():
+    g = tiny_genesis(aggregation={"rule": "trimmed-mean", "params": {"beta": "0.2"}}, quorum=5)
+    a, b = Chain(g), Chain(g)
+    blocks = []
+    for r in range(3):
+        rng = np.random.default_rng(r)
+        txs = []
+        for k in KEYS[:5]:
+            model, digest = a.model()
+            w = {n: (v + rng.normal(0, 0.1, v.shape)).astype(np.float32) for n, v in model.items()}
+            txs.append(UpdateTx.create(k, a.tip_state.round, digest, w, int(rng.integers(1, 50))))
+        blk = next_block(a, txs)
+        add(a, blk)
+        blocks.append(blk)
+    for blk in reversed(blocks[1:]):  # b sees later blocks first: orphans, refused as such
+        with pytest.raises(ValidationError) as exc:
+            b.add_block(blk, now(blk))
+        assert exc.value.code == errors.BLOCK_BAD_PREV
+    for blk in blocks:
+        add(b, blk)
+    wa, da = a.model()
+    wb, db = b.model()
+    assert da == db and a.tip_state.round == 4
+    assert all(wa[n].tobytes() == wb[n].tobytes() and wa[n].dtype == np.float32 for n in wa)
