@@ -1,0 +1,281 @@
+"""``python node.py COMMAND``: the command line of a LearningChain node.
+
+Commands that own a data directory (``run``, ``keygen``, ``verify``,
+``genesis``) live here; the read-only commands that ask a running node over
+HTTP live in :mod:`learningchain.inspect_cli`; the multi-process demo in
+:mod:`learningchain.demo`; ``simulate``, ``experiment`` and ``data`` in
+:mod:`learningchain.sim_cli`.
+
+Every failure a user can fix ends the process with status 1 (2 for a bad
+command line) and ONE line on stderr saying what to do, never a traceback.
+Set ``LEARNINGCHAIN_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from learningchain.errors import ConfigError, LearningChainError
+
+PROG = "node.py"
+GENESIS_FILE = "genesis.json"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (usage stays behind ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --- run ---------------------------------------------------------------------
+
+def load_genesis_file(path: str | os.PathLike):
+    """The :class:`NetworkConfig` in a JSON file written by ``node.py genesis``."""
+    from learningchain.genesis import NetworkConfig
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such genesis file; write one with "
+                          f"'python node.py genesis --nodes N --dataset D --out {p}'") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{p}: not a readable JSON genesis file ({exc})") from None
+    if isinstance(doc, dict) and "config" in doc and "network" not in doc:
+        doc = doc["config"]  # accept a whole genesis block document too
+    return NetworkConfig.from_dict(doc)
+
+
+def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
+    """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
+    the dataset's partition directory (its meta.json names dataset and node count)."""
+    from learningchain import genesis as gen
+    if genesis:
+        return load_genesis_file(genesis)
+    local = Path(data_dir) / GENESIS_FILE
+    if local.exists():
+        return load_genesis_file(local)
+    if dataset:
+        from learningchain.data import load_meta
+        meta = load_meta(Path(dataset).parent)
+        return gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits"))
+    return gen.default_config()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from learningchain import crypto, service
+    config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    crypto.load_or_create_key(args.data_dir)
+    peers = [p.strip().rstrip("/") for p in (args.peers or "").split(",") if p.strip()]
+    kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
+                  dataset_path=args.dataset, genesis_config=config, mine=args.mine,
+                  attack=args.attack)
+    if args.workers is not None:
+        kwargs["mine_workers"] = args.workers
+    if args.dp_sigma:
+        kwargs["dp_sigma"] = args.dp_sigma
+        kwargs["dp_clip"] = args.dp_clip
+    service.run_node(**kwargs)
+    return 0
+
+
+# --- keygen / verify / genesis --------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from learningchain import crypto
+    path = crypto.key_path(args.data_dir)
+    if path.exists():
+        raise ConfigError(f"{path} already exists: refusing to overwrite a node key "
+                          f"(move it away first if you really want a new identity)")
+    key = crypto.PrivateKey.generate()
+    crypto.save_key(key, args.data_dir)
+    print(f"key file  {path} (mode 600)")
+    print(f"address   {key.address}")
+    print(f"pubkey    {key.public_hex}")
+    return 0
+
+
+def _report_field(report, *names, default=None):
+    for name in names:
+        if isinstance(report, dict) and name in report:
+            return report[name]
+        if hasattr(report, name):
+            return getattr(report, name)
+    return default
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from learningchain.store import verify_store
+    if not Path(args.data_dir).is_dir():
+        raise ConfigError(f"{args.data_dir}: no such data directory")
+    report = verify_store(args.data_dir)
+    ok = bool(_report_field(report, "ok", default=False))
+    height = _report_field(report, "height", "verified_height")
+    tip = _report_field(report, "tip", "tip_hash")
+    if args.json:
+        doc = report if isinstance(report, dict) else {k: v for k, v in vars(report).items()
+                                                       if not k.startswith("_")}
+        print(json.dumps(doc, indent=1, default=str))
+        return 0 if ok else 1
+    if ok:
+        print(f"OK: chain of height {height} verified from genesis, tip {tip}")
+        return 0
+    where = _report_field(report, "broken_at", "bad_height", "failed_height")
+    block = _report_field(report, "bad_block", "block", "bad_hash")
+    reason = _report_field(report, "error", "reason", "detail", default="unknown reason")
+    at = f"height {where}" if where is not None else "an unknown height"
+    print(f"BROKEN at {at}" + (f" (block {block})" if block else "") + f": {reason}; "
+          f"verified up to height {height}", file=sys.stderr)
+    return 1
+
+
+def cmd_genesis(args: argparse.Namespace) -> int:
+    from learningchain import aggregation
+    from learningchain.genesis import default_config, make_genesis
+    params = json.loads(args.params) if args.params else None
+    if params is None and args.aggregator != "fedavg":
+        params = aggregation.default_params(args.aggregator)
+    config = default_config(args.nodes, network=args.network, dataset=args.dataset, kind=args.model,
+                            rule=args.aggregator, params=params, quorum=args.quorum,
+                            round_timeout=args.round_timeout, target_block_ms=args.block_ms)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists: pass --force to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
+          f"quorum {config.quorum}, rule {config.rule}")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
+    return value
+
+
+def _add_run(sub) -> None:
+    from learningchain.participant import ATTACKS
+    p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
+    p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
+    p.add_argument("--port", type=_port, required=True, help="HTTP port of the node API")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--peers", default="", help="comma-separated peer URLs, e.g. http://127.0.0.1:5001")
+    p.add_argument("--dataset", help="this node's local data (.npz with X, y); without it the node "
+                                     "validates and relays but does not learn")
+    p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
+                                     "else the default network for the dataset)")
+    p.add_argument("--mine", action="store_true", help="mine blocks in this node")
+    p.add_argument("--workers", type=_positive, help="mining worker processes (with --mine)")
+    p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
+    p.add_argument("--dp-sigma", type=float, default=0.0, help="DP noise multiplier (0 = off)")
+    p.add_argument("--dp-clip", type=float, default=0.0, help="DP clip norm C of the update")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_admin(sub) -> None:
+    from learningchain.aggregation import RULES
+    p = sub.add_parser("keygen", help="create this node's key (refuses to overwrite)")
+    p.add_argument("--data-dir", required=True)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("verify", help="revalidate the stored chain from genesis")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
+    p.add_argument("--nodes", type=_positive, required=True, help="nodes of the network (quorum default)")
+    p.add_argument("--dataset", default="digits", help="dataset the model is built for (default digits)")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\'')
+    p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp")
+    p.add_argument("--quorum", type=_positive, help="updates that close a round (default: --nodes)")
+    p.add_argument("--round-timeout", type=_positive, default=20, help="blocks before a round closes anyway")
+    p.add_argument("--block-ms", type=_positive, default=500, help="target block interval in ms")
+    p.add_argument("--network", default="learningchain-demo", help="network name")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_genesis)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="LearningChain: federated learning on a "
+                                                  "proof-of-work ledger.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    _add_run(sub)
+    _add_admin(sub)
+    from learningchain import demo, inspect_cli
+    demo.register(sub)
+    inspect_cli.register(sub)
+    try:
+        from learningchain import sim_cli
+    except ImportError:
+        sim_cli = None
+    if sim_cli is not None:
+        sim_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into a line
+        if isinstance(exc, SystemExit):
+            raise
+        print(f"{PROG} {args.command}: {one_line(exc)}", file=sys.stderr)
+        if os.environ.get("LEARNINGCHAIN_DEBUG"):
+            traceback.print_exc()
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """What to tell a user about ``exc``, on one line."""
+    import requests
+    if isinstance(exc, LearningChainError):
+        text = str(exc)
+    elif isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        url = getattr(exc, "node_url", None) or _url_of(exc)
+        text = f"cannot reach node at {url}: is it running?"
+    elif isinstance(exc, requests.RequestException):
+        text = f"HTTP request failed: {exc}"
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = (f"unexpected {type(exc).__name__}: {exc} "
+                f"(rerun with LEARNINGCHAIN_DEBUG=1 and report the traceback)")
+    return " ".join(text.split())
+
+
+def _url_of(exc: BaseException) -> str:
+    req = getattr(exc, "request", None)
+    if req is not None and getattr(req, "url", None):
+        from urllib.parse import urlsplit
+        parts = urlsplit(req.url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return "the given URL"

@@ -1,0 +1,409 @@
+"""``python node.py demo``: a real local network, start to finish.
+
+Starts N node processes (``python node.py run``) on free loopback ports, each
+with its own data dir under ``--out/nodes`` and its IID partition, sharing one
+genesis whose quorum is N. Node 0 mines (one worker: on two cores that leaves
+room for training and validation); the others peer with it and learn about each
+other through its peer list. The demo polls the nodes' ``/status`` and
+``/rounds/<r>``, prints a row per closed round, stops after R rounds, checks
+that every node derived the same model digest for round R, writes
+``results.json`` and plots (:mod:`learningchain.results`, the simulator's schema)
+and shuts every process down: SIGTERM, then SIGKILL after a deadline, also on
+Ctrl-C or when a node dies (then its log tail is shown and the exit status is 1).
+
+:class:`Network` is reused by the end-to-end tests and ``bench/round.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from learningchain.errors import ConfigError, LearningChainError
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_PY = ROOT / "node.py"
+STOP_SECONDS = 5.0
+
+
+class NodeDied(LearningChainError):
+    """A node process exited while the network was supposed to run."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class NodeProc:
+    index: int
+    port: int
+    data_dir: Path
+    log_path: Path
+    args: list[str]
+    popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+
+@dataclass
+class Network:
+    """Node processes started and always stopped by us (a context manager)."""
+    out: Path
+    python: str = sys.executable
+    nodes: list[NodeProc] = field(default_factory=list)
+
+    def start(self, index: int, *, port: int | None = None, peers=(), dataset=None, genesis=None,
+              mine: bool = False, workers: int = 1, attack: str | None = None,
+              data_dir: Path | None = None, extra=()) -> NodeProc:
+        port = port or free_port()
+        data_dir = Path(data_dir or self.out / "nodes" / f"node{index}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["run", "--data-dir", str(data_dir), "--port", str(port)]
+        if peers:
+            args += ["--peers", ",".join(peers)]
+        if dataset:
+            args += ["--dataset", str(dataset)]
+        if genesis:
+            args += ["--genesis", str(genesis)]
+        if mine:
+            args += ["--mine", "--workers", str(workers)]
+        if attack:
+            args += ["--attack", attack]
+        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra))
+        self.nodes.append(node)
+        self.launch(node)
+        return node
+
+    def launch(self, node: NodeProc) -> None:
+        """(Re)start the process of ``node``, appending to its log."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(node.log_path, "ab") as log:
+            node.popen = subprocess.Popen([self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def check_alive(self) -> None:
+        for node in self.nodes:
+            if node.popen is not None and node.popen.poll() is not None:
+                raise NodeDied(f"{node.name} ({node.url}) exited with status {node.popen.returncode}; "
+                               f"last lines of {node.log_path}:\n{log_tail(node.log_path)}")
+
+    def stop(self, node: NodeProc, timeout: float = STOP_SECONDS, sig=signal.SIGTERM) -> None:
+        p = node.popen
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def kill(self, node: NodeProc) -> None:
+        """SIGKILL: no shutdown code runs (a crash)."""
+        if node.popen is not None and node.popen.poll() is None:
+            node.popen.kill()
+            node.popen.wait(5)
+
+    def stop_all(self, timeout: float = STOP_SECONDS) -> None:
+        live = [n for n in self.nodes if n.popen is not None and n.popen.poll() is None]
+        for n in live:
+            n.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in live:
+            try:
+                n.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                n.popen.kill()
+                n.popen.wait(5)
+
+    def __enter__(self) -> "Network":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_all()
+
+
+# --- HTTP helpers -----------------------------------------------------------------
+
+_session = requests.Session()
+
+
+def get(url: str, path: str, timeout: float = 3.0):
+    """JSON of GET url+path, or None when unreachable or not 200."""
+    try:
+        resp = _session.get(url + path, timeout=timeout)
+    except requests.RequestException:
+        return None
+    if resp.status_code != 200:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def wait_for(predicate, timeout: float, what: str, net: Network | None = None, interval=0.2):
+    """Poll ``predicate()`` until it returns something truthy; raise on the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if net is not None:
+            net.check_alive()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LearningChainError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_ready(net: Network, nodes: list[NodeProc], timeout: float = 30.0) -> None:
+    for n in nodes:
+        wait_for(lambda n=n: get(n.url, "/status"), timeout, f"{n.name} to answer on {n.url}", net)
+
+
+# --- set-up -----------------------------------------------------------------------
+
+def partitions_for(dataset: str, n: int, out: Path) -> Path:
+    """data/<dataset>-<n>-iid if it is there for n nodes, else written under ``out``."""
+    from learningchain import data
+    shipped = ROOT / "data" / f"{dataset}-{n}-iid"
+    try:
+        if data.load_meta(shipped).get("n_nodes") == n:
+            return shipped
+    except ConfigError:
+        pass
+    return data.write_partitions(out / "data" / f"{dataset}-{n}-iid", dataset, n, "iid")
+
+
+def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int = 20):
+    from learningchain import aggregation
+    from learningchain.genesis import default_config
+    params = aggregation.default_params(aggregator)
+    if byzantine:
+        try:
+            from learningchain.experiments import robust_params
+            params = robust_params(aggregator, n, byzantine) or params
+        except ImportError:
+            pass
+    return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
+                          round_timeout=round_timeout)
+
+
+def write_genesis(config, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers: int = 0,
+                  attack: str | None = None, base_port: int | None = None, miners: int = 1):
+    """Node 0 (miner) first, then the others in parallel, peered with node 0."""
+    port = (lambda i: base_port + i) if base_port else (lambda i: None)
+    first = net.start(0, port=port(0), dataset=part_dir / "node0.npz", genesis=genesis, mine=True,
+                      attack=attack if attackers > 0 else None)
+    wait_ready(net, [first])
+    rest = [net.start(i, port=port(i), peers=[first.url], dataset=part_dir / f"node{i}.npz",
+                      genesis=genesis, mine=i < miners, attack=attack if i < attackers else None)
+            for i in range(1, n)]
+    wait_ready(net, rest)
+    return net.nodes
+
+
+# --- the run ------------------------------------------------------------------------
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / max(1, total))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def closed_round(url: str, r: int):
+    doc = get(url, f"/rounds/{r}")
+    if doc and doc.get("status") == "closed" and doc.get("metrics"):
+        return doc
+    return None
+
+
+def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float, tty: bool):
+    """Poll node 0 until round ``rounds`` is closed; a row per closed round."""
+    from learningchain.results import round_entry
+    hub = net.nodes[0]
+    entries, r, t_prev, t0 = [], 1, time.monotonic(), time.monotonic()
+    sent_prev = _traffic(net)
+    print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}")
+    deadline = t0 + timeout
+    while r <= rounds:
+        net.check_alive()
+        doc = closed_round(hub.url, r)
+        if doc is None:
+            status = get(hub.url, "/status") or {}
+            if tty:
+                print(f"\r{progress_bar(r - 1, rounds)} round {r}/{rounds}  height "
+                      f"{status.get('height', '?')}  {time.monotonic() - t0:5.1f} s", end="", flush=True)
+            if time.monotonic() > deadline:
+                raise LearningChainError(f"round {r} did not close within {timeout:.0f} s; see the "
+                                         f"logs in {net.out}")
+            time.sleep(0.2)
+            continue
+        now, sent = time.monotonic(), _traffic(net)
+        commitment = {"accepted": doc.get("accepted", []), "rejected": doc.get("rejected", {})}
+        bad_ids = [u["id"] for u in doc.get("updates", []) if u.get("sender") in attacker_keys]
+        metrics = {k: float(v) for k, v in doc["metrics"].items()}
+        entry = round_entry(r, doc.get("closed_at") or doc.get("height") or 0, metrics, commitment,
+                            bad_ids, timing={"round": now - t_prev}, nbytes=sent - sent_prev)
+        entry["model_digest"] = doc.get("model_digest")
+        entries.append(entry)
+        name = "accuracy" if "accuracy" in metrics else "rmse"
+        if tty:
+            print("\r" + " " * 79 + "\r", end="")
+        print(f"{r:>5}  {entry['height']:>6}  {len(entry['accepted']):>8}  {len(entry['rejected']):>8}"
+              f"  {name + ' ' + format(metrics[name], '.4f'):>16}  {now - t_prev:5.1f}s", flush=True)
+        r, t_prev, sent_prev = r + 1, now, sent
+    return entries
+
+
+def _traffic(net: Network) -> int:
+    total = 0
+    for n in net.nodes:
+        s = get(n.url, "/status") or {}
+        total += int((s.get("traffic") or {}).get("sent", 0))
+    return total
+
+
+def check_agreement(net: Network, r: int, timeout: float = 20.0) -> tuple[str, str]:
+    """Every node's model digest for round r (equal, or raise); and the tips."""
+    def digests():
+        ds = [(closed_round(n.url, r) or {}).get("model_digest") for n in net.nodes]
+        return ds if None not in ds and len(set(ds)) == 1 else None
+    try:
+        digest = wait_for(digests, timeout, f"all nodes to agree on round {r}", net)[0]
+    except LearningChainError:
+        seen = [(n.name, (closed_round(n.url, r) or {}).get("model_digest")) for n in net.nodes]
+        raise LearningChainError(f"nodes disagree on the model of round {r}: "
+                                 + ", ".join(f"{k}={str(v)[:12]}" for k, v in seen)) from None
+    tips = {(s or {}).get("tip") for s in (get(n.url, "/status") for n in net.nodes)}
+    return digest, ("same tip on every node" if len(tips) == 1 else
+                    f"{len(tips)} different tips (blocks in flight), same round-{r} model")
+
+
+def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, dict]:
+    """G0 metrics and the centralized / local-only baselines on the same files."""
+    from learningchain import baselines
+    from learningchain.data import Dataset, load_meta, load_partition
+    from learningchain.models import build_model
+    parts = [load_partition(part_dir / f"node{i}.npz") for i in range(n)]
+    X_te, y_te = load_partition(part_dir / "test.npz")
+    meta = load_meta(part_dir)
+    ds = Dataset(meta.get("dataset", "?"), np.concatenate([p[0] for p in parts]),
+                 np.concatenate([p[1] for p in parts]), X_te, y_te, meta.get("task", spec.task),
+                 int(meta.get("n_classes", 0)))
+    model = build_model(spec)
+    initial = model.evaluate(model.initial_weights(), X_te, y_te)
+    epochs = rounds * spec.epochs
+    return initial, {"centralized": baselines.centralized(spec, ds, epochs),
+                     "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from learningchain.genesis import make_genesis
+    from learningchain.results import plot_results, write_results
+    if not 0 <= args.byzantine < args.nodes:
+        raise ConfigError(f"--byzantine must be in [0, {args.nodes}), got {args.byzantine}")
+    if args.byzantine and not args.attack:
+        raise ConfigError("--byzantine needs --attack NAME (e.g. --attack sign-flip)")
+    out = Path(args.out).resolve()
+    shutil.rmtree(out / "nodes", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("node*.log"):
+        old.unlink()
+    t_start = time.monotonic()
+    part_dir = partitions_for(args.dataset, args.nodes, out)
+    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine)
+    genesis = write_genesis(config, out / "genesis.json")
+    tty = sys.stdout.isatty()
+    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
+          f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}; "
+          f"genesis {make_genesis(config).hash[:16]}; logs in {out}")
+    net = Network(out)
+    keep = False
+    try:
+        start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port)
+        keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[:args.byzantine]}
+        print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index == 0 else ''}"
+                                    f"{' (attacker)' if n.index < args.byzantine else ''}" for n in net.nodes))
+        entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
+        digest, tips = check_agreement(net, args.rounds)
+        print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
+        keep = args.keep
+        if keep:
+            print("network left running (--keep): inspect with")
+            for n in net.nodes:
+                print(f"  python node.py status --node {n.url}")
+            print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the nodes", file=sys.stderr)
+        return 130
+    finally:
+        if not keep:
+            net.stop_all()
+    elapsed = time.monotonic() - t_start
+    initial, base = local_baselines(config.model_spec, part_dir, args.nodes, args.rounds)
+    results = {"config": {"mode": "live", "dataset": args.dataset, "model": config.model_spec.kind,
+                          "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
+                          "aggregator": config.rule, "params": config.params,
+                          "byzantine": args.byzantine, "attack": args.attack,
+                          "genesis": make_genesis(config).hash, "partitions": str(part_dir)},
+               "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
+               "baselines": base, "elapsed_s": round(elapsed, 3)}
+    path = write_results(out, results)
+    plots = plot_results(out, results)
+    name = "accuracy" if "accuracy" in initial else "rmse"
+    print(f"{name}: G0 {initial[name]:.4f} -> G{args.rounds} {results['final'][name]:.4f} "
+          f"(centralized {base['centralized'][name]:.4f}, local-only mean "
+          f"{base['local_only'][name]:.4f}) in {elapsed:.1f} s")
+    print(f"results: {path}\nplots:   {', '.join(str(p) for p in plots)}\nlogs:    {out}/node*.log")
+    print(f"inspect a stored chain: python node.py verify --data-dir {out / 'nodes' / 'node0'}")
+    return 0
+
+
+def register(sub) -> None:
+    from learningchain.aggregation import RULES
+    from learningchain.participant import ATTACKS
+    p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
+    p.add_argument("--nodes", type=int, default=4, help="node processes (default 4)")
+    p.add_argument("--rounds", type=int, default=10, help="rounds to run (default 10)")
+    p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--byzantine", type=int, default=0, help="the first K nodes attack")
+    p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
+    p.add_argument("--out", default="demo-out", help="results, plots, logs and node data (default demo-out)")
+    p.add_argument("--base-port", type=int, help="node i listens on P+i (default: free ports)")
+    p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    p.set_defaults(func=run_demo)

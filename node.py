@@ -1,0 +1,8 @@
+#!/usr/bin/env python3
+"""LearningChain node: ``python node.py --help`` (see learningchain/cli.py)."""
+import sys
+
+from learningchain.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
