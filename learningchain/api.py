@@ -1,0 +1,300 @@
+"""HTTP API of a node: ``create_app(node)`` wires a :class:`~learningchain.service.Node`
+into Flask routes (served by waitress, see :func:`learningchain.service.run_node`).
+
+Handlers stay thin: parse, call the node, serialise. Errors are registered once,
+so every 4xx has the shape ``{"error": text}`` (plus ``"reason": code`` for a
+validation failure) and nothing ever answers with a traceback. Request bodies
+are decoded with :func:`learningchain.encoding.parse_json` (NaN, Infinity and
+deep nesting refused), never ``request.json``. Every endpoint is documented in
+docs/api.md.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from learningchain import errors
+from learningchain.block import Block
+from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
+from learningchain.errors import ValidationError
+from learningchain.peers import check_peer_url
+from learningchain.tx import UpdateTx
+
+MAX_BODY_BYTES = 4 << 20
+MAX_CHAIN_PAGE = 500
+MAX_SYNC_PAGE = 500
+
+api = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A client error with its HTTP status (4xx) and optional reason code."""
+
+    def __init__(self, status: int, error: str, reason: str | None = None):
+        super().__init__(error)
+        self.status, self.error, self.reason = status, error, reason
+
+
+def node():
+    return current_app.config["NODE"]
+
+
+def body() -> dict:
+    """The request's JSON object, strictly decoded."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+    try:
+        doc = parse_json(request.get_data(cache=True))
+    except EncodingError as exc:
+        raise ApiError(400, f"malformed JSON body: {exc}", "bad-json") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the JSON body must be an object", "bad-json")
+    return doc
+
+
+def hex_id(value: str, what: str) -> str:
+    if not is_hex(value, 32):
+        raise ApiError(400, f"{what} must be 64 lowercase hex characters", "bad-id")
+    return value
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 15 or not lo <= int(raw) <= hi:
+        raise ApiError(400, f"query parameter {name} must be an integer in [{lo}, {hi}]", "bad-query")
+    return int(raw)
+
+
+def peer_header() -> str | None:
+    url = request.headers.get("X-Peer")
+    return url if url and check_peer_url(url) is None else None
+
+
+def summary(block: Block) -> dict:
+    c = block.commitment
+    return {"height": block.height, "hash": block.hash, "timestamp": block.header.timestamp,
+            "txs": len(block.txs), "miner": block.header.miner,
+            "round_closed": c.get("round") if isinstance(c, dict) else None}
+
+
+# --- reads -----------------------------------------------------------------------------
+
+@api.get("/status")
+def status():
+    return jsonify(node().status())
+
+
+@api.get("/chain")
+def chain():
+    n = node()
+    with n.lock:
+        height = n.chain.height
+        limit = int_arg("limit", 20, 1, MAX_CHAIN_PAGE)
+        start = int_arg("start", max(0, height - limit + 1), 0, 2**53)
+        blocks = [summary(b) for b in n.chain.main_chain(start, limit)]
+    return jsonify({"height": height, "blocks": blocks})
+
+
+@api.get("/blocks/<ref>")
+def block(ref: str):
+    n = node()
+    with n.lock:
+        if ref.isdigit() and len(ref) <= 15:
+            b = n.chain.block_at(int(ref))
+        else:
+            b = n.chain.get_block(hex_id(ref, "block hash"))
+    if b is None:
+        raise ApiError(404, f"no block {ref}")
+    if request.accept_mimetypes.best == "text/html":
+        from learningchain.explorer import render_block
+        return render_block(n, b)
+    return jsonify({**b.to_dict(), "hash": b.hash})
+
+
+@api.post("/sync/blocks")
+def sync_blocks():
+    doc = body()
+    locator, limit = doc.get("locator"), doc.get("limit", 100)
+    if not isinstance(locator, list) or len(locator) > 200 or not all(is_hex(h, 32) for h in locator):
+        raise ApiError(400, "locator must be a list of at most 200 block hashes (64 hex)", "bad-locator")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SYNC_PAGE:
+        raise ApiError(400, f"limit must be an integer in [1, {MAX_SYNC_PAGE}]", "bad-query")
+    n = node()
+    with n.lock:
+        blocks = n.chain.blocks_after(locator, limit)
+        height = n.chain.height
+    return jsonify({"height": height, "blocks": [b.to_dict() for b in blocks]})
+
+
+@api.get("/txs/<txid>")
+def tx(txid: str):
+    found = node().find_tx(hex_id(txid, "tx id"))
+    if found is None:
+        raise ApiError(404, f"no tx {txid} in the mempool or the main chain")
+    return jsonify(found)
+
+
+@api.get("/mempool")
+def mempool():
+    n = node()
+    with n.lock:
+        txs = [{"id": t.id, "sender": t.sender, "round": t.round, "num_samples": t.num_samples,
+                "size": t.size} for t in n.ledger.mempool]
+    return jsonify({"count": len(txs), "bytes": sum(t["size"] for t in txs), "txs": txs})
+
+
+@api.get("/peers")
+def peers():
+    n = node()
+    return jsonify({"self": n.url, "peers": n.peers.snapshot(), "traffic": n.peers.traffic()})
+
+
+@api.get("/model")
+def model():
+    n = node()
+    with n.lock:
+        state = n.chain.tip_state
+        weights, digest, r = state.model, state.model_digest, state.round - 1
+    return jsonify({"round": r, "digest": digest, "metrics": n.metrics.get(r),
+                    "weights": encode_weights(weights)})
+
+
+@api.get("/rounds")
+def rounds():
+    return jsonify({"rounds": node().rounds_overview()})
+
+
+@api.get("/rounds/<r>")
+def round_detail(r: str):
+    if not r.isdigit() or len(r) > 15 or int(r) < 1:
+        raise ApiError(400, "round must be a positive integer", "bad-id")
+    detail = node().round_detail(int(r))
+    if detail is None:
+        raise ApiError(404, f"round {r} has not opened yet")
+    return jsonify(detail)
+
+
+# --- writes ------------------------------------------------------------------------------
+
+@api.post("/txs")
+def post_tx():
+    doc = body()
+    t = UpdateTx.parse(doc)  # ValidationError -> 400 with its reason
+    status = node().submit_tx(t, peer=peer_header())
+    return jsonify({"status": status, "id": t.id}), 202
+
+
+@api.post("/inv")
+def inv():
+    """Announced tx ids -> the ones we want (neither in the mempool nor the chain)."""
+    ids = body().get("txs")
+    if not isinstance(ids, list) or len(ids) > 1000 or not all(is_hex(i, 32) for i in ids):
+        raise ApiError(400, "txs must be a list of at most 1000 tx ids (64 hex)", "bad-id")
+    n = node()
+    return jsonify({"want": [i for i in ids if n.lookup_tx(i) is None]})
+
+
+@api.post("/blocks")
+def post_block():
+    doc, n, peer = body(), node(), peer_header()
+    if "compact" in doc:
+        if set(doc) != {"compact"}:
+            raise ApiError(400, "a compact block message holds only 'compact'", errors.BLOCK_MALFORMED)
+        b = n.rebuild_compact(doc["compact"], peer)
+        if b is None:
+            return jsonify({"status": "missing-txs",
+                            "error": "some transactions are unknown here; send the full block"}), 202
+    else:
+        b = Block.parse(doc)
+    status = n.submit_block(b, peer=peer)
+    return jsonify({"status": status, "hash": b.hash}), 202
+
+
+@api.post("/peers")
+def post_peer():
+    url = body().get("url")
+    problem = check_peer_url(url)
+    if problem:
+        raise ApiError(400, problem, "bad-peer-url")
+    n = node()
+    added = n.peers.add(url)
+    return jsonify({"added": added, "peers": [n.url] + n.peers.urls()})
+
+
+@api.get("/mining/template")
+def mining_template():
+    tid, b = node().new_template()
+    return jsonify({"template_id": tid, "height": b.height, "prev_hash": b.header.prev_hash,
+                    "prefix": b.header.prefix().hex(), "target": f"{b.header.target:064x}"})
+
+
+@api.post("/mining/submit")
+def mining_submit():
+    doc = body()
+    tid, nonce = doc.get("template_id"), doc.get("nonce")
+    if not isinstance(tid, str) or len(tid) > 64:
+        raise ApiError(400, "template_id must be the string /mining/template returned", "template-unknown")
+    if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
+        raise ApiError(400, "nonce must be an integer in [0, 2^64)", "bad-nonce")
+    status, b = node().submit_nonce(tid, nonce)
+    return jsonify({"status": status, "hash": b.hash}), 202
+
+
+# --- errors, registered once ------------------------------------------------------------------
+
+def _json_error(status: int, error: str, reason: str | None = None):
+    doc = {"error": error}
+    if reason:
+        doc["reason"] = reason
+    return jsonify(doc), status
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return _json_error(exc.status, exc.error, exc.reason)
+
+    @app.errorhandler(ValidationError)
+    def validation_error(exc: ValidationError):
+        return _json_error(400, exc.detail, exc.code)
+
+    @app.errorhandler(EncodingError)
+    def encoding_error(exc: EncodingError):
+        return _json_error(400, str(exc), "bad-encoding")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        texts = {404: "no such endpoint; see docs/api.md",
+                 405: f"method {request.method} is not allowed on {request.path}",
+                 413: f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}
+        return _json_error(exc.code or 500, texts.get(exc.code, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json_error(500, "internal error; the node logged it and keeps serving")
+
+
+def create_app(node_obj) -> Flask:
+    app = Flask(__name__)
+    app.config["NODE"] = node_obj
+    app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, node_obj.config.max_block_bytes + (64 << 10))
+    app.json.sort_keys = False
+    app.register_blueprint(api)
+    from learningchain.explorer import explorer
+    app.register_blueprint(explorer)
+    register_errors(app)
+
+    @app.after_request
+    def count_bytes(resp):
+        peer = request.headers.get("X-Peer")
+        if peer:
+            node_obj.peers.count_inbound(peer, (request.content_length or 0) + 200,
+                                         (resp.calculate_content_length() or 0) + 200)
+        return resp
+    return app

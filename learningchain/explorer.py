@@ -1,0 +1,81 @@
+"""The block explorer: server-rendered HTML (Jinja templates under
+``learningchain/templates/``), no JavaScript and no external assets.
+
+``GET /`` shows the latest blocks, every round with its accepted and rejected
+updates (and why), and a line chart of the global metric per round drawn as
+inline SVG built here in Python. ``GET /blocks/<hash>`` with ``Accept:
+text/html`` renders one block (see :func:`render_block`).
+"""
+from __future__ import annotations
+
+import time
+from html import escape
+
+from flask import Blueprint, current_app, render_template
+from markupsafe import Markup
+
+from learningchain.crypto import address
+
+explorer = Blueprint("explorer", __name__, template_folder="templates")
+CHART_W, CHART_H, PAD = 640, 220, 40
+
+
+def metric_chart(points: list[tuple[int, float]], label: str) -> Markup:
+    """An SVG polyline of (round, value) points with axes and labels."""
+    if not points:
+        return Markup('<p class="muted">No round has been evaluated yet.</p>')
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(0.0, min(ys)), max(1.0 if label == "accuracy" else max(ys), 1e-9)
+    span_x, span_y = max(1, x1 - x0), max(1e-9, y1 - y0)
+
+    def sx(x):
+        return PAD + (x - x0) / span_x * (CHART_W - 2 * PAD)
+
+    def sy(y):
+        return CHART_H - PAD - (y - y0) / span_y * (CHART_H - 2 * PAD)
+
+    poly = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3"><title>round {x}: {y:.4f}</title></circle>'
+                   for x, y in points)
+    grid = "".join(
+        f'<line x1="{PAD}" x2="{CHART_W - PAD}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" class="grid"/>'
+        f'<text x="{PAD - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>'
+        for v in (y0, (y0 + y1) / 2, y1))
+    svg = (f'<svg viewBox="0 0 {CHART_W} {CHART_H}" width="{CHART_W}" height="{CHART_H}" role="img" '
+           f'aria-label="global {escape(label)} per round">{grid}'
+           f'<polyline points="{poly}" fill="none" stroke="#2563eb" stroke-width="2"/>{dots}'
+           f'<text x="{PAD}" y="{CHART_H - 8}">round {x0}</text>'
+           f'<text x="{CHART_W - PAD}" y="{CHART_H - 8}" text-anchor="end">round {x1}</text>'
+           f'<text x="{CHART_W / 2}" y="16" text-anchor="middle">global {escape(label)}</text></svg>')
+    return Markup(svg)
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+@explorer.get("/")
+def index():
+    node = current_app.config["NODE"]
+    status = node.status()
+    with node.lock:
+        blocks = node.chain.main_chain(max(0, node.chain.height - 29), 30)[::-1]
+    rows = [{"height": b.height, "hash": b.hash, "time": _when(b.header.timestamp), "txs": len(b.txs),
+             "miner": address(b.header.miner),
+             "round": b.commitment.get("round") if isinstance(b.commitment, dict) else None}
+            for b in blocks]
+    rounds = node.rounds_overview(limit=50)[::-1]
+    label = "accuracy" if node.config.model_spec.task == "classification" else "rmse"
+    points = sorted((r, m[label]) for r, m in node.metrics.items() if label in m)
+    return render_template("explorer.html", status=status, blocks=rows, rounds=rounds,
+                           chart=metric_chart(points, label), label=label, address=address)
+
+
+def render_block(node, block):
+    txs = [{"id": t.id, "sender": address(t.sender), "round": t.round, "num_samples": t.num_samples,
+            "metrics": t.metrics} for t in block.txs]
+    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs,
+                           commitment=block.commitment, time=_when(block.header.timestamp),
+                           miner=address(block.header.miner), network=node.config.network)

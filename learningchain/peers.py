@@ -1,0 +1,330 @@
+"""Peers: who we talk to, gossip out, and catching up with longer chains.
+
+* :class:`PeerSet` keeps known peer URLs with a failure count and an
+  exponential back-off (next try doubling from 0.5 s up to :data:`BACKOFF_MAX`),
+  so a dead peer costs one timed-out request now and then, never a stall.
+* Gossip is fire-and-forget from a small thread pool with short timeouts
+  (:data:`TIMEOUT`: connect 1 s, read 3 s). Each id/hash is sent to each peer at
+  most once (bounded seen-set).
+* Transactions we relay (not our own) are *announced* first
+  (``POST /inv {"txs": [id]}``); the peer answers which ids it wants, and only
+  those bodies travel. Our own transaction is pushed whole: nobody has it yet.
+* Blocks travel *compact* (the idea of BIP 152): header, commitment and tx ids;
+  the receiver rebuilds the block from its mempool and fetches only the txs it
+  lacks with ``GET /txs/<id>`` from the sender. Weights therefore cross each
+  link about once per round.
+* Sync: on start and every :data:`SYNC_SECONDS`, ask each peer's ``/status``;
+  if it is ahead, fetch its main-chain blocks after our locator
+  (``POST /sync/blocks``) page by page and submit them. Orphans trigger the
+  same sync with the peer that sent them.
+
+Bytes sent and received are counted per peer (request and response bodies plus
+a fixed estimate of the HTTP headers) and served in ``/peers`` and ``/status``.
+See docs/api.md, "Gossip and sync".
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+
+from learningchain.encoding import EncodingError, canonical_json, parse_json
+
+if TYPE_CHECKING:
+    from learningchain.service import Node
+
+TIMEOUT = (1.0, 3.0)  # (connect, read) seconds
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+SYNC_SECONDS = 3.0
+SYNC_PAGE = 100
+MAX_PEERS = 64
+SEEN_CAPACITY = 20_000
+#: rough size of the HTTP request/response header lines, counted per exchange.
+HEADER_ESTIMATE = 200
+
+
+def check_peer_url(url: Any) -> str | None:
+    """None if ``url`` is an acceptable peer URL (http/https, any host), else why not."""
+    if not isinstance(url, str) or not url or len(url) > 200:
+        return "url must be a string of at most 200 characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a bad port
+    except ValueError:
+        return f"url {url!r} is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"url must be http(s)://host[:port], got {url!r}"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "url must not carry a query, fragment or credentials"
+    return None
+
+
+def normalize(url: str) -> str:
+    return url.rstrip("/")
+
+
+@dataclass
+class Peer:
+    url: str
+    failures: int = 0
+    next_try: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    last_error: str = ""
+    last_seen: float = 0.0
+    height: int | None = None
+    seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
+
+    def available(self, now: float) -> bool:
+        return now >= self.next_try
+
+    def to_dict(self) -> dict:
+        return {"url": self.url, "failures": self.failures, "height": self.height,
+                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
+                "last_error": self.last_error,
+                "backoff_seconds": round(max(0.0, self.next_try - time.monotonic()), 1)}
+
+
+class PeerSet:
+    def __init__(self, node: "Node", self_url: str, urls=()):
+        self.node = node
+        self.self_url = normalize(self_url)
+        self._peers: dict[str, Peer] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gossip")
+        self._session = requests.Session()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._syncing: set[str] = set()
+        for url in urls:
+            self.add(url)
+
+    # --- membership -------------------------------------------------------------
+    def add(self, url: str) -> bool:
+        """Add a peer (False if it is us, already known or the set is full)."""
+        if check_peer_url(url) is not None:
+            return False
+        url = normalize(url)
+        with self._lock:
+            if url == self.self_url or url in self._peers or len(self._peers) >= MAX_PEERS:
+                return False
+            self._peers[url] = Peer(url)
+        return True
+
+    def urls(self) -> list[str]:
+        with self._lock:
+            return list(self._peers)
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return [p.to_dict() for p in self._peers.values()]
+
+    def traffic(self) -> dict:
+        with self._lock:
+            return {"sent": sum(p.bytes_sent for p in self._peers.values()),
+                    "received": sum(p.bytes_received for p in self._peers.values())}
+
+    def count_inbound(self, url: str | None, received: int, sent: int) -> None:
+        """Bytes of a request a peer made to us (``received``) and of our answer (``sent``)."""
+        if not url:
+            return
+        with self._lock:
+            peer = self._peers.get(normalize(url))
+            if peer is not None:
+                peer.bytes_received += received
+                peer.bytes_sent += sent
+
+    # --- one HTTP exchange ----------------------------------------------------------
+    def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
+        """One exchange with a peer; None when it failed (the peer then backs off).
+        The reply body is decoded with :func:`parse_json` (NaN and deep nesting refused)."""
+        peer = self._peers.get(url)
+        data = canonical_json(body) if body is not None else None
+        headers = {"X-Peer": self.self_url}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            resp = self._session.request(method, url + path, data=data, headers=headers, timeout=TIMEOUT)
+            doc = parse_json(resp.content) if resp.content else None
+        except (requests.RequestException, EncodingError) as exc:
+            self._failed(peer, type(exc).__name__)
+            return None
+        if peer is not None:
+            with self._lock:
+                peer.bytes_sent += len(data or b"") + HEADER_ESTIMATE
+                peer.bytes_received += len(resp.content) + HEADER_ESTIMATE
+        if resp.status_code >= 500:
+            self._failed(peer, f"HTTP {resp.status_code}")
+            return None
+        if peer is not None:
+            with self._lock:
+                peer.failures, peer.next_try, peer.last_seen = 0, 0.0, time.monotonic()
+        return resp.status_code, doc
+
+    def _failed(self, peer: Peer | None, why: str) -> None:
+        if peer is None:
+            return
+        with self._lock:
+            peer.failures += 1
+            peer.last_error = why
+            delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (peer.failures - 1))
+            peer.next_try = time.monotonic() + delay
+
+    def _targets(self, key: str, exclude: str | None) -> list[str]:
+        """Peers that have not been sent ``key`` yet and are not backing off."""
+        now, out = time.monotonic(), []
+        with self._lock:
+            for url, peer in self._peers.items():
+                if url == exclude or key in peer.seen or not peer.available(now):
+                    continue
+                peer.seen[key] = None
+                while len(peer.seen) > SEEN_CAPACITY:
+                    peer.seen.popitem(last=False)
+                out.append(url)
+        return out
+
+    def mark_seen(self, url: str | None, key: str) -> None:
+        """The peer at ``url`` sent us ``key``: never send it back."""
+        if not url:
+            return
+        with self._lock:
+            peer = self._peers.get(normalize(url))
+            if peer is not None:
+                peer.seen[key] = None
+
+    # --- gossip -------------------------------------------------------------------------
+    def broadcast_tx(self, tx, exclude: str | None = None, own: bool = False) -> list:
+        """Send ``tx`` to every peer once; returns the futures (tests may wait on them)."""
+        futures = []
+        for url in self._targets(tx.id, exclude and normalize(exclude)):
+            futures.append(self._pool.submit(self._send_tx, url, tx, own))
+        return futures
+
+    def _send_tx(self, url: str, tx, own: bool) -> None:
+        if not own:
+            reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
+            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict) \
+                    or tx.id not in (reply[1].get("want") or []):
+                return
+        self.request(url, "POST", "/txs", tx.to_dict())
+
+    def broadcast_block(self, block, exclude: str | None = None) -> list:
+        futures = []
+        compact = compact_block(block)
+        for url in self._targets(block.hash, exclude and normalize(exclude)):
+            futures.append(self._pool.submit(self._send_block, url, block, compact))
+        return futures
+
+    def _send_block(self, url: str, block, compact: dict) -> None:
+        reply = self.request(url, "POST", "/blocks", {"compact": compact})
+        if reply is not None and isinstance(reply[1], dict) and reply[1].get("status") == "missing-txs":
+            self.request(url, "POST", "/blocks", block.to_dict())  # the peer could not rebuild it
+
+    def fetch_tx(self, url: str, txid: str) -> dict | None:
+        reply = self.request(normalize(url), "GET", f"/txs/{txid}")
+        if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+            return None
+        return reply[1].get("tx")
+
+    def announce(self) -> None:
+        """Tell every peer about us (``POST /peers``) and learn the peers they know."""
+        for url in self.urls():
+            reply = self.request(url, "POST", "/peers", {"url": self.self_url})
+            if reply and isinstance(reply[1], dict):
+                for other in reply[1].get("peers", [])[:MAX_PEERS]:
+                    if isinstance(other, str):
+                        self.add(other)
+
+    # --- sync -----------------------------------------------------------------------------
+    def sync_with(self, url: str) -> int:
+        """Fetch and submit the peer's main-chain blocks after our locator until
+        caught up; returns how many blocks were new to us."""
+        url = normalize(url)
+        with self._lock:
+            if url in self._syncing:
+                return 0
+            self._syncing.add(url)
+        added = 0
+        try:
+            for _ in range(1000):  # bounded: 1000 pages
+                reply = self.request(url, "POST", "/sync/blocks",
+                                     {"locator": self.node.locator(), "limit": SYNC_PAGE})
+                if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+                    return added
+                docs = reply[1].get("blocks")
+                if not isinstance(docs, list) or not docs:
+                    return added
+                new = 0
+                for doc in docs:
+                    status = self.node.receive_block_doc(doc, peer=url, relay=False)
+                    if status in ("connected", "reorg", "side"):
+                        new += 1
+                    elif status not in ("known",):
+                        return added + new
+                added += new
+                if len(docs) < SYNC_PAGE or new == 0:
+                    return added
+            return added
+        finally:
+            with self._lock:
+                self._syncing.discard(url)
+
+    def sync_once(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            urls = [u for u, p in self._peers.items() if p.available(now)]
+        my_height, my_tip = self.node.tip_info()
+        for url in urls:
+            reply = self.request(url, "GET", "/status")
+            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+                continue
+            height, tip = reply[1].get("height"), reply[1].get("tip")
+            if isinstance(height, int):
+                with self._lock:
+                    if url in self._peers:
+                        self._peers[url].height = height
+            if isinstance(height, int) and height > my_height or (
+                    isinstance(height, int) and height == my_height and isinstance(tip, str)
+                    and tip != my_tip and not self.node.knows_block(tip)):
+                if self.sync_with(url):
+                    my_height, my_tip = self.node.tip_info()
+
+    def sync_in_background(self, url: str | None) -> None:
+        if url and check_peer_url(url) is None:
+            self.add(url)
+            self._pool.submit(self.sync_with, url)
+
+    def _loop(self) -> None:
+        self.announce()
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception as exc:  # the loop must survive anything a peer sends
+                self.node.log(f"sync error: {type(exc).__name__}: {exc}")
+            self._stop.wait(SYNC_SECONDS)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="peer-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._session.close()
+
+
+def compact_block(block) -> dict:
+    """Header, commitment and tx ids: what a peer needs to rebuild ``block`` from its mempool."""
+    return {"header": block.header.to_dict(), "commitment": block.commitment,
+            "txids": [t.id for t in block.txs]}

@@ -1,0 +1,467 @@
+"""The running node: one ledger, its key and store, and the threads around it.
+
+:class:`Node` owns the :class:`~learningchain.ledger.Ledger` behind one lock
+that HTTP handlers hold briefly; training, evaluation, mining and network I/O
+never hold it. Threads:
+
+* *participant*: when round r is open and we have no update in it, train from
+  ``tip_state.model`` = G(r-1), sign, submit to our own ledger and gossip
+  (:class:`~learningchain.participant.Participant`, the learner role);
+* *evaluator* (same thread): after each round closes, evaluate G(r) on the
+  held-out ``test.npz`` next to our partition; metrics per round;
+* *miner* (``mine=True``): template -> proof of work -> submit -> gossip;
+* *peer sync* (:mod:`learningchain.peers`).
+
+:func:`run_node` serves :func:`learningchain.api.create_app` with waitress.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import threading
+import time
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any
+
+from learningchain import errors
+from learningchain.block import Block, BlockHeader
+from learningchain.crypto import address as crypto_address, load_or_create_key
+from learningchain.data import load_partition
+from learningchain.errors import ConfigError, ValidationError
+from learningchain.genesis import NetworkConfig, make_genesis
+from learningchain.ledger import Ledger
+from learningchain.models import build_model
+from learningchain.participant import Participant, Role
+from learningchain.peers import PeerSet
+from learningchain.store import Store
+from learningchain.tx import UpdateTx
+
+GENESIS_FILE = "genesis.json"
+MAX_TEMPLATES = 32
+TEMPLATE_REFRESH_S = 1.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_genesis_file(data_dir: Path, config: NetworkConfig) -> None:
+    """Write genesis.json on first start; refuse a data dir of another network."""
+    path = data_dir / GENESIS_FILE
+    mine = make_genesis(config).hash
+    if path.exists():
+        try:
+            theirs = make_genesis(NetworkConfig.from_dict(json.loads(path.read_text()))).hash
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"{path} is unreadable ({exc}); move it away or use another --data-dir") from None
+        if theirs != mine:
+            raise ConfigError(f"{data_dir} belongs to another network (genesis {theirs[:16]}..., "
+                              f"this config is {mine[:16]}...): use another --data-dir or the same genesis")
+        return
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+class Node:
+    def __init__(self, data_dir, genesis_config: NetworkConfig, dataset_path=None, peers=(),
+                 mine: bool = False, mine_workers: int = 1, attack: str | None = None,
+                 dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
+                 quiet: bool = False):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = genesis_config
+        self.genesis = make_genesis(genesis_config)
+        check_genesis_file(self.data_dir, genesis_config)
+        self.key = load_or_create_key(self.data_dir)
+        self.pubkey, self.address = self.key.public_hex, self.key.address
+        self.quiet = quiet
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        self.lock = threading.RLock()
+        self.store = Store(self.data_dir)
+        self.ledger = Ledger(self.genesis, self.store)
+        self.model = build_model(genesis_config.model_spec)
+        self.mining = bool(mine)
+        self.mine_workers = max(1, int(mine_workers))
+        self.refused: Counter[str] = Counter()
+        self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
+        self.templates: OrderedDict[str, tuple[Block, float]] = OrderedDict()
+        self.tip_changed = threading.Condition()
+        self.mempool_version = 0
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.participant: Participant | None = None
+        self.test_set = None
+        if dataset_path is not None:
+            X, y = load_partition(dataset_path)
+            self.participant = Participant(self.key, genesis_config.model_spec, X, y,
+                                           Role(attack=attack, dp_sigma=dp_sigma, dp_clip=dp_clip))
+            test_path = Path(dataset_path).with_name("test.npz")
+            if test_path.exists():
+                self.test_set = load_partition(test_path)
+        self.peers = PeerSet(self, self.url, peers)
+        self._trained_rounds: set[int] = set()
+
+    # --- logging ------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        if not self.quiet:
+            print(f"{time.strftime('%H:%M:%S')} [{self.port}] {line}", flush=True)
+
+    # --- queries (lock held briefly) -------------------------------------------------
+    @property
+    def chain(self):
+        return self.ledger.chain
+
+    def tip_info(self) -> tuple[int, str]:
+        with self.lock:
+            return self.chain.height, self.chain.tip.hash
+
+    def knows_block(self, block_hash: str) -> bool:
+        with self.lock:
+            return self.chain.get_block(block_hash) is not None
+
+    def locator(self) -> list[str]:
+        with self.lock:
+            return self.chain.locator()
+
+    def latest_metrics(self) -> tuple[int | None, dict]:
+        if not self.metrics:
+            return None, {}
+        r = max(self.metrics)
+        return r, self.metrics[r]
+
+    def status(self) -> dict:
+        with self.lock:
+            chain, state = self.chain, self.chain.tip_state
+            doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
+                   "mempool": len(self.ledger.mempool), "model_digest": state.model_digest,
+                   "work": f"{chain.tip_work:x}" if hasattr(chain, "tip_work") else None}
+        r, m = self.latest_metrics()
+        doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
+                   network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
+                   refused=dict(self.refused), metrics=m, metrics_round=r,
+                   traffic=self.peers.traffic())
+        return doc
+
+    def find_tx(self, txid: str) -> dict | None:
+        with self.lock:
+            tx = self.ledger.mempool.get(txid)
+            if tx is not None:
+                return {"tx": tx.to_dict(), "status": "mempool", "block": None}
+            found = self.chain.find_tx(txid)
+            if found is None:
+                for t in self.chain.tip_state.pending:  # defensive: pending are in the main chain
+                    if t.id == txid:
+                        return {"tx": t.to_dict(), "status": "confirmed", "block": None}
+                return None
+            tx, block_hash = found
+            block = self.chain.get_block(block_hash)
+            return {"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
+                    "height": block.height if block else None}
+
+    def lookup_tx(self, txid: str) -> UpdateTx | None:
+        """A tx by id from the mempool or the chain (compact block rebuilding)."""
+        with self.lock:
+            tx = self.ledger.mempool.get(txid)
+            if tx is not None:
+                return tx
+            found = self.chain.find_tx(txid)
+            return found[0] if found else None
+
+    def rounds_overview(self, limit: int = 200) -> list[dict]:
+        """Every round on the main chain (newest ``limit``), in one pass over it."""
+        with self.lock:
+            chain = self.chain
+            current = chain.tip_state.round
+            rounds: dict[int, dict] = {}
+            start = 1
+            for b in chain.main_chain(1, chain.height):
+                for t in b.txs:
+                    rounds.setdefault(t.round, {"updates": 0})["updates"] += 1
+                c = b.commitment
+                if c and isinstance(c.get("round"), int):
+                    rounds.setdefault(c["round"], {"updates": 0}).update(
+                        closed_at=b.height, block=b.hash, accepted=len(c.get("accepted", [])),
+                        rejected=len(c.get("rejected", {})), rejected_reasons=c.get("rejected", {}),
+                        accepted_ids=c.get("accepted", []), model_digest=c.get("model_digest"),
+                        opened_at=start)
+                    start = b.height
+        out = []
+        for r in range(max(1, current - limit + 1), current + 1):
+            info = rounds.get(r, {"updates": 0})
+            closed = "closed_at" in info
+            out.append({"round": r, "status": "closed" if closed else "open",
+                        "closed_at": info.get("closed_at"), "block": info.get("block"),
+                        "updates": info["updates"], "accepted": info.get("accepted", 0),
+                        "rejected": info.get("rejected", 0),
+                        "rejected_reasons": info.get("rejected_reasons", {}),
+                        "accepted_ids": info.get("accepted_ids", []),
+                        "model_digest": info.get("model_digest"), "metrics": self.metrics.get(r)})
+        return out
+
+    def round_detail(self, r: int) -> dict | None:
+        with self.lock:
+            summary = self.chain.round_summary(r)
+            if summary is None:
+                return None
+            updates = []
+            for u in summary["updates"]:
+                found = self.chain.find_tx(u["id"])
+                tx = found[0] if found else None
+                updates.append({"id": u["id"], "sender": u["sender"], "address": crypto_address(u["sender"]),
+                                "height": u["height"], "num_samples": u["num_samples"],
+                                "metrics": tx.metrics if tx else {}})
+        c = summary.get("commitment") or {}
+        return {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
+                "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
+                "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
+                "rule": c.get("rule"), "model_digest": c.get("model_digest"),
+                "metrics": self.metrics.get(r)}
+
+    # --- writes -------------------------------------------------------------------------
+    def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
+        self.refused[exc.code] += 1
+        self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
+
+    def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
+        """Add to our mempool and gossip; returns "accepted" or "known". Raises ValidationError."""
+        origin = "own" if own else (peer or "api")
+        try:
+            with self.lock:
+                status = self.ledger.submit_tx(tx) or "accepted"
+                if status == "accepted":
+                    self.mempool_version += 1
+        except ValidationError as exc:
+            self._refuse(exc, f"tx {tx.id[:12]} round {tx.round}", origin)
+            raise
+        self.peers.mark_seen(peer, tx.id)
+        if status == "accepted":
+            self.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
+            self.peers.broadcast_tx(tx, exclude=peer, own=own)
+        return status
+
+    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
+        """Validate and add; gossip if it extends our best chain. Returns the ledger's
+        status or "orphan" (the missing ancestors are then fetched from ``peer``)."""
+        try:
+            with self.lock:
+                result = self.ledger.submit_block(block, now_ms())
+                self.mempool_version += 1
+        except ValidationError as exc:
+            if exc.code == errors.BLOCK_BAD_PREV:
+                self.log(f"block {block.height} {block.hash[:12]} is an orphan; syncing from {peer}")
+                self.peers.sync_in_background(peer)
+                return "orphan"
+            self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
+            raise
+        self.peers.mark_seen(peer, block.hash)
+        if result.status in ("connected", "reorg"):
+            self._log_result(result)
+            with self.tip_changed:
+                self.tip_changed.notify_all()
+            if relay:
+                self.peers.broadcast_block(block, exclude=peer)
+        elif result.status == "side":
+            self.log(f"block {block.height} {block.hash[:12]} on a side branch")
+        return result.status
+
+    def _log_result(self, result) -> None:
+        if result.status == "reorg":
+            self.log(f"reorg: {len(result.disconnected)} block(s) out, {len(result.connected)} in")
+        for b in result.connected:
+            self.log(f"block {b.height} {b.hash[:12]} connected ({len(b.txs)} txs, miner {b.header.miner[:12]})")
+            c = b.commitment
+            if c:
+                self.log(f"round {c.get('round')} closed at height {b.height}: "
+                         f"{len(c.get('accepted', []))} accepted, {len(c.get('rejected', {}))} rejected")
+
+    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True) -> str:
+        """A full block document from a peer or sync; validation errors become a status."""
+        try:
+            return self.submit_block(Block.parse(doc), peer=peer, relay=relay)
+        except ValidationError as exc:
+            if exc.code == errors.BLOCK_MALFORMED or exc.code == errors.BLOCK_BAD_TX:
+                self.refused[exc.code] += 1
+            return exc.code
+
+    def rebuild_compact(self, doc: Any, peer: str | None) -> Block | None:
+        """A block from its compact form: header + commitment + tx ids; txs from our
+        mempool/chain or fetched from ``peer``. None if some tx cannot be found."""
+        if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
+            raise ValidationError(errors.BLOCK_MALFORMED,
+                                  "a compact block is an object with exactly header, commitment, txids")
+        header = BlockHeader.parse(doc["header"])
+        txids = doc["txids"]
+        if not isinstance(txids, list) or not all(isinstance(t, str) and len(t) == 64 for t in txids):
+            raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
+        if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
+            raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
+        txs = []
+        for txid in txids:
+            tx = self.lookup_tx(txid)
+            if tx is None and peer:
+                fetched = self.peers.fetch_tx(peer, txid)
+                if fetched is not None:
+                    tx = UpdateTx.parse(fetched)
+            if tx is None or tx.id != txid:
+                return None
+            txs.append(tx)
+        return Block(header=header, txs=tuple(txs), commitment=doc["commitment"], config=None)
+
+    # --- mining templates (served to external miners and used by our own) ----------
+    def new_template(self) -> tuple[str, Block]:
+        with self.lock:
+            block = self.ledger.template(self.pubkey, now_ms())
+            tid = secrets.token_hex(8)
+            self.templates[tid] = (block, time.monotonic())
+            while len(self.templates) > MAX_TEMPLATES:
+                self.templates.popitem(last=False)
+        return tid, block
+
+    def submit_nonce(self, template_id: str, nonce: int) -> tuple[str, Block]:
+        with self.lock:
+            entry = self.templates.get(template_id)
+            tip = self.chain.tip.hash
+        if entry is None:
+            raise ValidationError("template-unknown", f"no template {template_id!r} (expired or never issued); "
+                                                      f"fetch a new one from /mining/template")
+        block = entry[0]
+        if block.header.prev_hash != tip:
+            raise ValidationError("template-stale", "the chain moved on since this template; fetch a new one")
+        block = Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
+        status = self.submit_block(block)
+        return status, block
+
+    # --- threads ----------------------------------------------------------------------
+    def _wait_tip(self, seconds: float) -> None:
+        with self.tip_changed:
+            self.tip_changed.wait(seconds)
+
+    def _participate_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._evaluate_closed_rounds()
+                if self.participant is not None:
+                    self._participate_once()
+            except Exception as exc:  # keep the node alive; say what happened
+                self.log(f"participant error: {type(exc).__name__}: {exc}")
+            self._wait_tip(0.25)
+
+    def _has_update(self, r: int) -> bool:
+        state = self.chain.tip_state
+        return (any(t.sender == self.pubkey for t in state.pending)
+                or any(t.sender == self.pubkey and t.round == r for t in self.ledger.mempool))
+
+    def _participate_once(self) -> None:
+        with self.lock:
+            state = self.chain.tip_state
+            r, base, digest = state.round, state.model, state.model_digest
+            if r in self._trained_rounds or self._has_update(r):
+                return
+        self._trained_rounds.add(r)
+        t0 = time.perf_counter()
+        tx = self.participant.make_update(r, base, digest, now_ms())
+        self.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
+        try:
+            self.submit_tx(tx, own=True)
+        except ValidationError as exc:
+            if exc.code in (errors.TX_LATE, errors.TX_WRONG_BASE):
+                self.log(f"round {r} closed while training ({exc.code}); moving to the next round")
+
+    def _evaluate_closed_rounds(self) -> None:
+        if self.test_set is None:
+            return
+        with self.lock:
+            todo = []
+            for b in self._closing_blocks():
+                r = b.commitment.get("round")
+                if isinstance(r, int) and r not in self.metrics:
+                    todo.append((r, b.height, self.chain.model(b.hash)[0]))
+        for r, height, weights in todo:
+            X, y = self.test_set
+            m = self.model.evaluate(weights, X, y)
+            self.metrics[r] = m
+            main = "accuracy" if "accuracy" in m else "rmse"
+            self.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
+
+    def _closing_blocks(self, recent: int = 200) -> list[Block]:
+        start = max(1, self.chain.height - recent + 1)
+        return [b for b in self.chain.main_chain(start, recent) if b.commitment]
+
+    def _mine_loop(self) -> None:
+        from miner.pow import Miner
+        with Miner(workers=self.mine_workers) as miner:
+            while not self.stop_event.is_set():
+                try:
+                    self._mine_once(miner)
+                except ValidationError:
+                    pass  # counted and logged by submit_block
+                except Exception as exc:
+                    self.log(f"miner error: {type(exc).__name__}: {exc}")
+                    self.stop_event.wait(1.0)
+
+    def _mine_once(self, miner) -> None:
+        _tid, block = self.new_template()
+        prev, version, t0 = block.header.prev_hash, self.mempool_version, time.monotonic()
+
+        def should_stop() -> bool:
+            return (self.stop_event.is_set() or self.chain.tip.hash != prev
+                    or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and self.mempool_version != version))
+
+        result = miner.mine(block.header.prefix(), block.header.target, should_stop)
+        if result.nonce is None:
+            return
+        mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)
+        self.submit_block(mined)
+
+    def start(self) -> None:
+        self._spawn(self._participate_loop, "participant")
+        if self.mining:
+            self._spawn(self._mine_loop, "miner")
+        self.peers.start()
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.tip_changed:
+            self.tip_changed.notify_all()
+        self.peers.stop()
+        for t in self._threads:
+            t.join(timeout=10)
+        with self.lock:
+            self.store.close()
+
+
+def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
+             **kw) -> None:
+    """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
+    from waitress.server import create_server
+
+    from learningchain.api import create_app
+    node = Node(data_dir, genesis_config, host=host, port=port, **kw)
+    if host != "127.0.0.1":
+        node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
+                 f"the API has no authentication")
+    server = create_server(create_app(node), host=host, port=port, threads=8)
+    node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
+             f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
+
+    def shutdown(signum, _frame):
+        node.log(f"signal {signum}: shutting down")
+        server.close()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    node.start()
+    try:
+        server.run()
+    except (OSError, ValueError):
+        pass  # the server's sockets were closed by the signal handler
+    finally:
+        node.stop()
+        node.log("stopped")

@@ -1,0 +1,210 @@
+"""The HTTP API over a real Node (real ECDSA, real PoW, SQLite store) through
+Flask's test client: every endpoint, and every kind of bad input gets a 4xx JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from learningchain.api import create_app
+from learningchain.block import Block
+from learningchain.errors import ConfigError
+from learningchain.service import Node
+from miner.pow import search
+from tests.helpers import KEYS, tiny_config, update_tx
+
+HEX = "ab" * 32
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(tmp_path / "node", tiny_config(), quiet=True, port=5999)
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def client(node):
+    return create_app(node).test_client()
+
+
+def post(client, path, doc, **kw):
+    return client.post(path, data=json.dumps(doc), content_type="application/json", **kw)
+
+
+def mine_via_api(client) -> dict:
+    t = client.get("/mining/template").get_json()
+    nonce, _ = search(bytes.fromhex(t["prefix"]), int(t["target"], 16), 0, 1 << 32)
+    r = post(client, "/mining/submit", {"template_id": t["template_id"], "nonce": nonce})
+    assert r.status_code == 202, r.get_json()
+    return r.get_json()
+
+
+def test_status_and_reads(client, node):
+    s = client.get("/status").get_json()
+    assert s["height"] == 0 and s["round"] == 1 and s["tip"] == node.genesis.hash
+    assert s["genesis"] == node.genesis.hash and s["network"] == "test"
+    assert s["pubkey"] == node.pubkey and s["address"] == node.address
+    assert s["mining"] is False and s["refused"] == {} and s["peers"] == 0 and s["mempool"] == 0
+    chain = client.get("/chain").get_json()
+    assert chain["height"] == 0 and chain["blocks"][0]["hash"] == node.genesis.hash
+    by_height = client.get("/blocks/0").get_json()
+    assert by_height["hash"] == node.genesis.hash
+    assert client.get(f"/blocks/{node.genesis.hash}").get_json()["header"]["height"] == 0
+    assert client.get("/mempool").get_json() == {"count": 0, "bytes": 0, "txs": []}
+    assert client.get("/peers").get_json()["peers"] == []
+    model = client.get("/model").get_json()
+    assert model["round"] == 0 and model["digest"] == s["model_digest"] and "W0" in model["weights"]
+    rounds = client.get("/rounds").get_json()["rounds"]
+    assert rounds[0]["round"] == 1 and rounds[0]["status"] == "open"
+    assert client.get("/rounds/1").get_json()["status"] == "open"
+    assert client.get("/rounds/7").status_code == 404
+    html = client.get("/")
+    assert html.status_code == 200 and b"LearningChain explorer" in html.data
+
+
+def test_post_valid_tx_lands_in_mempool(client, node):
+    tx = update_tx(node.chain, KEYS[0])
+    r = post(client, "/txs", tx.to_dict())
+    assert r.status_code == 202 and r.get_json() == {"status": "accepted", "id": tx.id}
+    assert post(client, "/txs", tx.to_dict()).get_json()["status"] == "known"
+    assert [t["id"] for t in client.get("/mempool").get_json()["txs"]] == [tx.id]
+    found = client.get(f"/txs/{tx.id}").get_json()
+    assert found["status"] == "mempool" and found["tx"]["signature"] == tx.signature
+    assert client.get("/status").get_json()["mempool"] == 1
+
+
+def test_bad_signature_is_refused_and_counted(client, node):
+    tx = update_tx(node.chain, KEYS[0])
+    forged = {**tx.to_dict(), "signature": update_tx(node.chain, KEYS[1]).signature}
+    r = post(client, "/txs", forged)
+    assert r.status_code == 400
+    assert r.get_json()["reason"] == "tx-bad-signature" and r.get_json()["error"]
+    assert client.get("/status").get_json()["refused"] == {"tx-bad-signature": 1}
+    assert client.get("/mempool").get_json()["count"] == 0
+
+
+@pytest.mark.parametrize("data", [b"{", b'{"a": NaN}', b'{"a": Infinity}', b"[" * 5000 + b"]" * 5000,
+                                  b"\xff\xfe", b"[]", b"null", b'"text"'])
+def test_malformed_json_is_400(client, data):
+    for path in ("/txs", "/blocks", "/peers", "/mining/submit", "/sync/blocks", "/inv"):
+        r = client.post(path, data=data, content_type="application/json")
+        assert r.status_code == 400, (path, data[:10], r.status_code)
+        assert "error" in r.get_json()
+
+
+def test_wrong_content_type_is_415(client):
+    r = client.post("/txs", data="{}", content_type="text/plain")
+    assert r.status_code == 415 and "application/json" in r.get_json()["error"]
+
+
+def test_oversized_body_is_413(client):
+    r = client.post("/txs", data=b"x" * (5 << 20), content_type="application/json")
+    assert r.status_code == 413 and "larger than" in r.get_json()["error"]
+
+
+def test_unknown_route_and_method(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and "error" in r.get_json()
+    r = client.delete("/status")
+    assert r.status_code == 405 and "DELETE" in r.get_json()["error"]
+    assert client.put("/txs", data="{}", content_type="application/json").status_code == 405
+
+
+@pytest.mark.parametrize("path", ["/txs/xyz", "/txs/../etc/passwd", "/txs/..%2Fetc%2Fpasswd",
+                                  "/blocks/..%2F..%2Fetc%2Fpasswd", "/blocks/" + "AB" * 32,
+                                  "/txs/" + "ab" * 33, "/rounds/-1", "/rounds/x", "/chain?limit=501",
+                                  "/chain?start=-4", "/blocks/zz"])
+def test_bad_ids_are_400_or_404_never_500(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    assert "error" in r.get_json()
+
+
+def test_unknown_ids_are_404(client):
+    assert client.get(f"/txs/{HEX}").status_code == 404
+    assert client.get(f"/blocks/{HEX}").status_code == 404
+    assert client.get("/blocks/99").status_code == 404
+
+
+def test_block_with_insufficient_work_is_refused(client, node):
+    template = node.ledger.template(node.pubkey, node.genesis.header.timestamp + 1000)
+    nonce = next(n for n in range(1000) if not template.header.with_nonce(n).check_pow())
+    bad = Block(template.header.with_nonce(nonce), template.txs, template.commitment, None)
+    r = post(client, "/blocks", bad.to_dict())
+    assert r.status_code == 400 and r.get_json()["reason"] == "block-insufficient-work"
+    assert client.get("/status").get_json()["refused"]["block-insufficient-work"] == 1
+
+
+def test_template_mine_submit_extends_the_chain(client, node):
+    tx = update_tx(node.chain, KEYS[0])
+    assert post(client, "/txs", tx.to_dict()).status_code == 202
+    t = client.get("/mining/template").get_json()
+    assert set(t) == {"template_id", "height", "prev_hash", "prefix", "target"}
+    assert t["height"] == 1 and t["prev_hash"] == node.genesis.hash and len(t["prefix"]) == 362
+    done = mine_via_api(client)
+    assert done["status"] == "connected"
+    s = client.get("/status").get_json()
+    assert s["height"] == 1 and s["tip"] == done["hash"] and s["mempool"] == 0
+    assert client.get(f"/txs/{tx.id}").get_json()["block"] == done["hash"]
+    # the old template is now stale, an unknown one is refused
+    r = post(client, "/mining/submit", {"template_id": t["template_id"], "nonce": 0})
+    assert r.status_code == 400 and r.get_json()["reason"] == "template-stale"
+    r = post(client, "/mining/submit", {"template_id": "nope", "nonce": 0})
+    assert r.status_code == 400 and r.get_json()["reason"] == "template-unknown"
+    r = post(client, "/mining/submit", {"template_id": "nope", "nonce": -1})
+    assert r.status_code == 400 and r.get_json()["reason"] == "bad-nonce"
+
+
+def test_rounds_close_and_show_up(client, node):
+    for key in KEYS[:3]:  # quorum 3 closes round 1 in the next block
+        assert post(client, "/txs", update_tx(node.chain, key).to_dict()).status_code == 202
+    mine_via_api(client)
+    rounds = client.get("/rounds").get_json()["rounds"]
+    assert rounds[0]["status"] == "closed" and rounds[0]["accepted"] + rounds[0]["rejected"] == 3
+    detail = client.get("/rounds/1").get_json()
+    assert detail["status"] == "closed" and len(detail["updates"]) == 3 and detail["closed_at"] == 1
+    assert client.get("/status").get_json()["round"] == 2
+    assert client.get("/model").get_json()["round"] == 1
+    assert client.get("/blocks/1", headers={"Accept": "text/html"}).data.count(b"accepted") >= 1
+
+
+def test_sync_blocks_returns_blocks_after_locator(client, node):
+    mine_via_api(client)
+    mine_via_api(client)
+    r = post(client, "/sync/blocks", {"locator": [node.genesis.hash], "limit": 10}).get_json()
+    assert [b["header"]["height"] for b in r["blocks"]] == [1, 2]
+    assert post(client, "/sync/blocks", {"locator": ["zz"], "limit": 10}).status_code == 400
+
+
+def test_peers_accepts_http_urls_only(client):
+    assert post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()["added"] is True
+    for bad in ("ftp://x", "file:///etc/passwd", "javascript:alert(1)", "127.0.0.1:5000", 5, None, "http://"):
+        r = post(client, "/peers", {"url": bad})
+        assert r.status_code == 400 and r.get_json()["reason"] == "bad-peer-url", bad
+    assert [p["url"] for p in client.get("/peers").get_json()["peers"]] == ["http://127.0.0.1:6001"]
+
+
+GARBAGE = [{}, {"a": 1}, {"txs": "x"}, {"compact": 1}, {"compact": {"header": 1, "commitment": None, "txids": []}},
+           {"header": {}, "txs": [], "commitment": None, "config": None}, {"locator": [], "limit": True},
+           {"template_id": 5, "nonce": "x"}, {"url": ["x"]}, {"type": "update"}, {"txs": [1, 2]}]
+
+
+def test_no_route_answers_500_to_garbage(client):
+    rules = [r for r in client.application.url_map.iter_rules() if r.endpoint != "static"]
+    for rule in rules:
+        path = rule.rule.replace("<ref>", "x").replace("<txid>", "x").replace("<r>", "x")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            if method == "GET":
+                for p in (path, path + "?start=x&limit=y&after=zz"):
+                    assert client.get(p).status_code < 500, p
+            for doc in GARBAGE:
+                r = client.open(path, method="POST", data=json.dumps(doc), content_type="application/json")
+                assert r.status_code < 500, (path, doc, r.get_data()[:200])
+                assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_data_dir_of_another_network_is_refused(tmp_path):
+    Node(tmp_path / "d", tiny_config(), quiet=True).stop()
+    with pytest.raises(ConfigError, match="another network"):
+        Node(tmp_path / "d", tiny_config(network="other"), quiet=True)
