@@ -14,7 +14,7 @@ state per block so that each branch is judged on its own history.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -34,7 +34,8 @@ class RoundState:
     """The round state *after* a block: what the next block's txs must target."""
     round: int                    # the open round
     round_start: int              # height of the block that opened it (0 for round 1)
-    model: "OrderedDict[str, np.ndarray]"  # G(round-1): shared by reference, never mutated
+    # G(round-1): shared by reference across entries, never mutated; equality goes by digest
+    model: "OrderedDict[str, np.ndarray]" = field(compare=False, repr=False)
     model_digest: str             # weights_digest(model)
     pending: tuple[UpdateTx, ...] = ()  # updates of this round included so far on the branch
 

@@ -1,0 +1,136 @@
+"""The ledger: chain + mempool + store, wired the way a node and the simulator
+use them. Thin on purpose: every rule lives in :mod:`.chain`, :mod:`.rounds`
+and :mod:`.mempool`; this module only orders the calls (validate, persist,
+update the mempool) and replays the store on start.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from learningchain import errors
+from learningchain.block import Block
+from learningchain.chain import AddResult, Chain
+from learningchain.encoding import EncodingError, parse_json
+from learningchain.errors import ConfigError, ValidationError
+from learningchain.mempool import Mempool
+from learningchain.store import Store, store_path
+from learningchain.tx import UpdateTx
+
+#: clock reading used when replaying stored blocks: they passed the
+#: future-timestamp rule when received, and the rule is about arrival time.
+REPLAY_NOW_MS = 2**62
+
+
+class Ledger:
+    def __init__(self, genesis: Block, store: Store | None = None, *, max_mempool_txs: int = 10_000,
+                 max_mempool_bytes: int = 256 << 20):
+        self._chain = Chain(genesis)
+        self._mempool = Mempool(max_mempool_txs, max_mempool_bytes)
+        self.store = store
+        if store is not None:
+            store.check_genesis(genesis)
+            self._replay(store, genesis)
+
+    def _replay(self, store: Store, genesis: Block) -> None:
+        """Rebuild every derived structure from the stored blocks. They were fully
+        validated when stored, so signatures are not checked again (``python
+        node.py verify`` does that)."""
+        if store.genesis_hash() is None:
+            store.put(genesis)
+        for block in store.iter_blocks():
+            if block.height == 0:
+                continue
+            try:
+                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False)
+            except ValidationError as exc:
+                raise ConfigError(f"{store.path}: stored block {block.hash[:16]}... at height {block.height} "
+                                  f"no longer validates ({exc}); run 'python node.py verify' to inspect "
+                                  f"the store") from None
+
+    @property
+    def chain(self) -> Chain:
+        return self._chain
+
+    @property
+    def mempool(self) -> Mempool:
+        return self._mempool
+
+    def submit_tx(self, tx: UpdateTx) -> str:
+        """"accepted" or "known"; raises ValidationError (TX_*, mempool-full)."""
+        if tx.id in self._mempool or self._chain.find_tx(tx.id) is not None:
+            return "known"
+        return self._mempool.add(tx, self._chain)
+
+    def submit_block(self, block: Block, now_ms: int) -> AddResult:
+        """Validate, persist (one SQL transaction) and update the mempool."""
+        result = self._chain.add_block(block, now_ms)
+        if result.status != "known":
+            if self.store is not None:
+                self.store.put(block)
+            self._mempool.on_new_tip(self._chain, result)
+        return result
+
+    def template(self, miner_pubkey: str, now_ms: int) -> Block:
+        """An unmined block on the tip with the mempool's selection, trimmed until
+        it fits ``max_block_bytes``."""
+        limit = self._chain.config.max_block_bytes
+        txs = self._mempool.select(self._chain, limit)
+        while True:
+            block = self._chain.build_block(miner_pubkey, txs, now_ms)
+            if block.size <= limit or not txs:
+                return block
+            txs = txs[:-1]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    blocks: int                  # blocks that validated (genesis included)
+    height: int                  # height of the best valid tip
+    tip: str | None              # hash of the best valid tip
+    error: dict[str, Any] | None = field(default=None)  # {"height", "hash", "code", "detail"}
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"ok: {self.blocks} blocks valid, tip {self.tip} at height {self.height}"
+        e = self.error or {}
+        return (f"INVALID at height {e.get('height')} block {e.get('hash')}: {e.get('code')}: "
+                f"{e.get('detail')} ({self.blocks} blocks valid before it, best tip at height {self.height})")
+
+
+def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> VerifyReport:
+    """Revalidate a stored chain from genesis with every rule and every signature;
+    stop at the first block that breaks and say where and why."""
+    path = store_path(data_dir)
+    if not path.exists():
+        return VerifyReport(False, 0, -1, None, {"height": None, "hash": None, "code": "no-store",
+                                                 "detail": f"no chain database at {path}"})
+    with Store(path) as store:
+        chain: Chain | None = None
+        count = 0
+        for block_hash, height, data in store.iter_rows():
+            try:
+                block = Block.parse(parse_json(data))
+                if block.hash != block_hash:
+                    raise ValidationError(errors.BLOCK_MALFORMED,
+                                          f"stored under hash {block_hash} but its header hashes to {block.hash}")
+                if chain is None:
+                    if genesis is not None and block.hash != genesis.hash:
+                        raise ValidationError(errors.BLOCK_BAD_GENESIS,
+                                              f"stored genesis {block.hash} is not the configured {genesis.hash}")
+                    chain = Chain(block)
+                else:
+                    chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True)
+            except (ValidationError, EncodingError, ConfigError) as exc:
+                code = getattr(exc, "code", type(exc).__name__)
+                detail = getattr(exc, "detail", str(exc))
+                return VerifyReport(False, count, chain.height if chain else -1,
+                                    chain.tip.hash if chain else None,
+                                    {"height": height, "hash": block_hash, "code": code, "detail": detail})
+            count += 1
+        if chain is None:
+            return VerifyReport(False, 0, -1, None, {"height": 0, "hash": None, "code": "empty-store",
+                                                     "detail": f"{path} holds no blocks"})
+        return VerifyReport(True, count, chain.height, chain.tip.hash)
