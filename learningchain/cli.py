@@ -101,37 +101,28 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_field(report, *names, default=None):
-    for name in names:
-        if isinstance(report, dict) and name in report:
-            return report[name]
-        if hasattr(report, name):
-            return getattr(report, name)
-    return default
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from learningchain.store import verify_store
-    if not Path(args.data_dir).is_dir():
-        raise ConfigError(f"{args.data_dir}: no such data directory")
-    report = verify_store(args.data_dir)
-    ok = bool(_report_field(report, "ok", default=False))
-    height = _report_field(report, "height", "verified_height")
-    tip = _report_field(report, "tip", "tip_hash")
+    from dataclasses import asdict
+
+    from learningchain.genesis import make_genesis
+    from learningchain.ledger import verify_store
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(f"{data_dir}: no such data directory")
+    genesis = None
+    if (data_dir / GENESIS_FILE).exists():
+        genesis = make_genesis(load_genesis_file(data_dir / GENESIS_FILE))
+    report = verify_store(data_dir, genesis)
     if args.json:
-        doc = report if isinstance(report, dict) else {k: v for k, v in vars(report).items()
-                                                       if not k.startswith("_")}
-        print(json.dumps(doc, indent=1, default=str))
-        return 0 if ok else 1
-    if ok:
-        print(f"OK: chain of height {height} verified from genesis, tip {tip}")
+        print(json.dumps(asdict(report), indent=1))
+        return 0 if report.ok else 1
+    if report.ok:
+        print(f"OK: {report.blocks} blocks valid from genesis, height {report.height}, tip {report.tip}")
         return 0
-    where = _report_field(report, "broken_at", "bad_height", "failed_height")
-    block = _report_field(report, "bad_block", "block", "bad_hash")
-    reason = _report_field(report, "error", "reason", "detail", default="unknown reason")
-    at = f"height {where}" if where is not None else "an unknown height"
-    print(f"BROKEN at {at}" + (f" (block {block})" if block else "") + f": {reason}; "
-          f"verified up to height {height}", file=sys.stderr)
+    e = report.error or {}
+    where = f"height {e.get('height')}" + (f" (block {e.get('hash')})" if e.get("hash") else "")
+    print(f"BROKEN at {where}: {e.get('code')}: {e.get('detail')}; {report.blocks} block(s) "
+          f"valid before it, best valid tip at height {report.height}", file=sys.stderr)
     return 1
 
 
