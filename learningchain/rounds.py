@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -39,11 +40,11 @@ class RoundState:
     model_digest: str             # weights_digest(model)
     pending: tuple[UpdateTx, ...] = ()  # updates of this round included so far on the branch
 
-    @property
+    @cached_property
     def pending_ids(self) -> frozenset[str]:
         return frozenset(t.id for t in self.pending)
 
-    @property
+    @cached_property
     def pending_senders(self) -> frozenset[str]:
         return frozenset(t.sender for t in self.pending)
 
