@@ -452,16 +452,32 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
              f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
 
     def shutdown(signum, _frame):
-        node.log(f"signal {signum}: shutting down")
-        server.close()
+        raise _Shutdown(signum)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     node.start()
     try:
         server.run()
-    except (OSError, ValueError):
-        pass  # the server's sockets were closed by the signal handler
+    except _Shutdown as sig:
+        node.log(f"signal {sig.args[0]}: shutting down")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+        close_server(server)
         node.stop()
         node.log("stopped")
+
+
+class _Shutdown(Exception):
+    """Raised in the main thread by the SIGTERM/SIGINT handler to leave server.run()."""
+
+
+def close_server(server) -> None:
+    """Close a waitress server and every open connection (keep-alive peers
+    would otherwise keep its loop running)."""
+    server.close()
+    for channel in list(getattr(server, "_map", {}).values()):
+        try:
+            channel.close()
+        except OSError:
+            pass
