@@ -78,7 +78,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sim = Simulation(cfg)
     except ConfigError as exc:
         return _fail("simulate", exc)
-    out = Path(cfg.out or f"results/{cfg.name}")
+    out = Path(cfg.out or f"out/{cfg.name}")
     metric = "accuracy" if sim.spec.task == "classification" else "rmse"
     print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
           f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator}, "
@@ -108,7 +108,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                          split=args.split, alpha=args.alpha, model=args.model, attack=args.attack,
                          seed=args.seed)
-        out = Path(args.out or f"results/experiment-{args.kind}")
+        out = Path(args.out or f"out/experiment-{args.kind}")
         start = time.perf_counter()
         if args.kind == "byzantine":
             rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
@@ -207,7 +207,7 @@ def register(subparsers) -> None:
     p.add_argument("--quorum", type=_positive, help="updates that close a round (default: nodes)")
     p.add_argument("--full-nodes", type=_positive, help="validating ledgers (default min(nodes, 3))")
     p.add_argument("--no-baselines", action="store_true", help="skip centralized/local-only training")
-    p.add_argument("--out", help="output directory (default results/NAME)")
+    p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
 
     p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
@@ -225,7 +225,7 @@ def register(subparsers) -> None:
     p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
     p.add_argument("--clip", type=_non_negative, default=1.0, help="dp: clip norm C")
     p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--out", help="output directory (default results/experiment-KIND)")
+    p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 
     p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))

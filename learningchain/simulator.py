@@ -68,7 +68,7 @@ class SimConfig:
     quorum: int | None = None          # default: every node (nodes)
     full_nodes: int | None = None      # default: min(nodes, 3)
     round_timeout: int = 5             # blocks
-    difficulty: int = 256              # expected hashes per block
+    difficulty: int = 16384            # expected hashes per block (~6 ms of Python PoW)
     target_block_ms: int = 1000        # virtual time per block
     out: str | None = None
     description: str = ""

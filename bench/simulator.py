@@ -1,0 +1,121 @@
+"""The experiment configs of configs/*.json run through the in-process simulator.
+
+Prints one row per config: final metric, the reference it is judged against
+(a baseline or the clean run), the gap, the config's target and whether the
+run met it, and the seconds the simulation took; then where the time of the
+largest run went. Figures only, no assertions. ``--quick`` runs a subset;
+results and figures go to out/bench/NAME/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from learningchain.results import higher_is_better, plot_results, primary_metric, write_results  # noqa: E402
+from learningchain.simulator import Simulation, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ("digits-4-iid-mlp", "diabetes-4-linear", "digits-10-iid", "digits-10-byz-signflip-krum",
+         "digits-10-byz-signflip-fedavg")
+
+
+def run(name: str, out_root: Path) -> dict:
+    cfg = load_config(ROOT / "configs" / f"{name}.json", {"out": str(out_root / name)})
+    target = cfg.target or {}
+    with_baselines = bool({"baseline", "beats"} & set(target))
+    res = Simulation(cfg).run(with_baselines=with_baselines)
+    if with_baselines:
+        write_results(cfg.out, res)
+        plot_results(cfg.out, res)
+    return res
+
+
+def judge(res: dict, target: dict, clean: dict) -> tuple[str, str, str, str]:
+    """(reference, gap, target text, met) for one run."""
+    m = primary_metric(res["final"])
+    final = res["final"][m]
+    sign = 1 if higher_is_better(m) else -1
+    if "max_seconds" in target:
+        s = res["simulation_s"]
+        return "-", "-", f"< {target['max_seconds']} s", "yes" if s < target["max_seconds"] else "NO"
+    if "clean" in target:
+        ref = clean[target["clean"]]["final"][m]
+        drop = sign * (ref - final)
+        if "max_drop" in target:
+            ok = drop <= target["max_drop"]
+            text = f"drop <= {target['max_drop']:.2f}"
+        else:
+            ok = drop > target["min_drop"]
+            text = f"drop > {target['min_drop']:.2f}"
+        return f"clean {ref:.4f}", f"{drop:+.4f}", text, "yes" if ok else "NO"
+    base = res["baselines"][target["baseline"]][m]
+    if "max_rel_gap" in target:
+        gap = sign * (base - final) / abs(base)
+        ok = gap <= target["max_rel_gap"]
+        text = f"rel gap <= {100 * target['max_rel_gap']:.0f}%"
+        gap_text = f"{100 * gap:+.2f}%"
+    else:
+        gap = sign * (base - final)
+        ok = gap <= target["max_gap"]
+        text = f"gap <= {target['max_gap']:.3f}"
+        gap_text = f"{gap:+.4f}"
+    if "beats" in target:
+        other = res["baselines"][target["beats"]][m]
+        beats = sign * (final - other) > 0
+        ok = ok and beats
+        text += f", > {target['beats']} {other:.4f}"
+    return f"{target['baseline']} {base:.4f}", gap_text, text, "yes" if ok else "NO"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    ap.add_argument("--only", help="comma-separated config names")
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
+    args = ap.parse_args()
+    names = sorted(p.stem for p in (ROOT / "configs").glob("*.json"))
+    if args.quick:
+        names = [n for n in names if n in QUICK]
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    # clean references first, so that attacked runs can be judged against them
+    names.sort(key=lambda n: (0 if n == "digits-10-iid" else 1, n))
+    print(f"{'config':<32} {'metric':<9} {'final':>8}  {'reference':<27} {'gap':>8}  "
+          f"{'target':<40} {'met':<4} {'seconds':>8}")
+    done: dict[str, dict] = {}
+    largest = None
+    for name in names:
+        t0 = time.perf_counter()
+        res = run(name, Path(args.out))
+        seconds = time.perf_counter() - t0
+        done[name] = res
+        target = res["config"].get("target") or {}
+        m = primary_metric(res["final"])
+        ref, gap, text, met = judge(res, target, done)
+        print(f"{name:<32} {m:<9} {res['final'][m]:>8.4f}  {ref:<27} {gap:>8}  {text:<40} {met:<4} "
+              f"{res['simulation_s']:>8.1f}", flush=True)
+        if largest is None or res["config"]["nodes"] > largest[1]["config"]["nodes"]:
+            largest = (name, res, seconds)
+    if largest:
+        name, res, seconds = largest
+        n = len(res["rounds"])
+        tot = Counter()
+        for e in res["rounds"]:
+            tot.update(e["timing"])
+        per_round = res["simulation_s"] / n
+        print(f"\n{name}: {res['config']['nodes']} nodes x {n} rounds on {res['config']['full_nodes']} full "
+              f"nodes: simulation {res['simulation_s']:.1f} s ({per_round:.2f} s per round), "
+              f"{seconds:.1f} s with set-up and baselines; "
+              f"{res['rounds'][0]['bytes'] / 1e6:.2f} MB of update txs per round")
+        print("  per round: " + ", ".join(f"{k} {v / n:.3f} s ({100 * v / n / per_round:.0f}%)"
+                                          for k, v in tot.most_common()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
