@@ -116,7 +116,7 @@ class Network:
                                f"last lines of {node.log_path}:\n{log_tail(node.log_path)}")
 
     def stop(self, node: NodeProc, timeout: float = STOP_SECONDS, sig=signal.SIGTERM) -> None:
-        p = node.popen
+        p, node.popen = node.popen, None  # stopped on purpose: not a death
         if p is None or p.poll() is not None:
             return
         p.send_signal(sig)
@@ -128,9 +128,10 @@ class Network:
 
     def kill(self, node: NodeProc) -> None:
         """SIGKILL: no shutdown code runs (a crash)."""
-        if node.popen is not None and node.popen.poll() is None:
-            node.popen.kill()
-            node.popen.wait(5)
+        p, node.popen = node.popen, None
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(5)
 
     def stop_all(self, timeout: float = STOP_SECONDS) -> None:
         live = [n for n in self.nodes if n.popen is not None and n.popen.poll() is None]
