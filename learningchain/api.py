@@ -19,7 +19,8 @@ from learningchain import errors
 from learningchain.block import Block
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
-from learningchain.peers import check_peer_url
+from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
+from learningchain.peers import check_peer_url, rebuild_compact
 from learningchain.tx import UpdateTx
 
 MAX_BODY_BYTES = 4 << 20
@@ -166,14 +167,14 @@ def model():
 
 @api.get("/rounds")
 def rounds():
-    return jsonify({"rounds": node().rounds_overview()})
+    return jsonify({"rounds": rounds_overview(node())})
 
 
 @api.get("/rounds/<r>")
 def round_detail(r: str):
     if not r.isdigit() or len(r) > 15 or int(r) < 1:
         raise ApiError(400, "round must be a positive integer", "bad-id")
-    detail = node().round_detail(int(r))
+    detail = round_view(node(), int(r))
     if detail is None:
         raise ApiError(404, f"round {r} has not opened yet")
     return jsonify(detail)
@@ -205,7 +206,7 @@ def post_block():
     if "compact" in doc:
         if set(doc) != {"compact"}:
             raise ApiError(400, "a compact block message holds only 'compact'", errors.BLOCK_MALFORMED)
-        b = n.rebuild_compact(doc["compact"], peer)
+        b = rebuild_compact(n, doc["compact"], peer)
         if b is None:
             return jsonify({"status": "missing-txs",
                             "error": "some transactions are unknown here; send the full block"}), 202
@@ -286,7 +287,6 @@ def create_app(node_obj) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, node_obj.config.max_block_bytes + (64 << 10))
     app.json.sort_keys = False
     app.register_blueprint(api)
-    from learningchain.explorer import explorer
     app.register_blueprint(explorer)
     register_errors(app)
 

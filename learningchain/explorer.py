@@ -16,6 +16,59 @@ from markupsafe import Markup
 
 from learningchain.crypto import address
 
+# --- read-side views (shared by the JSON API and the HTML pages) ---------------
+
+def rounds_overview(node, limit: int = 200) -> list[dict]:
+    """Every round on the main chain (newest ``limit``), in one pass over it."""
+    with node.lock:
+        chain = node.chain
+        current = chain.tip_state.round
+        rounds: dict[int, dict] = {}
+        start = 1
+        for b in chain.main_chain(1, chain.height):
+            for t in b.txs:
+                rounds.setdefault(t.round, {"updates": 0})["updates"] += 1
+            c = b.commitment
+            if c and isinstance(c.get("round"), int):
+                rounds.setdefault(c["round"], {"updates": 0}).update(
+                    closed_at=b.height, block=b.hash, accepted=len(c.get("accepted", [])),
+                    rejected=len(c.get("rejected", {})), rejected_reasons=c.get("rejected", {}),
+                    accepted_ids=c.get("accepted", []), model_digest=c.get("model_digest"),
+                    opened_at=start)
+                start = b.height
+    out = []
+    for r in range(max(1, current - limit + 1), current + 1):
+        info = rounds.get(r, {"updates": 0})
+        closed = "closed_at" in info
+        out.append({"round": r, "status": "closed" if closed else "open",
+                    "closed_at": info.get("closed_at"), "block": info.get("block"),
+                    "updates": info["updates"], "accepted": info.get("accepted", 0),
+                    "rejected": info.get("rejected", 0),
+                    "rejected_reasons": info.get("rejected_reasons", {}),
+                    "accepted_ids": info.get("accepted_ids", []),
+                    "model_digest": info.get("model_digest"), "metrics": node.metrics.get(r)})
+    return out
+
+def round_detail(node, r: int) -> dict | None:
+    with node.lock:
+        summary = node.chain.round_summary(r)
+        if summary is None:
+            return None
+        updates = []
+        for u in summary["updates"]:
+            found = node.chain.find_tx(u["id"])
+            tx = found[0] if found else None
+            updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
+                            "height": u["height"], "num_samples": u["num_samples"],
+                            "metrics": tx.metrics if tx else {}})
+    c = summary.get("commitment") or {}
+    return {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
+            "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
+            "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
+            "rule": c.get("rule"), "model_digest": c.get("model_digest"),
+            "metrics": node.metrics.get(r)}
+
+
 explorer = Blueprint("explorer", __name__, template_folder="templates")
 CHART_W, CHART_H, PAD = 640, 220, 40
 
@@ -66,7 +119,7 @@ def index():
              "miner": address(b.header.miner),
              "round": b.commitment.get("round") if isinstance(b.commitment, dict) else None}
             for b in blocks]
-    rounds = node.rounds_overview(limit=50)[::-1]
+    rounds = rounds_overview(node, limit=50)[::-1]
     label = "accuracy" if node.config.model_spec.task == "classification" else "rmse"
     points = sorted((r, m[label]) for r, m in node.metrics.items() if label in m)
     return render_template("explorer.html", status=status, blocks=rows, rounds=rounds,

@@ -34,7 +34,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from learningchain import errors
+from learningchain.block import Block, BlockHeader
 from learningchain.encoding import EncodingError, canonical_json, parse_json
+from learningchain.errors import ValidationError
+from learningchain.tx import UpdateTx
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -287,16 +291,24 @@ class PeerSet:
             reply = self.request(url, "GET", "/status")
             if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
                 continue
-            height, tip = reply[1].get("height"), reply[1].get("tip")
+            height, tip, work = reply[1].get("height"), reply[1].get("tip"), reply[1].get("work")
             if isinstance(height, int):
                 with self._lock:
                     if url in self._peers:
                         self._peers[url].height = height
-            if isinstance(height, int) and height > my_height or (
-                    isinstance(height, int) and height == my_height and isinstance(tip, str)
-                    and tip != my_tip and not self.node.knows_block(tip)):
-                if self.sync_with(url):
-                    my_height, my_tip = self.node.tip_info()
+            if self._ahead(height, tip, work, my_height, my_tip) and self.sync_with(url):
+                my_height, my_tip = self.node.tip_info()
+
+    def _ahead(self, height, tip, work, my_height: int, my_tip: str) -> bool:
+        """Does the peer claim more work than us (or, without a work figure, more height)?"""
+        if not isinstance(tip, str) or tip == my_tip or self.node.knows_block(tip):
+            return False
+        if isinstance(work, str) and 0 < len(work) <= 80:
+            try:
+                return int(work, 16) > self.node.tip_work()
+            except ValueError:
+                pass
+        return isinstance(height, int) and height >= my_height
 
     def sync_in_background(self, url: str | None) -> None:
         if url and check_peer_url(url) is None:
@@ -328,3 +340,28 @@ def compact_block(block) -> dict:
     """Header, commitment and tx ids: what a peer needs to rebuild ``block`` from its mempool."""
     return {"header": block.header.to_dict(), "commitment": block.commitment,
             "txids": [t.id for t in block.txs]}
+
+
+def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
+    """A block from its compact form: header + commitment + tx ids; txs from our
+    mempool/chain or fetched from ``peer``. None if some tx cannot be found."""
+    if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
+        raise ValidationError(errors.BLOCK_MALFORMED,
+                              "a compact block is an object with exactly header, commitment, txids")
+    header = BlockHeader.parse(doc["header"])
+    txids = doc["txids"]
+    if not isinstance(txids, list) or not all(isinstance(t, str) and len(t) == 64 for t in txids):
+        raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
+    if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
+        raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
+    txs = []
+    for txid in txids:
+        tx = node.lookup_tx(txid)
+        if tx is None and peer:
+            fetched = node.peers.fetch_tx(peer, txid)
+            if fetched is not None:
+                tx = UpdateTx.parse(fetched)
+        if tx is None or tx.id != txid:
+            return None
+        txs.append(tx)
+    return Block(header=header, txs=tuple(txs), commitment=doc["commitment"], config=None)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from learningchain import errors
-from learningchain.block import Block, BlockHeader
-from learningchain.crypto import address as crypto_address, load_or_create_key
+from learningchain.block import Block
+from learningchain.crypto import load_or_create_key
 from learningchain.data import load_partition
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
@@ -117,6 +117,10 @@ class Node:
         with self.lock:
             return self.chain.height, self.chain.tip.hash
 
+    def tip_work(self) -> int:
+        with self.lock:
+            return self.chain.tip_work
+
     def knows_block(self, block_hash: str) -> bool:
         with self.lock:
             return self.chain.get_block(block_hash) is not None
@@ -136,7 +140,7 @@ class Node:
             chain, state = self.chain, self.chain.tip_state
             doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
                    "mempool": len(self.ledger.mempool), "model_digest": state.model_digest,
-                   "work": f"{chain.tip_work:x}" if hasattr(chain, "tip_work") else None}
+                   "work": f"{chain.tip_work:x}"}
         r, m = self.latest_metrics()
         doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
                    network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
@@ -168,56 +172,6 @@ class Node:
                 return tx
             found = self.chain.find_tx(txid)
             return found[0] if found else None
-
-    def rounds_overview(self, limit: int = 200) -> list[dict]:
-        """Every round on the main chain (newest ``limit``), in one pass over it."""
-        with self.lock:
-            chain = self.chain
-            current = chain.tip_state.round
-            rounds: dict[int, dict] = {}
-            start = 1
-            for b in chain.main_chain(1, chain.height):
-                for t in b.txs:
-                    rounds.setdefault(t.round, {"updates": 0})["updates"] += 1
-                c = b.commitment
-                if c and isinstance(c.get("round"), int):
-                    rounds.setdefault(c["round"], {"updates": 0}).update(
-                        closed_at=b.height, block=b.hash, accepted=len(c.get("accepted", [])),
-                        rejected=len(c.get("rejected", {})), rejected_reasons=c.get("rejected", {}),
-                        accepted_ids=c.get("accepted", []), model_digest=c.get("model_digest"),
-                        opened_at=start)
-                    start = b.height
-        out = []
-        for r in range(max(1, current - limit + 1), current + 1):
-            info = rounds.get(r, {"updates": 0})
-            closed = "closed_at" in info
-            out.append({"round": r, "status": "closed" if closed else "open",
-                        "closed_at": info.get("closed_at"), "block": info.get("block"),
-                        "updates": info["updates"], "accepted": info.get("accepted", 0),
-                        "rejected": info.get("rejected", 0),
-                        "rejected_reasons": info.get("rejected_reasons", {}),
-                        "accepted_ids": info.get("accepted_ids", []),
-                        "model_digest": info.get("model_digest"), "metrics": self.metrics.get(r)})
-        return out
-
-    def round_detail(self, r: int) -> dict | None:
-        with self.lock:
-            summary = self.chain.round_summary(r)
-            if summary is None:
-                return None
-            updates = []
-            for u in summary["updates"]:
-                found = self.chain.find_tx(u["id"])
-                tx = found[0] if found else None
-                updates.append({"id": u["id"], "sender": u["sender"], "address": crypto_address(u["sender"]),
-                                "height": u["height"], "num_samples": u["num_samples"],
-                                "metrics": tx.metrics if tx else {}})
-        c = summary.get("commitment") or {}
-        return {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
-                "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
-                "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
-                "rule": c.get("rule"), "model_digest": c.get("model_digest"),
-                "metrics": self.metrics.get(r)}
 
     # --- writes -------------------------------------------------------------------------
     def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
@@ -284,30 +238,6 @@ class Node:
             if exc.code == errors.BLOCK_MALFORMED or exc.code == errors.BLOCK_BAD_TX:
                 self.refused[exc.code] += 1
             return exc.code
-
-    def rebuild_compact(self, doc: Any, peer: str | None) -> Block | None:
-        """A block from its compact form: header + commitment + tx ids; txs from our
-        mempool/chain or fetched from ``peer``. None if some tx cannot be found."""
-        if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
-            raise ValidationError(errors.BLOCK_MALFORMED,
-                                  "a compact block is an object with exactly header, commitment, txids")
-        header = BlockHeader.parse(doc["header"])
-        txids = doc["txids"]
-        if not isinstance(txids, list) or not all(isinstance(t, str) and len(t) == 64 for t in txids):
-            raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
-        if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
-            raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
-        txs = []
-        for txid in txids:
-            tx = self.lookup_tx(txid)
-            if tx is None and peer:
-                fetched = self.peers.fetch_tx(peer, txid)
-                if fetched is not None:
-                    tx = UpdateTx.parse(fetched)
-            if tx is None or tx.id != txid:
-                return None
-            txs.append(tx)
-        return Block(header=header, txs=tuple(txs), commitment=doc["commitment"], config=None)
 
     # --- mining templates (served to external miners and used by our own) ----------
     def new_template(self) -> tuple[str, Block]:
@@ -451,33 +381,34 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
              f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
 
+    stop = threading.Event()
+
     def shutdown(signum, _frame):
-        raise _Shutdown(signum)
+        node.log(f"signal {signum}: shutting down")
+        stop.set()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     node.start()
     try:
-        server.run()
-    except _Shutdown as sig:
-        node.log(f"signal {sig.args[0]}: shutting down")
+        serve_until(server, stop)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
-        close_server(server)
         node.stop()
         node.log("stopped")
 
 
-class _Shutdown(Exception):
-    """Raised in the main thread by the SIGTERM/SIGINT handler to leave server.run()."""
-
-
-def close_server(server) -> None:
-    """Close a waitress server and every open connection (keep-alive peers
-    would otherwise keep its loop running)."""
-    server.close()
-    for channel in list(getattr(server, "_map", {}).values()):
-        try:
-            channel.close()
-        except OSError:
-            pass
+def serve_until(server, stop: threading.Event, tick: float = 0.2) -> None:
+    """Run a waitress server's event loop until ``stop`` is set, then close it and
+    every open connection from this same thread (closing sockets from another
+    thread while the loop selects on them is a race)."""
+    try:
+        while not stop.is_set():
+            server.asyncore.loop(timeout=tick, map=server._map, use_poll=server.adj.asyncore_use_poll,
+                                 count=1)
+    finally:
+        server.close()
+        for channel in list(server._map.values()):
+            try:
+                channel.close()
+            except OSError:
+                pass

@@ -13,7 +13,7 @@ from waitress.server import create_server
 from learningchain.api import create_app
 from learningchain.block import Block
 from learningchain.peers import PeerSet, TIMEOUT, check_peer_url
-from learningchain.service import Node, close_server
+from learningchain.service import Node, serve_until
 from miner.pow import search
 from tests.helpers import KEYS, tiny_config, update_tx
 
@@ -41,9 +41,9 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.node = Node(root / name, tiny_config(), peers=peers, port=self.port, quiet=True)
-        self.server = create_server(create_app(self.node), host="127.0.0.1", port=self.port, threads=8,
-                                    asyncore_loop_timeout=0.2)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = create_server(create_app(self.node), host="127.0.0.1", port=self.port, threads=8)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
         self.thread.start()
         self.node.start()
 
@@ -59,7 +59,7 @@ class Served:
 
     def close(self) -> None:
         self.node.stop()
-        close_server(self.server)
+        self.stop.set()
         self.thread.join(timeout=5)
 
 

@@ -3,17 +3,15 @@ it restarts from its store; run_node serves HTTP and stops cleanly on SIGTERM.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import requests
 
+from learningchain.explorer import round_detail
 from learningchain.service import Node
 from tests.helpers import tiny_config
 from tests.test_peers import free_port, wait_for
@@ -44,7 +42,7 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
     try:
         wait_for(lambda: node.chain.tip_state.round >= 3 and {1, 2} <= set(node.metrics), seconds=30,
                  what="two rounds to close and be evaluated")
-        r1 = node.round_detail(1)
+        r1 = round_detail(node, 1)
         assert r1["status"] == "closed" and r1["accepted"] and r1["updates"][0]["address"] == node.address
         assert r1["metrics"]["accuracy"] > 0.5  # learnable blobs: G(1) beats chance (1/3)
         assert node.status()["metrics"] and node.status()["mining"] is True
