@@ -85,7 +85,7 @@ def main() -> int:
         names = [n for n in names if n in args.only.split(",")]
     # clean references first, so that attacked runs can be judged against them
     names.sort(key=lambda n: (0 if n == "digits-10-iid" else 1, n))
-    print(f"{'config':<32} {'metric':<9} {'final':>8}  {'reference':<27} {'gap':>8}  "
+    print(f"{'config':<36} {'metric':<9} {'final':>8}  {'reference':<27} {'gap':>8}  "
           f"{'target':<40} {'met':<4} {'seconds':>8}")
     done: dict[str, dict] = {}
     largest = None
@@ -97,7 +97,7 @@ def main() -> int:
         target = res["config"].get("target") or {}
         m = primary_metric(res["final"])
         ref, gap, text, met = judge(res, target, done)
-        print(f"{name:<32} {m:<9} {res['final'][m]:>8.4f}  {ref:<27} {gap:>8}  {text:<40} {met:<4} "
+        print(f"{name:<36} {m:<9} {res['final'][m]:>8.4f}  {ref:<27} {gap:>8}  {text:<40} {met:<4} "
               f"{res['simulation_s']:>8.1f}", flush=True)
         if largest is None or res["config"]["nodes"] > largest[1]["config"]["nodes"]:
             largest = (name, res, seconds)
