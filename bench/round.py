@@ -1,0 +1,263 @@
+"""Round cost of the default demo network, bytes on the wire, and sync rate.
+
+    .venv/bin/python bench/round.py [--rounds 10] [--nodes 4] [--sync-blocks 1000]
+
+1. Runs the default demo network (real processes, real HTTP) and reports the
+   time per round and what it is made of. Sources, named in the table:
+   closing-block header timestamps (round), the nodes' logs (training), tx
+   timestamps (when a node started its update), and an in-process replay of
+   node 0's store (validation and aggregation: the node exposes no counters
+   for them). Per-message gossip time and per-block proof-of-work time are not
+   exposed by the node; the table says so instead of guessing.
+2. Bytes sent per node per round (``/status`` traffic counters) against the
+   raw float32 size of the weights (goal: under 1.4x).
+3. Sync: a 1,000-block chain (one round of quorum-many signed updates every
+   4 blocks, easy target) is built with a Ledger and the miner's search, stored
+   in a node's data dir and served; a fresh node peered to it is timed until
+   it reaches the same height.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from learningchain import demo  # noqa: E402
+from learningchain.block import Block  # noqa: E402
+from learningchain.chain import Chain  # noqa: E402
+from learningchain.genesis import make_genesis  # noqa: E402
+from learningchain.ledger import REPLAY_NOW_MS, Ledger  # noqa: E402
+from learningchain.store import Store, store_path  # noqa: E402
+
+TRAINED = re.compile(r"trained round (\d+) in ([\d.]+) s; submitting ([0-9a-f]+)")
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_s(x, unit="s"):
+    if x is None:
+        return "n/a"
+    return f"{x * 1000:.1f} ms" if unit == "ms" else f"{x:.3f} s"
+
+
+# --- 1 and 2: the demo network --------------------------------------------------------
+
+def run_network(n: int, rounds: int, out: Path) -> dict:
+    part_dir = demo.partitions_for("digits", n, out)
+    config = demo.make_config(n, "digits", "fedavg", 0)
+    genesis = demo.write_genesis(config, out / "genesis.json")
+    net = demo.Network(out)
+    try:
+        demo.start_network(net, n, part_dir, genesis)
+        t0 = time.monotonic()
+        sent0 = [demo.get(x.url, "/status")["traffic"]["sent"] for x in net.nodes]
+        entries = demo.follow_rounds(net, rounds, set(), timeout=30 + 10 * rounds, tty=False)
+        wall = time.monotonic() - t0
+        sent1 = [demo.get(x.url, "/status")["traffic"]["sent"] for x in net.nodes]
+        hub = net.nodes[0].url
+        details = [demo.get(hub, f"/rounds/{r}") for r in range(1, rounds + 1)]
+        tx_ts = {}
+        for d in details:
+            for u in d["updates"]:
+                tx_ts[u["id"]] = demo.get(hub, f"/txs/{u['id']}")["tx"]["timestamp"]
+        blocks = demo.get(hub, f"/chain?start=0&limit={entries[-1]['height'] + 1}")["blocks"]
+    finally:
+        net.stop_all()
+    train = {}  # (round, txid prefix) -> seconds
+    for i in range(n):
+        for m in TRAINED.finditer((out / f"node{i}.log").read_text()):
+            train[(int(m.group(1)), m.group(3))] = float(m.group(2))
+    return {"config": config, "details": details, "tx_ts": tx_ts, "blocks": blocks, "train": train,
+            "wall": wall, "sent": [b - a for a, b in zip(sent0, sent1)], "rounds": rounds,
+            "store": out / "nodes" / "node0"}
+
+
+def breakdown(run: dict) -> list[tuple[str, str, str]]:
+    ts = {b["height"]: b["timestamp"] for b in run["blocks"]}
+    rows, round_s, train_s, start_s, ready_s, n_blocks = [], [], [], [], [], []
+    prev_close = None
+    for d in run["details"]:
+        close = ts.get(d["closed_at"])
+        if prev_close is not None and close is not None:
+            r = d["round"]
+            trained = [run["train"].get((r, u["id"][:12])) for u in d["updates"]]
+            starts = [run["tx_ts"][u["id"]] for u in d["updates"]]
+            ready = [s + 1000 * (t or 0) for s, t in zip(starts, trained)]
+            round_s.append((close - prev_close) / 1000)
+            train_s.append(max(t for t in trained if t is not None) if any(trained) else None)
+            start_s.append((max(starts) - prev_close) / 1000)
+            ready_s.append((close - max(ready)) / 1000)
+            n_blocks.append(d["closed_at"] - d["opened_at"])
+        prev_close = close
+    rows.append(("round (close to close)", fmt_s(med(round_s)), "closing blocks' header timestamps"))
+    rows.append(("  round opens -> last node starts training", fmt_s(med(start_s)),
+                 "tx timestamps (tip gossip + 0.25 s participant poll)"))
+    rows.append(("  train (slowest node)", fmt_s(med(train_s)), "node logs: 'trained round r in X s'"))
+    rows.append(("  last update ready -> closing block built", fmt_s(med(ready_s)),
+                 "tx gossip to the miner + waiting for the next template"))
+    rows.append(("  blocks per round", f"{med(n_blocks):.1f}" if n_blocks else "n/a", "/rounds/<r>"))
+    rows.append(("  gossip (per message)", "n/a", "not exposed by the node (no per-message timing)"))
+    rows.append(("  mine (proof of work per block)", "n/a",
+                 "not exposed by the in-node miner; target_block_ms = "
+                 f"{run['config'].target_block_ms} ms by genesis"))
+    rows += replay_costs(run["store"], run["config"])
+    rows.append(("rounds run / wall time", f"{run['rounds']} / {run['wall']:.1f} s",
+                 f"{run['wall'] / run['rounds']:.2f} s per round as seen by the demo"))
+    return rows
+
+
+def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
+    """Validation and aggregation, timed by replaying node 0's stored chain."""
+    from learningchain import aggregation
+    with Store(store_path(data_dir)) as store:
+        blocks = list(store.iter_blocks())
+    chain = Chain(blocks[0])
+    closing, with_txs, empty, agg = [], [], [], []
+    for b in blocks[1:]:
+        t = time.perf_counter()
+        chain.add_block(b, REPLAY_NOW_MS, verify_signatures=True)
+        dt = time.perf_counter() - t
+        (closing if b.commitment else with_txs if b.txs else empty).append(dt)
+        if b.commitment:
+            ids = set(b.commitment.get("updates", []))
+            txs = [chain.find_tx(i)[0] for i in ids if chain.find_tx(i)]
+            ups = [aggregation.Update(x.id, x.sender, x.decoded_weights, x.num_samples) for x in txs]
+            t = time.perf_counter()
+            aggregation.aggregate(config.rule, ups, config.params)
+            agg.append(time.perf_counter() - t)
+    src = "replay of node 0's store in-process (signatures checked)"
+    return [("  validate closing block (txs + aggregation)", fmt_s(med(closing), "ms"), src),
+            ("  validate block with txs, not closing", fmt_s(med(with_txs), "ms"), src),
+            ("  validate empty block", fmt_s(med(empty), "ms"), src),
+            (f"  aggregate ({config.rule}, one round)", fmt_s(med(agg), "ms"),
+             "aggregation.aggregate on each round's stored updates")]
+
+
+def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
+    from learningchain.models import build_model
+    raw = sum(a.size * 4 for a in build_model(run["config"].model_spec).initial_weights().values())
+    rows = [("raw float32 weights", f"{raw} B", "one model")]
+    per = [s / run["rounds"] for s in run["sent"]]
+    for i, p in enumerate(per):
+        rows.append((f"node{i} sent per round", f"{p:,.0f} B", f"{p / raw:.2f}x raw"
+                     + ("  (miner, hub of the star)" if i == 0 else "")))
+    mean = sum(per) / len(per)
+    rows.append(("mean per node per round", f"{mean:,.0f} B",
+                 f"{mean / raw:.2f}x raw (goal < 1.4x): {'met' if mean / raw < 1.4 else 'NOT met'}"))
+    with Store(store_path(run["store"])) as store:
+        sizes = [t.size for b in store.iter_blocks() for t in b.txs]
+    n = len(per)
+    if sizes:
+        tx = statistics.median(sizes)
+        rows.append(("one update tx on the wire", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw (base64 in JSON)"))
+        floor = (n - 1) * tx
+        rows.append(("floor: every update reaches N-1 nodes", f"{floor:,.0f} B",
+                     f"{floor / raw:.2f}x raw per node per round; measured mean is "
+                     f"{mean / floor:.2f}x this floor"))
+    return rows
+
+
+# --- 3: sync rate -------------------------------------------------------------------------
+
+def build_chain(data_dir: Path, n_blocks: int):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from learningchain.crypto import PrivateKey
+    from learningchain.genesis import default_config
+    from learningchain.tx import UpdateTx
+    from miner.pow import search
+    easy = 1 << 250  # ~64 hashes per block
+    config = replace(default_config(4), initial_target=easy, pow_limit=easy, retarget_window=10**6,
+                     timestamp=1_700_000_000_000)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "genesis.json").write_text(json.dumps(config.to_dict()))
+    genesis = make_genesis(config)
+    keys = [PrivateKey.from_secret(500 + i) for i in range(4)]
+    miner = PrivateKey.from_secret(99)
+    ledger = Ledger(genesis, Store(store_path(data_dir)))
+    chain = ledger.chain
+    for h in range(1, n_blocks + 1):
+        txs = []
+        if h % 4 == 1:
+            model, digest = chain.model()
+            txs = [UpdateTx.create(k, chain.tip_state.round, digest,
+                                   {n: (a + np.float32(0.01 * (i + 1))).astype(np.float32)
+                                    for n, a in model.items()}, 100, timestamp=config.timestamp)
+                   for i, k in enumerate(keys)]
+        block = chain.build_block(miner.public_hex, txs, chain.tip.header.timestamp + 500)
+        nonce, _ = search(block.header.prefix(), block.header.target, 0, 1 << 40)
+        ledger.submit_block(Block(block.header.with_nonce(nonce), block.txs, block.commitment,
+                                  block.config), REPLAY_NOW_MS)
+    height, n_txs = chain.height, sum(len(b.txs) for b in chain.main_chain(0, n_blocks + 1))
+    ledger.store.close()
+    return data_dir / "genesis.json", height, n_txs
+
+
+def sync_rate(out: Path, n_blocks: int) -> list[tuple[str, str, str]]:
+    t = time.perf_counter()
+    genesis, height, n_txs = build_chain(out / "nodes" / "node0", n_blocks)
+    built = time.perf_counter() - t
+    net = demo.Network(out)
+    try:
+        src = net.start(0, genesis=genesis)
+        demo.wait_ready(net, [src])
+        t = time.perf_counter()
+        fresh = net.start(1, genesis=genesis, peers=[src.url])
+        demo.wait_ready(net, [fresh])
+        ready = time.perf_counter() - t
+        demo.wait_for(lambda: (demo.get(fresh.url, "/status") or {}).get("height") == height,
+                      300, "the fresh node to sync", net, interval=0.05)
+        total = time.perf_counter() - t
+    finally:
+        net.stop_all()
+    syncing = total - ready
+    return [("chain built", f"{height} blocks, {n_txs} txs", f"in {built:.1f} s (Ledger + miner search)"),
+            ("fresh node: start to API up", f"{ready:.2f} s", "process start, imports"),
+            ("fresh node: API up to same height", f"{syncing:.2f} s", "sync over HTTP, full validation"),
+            ("sync rate", f"{height / syncing:,.0f} blocks/s", f"{n_txs / syncing:,.0f} txs/s"
+             f"; {height / total:,.0f} blocks/s counting process start")]
+
+
+def table(title: str, rows) -> str:
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [title, "-" * len(title)]
+    lines += [f"{a.ljust(w0)}  {b.rjust(w1)}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--sync-blocks", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
+        tmp = Path(tmp)
+        print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg)")
+        run = run_network(args.nodes, args.rounds, tmp / "demo")
+        print()
+        print(table("time per round (median over rounds 2..R)", breakdown(run)))
+        print()
+        print(table("bytes sent per node per round", traffic_rows(run)))
+        print()
+        print(f"== sync of a fresh node from a peer holding {args.sync_blocks} blocks")
+        print(table("sync", sync_rate(tmp / "sync", args.sync_blocks)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
