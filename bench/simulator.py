@@ -110,7 +110,7 @@ def main() -> int:
         per_round = res["simulation_s"] / n
         print(f"\n{name}: {res['config']['nodes']} nodes x {n} rounds on {res['config']['full_nodes']} full "
               f"nodes: simulation {res['simulation_s']:.1f} s ({per_round:.2f} s per round), "
-              f"{seconds:.1f} s with set-up and baselines; "
+              f"{seconds:.1f} s including set-up; "
               f"{res['rounds'][0]['bytes'] / 1e6:.2f} MB of update txs per round")
         print("  per round: " + ", ".join(f"{k} {v / n:.3f} s ({100 * v / n / per_round:.0f}%)"
                                           for k, v in tot.most_common()))
