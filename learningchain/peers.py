@@ -45,12 +45,14 @@ if TYPE_CHECKING:
 
 TIMEOUT = (1.0, 3.0)  # (connect, read) seconds
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
-SYNC_SECONDS = 3.0
+SYNC_SECONDS = 2.0
 SYNC_PAGE = 100
 MAX_PEERS = 64
 SEEN_CAPACITY = 20_000
 #: rough size of the HTTP request/response header lines, counted per exchange.
 HEADER_ESTIMATE = 200
+#: a peer refusing a tx for these reasons is probably behind us: offer it again later.
+RETRY_REASONS = ("tx-round-not-open", "tx-wrong-base-model")
 
 
 def check_peer_url(url: Any) -> str | None:
@@ -216,10 +218,19 @@ class PeerSet:
     def _send_tx(self, url: str, tx, own: bool) -> None:
         if not own:
             reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
-            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict) \
-                    or tx.id not in (reply[1].get("want") or []):
+            if reply is None:
+                return self._unsee(url, tx.id)
+            if reply[0] != 200 or not isinstance(reply[1], dict) or tx.id not in (reply[1].get("want") or []):
                 return
-        self.request(url, "POST", "/txs", tx.to_dict())
+        reply = self.request(url, "POST", "/txs", tx.to_dict())
+        if reply is None or (isinstance(reply[1], dict) and reply[1].get("reason") in RETRY_REASONS):
+            self._unsee(url, tx.id)  # not delivered, or the peer is behind: a rebroadcast retries
+
+    def _unsee(self, url: str, key: str) -> None:
+        with self._lock:
+            peer = self._peers.get(url)
+            if peer is not None:
+                peer.seen.pop(key, None)
 
     def broadcast_block(self, block, exclude: str | None = None) -> list:
         futures = []
@@ -230,7 +241,9 @@ class PeerSet:
 
     def _send_block(self, url: str, block, compact: dict) -> None:
         reply = self.request(url, "POST", "/blocks", {"compact": compact})
-        if reply is not None and isinstance(reply[1], dict) and reply[1].get("status") == "missing-txs":
+        if reply is None:
+            self._unsee(url, block.hash)
+        elif reply is not None and isinstance(reply[1], dict) and reply[1].get("status") == "missing-txs":
             self.request(url, "POST", "/blocks", block.to_dict())  # the peer could not rebuild it
 
     def fetch_tx(self, url: str, txid: str) -> dict | None:
@@ -316,10 +329,11 @@ class PeerSet:
             self._pool.submit(self.sync_with, url)
 
     def _loop(self) -> None:
-        self.announce()
         while not self._stop.is_set():
             try:
+                self.announce()  # cheap; peers started after us learn of us too
                 self.sync_once()
+                self.node.rebroadcast_own()
             except Exception as exc:  # the loop must survive anything a peer sends
                 self.node.log(f"sync error: {type(exc).__name__}: {exc}")
             self._stop.wait(SYNC_SECONDS)

@@ -220,6 +220,14 @@ class Node:
             self.log(f"block {block.height} {block.hash[:12]} on a side branch")
         return result.status
 
+    def rebroadcast_own(self) -> None:
+        """Offer our own waiting update again: peers it already reached skip it
+        (seen-set); peers that were down when it was first sent get it now."""
+        with self.lock:
+            mine = [t for t in self.ledger.mempool if t.sender == self.pubkey]
+        for tx in mine:
+            self.peers.broadcast_tx(tx, own=True)
+
     def _log_result(self, result) -> None:
         if result.status == "reorg":
             self.log(f"reorg: {len(result.disconnected)} block(s) out, {len(result.connected)} in")
