@@ -40,6 +40,10 @@ STOP_SECONDS = 5.0
 class NodeDied(LearningChainError):
     """A node process exited while the network was supposed to run."""
 
+    def __init__(self, message: str, tail: str = ""):
+        super().__init__(message)
+        self.tail = tail
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -61,6 +65,7 @@ class NodeProc:
     data_dir: Path
     log_path: Path
     args: list[str]
+    pubkey: str = ""
     popen: subprocess.Popen | None = None
 
     @property
@@ -96,7 +101,9 @@ class Network:
             args += ["--mine", "--workers", str(workers)]
         if attack:
             args += ["--attack", attack]
-        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra))
+        from learningchain.crypto import load_or_create_key
+        pubkey = load_or_create_key(data_dir).public_hex  # so we know who must answer on the port
+        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey)
         self.nodes.append(node)
         self.launch(node)
         return node
@@ -113,7 +120,7 @@ class Network:
         for node in self.nodes:
             if node.popen is not None and node.popen.poll() is not None:
                 raise NodeDied(f"{node.name} ({node.url}) exited with status {node.popen.returncode}; "
-                               f"last lines of {node.log_path}:\n{log_tail(node.log_path)}")
+                               f"its log is {node.log_path}", log_tail(node.log_path))
 
     def stop(self, node: NodeProc, timeout: float = STOP_SECONDS, sig=signal.SIGTERM) -> None:
         p, node.popen = node.popen, None  # stopped on purpose: not a death
@@ -186,8 +193,29 @@ def wait_for(predicate, timeout: float, what: str, net: Network | None = None, i
 
 
 def wait_ready(net: Network, nodes: list[NodeProc], timeout: float = 30.0) -> None:
+    """Until each node answers on its port *as itself* (another program on the
+    port would answer with another key)."""
+    def ready(n: NodeProc) -> bool:
+        s = get(n.url, "/status")
+        if s and s.get("pubkey") != n.pubkey:
+            net.check_alive()
+            time.sleep(0.3)
+            net.check_alive()  # most likely our process failed to bind
+            raise LearningChainError(f"{n.url} is answered by another node (pubkey "
+                                     f"{str(s.get('pubkey'))[:16]}...): port {n.port} is taken")
+        return bool(s)
     for n in nodes:
-        wait_for(lambda n=n: get(n.url, "/status"), timeout, f"{n.name} to answer on {n.url}", net)
+        wait_for(lambda n=n: ready(n), timeout, f"{n.name} to answer on {n.url}", net)
+
+
+def check_ports_free(ports) -> None:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another --base-port "
+                                  f"or leave it out to use free ports") from None
 
 
 # --- set-up -----------------------------------------------------------------------
@@ -228,6 +256,8 @@ def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers
                   attack: str | None = None, base_port: int | None = None, miners: int = 1):
     """Node 0 (miner) first, then the others in parallel, peered with node 0."""
     port = (lambda i: base_port + i) if base_port else (lambda i: None)
+    if base_port:
+        check_ports_free(range(base_port, base_port + n))
     first = net.start(0, port=port(0), dataset=part_dir / "node0.npz", genesis=genesis, mine=True,
                       attack=attack if attackers > 0 else None)
     wait_ready(net, [first])
@@ -371,6 +401,10 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the nodes", file=sys.stderr)
         return 130
+    except NodeDied as exc:
+        print(f"\nnode.py demo: {exc}; its last lines:", file=sys.stderr)
+        print("\n".join("    " + line for line in exc.tail.splitlines()), file=sys.stderr)
+        return 1
     finally:
         if not keep:
             net.stop_all()
