@@ -438,7 +438,7 @@ def register(sub) -> None:
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
     p.add_argument("--byzantine", type=int, default=0, help="the first K nodes attack")
     p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
-    p.add_argument("--out", default="demo-out", help="results, plots, logs and node data (default demo-out)")
+    p.add_argument("--out", default="out/demo", help="results, plots, logs and node data (default out/demo)")
     p.add_argument("--base-port", type=int, help="node i listens on P+i (default: free ports)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
     p.set_defaults(func=run_demo)
