@@ -29,8 +29,7 @@ class Model:
 
     # --- weights ----------------------------------------------------------
     def initial_weights(self) -> "OrderedDict[str, np.ndarray]":
-        rng = np.random.default_rng(self.spec.seed)
-        w = network.init_params(self._sizes, rng, zero=self.spec.kind != "mlp")
+        w = network.init_params(self._sizes, self.spec.seed, zero=self.spec.kind != "mlp")
         return OrderedDict((name, w[name]) for name in sorted(w))
 
     def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -21,6 +21,9 @@ Computation runs in float64 for accuracy; weights enter and leave as float32.
 """
 from __future__ import annotations
 
+import hashlib
+import math
+
 from collections import OrderedDict
 from typing import Sequence
 
@@ -83,16 +86,34 @@ def sgd_epochs(params: list[np.ndarray], X: np.ndarray, target: np.ndarray,
     return params
 
 
-def init_params(sizes: Sequence[int], rng: np.random.Generator, zero: bool) -> Weights:
+def protocol_uniform(seed: int, name: str, count: int) -> np.ndarray:
+    """``count`` uniform floats in [0, 1) from SHA-256 in counter mode, so that a
+    verifier in any language derives the same G0 (numpy's generators are not
+    specified byte for byte). Value k: the first 8 bytes of
+    ``SHA256(b"learningchain-g0" || seed u64 BE || name UTF-8 || 0x00 || k u64 BE)``
+    read big-endian, shifted right by 11, times 2^-53 (docs/protocol.md, G0)."""
+    prefix = hashlib.sha256(b"learningchain-g0" + seed.to_bytes(8, "big") + name.encode() + b"\x00")
+    out = np.empty(count, dtype=np.float64)
+    for k in range(count):
+        h = prefix.copy()
+        h.update(k.to_bytes(8, "big"))
+        out[k] = (int.from_bytes(h.digest()[:8], "big") >> 11) * 2.0 ** -53
+    return out
+
+
+def init_params(sizes: Sequence[int], seed: int, zero: bool) -> Weights:
     """Glorot-uniform weights (as scikit-learn's MLP), zero biases; all zeros
-    when ``zero`` (the convex linear/softmax models)."""
+    when ``zero`` (the convex linear/softmax models). ``W_i = (2u - 1) * bound``
+    with u from :func:`protocol_uniform` and ``bound = sqrt(6 / (fan_in + fan_out))``,
+    computed in float64 and rounded once to float32."""
     out: OrderedDict[str, np.ndarray] = OrderedDict()
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         if zero:
             W = np.zeros((fan_in, fan_out))
         else:
-            bound = np.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-bound, bound, size=(fan_in, fan_out))
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            u = protocol_uniform(seed, f"W{i}", fan_in * fan_out).reshape(fan_in, fan_out)
+            W = (2.0 * u - 1.0) * bound
         out[f"W{i}"] = W.astype(np.float32)
         out[f"b{i}"] = np.zeros(fan_out, dtype=np.float32)
     return out
