@@ -1,0 +1,207 @@
+"""An independent chain verifier written from docs/protocol.md alone.
+
+It imports nothing from `learningchain`: JSON, hashlib, base64, numpy and the
+`cryptography` package (OpenSSL) for ECDSA. If the document and the code ever
+disagree, tests/test_protocol_conformance.py fails. It checks one branch given
+in height order (genesis first). FedAvg commitments are recomputed in full;
+for the other rules it checks everything but the rule's arithmetic.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import struct
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature, encode_dss_signature
+
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+GENESIS_MINER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+
+
+class Invalid(Exception):
+    pass
+
+
+def canon(doc) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
+
+
+def decode_array(a) -> np.ndarray:
+    raw = base64.b64decode(a["data"], validate=True)
+    return np.frombuffer(raw, dtype=a["dtype"]).reshape(a["shape"])
+
+
+def weights_digest(arrays: dict) -> str:
+    summary = {name: {"dtype": arr.dtype.str, "shape": list(arr.shape),
+                      "sha256": hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()}
+               for name, arr in arrays.items()}
+    return sha(canon(summary)).hex()
+
+
+def g0(model: dict) -> dict:
+    sizes = [model["n_features"], *model["hidden"], model["n_outputs"]]
+    out = {}
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if model["kind"] == "mlp":
+            prefix = b"learningchain-g0" + model["seed"].to_bytes(8, "big") + f"W{i}".encode() + b"\x00"
+            u = np.array([(int.from_bytes(sha(prefix + k.to_bytes(8, "big"))[:8], "big") >> 11) * 2.0 ** -53
+                          for k in range(fi * fo)])
+            W = ((2.0 * u - 1.0) * math.sqrt(6.0 / (fi + fo))).reshape(fi, fo)
+        else:
+            W = np.zeros((fi, fo))
+        out[f"W{i}"] = W.astype("<f4")
+        out[f"b{i}"] = np.zeros(fo, dtype="<f4")
+    return out
+
+
+def header_bytes(h: dict) -> bytes:
+    return (struct.pack(">IQ", h["version"], h["height"]) + bytes.fromhex(h["prev_hash"])
+            + bytes.fromhex(h["merkle_root"]) + bytes.fromhex(h["commitment_hash"])
+            + struct.pack(">Q", h["timestamp"]) + bytes.fromhex(h["target"]) + bytes.fromhex(h["miner"])
+            + struct.pack(">Q", h["nonce"]))
+
+
+def merkle(ids: list[bytes]) -> bytes:
+    if not ids:
+        return bytes(32)
+    level = [sha(b"\x00" + i) for i in ids]
+    while len(level) > 1:
+        nxt = [sha(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def verify_signature(pubkey_hex: str, digest: bytes, sig_hex: str) -> None:
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), bytes.fromhex(pubkey_hex))
+    sig = bytes.fromhex(sig_hex)
+    r, s = decode_dss_signature(sig)
+    if not (1 <= r < N and 1 <= s <= N // 2) or encode_dss_signature(r, s) != sig:
+        raise Invalid("signature not canonical low-S DER")
+    try:
+        key.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        raise Invalid("bad signature") from None
+
+
+def fedavg(updates: list[dict], cap_factor: str) -> dict:
+    """learning.md: counts capped at cap_factor x median, float64 rows in id order."""
+    updates = sorted(updates, key=lambda u: u["id"])
+    counts = np.array([u["tx"]["num_samples"] for u in updates], dtype=np.float64)
+    counts = np.minimum(counts, float(cap_factor) * float(np.median(counts)))
+    coef = counts / counts.sum()
+    names = sorted(updates[0]["weights"])
+    rows = [np.concatenate([u["weights"][n].astype(np.float64).ravel() for n in names]) for u in updates]
+    acc = np.zeros_like(rows[0])
+    for c, row in zip(coef, rows):
+        acc += c * row
+    out, at = {}, 0
+    for n in names:
+        shape = updates[0]["weights"][n].shape
+        size = int(np.prod(shape))
+        out[n] = acc[at:at + size].astype("<f4").reshape(shape)
+        at += size
+    return out
+
+
+def verify_chain(blocks: list[dict], now_ms: int) -> dict:
+    """Verify a branch; return {"height", "tip", "model_digest", "rounds_closed"}."""
+    genesis = blocks[0]
+    config = genesis["config"]
+    gh = genesis["header"]
+    if sha(canon({"commitment": None, "config": config})).hex() != gh["commitment_hash"]:
+        raise Invalid("genesis commitment hash")
+    if gh["miner"] != GENESIS_MINER or gh["height"] != 0 or gh["prev_hash"] != "00" * 32:
+        raise Invalid("genesis header fields")
+    model, digest = g0(config["model"]), None
+    digest = weights_digest(model)
+    state = {"round": 1, "start": 0, "pending": []}
+    prev, ancestors, closed = gh, [gh], 0
+    prev_hash = sha(header_bytes(gh)).hex()
+    for block in blocks[1:]:
+        h = block["header"]
+        raw = header_bytes(h)
+        bhash = sha(raw)
+        where = f"block {h['height']}"
+        if h["prev_hash"] != prev_hash or h["height"] != prev["height"] + 1:
+            raise Invalid(f"{where}: link")
+        target = int(h["target"], 16)
+        if int.from_bytes(bhash, "big") >= target:
+            raise Invalid(f"{where}: proof of work")
+        # retarget (protocol.md section 5)
+        window = config["retarget_window"]
+        if h["height"] % window:
+            expected_target = int(prev["target"], 16)
+        else:
+            first = ancestors[h["height"] - window]
+            exp = window * config["target_block_ms"]
+            actual = min(max(prev["timestamp"] - first["timestamp"], exp // 4), exp * 4)
+            expected_target = max(1, min(int(prev["target"], 16) * actual // exp, int(config["pow_limit"], 16)))
+        if target != expected_target:
+            raise Invalid(f"{where}: target")
+        last = sorted(a["timestamp"] for a in ancestors[-11:])
+        if not last[len(last) // 2] < h["timestamp"] <= now_ms + config["max_future_ms"]:
+            raise Invalid(f"{where}: timestamp")
+        ids = [sha(canon({k: v for k, v in tx.items() if k != "signature"})) for tx in block["txs"]]
+        if merkle(ids).hex() != h["merkle_root"]:
+            raise Invalid(f"{where}: merkle root")
+        if sha(canon({"commitment": block["commitment"], "config": block["config"]})).hex() != h["commitment_hash"]:
+            raise Invalid(f"{where}: commitment hash")
+        if block["config"] is not None or len(canon(block)) > config["max_block_bytes"]:
+            raise Invalid(f"{where}: config or size")
+        senders = {u["tx"]["sender"] for u in state["pending"]}
+        for tx, txid in zip(block["txs"], ids):
+            if tx["round"] != state["round"] or tx["base"] != digest:
+                raise Invalid(f"{where}: tx round or base")
+            if config["allow_list"] is not None and tx["sender"] not in config["allow_list"]:
+                raise Invalid(f"{where}: unknown sender")
+            if tx["sender"] in senders:
+                raise Invalid(f"{where}: duplicate sender")
+            senders.add(tx["sender"])
+            verify_signature(tx["sender"], txid, tx["signature"])
+            weights = {n: decode_array(a) for n, a in tx["weights"].items()}
+            expected = g0(config["model"])
+            if any(weights[n].shape != expected[n].shape or weights[n].dtype.str != "<f4" for n in expected) \
+                    or set(weights) != set(expected):
+                raise Invalid(f"{where}: shapes")
+            if not all(np.isfinite(w).all() for w in weights.values()):
+                raise Invalid(f"{where}: non-finite")
+            state["pending"].append({"id": txid.hex(), "tx": tx, "weights": weights})
+        pending = state["pending"]
+        closes = len(pending) >= config["quorum"] or h["height"] - state["start"] >= config["round_timeout"]
+        c = block["commitment"]
+        if not closes:
+            if c is not None:
+                raise Invalid(f"{where}: unexpected commitment")
+        else:
+            if c is None:
+                raise Invalid(f"{where}: missing commitment")
+            rule = config["aggregation"]["rule"]
+            if (c["round"], c["rule"], c["params"]) != (state["round"], rule, config["aggregation"]["params"]):
+                raise Invalid(f"{where}: commitment header fields")
+            if c["updates"] != sorted(u["id"] for u in pending):
+                raise Invalid(f"{where}: commitment updates")
+            if rule == "fedavg" and pending:
+                new = fedavg(pending, config["aggregation"]["params"]["cap_factor"])
+                if c["accepted"] != c["updates"] or c["rejected"] != {} or weights_digest(new) != c["model_digest"]:
+                    raise Invalid(f"{where}: fedavg commitment differs from the recomputed aggregate")
+                model = new
+            elif not pending and (c["accepted"] != [] or c["rejected"] != {} or c["model_digest"] != digest):
+                raise Invalid(f"{where}: a round closed without updates must keep G(r-1)")
+            digest = c["model_digest"]
+            state = {"round": state["round"] + 1, "start": h["height"], "pending": []}
+            closed += 1
+        prev, prev_hash = h, bhash.hex()
+        ancestors.append(h)
+    return {"height": prev["height"], "tip": prev_hash, "model_digest": digest, "rounds_closed": closed}
