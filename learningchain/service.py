@@ -4,13 +4,9 @@
 that HTTP handlers hold briefly; training, evaluation, mining and network I/O
 never hold it. Threads:
 
-* *participant*: when round r is open and we have no update in it, train from
-  ``tip_state.model`` = G(r-1), sign, submit to our own ledger and gossip
-  (:class:`~learningchain.participant.Participant`, the learner role);
-* *evaluator* (same thread): after each round closes, evaluate G(r) on the
-  held-out ``test.npz`` next to our partition; metrics per round;
-* *miner* (``mine=True``): template -> proof of work -> submit -> gossip;
-* *peer sync* (:mod:`learningchain.peers`).
+* *participant* (train, then evaluate each closed round) and *miner*
+  (``mine=True``): :mod:`learningchain.node_threads`;
+* *peer sync* and gossip: :mod:`learningchain.peers`.
 
 :func:`run_node` serves :func:`learningchain.api.create_app` with waitress.
 """
@@ -33,6 +29,7 @@ from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.ledger import Ledger
 from learningchain.models import build_model
+from learningchain.node_threads import miner_loop, participant_loop
 from learningchain.participant import Participant, Role
 from learningchain.peers import PeerSet
 from learningchain.store import Store
@@ -40,7 +37,6 @@ from learningchain.tx import UpdateTx
 
 GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
-TEMPLATE_REFRESH_S = 1.0
 
 
 def now_ms() -> int:
@@ -272,97 +268,21 @@ class Node:
         return status, block
 
     # --- threads ----------------------------------------------------------------------
-    def _wait_tip(self, seconds: float) -> None:
-        with self.tip_changed:
-            self.tip_changed.wait(seconds)
-
-    def _participate_loop(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self._evaluate_closed_rounds()
-                if self.participant is not None:
-                    self._participate_once()
-            except Exception as exc:  # keep the node alive; say what happened
-                self.log(f"participant error: {type(exc).__name__}: {exc}")
-            self._wait_tip(0.25)
-
-    def _has_update(self, r: int) -> bool:
-        state = self.chain.tip_state
-        return (any(t.sender == self.pubkey for t in state.pending)
-                or any(t.sender == self.pubkey and t.round == r for t in self.ledger.mempool))
-
-    def _participate_once(self) -> None:
-        with self.lock:
-            state = self.chain.tip_state
-            r, base, digest = state.round, state.model, state.model_digest
-            if r in self._trained_rounds or self._has_update(r):
-                return
-        self._trained_rounds.add(r)
-        t0 = time.perf_counter()
-        tx = self.participant.make_update(r, base, digest, now_ms())
-        self.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
-        try:
-            self.submit_tx(tx, own=True)
-        except ValidationError as exc:
-            if exc.code in (errors.TX_LATE, errors.TX_WRONG_BASE):
-                self.log(f"round {r} closed while training ({exc.code}); moving to the next round")
-
-    def _evaluate_closed_rounds(self) -> None:
-        if self.test_set is None:
-            return
-        with self.lock:
-            todo = []
-            for b in self._closing_blocks():
-                r = b.commitment.get("round")
-                if isinstance(r, int) and r not in self.metrics:
-                    todo.append((r, b.height, self.chain.model(b.hash)[0]))
-        for r, height, weights in todo:
-            X, y = self.test_set
-            m = self.model.evaluate(weights, X, y)
-            self.metrics[r] = m
-            main = "accuracy" if "accuracy" in m else "rmse"
-            self.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
-
-    def _closing_blocks(self, recent: int = 200) -> list[Block]:
-        start = max(1, self.chain.height - recent + 1)
-        return [b for b in self.chain.main_chain(start, recent) if b.commitment]
-
-    def _mine_loop(self) -> None:
-        from miner.pow import Miner
-        with Miner(workers=self.mine_workers) as miner:
-            while not self.stop_event.is_set():
-                try:
-                    self._mine_once(miner)
-                except ValidationError:
-                    pass  # counted and logged by submit_block
-                except Exception as exc:
-                    self.log(f"miner error: {type(exc).__name__}: {exc}")
-                    self.stop_event.wait(1.0)
-
-    def _mine_once(self, miner) -> None:
-        _tid, block = self.new_template()
-        prev, version, t0 = block.header.prev_hash, self.mempool_version, time.monotonic()
-
-        def should_stop() -> bool:
-            return (self.stop_event.is_set() or self.chain.tip.hash != prev
-                    or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and self.mempool_version != version))
-
-        result = miner.mine(block.header.prefix(), block.header.target, should_stop)
-        if result.nonce is None:
-            return
-        mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)
-        self.submit_block(mined)
-
     def start(self) -> None:
-        self._spawn(self._participate_loop, "participant")
+        self._spawn(lambda: participant_loop(self), "participant")
         if self.mining:
-            self._spawn(self._mine_loop, "miner")
+            self._spawn(lambda: miner_loop(self), "miner")
         self.peers.start()
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+
+    def wait_tip(self, seconds: float) -> None:
+        """Sleep until the tip changes or ``seconds`` pass."""
+        with self.tip_changed:
+            self.tip_changed.wait(seconds)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -1,0 +1,118 @@
+"""The work a running node does in its own threads (started by
+:meth:`learningchain.service.Node.start`):
+
+* :func:`participant_loop`: when round r is open and we have no update in it,
+  train from ``tip_state.model`` = G(r-1), sign, submit to our own ledger and
+  gossip (:class:`~learningchain.participant.Participant`, the learner role);
+  after each round closes, evaluate G(r) on the held-out ``test.npz``;
+* :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
+
+None of them holds the node's lock while training, evaluating or searching.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from learningchain import errors
+from learningchain.block import Block
+from learningchain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from learningchain.service import Node
+
+#: a new template is taken when the mempool changed and the current one is this old.
+TEMPLATE_REFRESH_S = 1.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- participant: train and evaluate ------------------------------------------------
+
+def participant_loop(node: "Node") -> None:
+    while not node.stop_event.is_set():
+        try:
+            evaluate_closed_rounds(node)
+            if node.participant is not None:
+                participate_once(node)
+        except Exception as exc:  # keep the node alive; say what happened
+            node.log(f"participant error: {type(exc).__name__}: {exc}")
+        node.wait_tip(0.25)
+
+
+def has_update(node: "Node", r: int) -> bool:
+    """Is our update for round r pending on the chain or waiting in the mempool?"""
+    state = node.chain.tip_state
+    return (any(t.sender == node.pubkey for t in state.pending)
+            or any(t.sender == node.pubkey and t.round == r for t in node.ledger.mempool))
+
+
+def participate_once(node: "Node") -> None:
+    with node.lock:
+        state = node.chain.tip_state
+        r, base, digest = state.round, state.model, state.model_digest
+        if r in node._trained_rounds or has_update(node, r):
+            return
+    node._trained_rounds.add(r)
+    t0 = time.perf_counter()
+    tx = node.participant.make_update(r, base, digest, now_ms())
+    node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
+    try:
+        node.submit_tx(tx, own=True)
+    except ValidationError as exc:
+        if exc.code in (errors.TX_LATE, errors.TX_WRONG_BASE):
+            node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
+
+
+def evaluate_closed_rounds(node: "Node") -> None:
+    if node.test_set is None:
+        return
+    with node.lock:
+        todo = []
+        for b in closing_blocks(node):
+            r = b.commitment.get("round")
+            if isinstance(r, int) and r not in node.metrics:
+                todo.append((r, b.height, node.chain.model(b.hash)[0]))
+    for r, height, weights in todo:
+        X, y = node.test_set
+        m = node.model.evaluate(weights, X, y)
+        node.metrics[r] = m
+        main = "accuracy" if "accuracy" in m else "rmse"
+        node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
+
+
+def closing_blocks(node: "Node", recent: int = 200) -> list[Block]:
+    start = max(1, node.chain.height - recent + 1)
+    return [b for b in node.chain.main_chain(start, recent) if b.commitment]
+
+
+# --- miner ----------------------------------------------------------------------------
+
+def miner_loop(node: "Node") -> None:
+    from miner.pow import Miner
+    with Miner(workers=node.mine_workers) as miner:
+        while not node.stop_event.is_set():
+            try:
+                mine_once(node, miner)
+            except ValidationError:
+                pass  # counted and logged by submit_block
+            except Exception as exc:
+                node.log(f"miner error: {type(exc).__name__}: {exc}")
+                node.stop_event.wait(1.0)
+
+
+def mine_once(node: "Node", miner) -> None:
+    _tid, block = node.new_template()
+    prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
+
+    def should_stop() -> bool:
+        return (node.stop_event.is_set() or node.chain.tip.hash != prev
+                or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and node.mempool_version != version))
+
+    result = miner.mine(block.header.prefix(), block.header.target, should_stop)
+    if result.nonce is None:
+        return
+    mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)
+    node.submit_block(mined)
