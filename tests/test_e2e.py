@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from learningchain import data
-from learningchain.demo import Network, get, wait_for, wait_ready
+from learningchain.processes import Network, get, wait_for, wait_ready
 from learningchain.genesis import default_config
 from learningchain.models import build_model
 

@@ -1,0 +1,206 @@
+"""Node processes on this machine: start ``python node.py run`` with its own
+data dir, log file and free loopback port, wait until it answers *as itself*,
+notice when it dies, and always stop it (SIGTERM, then SIGKILL after a deadline).
+
+Used by ``node.py demo`` (:mod:`learningchain.demo`), the end-to-end tests and
+``bench/round.py``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from learningchain.errors import ConfigError, LearningChainError
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_PY = ROOT / "node.py"
+STOP_SECONDS = 5.0
+
+
+class NodeDied(LearningChainError):
+    """A node process exited while the network was supposed to run."""
+
+    def __init__(self, message: str, tail: str = ""):
+        super().__init__(message)
+        self.tail = tail
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class NodeProc:
+    index: int
+    port: int
+    data_dir: Path
+    log_path: Path
+    args: list[str]
+    pubkey: str = ""
+    popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+
+@dataclass
+class Network:
+    """Node processes started and always stopped by us (a context manager)."""
+    out: Path
+    python: str = sys.executable
+    nodes: list[NodeProc] = field(default_factory=list)
+
+    def start(self, index: int, *, port: int | None = None, peers=(), dataset=None, genesis=None,
+              mine: bool = False, workers: int = 1, attack: str | None = None,
+              data_dir: Path | None = None, extra=()) -> NodeProc:
+        port = port or free_port()
+        data_dir = Path(data_dir or self.out / "nodes" / f"node{index}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["run", "--data-dir", str(data_dir), "--port", str(port)]
+        if peers:
+            args += ["--peers", ",".join(peers)]
+        if dataset:
+            args += ["--dataset", str(dataset)]
+        if genesis:
+            args += ["--genesis", str(genesis)]
+        if mine:
+            args += ["--mine", "--workers", str(workers)]
+        if attack:
+            args += ["--attack", attack]
+        from learningchain.crypto import load_or_create_key
+        pubkey = load_or_create_key(data_dir).public_hex  # so we know who must answer on the port
+        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey)
+        self.nodes.append(node)
+        self.launch(node)
+        return node
+
+    def launch(self, node: NodeProc) -> None:
+        """(Re)start the process of ``node``, appending to its log."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(node.log_path, "ab") as log:
+            node.popen = subprocess.Popen([self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def check_alive(self) -> None:
+        for node in self.nodes:
+            if node.popen is not None and node.popen.poll() is not None:
+                raise NodeDied(f"{node.name} ({node.url}) exited with status {node.popen.returncode}; "
+                               f"its log is {node.log_path}", log_tail(node.log_path))
+
+    def stop(self, node: NodeProc, timeout: float = STOP_SECONDS, sig=signal.SIGTERM) -> None:
+        p, node.popen = node.popen, None  # stopped on purpose: not a death
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def kill(self, node: NodeProc) -> None:
+        """SIGKILL: no shutdown code runs (a crash)."""
+        p, node.popen = node.popen, None
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(5)
+
+    def stop_all(self, timeout: float = STOP_SECONDS) -> None:
+        live = [n for n in self.nodes if n.popen is not None and n.popen.poll() is None]
+        for n in live:
+            n.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in live:
+            try:
+                n.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                n.popen.kill()
+                n.popen.wait(5)
+
+    def __enter__(self) -> "Network":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_all()
+
+
+# --- HTTP helpers -----------------------------------------------------------------
+
+_session = requests.Session()
+
+
+def get(url: str, path: str, timeout: float = 3.0):
+    """JSON of GET url+path, or None when unreachable or not 200."""
+    try:
+        resp = _session.get(url + path, timeout=timeout)
+    except requests.RequestException:
+        return None
+    if resp.status_code != 200:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def wait_for(predicate, timeout: float, what: str, net: Network | None = None, interval=0.2):
+    """Poll ``predicate()`` until it returns something truthy; raise on the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if net is not None:
+            net.check_alive()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LearningChainError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_ready(net: Network, nodes: list[NodeProc], timeout: float = 30.0) -> None:
+    """Until each node answers on its port *as itself* (another program on the
+    port would answer with another key)."""
+    def ready(n: NodeProc) -> bool:
+        s = get(n.url, "/status")
+        if s and s.get("pubkey") != n.pubkey:
+            net.check_alive()
+            time.sleep(0.3)
+            net.check_alive()  # most likely our process failed to bind
+            raise LearningChainError(f"{n.url} is answered by another node (pubkey "
+                                     f"{str(s.get('pubkey'))[:16]}...): port {n.port} is taken")
+        return bool(s)
+    for n in nodes:
+        wait_for(lambda n=n: ready(n), timeout, f"{n.name} to answer on {n.url}", net)
+
+
+def check_ports_free(ports) -> None:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another --base-port "
+                                  f"or leave it out to use free ports") from None
