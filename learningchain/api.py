@@ -11,6 +11,7 @@ docs/api.md.
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -26,6 +27,8 @@ from learningchain.tx import UpdateTx
 MAX_BODY_BYTES = 4 << 20
 MAX_CHAIN_PAGE = 500
 MAX_SYNC_PAGE = 500
+#: an integer in a path or query: ASCII digits only (str.isdigit() accepts "²" and "٣").
+_DIGITS = re.compile(r"[0-9]{1,15}")
 
 api = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
@@ -46,7 +49,8 @@ def node():
 def body() -> dict:
     """The request's JSON object, strictly decoded."""
     if request.mimetype != "application/json":
-        raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+        raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}",
+                       "bad-content-type")
     try:
         doc = parse_json(request.get_data(cache=True))
     except EncodingError as exc:
@@ -66,9 +70,13 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 15 or not lo <= int(raw) <= hi:
+    if not is_number(raw) or not lo <= int(raw) <= hi:
         raise ApiError(400, f"query parameter {name} must be an integer in [{lo}, {hi}]", "bad-query")
     return int(raw)
+
+
+def is_number(text: str) -> bool:
+    return _DIGITS.fullmatch(text) is not None
 
 
 def peer_header() -> str | None:
@@ -105,7 +113,7 @@ def chain():
 def block(ref: str):
     n = node()
     with n.lock:
-        if ref.isdigit() and len(ref) <= 15:
+        if is_number(ref):
             b = n.chain.block_at(int(ref))
         else:
             b = n.chain.get_block(hex_id(ref, "block hash"))
@@ -172,7 +180,7 @@ def rounds():
 
 @api.get("/rounds/<r>")
 def round_detail(r: str):
-    if not r.isdigit() or len(r) > 15 or int(r) < 1:
+    if not is_number(r) or int(r) < 1:
         raise ApiError(400, "round must be a positive integer", "bad-id")
     detail = round_view(node(), int(r))
     if detail is None:
@@ -255,17 +263,32 @@ def _json_error(status: int, error: str, reason: str | None = None):
     return jsonify(doc), status
 
 
+#: reasons of the HTTP-level refusals (werkzeug raises them before our handlers run).
+_HTTP_REASONS = {404: "unknown-route", 405: "bad-method", 413: "body-too-large"}
+
+
+def refused(reason: str | None) -> None:
+    """Count a refused request in ``/status`` -> ``refused`` (the node counts what it
+    validates itself; these are the refusals that never reach it)."""
+    if reason:
+        node().refused[reason] += 1
+
+
 def register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
+        refused(exc.reason)
         return _json_error(exc.status, exc.error, exc.reason)
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):
+        if not getattr(exc, "counted", False):  # parse failures, stale templates
+            refused(exc.code)
         return _json_error(400, exc.detail, exc.code)
 
     @app.errorhandler(EncodingError)
     def encoding_error(exc: EncodingError):
+        refused("bad-encoding")
         return _json_error(400, str(exc), "bad-encoding")
 
     @app.errorhandler(HTTPException)
@@ -273,7 +296,9 @@ def register_errors(app: Flask) -> None:
         texts = {404: "no such endpoint; see docs/api.md",
                  405: f"method {request.method} is not allowed on {request.path}",
                  413: f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}
-        return _json_error(exc.code or 500, texts.get(exc.code, exc.description or exc.name))
+        reason = _HTTP_REASONS.get(exc.code or 0, "bad-request")
+        refused(reason)
+        return _json_error(exc.code or 500, texts.get(exc.code, exc.description or exc.name), reason)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

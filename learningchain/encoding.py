@@ -92,9 +92,29 @@ def parse_json(data: bytes | str) -> Any:
         elif ch in "]}":
             depth -= 1
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                          parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         raise EncodingError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. int digit limit; never a crash
+        raise EncodingError(f"malformed JSON: {exc}") from None
+
+
+#: longest integer literal accepted (protocol integers are < 2^64: 20 digits).
+MAX_INT_DIGITS = 80
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise EncodingError(f"integer literal of {len(text)} characters (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise EncodingError(f"number {text[:20]} is out of range")
+    return value
 
 
 # --- arrays ---------------------------------------------------------------

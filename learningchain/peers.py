@@ -36,7 +36,7 @@ import requests
 
 from learningchain import errors
 from learningchain.block import Block, BlockHeader
-from learningchain.encoding import EncodingError, canonical_json, parse_json
+from learningchain.encoding import EncodingError, canonical_json, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.tx import UpdateTx
 
@@ -53,6 +53,22 @@ SEEN_CAPACITY = 20_000
 HEADER_ESTIMATE = 200
 #: a peer refusing a tx for these reasons is probably behind us: offer it again later.
 RETRY_REASONS = ("tx-round-not-open", "tx-wrong-base-model")
+#: a peer that lists us is told about us again only this often (to learn its new peers).
+ANNOUNCE_SECONDS = 30.0
+#: after answering "want" to one announcer, other announcers of the same tx id are
+#: refused for this long: the body is on its way (Bitcoin's in-flight request table).
+EXPECT_SECONDS = 5.0
+EXPECT_CAPACITY = 10_000
+
+
+def message_type(method: str, path: str, compact: bool = False) -> str:
+    """What an exchange carries, for the per-type byte counters in ``/status``."""
+    if path.startswith("/txs"):
+        return "tx body" if method == "POST" else "tx fetch"
+    if path == "/blocks":
+        return "compact block" if compact else "full block"
+    return {"/inv": "inv", "/tip": "tip poll", "/status": "status poll", "/peers": "peer announce",
+            "/sync/blocks": "sync"}.get(path, "other")
 
 
 def check_peer_url(url: Any) -> str | None:
@@ -86,6 +102,8 @@ class Peer:
     last_seen: float = 0.0
     height: int | None = None
     seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
+    peers: frozenset = frozenset()  # the peer's own peers, from its answer to our announce
+    announced: float = -ANNOUNCE_SECONDS  # when it last answered an announce listing us
 
     def available(self, now: float) -> bool:
         return now >= self.next_try
@@ -108,6 +126,9 @@ class PeerSet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
+        self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
+        #: message type -> [bytes sent, bytes received, messages, seconds in our requests, requests]
+        self._by_type: dict[str, list] = {}
         for url in urls:
             self.add(url)
 
@@ -136,10 +157,28 @@ class PeerSet:
 
     def traffic(self) -> dict:
         with self._lock:
+            by_type = {k: {"sent": v[0], "received": v[1], "messages": v[2]}
+                       for k, v in sorted(self._by_type.items())}
             return {"sent": sum(p.bytes_sent for p in self._peers.values()),
-                    "received": sum(p.bytes_received for p in self._peers.values())}
+                    "received": sum(p.bytes_received for p in self._peers.values()),
+                    "by_type": by_type}
 
-    def count_inbound(self, url: str | None, received: int, sent: int) -> None:
+    def gossip_time(self) -> tuple[float, int]:
+        """Seconds spent in our own requests to peers (send + answer), and how many."""
+        with self._lock:
+            return sum(v[3] for v in self._by_type.values()), sum(v[4] for v in self._by_type.values())
+
+    def _count(self, kind: str, sent: int, received: int, seconds: float | None = None) -> None:
+        """(lock held) add one exchange to the per-type counters."""
+        row = self._by_type.setdefault(kind, [0, 0, 0, 0.0, 0])
+        row[0] += sent
+        row[1] += received
+        row[2] += 1
+        if seconds is not None:
+            row[3] += seconds
+            row[4] += 1
+
+    def count_inbound(self, url: str | None, received: int, sent: int, kind: str = "other") -> None:
         """Bytes of a request a peer made to us (``received``) and of our answer (``sent``)."""
         if not url:
             return
@@ -148,6 +187,7 @@ class PeerSet:
             if peer is not None:
                 peer.bytes_received += received
                 peer.bytes_sent += sent
+                self._count(kind, sent, received)
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -158,6 +198,7 @@ class PeerSet:
         headers = {"X-Peer": self.self_url}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        t0 = time.perf_counter()
         try:
             resp = self._session.request(method, url + path, data=data, headers=headers, timeout=TIMEOUT)
             doc = parse_json(resp.content) if resp.content else None
@@ -165,9 +206,12 @@ class PeerSet:
             self._failed(peer, type(exc).__name__)
             return None
         if peer is not None:
+            kind = message_type(method, path, isinstance(body, dict) and "compact" in body)
             with self._lock:
                 peer.bytes_sent += len(data or b"") + HEADER_ESTIMATE
                 peer.bytes_received += len(resp.content) + HEADER_ESTIMATE
+                self._count(kind, len(data or b"") + HEADER_ESTIMATE, len(resp.content) + HEADER_ESTIMATE,
+                            time.perf_counter() - t0)
         if resp.status_code >= 500:
             self._failed(peer, f"HTTP {resp.status_code}")
             return None
@@ -186,11 +230,14 @@ class PeerSet:
             peer.next_try = time.monotonic() + delay
 
     def _targets(self, key: str, exclude: str | None) -> list[str]:
-        """Peers that have not been sent ``key`` yet and are not backing off."""
+        """Peers that have not been sent ``key`` yet and are not backing off. When
+        ``key`` came from peer ``exclude``, its own peers are skipped too: it sends to
+        them itself (in a fully connected network nobody relays)."""
         now, out = time.monotonic(), []
         with self._lock:
+            theirs = self._peers[exclude].peers if exclude in self._peers else frozenset()
             for url, peer in self._peers.items():
-                if url == exclude or key in peer.seen or not peer.available(now):
+                if url == exclude or url in theirs or key in peer.seen or not peer.available(now):
                     continue
                 peer.seen[key] = None
                 while len(peer.seen) > SEEN_CAPACITY:
@@ -216,15 +263,35 @@ class PeerSet:
         return futures
 
     def _send_tx(self, url: str, tx, own: bool) -> None:
-        if not own:
-            reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
-            if reply is None:
-                return self._unsee(url, tx.id)
-            if reply[0] != 200 or not isinstance(reply[1], dict) or tx.id not in (reply[1].get("want") or []):
-                return
+        """Announce, then send the body only if the peer wants it (it does not want
+        what it has, nor what another peer has just promised to send it)."""
+        reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
+        if reply is None:
+            return self._unsee(url, tx.id)
+        if reply[0] != 200 or not isinstance(reply[1], dict) or tx.id not in (reply[1].get("want") or []):
+            return
         reply = self.request(url, "POST", "/txs", tx.to_dict())
         if reply is None or (isinstance(reply[1], dict) and reply[1].get("reason") in RETRY_REASONS):
             self._unsee(url, tx.id)  # not delivered, or the peer is behind: a rebroadcast retries
+
+    def wanted(self, ids: list[str], announcer: str | None) -> list[str]:
+        """Answer to ``POST /inv``: the ids we neither hold nor were promised by
+        another announcer within :data:`EXPECT_SECONDS`. The announcer has them
+        all, so we never send them to it."""
+        now, want = time.monotonic(), []
+        for txid in ids:
+            self.mark_seen(announcer, txid)
+            if self.node.lookup_tx(txid) is not None:
+                continue
+            with self._lock:
+                if self._expected.get(txid, 0.0) > now:
+                    continue
+                self._expected[txid] = now + EXPECT_SECONDS
+                self._expected.move_to_end(txid)
+                while len(self._expected) > EXPECT_CAPACITY:
+                    self._expected.popitem(last=False)
+            want.append(txid)
+        return want
 
     def _unsee(self, url: str, key: str) -> None:
         with self._lock:
@@ -253,13 +320,29 @@ class PeerSet:
         return reply[1].get("tx")
 
     def announce(self) -> None:
-        """Tell every peer about us (``POST /peers``) and learn the peers they know."""
-        for url in self.urls():
+        """Tell every peer about us (``POST /peers``) and learn the peers they know.
+        Peers backing off are skipped: a peer that never answers must not cost the
+        sync loop a read timeout on every tick. A peer whose answer listed us is
+        announced to again only after :data:`ANNOUNCE_SECONDS`; its list tells
+        gossip whom it reaches itself."""
+        now = time.monotonic()
+        with self._lock:
+            urls = [u for u, p in self._peers.items()
+                    if p.available(now) and now - p.announced >= ANNOUNCE_SECONDS]
+        for url in urls:
             reply = self.request(url, "POST", "/peers", {"url": self.self_url})
-            if reply and isinstance(reply[1], dict):
-                for other in reply[1].get("peers", [])[:MAX_PEERS]:
-                    if isinstance(other, str):
-                        self.add(other)
+            if not reply or not isinstance(reply[1], dict) or not isinstance(reply[1].get("peers"), list):
+                continue
+            listed = [normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
+                      if isinstance(o, str) and check_peer_url(o) is None]
+            for other in listed:
+                self.add(other)
+            with self._lock:
+                peer = self._peers.get(url)
+                if peer is not None:
+                    peer.peers = frozenset(listed)
+                    if self.self_url in listed:
+                        peer.announced = now
 
     # --- sync -----------------------------------------------------------------------------
     def sync_with(self, url: str) -> int:
@@ -301,7 +384,7 @@ class PeerSet:
             urls = [u for u, p in self._peers.items() if p.available(now)]
         my_height, my_tip = self.node.tip_info()
         for url in urls:
-            reply = self.request(url, "GET", "/status")
+            reply = self.request(url, "GET", "/tip")  # height, tip, work: a tenth of /status
             if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
                 continue
             height, tip, work = reply[1].get("height"), reply[1].get("tip"), reply[1].get("work")
@@ -364,14 +447,14 @@ def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
                               "a compact block is an object with exactly header, commitment, txids")
     header = BlockHeader.parse(doc["header"])
     txids = doc["txids"]
-    if not isinstance(txids, list) or not all(isinstance(t, str) and len(t) == 64 for t in txids):
+    if not isinstance(txids, list) or not all(is_hex(t, 32) for t in txids):
         raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
     if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
         raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
     txs = []
     for txid in txids:
         tx = node.lookup_tx(txid)
-        if tx is None and peer:
+        if tx is None and peer:  # the first failure ends it: a slow sender holds us once, not per tx
             fetched = node.peers.fetch_tx(peer, txid)
             if fetched is not None:
                 tx = UpdateTx.parse(fetched)

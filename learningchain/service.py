@@ -172,6 +172,7 @@ class Node:
     # --- writes -------------------------------------------------------------------------
     def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
         self.refused[exc.code] += 1
+        exc.counted = True  # the API's error handler must not count it again
         self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
 
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
