@@ -111,7 +111,7 @@ class Chain:
         self.model_obj = build_model(self.config.model_spec)
         self.expected_shapes = self.model_obj.expected_shapes()
         self.verified = verified if verified is not None else VerifiedCache()
-        state = initial_state(self.config, self.model_obj.initial_weights())
+        state = initial_state(self.config, self.model_obj.initial_weights(), genesis.hash)
         self._genesis = Entry(genesis, None, genesis.header.work, state, 0)
         self._entries: dict[str, Entry] = {genesis.hash: self._genesis}
         self._tip = self._genesis
@@ -223,8 +223,11 @@ class Chain:
             if e.state.round > r:
                 closed = e
                 break
+        selected = self._entries[self._main[opened]].state.selected
         summary = {"round": r, "opened_at": opened, "updates": updates, "status": "open",
                    "closed_at": None, "block": None, "commitment": None}
+        if selected is not None:  # only under a selection policy: old summaries unchanged
+            summary["selected"] = sorted(selected)
         if closed is not None:
             summary.update(status="closed", closed_at=closed.height, block=closed.hash,
                            commitment=closed.block.commitment)
@@ -281,7 +284,7 @@ class Chain:
         self._check_header(block, parent, now_ms)
         self._check_txs(block, parent.state, verify_signatures)
         return next_state(parent.state, self.config, block.height, block.txs, block.commitment,
-                          block.header.miner)
+                          block.header.miner, parent.hash)
 
     # --- adding blocks ------------------------------------------------------------
     def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True) -> AddResult:
@@ -355,7 +358,8 @@ class Chain:
         height = parent.height + 1
         commitment = None
         if must_close(state, self.config, height, len(txs)):
-            commitment = close_round(state, self.config, state.pending + tuple(txs), miner_pubkey).commitment
+            commitment = close_round(state, self.config, state.pending + tuple(txs), miner_pubkey,
+                                     parent.hash).commitment
         return make_block(height=height, prev_hash=parent.hash,
                           timestamp=max(now_ms, median_time(parent) + 1),
                           target=next_target(parent, self.config), miner=miner_pubkey,

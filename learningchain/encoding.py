@@ -26,7 +26,7 @@ import numpy as np
 from learningchain.errors import EncodingError
 
 #: dtypes an array may carry on the wire (little-endian only).
-WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8")
+WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8", "|u1")  # |u1: uint8 (8-bit quantised updates)
 #: deepest nesting accepted in a decoded document (defends the decoder).
 MAX_DEPTH = 32
 _METRIC_RE = re.compile(r"^-?(0|[1-9][0-9]{0,17})\.[0-9]{6}$")

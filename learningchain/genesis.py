@@ -28,8 +28,11 @@ DEMO_TIMESTAMP = 1_700_000_000_000
 _INT_FIELDS = ("quorum", "round_timeout", "target_block_ms", "retarget_window", "max_tx_bytes",
                "max_block_bytes", "max_future_ms", "timestamp")
 _FIELDS = {"network", "model", "aggregation", "initial_target", "pow_limit", "allow_list",
-           *_INT_FIELDS}
-_DEFAULTS = {"max_future_ms": 60_000, "allow_list": None}
+           "participants", "selection", *_INT_FIELDS}
+_DEFAULTS = {"max_future_ms": 60_000, "allow_list": None, "participants": None, "selection": None}
+#: optional fields written by ``to_dict`` only when set, so that a network
+#: without them keeps the genesis hash it always had.
+_OMITTED_WHEN_NULL = ("participants", "selection")
 
 
 def _uint(name: str, value: Any, minimum: int = 1) -> int:
@@ -66,6 +69,9 @@ class NetworkConfig:
     max_future_ms: int = 60_000  # how far a block's timestamp may run ahead of our clock
     allow_list: tuple[str, ...] | None = None  # senders allowed to submit; None = open
     timestamp: int = DEMO_TIMESTAMP  # genesis time, unix ms
+    # [{"pubkey", "energy": {...}}] (energy.py); also the allow-list when allow_list is null
+    participants: tuple[dict, ...] | None = None
+    selection: dict | None = None  # {"policy", "params"} (selection.py); None = policy "all"
     _spec: ModelSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +87,7 @@ class NetworkConfig:
             raise ConfigError("genesis: initial_target must not exceed pow_limit (the easiest target)")
         self._check_aggregation()
         self._check_allow_list()
+        self._check_participants()
 
     def _check_aggregation(self) -> None:
         agg = self.aggregation
@@ -117,10 +124,65 @@ class NetworkConfig:
             raise ConfigError("genesis: allow_list lists a key twice")
         object.__setattr__(self, "allow_list", keys)
 
+    def _check_participants(self) -> None:
+        from learningchain.energy import EnergyProfile
+        from learningchain.selection import minimum_selected, parse_selection
+        profiles: dict = {}
+        if self.participants is not None:
+            if isinstance(self.participants, (str, Mapping)):
+                raise ConfigError('genesis: participants must be a list of {"pubkey", "energy"}')
+            for entry in self.participants:
+                if not isinstance(entry, Mapping) or set(entry) != {"pubkey", "energy"}:
+                    raise ConfigError('genesis: each participant must be {"pubkey": hex, "energy": {...}}')
+                try:
+                    crypto.parse_public_key(entry["pubkey"])
+                except crypto.InvalidKey as exc:
+                    raise ConfigError(f"genesis: participant {str(entry['pubkey'])[:16]!r}...: {exc}") from None
+                if entry["pubkey"] in profiles:
+                    raise ConfigError("genesis: participants list a key twice")
+                profiles[entry["pubkey"]] = EnergyProfile.from_dict(entry["energy"])
+            object.__setattr__(self, "participants",
+                               tuple({"pubkey": k, "energy": p.to_dict()} for k, p in profiles.items()))
+        object.__setattr__(self, "_profiles", profiles)
+        policy, params = parse_selection(self.selection)
+        object.__setattr__(self, "_selection", (policy, params))
+        if self.selection is not None:
+            object.__setattr__(self, "selection", {"policy": policy, "params": dict(params)})
+        least = minimum_selected(policy, params)
+        if least is not None:
+            if not self.candidates:
+                raise ConfigError(f"genesis: selection policy {policy!r} needs the candidates: "
+                                  f"set participants (or allow_list)")
+            need = aggregation.min_updates(self.rule, self.params)
+            if least < need:
+                raise ConfigError(f"genesis: selection may pick only {least} sender(s) but rule "
+                                  f"{self.rule!r} needs {need} updates; raise k / min_k")
+
     # --- derived ------------------------------------------------------------
     @property
     def model_spec(self) -> ModelSpec:
         return self._spec
+
+    @property
+    def allowed(self) -> tuple[str, ...] | None:
+        """Who may submit: allow_list, else the participants' keys, else anyone (None)."""
+        if self.allow_list is not None:
+            return self.allow_list
+        return tuple(p["pubkey"] for p in self.participants) if self.participants is not None else None
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Who selection chooses from (sorted)."""
+        return tuple(sorted(self.allowed or ()))
+
+    @property
+    def profiles(self) -> dict:
+        """pubkey -> EnergyProfile of the declared participants."""
+        return self._profiles  # type: ignore[attr-defined]
+
+    @property
+    def selection_policy(self) -> tuple[str, dict]:
+        return self._selection  # type: ignore[attr-defined]
 
     @property
     def rule(self) -> str:
@@ -140,7 +202,9 @@ class NetworkConfig:
                 "retarget_window": self.retarget_window, "max_tx_bytes": self.max_tx_bytes,
                 "max_block_bytes": self.max_block_bytes, "max_future_ms": self.max_future_ms,
                 "allow_list": None if self.allow_list is None else list(self.allow_list),
-                "timestamp": self.timestamp}
+                "timestamp": self.timestamp,
+                **{k: (list(getattr(self, k)) if k == "participants" else getattr(self, k))
+                   for k in _OMITTED_WHEN_NULL if getattr(self, k) is not None}}
 
     @classmethod
     def from_dict(cls, d: Any) -> "NetworkConfig":
@@ -158,6 +222,10 @@ class NetworkConfig:
                 raise ConfigError(f"genesis: {name} must be 64 lowercase hex chars, got {kw[name]!r}")
         if kw["allow_list"] is not None and not isinstance(kw["allow_list"], list):
             raise ConfigError("genesis: allow_list must be a list of public key hex strings or null")
+        if kw["participants"] is not None:
+            if not isinstance(kw["participants"], list):
+                raise ConfigError('genesis: participants must be a list of {"pubkey", "energy"} or absent')
+            kw["participants"] = tuple(kw["participants"])
         return cls(**kw)
 
     @classmethod

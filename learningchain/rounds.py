@@ -20,9 +20,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from learningchain import errors
+from learningchain import errors, reputation, selection
 from learningchain.aggregation import AggregationError, Update, aggregate
-from learningchain.encoding import canonical_json, weights_digest
+from learningchain.encoding import canonical_json, encode_weights, weights_digest
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
 from learningchain.tx import UpdateTx
@@ -39,6 +39,10 @@ class RoundState:
     model: "OrderedDict[str, np.ndarray]" = field(compare=False, repr=False)
     model_digest: str             # weights_digest(model)
     pending: tuple[UpdateTx, ...] = ()  # updates of this round included so far on the branch
+    # senders allowed in this round (None: everyone allowed), chosen at the previous close
+    selected: frozenset[str] | None = None
+    # sender -> reputation.Record up to the previous close (only kept when a policy selects)
+    records: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def pending_ids(self) -> frozenset[str]:
@@ -49,8 +53,38 @@ class RoundState:
         return frozenset(t.sender for t in self.pending)
 
 
-def initial_state(config: NetworkConfig, model: "OrderedDict[str, np.ndarray]") -> RoundState:
-    return RoundState(round=1, round_start=0, model=model, model_digest=weights_digest(model))
+def initial_state(config: NetworkConfig, model: "OrderedDict[str, np.ndarray]",
+                  genesis_hash: str = "00" * 32) -> RoundState:
+    """The state after genesis; round 1's selection is seeded by the genesis hash."""
+    return RoundState(round=1, round_start=0, model=model, model_digest=weights_digest(model),
+                      selected=choose_next(config, {}, model, 1, genesis_hash))
+
+
+def _sizes(model: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(bytes of one uncompressed update tx's weights, bytes to download the model):
+    the planning sizes of energy-aware selection (base64 of float32 = both)."""
+    n = sum(len(str(a["data"])) + 64 for a in encode_weights(model).values())
+    return n, n
+
+
+def choose_next(config: NetworkConfig, records: Mapping, model: Mapping[str, np.ndarray], next_round: int,
+                parent_hash: str) -> frozenset[str] | None:
+    """The senders selected for ``next_round`` (selection.py), None under policy "all"."""
+    policy, params = config.selection_policy
+    if policy == "all":
+        return None
+    upd, mdl = _sizes(model)
+    return selection.select(policy, params, config.candidates, records, config.profiles, next_round,
+                            selection.selection_seed(parent_hash, next_round),
+                            epochs=config.model_spec.epochs, update_bytes=upd, model_bytes=mdl)
+
+
+def quorum_of(state: RoundState, config: NetworkConfig) -> int:
+    """Updates (and skips) that close the round: the genesis quorum, lowered to
+    the number of selected senders when a policy selects fewer."""
+    if state.selected is None:
+        return config.quorum
+    return max(1, min(config.quorum, len(state.selected)))
 
 
 class VerifiedCache:
@@ -95,20 +129,28 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
     if tx.base != state.model_digest:
         raise ValidationError(errors.TX_WRONG_BASE,
                               f"base {tx.base[:16]}... is not G({state.round - 1}) = {state.model_digest[:16]}...")
-    if config.allow_list is not None and tx.sender not in config.allow_list:
+    allowed = config.allowed
+    if allowed is not None and tx.sender not in allowed:
         raise ValidationError(errors.TX_UNKNOWN_SENDER, f"sender {tx.sender[:16]}... is not on the allow list")
+    if state.selected is not None and tx.sender not in state.selected:
+        raise ValidationError(errors.TX_NOT_SELECTED,
+                              f"sender {tx.sender[:16]}... was not selected for round {state.round}")
     if tx.sender in state.pending_senders or tx.sender in taken_senders:
         raise ValidationError(errors.TX_DUPLICATE_SENDER,
                               f"sender {tx.sender[:16]}... already has an update in round {state.round}")
     need_sig = verify_signatures and (verified is None or tx not in verified)
     tx.check(expected_shapes, config.max_tx_bytes, verify_signature=need_sig)
+    if tx.compression is not None:  # decoded against G(r-1): base + delta may overflow
+        full = tx.full_weights(state.model)
+        if not all(np.isfinite(a).all() for a in full.values()):
+            raise ValidationError(errors.TX_NON_FINITE, "base + decoded delta holds infinite values")
     if need_sig and verified is not None:
         verified.add(tx)
 
 
 def must_close(state: RoundState, config: NetworkConfig, height: int, n_new: int) -> bool:
     """Whether the block at ``height`` adding ``n_new`` updates must close the round."""
-    return (len(state.pending) + n_new >= config.quorum
+    return (len(state.pending) + n_new >= quorum_of(state, config)
             or height - state.round_start >= config.round_timeout)
 
 
@@ -117,17 +159,24 @@ class RoundClose:
     commitment: dict
     model: "OrderedDict[str, np.ndarray]"  # G(r)
     model_digest: str
+    selected: frozenset[str] | None = None   # senders selected for round r+1
+    records: Mapping = field(default_factory=dict)
 
 
-def close_round(state: RoundState, config: NetworkConfig, updates: Sequence[UpdateTx],
-                miner: str) -> RoundClose:
+def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx],
+                miner: str, parent_hash: str = "00" * 32) -> RoundClose:
     """Aggregate the round's updates into G(r) and the commitment that names it.
     If the rule cannot run (too few updates, or none after a timeout) the model
-    is carried over unchanged and every update is rejected with the error text."""
+    is carried over unchanged and every update is rejected with the error text.
+    Skips are listed (``skipped``) but not aggregated. Under a selection policy
+    the commitment also names ``selected_next``, chosen from the reputation
+    records updated with this round (seeded by ``parent_hash``)."""
+    updates = [t for t in txs if not t.is_skip]
+    skips = sorted(t.id for t in txs if t.is_skip)
     ids = sorted(t.id for t in updates)
+    full = [(t, t.full_weights(state.model)) for t in updates]
     try:
-        result = aggregate(config.rule,
-                           [Update(t.id, t.sender, t.decoded_weights, t.num_samples) for t in updates],
+        result = aggregate(config.rule, [Update(t.id, t.sender, w, t.num_samples) for t, w in full],
                            config.params, reference_sender=miner)
         model, accepted, rejected = result.weights, sorted(result.accepted), dict(result.rejected)
         digest = weights_digest(model)
@@ -137,7 +186,19 @@ def close_round(state: RoundState, config: NetworkConfig, updates: Sequence[Upda
     commitment = {"round": state.round, "rule": config.rule, "params": dict(config.params),
                   "updates": ids, "accepted": accepted,
                   "rejected": {i: rejected[i] for i in sorted(rejected)}, "model_digest": digest}
-    return RoundClose(commitment=commitment, model=model, model_digest=digest)
+    if skips:
+        commitment["skipped"] = skips
+    if config.selection_policy[0] == "all":
+        return RoundClose(commitment=commitment, model=model, model_digest=digest)
+    contribs = [reputation.Contribution(t.id, t.sender, w, t.num_samples) for t, w in full]
+    records = reputation.update_records(state.records, contribs, [t.sender for t in txs if t.is_skip],
+                                        model, accepted, rejected)
+    upd, mdl = _sizes(state.model)
+    records = selection.charge(records, [t.sender for t in txs], config.profiles,
+                               epochs=config.model_spec.epochs, update_bytes=upd, model_bytes=mdl)
+    chosen = choose_next(config, records, model, state.round + 1, parent_hash)
+    commitment["selected_next"] = sorted(chosen)
+    return RoundClose(commitment, model, digest, chosen, records)
 
 
 def check_commitment(got: dict | None, expected: dict) -> None:
@@ -155,7 +216,7 @@ def check_commitment(got: dict | None, expected: dict) -> None:
 
 
 def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx],
-               commitment: dict | None, miner: str) -> RoundState:
+               commitment: dict | None, miner: str, parent_hash: str = "00" * 32) -> RoundState:
     """The state after a block whose txs were already checked: enforces the
     closing rule and returns the new state."""
     if not must_close(state, config, height, len(txs)):
@@ -163,10 +224,11 @@ def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Seque
             raise ValidationError(errors.BLOCK_UNEXPECTED_COMMITMENT,
                                   f"round {state.round} is not closing at height {height}")
         return RoundState(state.round, state.round_start, state.model, state.model_digest,
-                          state.pending + tuple(txs))
+                          state.pending + tuple(txs), state.selected, state.records)
     if commitment is None:  # refuse before paying for the aggregation
         raise ValidationError(errors.BLOCK_MISSING_COMMITMENT,
                               f"this block must close round {state.round} but carries no commitment")
-    closed = close_round(state, config, state.pending + tuple(txs), miner)
+    closed = close_round(state, config, state.pending + tuple(txs), miner, parent_hash)
     check_commitment(commitment, closed.commitment)
-    return RoundState(state.round + 1, height, closed.model, closed.model_digest, ())
+    return RoundState(state.round + 1, height, closed.model, closed.model_digest, (),
+                      closed.selected, closed.records)

@@ -28,9 +28,12 @@ from learningchain.encoding import (EncodingError, canonical_json, decode_metric
 from learningchain.errors import ValidationError
 
 TX_TYPE = "update"
+SKIP_TYPE = "skip"
 TX_VERSION = 1
 _FIELDS = {"type", "version", "sender", "round", "base", "weights", "num_samples", "metrics",
            "timestamp", "signature"}
+#: a skip tx: "I trained from G(r-1) and my update would change it too little to send".
+_SKIP_FIELDS = _FIELDS - {"weights"}
 MAX_METRICS = 16
 
 
@@ -48,6 +51,8 @@ class UpdateTx:
     metrics: dict = field(default_factory=dict)
     timestamp: int = 0
     signature: str = ""
+    kind: str = TX_TYPE              # "update" or "skip" (the body's "type")
+    compression: str | None = None   # None, "q8" or "topk" (compression.py); in the signed body
 
     # --- construction ---------------------------------------------------
     @classmethod
@@ -60,13 +65,39 @@ class UpdateTx:
         return unsigned.signed(key)
 
     def signed(self, key: crypto.PrivateKey) -> "UpdateTx":
-        return UpdateTx(**{**self.__dict__, "signature": key.sign_digest(self.id_bytes)})
+        fields = {k: v for k, v in self.__dict__.items() if k in self.__dataclass_fields__}
+        return UpdateTx(**{**fields, "signature": key.sign_digest(self.id_bytes)})
+
+    @classmethod
+    def create_skip(cls, key: crypto.PrivateKey, round: int, base: str, num_samples: int,
+                    metrics: Mapping[str, float] | None = None, timestamp: int = 0) -> "UpdateTx":
+        """A signed skip: counts toward closing the round, carries no weights."""
+        return cls(sender=key.public_hex, round=round, base=base, weights={}, num_samples=int(num_samples),
+                   metrics=encode_metrics(metrics or {}), timestamp=int(timestamp), kind=SKIP_TYPE).signed(key)
+
+    @classmethod
+    def create_compressed(cls, key: crypto.PrivateKey, round: int, base: str, encoded: dict,
+                          scheme: str, num_samples: int, metrics: Mapping[str, float] | None = None,
+                          timestamp: int = 0) -> "UpdateTx":
+        """A signed update whose weights are ``encoded`` by :mod:`learningchain.compression`."""
+        return cls(sender=key.public_hex, round=round, base=base, weights=encoded, num_samples=int(num_samples),
+                   metrics=encode_metrics(metrics or {}), timestamp=int(timestamp),
+                   compression=scheme).signed(key)
+
+    @property
+    def is_skip(self) -> bool:
+        return self.kind == SKIP_TYPE
 
     # --- serialisation ----------------------------------------------------
     def body(self) -> dict:
-        return {"type": TX_TYPE, "version": TX_VERSION, "sender": self.sender, "round": self.round,
-                "base": self.base, "weights": self.weights, "num_samples": self.num_samples,
-                "metrics": self.metrics, "timestamp": self.timestamp}
+        doc = {"type": self.kind, "version": TX_VERSION, "sender": self.sender, "round": self.round,
+               "base": self.base, "weights": self.weights, "num_samples": self.num_samples,
+               "metrics": self.metrics, "timestamp": self.timestamp}
+        if self.is_skip:
+            del doc["weights"]
+        elif self.compression is not None:
+            doc["compression"] = self.compression
+        return doc
 
     def to_dict(self) -> dict:
         return {**self.body(), "signature": self.signature}
@@ -81,13 +112,18 @@ class UpdateTx:
             return ValidationError(errors.TX_MALFORMED, detail)
         if not isinstance(doc, dict):
             raise bad("a transaction must be a JSON object")
-        missing, extra = _FIELDS - set(doc), set(doc) - _FIELDS
+        kind = doc.get("type")
+        if kind not in (TX_TYPE, SKIP_TYPE) or doc.get("version") != TX_VERSION:
+            raise bad(f"type must be {TX_TYPE!r} or {SKIP_TYPE!r} and version {TX_VERSION}")
+        want = _SKIP_FIELDS if kind == SKIP_TYPE else _FIELDS | ({"compression"} if "compression" in doc else set())
+        missing, extra = want - set(doc), set(doc) - want
         if missing:
             raise bad(f"missing field(s): {', '.join(sorted(missing))}")
         if extra:
             raise bad(f"unknown field(s): {', '.join(sorted(extra))}")
-        if doc["type"] != TX_TYPE or doc["version"] != TX_VERSION:
-            raise bad(f"type must be {TX_TYPE!r} and version {TX_VERSION}")
+        compression = doc.get("compression")
+        if "compression" in doc and compression not in ("q8", "topk"):
+            raise bad("compression must be \"q8\" or \"topk\"")
         if not isinstance(doc["sender"], str):
             raise ValidationError(errors.TX_MALFORMED_KEY, "sender must be a hex public key")
         for name in ("round", "num_samples", "timestamp"):
@@ -107,11 +143,12 @@ class UpdateTx:
                 decode_metric(value)
             except EncodingError as exc:
                 raise bad(f"metric {key!r}: {exc}") from None
-        if not isinstance(doc["weights"], dict) or not doc["weights"]:
+        weights = doc.get("weights", {})
+        if kind == TX_TYPE and (not isinstance(weights, dict) or not weights):
             raise bad("weights must be a non-empty object of encoded arrays")
-        tx = cls(sender=doc["sender"], round=doc["round"], base=doc["base"], weights=doc["weights"],
+        tx = cls(sender=doc["sender"], round=doc["round"], base=doc["base"], weights=weights,
                  num_samples=doc["num_samples"], metrics=metrics, timestamp=doc["timestamp"],
-                 signature=doc["signature"])
+                 signature=doc["signature"], kind=kind, compression=compression)
         try:
             canonical_json(tx.body())
         except EncodingError as exc:
@@ -134,11 +171,26 @@ class UpdateTx:
 
     @cached_property
     def decoded_weights(self):
-        """The named arrays (sorted by name). Raises ValidationError if malformed."""
+        """The named arrays (sorted by name) as carried; for a compressed tx see
+        :meth:`full_weights`. Raises ValidationError if malformed."""
+        if self.is_skip or self.compression is not None:
+            raise ValidationError(errors.TX_MALFORMED, "a skip or compressed tx has no plain weights")
         try:
             return decode_weights(self.weights)
         except EncodingError as exc:
             raise ValidationError(errors.TX_MALFORMED, f"weights: {exc}") from None
+
+    def full_weights(self, base: Mapping[str, np.ndarray]):
+        """Float32 weights the aggregation sees: the plain arrays, or ``base + Δ``
+        for a compressed tx (``base`` must be the model the tx names, G(r-1))."""
+        if self.compression is None:
+            return self.decoded_weights
+        cached = self.__dict__.get("_full")
+        if cached is None:
+            from learningchain import compression
+            cached = compression.decode(self.compression, self.weights, base)
+            self.__dict__["_full"] = cached
+        return cached
 
     def decoded_metrics(self) -> dict[str, float]:
         return {k: decode_metric(v) for k, v in self.metrics.items()}
@@ -160,6 +212,13 @@ class UpdateTx:
             raise ValidationError(errors.TX_TOO_LARGE, f"transaction is {self.size} bytes, limit {max_bytes}")
         if self.num_samples < 1:
             raise ValidationError(errors.TX_BAD_SAMPLES, "num_samples must be at least 1")
+        if self.is_skip or self.compression is not None:
+            if self.compression is not None:
+                from learningchain import compression
+                compression.check(self.compression, self.weights, expected)
+            if verify_signature:
+                self.verify_signature()
+            return
         if set(self.weights) != set(expected):
             raise ValidationError(errors.TX_SHAPE_MISMATCH,
                                   f"weights must be named {sorted(expected)}, got {sorted(self.weights)}")

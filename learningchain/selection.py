@@ -1,0 +1,171 @@
+"""Participant selection: who may send an update in the next round.
+
+The set selected for round r+1 is a deterministic function of the chain up to
+the close of round r: the candidates (genesis ``participants``, else
+``allow_list``), their reputation records (:mod:`learningchain.reputation`),
+their energy profiles and budgets (:mod:`learningchain.energy`) and a seed::
+
+    seed = SHA256(b"learningchain-select" || parent hash of the closing block (32 bytes) || u64 BE r+1)
+    draw(key) = SHA256(seed || compressed key bytes)      (ties and random picks)
+
+(the closing block's own hash cannot be the seed: its commitment lists the
+selection, and the header hash commits to the commitment). Round 1 uses the
+genesis hash in place of the parent hash. Policies (genesis ``selection``):
+
+* ``all``: nobody is excluded (the default; nothing changes for old networks);
+* ``random-k`` (``k``): the k smallest draws;
+* ``top-k`` (``k``, ``explore``=0): the k - explore best scores (ties by draw),
+  then ``explore`` random picks among the rest whose score is >= 0;
+* ``energy-aware`` (``k``, ``min_k``, ``explore``=1, ``security_weight``=64,
+  ``green_discount``=50): candidates with a negative score are distrusted,
+  those whose budget cannot pay one more round are ineligible. Trusted eligible
+  candidates are ranked by ``cost * 1024 // (1024 + security_weight * score)``
+  (cost = :func:`learningchain.energy.planned_cost_nj`, cut by
+  ``green_discount`` percent in the node's renewable rounds), the k - explore
+  cheapest taken, then ``explore`` random picks among the other trusted eligible
+  ones; if that gives fewer than ``min_k``, distrusted eligible ones (best score
+  first) and then over-budget ones (least spent first) fill up to ``min_k``.
+
+All arithmetic is on integers. Pure: no I/O.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Mapping, Sequence
+
+from learningchain.energy import DEFAULT_PROFILE, EnergyProfile, planned_cost_nj
+from learningchain.errors import ConfigError
+from learningchain.reputation import Record
+
+POLICIES = ("all", "random-k", "top-k", "energy-aware")
+_PARAMS = {"all": {},
+           "random-k": {"k": None},
+           "top-k": {"k": None, "explore": 0},
+           "energy-aware": {"k": None, "min_k": None, "explore": 1, "security_weight": 64,
+                            "green_discount": 50}}
+
+
+def parse_selection(doc: Any) -> tuple[str, dict]:
+    """``{"policy", "params"}`` -> (policy, params with defaults filled); ConfigError."""
+    if doc is None:
+        return "all", {}
+    if not isinstance(doc, Mapping) or set(doc) != {"policy", "params"} or not isinstance(doc["params"], Mapping):
+        raise ConfigError('genesis: selection must be {"policy": NAME, "params": {...}}')
+    policy = doc["policy"]
+    if policy not in POLICIES:
+        raise ConfigError(f"genesis: unknown selection policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    allowed = _PARAMS[policy]
+    unknown = sorted(set(doc["params"]) - set(allowed))
+    if unknown:
+        raise ConfigError(f"genesis: selection {policy} has no parameter(s) {', '.join(unknown)}; "
+                          f"it takes {', '.join(allowed) or 'none'}")
+    params = {**allowed, **doc["params"]}
+    if "min_k" in params and params["min_k"] is None:
+        params["min_k"] = params["k"]
+    for name, value in params.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 2**31:
+            raise ConfigError(f"genesis: selection parameter {name} must be an integer >= 0, got {value!r}")
+    if "k" in params and params["k"] < 1:
+        raise ConfigError("genesis: selection k must be at least 1")
+    if params.get("explore", 0) > params.get("k", 0):
+        raise ConfigError("genesis: selection explore cannot exceed k")
+    if "min_k" in params and not 1 <= params["min_k"] <= params["k"]:
+        raise ConfigError("genesis: selection min_k must be in [1, k]")
+    if params.get("green_discount", 0) > 100:
+        raise ConfigError("genesis: green_discount is a percentage in [0, 100]")
+    return policy, params
+
+
+def minimum_selected(policy: str, params: Mapping[str, int]) -> int | None:
+    """The fewest senders a round can have selected (None: no restriction)."""
+    if policy == "all":
+        return None
+    return params.get("min_k", params["k"])
+
+
+def selection_seed(parent_hash: str, next_round: int) -> bytes:
+    return hashlib.sha256(b"learningchain-select" + bytes.fromhex(parent_hash)
+                          + next_round.to_bytes(8, "big")).digest()
+
+
+def _draw(seed: bytes, key: str) -> bytes:
+    return hashlib.sha256(seed + bytes.fromhex(key)).digest()
+
+
+def round_cost(profile: EnergyProfile, record: Record, default_samples: int, epochs: int,
+               update_bytes: int, model_bytes: int) -> int:
+    return planned_cost_nj(profile, record.samples or default_samples, epochs, update_bytes, model_bytes)
+
+
+def _median_samples(records: Mapping[str, Record]) -> int:
+    known = sorted(r.samples for r in records.values() if r.samples > 0)
+    return known[(len(known) - 1) // 2] if known else 1
+
+
+def select(policy: str, params: Mapping[str, int], candidates: Sequence[str],
+           records: Mapping[str, Record], profiles: Mapping[str, EnergyProfile], next_round: int,
+           seed: bytes, *, epochs: int = 1, update_bytes: int = 0,
+           model_bytes: int = 0) -> frozenset[str] | None:
+    """The senders allowed in ``next_round`` (None: everyone, policy ``all``)."""
+    if policy == "all":
+        return None
+    blank = Record()
+    draw = {c: _draw(seed, c) for c in candidates}
+    by_draw = sorted(candidates, key=lambda c: draw[c])
+    k = min(params["k"], len(candidates))
+    if policy == "random-k":
+        return frozenset(by_draw[:k])
+    score = {c: records.get(c, blank).score for c in candidates}
+    explore = min(params.get("explore", 0), k)
+    if policy == "top-k":
+        best = sorted(candidates, key=lambda c: (-score[c], draw[c]))[:k - explore]
+        return frozenset(best + _explore(by_draw, best, score, explore))
+    default_samples = _median_samples(records)
+
+    def cost(c: str) -> int:
+        prof = profiles.get(c, DEFAULT_PROFILE)
+        nj = round_cost(prof, records.get(c, blank), default_samples, epochs, update_bytes, model_bytes)
+        return nj * (100 - params["green_discount"]) // 100 if prof.green(next_round) else nj
+
+    costs = {c: cost(c) for c in candidates}
+
+    def eligible(c: str) -> bool:
+        budget = profiles.get(c, DEFAULT_PROFILE).budget_nj
+        return budget is None or records.get(c, blank).spent_nj + costs[c] <= budget
+
+    w = params["security_weight"]
+    trusted = [c for c in candidates if eligible(c) and score[c] >= 0]
+    ranked = sorted(trusted, key=lambda c: (costs[c] * 1024 // (1024 + w * score[c]), draw[c]))
+    chosen = ranked[:k - explore]
+    chosen += _explore([c for c in by_draw if c in set(trusted)], chosen, score, explore)
+    if len(chosen) < params["min_k"]:
+        taken = set(chosen)
+        distrusted = sorted((c for c in candidates if eligible(c) and c not in taken),
+                            key=lambda c: (-score[c], draw[c]))
+        broke = sorted((c for c in candidates if not eligible(c)),
+                       key=lambda c: (records.get(c, blank).spent_nj, draw[c]))
+        chosen += (distrusted + broke)[:params["min_k"] - len(chosen)]
+    return frozenset(chosen)
+
+
+def _explore(by_draw: Sequence[str], taken: Sequence[str], score: Mapping[str, int], n: int) -> list[str]:
+    """``n`` random picks (in draw order) among candidates not taken with score >= 0;
+    if too few, the rest by draw."""
+    taken_set = set(taken)
+    rest = [c for c in by_draw if c not in taken_set]
+    good = [c for c in rest if score[c] >= 0]
+    return (good + [c for c in rest if score[c] < 0])[:n]
+
+
+def charge(records: Mapping[str, Record], senders: Sequence[str], profiles: Mapping[str, EnergyProfile],
+           *, epochs: int, update_bytes: int, model_bytes: int) -> dict[str, Record]:
+    """Add each sender's planned cost of the round just closed to its ``spent_nj``."""
+    from dataclasses import replace
+    out = dict(records)
+    default_samples = _median_samples(records)
+    for s in senders:
+        rec = out.get(s, Record())
+        nj = round_cost(profiles.get(s, DEFAULT_PROFILE), rec, default_samples, epochs, update_bytes,
+                        model_bytes)
+        out[s] = replace(rec, spent_nj=rec.spent_nj + nj)
+    return out
