@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from learningchain import attacks, privacy
+from learningchain import attacks, compression, privacy
 from learningchain.crypto import PrivateKey
 from learningchain.errors import ConfigError
 from learningchain.models import ModelSpec, build_model
@@ -31,8 +31,15 @@ class Role:
     dp_sigma: float = 0.0
     dp_clip: float = 0.0
     dp_delta: float = 1e-5
+    compression: str | None = None   # None, "q8" or "topk" (learningchain/compression.py)
+    topk_fraction: float = 0.1       # share of each array's entries a topk update sends
+    skip_threshold: float = 0.0      # send a skip tx when ||w - G(r-1)||_2 is below this
 
     def __post_init__(self) -> None:
+        if self.compression not in (None, "q8", "topk"):
+            raise ConfigError(f"unknown compression {self.compression!r}; choose q8 or topk")
+        if not 0 < self.topk_fraction <= 1 or self.skip_threshold < 0:
+            raise ConfigError("topk_fraction must be in (0, 1] and skip_threshold >= 0")
         if self.attack is not None and self.attack not in ATTACKS:
             raise ConfigError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
         if self.dp_sigma < 0 or self.dp_clip < 0:
@@ -48,6 +55,12 @@ class Role:
 def _seed(*parts: object) -> int:
     """A 64-bit seed derived from the parts (stable across processes and runs)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
+
+
+def delta_norm(weights: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray]) -> float:
+    """L2 norm of w - base over all arrays (the skip rule's measure)."""
+    return float(np.sqrt(sum(float(np.sum((np.asarray(weights[k], np.float64) - np.asarray(base[k], np.float64)) ** 2))
+                             for k in weights)))
 
 
 @dataclass
@@ -66,6 +79,7 @@ class Participant:
             raise ConfigError(f"local data has {self.X.shape[-1] if self.X.ndim else 0} features, "
                               f"the network's model expects {self.spec.n_features}")
         self.model = build_model(self.spec)
+        self.memory: dict = {}  # top-k error feedback: the part of past deltas not yet sent
         self.accountant = privacy.PrivacyAccountant(self.role.dp_sigma, self.role.dp_delta) \
             if self.role.dp else None
         if self.role.attack == "label-flip":
@@ -98,6 +112,13 @@ class Participant:
                                             n_total=n_total, n_byzantine=n_byzantine)
         metrics = {k: v for k, v in self.model.evaluate(weights, self.X, self.y).items()
                    if np.isfinite(v) and abs(v) < 1e12}  # a poisoned model may blow up
+        if self.role.skip_threshold > 0 and delta_norm(weights, base) < self.role.skip_threshold:
+            return UpdateTx.create_skip(self.key, round, base_digest, len(self.X), metrics, timestamp)
+        if self.role.compression is not None:
+            encoded, self.memory = compression.compress(weights, base, self.role.compression, rng,
+                                                        self.role.topk_fraction, self.memory)
+            return UpdateTx.create_compressed(self.key, round, base_digest, encoded, self.role.compression,
+                                              len(self.X), metrics=metrics, timestamp=timestamp)
         return UpdateTx.create(self.key, round, base_digest, weights, len(self.X),
                                metrics=metrics, timestamp=timestamp)
 

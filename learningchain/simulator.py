@@ -27,10 +27,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from learningchain import aggregation, baselines, data
+from learningchain import aggregation, baselines, data, energy, selection
 from learningchain.block import Block
 from learningchain.crypto import PrivateKey
-from learningchain.encoding import parse_json
+from learningchain.encoding import canonical_json, encode_weights, parse_json
 from learningchain.errors import ConfigError, LearningChainError, ValidationError
 from learningchain.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
 from learningchain.models import KINDS, ModelSpec, build_model, decimal_string, default_spec
@@ -73,6 +73,13 @@ class SimConfig:
     out: str | None = None
     description: str = ""
     target: dict | None = None         # what the config reproduces (read by bench/simulator.py)
+    selection: str = "all"             # participant selection policy (selection.py)
+    select_k: int | None = None        # k of random-k / top-k / energy-aware
+    selection_params: dict = field(default_factory=dict)  # other policy parameters (min_k, explore, ...)
+    energy_budget_j: float | None = None  # per-node learning budget in joules (energy-aware)
+    compression: str | None = None     # None, "q8" or "topk"
+    topk_fraction: float = 0.1
+    skip_threshold: float = 0.0        # honest nodes send a skip tx when ||delta|| is below this
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,6 +118,17 @@ class SimConfig:
              f"model_params may set only {', '.join(_MODEL_OVERRIDES)}, got {self.model_params!r}")
         need(isinstance(self.aggregator_params, dict), "aggregator_params must be an object")
         aggregation.check_params(self.aggregator, self.aggregator_params)
+        need(self.selection in selection.POLICIES,
+             f"unknown selection {self.selection!r}; choose one of {', '.join(selection.POLICIES)}")
+        need(self.selection == "all" or (isinstance(self.select_k, int) and 1 <= self.select_k <= self.nodes),
+             f"selection {self.selection} needs select_k in [1, nodes], got {self.select_k!r}")
+        need(isinstance(self.selection_params, dict), "selection_params must be an object")
+        need(self.compression in (None, "q8", "topk"), f"compression must be q8, topk or null, got {self.compression!r}")
+        need(isinstance(self.topk_fraction, (int, float)) and 0 < self.topk_fraction <= 1,
+             "topk_fraction must be in (0, 1]")
+        need(isinstance(self.skip_threshold, (int, float)) and self.skip_threshold >= 0, "skip_threshold must be >= 0")
+        need(self.energy_budget_j is None or (isinstance(self.energy_budget_j, (int, float)) and self.energy_budget_j > 0),
+             "energy_budget_j must be > 0 or null")
 
     # --- derived --------------------------------------------------------------
     @property
@@ -182,13 +200,30 @@ class Simulation:
         order = np.random.default_rng(cfg.seed + 1).permutation(cfg.nodes)
         self.attackers = sorted(int(i) for i in order[:cfg.byzantine])
         self.participants = []
+        budget = None if cfg.energy_budget_j is None else int(cfg.energy_budget_j * 1e9)
+        self.profiles = energy.random_profiles(cfg.nodes, _seed(cfg.seed, "energy"), budget)
         for i, (X, y) in enumerate(self.parts):
-            role = Role(attack=cfg.attack if i in self.attackers else None,
-                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip))
+            honest = i not in self.attackers
+            role = Role(attack=None if honest else cfg.attack,
+                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip), compression=cfg.compression,
+                        topk_fraction=float(cfg.topk_fraction),
+                        skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
             key = PrivateKey.from_secret(_seed(cfg.seed, "participant", i))
             self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed))
         self.attacker_keys = {self.participants[i].key.public_hex for i in self.attackers}
         self.miner_keys = [PrivateKey.from_secret(_seed(cfg.seed, "full-node", j)) for j in range(cfg.n_full)]
+        keys = [p.key.public_hex for p in self.participants]
+        self.names = {k: f"node{i}" for i, k in enumerate(keys)}
+        self.energy_profiles = {f"node{i}": prof for i, prof in enumerate(self.profiles)}
+        self.energy_profiles.update({f"full{j}": energy.DEFAULT_PROFILE for j in range(cfg.n_full)})
+        selecting = cfg.selection != "all"
+        sel_doc = None
+        if selecting:
+            params = {"k": cfg.select_k, **cfg.selection_params}
+            if cfg.selection == "energy-aware":
+                params.setdefault("min_k", max(1, min(cfg.select_k, aggregation.min_updates(
+                    cfg.aggregator, {**aggregation.default_params(cfg.aggregator), **cfg.aggregator_params}))))
+            sel_doc = {"policy": cfg.selection, "params": params}
         self.network = NetworkConfig(
             network=f"sim-{cfg.name}-{cfg.seed}"[:64], model=self.spec.to_dict(),
             aggregation={"rule": cfg.aggregator,
@@ -197,7 +232,9 @@ class Simulation:
             quorum=cfg.n_quorum, round_timeout=cfg.round_timeout, target_block_ms=cfg.target_block_ms,
             initial_target=target_for_hashes(cfg.difficulty), pow_limit=(1 << 255) - 1,
             retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=64 << 20,
-            allow_list=tuple(p.key.public_hex for p in self.participants), timestamp=DEMO_TIMESTAMP)
+            allow_list=None if selecting else tuple(keys), timestamp=DEMO_TIMESTAMP,
+            participants=tuple({"pubkey": k, "energy": prof.to_dict()} for k, prof in zip(keys, self.profiles))
+            if selecting else None, selection=sel_doc)
         self.genesis = make_genesis(self.network)
         self.ledgers = [Ledger(self.genesis) for _ in range(cfg.n_full)]
         self.model = build_model(self.spec)
@@ -205,6 +242,7 @@ class Simulation:
         self._miner_rng = random.Random(_seed(cfg.seed, "miners"))
         self.blocks_mined = 0
         self.hashes = 0
+        self.activity: dict[str, energy.Activity] | None = None  # this round's, while it runs
 
     # --- transport ------------------------------------------------------------
     @staticmethod
@@ -240,6 +278,11 @@ class Simulation:
             raise SimulationError("proof-of-work search exhausted its nonce range")
         block = replace(template, header=template.header.with_nonce(nonce))
         t2 = time.perf_counter()
+        if self.activity is not None:
+            self.activity[f"full{j}"].add(hashes=hashes, sent=block.size * (len(self.ledgers) - 1))
+            for k in range(len(self.ledgers)):
+                if k != j:
+                    self.activity[f"full{k}"].add(received=block.size)
         for k in [j] + [k for k in range(len(self.ledgers)) if k != j]:
             try:
                 self.ledgers[k].submit_block(block if k == j else self._deliver_block(block), self.now_ms)
@@ -265,19 +308,29 @@ class Simulation:
         timing: dict[str, float] = defaultdict(float)
         state = chain.tip_state
         r, base, digest = state.round, state.model, state.model_digest
+        active = [p for p in self.participants if state.selected is None or p.key.public_hex in state.selected]
+        self.activity = act = {name: energy.Activity() for name in self.energy_profiles}
+        model_bytes = len(canonical_json(encode_weights(base)))
         t0 = time.perf_counter()
-        trained = [p.train(r, base) for p in self.participants]
+        trained = [p.train(r, base) for p in active]  # not selected: no training, no upload
         t1 = time.perf_counter()
-        benign = [w for p, w in zip(self.participants, trained) if not p.attacking]
-        txs = [p.make_update(r, base, digest, self.now_ms, benign=benign, n_total=cfg.nodes,
-                             n_byzantine=cfg.byzantine, trained=w)
-               for p, w in zip(self.participants, trained)]
+        benign = [w for p, w in zip(active, trained) if not p.attacking]
+        txs = [p.make_update(r, base, digest, self.now_ms, benign=benign, n_total=len(active),
+                             n_byzantine=sum(p.attacking for p in active), trained=w)
+               for p, w in zip(active, trained)]
         t2 = time.perf_counter()
         refused = {}
-        for tx in txs:
+        for p, tx in zip(active, txs):
+            name = self.names[p.key.public_hex]
+            act[name].add(sample_epochs=len(p.X) * self.spec.epochs, received=model_bytes,
+                          sent=tx.size * len(self.ledgers))
+            for j in range(len(self.ledgers)):
+                act[f"full{j}"].add(received=tx.size)
             code = self.gossip_tx(tx)
             if code:
                 refused[tx.id] = code
+        for j in range(len(self.ledgers)):  # the full nodes serve G(r-1) to the trainers
+            act[f"full{j}"].add(sent=model_bytes * len(active) // len(self.ledgers))
         t3 = time.perf_counter()
         timing.update(train=t1 - t0, sign=t2 - t1, submit=t3 - t2)
         closing = None
@@ -301,6 +354,15 @@ class Simulation:
         entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing,
                             nbytes=sum(tx.size for tx in txs), epsilon=eps)
         entry["blocks"] = self.blocks_mined
+        news = len(canonical_json(closing.commitment)) + 189  # every participant learns the outcome
+        for p in self.participants:
+            act[self.names[p.key.public_hex]].add(received=news)
+        self.activity = None
+        updates = [tx for tx in txs if not tx.is_skip]
+        entry.update(selected=len(active), attackers_selected=sum(p.attacking for p in active),
+                     skipped=len(txs) - len(updates),
+                     bytes_per_update=sum(t.size for t in updates) / len(updates) if updates else 0.0,
+                     energy=energy.round_energy(self.energy_profiles, act))
         return entry
 
     def check_agreement(self) -> tuple[str, str]:
@@ -340,6 +402,7 @@ class Simulation:
     def describe(self, tip: str, digest: str) -> dict:
         return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
                 "attackers": self.attackers, "spec": self.spec.to_dict(),
+                "energy_profiles": {k: p.to_dict() for k, p in self.energy_profiles.items()},
                 "genesis": self.genesis.hash, "tip": tip, "model_digest": digest,
                 "blocks": self.blocks_mined, "hashes": self.hashes}
 
