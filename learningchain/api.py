@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from learningchain import errors
@@ -21,7 +21,7 @@ from learningchain.block import Block
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
-from learningchain.peers import check_peer_url, rebuild_compact
+from learningchain.peers import HEADER_ESTIMATE, check_peer_url, message_type, rebuild_compact
 from learningchain.tx import UpdateTx
 
 MAX_BODY_BYTES = 4 << 20
@@ -96,6 +96,12 @@ def summary(block: Block) -> dict:
 @api.get("/status")
 def status():
     return jsonify(node().status())
+
+
+@api.get("/tip")
+def tip():
+    """What peers poll every sync tick: a few dozen bytes instead of ``/status``."""
+    return jsonify(node().tip_summary())
 
 
 @api.get("/chain")
@@ -204,13 +210,13 @@ def inv():
     ids = body().get("txs")
     if not isinstance(ids, list) or len(ids) > 1000 or not all(is_hex(i, 32) for i in ids):
         raise ApiError(400, "txs must be a list of at most 1000 tx ids (64 hex)", "bad-id")
-    n = node()
-    return jsonify({"want": [i for i in ids if n.lookup_tx(i) is None]})
+    return jsonify({"want": node().peers.wanted(ids, peer_header())})
 
 
 @api.post("/blocks")
 def post_block():
     doc, n, peer = body(), node(), peer_header()
+    g.compact = "compact" in doc  # for the per-message-type byte counters
     if "compact" in doc:
         if set(doc) != {"compact"}:
             raise ApiError(400, "a compact block message holds only 'compact'", errors.BLOCK_MALFORMED)
@@ -319,7 +325,8 @@ def create_app(node_obj) -> Flask:
     def count_bytes(resp):
         peer = request.headers.get("X-Peer")
         if peer:
-            node_obj.peers.count_inbound(peer, (request.content_length or 0) + 200,
-                                         (resp.calculate_content_length() or 0) + 200)
+            kind = message_type(request.method, request.path, g.get("compact", False))
+            node_obj.peers.count_inbound(peer, (request.content_length or 0) + HEADER_ESTIMATE,
+                                         (resp.calculate_content_length() or 0) + HEADER_ESTIMATE, kind)
         return resp
     return app

@@ -116,3 +116,41 @@ class Mempool:
                 chain.validate_tx(tx)
             except ValidationError:
                 self.remove(tx.id)
+
+
+class EarlyTxs:
+    """Updates for the round after the open one, held until a block opens it.
+
+    A peer that closed round r trains for r+1 and gossips at once, often before
+    the closing block has reached us; refusing (``tx-round-not-open``) would make
+    it send the body again later. Held: at most one tx per sender and
+    ``capacity`` in all (oldest dropped), signature checked first; everything
+    else is validated when the round opens (:meth:`Node.submit_tx` again).
+    """
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self._by_sender: dict[str, tuple[UpdateTx, str | None]] = {}
+
+    def hold(self, tx: UpdateTx, open_round: int, peer: str | None) -> bool:
+        """Keep ``tx`` if it is for round ``open_round + 1`` and signed by its sender."""
+        if tx.round != open_round + 1:
+            return False
+        try:
+            tx.verify_signature()
+        except ValidationError:
+            return False
+        self._by_sender.pop(tx.sender, None)
+        self._by_sender[tx.sender] = (tx, peer)
+        while len(self._by_sender) > self.capacity:
+            self._by_sender.pop(next(iter(self._by_sender)))
+        return True
+
+    def take(self, open_round: int) -> list[tuple[UpdateTx, str | None]]:
+        """The held txs of ``open_round`` (removed), dropping those of past rounds."""
+        out = [v for v in self._by_sender.values() if v[0].round == open_round]
+        self._by_sender = {s: v for s, v in self._by_sender.items() if v[0].round > open_round}
+        return out
+
+    def __len__(self) -> int:
+        return len(self._by_sender)

@@ -58,6 +58,7 @@ def participate_once(node: "Node") -> None:
     node._trained_rounds.add(r)
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
+    node.add_timing("train", time.perf_counter() - t0)
     node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
     try:
         node.submit_tx(tx, own=True)
@@ -77,7 +78,9 @@ def evaluate_closed_rounds(node: "Node") -> None:
                 todo.append((r, b.height, node.chain.model(b.hash)[0]))
     for r, height, weights in todo:
         X, y = node.test_set
+        t0 = time.perf_counter()
         m = node.model.evaluate(weights, X, y)
+        node.add_timing("evaluate", time.perf_counter() - t0)
         node.metrics[r] = m
         main = "accuracy" if "accuracy" in m else "rmse"
         node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
@@ -111,7 +114,9 @@ def mine_once(node: "Node", miner) -> None:
         return (node.stop_event.is_set() or node.chain.tip.hash != prev
                 or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and node.mempool_version != version))
 
+    t_search = time.perf_counter()
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)
+    node.add_timing("mine", time.perf_counter() - t_search, 0 if result.nonce is None else 1)
     if result.nonce is None:
         return
     mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)

@@ -255,21 +255,25 @@ class PeerSet:
                 peer.seen[key] = None
 
     # --- gossip -------------------------------------------------------------------------
-    def broadcast_tx(self, tx, exclude: str | None = None, own: bool = False) -> list:
-        """Send ``tx`` to every peer once; returns the futures (tests may wait on them)."""
+    def broadcast_tx(self, tx, exclude: str | None = None, push: bool = False) -> list:
+        """Send ``tx`` to every peer once; returns the futures (tests may wait on them).
+        ``push``: send the body without announcing it first. Only for an update we
+        have just signed: nobody else can hold it yet, so an announcement would cost
+        a round trip and save nothing."""
         futures = []
         for url in self._targets(tx.id, exclude and normalize(exclude)):
-            futures.append(self._pool.submit(self._send_tx, url, tx, own))
+            futures.append(self._pool.submit(self._send_tx, url, tx, push))
         return futures
 
-    def _send_tx(self, url: str, tx, own: bool) -> None:
+    def _send_tx(self, url: str, tx, push: bool) -> None:
         """Announce, then send the body only if the peer wants it (it does not want
         what it has, nor what another peer has just promised to send it)."""
-        reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
-        if reply is None:
-            return self._unsee(url, tx.id)
-        if reply[0] != 200 or not isinstance(reply[1], dict) or tx.id not in (reply[1].get("want") or []):
-            return
+        if not push:
+            reply = self.request(url, "POST", "/inv", {"txs": [tx.id]})
+            if reply is None:
+                return self._unsee(url, tx.id)
+            if reply[0] != 200 or not isinstance(reply[1], dict) or tx.id not in (reply[1].get("want") or []):
+                return
         reply = self.request(url, "POST", "/txs", tx.to_dict())
         if reply is None or (isinstance(reply[1], dict) and reply[1].get("reason") in RETRY_REASONS):
             self._unsee(url, tx.id)  # not delivered, or the peer is behind: a rebroadcast retries
@@ -333,16 +337,16 @@ class PeerSet:
             reply = self.request(url, "POST", "/peers", {"url": self.self_url})
             if not reply or not isinstance(reply[1], dict) or not isinstance(reply[1].get("peers"), list):
                 continue
-            listed = [normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
-                      if isinstance(o, str) and check_peer_url(o) is None]
+            listed = frozenset(normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
+                               if isinstance(o, str) and check_peer_url(o) is None)
             for other in listed:
                 self.add(other)
             with self._lock:
                 peer = self._peers.get(url)
                 if peer is not None:
-                    peer.peers = frozenset(listed)
-                    if self.self_url in listed:
-                        peer.announced = now
+                    if self.self_url in listed and listed == peer.peers:
+                        peer.announced = now  # it knows us and its list has settled
+                    peer.peers = listed
 
     # --- sync -----------------------------------------------------------------------------
     def sync_with(self, url: str) -> int:

@@ -28,6 +28,7 @@ from learningchain.data import load_partition
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.ledger import Ledger
+from learningchain.mempool import EarlyTxs
 from learningchain.models import build_model
 from learningchain.node_threads import miner_loop, participant_loop
 from learningchain.participant import Participant, Role
@@ -82,7 +83,10 @@ class Node:
         self.mine_workers = max(1, int(mine_workers))
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
+        self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
+        self._timings_lock = threading.Lock()
         self.templates: OrderedDict[str, tuple[Block, float]] = OrderedDict()
+        self.early = EarlyTxs()
         self.tip_changed = threading.Condition()
         self.mempool_version = 0
         self.stop_event = threading.Event()
@@ -131,6 +135,30 @@ class Node:
         r = max(self.metrics)
         return r, self.metrics[r]
 
+    def add_timing(self, name: str, seconds: float, count: int = 1) -> None:
+        """Accumulate a duration: train, mine (proof-of-work search; ``count`` is the
+        blocks found), validate (blocks that extended a branch), validate_closing
+        (those closing a round: aggregation included), evaluate."""
+        with self._timings_lock:
+            row = self._timings.setdefault(name, [0.0, 0])
+            row[0] += seconds
+            row[1] += count
+
+    def timings(self) -> dict:
+        """Cumulative seconds and counts since start (``/status`` -> ``timings``)."""
+        with self._timings_lock:
+            rows = {k: list(v) for k, v in self._timings.items()}
+        rows["gossip"] = list(self.peers.gossip_time())
+        doc = {}
+        for name in sorted(rows):
+            doc[f"{name}_s"], doc[f"{name}_count"] = round(rows[name][0], 6), rows[name][1]
+        return doc
+
+    def tip_summary(self) -> dict:
+        with self.lock:
+            return {"height": self.chain.height, "tip": self.chain.tip.hash,
+                    "work": f"{self.chain.tip_work:x}"}
+
     def status(self) -> dict:
         with self.lock:
             chain, state = self.chain, self.chain.tip_state
@@ -141,7 +169,7 @@ class Node:
         doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
                    network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
                    refused=dict(self.refused), metrics=m, metrics_round=r,
-                   traffic=self.peers.traffic())
+                   traffic=self.peers.traffic(), timings=self.timings())
         return doc
 
     def find_tx(self, txid: str) -> dict | None:
@@ -176,7 +204,8 @@ class Node:
         self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
 
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
-        """Add to our mempool and gossip; returns "accepted" or "known". Raises ValidationError."""
+        """Add to our mempool and gossip; returns "accepted", "known" or "early" (for
+        the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
         origin = "own" if own else (peer or "api")
         try:
             with self.lock:
@@ -184,12 +213,18 @@ class Node:
                 if status == "accepted":
                     self.mempool_version += 1
         except ValidationError as exc:
+            if exc.code == errors.TX_ROUND_NOT_OPEN and not own:
+                with self.lock:
+                    held = self.early.hold(tx, self.chain.tip_state.round, peer)
+                if held:
+                    self.peers.mark_seen(peer, tx.id)
+                    return "early"
             self._refuse(exc, f"tx {tx.id[:12]} round {tx.round}", origin)
             raise
         self.peers.mark_seen(peer, tx.id)
         if status == "accepted":
             self.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
-            self.peers.broadcast_tx(tx, exclude=peer, own=own)
+            self.peers.broadcast_tx(tx, exclude=peer, push=own)
         return status
 
     def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
@@ -197,7 +232,9 @@ class Node:
         status or "orphan" (the missing ancestors are then fetched from ``peer``)."""
         try:
             with self.lock:
+                t0 = time.perf_counter()
                 result = self.ledger.submit_block(block, now_ms())
+                spent = time.perf_counter() - t0
                 self.mempool_version += 1
         except ValidationError as exc:
             if exc.code == errors.BLOCK_BAD_PREV:
@@ -207,15 +244,27 @@ class Node:
             self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
             raise
         self.peers.mark_seen(peer, block.hash)
+        if result.status != "known":
+            self.add_timing("validate_closing" if block.commitment else "validate", spent)
         if result.status in ("connected", "reorg"):
             self._log_result(result)
             with self.tip_changed:
                 self.tip_changed.notify_all()
             if relay:
                 self.peers.broadcast_block(block, exclude=peer)
+            self._submit_early()
         elif result.status == "side":
             self.log(f"block {block.height} {block.hash[:12]} on a side branch")
         return result.status
+
+    def _submit_early(self) -> None:
+        with self.lock:
+            ready = self.early.take(self.chain.tip_state.round)
+        for tx, peer in ready:
+            try:
+                self.submit_tx(tx, peer=peer)
+            except ValidationError:
+                pass  # counted and logged by submit_tx
 
     def rebroadcast_own(self) -> None:
         """Offer our own waiting update again: peers it already reached skip it
@@ -223,7 +272,7 @@ class Node:
         with self.lock:
             mine = [t for t in self.ledger.mempool if t.sender == self.pubkey]
         for tx in mine:
-            self.peers.broadcast_tx(tx, own=True)
+            self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
 
     def _log_result(self, result) -> None:
         if result.status == "reorg":

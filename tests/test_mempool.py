@@ -98,3 +98,17 @@ def test_reorg_puts_transactions_back():
         pool.on_new_tip(chain, r)
     assert tx.id in pool and chain.find_tx(tx.id) is None
     assert [t.id for t in pool.select(chain)] == [tx.id]
+
+
+def test_early_txs_hold_the_next_round_only_until_it_opens():
+    from learningchain.mempool import EarlyTxs
+    chain = Chain(tiny_genesis())
+    early = EarlyTxs(capacity=2)
+    nxt = update_tx(chain, KEYS[0], round=2)
+    assert early.hold(nxt, open_round=1, peer="http://p") is True
+    assert early.hold(update_tx(chain, KEYS[1], round=3), open_round=1, peer=None) is False  # too far
+    assert early.take(1) == [] and len(early) == 1
+    assert early.take(2) == [(nxt, "http://p")] and len(early) == 0
+    for k in KEYS[:3]:
+        early.hold(update_tx(chain, k, round=2), open_round=1, peer=None)
+    assert len(early) == 2  # bounded: the oldest is dropped

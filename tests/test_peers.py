@@ -160,3 +160,32 @@ def test_peer_url_syntax():
     assert check_peer_url("https://example.org") is None
     for bad in ("ftp://x", "http://", "x", "http://a:99999", "http://u:p@h:1", None):
         assert check_peer_url(bad) is not None
+
+
+def test_an_announced_tx_is_wanted_from_one_announcer_only(network):
+    a = network("a")
+    tx = update_tx(a.node.chain, KEYS[3])
+    assert a.node.peers.wanted([tx.id], "http://127.0.0.1:1") == [tx.id]
+    assert a.node.peers.wanted([tx.id], "http://127.0.0.1:2") == []  # its body is on the way
+    a.node.submit_tx(tx)
+    assert a.node.peers.wanted([tx.id], None) == []  # known
+
+
+def test_fully_connected_nodes_do_not_relay(network):
+    a, b, c = three(network)
+
+    def settled():  # every node knows the others' peer lists (from announce answers)
+        return all(len(p.peers) >= 3 for s in (a, b, c) for p in s.node.peers._peers.values())
+    wait_for(settled, seconds=15, what="peer lists to settle")
+    tx = update_tx(a.node.chain, KEYS[4])
+    a.node.submit_tx(tx, own=True)  # pushed whole to b and c
+    for s in (b, c):
+        wait_for(lambda: s.status()["mempool"] == 1, what=f"tx on {s.url}")
+    block = a.mine_one()
+    for s in (b, c):
+        wait_for(lambda: s.status()["tip"] == block.hash, what=f"block on {s.url}")
+    for s in (b, c):  # each answered a's push and a's compact block, and sent nothing on
+        by_type = s.status()["traffic"]["by_type"]
+        assert by_type["tx body"]["messages"] == 1 and by_type["tx body"]["sent"] < tx.size
+        assert by_type["compact block"]["messages"] == 1
+        assert "inv" not in by_type
