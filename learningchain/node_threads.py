@@ -3,8 +3,13 @@
 
 * :func:`participant_loop`: when round r is open and we have no update in it,
   train from ``tip_state.model`` = G(r-1), sign, submit to our own ledger and
-  gossip (:class:`~learningchain.participant.Participant`, the learner role);
-  after each round closes, evaluate G(r) on the held-out ``test.npz``;
+  gossip (:class:`~learningchain.participant.Participant`, the learner role).
+  If the update is refused because a reorg changed G(r-1) under it, it trains
+  again from the new tip (updates are remembered by round *and* base);
+* :func:`evaluator_loop`: evaluate G(r) of every closed round on the held-out
+  ``test.npz``, newest first. The models come from the chain, so after a
+  restart every round's metrics are rebuilt, and a reorg re-evaluates the
+  rounds whose model changed;
 * :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
 
 None of them holds the node's lock while training, evaluating or searching.
@@ -34,11 +39,18 @@ def now_ms() -> int:
 def participant_loop(node: "Node") -> None:
     while not node.stop_event.is_set():
         try:
-            evaluate_closed_rounds(node)
-            if node.participant is not None:
-                participate_once(node)
+            participate_once(node)
         except Exception as exc:  # keep the node alive; say what happened
             node.log(f"participant error: {type(exc).__name__}: {exc}")
+        node.wait_tip(0.25)
+
+
+def evaluator_loop(node: "Node") -> None:
+    while not node.stop_event.is_set():
+        try:
+            evaluate_closed_rounds(node)
+        except Exception as exc:
+            node.log(f"evaluator error: {type(exc).__name__}: {exc}")
         node.wait_tip(0.25)
 
 
@@ -53,9 +65,9 @@ def participate_once(node: "Node") -> None:
     with node.lock:
         state = node.chain.tip_state
         r, base, digest = state.round, state.model, state.model_digest
-        if r in node._trained_rounds or has_update(node, r):
+        if (r, digest) in node._trained_rounds or has_update(node, r):
             return
-    node._trained_rounds.add(r)
+    node._trained_rounds.add((r, digest))
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)
@@ -63,32 +75,39 @@ def participate_once(node: "Node") -> None:
     try:
         node.submit_tx(tx, own=True)
     except ValidationError as exc:
-        if exc.code in (errors.TX_LATE, errors.TX_WRONG_BASE):
+        if exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
             node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
+        elif exc.code == errors.TX_WRONG_BASE:
+            node.log(f"round {r}: the base model changed while training (reorg); training again")
 
 
-def evaluate_closed_rounds(node: "Node") -> None:
+def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
+    """Evaluate up to ``batch`` closed rounds whose G(r) we have not measured
+    (newest first); returns how many."""
     if node.test_set is None:
-        return
+        return 0
     with node.lock:
         todo = []
-        for b in closing_blocks(node):
-            r = b.commitment.get("round")
-            if isinstance(r, int) and r not in node.metrics:
-                todo.append((r, b.height, node.chain.model(b.hash)[0]))
-    for r, height, weights in todo:
-        X, y = node.test_set
+        for b in reversed(closing_blocks(node)):
+            r, digest = b.commitment.get("round"), b.commitment.get("model_digest")
+            if isinstance(r, int) and node.metric_digests.get(r) != digest:
+                todo.append((r, digest, b.height, node.chain.model(b.hash)[0]))
+                if len(todo) >= batch:
+                    break
+    X, y = node.test_set
+    for r, digest, height, weights in todo:
         t0 = time.perf_counter()
         m = node.model.evaluate(weights, X, y)
         node.add_timing("evaluate", time.perf_counter() - t0)
-        node.metrics[r] = m
+        node.metrics[r], node.metric_digests[r] = m, digest
         main = "accuracy" if "accuracy" in m else "rmse"
         node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
+    return len(todo)
 
 
-def closing_blocks(node: "Node", recent: int = 200) -> list[Block]:
-    start = max(1, node.chain.height - recent + 1)
-    return [b for b in node.chain.main_chain(start, recent) if b.commitment]
+def closing_blocks(node: "Node") -> list[Block]:
+    """Main-chain blocks that close a round (lock held by the caller)."""
+    return [b for b in node.chain.main_chain(1, node.chain.height) if b.commitment]
 
 
 # --- miner ----------------------------------------------------------------------------

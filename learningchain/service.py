@@ -4,7 +4,7 @@
 that HTTP handlers hold briefly; training, evaluation, mining and network I/O
 never hold it. Threads:
 
-* *participant* (train, then evaluate each closed round) and *miner*
+* *participant* (train), *evaluator* (metrics of every closed round) and *miner*
   (``mine=True``): :mod:`learningchain.node_threads`;
 * *peer sync* and gossip: :mod:`learningchain.peers`.
 
@@ -30,7 +30,7 @@ from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.ledger import Ledger
 from learningchain.mempool import EarlyTxs
 from learningchain.models import build_model
-from learningchain.node_threads import miner_loop, participant_loop
+from learningchain.node_threads import evaluator_loop, miner_loop, participant_loop
 from learningchain.participant import Participant, Role
 from learningchain.peers import PeerSet
 from learningchain.store import Store
@@ -83,6 +83,7 @@ class Node:
         self.mine_workers = max(1, int(mine_workers))
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
+        self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
         self.templates: OrderedDict[str, tuple[Block, float]] = OrderedDict()
@@ -101,7 +102,7 @@ class Node:
             if test_path.exists():
                 self.test_set = load_partition(test_path)
         self.peers = PeerSet(self, self.url, peers)
-        self._trained_rounds: set[int] = set()
+        self._trained_rounds: set[tuple[int, str]] = set()  # (round, base digest) trained for
 
     # --- logging ------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -319,7 +320,10 @@ class Node:
 
     # --- threads ----------------------------------------------------------------------
     def start(self) -> None:
-        self._spawn(lambda: participant_loop(self), "participant")
+        if self.participant is not None:
+            self._spawn(lambda: participant_loop(self), "participant")
+        if self.test_set is not None:
+            self._spawn(lambda: evaluator_loop(self), "evaluator")
         if self.mining:
             self._spawn(lambda: miner_loop(self), "miner")
         self.peers.start()

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from learningchain.explorer import round_detail
+from learningchain.chain import Chain
+from learningchain.explorer import round_detail, rounds_overview
+from learningchain.node_threads import closing_blocks, has_update, participate_once
 from learningchain.service import Node
-from tests.helpers import tiny_config
+from tests.helpers import KEYS, next_block, now, tiny_config, update_tx
 from tests.test_peers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +50,48 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
         assert node.status()["metrics"] and node.status()["mining"] is True
     finally:
         node.stop()
-    again = Node(tmp_path / "n", config(), quiet=True)  # replays the store, same key
+    closed = {b.commitment["round"] for b in closing_blocks(node)}
+    again = Node(tmp_path / "n", config(), dataset_path=data, quiet=True)  # replays the store, same key
     try:
         assert again.chain.height == node.chain.height and again.address == node.address
+        assert again.metrics == {}
+        again.start()  # the evaluator rebuilds every closed round's metrics from the chain
+        wait_for(lambda: closed <= set(again.metrics), seconds=30, what="metrics of every closed round")
+        for r in closed:
+            assert again.metrics[r] == node.metrics[r]  # same G(r), same test set
+        assert {d["round"] for d in rounds_overview(again) if d["metrics"]} >= closed
     finally:
         again.stop()
+
+
+def test_own_update_refused_after_a_reorg_is_trained_again(tmp_path):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(quorum=2, round_timeout=50), dataset_path=data, quiet=True)
+    try:
+        b1 = next_block(node.chain, [update_tx(node.chain, KEYS[0]), update_tx(node.chain, KEYS[1])])
+        assert node.submit_block(b1, relay=False) == "connected"  # round 1 closed: G1
+        side = Chain(node.genesis)  # a heavier branch closing round 1 with other updates: G1'
+        s1 = next_block(side, [update_tx(side, KEYS[2]), update_tx(side, KEYS[3])])
+        side.add_block(s1, now(s1))
+        s2 = next_block(side)
+        real = node.participant.make_update
+
+        def train_during_reorg(*args):
+            tx = real(*args)  # trained on G1 ...
+            for b in (s1, s2):  # ... while the heavier branch arrives
+                node.submit_block(b, relay=False)
+            return tx
+        node.participant.make_update = train_during_reorg
+        participate_once(node)
+        assert node.chain.tip.hash == s2.hash and node.refused["tx-wrong-base-model"] == 1
+        assert not has_update(node, 2)
+        node.participant.make_update = real
+        participate_once(node)  # trains round 2 again, from G1'
+        mine = [t for t in node.ledger.mempool if t.sender == node.pubkey]
+        assert len(mine) == 1 and mine[0].round == 2
+        assert mine[0].base == node.chain.tip_state.model_digest == side.tip_state.model_digest
+    finally:
+        node.stop()
 
 
 def test_run_node_serves_and_stops_on_sigterm(tmp_path):
