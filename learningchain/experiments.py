@@ -22,7 +22,8 @@ from typing import Callable, Sequence
 from learningchain import aggregation
 from learningchain.errors import ConfigError
 from learningchain.models import decimal_string
-from learningchain.results import plot_byzantine_sweep, plot_dp_sweep, primary_metric
+from learningchain.results import (cumulative_energy, plot_byzantine_sweep, plot_dp_sweep, plot_energy,
+                                   primary_metric)
 from learningchain.simulator import SimConfig, simulate
 
 DEFAULT_AGGREGATORS = ("fedavg", "median", "trimmed-mean", "krum")
@@ -111,12 +112,88 @@ def dp_sweep(base: SimConfig, sigmas: Sequence[float], clip: float,
     return out
 
 
+def _summary(res: dict, metric: str) -> dict:
+    return {"final": res["final"][metric], "energy_j": cumulative_energy(res)[-1] if res["rounds"] else 0.0,
+            "per_round": [e["metrics"][metric] for e in res["rounds"]],
+            "cumulative_j": cumulative_energy(res),
+            "selected": [e.get("selected") for e in res["rounds"]],
+            "attackers_selected": [e.get("attackers_selected") for e in res["rounds"]],
+            "skipped": [e.get("skipped", 0) for e in res["rounds"]],
+            "bytes_per_update": [e.get("bytes_per_update") for e in res["rounds"]],
+            "payload_per_update": [e.get("payload_per_update") for e in res["rounds"]]}
+
+
+def selection_sweep(base: SimConfig, policies: Sequence[str], k: int, params: dict | None = None,
+                    progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Each selection policy on the same network; ``all`` first, as the reference.
+    Per policy: final metric, energy, saving against ``all``, and the energy spent
+    when the model first came within ``tolerance`` (1 point) of ``all``'s final."""
+    out: dict = {"nodes": base.nodes, "rounds": base.rounds, "k": k, "byzantine": base.byzantine,
+                 "attack": base.attack, "aggregator": base.aggregator, "tolerance": 0.01,
+                 "policies": {}, "runs": {}}
+    order = ["all"] + [p for p in policies if p != "all"]
+    for policy in order:
+        extra = {} if policy in ("all", "random-k") else dict(params or {})
+        cfg = replace(base, selection=policy, select_k=None if policy == "all" else k,
+                      selection_params=extra, name=f"{base.name}-{policy}")
+        res = simulate(cfg, with_baselines=False)
+        metric = primary_metric(res["final"])
+        out["metric"] = metric
+        row = _summary(res, metric)
+        ref = out["policies"].get("all", row)
+        row["saving"] = 1 - row["energy_j"] / ref["energy_j"] if ref["energy_j"] else 0.0
+        goal = ref["final"] - out["tolerance"]
+        hit = next((j for j, v in enumerate(row["per_round"]) if v >= goal), None)
+        row["energy_to_target_j"] = None if hit is None else row["cumulative_j"][hit]
+        row["params"] = extra
+        out["policies"][policy] = row
+        out["runs"][policy] = {"initial": res["initial"], "final": res["final"],
+                               "rounds": [{"metrics": e["metrics"], "energy": {"total_j": e["energy"]["total_j"]}}
+                                          for e in res["rounds"]]}
+        if progress:
+            progress(policy, row)
+    return out
+
+
+def compression_sweep(base: SimConfig, schemes: Sequence[str], topk_fraction: float = 0.1,
+                      skip_threshold: float = 0.0,
+                      progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Uncompressed, then each scheme (``q8``, ``topk``, ``skip``): final metric,
+    bytes per update tx, binary payload against raw float32, energy."""
+    from learningchain.models import build_model
+    raw = sum(4 * math.prod(shape) for _, shape in build_model(base.model_spec()).expected_shapes().values())
+    out: dict = {"nodes": base.nodes, "rounds": base.rounds, "raw_float32_bytes": raw, "schemes": {}}
+    for scheme in ["none"] + [s for s in schemes if s != "none"]:
+        cfg = replace(base, compression=scheme if scheme in ("q8", "topk") else None,
+                      topk_fraction=topk_fraction, skip_threshold=skip_threshold if scheme == "skip" else 0.0,
+                      name=f"{base.name}-{scheme}")
+        res = simulate(cfg, with_baselines=False)
+        metric = primary_metric(res["final"])
+        row = _summary(res, metric)
+        sizes = [b for b in row["bytes_per_update"] if b]
+        row["mean_tx_bytes"] = sum(sizes) / len(sizes) if sizes else 0.0
+        loads = [b for b in row["payload_per_update"] if b]
+        row["payload_vs_raw"] = (sum(loads) / len(loads)) / raw if loads else None
+        out["metric"] = metric
+        out["schemes"][scheme] = row
+        if progress:
+            progress(scheme, row)
+    plain = out["schemes"]["none"]["mean_tx_bytes"]
+    for row in out["schemes"].values():
+        row["vs_uncompressed_tx"] = row["mean_tx_bytes"] / plain if plain else None
+    return out
+
+
 def write_sweep(out_dir: str | Path, name: str, sweep: dict) -> list[Path]:
     """``out_dir/<name>.json`` and the sweep's figures."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps(sweep, indent=1) + "\n")
+    if name == "selection":
+        return [path, plot_energy(out, sweep["runs"])]
+    if name == "compression":
+        return [path]
     if name == "byzantine":
         return [path, *plot_byzantine_sweep(out, sweep)]
     return [path, plot_dp_sweep(out, sweep)]

@@ -10,7 +10,11 @@ drawn from either means the same thing (``results.json``)::
                    "attackers_rejected", "attackers_accepted",
                    "precision", "recall",              # of rejection as attacker detection
                    "timing": {phase: seconds}, "bytes": tx bytes,
-                   "epsilon": eps}, ...]               # epsilon only with DP
+                   "epsilon": eps,                     # epsilon only with DP
+                   # optional (simulator): "selected", "attackers_selected", "skipped",
+                   # "bytes_per_update", "energy": {"total_j", "train_j", "comm_j",
+                   # "pow_j", "per_node": {name: J}}  (learningchain/energy.py)
+                   }, ...]
      "final":    {metric: value},                     # G(R)
      "baselines": {"centralized": {metric: value},
                    "local_only": {metric: mean over nodes, "per_node": [{...}]},
@@ -300,6 +304,39 @@ def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "dp.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cumulative_energy(results: Mapping) -> list[float]:
+    """Joules spent after each round (the rounds' ``energy.total_j`` summed)."""
+    out, total = [], 0.0
+    for e in results["rounds"]:
+        total += e.get("energy", {}).get("total_j", 0.0)
+        out.append(total)
+    return out
+
+
+def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: str = "energy.png") -> Path:
+    """``energy.png``: primary metric of G(r) against the cumulative estimated
+    energy of the network, one line per run (e.g. per selection policy)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    metric = "accuracy"
+    for label, res in runs.items():
+        metric = primary_metric(res["final"])
+        xs = [0.0] + cumulative_energy(res)
+        ys = [res["initial"][metric]] + [e["metrics"][metric] for e in res["rounds"]]
+        ax.plot(xs, ys, marker=".", label=label)
+    ax.set_xlabel("cumulative estimated energy (J)")
+    ax.set_ylabel(metric)
+    ax.set_title("global model against the energy spent")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -35,7 +35,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "split": "split", "alpha": "alpha",
             "model": "model", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
             "dp_sigma": "dp_sigma", "dp_clip": "dp_clip", "seed": "seed", "quorum": "quorum",
-            "full_nodes": "full_nodes", "out": "out"}
+            "full_nodes": "full_nodes", "out": "out", "selection": "selection", "select_k": "select_k",
+            "compression": "compression", "topk_fraction": "topk_fraction",
+            "skip_threshold": "skip_threshold", "energy_budget": "energy_budget_j"}
     out = {cfg: getattr(args, arg, None) for arg, cfg in keys.items()}
     if getattr(args, "agg_param", None):
         params = {}
@@ -45,6 +47,8 @@ def _overrides(args: argparse.Namespace) -> dict:
                 raise ConfigError(f"--agg-param takes NAME=VALUE, got {item!r}")
             params[name] = int(value) if value.lstrip("-").isdigit() else value
         out["aggregator_params"] = params
+    if getattr(args, "explore", None) is not None:
+        out["selection_params"] = {"explore": args.explore}
     return out
 
 
@@ -107,7 +111,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     try:
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                          split=args.split, alpha=args.alpha, model=args.model, attack=args.attack,
-                         seed=args.seed)
+                         seed=args.seed, byzantine=args.byzantine,
+                         aggregator=args.aggregator or "fedavg")
         out = Path(args.out or f"out/experiment-{args.kind}")
         start = time.perf_counter()
         if args.kind == "byzantine":
@@ -120,6 +125,26 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
                 print(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}", flush=True)
             sweep = experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
+        elif args.kind == "selection":
+            from learningchain.selection import POLICIES
+            policies = experiments.parse_list(args.policies, POLICIES, "--policies")
+            print(f"{'policy':<13} {'final':>8} {'energy J':>9} {'saving':>7} {'J to all-1pt':>12}  attackers selected per round")
+
+            def show(policy, row):
+                hit = row["energy_to_target_j"]
+                print(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
+                      f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}", flush=True)
+            sweep = experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
+        elif args.kind == "compression":
+            schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
+            print(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
+
+            def show(scheme, row):
+                print(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
+                      f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}", flush=True)
+            sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
+            for scheme, row in sweep["schemes"].items():
+                print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
         else:
             sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
             print(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
@@ -206,12 +231,20 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=_non_negative_int)
     p.add_argument("--quorum", type=_positive, help="updates that close a round (default: nodes)")
     p.add_argument("--full-nodes", type=_positive, help="validating ledgers (default min(nodes, 3))")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
+                   help="participant selection policy (default all)")
+    p.add_argument("--select-k", type=_positive, help="participants selected per round")
+    p.add_argument("--explore", type=_non_negative_int, help="random picks among the k (top-k, energy-aware)")
+    p.add_argument("--energy-budget", type=_non_negative, help="per-node learning budget, joules")
+    p.add_argument("--compression", choices=("q8", "topk"), help="send compressed deltas")
+    p.add_argument("--topk-fraction", type=_non_negative, help="share of entries a topk update sends (0.1)")
+    p.add_argument("--skip-threshold", type=_non_negative, help="skip when ||w - G(r-1)|| is below this")
     p.add_argument("--no-baselines", action="store_true", help="skip centralized/local-only training")
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
 
     p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
-    p.add_argument("kind", choices=("byzantine", "dp"))
+    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
     p.add_argument("--dataset", choices=data.DATASETS, default="digits")
     p.add_argument("--nodes", type=_positive, default=10)
     p.add_argument("--rounds", type=_positive, default=10)
@@ -222,6 +255,14 @@ def register(subparsers) -> None:
     p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
                    help="comma-separated rules")
     p.add_argument("--max-byzantine", type=_non_negative_int, default=3)
+    p.add_argument("--byzantine", type=_non_negative_int, default=0, help="selection: attackers")
+    p.add_argument("--aggregator", choices=aggregation.RULES, help="selection/compression: rule (fedavg)")
+    p.add_argument("--policies", default="all,random-k,top-k,energy-aware", help="selection: policies")
+    p.add_argument("--k", type=_positive, default=8, help="selection: participants per round")
+    p.add_argument("--explore", type=_non_negative_int, default=4, help="selection: random picks among k")
+    p.add_argument("--schemes", default="q8,topk,skip", help="compression: none,q8,topk,skip")
+    p.add_argument("--topk-fraction", type=_non_negative, default=0.1)
+    p.add_argument("--skip-threshold", type=_non_negative, default=0.85)
     p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
     p.add_argument("--clip", type=_non_negative, default=1.0, help="dp: clip norm C")
     p.add_argument("--seed", type=_non_negative_int, default=0)

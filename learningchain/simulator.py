@@ -29,6 +29,7 @@ import numpy as np
 
 from learningchain import aggregation, baselines, data, energy, selection
 from learningchain.block import Block
+from learningchain.compression import payload_bytes
 from learningchain.crypto import PrivateKey
 from learningchain.encoding import canonical_json, encode_weights, parse_json
 from learningchain.errors import ConfigError, LearningChainError, ValidationError
@@ -362,6 +363,8 @@ class Simulation:
         entry.update(selected=len(active), attackers_selected=sum(p.attacking for p in active),
                      skipped=len(txs) - len(updates),
                      bytes_per_update=sum(t.size for t in updates) / len(updates) if updates else 0.0,
+                     payload_per_update=sum(payload_bytes(t.weights) for t in updates) / len(updates)
+                     if updates else 0.0,
                      energy=energy.round_energy(self.energy_profiles, act))
         return entry
 
