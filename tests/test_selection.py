@@ -1,0 +1,117 @@
+"""Selection on chain: deterministic, enforced (tx-sender-not-selected), auditable
+(commitment's selected_next, round summary), quorum adapted; policy all changes nothing."""
+import pytest
+
+from learningchain import errors
+from learningchain.chain import Chain
+from learningchain.errors import ConfigError, ValidationError
+from learningchain.genesis import NetworkConfig
+from learningchain.reputation import Record
+from learningchain.selection import parse_selection, select, selection_seed
+from learningchain.energy import EnergyProfile
+from tests.helpers import KEYS, next_block, now, tiny_config, tiny_genesis, update_tx
+
+PROFILE = {"train_nj": 1000, "send_nj": 10, "recv_nj": 5}
+
+
+def participants(n=6, budget=None):
+    out = []
+    for i, k in enumerate(KEYS[:n]):
+        e = {**PROFILE, "train_nj": 1000 * (i + 1)}
+        if budget:
+            e["budget_nj"] = budget
+        out.append({"pubkey": k.public_hex, "energy": e})
+    return out
+
+
+def selecting_genesis(policy="random-k", params=None, **kw):
+    return tiny_genesis(participants=tuple(participants()), quorum=3,
+                        selection={"policy": policy, "params": params or {"k": 3}}, **kw)
+
+
+def close_round(chain):
+    sel = sorted(chain.tip_state.selected)
+    txs = [update_tx(chain, k) for k in KEYS if k.public_hex in sel]
+    b = next_block(chain, txs)
+    chain.add_block(b, now(b))
+    return b
+
+
+def test_policy_all_is_the_default_and_changes_nothing():
+    plain = tiny_config()
+    explicit = tiny_config(selection={"policy": "all", "params": {}})
+    assert "selection" not in plain.to_dict() and "participants" not in plain.to_dict()
+    assert NetworkConfig.from_dict(plain.to_dict()) == plain
+    chain = Chain(tiny_genesis())
+    assert chain.tip_state.selected is None
+    b = next_block(chain, [update_tx(chain, k) for k in KEYS[:3]])
+    chain.add_block(b, now(b))
+    assert set(b.commitment) == {"round", "rule", "params", "updates", "accepted", "rejected", "model_digest"}
+    assert explicit.selection_policy == ("all", {})
+
+
+def test_two_chains_fed_the_same_blocks_select_the_same_set():
+    a, b = Chain(selecting_genesis()), Chain(selecting_genesis())
+    assert a.tip_state.selected == b.tip_state.selected and len(a.tip_state.selected) == 3
+    for _ in range(3):
+        blk = close_round(a)
+        b.add_block(blk, now(blk))
+        assert a.tip_state.selected == b.tip_state.selected
+        assert blk.commitment["selected_next"] == sorted(a.tip_state.selected)
+    assert a.round_summary(2)["selected"] == sorted(a.state_of(a.block_at(1).hash).selected)
+
+
+def test_unselected_sender_refused_and_quorum_adapts():
+    chain = Chain(tiny_genesis(participants=tuple(participants()), quorum=5,
+                               selection={"policy": "random-k", "params": {"k": 3}}))
+    sel = chain.tip_state.selected
+    outsider = next(k for k in KEYS[:6] if k.public_hex not in sel)
+    with pytest.raises(ValidationError) as exc:
+        chain.validate_tx(update_tx(chain, outsider))
+    assert exc.value.code == errors.TX_NOT_SELECTED
+    stranger = KEYS[8]  # not a participant at all
+    with pytest.raises(ValidationError) as exc:
+        chain.validate_tx(update_tx(chain, stranger))
+    assert exc.value.code == errors.TX_UNKNOWN_SENDER
+    blk = close_round(chain)  # quorum 5 lowered to the 3 selected: this block closes
+    assert blk.commitment is not None and chain.tip_state.round == 2
+
+
+def test_block_with_unselected_update_refused():
+    chain = Chain(selecting_genesis())
+    outsider = next(k for k in KEYS[:6] if k.public_hex not in chain.tip_state.selected)
+    tx = update_tx(chain, outsider)
+    from tests.helpers import mine
+    from learningchain.block import make_block
+    bad = mine(make_block(1, chain.tip.hash, chain.tip.header.timestamp + 1000, chain.tip.header.target,
+                          KEYS[11].public_hex, (tx,)))
+    with pytest.raises(ValidationError) as exc:
+        chain.add_block(bad, now(bad))
+    assert exc.value.code == errors.BLOCK_BAD_TX and errors.TX_NOT_SELECTED in exc.value.detail
+
+
+def test_top_k_prefers_scores_and_energy_aware_respects_budget():
+    keys = [k.public_hex for k in KEYS[:6]]
+    seed = selection_seed("00" * 32, 2)
+    records = {keys[0]: Record(score=-10), keys[1]: Record(score=9), keys[2]: Record(score=5)}
+    top = select("top-k", {"k": 2, "explore": 0}, keys, records, {}, 2, seed)
+    assert top == {keys[1], keys[2]}
+    profiles = {k: EnergyProfile(train_nj=1000 * (i + 1), send_nj=1, recv_nj=1, budget_nj=10**6)
+                for i, k in enumerate(keys)}
+    params = parse_selection({"policy": "energy-aware", "params": {"k": 2, "explore": 0}})[1]
+    cheap = select("energy-aware", params, keys, {}, profiles, 2, seed, epochs=1)
+    assert cheap == {keys[0], keys[1]}  # the two cheapest
+    broke = {keys[0]: Record(spent_nj=10**6), keys[1]: Record(score=-5)}
+    chosen = select("energy-aware", params, keys, broke, profiles, 2, seed, epochs=1)
+    assert keys[0] not in chosen and keys[1] not in chosen and len(chosen) == 2
+
+
+def test_bad_selection_configs():
+    with pytest.raises(ConfigError, match="needs the candidates"):
+        tiny_config(selection={"policy": "top-k", "params": {"k": 2}})
+    with pytest.raises(ConfigError, match="unknown selection policy"):
+        tiny_config(participants=tuple(participants()), selection={"policy": "best", "params": {}})
+    with pytest.raises(ConfigError, match="explore"):
+        tiny_config(participants=tuple(participants()), selection={"policy": "top-k", "params": {"k": 2, "explore": 3}})
+    with pytest.raises(ConfigError, match="energy profile"):
+        tiny_config(participants=({"pubkey": KEYS[0].public_hex, "energy": {"train_nj": 1}},))
