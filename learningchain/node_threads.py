@@ -67,7 +67,11 @@ def participate_once(node: "Node") -> None:
         r, base, digest = state.round, state.model, state.model_digest
         if (r, digest) in node._trained_rounds or has_update(node, r):
             return
+        selected = state.selected
     node._trained_rounds.add((r, digest))
+    if selected is not None and node.pubkey not in selected:  # selection.py: no training, no energy
+        node.log(f"not selected for round {r}")
+        return
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)

@@ -115,3 +115,24 @@ def test_bad_selection_configs():
         tiny_config(participants=tuple(participants()), selection={"policy": "top-k", "params": {"k": 2, "explore": 3}})
     with pytest.raises(ConfigError, match="energy profile"):
         tiny_config(participants=({"pubkey": KEYS[0].public_hex, "energy": {"train_nj": 1}},))
+
+
+def test_live_participant_does_not_train_when_not_selected():
+    import threading
+    from types import SimpleNamespace
+
+    from learningchain.mempool import Mempool
+    from learningchain.node_threads import participate_once
+
+    chain = Chain(selecting_genesis())
+    outsider = next(k for k in KEYS[:6] if k.public_hex not in chain.tip_state.selected)
+    logs = []
+
+    class Boom:
+        def make_update(self, *a, **kw):
+            raise AssertionError("trained although not selected")
+    node = SimpleNamespace(lock=threading.RLock(), chain=chain, ledger=SimpleNamespace(mempool=Mempool()),
+                           pubkey=outsider.public_hex, _trained_rounds=set(), log=logs.append,
+                           participant=Boom())
+    participate_once(node)
+    assert logs == ["not selected for round 1"]
