@@ -5,12 +5,13 @@
 1. Runs the default demo network (real processes, real HTTP) and reports the
    time per round and what it is made of. Sources, named in the table:
    closing-block header timestamps (round), the nodes' logs (training), tx
-   timestamps (when a node started its update), and an in-process replay of
-   node 0's store (validation and aggregation: the node exposes no counters
-   for them). Per-message gossip time and per-block proof-of-work time are not
-   exposed by the node; the table says so instead of guessing.
+   timestamps (when a node started its update), the nodes' own counters
+   (``/status`` -> ``timings``: train, proof-of-work search, validation,
+   gossip requests), and an in-process replay of node 0's store (validation
+   and aggregation, signatures checked).
 2. Bytes sent per node per round (``/status`` traffic counters) against the
-   raw float32 size of the weights (goal: under 1.4x).
+   raw float32 size of the weights, split by message type
+   (``/status`` -> ``traffic`` -> ``by_type``).
 3. Sync: a 1,000-block chain (one round of quorum-many signed updates every
    4 blocks, easy target) is built with a Ledger and the miner's search, stored
    in a node's data dir and served; a fresh node peered to it is timed until
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from learningchain import demo  # noqa: E402
+from learningchain import demo, processes  # noqa: E402
 from learningchain.block import Block  # noqa: E402
 from learningchain.chain import Chain  # noqa: E402
 from learningchain.genesis import make_genesis  # noqa: E402
@@ -57,21 +58,24 @@ def run_network(n: int, rounds: int, out: Path) -> dict:
     part_dir = demo.partitions_for("digits", n, out)
     config = demo.make_config(n, "digits", "fedavg", 0)
     genesis = demo.write_genesis(config, out / "genesis.json")
-    net = demo.Network(out)
+    net = processes.Network(out)
     try:
         demo.start_network(net, n, part_dir, genesis)
         t0 = time.monotonic()
-        sent0 = [demo.get(x.url, "/status")["traffic"]["sent"] for x in net.nodes]
-        entries = demo.follow_rounds(net, rounds, set(), timeout=30 + 10 * rounds, tty=False)
+        # counters between the closes of round 1 and round R+1: both snapshots fall
+        # at the same point of a round, so R rounds of traffic lie between them
+        processes.wait_for(lambda: demo.closed_round(net.nodes[0].url, 1), 60, "round 1", net)
+        before = [processes.get(x.url, "/status") for x in net.nodes]
+        entries = demo.follow_rounds(net, rounds + 1, set(), timeout=30 + 10 * rounds, tty=False)
+        after = [processes.get(x.url, "/status") for x in net.nodes]
         wall = time.monotonic() - t0
-        sent1 = [demo.get(x.url, "/status")["traffic"]["sent"] for x in net.nodes]
         hub = net.nodes[0].url
-        details = [demo.get(hub, f"/rounds/{r}") for r in range(1, rounds + 1)]
+        details = [processes.get(hub, f"/rounds/{r}") for r in range(1, rounds + 2)]
         tx_ts = {}
         for d in details:
             for u in d["updates"]:
-                tx_ts[u["id"]] = demo.get(hub, f"/txs/{u['id']}")["tx"]["timestamp"]
-        blocks = demo.get(hub, f"/chain?start=0&limit={entries[-1]['height'] + 1}")["blocks"]
+                tx_ts[u["id"]] = processes.get(hub, f"/txs/{u['id']}")["tx"]["timestamp"]
+        blocks = processes.get(hub, f"/chain?start=0&limit={entries[-1]['height'] + 1}")["blocks"]
     finally:
         net.stop_all()
     train = {}  # (round, txid prefix) -> seconds
@@ -79,8 +83,22 @@ def run_network(n: int, rounds: int, out: Path) -> dict:
         for m in TRAINED.finditer((out / f"node{i}.log").read_text()):
             train[(int(m.group(1)), m.group(3))] = float(m.group(2))
     return {"config": config, "details": details, "tx_ts": tx_ts, "blocks": blocks, "train": train,
-            "wall": wall, "sent": [b - a for a, b in zip(sent0, sent1)], "rounds": rounds,
-            "store": out / "nodes" / "node0"}
+            "wall": wall, "sent": [b["traffic"]["sent"] - a["traffic"]["sent"] for a, b in zip(before, after)],
+            "by_type": [diff_types(a, b) for a, b in zip(before, after)],
+            "timings": [diff_timings(a, b) for a, b in zip(before, after)],
+            "rounds": rounds, "store": out / "nodes" / "node0"}
+
+
+def diff_types(a: dict, b: dict) -> dict:
+    """Per message type: (bytes sent, messages) between two /status documents."""
+    ta, tb = a["traffic"].get("by_type", {}), b["traffic"].get("by_type", {})
+    return {k: (v["sent"] - ta.get(k, {}).get("sent", 0), v["messages"] - ta.get(k, {}).get("messages", 0))
+            for k, v in tb.items()}
+
+
+def diff_timings(a: dict, b: dict) -> dict:
+    ta, tb = a.get("timings", {}), b.get("timings", {})
+    return {k: v - ta.get(k, 0) for k, v in tb.items()}
 
 
 def breakdown(run: dict) -> list[tuple[str, str, str]]:
@@ -107,14 +125,40 @@ def breakdown(run: dict) -> list[tuple[str, str, str]]:
     rows.append(("  last update ready -> closing block built", fmt_s(med(ready_s)),
                  "tx gossip to the miner + waiting for the next template"))
     rows.append(("  blocks per round", f"{med(n_blocks):.1f}" if n_blocks else "n/a", "/rounds/<r>"))
-    rows.append(("  gossip (per message)", "n/a", "not exposed by the node (no per-message timing)"))
-    rows.append(("  mine (proof of work per block)", "n/a",
-                 "not exposed by the in-node miner; target_block_ms = "
-                 f"{run['config'].target_block_ms} ms by genesis"))
+    rows += counter_rows(run)
     rows += replay_costs(run["store"], run["config"])
-    rows.append(("rounds run / wall time", f"{run['rounds']} / {run['wall']:.1f} s",
-                 f"{run['wall'] / run['rounds']:.2f} s per round as seen by the demo"))
+    rows.append(("rounds run / wall time", f"{run['rounds'] + 1} / {run['wall']:.1f} s",
+                 f"{run['wall'] / (run['rounds'] + 1):.2f} s per round as seen by the demo"))
     return rows
+
+
+def counter_rows(run: dict) -> list[tuple[str, str, str]]:
+    """The nodes' own timings (``/status`` -> ``timings``) over rounds 2..R+1."""
+    t = run["timings"]
+
+    def per(name: str, nodes) -> float | None:
+        secs = sum(t[i].get(f"{name}_s", 0) for i in nodes)
+        count = sum(t[i].get(f"{name}_count", 0) for i in nodes)
+        return secs / count if count else None
+
+    def total(name: str, i: int) -> float:
+        return t[i].get(f"{name}_s", 0)
+
+    every = range(len(t))
+    src = "/status timings of every node"
+    found = t[0].get("mine_count", 0)
+    gossip = [total("gossip", i) / run["rounds"] for i in every]
+    return [("  train (mean per update)", fmt_s(per("train", every)), src),
+            ("  mine: proof-of-work search per block found", fmt_s(per("mine", [0])),
+             f"node 0's miner: {total('mine', 0):.2f} s searching, {found} blocks found; "
+             f"target_block_ms = {run['config'].target_block_ms} ms by genesis"),
+            ("  validate block (not closing)", fmt_s(per("validate", every), "ms"), src),
+            ("  validate closing block (with aggregation)", fmt_s(per("validate_closing", every), "ms"), src),
+            ("  evaluate G(r) on the test set", fmt_s(per("evaluate", every), "ms"), src),
+            ("  gossip: one request to a peer (round trip)", fmt_s(per("gossip", every), "ms"),
+             f"{src}; concurrent, 8 threads per node"),
+            ("  gossip: request time per node per round", fmt_s(med(gossip)),
+             "summed over requests (they overlap), median node")]
 
 
 def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
@@ -155,6 +199,14 @@ def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
     mean = sum(per) / len(per)
     rows.append(("mean per node per round", f"{mean:,.0f} B",
                  f"{mean / raw:.2f}x raw (goal < 1.4x): {'met' if mean / raw < 1.4 else 'NOT met'}"))
+    kinds = sorted({k for d in run["by_type"] for k in d},
+                   key=lambda k: -sum(d.get(k, (0, 0))[0] for d in run["by_type"]))
+    n_nodes = len(run["by_type"])
+    for k in kinds:
+        b = sum(d.get(k, (0, 0))[0] for d in run["by_type"]) / n_nodes / run["rounds"]
+        m = sum(d.get(k, (0, 0))[1] for d in run["by_type"]) / n_nodes / run["rounds"]
+        rows.append((f"  {k}", f"{b:,.0f} B", f"{b / raw:.2f}x raw, {m:.1f} messages "
+                     f"(requests we made + answers we gave)"))
     with Store(store_path(run["store"])) as store:
         sizes = [t.size for b in store.iter_blocks() for t in b.txs]
     n = len(per)
@@ -210,15 +262,15 @@ def sync_rate(out: Path, n_blocks: int) -> list[tuple[str, str, str]]:
     t = time.perf_counter()
     genesis, height, n_txs = build_chain(out / "nodes" / "node0", n_blocks)
     built = time.perf_counter() - t
-    net = demo.Network(out)
+    net = processes.Network(out)
     try:
         src = net.start(0, genesis=genesis)
-        demo.wait_ready(net, [src])
+        processes.wait_ready(net, [src])
         t = time.perf_counter()
         fresh = net.start(1, genesis=genesis, peers=[src.url])
-        demo.wait_ready(net, [fresh])
+        processes.wait_ready(net, [fresh])
         ready = time.perf_counter() - t
-        demo.wait_for(lambda: (demo.get(fresh.url, "/status") or {}).get("height") == height,
+        processes.wait_for(lambda: (processes.get(fresh.url, "/status") or {}).get("height") == height,
                       300, "the fresh node to sync", net, interval=0.05)
         total = time.perf_counter() - t
     finally:
@@ -250,9 +302,9 @@ def main() -> int:
         print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg)")
         run = run_network(args.nodes, args.rounds, tmp / "demo")
         print()
-        print(table("time per round (median over rounds 2..R)", breakdown(run)))
+        print(table(f"time per round (median over rounds 2..{args.rounds + 1})", breakdown(run)))
         print()
-        print(table("bytes sent per node per round", traffic_rows(run)))
+        print(table(f"bytes sent per node per round (rounds 2..{args.rounds + 1})", traffic_rows(run)))
         print()
         print(f"== sync of a fresh node from a peer holding {args.sync_blocks} blocks")
         print(table("sync", sync_rate(tmp / "sync", args.sync_blocks)))
