@@ -205,8 +205,8 @@ class Node:
         self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
 
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
-        """Add to our mempool and gossip; returns "accepted", "known" or "early" (for
-        the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
+        """Add to our mempool and gossip; returns "accepted", "known" or "early" (from a
+        peer, for the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
         origin = "own" if own else (peer or "api")
         try:
             with self.lock:
@@ -214,7 +214,7 @@ class Node:
                 if status == "accepted":
                     self.mempool_version += 1
         except ValidationError as exc:
-            if exc.code == errors.TX_ROUND_NOT_OPEN and not own:
+            if exc.code == errors.TX_ROUND_NOT_OPEN and peer is not None:  # gossip only
                 with self.lock:
                     held = self.early.hold(tx, self.chain.tip_state.round, peer)
                 if held:
