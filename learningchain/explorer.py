@@ -66,7 +66,9 @@ def round_detail(node, r: int) -> dict | None:
             "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
             "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
             "rule": c.get("rule"), "model_digest": c.get("model_digest"),
-            "metrics": node.metrics.get(r)}
+            "metrics": node.metrics.get(r),
+            **({"selected": summary["selected"], "selected_next": c.get("selected_next"),
+                "skipped": c.get("skipped", [])} if "selected" in summary else {})}
 
 
 explorer = Blueprint("explorer", __name__, template_folder="templates")
