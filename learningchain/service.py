@@ -388,6 +388,16 @@ def serve_until(server, stop: threading.Event, tick: float = 0.2) -> None:
             server.asyncore.loop(timeout=tick, map=server._map, use_poll=server.adj.asyncore_use_poll,
                                  count=1)
     finally:
+        # Let the worker threads finish their requests while the loop still
+        # flushes their output; closing first makes a late worker write to a
+        # closed trigger (EBADF in waitress's pull_trigger).
+        dispatcher = server.task_dispatcher
+        dispatcher.set_thread_count(0)
+        deadline = time.monotonic() + 3.0
+        while dispatcher.threads and time.monotonic() < deadline:
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll,
+                                 count=1)
+        dispatcher.shutdown(timeout=0.5)
         server.close()
         for channel in list(server._map.values()):
             try:
