@@ -12,16 +12,11 @@ from waitress.server import create_server
 
 from learningchain.api import create_app
 from learningchain.block import Block
+from learningchain.processes import free_port
 from learningchain.peers import PeerSet, TIMEOUT, check_peer_url
 from learningchain.service import Node, serve_until
 from miner.pow import search
 from tests.helpers import KEYS, tiny_config, update_tx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, seconds: float = 10.0, what: str = "condition"):

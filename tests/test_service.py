@@ -57,7 +57,9 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
         assert again.metrics == {}
         again.start()  # the evaluator rebuilds every closed round's metrics from the chain
         wait_for(lambda: closed <= set(again.metrics), seconds=30, what="metrics of every closed round")
-        for r in closed:
+        compared = closed & set(node.metrics)  # the first node may stop before evaluating the last
+        assert compared >= {1, 2}
+        for r in compared:
             assert again.metrics[r] == node.metrics[r]  # same G(r), same test set
         assert {d["round"] for d in rounds_overview(again) if d["metrics"]} >= closed
     finally:
