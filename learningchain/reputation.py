@@ -46,6 +46,7 @@ class Record:
     rounds: int = 0       # rounds with an update or a skip
     samples: int = 0      # last self-reported sample count
     spent_nj: int = 0     # planned energy of the rounds taken part in (see selection)
+    last_selected: int = 0  # the last round the sender was selected for (0: never; see selection)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,9 @@ class RoundState:
 def initial_state(config: NetworkConfig, model: "OrderedDict[str, np.ndarray]",
                   genesis_hash: str = "00" * 32) -> RoundState:
     """The state after genesis; round 1's selection is seeded by the genesis hash."""
+    chosen = choose_next(config, {}, model, 1, genesis_hash)
     return RoundState(round=1, round_start=0, model=model, model_digest=weights_digest(model),
-                      selected=choose_next(config, {}, model, 1, genesis_hash))
+                      selected=chosen, records=selection.mark_selected({}, chosen, 1))
 
 
 def _sizes(model: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -198,7 +199,7 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
                                epochs=config.model_spec.epochs, update_bytes=upd, model_bytes=mdl)
     chosen = choose_next(config, records, model, state.round + 1, parent_hash)
     commitment["selected_next"] = sorted(chosen)
-    return RoundClose(commitment, model, digest, chosen, records)
+    return RoundClose(commitment, model, digest, chosen, selection.mark_selected(records, chosen, state.round + 1))
 
 
 def check_commitment(got: dict | None, expected: dict) -> None:

@@ -136,3 +136,26 @@ def test_live_participant_does_not_train_when_not_selected():
                            participant=Boom())
     participate_once(node)
     assert logs == ["not selected for round 1"]
+
+
+def test_energy_aware_rotates_overdue_nodes_and_tolerates_one_bad_draw():
+    keys = [k.public_hex for k in KEYS[:6]]
+    seed = selection_seed("00" * 32, 5)
+    profiles = {k: EnergyProfile(train_nj=1000 * (i + 1), send_nj=1, recv_nj=1) for i, k in enumerate(keys)}
+    params = parse_selection({"policy": "energy-aware", "params": {"k": 2, "explore": 0, "max_age": 3}})[1]
+    recent = {k: Record(last_selected=4) for k in keys}
+    assert select("energy-aware", params, keys, recent, profiles, 5, seed) == {keys[0], keys[1]}
+    waiting = {**recent, keys[5]: Record(last_selected=1)}  # dearest, but not selected for 4 rounds
+    assert select("energy-aware", params, keys, waiting, profiles, 5, seed) == {keys[5], keys[0]}
+    unlucky = {**recent, keys[0]: Record(score=-2, last_selected=4)}  # one far-quarter round: still trusted
+    assert keys[0] in select("energy-aware", params, keys, unlucky, profiles, 5, seed)
+    attacker = {**recent, keys[0]: Record(score=-6, last_selected=1)}  # far out and rejected: out, overdue or not
+    assert keys[0] not in select("energy-aware", params, keys, attacker, profiles, 5, seed)
+
+
+def test_last_selected_is_stamped_on_chain():
+    chain = Chain(selecting_genesis("energy-aware", {"k": 3, "explore": 0}))
+    first = chain.tip_state.selected
+    assert all(chain.tip_state.records[c].last_selected == 1 for c in first)
+    close_round(chain)
+    assert all(chain.tip_state.records[c].last_selected == 2 for c in chain.tip_state.selected)
