@@ -124,16 +124,19 @@ def _summary(res: dict, metric: str) -> dict:
 
 
 def selection_sweep(base: SimConfig, policies: Sequence[str], k: int, params: dict | None = None,
-                    progress: Callable[[str, dict], None] | None = None) -> dict:
+                    progress: Callable[[str, dict], None] | None = None,
+                    per_policy: dict | None = None) -> dict:
     """Each selection policy on the same network; ``all`` first, as the reference.
     Per policy: final metric, energy, saving against ``all``, and the energy spent
-    when the model first came within ``tolerance`` (1 point) of ``all``'s final."""
+    when the model first came within ``tolerance`` (1 point) of ``all``'s final.
+    ``params`` go to top-k and energy-aware unless ``per_policy`` names the policy."""
     out: dict = {"nodes": base.nodes, "rounds": base.rounds, "k": k, "byzantine": base.byzantine,
                  "attack": base.attack, "aggregator": base.aggregator, "tolerance": 0.01,
                  "policies": {}, "runs": {}}
     order = ["all"] + [p for p in policies if p != "all"]
     for policy in order:
         extra = {} if policy in ("all", "random-k") else dict(params or {})
+        extra = dict((per_policy or {}).get(policy, extra))
         cfg = replace(base, selection=policy, select_k=None if policy == "all" else k,
                       selection_params=extra, name=f"{base.name}-{policy}")
         res = simulate(cfg, with_baselines=False)
