@@ -178,3 +178,56 @@ class EnergyLedger:
         for name, j in round_doc["per_node"].items():
             self.spent[name] = self.spent.get(name, 0.0) + j
         return sum(self.spent.values())
+
+
+class EnergyMeter:
+    """A live node's estimate of its own energy, per round, from what it did:
+    sample-epochs it trained (:meth:`trained`) and its cumulative counters, bytes
+    sent and received (gossip, sync and API) and proof-of-work hashes, read at
+    :meth:`observe`; the growth since the previous observation is charged to the
+    round then open. Priced with the profile the node declared in genesis, else
+    :data:`DEFAULT_PROFILE`. Reporting only, never consensus. The caller serialises
+    access (the node holds a lock)."""
+
+    def __init__(self, profile: EnergyProfile | None = None, keep: int = 1000):
+        self.declared = profile is not None
+        self.profile = profile or DEFAULT_PROFILE
+        self.keep = keep
+        self.rounds: dict[int, Activity] = {}
+        self.total = Activity()
+        self._seen = (0, 0, 0)
+
+    def _at(self, round: int) -> Activity:
+        act = self.rounds.setdefault(round, Activity())
+        while len(self.rounds) > self.keep:
+            del self.rounds[min(self.rounds)]
+        return act
+
+    def trained(self, round: int, sample_epochs: int) -> None:
+        self._at(round).add(sample_epochs=sample_epochs)
+        self.total.add(sample_epochs=sample_epochs)
+
+    def observe(self, round: int, sent: int, received: int, hashes: int) -> None:
+        ds, dr, dh = (max(0, now - before) for now, before in zip((sent, received, hashes), self._seen))
+        self._seen = (sent, received, hashes)
+        if ds or dr or dh:
+            self._at(round).add(sent=ds, received=dr, hashes=dh)
+            self.total.add(sent=ds, received=dr, hashes=dh)
+
+    @staticmethod
+    def _doc(profile: EnergyProfile, act: Activity) -> dict:
+        e = node_energy(profile, act)
+        return {"total_j": round(e.total_j, 9), "train_j": round(e.train_j, 9), "comm_j": round(e.comm_j, 9),
+                "pow_j": round(e.pow_j, 9), "sample_epochs": act.sample_epochs, "sent": act.sent,
+                "received": act.received, "hashes": act.hashes}
+
+    def round_report(self, round: int) -> dict | None:
+        act = self.rounds.get(round)
+        return None if act is None else self._doc(self.profile, act)
+
+    def report(self) -> dict:
+        """``/status`` -> ``energy``: the profile, totals since start, the last round's."""
+        last = max(self.rounds) if self.rounds else None
+        return {"profile": self.profile.to_dict(), "declared": self.declared,
+                **self._doc(self.profile, self.total), "last_round": last,
+                "last_round_energy": None if last is None else self.round_report(last)}

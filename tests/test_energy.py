@@ -32,3 +32,20 @@ def test_random_profiles_are_seeded_and_heterogeneous():
     a, b = random_profiles(20, 7), random_profiles(20, 7)
     assert a == b and a != random_profiles(20, 8)
     assert max(p.train_nj for p in a) > 3 * min(p.train_nj for p in a)
+
+
+def test_meter_charges_counter_growth_to_the_open_round():
+    from learningchain.energy import EnergyMeter
+    p = EnergyProfile(train_nj=1000, send_nj=10, recv_nj=5, hash_nj=100)
+    m = EnergyMeter(p)
+    m.observe(1, 0, 0, 0)
+    m.trained(1, 50)
+    m.observe(1, 1000, 2000, 10)
+    m.observe(2, 1500, 2000, 10)  # only the growth since the last reading counts
+    assert m.round_report(1)["total_j"] == pytest.approx(71e-6)
+    assert m.round_report(2) == {"total_j": pytest.approx(5e-6), "train_j": 0, "comm_j": pytest.approx(5e-6),
+                                 "pow_j": 0, "sample_epochs": 0, "sent": 500, "received": 0, "hashes": 0}
+    rep = m.report()
+    assert rep["declared"] and rep["sent"] == 1500 and rep["last_round"] == 2
+    assert rep["total_j"] == pytest.approx(76e-6) and m.round_report(3) is None
+    assert not EnergyMeter().declared
