@@ -191,6 +191,7 @@ def round_detail(r: str):
     detail = round_view(node(), int(r))
     if detail is None:
         raise ApiError(404, f"round {r} has not opened yet")
+    detail["energy"] = node().energy_report(int(r))  # this node's own estimate (energy.py), or null
     return jsonify(detail)
 
 

@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dp_sigma:
         kwargs["dp_sigma"] = args.dp_sigma
         kwargs["dp_clip"] = args.dp_clip
+    if args.compression or args.skip_threshold:
+        kwargs.update(compression=args.compression, topk_fraction=args.topk_fraction,
+                      skip_threshold=args.skip_threshold)
     service.run_node(**kwargs)
     return 0
 
@@ -135,6 +138,8 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     config = default_config(args.nodes, network=args.network, dataset=args.dataset, kind=args.model,
                             rule=args.aggregator, params=params, quorum=args.quorum,
                             round_timeout=args.round_timeout, target_block_ms=args.block_ms)
+    if args.participants or args.selection != "all":
+        config = _selecting(config, args)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists: pass --force to overwrite it")
@@ -143,6 +148,24 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
           f"quorum {config.quorum}, rule {config.rule}")
     return 0
+
+
+def _selecting(config, args: argparse.Namespace):
+    """--participants (data dirs holding node.key, or public keys) with energy
+    profiles, and --selection/--select-k (selection.py)."""
+    from learningchain import crypto
+    from learningchain.genesis import with_participants
+    keys = []
+    for item in (args.participants or "").split(","):
+        item = item.strip()
+        if item:
+            is_key = len(item) == 66 and all(ch in "0123456789abcdef" for ch in item)
+            keys.append(item if is_key else crypto.load_or_create_key(Path(item)).public_hex)
+    if not keys:
+        raise ConfigError("--selection needs the candidates: --participants DIR_OR_PUBKEY,...")
+    if args.selection != "all" and not 1 <= (args.select_k or 0) <= len(keys):
+        raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {len(keys)}]")
+    return with_participants(config, keys, args.selection, args.select_k, args.energy_seed)
 
 
 # --- parser -------------------------------------------------------------------
@@ -154,6 +177,23 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _nonnegative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _nonnegative(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
     return value
 
 
@@ -180,6 +220,11 @@ def _add_run(sub) -> None:
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     p.add_argument("--dp-sigma", type=float, default=0.0, help="DP noise multiplier (0 = off)")
     p.add_argument("--dp-clip", type=float, default=0.0, help="DP clip norm C of the update")
+    p.add_argument("--compression", choices=("q8", "topk"), help="send updates as 8-bit quantised or "
+                                                                "top-k sparsified deltas (compression.py)")
+    p.add_argument("--topk-fraction", type=_fraction, default=0.1, help="share of entries a topk update sends")
+    p.add_argument("--skip-threshold", type=_nonnegative, default=0.0,
+                   help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
     p.set_defaults(func=cmd_run)
 
 
@@ -206,6 +251,12 @@ def _add_admin(sub) -> None:
     p.add_argument("--block-ms", type=_positive, default=500, help="target block interval in ms")
     p.add_argument("--network", default="learningchain-demo", help="network name")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--participants", help="comma-separated node data dirs (their key is created if "
+                                          "missing) or public keys: the participants, with energy profiles")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
+                   help="participant selection policy (needs --participants and --select-k)")
+    p.add_argument("--select-k", type=_positive, help="senders selected per round")
+    p.add_argument("--energy-seed", type=int, default=0, help="seed of the participants' energy profiles")
     p.set_defaults(func=cmd_genesis)
 
 

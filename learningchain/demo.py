@@ -188,6 +188,13 @@ def run_demo(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     part_dir = partitions_for(args.dataset, args.nodes, out)
     config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine)
+    if args.selection != "all":  # the keys exist before the nodes start: they go into genesis
+        from learningchain.crypto import load_or_create_key
+        from learningchain.genesis import with_participants
+        if not 1 <= (args.select_k or 0) <= args.nodes:
+            raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
+        pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(args.nodes)]
+        config = with_participants(config, pubkeys, args.selection, args.select_k)
     genesis = write_genesis(config, out / "genesis.json")
     tty = sys.stdout.isatty()
     print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
@@ -251,5 +258,8 @@ def register(sub) -> None:
     p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
     p.add_argument("--out", default="out/demo", help="results, plots, logs and node data (default out/demo)")
     p.add_argument("--base-port", type=int, help="node i listens on P+i (default: free ports)")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
+                   help="participant selection policy; nodes get energy profiles in genesis")
+    p.add_argument("--select-k", type=int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
     p.set_defaults(func=run_demo)

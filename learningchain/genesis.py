@@ -268,3 +268,17 @@ def default_config(n_nodes: int = 4, *, network: str = "learningchain-demo", dat
         initial_target=target_for_hashes(expected_hashes), pow_limit=(1 << 255) - 1,
         retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=16 << 20,
         allow_list=tuple(allow_list) if allow_list is not None else None, timestamp=timestamp)
+
+
+def with_participants(config: NetworkConfig, pubkeys: list[str], policy: str = "all", k: int | None = None,
+                      energy_seed: int = 0) -> NetworkConfig:
+    """``config`` with ``pubkeys`` as its participants, each with an energy profile
+    drawn from ``energy_seed`` (energy.random_profiles), and selection ``policy``
+    choosing ``k`` of them per round (``all``: no selection)."""
+    from dataclasses import replace
+
+    from learningchain.energy import random_profiles
+    profiles = random_profiles(len(pubkeys), energy_seed)
+    return replace(config, allow_list=None,
+                   participants=tuple({"pubkey": key, "energy": p.to_dict()} for key, p in zip(pubkeys, profiles)),
+                   selection=None if policy == "all" else {"policy": policy, "params": {"k": k}})

@@ -75,6 +75,7 @@ def participate_once(node: "Node") -> None:
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)
+    node.count_work(r, sample_epochs=len(node.participant.X) * node.participant.spec.epochs)
     node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
     try:
         node.submit_tx(tx, own=True)
@@ -140,6 +141,7 @@ def mine_once(node: "Node", miner) -> None:
     t_search = time.perf_counter()
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)
     node.add_timing("mine", time.perf_counter() - t_search, 0 if result.nonce is None else 1)
+    node.count_work(hashes=result.hashes)
     if result.nonce is None:
         return
     mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)

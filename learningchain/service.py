@@ -25,6 +25,7 @@ from learningchain import errors
 from learningchain.block import Block
 from learningchain.crypto import load_or_create_key
 from learningchain.data import load_partition
+from learningchain.energy import EnergyMeter
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.ledger import Ledger
@@ -64,7 +65,8 @@ class Node:
     def __init__(self, data_dir, genesis_config: NetworkConfig, dataset_path=None, peers=(),
                  mine: bool = False, mine_workers: int = 1, attack: str | None = None,
                  dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
-                 quiet: bool = False):
+                 quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
+                 skip_threshold: float = 0.0):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = genesis_config
@@ -97,11 +99,17 @@ class Node:
         if dataset_path is not None:
             X, y = load_partition(dataset_path)
             self.participant = Participant(self.key, genesis_config.model_spec, X, y,
-                                           Role(attack=attack, dp_sigma=dp_sigma, dp_clip=dp_clip))
+                                           Role(attack=attack, dp_sigma=dp_sigma, dp_clip=dp_clip,
+                                                compression=compression, topk_fraction=topk_fraction,
+                                                skip_threshold=skip_threshold))
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
         self.peers = PeerSet(self, self.url, peers)
+        # energy.py: our own estimate, priced with the profile we declared in genesis (if any)
+        self.energy = EnergyMeter(genesis_config.profiles.get(self.pubkey))
+        self._energy_lock = threading.Lock()
+        self.hashes = 0  # proof-of-work hashes our miner computed
         self._trained_rounds: set[tuple[int, str]] = set()  # (round, base digest) trained for
 
     # --- logging ------------------------------------------------------------------
@@ -155,6 +163,27 @@ class Node:
             doc[f"{name}_s"], doc[f"{name}_count"] = round(rows[name][0], 6), rows[name][1]
         return doc
 
+    def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None:
+        """Training (sample-epochs of ``round``) and mining (hashes) for the energy estimate."""
+        with self._energy_lock:
+            self.hashes += hashes
+            if sample_epochs:
+                self.energy.trained(round, sample_epochs)
+
+    def observe_energy(self) -> None:
+        """Charge the traffic and hashes since the last reading to the round open now
+        (called before each block is applied, so a round's bytes stay in that round)."""
+        with self.lock:
+            r = self.chain.tip_state.round
+        t = self.peers.traffic()
+        with self._energy_lock:
+            self.energy.observe(r, t["sent"], t["received"], self.hashes)
+
+    def energy_report(self, round: int | None = None) -> dict | None:
+        self.observe_energy()
+        with self._energy_lock:
+            return self.energy.report() if round is None else self.energy.round_report(round)
+
     def tip_summary(self) -> dict:
         with self.lock:
             return {"height": self.chain.height, "tip": self.chain.tip.hash,
@@ -170,7 +199,7 @@ class Node:
         doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
                    network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
                    refused=dict(self.refused), metrics=m, metrics_round=r,
-                   traffic=self.peers.traffic(), timings=self.timings())
+                   traffic=self.peers.traffic(), timings=self.timings(), energy=self.energy_report())
         return doc
 
     def find_tx(self, txid: str) -> dict | None:
@@ -231,6 +260,7 @@ class Node:
     def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
         """Validate and add; gossip if it extends our best chain. Returns the ledger's
         status or "orphan" (the missing ancestors are then fetched from ``peer``)."""
+        self.observe_energy()
         try:
             with self.lock:
                 t0 = time.perf_counter()
