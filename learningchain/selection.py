@@ -18,7 +18,8 @@ genesis hash in place of the parent hash. Policies (genesis ``selection``):
   then ``explore`` random picks among the rest whose score is >= 0;
 * ``energy-aware`` (``k``, ``min_k``, ``explore``=1, ``security_weight``=64,
   ``green_discount``=50, ``max_age``=0, ``tolerance``=4): candidates whose
-  score is below ``-tolerance`` are distrusted, those whose budget cannot pay
+  score is below ``-tolerance``, or that were outliers in more than a quarter
+  of their rounds, are distrusted; those whose budget cannot pay
   one more round are ineligible. Among the trusted eligible ones, the *overdue*
   (not selected for ``max_age`` rounds or more; 0 means ceil(2n/k) for n
   candidates) come first, longest waiting first (then cheapest), up to
@@ -149,7 +150,11 @@ def select(policy: str, params: Mapping[str, int], candidates: Sequence[str],
         return budget is None or records.get(c, blank).spent_nj + costs[c] <= budget
 
     w = params["security_weight"]
-    trusted = [c for c in candidates if eligible(c) and score[c] >= -params["tolerance"]]
+    def trusts(c: str) -> bool:  # an outlier in over a quarter of its rounds is judged, not unlucky
+        rec = records.get(c, blank)
+        return score[c] >= -params["tolerance"] and rec.outliers * 4 <= rec.rounds
+
+    trusted = [c for c in candidates if eligible(c) and trusts(c)]
     ranked = sorted(trusted, key=lambda c: (costs[c] * 1024 // max(1, 1024 + w * score[c]), draw[c]))
     last = {c: records.get(c, blank).last_selected for c in trusted}
     max_age = params.get("max_age") or -(-2 * len(candidates) // k)
