@@ -8,12 +8,31 @@ no lazy revalidation. The best chain is the one with the most cumulative work,
 first seen wins ties (Nakamoto 2008, section 4; Bitcoin Core's
 ``nChainWork``). Pure: the caller passes the clock (``now_ms``) and persists
 blocks (:mod:`learningchain.store`).
+
+Side branches are bounded (local policy, not consensus; docs/protocol.md
+section 8): a peer can fork from deep in history, where the retarget rules may
+allow a far easier target than today's, and feed valid but cheap blocks without
+end. At most ``max_side_blocks`` blocks / ``max_side_bytes`` bytes are kept off
+the main chain; past a cap, side *leaves* are evicted in order of least
+cumulative work (the later seen first on a tie, as fork choice prefers the first
+seen), the block just added last, until both caps hold. Only leaves go, so a kept
+block keeps its ancestors, and the main chain is never touched. Least work first
+because a fork from deep history carries little more than its fork point's work,
+so it is the least likely to become the best chain; sparing the newest block lets
+a branch that is being extended (e.g. a heavier fork arriving by sync) displace
+old cheap leaves instead of being evicted block after block. An evicted block is
+forgotten, not invalid: sync may fetch it again. Bitcoin Core instead fetches
+headers first and stores no unrequested block on a chain with less work
+(``AcceptBlock``: ``fHasMoreOrSameWork``, ``fTooFarAhead``); without headers a
+refusal by fork depth would also refuse the first blocks of a heavier deep fork
+arriving by sync, so only the caps are used.
 """
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +50,9 @@ from learningchain.tx import UpdateTx
 MEDIAN_SPAN = 11
 #: bound of the remembered-invalid set.
 MAX_INVALID = 10_000
+#: default caps on blocks kept off the main chain (count and serialized bytes).
+MAX_SIDE_BLOCKS = 2_000
+MAX_SIDE_BYTES = 512 << 20
 #: failures that depend on something the header hash does not commit to (the
 #: clock, a missing parent, tx signatures and thus exact size): never cached.
 _NOT_CACHED = {errors.BLOCK_BAD_PREV, errors.BLOCK_TIME_TOO_NEW, errors.BLOCK_TOO_LARGE,
@@ -45,6 +67,7 @@ class Entry:
     work: int            # cumulative work up to and including this block
     state: RoundState    # round state after this block
     seq: int             # arrival order: ties in work go to the first seen
+    children: int = 0    # entries whose parent this is (0 and off the main chain: a side leaf)
 
     @property
     def height(self) -> int:
@@ -61,6 +84,7 @@ class AddResult:
     block: Block
     disconnected: tuple[Block, ...] = ()  # old branch, tip first (reorg only)
     connected: tuple[Block, ...] = ()     # new branch, lowest first (connected/reorg)
+    evicted: tuple[str, ...] = ()         # side blocks dropped by the caps (may include ``block``)
 
 
 def median_time(entry: Entry) -> int:
@@ -99,9 +123,11 @@ def next_target(parent: Entry, config: NetworkConfig) -> int:
 
 
 class Chain:
-    """In-memory index of valid blocks with per-block round state."""
+    """In-memory index of valid blocks with per-block round state. ``max_side_blocks``
+    / ``max_side_bytes`` bound what is kept off the main chain (None: unbounded)."""
 
-    def __init__(self, genesis: Block, verified: VerifiedCache | None = None):
+    def __init__(self, genesis: Block, verified: VerifiedCache | None = None, *,
+                 max_side_blocks: int | None = MAX_SIDE_BLOCKS, max_side_bytes: int | None = MAX_SIDE_BYTES):
         if genesis.height != 0 or genesis.header.prev_hash != ZERO_HASH or genesis.txs:
             raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis must be height 0, prev zeros, no txs")
         # Genesis proof of work is not checked: genesis is the trust anchor, named by its hash.
@@ -119,6 +145,11 @@ class Chain:
         self._tx_index: dict[str, str] = {}
         self._invalid: OrderedDict[str, ValidationError] = OrderedDict()
         self._seq = 0
+        self.max_side_blocks = max_side_blocks
+        self.max_side_bytes = max_side_bytes
+        self._side_leaves: set[str] = set()
+        self._side_bytes = 0
+        self.evicted_total = 0  # side blocks evicted since start
 
     # --- queries ----------------------------------------------------------------
     @property
@@ -146,6 +177,15 @@ class Chain:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def side_blocks(self) -> int:
+        """Blocks kept off the main chain."""
+        return len(self._entries) - len(self._main)
+
+    @property
+    def side_bytes(self) -> int:
+        return self._side_bytes
 
     def state_of(self, block_hash: str) -> RoundState | None:
         e = self._entries.get(block_hash)
@@ -287,9 +327,12 @@ class Chain:
                           block.header.miner, parent.hash)
 
     # --- adding blocks ------------------------------------------------------------
-    def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True) -> AddResult:
-        """Validate ``block`` against its parent's state and update fork choice.
-        Raises ValidationError (BLOCK_BAD_PREV for an unknown parent: an orphan)."""
+    def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True,
+                  prune: bool = True) -> AddResult:
+        """Validate ``block`` against its parent's state, update fork choice and
+        (``prune``) enforce the side-branch caps: ``result.evicted`` names what went,
+        possibly ``block`` itself. Raises ValidationError (BLOCK_BAD_PREV for an
+        unknown parent: an orphan)."""
         if block.hash in self._entries:
             return AddResult("known", block)
         if block.hash in self._invalid:
@@ -309,12 +352,58 @@ class Chain:
         self._seq += 1
         entry = Entry(block, parent, parent.work + block.header.work, state, self._seq)
         self._entries[block.hash] = entry
+        parent.children += 1
+        self._side_leaves.discard(parent.hash)
         if entry.work <= self._tip.work:
-            return AddResult("side", block)
-        if parent is self._tip:
+            self._side_leaves.add(entry.hash)
+            self._side_bytes += block.size
+            result = AddResult("side", block)
+        elif parent is self._tip:
             self._extend(entry)
-            return AddResult("connected", block, connected=(block,))
-        return self._reorg(entry)
+            result = AddResult("connected", block, connected=(block,))
+        else:
+            result = self._reorg(entry)
+        evicted = self.prune_side_branches(keep=block.hash) if prune else ()
+        return replace(result, evicted=evicted) if evicted else result
+
+    def prune_side_branches(self, keep: str | None = None) -> tuple[str, ...]:
+        """Evict side leaves of least cumulative work (later seen first on a tie)
+        until the side-branch caps hold; returns the evicted hashes in order.
+        ``keep`` (the block just added) goes last, only if nothing else can."""
+        def over() -> bool:
+            return ((self.max_side_blocks is not None and self.side_blocks > self.max_side_blocks)
+                    or (self.max_side_bytes is not None and self._side_bytes > self.max_side_bytes))
+        if not over():
+            return ()
+        heap = [(e.work, -e.seq, e.hash) for e in map(self._entries.__getitem__, self._side_leaves)
+                if e.hash != keep]
+        heapq.heapify(heap)
+        evicted = []
+        while over():
+            if heap:
+                leaf = self._entries[heapq.heappop(heap)[2]]
+            elif keep in self._side_leaves:
+                leaf, keep = self._entries[keep], None  # type: ignore[index]
+            else:
+                break
+            parent = self._evict(leaf)
+            evicted.append(leaf.hash)
+            if parent.hash in self._side_leaves:
+                heapq.heappush(heap, (parent.work, -parent.seq, parent.hash))
+        return tuple(evicted)
+
+    def _evict(self, leaf: Entry) -> Entry:
+        """Forget a side leaf (not as invalid: it may come back through sync)."""
+        del self._entries[leaf.hash]
+        self._side_leaves.discard(leaf.hash)
+        self._side_bytes -= leaf.block.size
+        self.evicted_total += 1
+        parent = leaf.parent
+        assert parent is not None
+        parent.children -= 1
+        if parent.children == 0 and not self.on_main_chain(parent.hash):
+            self._side_leaves.add(parent.hash)
+        return parent
 
     def _extend(self, entry: Entry) -> None:
         self._main.append(entry.hash)
@@ -338,10 +427,16 @@ class Chain:
         for e in disconnected:
             for tx in e.block.txs:
                 self._tx_index.pop(tx.id, None)
+            self._side_bytes += e.block.size
+            if e.children == 0:
+                self._side_leaves.add(e.hash)
         del self._main[old.height + 1:]
         self._tip = old
         for e in reversed(connected):
             self._extend(e)
+            self._side_leaves.discard(e.hash)
+            if e is not entry:  # the new block was never counted as a side block
+                self._side_bytes -= e.block.size
         return AddResult("reorg", entry.block, disconnected=tuple(e.block for e in disconnected),
                          connected=tuple(e.block for e in reversed(connected)))
 

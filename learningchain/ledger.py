@@ -11,7 +11,7 @@ from typing import Any
 
 from learningchain import errors
 from learningchain.block import Block
-from learningchain.chain import AddResult, Chain
+from learningchain.chain import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, AddResult, Chain
 from learningchain.encoding import EncodingError, parse_json
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.mempool import Mempool
@@ -25,8 +25,10 @@ REPLAY_NOW_MS = 2**62
 
 class Ledger:
     def __init__(self, genesis: Block, store: Store | None = None, *, max_mempool_txs: int = 10_000,
-                 max_mempool_bytes: int = 256 << 20):
-        self._chain = Chain(genesis)
+                 max_mempool_bytes: int = 256 << 20, max_side_blocks: int | None = MAX_SIDE_BLOCKS,
+                 max_side_bytes: int | None = MAX_SIDE_BYTES):
+        self._chain = Chain(genesis, max_side_blocks=max_side_blocks, max_side_bytes=max_side_bytes)
+        self.evicted_on_open = 0  # side blocks over the caps found in the store at start
         self._mempool = Mempool(max_mempool_txs, max_mempool_bytes)
         self.store = store
         if store is not None:
@@ -36,18 +38,24 @@ class Ledger:
     def _replay(self, store: Store, genesis: Block) -> None:
         """Rebuild every derived structure from the stored blocks. They were fully
         validated when stored, so signatures are not checked again (``python
-        node.py verify`` does that)."""
+        node.py verify`` does that). The side-branch caps are applied once at the
+        end, when fork choice has seen every block (a store written with larger
+        caps is trimmed), and the evicted blocks are deleted from the store."""
         if store.genesis_hash() is None:
             store.put(genesis)
         for block in store.iter_blocks():
             if block.height == 0:
                 continue
             try:
-                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False)
+                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
             except ValidationError as exc:
                 raise ConfigError(f"{store.path}: stored block {block.hash[:16]}... at height {block.height} "
                                   f"no longer validates ({exc}); run 'python node.py verify' to inspect "
                                   f"the store") from None
+        evicted = self._chain.prune_side_branches()
+        if evicted:
+            store.delete(evicted)
+        self.evicted_on_open = len(evicted)
 
     @property
     def chain(self) -> Chain:
@@ -64,11 +72,13 @@ class Ledger:
         return self._mempool.add(tx, self._chain)
 
     def submit_block(self, block: Block, now_ms: int) -> AddResult:
-        """Validate, persist (one SQL transaction) and update the mempool."""
+        """Validate, persist and drop the side blocks the caps evicted (one SQL
+        transaction), and update the mempool."""
         result = self._chain.add_block(block, now_ms)
         if result.status != "known":
             if self.store is not None:
-                self.store.put(block)
+                kept = block if block.hash not in result.evicted else None
+                self.store.put(kept, evict=result.evicted)
             self._mempool.on_new_tip(self._chain, result)
         return result
 
@@ -120,7 +130,7 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
                     if genesis is not None and block.hash != genesis.hash:
                         raise ValidationError(errors.BLOCK_BAD_GENESIS,
                                               f"stored genesis {block.hash} is not the configured {genesis.hash}")
-                    chain = Chain(block)
+                    chain = Chain(block, max_side_blocks=None, max_side_bytes=None)  # judge every stored block
                 else:
                     chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True)
             except (ValidationError, EncodingError, ConfigError) as exc:

@@ -194,7 +194,8 @@ class Node:
             chain, state = self.chain, self.chain.tip_state
             doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
                    "mempool": len(self.ledger.mempool), "model_digest": state.model_digest,
-                   "work": f"{chain.tip_work:x}"}
+                   "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
+                   "evicted": chain.evicted_total}
         r, m = self.latest_metrics()
         doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
                    network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
@@ -286,6 +287,12 @@ class Node:
             self._submit_early()
         elif result.status == "side":
             self.log(f"block {block.height} {block.hash[:12]} on a side branch")
+        if result.evicted:
+            chain = self.chain
+            self.log(f"evicted {len(result.evicted)} side-branch block(s) of least work"
+                     f"{' (this one among them)' if block.hash in result.evicted else ''}: "
+                     f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
+                     f"{chain.evicted_total} evicted since start")
         return result.status
 
     def _submit_early(self) -> None:
@@ -350,6 +357,8 @@ class Node:
 
     # --- threads ----------------------------------------------------------------------
     def start(self) -> None:
+        if self.ledger.evicted_on_open:
+            self.log(f"store: {self.ledger.evicted_on_open} side-branch block(s) over the caps evicted on open")
         if self.participant is not None:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:

@@ -10,6 +10,10 @@ crash can lose at most the last uncommitted block, never half of one, because
 one block is one SQL transaction. ``synchronous=FULL`` makes every committed
 block durable across power loss too (NORMAL in WAL mode may drop the last
 commits on power loss); a block per second costs nothing measurable here.
+
+Side-branch blocks evicted by the chain's caps (see :mod:`learningchain.chain`)
+are deleted in the same SQL transaction that stores the block which caused the
+eviction, so a reopened store never holds more than the caps allow.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from learningchain.block import Block
 from learningchain.encoding import parse_json
@@ -59,15 +63,24 @@ class Store:
     def journal_mode(self) -> str:
         return self._db.execute("PRAGMA journal_mode").fetchone()[0]
 
-    def put(self, block: Block, received_at: int | None = None) -> bool:
-        """Store a block (one SQL transaction); False if it was already there."""
+    def put(self, block: Block | None, received_at: int | None = None, *, evict: Sequence[str] = ()) -> bool:
+        """Store a block (None: none) and delete the blocks named in ``evict``, in
+        one SQL transaction; False if the block was already there (or None)."""
         when = int(time.time() * 1000) if received_at is None else received_at
         with self._transaction():
+            if evict:
+                self._db.executemany("DELETE FROM blocks WHERE hash = ?", [(h,) for h in evict])
+            if block is None:
+                return False
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO blocks (hash, height, prev_hash, data, received_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (block.hash, block.height, block.header.prev_hash, block.serialize().decode("utf-8"), when))
         return cur.rowcount == 1
+
+    def delete(self, hashes: Sequence[str]) -> None:
+        """Delete blocks (evicted side branches) in one SQL transaction."""
+        self.put(None, evict=hashes)
 
     def _transaction(self):
         db = self._db

@@ -75,6 +75,44 @@ def test_side_blocks_are_stored_and_replayed(tmp_path):
     again.store.close()
 
 
+def _one_block_forks(g, main):
+    """A one-block fork (other miner) on every main-chain block, genesis first:
+    the deeper the fork, the less cumulative work."""
+    from learningchain.chain import Chain
+    from tests.helpers import MINER2, next_block
+    out = []
+    for h in range(len(main)):
+        side = Chain(g)
+        for b in main[:h]:
+            side.add_block(b, now(b))
+        out.append(next_block(side, miner=MINER2, dt=1500))
+    return out
+
+
+def test_evicted_side_blocks_leave_memory_and_store(tmp_path):
+    g = tiny_genesis()
+    ledger = Ledger(g, Store(tmp_path), max_side_blocks=3)
+    main = grow(ledger, 8, 0)
+    forks = _one_block_forks(g, main)
+    for b in forks:
+        assert ledger.submit_block(b, now(b)).status == "side"
+        assert ledger.chain.side_blocks <= 3 and ledger.store.count() == len(ledger.chain)
+    kept, gone = forks[-3:], forks[:-3]
+    assert all(ledger.store.has(b.hash) for b in kept) and not any(ledger.store.has(b.hash) for b in gone)
+    assert ledger.chain.evicted_total == len(gone) and ledger.chain.tip == main[-1]
+    ledger.store.close()
+    again = Ledger(g, Store(tmp_path), max_side_blocks=3)
+    assert again.evicted_on_open == 0 and again.store.count() == 1 + len(main) + 3
+    assert again.chain.tip == main[-1] and not any(b.hash in again.chain for b in gone)
+    again.store.close()
+    # a smaller cap on reopen trims the store once every block has been replayed
+    smaller = Ledger(g, Store(tmp_path), max_side_blocks=1)
+    assert smaller.evicted_on_open == 2 and smaller.store.count() == 1 + len(main) + 1
+    assert forks[-1].hash in smaller.chain and smaller.chain.tip == main[-1]
+    smaller.store.close()
+    assert verify_store(tmp_path, g).ok
+
+
 def test_genesis_mismatch_is_refused(tmp_path):
     Ledger(tiny_genesis(), Store(tmp_path)).store.close()
     with pytest.raises(ConfigError, match="use another --data-dir"):
