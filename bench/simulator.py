@@ -9,6 +9,7 @@ results and figures go to out/bench/NAME/.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -84,7 +85,11 @@ def main() -> int:
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     # clean references first, so that attacked runs can be judged against them
-    names.sort(key=lambda n: (0 if n == "digits-10-iid" else 1, n))
+    refs = set()
+    for n in names:
+        target = json.loads((ROOT / "configs" / f"{n}.json").read_text()).get("target") or {}
+        refs |= {target.get("clean"), target.get("clean_same_rule")}
+    names.sort(key=lambda n: (0 if n == "digits-10-iid" else 1 if n in refs else 2, n))
     print(f"{'config':<36} {'metric':<9} {'final':>8}  {'reference':<27} {'gap':>8}  "
           f"{'target':<40} {'met':<4} {'seconds':>8}")
     done: dict[str, dict] = {}
@@ -99,6 +104,10 @@ def main() -> int:
         ref, gap, text, met = judge(res, target, done)
         print(f"{name:<36} {m:<9} {res['final'][m]:>8.4f}  {ref:<27} {gap:>8}  {text:<40} {met:<4} "
               f"{res['simulation_s']:>8.1f}", flush=True)
+        if target.get("clean_same_rule") in done:
+            same = done[target["clean_same_rule"]]["final"][m]
+            print(f"{'':<36} {'':<9} {'':>8}  {'same rule, no attack':<20} {same:.4f} "
+                  f"{(same - res['final'][m]) * (1 if higher_is_better(m) else -1):>+8.4f}", flush=True)
         if largest is None or res["config"]["nodes"] > largest[1]["config"]["nodes"]:
             largest = (name, res, seconds)
     if largest:
