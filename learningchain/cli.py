@@ -55,6 +55,9 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
     """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
     the dataset's partition directory (its meta.json names dataset and node count)."""
     from learningchain import genesis as gen
+    if dataset and not Path(dataset).is_file():
+        raise ConfigError(f"dataset file {dataset} not found: pass a partition such as "
+                          f"data/digits-4-iid/node0.npz, or your own .npz with arrays X and y")
     if genesis:
         return load_genesis_file(genesis)
     local = Path(data_dir) / GENESIS_FILE

@@ -139,3 +139,9 @@ def test_run_with_a_broken_genesis_file_is_one_line(tmp_path):
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--genesis", str(bad))
     line = assert_one_line_error(proc, 1)
     assert str(bad) in line
+
+
+def test_run_with_a_missing_dataset_file_is_one_line(tmp_path):
+    proc = node_py("run", "--data-dir", str(tmp_path / "n"), "--port", "5999",
+                   "--dataset", str(tmp_path / "missing.npz"))
+    assert "missing.npz not found" in assert_one_line_error(proc, 1)
