@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from learningchain import errors
+from learningchain import crypto, errors
 from learningchain.encoding import EncodingError, canonical_hash, canonical_json, is_hex, sha256
 from learningchain.errors import ValidationError
 from learningchain.tx import UpdateTx
@@ -124,8 +124,10 @@ class BlockHeader:
         for name in ("prev_hash", "merkle_root", "commitment_hash", "target"):
             if not is_hex(doc[name], 32):
                 raise bad(f"{name} must be 64 lowercase hex chars")
-        if not is_hex(doc["miner"], 33) or doc["miner"][:2] not in ("02", "03"):
-            raise bad("miner must be a 66-char SEC1 compressed public key")
+        try:  # a point on the curve, not just 02/03 + hex: energy and l-nearest name the miner
+            crypto.check_public_key(doc["miner"])
+        except crypto.InvalidKey as exc:
+            raise ValidationError(errors.BLOCK_BAD_MINER_KEY, f"header: miner: {exc}") from None
         return cls(height=doc["height"], prev_hash=doc["prev_hash"], merkle_root=doc["merkle_root"],
                    commitment_hash=doc["commitment_hash"], timestamp=doc["timestamp"],
                    target=int(doc["target"], 16), miner=doc["miner"], nonce=doc["nonce"])

@@ -40,7 +40,7 @@ import numpy as np
 from learningchain import errors
 from learningchain.block import ZERO_HASH, Block, commitment_hash_of, make_block
 from learningchain.errors import ValidationError
-from learningchain.genesis import NetworkConfig
+from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.models import build_model
 from learningchain.rounds import (RoundState, VerifiedCache, check_tx, close_round, initial_state,
                                   must_close, next_state)
@@ -122,6 +122,23 @@ def next_target(parent: Entry, config: NetworkConfig) -> int:
     return max(1, min(target * actual // expected, config.pow_limit))
 
 
+def check_genesis_header(genesis: Block, config: NetworkConfig) -> None:
+    """docs/protocol.md section 6: the genesis header is fixed by its config
+    (target = initial_target, timestamp = config timestamp, the generator key as
+    miner, nonce 0, no commitment). Its proof of work is not checked, so without
+    this a genesis could carry any target and make the first retarget window
+    trivially easy, or name another miner, under the same config."""
+    want = make_genesis(config)
+    got_h, want_h = genesis.header.to_dict(), want.header.to_dict()
+    fields = ("version", "target", "timestamp", "miner", "nonce", "merkle_root")
+    bad = [f for f in fields if got_h[f] != want_h[f]]
+    if genesis.commitment is not None:
+        bad.append("commitment")
+    if bad:
+        raise ValidationError(errors.BLOCK_BAD_GENESIS,
+                              f"genesis header differs from the one its config defines in: {', '.join(bad)}")
+
+
 class Chain:
     """In-memory index of valid blocks with per-block round state. ``max_side_blocks``
     / ``max_side_bytes`` bound what is kept off the main chain (None: unbounded)."""
@@ -134,6 +151,7 @@ class Chain:
         self.config = NetworkConfig.from_genesis(genesis)
         if commitment_hash_of(genesis.commitment, genesis.config) != genesis.header.commitment_hash:
             raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis commitment hash does not match its config")
+        check_genesis_header(genesis, self.config)
         self.model_obj = build_model(self.config.model_spec)
         self.expected_shapes = self.model_obj.expected_shapes()
         self.verified = verified if verified is not None else VerifiedCache()

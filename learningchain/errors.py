@@ -67,6 +67,7 @@ BLOCK_BAD_COMMITMENT = "block-bad-commitment"
 BLOCK_MISSING_COMMITMENT = "block-missing-commitment"
 BLOCK_UNEXPECTED_COMMITMENT = "block-unexpected-commitment"
 BLOCK_BAD_GENESIS = "block-bad-genesis"
+BLOCK_BAD_MINER_KEY = "block-bad-miner-key"
 
 # Mempool refusals (not consensus rules: a full or busy node may refuse a valid tx).
 MEMPOOL_FULL = "mempool-full"

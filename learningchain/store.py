@@ -100,13 +100,21 @@ class Store:
         return self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
 
     def iter_blocks(self) -> Iterator[Block]:
-        """Every stored block, by height then insertion order (parents first)."""
-        for (data,) in self._db.execute("SELECT data FROM blocks ORDER BY height, rowid"):
+        """Every stored block in arrival order (``rowid``), so that a replay
+        meets equal-work tips in the order the node first saw them and keeps the
+        same tip ("first seen wins ties"; ordering by height would prefer the
+        lower tip). Parents always come first: a block is stored only after the
+        chain accepted it, i.e. after its parent, and a new row's rowid exceeds
+        every existing one (SQLite takes max(rowid) + 1). Eviction keeps this
+        true: only side *leaves* are deleted, so a kept block's parent is never
+        deleted, and a parent fetched again gets a new, larger rowid before any
+        child of it can be stored."""
+        for (data,) in self._db.execute("SELECT data FROM blocks ORDER BY rowid"):
             yield Block.parse(parse_json(data))
 
     def iter_rows(self) -> Iterator[tuple[str, int, str]]:
-        """(hash, height, data) of every block, parents first, for verification."""
-        yield from self._db.execute("SELECT hash, height, data FROM blocks ORDER BY height, rowid")
+        """(hash, height, data) of every block in arrival order (parents first), for verification."""
+        yield from self._db.execute("SELECT hash, height, data FROM blocks ORDER BY rowid")
 
     def genesis_hash(self) -> str | None:
         row = self._db.execute("SELECT hash FROM blocks WHERE height = 0 ORDER BY rowid LIMIT 1").fetchone()

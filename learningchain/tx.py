@@ -124,15 +124,11 @@ class UpdateTx:
         compression = doc.get("compression")
         if "compression" in doc and compression not in ("q8", "topk"):
             raise bad("compression must be \"q8\" or \"topk\"")
-        if not isinstance(doc["sender"], str):
-            raise ValidationError(errors.TX_MALFORMED_KEY, "sender must be a hex public key")
         for name in ("round", "num_samples", "timestamp"):
             if not _is_int(doc[name]) or not 0 <= doc[name] < 2**53:
                 raise bad(f"{name} must be a non-negative integer below 2^53")
         if not is_hex(doc["base"], 32):
             raise bad("base must be a 64-char lowercase hex digest")
-        if not isinstance(doc["signature"], str):
-            raise ValidationError(errors.TX_BAD_SIGNATURE, "signature must be a DER hex string")
         metrics = doc["metrics"]
         if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
             raise bad(f"metrics must be an object of at most {MAX_METRICS} entries")
@@ -153,6 +149,10 @@ class UpdateTx:
             canonical_json(tx.body())
         except EncodingError as exc:
             raise bad(str(exc)) from None
+        if not isinstance(doc["sender"], str):  # after every tx-malformed check (protocol.md §3)
+            raise ValidationError(errors.TX_MALFORMED_KEY, "sender must be a hex public key")
+        if not isinstance(doc["signature"], str):
+            raise ValidationError(errors.TX_BAD_SIGNATURE, "signature must be a DER hex string")
         return tx
 
     # --- identity -----------------------------------------------------------
@@ -206,8 +206,13 @@ class UpdateTx:
 
     def check(self, expected: Mapping[str, tuple[str, tuple[int, ...]]], max_bytes: int,
               verify_signature: bool = True) -> None:
-        """Size, weights against the model spec (name -> (dtype, shape)), finiteness,
-        sample count and, unless already done, the signature."""
+        """Key, size, sample count, weights against the model spec (name -> (dtype,
+        shape)), finiteness and, unless already done, the signature: in the order
+        of docs/protocol.md section 3, so a tx with two faults names the first."""
+        try:  # cached, and cheap once the key has been seen
+            crypto.check_public_key(self.sender)
+        except crypto.InvalidKey as exc:
+            raise ValidationError(errors.TX_MALFORMED_KEY, str(exc)) from None
         if self.size > max_bytes:
             raise ValidationError(errors.TX_TOO_LARGE, f"transaction is {self.size} bytes, limit {max_bytes}")
         if self.num_samples < 1:
@@ -222,13 +227,15 @@ class UpdateTx:
         if set(self.weights) != set(expected):
             raise ValidationError(errors.TX_SHAPE_MISMATCH,
                                   f"weights must be named {sorted(expected)}, got {sorted(self.weights)}")
-        for name, (dtype, shape) in expected.items():
+        for name, (_, shape) in sorted(expected.items()):  # every shape before any dtype
             enc = self.weights[name]
-            if isinstance(enc, dict) and enc.get("dtype") != dtype:
-                raise ValidationError(errors.TX_DTYPE_MISMATCH, f"{name} must be {dtype}, got {enc.get('dtype')!r}")
             if isinstance(enc, dict) and enc.get("shape") != list(shape):
                 raise ValidationError(errors.TX_SHAPE_MISMATCH,
                                       f"{name} must have shape {list(shape)}, got {enc.get('shape')!r}")
+        for name, (dtype, _) in sorted(expected.items()):
+            enc = self.weights[name]
+            if isinstance(enc, dict) and enc.get("dtype") != dtype:
+                raise ValidationError(errors.TX_DTYPE_MISMATCH, f"{name} must be {dtype}, got {enc.get('dtype')!r}")
         for name, arr in self.decoded_weights.items():
             if not np.isfinite(arr).all():
                 raise ValidationError(errors.TX_NON_FINITE, f"{name} holds NaN or infinite values")

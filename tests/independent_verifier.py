@@ -3,8 +3,10 @@
 It imports nothing from `learningchain`: JSON, hashlib, base64, numpy and the
 `cryptography` package (OpenSSL) for ECDSA. If the document and the code ever
 disagree, tests/test_protocol_conformance.py fails. It checks one branch given
-in height order (genesis first). FedAvg commitments are recomputed in full;
-for the other rules it checks everything but the rule's arithmetic.
+in height order (genesis first). FedAvg, median, Krum and Multi-Krum
+commitments are recomputed in full from section 7.1 (accepted, rejected with
+their reason strings, model digest); for the other rules it checks everything
+but the rule's arithmetic.
 """
 from __future__ import annotations
 
@@ -115,6 +117,69 @@ def fedavg(updates: list[dict], cap_factor: str) -> dict:
     return out
 
 
+def _rows(updates: list[dict]) -> tuple[np.ndarray, list[str], list[tuple[str, tuple]]]:
+    """Section 7.1 inputs: float64 rows in id order, the ids, and the array layout."""
+    updates = sorted(updates, key=lambda u: u["id"])
+    names = sorted(updates[0]["weights"])
+    layout = [(n, updates[0]["weights"][n].shape) for n in names]
+    X = np.array([np.concatenate([u["weights"][n].astype(np.float64).ravel() for n in names])
+                  for u in updates])
+    return X, [u["id"] for u in updates], layout
+
+
+def _unrows(v: np.ndarray, layout) -> dict:
+    out, at = {}, 0
+    for n, shape in layout:
+        size = int(np.prod(shape))
+        out[n] = v[at:at + size].astype("<f4").reshape(shape)
+        at += size
+    return out
+
+
+def _sum_in_order(rows) -> np.ndarray:
+    acc = np.zeros(rows.shape[1])
+    for row in rows:
+        acc = acc + row
+    return acc
+
+
+def xsum(v: np.ndarray) -> float:
+    """Section 7.1: pad to a power of two, add the right half to the left half."""
+    w = 1 << max(0, (len(v) - 1).bit_length())
+    acc = np.zeros(w)
+    acc[:len(v)] = v
+    while w > 1:
+        w //= 2
+        acc = acc[:w] + acc[w:2 * w]
+    return float(acc[0])
+
+
+def robust(rule: str, params: dict, updates: list[dict]):
+    """(model or None, accepted, rejected) for median / krum / multi-krum
+    (section 7.1); model None means the rule cannot run and G(r-1) stays."""
+    X, ids, layout = _rows(updates)
+    n = len(ids)
+    if rule == "median":
+        return _unrows(np.median(X, axis=0), layout), sorted(ids), {}
+    f = int(params.get("f", 1))
+    m = 1 if rule == "krum" else int(params.get("m", 0))
+    if n < 2 * f + 3:
+        reason = (f"{rule} with f={f} needs at least {2 * f + 3} updates, got {n} "
+                  f"(Krum requires n > 2f + 2)")
+        return None, [], {i: reason for i in ids}
+    m = n - f if m == 0 else m
+    if m > n - f:
+        return None, [], {i: f"multi-krum with f={f}, m={m} needs m <= n - f = {n - f}" for i in ids}
+    k = max(n - f - 2, 0)
+    d = [[xsum((X[i] - X[j]) ** 2) for j in range(n)] for i in range(n)]
+    scores = [math.fsum(sorted(d[i][j] for j in range(n) if j != i)[:k]) for i in range(n)]
+    ranked = sorted(range(n), key=lambda i: (scores[i], ids[i]))
+    chosen = sorted(ranked[:m])
+    rejected = {ids[i]: f"{rule}: score rank {p + 1} of {n}, not among the m={m} lowest"
+                for p, i in enumerate(ranked) if p >= m}
+    return _unrows(_sum_in_order(X[chosen]) / len(chosen), layout), sorted(ids[i] for i in chosen), rejected
+
+
 def verify_chain(blocks: list[dict], now_ms: int) -> dict:
     """Verify a branch; return {"height", "tip", "model_digest", "rounds_closed"}."""
     genesis = blocks[0]
@@ -197,6 +262,12 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
                 if c["accepted"] != c["updates"] or c["rejected"] != {} or weights_digest(new) != c["model_digest"]:
                     raise Invalid(f"{where}: fedavg commitment differs from the recomputed aggregate")
                 model = new
+            elif rule in ("median", "krum", "multi-krum") and pending:
+                new, accepted, rejected = robust(rule, config["aggregation"]["params"], pending)
+                want_digest = digest if new is None else weights_digest(new)
+                if (c["accepted"], c["rejected"], c["model_digest"]) != (accepted, rejected, want_digest):
+                    raise Invalid(f"{where}: {rule} commitment differs from the recomputed one")
+                model = new if new is not None else model
             elif not pending and (c["accepted"] != [] or c["rejected"] != {} or c["model_digest"] != digest):
                 raise Invalid(f"{where}: a round closed without updates must keep G(r-1)")
             digest = c["model_digest"]

@@ -123,3 +123,30 @@ def test_malformed_blocks_are_refused(mutate):
     mutate(doc)
     with pytest.raises(ValidationError):
         Block.parse(doc)
+
+
+def _off_curve_key() -> str:
+    """A 02-prefixed 66-hex string whose x has no point on secp256k1."""
+    for x in range(1, 100):
+        candidate = "02" + x.to_bytes(32, "big").hex()
+        try:
+            crypto.check_public_key(candidate)
+        except crypto.InvalidKey:
+            return candidate
+    raise AssertionError("no off-curve x below 100")
+
+
+@pytest.mark.parametrize("miner", [
+    _off_curve_key(),                          # right length and prefix, not a point
+    KEY.public_hex.upper().replace("0X", ""),  # one spelling per key: lowercase only
+    "04" + "00" * 32,                          # not compressed
+    KEY.public_hex[:-2],                       # short
+    17,                                        # not a string
+])
+def test_header_miner_must_be_a_curve_point(miner):
+    doc = BLOCK.to_dict()
+    doc["header"]["miner"] = miner
+    with pytest.raises(ValidationError) as info:
+        Block.parse(doc)
+    assert info.value.code == errors.BLOCK_BAD_MINER_KEY
+    assert "miner" in info.value.detail

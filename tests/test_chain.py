@@ -314,3 +314,91 @@ def test_heavier_deep_fork_still_reorgs_past_a_full_cap_of_cheap_junk():
     # the old main chain is a side branch now: the junk went first, then its own upper blocks
     assert not any(b.hash in chain for b in junk)
     assert [b.hash in chain for b in main[1:]] == [True] * 5 + [False] * 4
+
+
+# --- any byte of a serialized block (docs/protocol.md sections 3, 4) ----------------------
+
+from learningchain.encoding import EncodingError, parse_json  # noqa: E402
+
+_HARD = (1 << 240) - 1  # ~65k hashes to mine once; a tampered header passes by luck 1 in 2^16
+_TGEN = tiny_genesis(quorum=2, initial_target=_HARD, pow_limit=_HARD)
+_TCHAIN = Chain(_TGEN)
+_TBLOCK = next_block(_TCHAIN, [update_tx(_TCHAIN, KEYS[0]), update_tx(_TCHAIN, KEYS[1])])
+_RAW = _TBLOCK.serialize()
+
+
+def _spans() -> list[tuple[str, int, int]]:
+    """(what, start, end) byte ranges of the serialized block's parts."""
+    def span(what, part: bytes, start=0):
+        i = _RAW.index(part, start)
+        return (what, i, i + len(part))
+    from learningchain.encoding import canonical_json
+    out = [span("header", canonical_json(_TBLOCK.header.to_dict())),
+           span("commitment", canonical_json(_TBLOCK.commitment))]
+    for i, tx in enumerate(_TBLOCK.txs):
+        out.append(span(f"tx{i} body", canonical_json(tx.to_dict())))
+        out.append(span(f"tx{i} signature", tx.signature.encode()))
+    return out
+
+
+_SPANS = _spans()
+
+
+def test_the_tamper_fixture_is_a_valid_closing_block():
+    assert _TBLOCK.commitment is not None and len(_TBLOCK.txs) == 2
+    assert Chain(_TGEN).add_block(_TBLOCK, now(_TBLOCK)).status == "connected"
+
+
+@settings(max_examples=250, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(part=st.sampled_from(_SPANS), data=st.data())
+def test_changing_any_byte_of_a_serialized_block_is_refused(part, data):
+    """Header, commitment, every tx field and every signature: one byte changed
+    and Block.parse or Chain.add_block refuses (derandomized: deterministic)."""
+    _, start, end = part
+    pos = data.draw(st.integers(start, end - 1), label="position")
+    value = data.draw(st.integers(0, 255).filter(lambda b: b != _RAW[pos]), label="byte")
+    raw = _RAW[:pos] + bytes([value]) + _RAW[pos + 1:]
+    chain = Chain(_TGEN)
+    with pytest.raises((ValidationError, EncodingError)):
+        chain.add_block(Block.parse(parse_json(raw)), now(_TBLOCK))
+    assert chain.height == 0
+
+
+# --- median time past over a window of exactly 11 (docs/protocol.md section 4, rule 6) ----
+
+def _at(chain, ts):
+    b = mine(chain.build_block(MINER.public_hex, [], ts))
+    chain.add_block(b, ts)
+    return b
+
+
+def test_median_time_past_uses_exactly_the_last_11_blocks():
+    """15 blocks with one early outlier each side of the median: windows of 10,
+    11 or 12 blocks give different medians, and only 11 is accepted."""
+    chain = Chain(tiny_genesis())
+    stamps = [1000, 2000, 30_000, 2500] + [1000 * (k - 2) for k in range(5, 15)]  # heights 1..14
+    for ts in stamps:
+        _at(chain, T0 + ts)
+    assert chain.height == 14
+    # last 11 (heights 4..14): 2500, 3000, 4000, ..., 12000 -> element 5 = 7000;
+    # a 12-block window (adds 30000) or a 10-block one (drops 2500) would give 8000.
+    from learningchain.chain import median_time
+    assert median_time(chain._tip) == T0 + 7000
+    b = next_block(chain)
+    refused(chain, rebuild(b, timestamp=T0 + 7000), errors.BLOCK_TIME_TOO_OLD)
+    assert chain.add_block(rebuild(b, timestamp=T0 + 7001), T0 + 13_000).status == "connected"
+
+
+# --- genesis header fixed by its config (docs/protocol.md section 6) -----------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("target", EASY >> 1), ("timestamp", T0 + 1), ("miner", MINER.public_hex), ("nonce", 7),
+])
+def test_genesis_header_must_match_its_config(field, value):
+    g = tiny_genesis()
+    Chain(g)  # the real one is fine
+    forged = Block(replace(g.header, **{field: value}), g.txs, g.commitment, g.config)
+    with pytest.raises(ValidationError) as exc:
+        Chain(forged)
+    assert exc.value.code == errors.BLOCK_BAD_GENESIS and field in exc.value.detail
