@@ -10,18 +10,23 @@ docs/api.md.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
 from learningchain import errors
 from learningchain.block import Block
+from learningchain.compact import rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
-from learningchain.peers import HEADER_ESTIMATE, check_peer_url, message_type, rebuild_compact
+from learningchain.peers import HEADER_ESTIMATE, SYNC_PAGE_BYTES, check_peer_url, message_type
 from learningchain.tx import UpdateTx
 
 MAX_BODY_BYTES = 4 << 20
@@ -143,7 +148,13 @@ def sync_blocks():
     with n.lock:
         blocks = n.chain.blocks_after(locator, limit)
         height = n.chain.height
-    return jsonify({"height": height, "blocks": [b.to_dict() for b in blocks]})
+    page, size = [], 0
+    for b in blocks:  # a byte budget too: peers cap what they read (peers.max_reply_bytes)
+        if page and size + b.size > SYNC_PAGE_BYTES:
+            break
+        page.append(b.to_dict())
+        size += b.size
+    return jsonify({"height": height, "blocks": page, "more": len(page) < len(blocks)})
 
 
 @api.get("/txs/<txid>")
@@ -331,3 +342,49 @@ def create_app(node_obj) -> Flask:
                                          (resp.calculate_content_length() or 0) + HEADER_ESTIMATE, kind)
         return resp
     return app
+
+
+# --- serving with waitress ---------------------------------------------------------------------
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own refusals (body over ``max_request_body_size``, headers too
+    large, a malformed request line) in our JSON shape, and counted like the
+    app's. waitress answers them before the app runs, from its parser."""
+
+    def execute(self) -> None:
+        err = self.request.error
+        reason = {413: "body-too-large", 431: "headers-too-large"}.get(err.code, "bad-request")
+        app = self.channel.flask_app
+        if err.code == 413:
+            text = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        else:
+            text = f"{err.reason}: {err.body}"
+        node_obj = app.config.get("NODE")
+        if node_obj is not None:
+            node_obj.refused[reason] += 1
+        body = json.dumps({"error": text, "reason": reason}).encode()
+        self.status = f"{err.code} {err.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+    flask_app: Flask  # set per server by create_http_server (waitress wraps the app it holds)
+
+
+def create_http_server(app: Flask, host: str, port: int, threads: int = 8):
+    """A waitress server for ``app`` that refuses an oversized body from its
+    Content-Length header, before reading it. Without ``max_request_body_size``
+    waitress buffers up to 1 GiB per request (spilling to temp files) before
+    Flask sees ``MAX_CONTENT_LENGTH``. waitress refuses ``length >= limit`` and
+    werkzeug ``length > MAX_CONTENT_LENGTH``, hence the + 1: both agree on the
+    largest body allowed. See https://docs.pylonsproject.org/projects/waitress/en/latest/arguments.html
+    """
+    server = create_server(app, host=host, port=port, threads=threads,
+                           max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1)
+    # read per accepted connection: a subclass that knows our app
+    server.channel_class = type("NodeChannel", (JsonErrorChannel,), {"flask_app": app})
+    return server

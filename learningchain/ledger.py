@@ -21,6 +21,8 @@ from learningchain.tx import UpdateTx
 #: clock reading used when replaying stored blocks: they passed the
 #: future-timestamp rule when received, and the rule is about arrival time.
 REPLAY_NOW_MS = 2**62
+#: refusal of a tx already confirmed in the main chain (a replay of an old update).
+TX_REPLAY = "tx-replay"
 
 
 class Ledger:
@@ -66,9 +68,17 @@ class Ledger:
         return self._mempool
 
     def submit_tx(self, tx: UpdateTx) -> str:
-        """"accepted" or "known"; raises ValidationError (TX_*, mempool-full)."""
-        if tx.id in self._mempool or self._chain.find_tx(tx.id) is not None:
+        """"accepted", or "known" when already in the mempool (gossip arrives from
+        several peers: idempotent); raises ValidationError (TX_*, mempool-full, and
+        :data:`TX_REPLAY` for a tx already confirmed in the main chain: sending it
+        again is a replay, refused and counted like any bad tx, issue 4)."""
+        if tx.id in self._mempool:
             return "known"
+        found = self._chain.find_tx(tx.id)
+        if found is not None:
+            block = self._chain.get_block(found[1])
+            raise ValidationError(TX_REPLAY, f"tx {tx.id[:16]}... is already confirmed in block "
+                                             f"{found[1][:16]}... at height {block.height if block else '?'}")
         return self._mempool.add(tx, self._chain)
 
     def submit_block(self, block: Block, now_ms: int) -> AddResult:

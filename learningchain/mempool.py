@@ -11,11 +11,12 @@ two miners with the same mempool build the same block body.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from learningchain import errors
 from learningchain.chain import AddResult, Chain
 from learningchain.errors import ValidationError
+from learningchain.genesis import NetworkConfig
 from learningchain.tx import UpdateTx
 
 #: bytes a block needs besides its txs: header, framing, and the commitment
@@ -124,22 +125,33 @@ class EarlyTxs:
     A peer that closed round r trains for r+1 and gossips at once, often before
     the closing block has reached us; refusing (``tx-round-not-open``) would make
     it send the body again later. Held: at most one tx per sender and
-    ``capacity`` in all (oldest dropped), signature checked first; everything
-    else is validated when the round opens (:meth:`Node.submit_tx` again).
+    ``capacity`` in all (oldest dropped), and only from a sender that may take
+    part (the allow-list, or the declared participants) with a well-formed,
+    signed update; everything else is validated when the round opens
+    (:meth:`Node.submit_tx` again). Who a selection policy picks for r+1 is
+    drawn when round r closes (selection.py: seeded by the closing block's
+    parent), so it cannot be checked here; the candidates list can.
     """
 
     def __init__(self, capacity: int = 64):
         self.capacity = capacity
         self._by_sender: dict[str, tuple[UpdateTx, str | None]] = {}
 
-    def hold(self, tx: UpdateTx, open_round: int, peer: str | None) -> bool:
-        """Keep ``tx`` if it is for round ``open_round + 1`` and signed by its sender."""
+    def hold(self, tx: UpdateTx, open_round: int, peer: str | None, config: NetworkConfig | None = None,
+             expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> bool:
+        """Keep ``tx`` if it is for round ``open_round + 1``; False if for another
+        round. Raises ValidationError (``tx-unknown-sender`` off the allow-list of
+        ``config``; shape, size, signature faults) rather than hold it."""
         if tx.round != open_round + 1:
             return False
-        try:
+        allowed = config.allowed if config is not None else None
+        if allowed is not None and tx.sender not in allowed:
+            raise ValidationError(errors.TX_UNKNOWN_SENDER,
+                                  f"sender {tx.sender[:16]}... is not on the allow list")
+        if config is not None and expected_shapes is not None:
+            tx.check(expected_shapes, config.max_tx_bytes)  # signature included
+        else:
             tx.verify_signature()
-        except ValidationError:
-            return False
         self._by_sender.pop(tx.sender, None)
         self._by_sender[tx.sender] = (tx, peer)
         while len(self._by_sender) > self.capacity:

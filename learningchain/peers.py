@@ -4,8 +4,9 @@
   exponential back-off (next try doubling from 0.5 s up to :data:`BACKOFF_MAX`),
   so a dead peer costs one timed-out request now and then, never a stall.
 * Gossip is fire-and-forget from a small thread pool with short timeouts
-  (:data:`TIMEOUT`: connect 1 s, read 3 s). Each id/hash is sent to each peer at
-  most once (bounded seen-set).
+  (:data:`TIMEOUT`: connect 1 s, read 3 s), a deadline on each whole exchange
+  and a cap on reply size (:mod:`learningchain.httpclient`). Each id/hash is
+  sent to each peer at most once (bounded seen-set).
 * Transactions we relay (not our own) are *announced* first
   (``POST /inv {"txs": [id]}``); the peer answers which ids it wants, and only
   those bodies travel. Our own transaction is pushed whole: nobody has it yet.
@@ -13,8 +14,8 @@
   the receiver rebuilds the block from its mempool and fetches only the txs it
   lacks with ``GET /txs/<id>`` from the sender. Weights therefore cross each
   link about once per round.
-* Sync: on start and every :data:`SYNC_SECONDS`, ask each peer's ``/status``;
-  if it is ahead, fetch its main-chain blocks after our locator
+* Sync: on start and every :data:`SYNC_SECONDS`, poll each peer's ``/tip``
+  (height, tip, work); if it claims more work, fetch its main-chain blocks after our locator
   (``POST /sync/blocks``) page by page and submit them. Orphans trigger the
   same sync with the peer that sent them.
 
@@ -34,16 +35,19 @@ from urllib.parse import urlsplit
 
 import requests
 
-from learningchain import errors
-from learningchain.block import Block, BlockHeader
-from learningchain.encoding import EncodingError, canonical_json, is_hex, parse_json
-from learningchain.errors import ValidationError
-from learningchain.tx import UpdateTx
+from learningchain.compact import COMPACT_UNKNOWN_PEER, compact_block
+from learningchain.encoding import EncodingError, canonical_json, parse_json
+from learningchain.errors import ConfigError, ValidationError
+from learningchain.httpclient import BoundedSession, PeerReplyError
 
 if TYPE_CHECKING:
     from learningchain.service import Node
 
-TIMEOUT = (1.0, 3.0)  # (connect, read) seconds
+TIMEOUT = (1.0, 3.0)  # (connect, read) seconds, per socket operation
+#: seconds for a whole exchange with a peer, however it trickles (httpclient.py).
+REQUEST_DEADLINE = 10.0
+#: bytes of one sync page the serving node aims at (it sends at least one block).
+SYNC_PAGE_BYTES = 8 << 20
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 SYNC_SECONDS = 2.0
 SYNC_PAGE = 100
@@ -59,6 +63,12 @@ ANNOUNCE_SECONDS = 30.0
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
+
+
+def max_reply_bytes(max_block_bytes: int) -> int:
+    """The largest reply we read from a peer: a sync page (:data:`SYNC_PAGE_BYTES`
+    plus the one block that may overshoot it) with room for JSON framing."""
+    return SYNC_PAGE_BYTES + 2 * max_block_bytes + (1 << 20)
 
 
 def message_type(method: str, path: str, compact: bool = False) -> str:
@@ -87,6 +97,22 @@ def check_peer_url(url: Any) -> str | None:
     return None
 
 
+def parse_peer_list(text: str) -> list[str]:
+    """``--peers`` (comma-separated URLs) as a list; raises ConfigError naming the
+    first URL that :func:`check_peer_url` refuses, instead of dropping it."""
+    urls = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        problem = check_peer_url(part)
+        if problem is not None:
+            raise ConfigError(f"--peers: {problem} (give comma-separated URLs such as "
+                              f"http://127.0.0.1:5001)")
+        urls.append(normalize(part))
+    return urls
+
+
 def normalize(url: str) -> str:
     return url.rstrip("/")
 
@@ -112,17 +138,19 @@ class Peer:
         return {"url": self.url, "failures": self.failures, "height": self.height,
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "last_error": self.last_error,
+                "last_seen_s_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
                 "backoff_seconds": round(max(0.0, self.next_try - time.monotonic()), 1)}
 
 
 class PeerSet:
-    def __init__(self, node: "Node", self_url: str, urls=()):
+    def __init__(self, node: "Node", self_url: str, urls=(), deadline: float = REQUEST_DEADLINE,
+                 max_reply: int | None = None):
         self.node = node
         self.self_url = normalize(self_url)
         self._peers: dict[str, Peer] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gossip")
-        self._session = requests.Session()
+        self._session = BoundedSession(TIMEOUT, deadline, max_reply or max_reply_bytes(node.config.max_block_bytes))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
@@ -134,15 +162,30 @@ class PeerSet:
 
     # --- membership -------------------------------------------------------------
     def add(self, url: str) -> bool:
-        """Add a peer (False if it is us, already known or the set is full)."""
+        """Add a peer (False if it is us, already known, or the set is full of peers
+        that answer). When full, the peer with the most consecutive failures makes
+        room, if it has failed at all: otherwise anyone could fill the table with
+        dead URLs through ``POST /peers`` and keep every real peer out for good."""
         if check_peer_url(url) is not None:
             return False
         url = normalize(url)
         with self._lock:
-            if url == self.self_url or url in self._peers or len(self._peers) >= MAX_PEERS:
+            if url == self.self_url or url in self._peers:
                 return False
+            if len(self._peers) >= MAX_PEERS:
+                worst = max(self._peers.values(), key=lambda p: (p.failures, -p.last_seen))
+                if worst.failures == 0:
+                    return False
+                del self._peers[worst.url]
             self._peers[url] = Peer(url)
         return True
+
+    def is_peer(self, url: str | None) -> bool:
+        """Is ``url`` in our peer table? (``X-Peer`` is only the client's word.)"""
+        if not url:
+            return False
+        with self._lock:
+            return normalize(url) in self._peers
 
     def urls(self) -> list[str]:
         with self._lock:
@@ -200,8 +243,11 @@ class PeerSet:
             headers["Content-Type"] = "application/json"
         t0 = time.perf_counter()
         try:
-            resp = self._session.request(method, url + path, data=data, headers=headers, timeout=TIMEOUT)
-            doc = parse_json(resp.content) if resp.content else None
+            code, content = self._session.request(method, url + path, data=data, headers=headers)
+            doc = parse_json(content) if content else None
+        except PeerReplyError as exc:
+            self._failed(peer, str(exc))
+            return None
         except (requests.RequestException, EncodingError) as exc:
             self._failed(peer, type(exc).__name__)
             return None
@@ -209,16 +255,16 @@ class PeerSet:
             kind = message_type(method, path, isinstance(body, dict) and "compact" in body)
             with self._lock:
                 peer.bytes_sent += len(data or b"") + HEADER_ESTIMATE
-                peer.bytes_received += len(resp.content) + HEADER_ESTIMATE
-                self._count(kind, len(data or b"") + HEADER_ESTIMATE, len(resp.content) + HEADER_ESTIMATE,
+                peer.bytes_received += len(content) + HEADER_ESTIMATE
+                self._count(kind, len(data or b"") + HEADER_ESTIMATE, len(content) + HEADER_ESTIMATE,
                             time.perf_counter() - t0)
-        if resp.status_code >= 500:
-            self._failed(peer, f"HTTP {resp.status_code}")
+        if code >= 500:
+            self._failed(peer, f"HTTP {code}")
             return None
         if peer is not None:
             with self._lock:
                 peer.failures, peer.next_try, peer.last_seen = 0, 0.0, time.monotonic()
-        return resp.status_code, doc
+        return code, doc
 
     def _failed(self, peer: Peer | None, why: str) -> None:
         if peer is None:
@@ -314,8 +360,22 @@ class PeerSet:
         reply = self.request(url, "POST", "/blocks", {"compact": compact})
         if reply is None:
             self._unsee(url, block.hash)
-        elif reply is not None and isinstance(reply[1], dict) and reply[1].get("status") == "missing-txs":
+        elif isinstance(reply[1], dict) and (reply[1].get("status") == "missing-txs"
+                                             or reply[1].get("reason") == COMPACT_UNKNOWN_PEER):
             self.request(url, "POST", "/blocks", block.to_dict())  # the peer could not rebuild it
+
+    def fetch_source(self, url: str | None) -> str:
+        """``url`` normalised, if it is a peer in our table that is not backing off:
+        the only kind of sender we fetch a compact block's missing txs from."""
+        url = normalize(url) if url else None
+        with self._lock:
+            peer = self._peers.get(url) if url else None
+            if peer is not None and peer.available(time.monotonic()):
+                return url
+        why = ("no X-Peer header" if url is None else
+               f"{url} is not in our peer table" if peer is None else f"{url} is backing off")
+        raise ValidationError(COMPACT_UNKNOWN_PEER, f"some transactions of this compact block are unknown "
+                                                    f"here and {why}: send the full block")
 
     def fetch_tx(self, url: str, txid: str) -> dict | None:
         reply = self.request(normalize(url), "GET", f"/txs/{txid}")
@@ -375,7 +435,7 @@ class PeerSet:
                     elif status not in ("known",):
                         return added + new
                 added += new
-                if len(docs) < SYNC_PAGE or new == 0:
+                if (len(docs) < SYNC_PAGE and not reply[1].get("more")) or new == 0:
                     return added
             return added
         finally:
@@ -435,34 +495,3 @@ class PeerSet:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._session.close()
-
-
-def compact_block(block) -> dict:
-    """Header, commitment and tx ids: what a peer needs to rebuild ``block`` from its mempool."""
-    return {"header": block.header.to_dict(), "commitment": block.commitment,
-            "txids": [t.id for t in block.txs]}
-
-
-def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
-    """A block from its compact form: header + commitment + tx ids; txs from our
-    mempool/chain or fetched from ``peer``. None if some tx cannot be found."""
-    if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
-        raise ValidationError(errors.BLOCK_MALFORMED,
-                              "a compact block is an object with exactly header, commitment, txids")
-    header = BlockHeader.parse(doc["header"])
-    txids = doc["txids"]
-    if not isinstance(txids, list) or not all(is_hex(t, 32) for t in txids):
-        raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
-    if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
-        raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
-    txs = []
-    for txid in txids:
-        tx = node.lookup_tx(txid)
-        if tx is None and peer:  # the first failure ends it: a slow sender holds us once, not per tx
-            fetched = node.peers.fetch_tx(peer, txid)
-            if fetched is not None:
-                tx = UpdateTx.parse(fetched)
-        if tx is None or tx.id != txid:
-            return None
-        txs.append(tx)
-    return Block(header=header, txs=tuple(txs), commitment=doc["commitment"], config=None)

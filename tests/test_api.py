@@ -208,3 +208,101 @@ def test_data_dir_of_another_network_is_refused(tmp_path):
     Node(tmp_path / "d", tiny_config(), quiet=True).stop()
     with pytest.raises(ConfigError, match="another network"):
         Node(tmp_path / "d", tiny_config(network="other"), quiet=True)
+
+
+@pytest.fixture
+def served(node):
+    """``node`` behind the real waitress server ``run_node`` uses, on 127.0.0.1."""
+    import threading
+
+    from learningchain.api import create_http_server
+    from learningchain.processes import free_port
+    from learningchain.service import serve_until
+    port = free_port()
+    app = create_app(node)
+    server = create_http_server(app, "127.0.0.1", port, threads=2)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}", app.config["MAX_CONTENT_LENGTH"]
+    stop.set()
+    thread.join(timeout=5)
+
+
+def test_waitress_refuses_an_oversized_body_from_its_header_alone(served, node):
+    import socket
+
+    import requests
+    url, limit = served
+    port = int(url.rsplit(":", 1)[1])
+    # headers announcing 1 GiB and no body at all: the answer comes without reading any
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, doc = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"application/json" in head, head
+    assert json.loads(doc) == {"error": f"request body is larger than {limit} bytes", "reason": "body-too-large"}
+    r = requests.post(url + "/txs", data=b" " * (limit + 1), headers={"Content-Type": "application/json"},
+                      timeout=10)
+    assert r.status_code == 413 and r.json()["reason"] == "body-too-large"
+    r = requests.post(url + "/txs", data=b" " * limit, headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and r.json()["reason"] == "bad-json"  # the largest body reaches the app
+    assert requests.get(url + "/status", timeout=10).json()["refused"] == {"body-too-large": 2, "bad-json": 1}
+
+
+def test_early_txs_are_held_only_from_known_peers_and_allowed_senders(tmp_path):
+    n = Node(tmp_path / "early", tiny_config(allow_list=[k.public_hex for k in KEYS[:4]]), quiet=True, port=5998)
+    try:
+        client = create_app(n).test_client()
+        peer = "http://127.0.0.1:6001"
+        assert n.peers.add(peer)
+        nxt = update_tx(n.chain, KEYS[0], round=2)  # round 1 is open
+        r = post(client, "/txs", nxt.to_dict(), headers={"X-Peer": peer})
+        assert r.status_code == 202 and r.get_json()["status"] == "early"
+        # a client claiming to be a peer we do not know: refused like any round-2 tx
+        r = post(client, "/txs", update_tx(n.chain, KEYS[1], round=2).to_dict(),
+                 headers={"X-Peer": "http://127.0.0.1:6666"})
+        assert r.status_code == 400 and r.get_json()["reason"] == "tx-round-not-open"
+        # a known peer relaying a sender off the allow list: refused with that reason
+        r = post(client, "/txs", update_tx(n.chain, KEYS[9], round=2).to_dict(), headers={"X-Peer": peer})
+        assert r.status_code == 400 and r.get_json()["reason"] == "tx-unknown-sender"
+        forged = {**update_tx(n.chain, KEYS[2], round=2).to_dict(), "signature": nxt.signature}
+        r = post(client, "/txs", forged, headers={"X-Peer": peer})
+        assert r.status_code == 400 and r.get_json()["reason"] == "tx-bad-signature"
+        s = client.get("/status").get_json()
+        assert s["early"] == {"held": 1, "held_total": 1}
+        assert s["refused"] == {"tx-round-not-open": 1, "tx-unknown-sender": 1, "tx-bad-signature": 1}
+    finally:
+        n.stop()
+
+
+def test_replay_of_a_confirmed_tx_is_refused_and_counted(client, node):
+    tx = update_tx(node.chain, KEYS[0])
+    assert post(client, "/txs", tx.to_dict()).get_json()["status"] == "accepted"
+    assert post(client, "/txs", tx.to_dict()).get_json()["status"] == "known"  # mempool: idempotent
+    mine_via_api(client)
+    r = post(client, "/txs", tx.to_dict())
+    assert r.status_code == 400 and r.get_json()["reason"] == "tx-replay" and "height 1" in r.get_json()["error"]
+    assert client.get("/status").get_json()["refused"] == {"tx-replay": 1}
+    assert client.get("/mempool").get_json()["count"] == 0
+
+
+def test_orphans_are_counted_after_their_proof_of_work(client, node):
+    from tests.helpers import rebuild
+    template = node.ledger.template(node.pubkey, node.genesis.header.timestamp + 1000)
+    orphan = rebuild(template, prev_hash="11" * 32)
+    r = post(client, "/blocks", orphan.to_dict())
+    assert r.status_code == 202 and r.get_json()["status"] == "orphan"
+    header = orphan.header
+    while header.check_pow():
+        header = header.with_nonce(header.nonce + 1)
+    r = post(client, "/blocks", Block(header, orphan.txs, orphan.commitment, None).to_dict())
+    assert r.status_code == 400 and r.get_json()["reason"] == "block-insufficient-work"
+    s = client.get("/status").get_json()
+    assert s["orphans"] == 1 and s["refused"] == {"block-insufficient-work": 1} and s["height"] == 0

@@ -1,5 +1,7 @@
-"""Fuzzing the decoders and the HTTP API with hypothesis (bounded: the whole file
-runs in well under 40 s). Arbitrary JSON and mutations of valid documents go
+"""Fuzzing the decoders and the HTTP API with hypothesis (bounded: max_examples
+per test and a wall-clock budget, :data:`BUDGET_S`, so the whole file stays
+under about 40 s even on a loaded machine). Arbitrary JSON and mutations of
+valid documents (plain, q8- and top-k-compressed and skip updates, a block) go
 through ``parse_json``, ``decode_array``, ``UpdateTx.parse`` and ``Block.parse``,
 then through every POST route and GET routes with arbitrary path segments and
 queries (Flask test client), and a few hundred raw requests against a node served
@@ -9,20 +11,22 @@ mutated signed tx or mined block is accepted only if it *is* the original)."""
 from __future__ import annotations
 
 import copy
+import functools
 import http.client
 import json
 import random
 import threading
+import time
 from urllib.parse import quote, urlencode
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from waitress.server import create_server
 
-from learningchain.api import create_app
+from learningchain.api import create_app, create_http_server
 from learningchain.block import Block
 from learningchain.chain import Chain
+from learningchain.compression import compress
 from learningchain.encoding import EncodingError, decode_array, encode_array, parse_json
 from learningchain.errors import ValidationError
 from learningchain.genesis import make_genesis
@@ -34,11 +38,45 @@ from tests.helpers import KEYS, next_block, tiny_config, update_tx
 TARGET = 1 << 240
 CONFIG = tiny_config(initial_target=TARGET, pow_limit=TARGET)
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+#: wall-clock seconds per hypothesis test, on top of max_examples: past it the
+#: remaining examples return at once (generation only), so a loaded machine
+#: shortens the run instead of stretching it.
+BUDGET_S = 6.0
 
 _MIRROR = Chain(make_genesis(CONFIG))
 VALID_TX = update_tx(_MIRROR, KEYS[0])
 VALID_BLOCK = next_block(_MIRROR, [update_tx(_MIRROR, KEYS[1])])
 VALID_ARRAY = encode_array(np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def _compressed(key, scheme: str) -> UpdateTx:
+    """A signed update for round 1 whose weights travel compressed (compression.py)."""
+    base, digest = _MIRROR.model()
+    trained = {n: (a + np.float32(0.25) * np.sign(np.arange(a.size).reshape(a.shape) % 3 - 1)).astype(np.float32)
+               for n, a in base.items()}
+    encoded, _ = compress(trained, base, scheme, np.random.default_rng(0), fraction=0.5)
+    return UpdateTx.create_compressed(key, 1, digest, encoded, scheme, 10)
+
+
+VALID_Q8 = _compressed(KEYS[2], "q8")
+VALID_TOPK = _compressed(KEYS[3], "topk")
+VALID_SKIP = UpdateTx.create_skip(KEYS[4], 1, _MIRROR.model()[1], 10)
+VALID_TXS = {t.id: t for t in (VALID_TX, VALID_Q8, VALID_TOPK, VALID_SKIP)}
+any_valid_tx = st.sampled_from([t.to_dict() for t in VALID_TXS.values()])
+
+
+def timeboxed(test):
+    """Run ``test`` for the examples drawn within :data:`BUDGET_S` of its first one."""
+    started: list[float] = []
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        if not started:
+            started.append(time.monotonic())
+        if time.monotonic() - started[0] > BUDGET_S:
+            return None
+        return test(*args, **kwargs)
+    return run
 
 json_leaf = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
              | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
@@ -76,6 +114,7 @@ def mutated(draw, doc):
 
 @FUZZ
 @given(st.binary(max_size=300) | json_doc.map(lambda d: json.dumps(d).encode()))
+@timeboxed
 def test_parse_json_raises_only_encoding_errors(data):
     try:
         parse_json(data)
@@ -85,6 +124,7 @@ def test_parse_json_raises_only_encoding_errors(data):
 
 @FUZZ
 @given(json_doc | mutated(VALID_ARRAY))
+@timeboxed
 def test_decode_array_raises_only_encoding_errors(doc):
     try:
         arr = decode_array(doc)
@@ -94,18 +134,24 @@ def test_decode_array_raises_only_encoding_errors(doc):
 
 
 @FUZZ
-@given(json_doc | mutated(VALID_TX.to_dict()))
+@given(json_doc | any_valid_tx.flatmap(mutated) | any_valid_tx)
+@timeboxed
 def test_tx_parse_and_check_raise_only_validation_errors(doc):
+    """Plain, q8, top-k and skip updates: the contextual check decodes compressed
+    weights against G(0) too (rounds.check_tx)."""
     try:
         tx = UpdateTx.parse(doc)
         tx.check(_MIRROR.expected_shapes, CONFIG.max_tx_bytes)
+        _MIRROR.validate_tx(tx)
     except ValidationError:
         return
-    assert tx.id == VALID_TX.id and tx.signature == VALID_TX.signature  # no forgery passes
+    original = VALID_TXS.get(tx.id)  # no forgery passes
+    assert original is not None and tx.signature == original.signature and tx.to_dict() == original.to_dict()
 
 
 @FUZZ
 @given(json_doc | mutated(VALID_BLOCK.to_dict()))
+@timeboxed
 def test_block_parse_and_add_raise_only_validation_errors(doc):
     chain = Chain(_MIRROR.genesis)
     try:
@@ -132,26 +178,29 @@ def _check(resp):
         assert "error" in resp.get_json()
 
 
-POSTS = {"/txs": VALID_TX.to_dict(), "/blocks": VALID_BLOCK.to_dict(), "/peers": {"url": "http://127.0.0.1:1"},
+POSTS = {"/txs": VALID_TX.to_dict(), "/txs ": VALID_Q8.to_dict(), "/txs  ": VALID_TOPK.to_dict(),
+         "/txs   ": VALID_SKIP.to_dict(), "/blocks": VALID_BLOCK.to_dict(), "/peers": {"url": "http://127.0.0.1:1"},
          "/mining/submit": {"template_id": "ab" * 8, "nonce": 1}, "/sync/blocks": {"locator": [], "limit": 5},
          "/inv": {"txs": [VALID_TX.id]}}
 
 
 @FUZZ
 @given(route=st.sampled_from(sorted(POSTS)), data=st.data())
+@timeboxed
 def test_post_routes_never_500_nor_accept_forgeries(fuzz_node, route, data):
     client = create_app(fuzz_node).test_client()
     doc = data.draw(json_doc | mutated(POSTS[route]))
+    route = route.strip()  # "/txs" with q8, top-k and skip updates as the seeds
     resp = client.post(route, data=json.dumps(doc), content_type="application/json")
     _check(resp)
     if route == "/txs" and resp.status_code == 202:
-        assert resp.get_json()["id"] == VALID_TX.id
+        assert resp.get_json()["id"] in VALID_TXS
     if route == "/blocks" and resp.status_code == 202 and resp.get_json()["status"] in ("connected", "reorg", "side"):
         assert resp.get_json()["hash"] == VALID_BLOCK.hash
     if route == "/peers" and resp.status_code == 200:
         assert doc["url"].startswith(("http://", "https://"))
     with fuzz_node.lock:
-        assert all(t.id == VALID_TX.id for t in fuzz_node.ledger.mempool)
+        assert all(t.to_dict() == VALID_TXS[t.id].to_dict() for t in fuzz_node.ledger.mempool)
         assert fuzz_node.chain.height <= 1
 
 
@@ -165,6 +214,7 @@ segment = st.text(max_size=70) | st.sampled_from(["..", "../../etc/passwd", "%2e
 @given(route=st.sampled_from(ROUTES), seg=segment,
        query=st.dictionaries(st.sampled_from(["start", "limit", "x", ""]), st.text(max_size=20), max_size=3),
        method=st.sampled_from(["GET", "GET", "POST", "PUT", "DELETE", "PATCH"]))
+@timeboxed
 def test_get_routes_with_arbitrary_segments_and_queries(fuzz_node, route, seg, query, method):
     client = create_app(fuzz_node).test_client()
     path = route.format(quote(seg, safe=""))
@@ -193,7 +243,7 @@ def test_waitress_node_survives_hundreds_of_hostile_requests(tmp_path):
     from tests.test_peers import free_port
     port = free_port()
     node = Node(tmp_path / "w", CONFIG, quiet=True, port=port)
-    server = create_server(create_app(node), host="127.0.0.1", port=port, threads=4)
+    server = create_http_server(create_app(node), host="127.0.0.1", port=port, threads=4)
     stop = threading.Event()
     thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
     thread.start()

@@ -2,18 +2,19 @@
 127.0.0.1 port, talking real HTTP. Every wait polls with a deadline."""
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from waitress.server import create_server
 
-from learningchain.api import create_app
+from learningchain.api import create_app, create_http_server
 from learningchain.block import Block
 from learningchain.processes import free_port
-from learningchain.peers import PeerSet, TIMEOUT, check_peer_url
+from learningchain.peers import PeerSet, TIMEOUT, check_peer_url, compact_block
 from learningchain.service import Node, serve_until
 from miner.pow import search
 from tests.helpers import KEYS, tiny_config, update_tx
@@ -36,7 +37,7 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.node = Node(root / name, tiny_config(), peers=peers, port=self.port, quiet=True)
-        self.server = create_server(create_app(self.node), host="127.0.0.1", port=self.port, threads=8)
+        self.server = create_http_server(create_app(self.node), host="127.0.0.1", port=self.port, threads=8)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
         self.thread.start()
@@ -184,3 +185,223 @@ def test_fully_connected_nodes_do_not_relay(network):
         assert by_type["tx body"]["messages"] == 1 and by_type["tx body"]["sent"] < tx.size
         assert by_type["compact block"]["messages"] == 1
         assert "inv" not in by_type
+
+
+class FakePeer:
+    """A small HTTP server on 127.0.0.1 standing in for a peer: it records the paths
+    asked of it and answers each with ``reply``. ``trickle``: seconds between
+    single bytes of the body (a peer that answers slowly; ``trickle_head`` also
+    trickles the status line and headers). ``length``: the Content-Length to
+    declare (None: the real one; -1: none, the body ends when the peer closes)."""
+
+    def __init__(self, reply: bytes = b"{}", trickle: float = 0.0, trickle_head: bool = False,
+                 length: int | None = None):
+        self.paths: list[str] = []
+        self.closed = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def _answer(self):
+                outer.paths.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                declared = len(reply) if length is None else length
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                if declared >= 0:
+                    head += f"Content-Length: {declared}\r\n".encode()
+                head += b"\r\n"
+                try:
+                    self.send(head, trickle if trickle_head else 0.0)
+                    self.send(reply, trickle)
+                except OSError:
+                    pass  # the client gave up: what a trickling peer sees
+
+            def send(self, data: bytes, pause: float) -> None:
+                if not pause:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    if outer.closed.wait(pause):
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_peer():
+    peers: list[FakePeer] = []
+
+    def start(**kw) -> FakePeer:
+        peers.append(FakePeer(**kw))
+        return peers[-1]
+    yield start
+    for p in peers:
+        p.close()
+
+
+def test_compact_block_fetches_only_from_known_peers_after_checking_work(network, fake_peer):
+    a = network("a")
+    b = network("b")  # not peered with a
+    b.node.peers._stop.set()  # no sync loop: peer states change only here
+    b.node.peers._thread.join(timeout=10)
+    spy = fake_peer()
+    tx = update_tx(a.node.chain, KEYS[1])
+    with a.node.lock:
+        a.node.ledger.submit_tx(tx)
+    block = a.mine_one()
+    compact = {"compact": compact_block(block)}
+
+    def send(doc, peer):
+        return requests.post(b.url + "/blocks", json=doc, headers={"X-Peer": peer}, timeout=10)
+
+    # a sender that is not in b's peer table: nothing is fetched from it, a named refusal
+    for sender in (spy.url, a.url):
+        r = send(compact, sender)
+        assert r.status_code == 400 and r.json()["reason"] == "compact-unknown-peer", r.text
+    # a known peer, but a header without its proof of work: refused before any fetch
+    b.node.peers.add(spy.url)
+    header = block.header
+    while header.check_pow():
+        header = header.with_nonce(header.nonce + 1)
+    r = send({"compact": {**compact["compact"], "header": header.to_dict()}}, spy.url)
+    assert r.status_code == 400 and r.json()["reason"] == "block-insufficient-work"
+    easy = {**compact["compact"], "header": {**block.header.to_dict(), "target": f"{1 << 255:064x}"}}
+    r = send({"compact": easy}, spy.url)
+    assert r.status_code == 400 and r.json()["reason"] == "block-wrong-target"
+    assert not [p for p in spy.paths if p.startswith("/txs/")]
+    refused = b.status()["refused"]
+    assert refused["compact-unknown-peer"] == 2 and refused["block-insufficient-work"] == 1
+    # a known peer that is backing off is not asked either
+    b.node.peers.add(a.url)
+    b.node.peers._failed(b.node.peers._peers[a.url], "test")
+    assert send(compact, a.url).json()["reason"] == "compact-unknown-peer"
+    with b.node.peers._lock:
+        b.node.peers._peers[a.url].next_try = 0.0
+    r = send(compact, a.url)  # known and available: the missing tx is fetched from it
+    assert r.status_code == 202 and r.json()["status"] == "connected", r.text
+    assert b.status()["tip"] == block.hash
+
+
+def test_a_trickling_peer_is_cut_off_at_the_deadline(network, fake_peer):
+    """One byte every 0.2 s passes every per-read timeout; the whole-exchange
+    deadline (1 s here) still ends it, the peer backs off, and a sync round
+    over [trickler, live peer] reaches the live peer's chain."""
+    a = network("a")
+    blocks = [a.mine_one() for _ in range(2)]
+    d = network("d")
+    d.node.peers._stop.set()  # we drive d's sync by hand below
+    d.node.peers._thread.join(timeout=10)
+    body = b'{"height": 9, "tip": "' + b"ab" * 32 + b'", "work": "ffff"}'  # 20 s at 0.2 s a byte
+    slow_body = fake_peer(reply=body, trickle=0.2)
+    slow_head = fake_peer(reply=body, trickle=0.2, trickle_head=True)
+    ps = PeerSet(d.node, "http://127.0.0.1:1", [slow_body.url, slow_head.url, a.url], deadline=1.0)
+    try:
+        for slow in (slow_body, slow_head):
+            t0 = time.monotonic()
+            assert ps.request(slow.url, "GET", "/tip") is None
+            spent = time.monotonic() - t0
+            assert spent < len(body) * 0.2 / 2  # gave up long before the reply could end
+            peer = next(p for p in ps.snapshot() if p["url"] == slow.url)
+            assert peer["failures"] == 1 and "within 1 s" in peer["last_error"], peer
+            assert peer["backoff_seconds"] > 0
+        with ps._lock:  # make both tricklers available again for the sync round
+            for url in (slow_body.url, slow_head.url):
+                ps._peers[url].next_try = 0.0
+        ps.sync_once()  # the tricklers come first in the peer order
+        assert d.node.tip_info() == (2, blocks[-1].hash)
+        failures = {p["url"]: p["failures"] for p in ps.snapshot()}
+        assert failures == {slow_body.url: 2, slow_head.url: 2, a.url: 0}
+    finally:
+        ps.stop()
+
+
+def test_an_oversized_reply_is_cut_off_at_the_cap(network, fake_peer):
+    a = network("a")
+    big = b'{"x": "' + b"y" * 5000 + b'"}'
+    declared = fake_peer(reply=b"{}", length=10_000_000)  # says 10 MB, sends 2 bytes
+    undeclared = fake_peer(reply=big, length=-1)          # no Content-Length, 5 kB
+    ps = PeerSet(a.node, "http://127.0.0.1:1", [declared.url, undeclared.url], max_reply=4096)
+    try:
+        for peer in (declared, undeclared):
+            assert ps.request(peer.url, "GET", "/tip") is None
+        errors = {p["url"]: p["last_error"] for p in ps.snapshot()}
+        assert "10000000 bytes is over the cap of 4096" in errors[declared.url]
+        assert "over the cap of 4096 bytes" in errors[undeclared.url]
+        ps2 = PeerSet(a.node, "http://127.0.0.1:1", [undeclared.url], max_reply=8192)
+        assert ps2.request(undeclared.url, "GET", "/tip") == (200, {"x": "y" * 5000})  # under the cap
+        ps2.stop()
+    finally:
+        ps.stop()
+
+
+def test_a_full_peer_table_evicts_its_most_failing_peer(network):
+    from learningchain.peers import MAX_PEERS
+    a = network("a")
+    a.node.peers._stop.set()  # peer states change only here
+    a.node.peers._thread.join(timeout=10)
+    ps = a.node.peers
+    dead = [f"http://127.0.0.1:{20000 + i}" for i in range(MAX_PEERS)]
+    for url in dead:
+        r = requests.post(a.url + "/peers", json={"url": url}, timeout=10)
+        assert r.json()["added"] is True
+    newcomer = "http://127.0.0.1:30001"
+    # full of peers that have never failed: nobody is evicted
+    assert requests.post(a.url + "/peers", json={"url": newcomer}, timeout=10).json()["added"] is False
+    with ps._lock:
+        for i, url in enumerate(dead[:5]):
+            ps._peers[url].failures = i + 1  # dead[4] has failed most
+    assert requests.post(a.url + "/peers", json={"url": newcomer}, timeout=10).json()["added"] is True
+    urls = ps.urls()
+    assert len(urls) == MAX_PEERS and newcomer in urls and dead[4] not in urls and dead[3] in urls
+
+
+def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
+    from dataclasses import replace
+
+    from tests.helpers import rebuild
+    b = network("b")
+    b.node.peers._stop.set()
+    b.node.peers._thread.join(timeout=10)
+    _tid, template = b.node.new_template()
+    forged = replace(update_tx(b.node.chain, KEYS[0]), signature=update_tx(b.node.chain, KEYS[1]).signature)
+    bad = rebuild(template, txs=[forged])  # a block holding an invalid tx
+    page = json.dumps({"height": 1, "blocks": [bad.to_dict(), {"header": 5}]}).encode()
+    source = fake_peer(reply=page)
+    b.node.peers.add(source.url)
+    assert b.node.peers.sync_with(source.url) == 0  # the first refusal ends the page
+    assert b.status()["refused"] == {"block-bad-tx": 1}
+    assert b.node.receive_block_doc({"header": 5}, peer=source.url) == "block-malformed"
+    assert b.status()["refused"] == {"block-bad-tx": 1, "block-malformed": 1}
+
+
+def test_bad_peer_urls_on_the_command_line_are_an_error(tmp_path, capsys):
+    from learningchain import cli
+    from learningchain.peers import parse_peer_list
+    from tests.test_cli import assert_one_line_error, node_py
+    proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--peers",
+                   "http://127.0.0.1:5001,ftp://x", timeout=60)  # a real process: one line, exit 1
+    line = assert_one_line_error(proc, 1)
+    assert line.startswith("node.py run: --peers: url must be http(s)://host[:port], got 'ftp://x'"), line
+    for bad in ("127.0.0.1:5001", "http://127.0.0.1:99999", "http://u:p@127.0.0.1:1"):
+        assert cli.main(["run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--peers", bad]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("node.py run: --peers: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+    assert parse_peer_list(" http://127.0.0.1:5001/ ,, https://h:1") == ["http://127.0.0.1:5001", "https://h:1"]

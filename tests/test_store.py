@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from learningchain import errors
-from learningchain.errors import ConfigError
+from learningchain.errors import ConfigError, ValidationError
 from learningchain.ledger import Ledger, verify_store
 from learningchain.store import Store
 from tests.helpers import KEYS, MINER, mine, now, tiny_genesis, update_tx
@@ -126,7 +126,9 @@ def test_ledger_submit_and_template(tmp_path):
     block = mine(ledger.template(MINER.public_hex, ledger.chain.tip.header.timestamp + 1000))
     assert block.txs == (tx,)
     ledger.submit_block(block, now(block))
-    assert len(ledger.mempool) == 0 and ledger.submit_tx(tx) == "known"
+    assert len(ledger.mempool) == 0
+    with pytest.raises(ValidationError, match="tx-replay"):  # confirmed: a replay
+        ledger.submit_tx(tx)
     assert ledger.store.count() == 2
 
 
@@ -199,3 +201,34 @@ def test_sigkill_mid_write_leaves_a_consistent_store(tmp_path):
     assert ledger.chain.tip_state == source.chain.state_of(ledger.chain.tip.hash)
     store.close()
     assert verify_store(data, g).ok
+
+
+def test_reopen_keeps_the_first_seen_tip_of_an_equal_work_tie_at_another_height(tmp_path):
+    """Targets 2^k - 1 make work exact powers of two: branch A (2 blocks, the
+    second at half the target) and branch B (3 blocks at the initial target)
+    have equal work at heights 2 and 3. B arrives first, so B stays the tip, and
+    a replay in arrival order (not by height, which would meet A's tip first at
+    height 2 and keep it) resumes at B's tip."""
+    from learningchain.chain import Chain
+    from tests.helpers import EASY, MINER2, T0
+    g = tiny_genesis(retarget_window=2, target_block_ms=1000, initial_target=EASY - 1, pow_limit=EASY - 1)
+
+    def branch(miner, stamps):
+        scratch, out = Chain(g), []
+        for ts in stamps:
+            b = mine(scratch.build_block(miner.public_hex, [], T0 + ts))
+            scratch.add_block(b, T0 + ts)
+            out.append(b)
+        return out
+    a = branch(MINER, [1000, 2000])          # height 2 retargets: 1000 of 2000 ms -> target / 2
+    b = branch(MINER2, [2000, 4000, 5000])   # 2000 of 2000 ms -> target unchanged
+    assert a[1].header.target == (EASY - 1) // 2 and b[2].header.target == EASY - 1
+    ledger = Ledger(g, Store(tmp_path))
+    for blk in b + a:
+        ledger.submit_block(blk, T0 + 10_000)
+    assert ledger.chain.work_of(a[1].hash) == ledger.chain.work_of(b[2].hash)
+    assert ledger.chain.tip.hash == b[2].hash
+    ledger.store.close()
+    again = Ledger(g, Store(tmp_path))
+    assert again.chain.tip.hash == b[2].hash and again.chain.height == 3
+    again.store.close()

@@ -1,0 +1,176 @@
+"""HTTP requests to peers with a deadline on the whole exchange and a cap on the reply.
+
+``requests``' ``timeout=(connect, read)`` bounds each socket operation, not the
+exchange: a peer that sends one byte every second never trips a 3 s read
+timeout and can hold the caller for as long as it likes (the "slowloris" shape,
+here against a client). A :class:`BoundedSession` therefore
+
+* registers the socket of every exchange with a single watchdog thread, which
+  shuts the socket down when the exchange's deadline passes, whatever phase it
+  is in (waiting for the status line, trickled headers, trickled body); and
+* reads the body in chunks and stops at ``max_bytes`` (a Content-Length above
+  the cap is refused before reading anything).
+
+Either way the caller gets :class:`PeerReplyError` (or a ``requests``
+exception), never a stall longer than the deadline plus the connect timeout.
+The socket is found through a urllib3 connection subclass that records it at
+``getresponse()``, the first moment it exists for a new or a reused connection.
+"""
+from __future__ import annotations
+
+import heapq
+import socket
+import threading
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+CHUNK = 64 << 10
+
+
+class PeerReplyError(Exception):
+    """A peer's reply broke a bound: too slow in total, or too large."""
+
+
+class _Exchange:
+    """One request in flight: its deadline and, once known, its socket."""
+
+    __slots__ = ("deadline", "sock", "expired", "done")
+
+    def __init__(self, deadline: float):
+        self.deadline, self.sock, self.expired, self.done = deadline, None, False, False
+
+
+_current = threading.local()  # .exchange: the _Exchange of this thread's request
+
+
+class _Watchdog:
+    """One thread for all sessions: shuts down the socket of each exchange that
+    outlives its deadline (shutdown, not close: it wakes a blocked recv in the
+    requesting thread, which then sees EOF and fails)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: _Exchange) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (exchange.deadline, self._seq, exchange))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait(60)
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                exchange = heapq.heappop(self._heap)[2]
+                exchange.expired = True
+                if exchange.sock is not None:
+                    try:
+                        exchange.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # already closed
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Recorded:
+    """Mixin: tell this thread's exchange which socket carries it."""
+
+    def getresponse(self):  # type: ignore[no-untyped-def]
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.sock = self.sock
+            if exchange.expired:  # the deadline passed while sending
+                raise PeerReplyError("deadline exceeded before the reply")
+        return super().getresponse()
+
+
+class _HTTPConnection(_Recorded, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Recorded, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class BoundedSession:
+    """``request()`` returns (status, body bytes) within ``deadline`` seconds (plus
+    the connect timeout) and reads at most ``max_bytes`` of body."""
+
+    def __init__(self, timeout: tuple[float, float], deadline: float, max_bytes: int):
+        self.timeout, self.deadline, self.max_bytes = timeout, deadline, max_bytes
+        self._session = requests.Session()
+        adapter = _Adapter()
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def request(self, method: str, url: str, data: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, bytes]:
+        """Raises ``requests.RequestException`` or :class:`PeerReplyError`."""
+        exchange = _Exchange(time.monotonic() + self.deadline)
+        _current.exchange = exchange
+        _WATCHDOG.watch(exchange)
+        try:
+            resp = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                         stream=True, allow_redirects=False)
+            try:
+                return resp.status_code, self._read(resp, exchange)
+            finally:
+                resp.close()
+        except requests.RequestException:
+            if exchange.expired:
+                raise PeerReplyError(f"no complete reply within {self.deadline:g} s") from None
+            raise
+        finally:
+            exchange.done = True
+            _current.exchange = None
+
+    def _read(self, resp: requests.Response, exchange: _Exchange) -> bytes:
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise PeerReplyError(f"reply of {declared} bytes is over the cap of {self.max_bytes}")
+        chunks, size = [], 0
+        for chunk in resp.iter_content(CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PeerReplyError(f"reply is over the cap of {self.max_bytes} bytes")
+            chunks.append(chunk)
+        if exchange.expired:
+            raise PeerReplyError(f"no complete reply within {self.deadline:g} s")
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self._session.close()
