@@ -5,6 +5,14 @@ Each round it takes the global model G(r-1) from the chain, trains E local
 epochs on its own data, optionally applies differential privacy to the update
 (clip + Gaussian noise, before signing), and signs one update transaction.
 An attacking participant (an evaluation role) poisons its labels or its update.
+
+With differential privacy the Gaussian noise comes from OS entropy
+(:func:`learningchain.privacy.os_rng`): the node's seed, address and the
+round are public, so noise derived from them could be regenerated and
+subtracted. ``reproducible_noise=True`` derives it from them instead: the
+simulator's option for reproducible experiments, not private. The update tx
+then also carries no local metrics: they are computed on the node's private
+data and the accountant does not cover them.
 """
 from __future__ import annotations
 
@@ -46,6 +54,10 @@ class Role:
             raise ConfigError("dp sigma and clip must be >= 0")
         if self.dp_sigma > 0 and self.dp_clip <= 0:
             raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
+        if self.dp_clip > 0 and self.dp_sigma <= 0:
+            raise ConfigError("--dp-clip needs --dp-sigma (a clip without noise is not private)")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(f"dp delta must lie in (0, 1), got {self.dp_delta}")
 
     @property
     def dp(self) -> bool:
@@ -71,6 +83,7 @@ class Participant:
     y: np.ndarray
     role: Role = field(default_factory=Role)
     seed: int = 0
+    reproducible_noise: bool = False  # True: DP noise from (seed, address, round): NOT private
 
     def __post_init__(self) -> None:
         if len(self.X) == 0 or len(self.X) != len(self.y):
@@ -104,14 +117,14 @@ class Participant:
         in the simulator; a live attacker passes nothing and estimates alone."""
         weights = trained if trained is not None else self.train(round, base)
         rng = np.random.default_rng(_seed(self.seed, self.key.address, round, "noise"))
-        if self.role.dp:
-            weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, rng)
+        if self.role.dp:  # the seeded rng stays for attacks and compression: public post-processing
+            noise = rng if self.reproducible_noise else privacy.os_rng()
+            weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, noise)
             self.accountant.step()
         if self.role.attack and self.role.attack != "label-flip":
             weights = attacks.poison_update(self.role.attack, weights, base, rng, benign=benign,
                                             n_total=n_total, n_byzantine=n_byzantine)
-        metrics = {k: v for k, v in self.model.evaluate(weights, self.X, self.y).items()
-                   if np.isfinite(v) and abs(v) < 1e12}  # a poisoned model may blow up
+        metrics = {} if self.role.dp else self.local_metrics(weights)
         if self.role.skip_threshold > 0 and delta_norm(weights, base) < self.role.skip_threshold:
             return UpdateTx.create_skip(self.key, round, base_digest, len(self.X), metrics, timestamp)
         if self.role.compression is not None:
@@ -121,6 +134,12 @@ class Participant:
                                               len(self.X), metrics=metrics, timestamp=timestamp)
         return UpdateTx.create(self.key, round, base_digest, weights, len(self.X),
                                metrics=metrics, timestamp=timestamp)
+
+    def local_metrics(self, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Scores of ``weights`` on the local data, published in the update tx
+        (not with DP: they would leak the data outside the accountant)."""
+        return {k: v for k, v in self.model.evaluate(weights, self.X, self.y).items()
+                if np.isfinite(v) and abs(v) < 1e12}  # a poisoned model may blow up
 
     def privacy_spent(self) -> tuple[float, float] | None:
         """(epsilon, delta) spent so far, or None without differential privacy."""

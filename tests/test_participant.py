@@ -54,3 +54,16 @@ def test_bad_roles_are_refused(kwargs):
 def test_data_must_fit_the_model():
     with pytest.raises(ConfigError, match="features"):
         Participant(PrivateKey.from_secret(1), SPEC, X[:, :10], Y)
+
+
+def test_skip_decision_follows_the_delta_norm_threshold():
+    """A node skips exactly when ||w - G(r-1)||_2 is below its threshold; the skip
+    is a signed tx without weights, the same sender, round and base."""
+    from learningchain.participant import delta_norm
+    p, tx = update()
+    norm = delta_norm(tx.decoded_weights, G0)
+    _, above = update(Role(skip_threshold=norm * 1.01))
+    _, below = update(Role(skip_threshold=norm * 0.99))
+    assert above.is_skip and not below.is_skip and not tx.is_skip
+    assert (above.sender, above.round, above.base, above.num_samples) == (tx.sender, 1, DIGEST, 60)
+    assert below.id == tx.id  # under the threshold nothing changes

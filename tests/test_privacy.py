@@ -1,4 +1,6 @@
-"""Clipping + Gaussian noise, and the Rényi-DP accountant."""
+"""Clipping + Gaussian noise, the Rényi-DP accountant (sensitivity 2C), secret
+noise on the live path, no local metrics in a DP tx, the privacy a node reports
+in /status and its log, and the CLI refusing --dp-clip without --dp-sigma."""
 from __future__ import annotations
 
 import math
@@ -7,9 +9,21 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
+from learningchain import cli
+from learningchain.api import create_app
+from learningchain.crypto import PrivateKey
+from learningchain.encoding import weights_digest
 from learningchain.errors import ConfigError
-from learningchain.privacy import (PrivacyAccountant, best_order, epsilon, privatize,
-                                   rdp_gaussian)
+from learningchain.models import build_model, default_spec
+from learningchain.node_threads import participate_once
+from learningchain.participant import Participant, Role, _seed
+from learningchain.privacy import (PrivacyAccountant, best_order, epsilon, noise_multiplier,
+                                   privatize, rdp_gaussian, release_epsilon)
+from learningchain.service import Node
+from learningchain.simulator import SimConfig, Simulation
+from tests.helpers import tiny_config
+from tests.test_cli import assert_one_line_error, node_py
+from tests.test_service import write_partition
 
 
 def W(a, b):
@@ -76,14 +90,141 @@ def test_epsilon_monotone():
     assert epsilon(0.0, 3, 1e-5) == math.inf
 
 
+def closed_form_release(sigma: float, T: int, delta: float) -> float:
+    """Mironov 2017: T Gaussian releases, noise std sigma*C, sensitivity 2C, so noise
+    multiplier z = sigma/2 and c = T / (2 z^2) = 2T / sigma^2; eps = c + 2 sqrt(c log(1/delta))."""
+    c = 2 * T / sigma ** 2
+    return c + 2 * math.sqrt(c * math.log(1 / delta))
+
+
+def test_two_clipped_updates_differ_by_up_to_2c():
+    """Why the sensitivity is 2C: opposite updates clip to opposite points of the ball."""
+    base = W([[0.0, 0.0]], [0.0])
+    kw = dict(clip=1.5, sigma=0.0, rng=np.random.default_rng(0))
+    a, b = privatize(W([[9.0, 0.0]], [0.0]), base, **kw), privatize(W([[-9.0, 0.0]], [0.0]), base, **kw)
+    dist = math.sqrt(sum(float(np.sum((a[k].astype(np.float64) - b[k]) ** 2)) for k in a))
+    assert dist == pytest.approx(2 * 1.5, rel=1e-6)
+    assert noise_multiplier(3.0) == 1.5
+
+
+@pytest.mark.parametrize("sigma,T,delta", [(0.5, 1, 1e-5), (1.0, 10, 1e-5), (3.0, 10, 1e-6), (10.0, 100, 1e-3)])
+def test_release_epsilon_is_the_closed_form_with_sensitivity_2c(sigma, T, delta):
+    assert release_epsilon(sigma, T, delta) == pytest.approx(closed_form_release(sigma, T, delta), rel=1e-12)
+    # a release at sigma costs what a unit-sensitivity Gaussian at sigma/2 costs, more than at sigma
+    assert release_epsilon(sigma, T, delta) == pytest.approx(epsilon(sigma / 2, T, delta), rel=1e-12)
+    assert release_epsilon(sigma, T, delta) > epsilon(sigma, T, delta)
+
+
 def test_accountant_tracks_rounds():
     acc = PrivacyAccountant(sigma=1.0, delta=1e-5)
     assert acc.epsilon() == 0.0
     acc.step()
     acc.step(2)
     assert acc.rounds == 3 and len(acc.history) == 3
-    assert acc.epsilon() == pytest.approx(epsilon(1.0, 3, 1e-5))
+    assert acc.epsilon() == pytest.approx(closed_form_release(1.0, 3, 1e-5), rel=1e-12)
+    assert acc.history[0] == pytest.approx(closed_form_release(1.0, 1, 1e-5), rel=1e-12)
     assert sum(acc.per_round) == pytest.approx(acc.epsilon())
     assert all(x > 0 for x in acc.per_round)
     with pytest.raises(ConfigError):
         PrivacyAccountant(sigma=1.0, delta=2.0)
+
+
+# --- the participant: secret noise, no local metrics ------------------------------------
+
+SPEC = default_spec("digits", "softmax")
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(40, 64)).astype(np.float32)
+Y = RNG.integers(0, 10, size=40)
+G0 = build_model(SPEC).initial_weights()
+TRAINED = OrderedDict((k, v + RNG.normal(scale=0.1, size=v.shape).astype(np.float32)) for k, v in G0.items())
+DP = Role(dp_sigma=0.5, dp_clip=1.0)
+
+
+def dp_update(reproducible: bool, role: Role = DP):
+    p = Participant(PrivateKey.from_secret(9), SPEC, X, Y, role, seed=0, reproducible_noise=reproducible)
+    return p, p.make_update(3, G0, weights_digest(G0), 1234, trained=TRAINED)
+
+
+def regenerated(p: Participant) -> "OrderedDict[str, np.ndarray]":
+    """What an observer computes from public facts (seed 0, address, round) if the
+    noise were derived from them."""
+    rng = np.random.default_rng(_seed(0, p.key.address, 3, "noise"))
+    return privatize(TRAINED, G0, DP.dp_clip, DP.dp_sigma, rng)
+
+
+def test_live_noise_is_fresh_and_cannot_be_regenerated():
+    (p1, a), (_, b) = dp_update(False), dp_update(False)
+    for k in G0:  # same key, seed, round and weights: different noise
+        assert not np.array_equal(a.decoded_weights[k], b.decoded_weights[k])
+    guess = regenerated(p1)
+    assert any(not np.allclose(guess[k], a.decoded_weights[k]) for k in G0)
+    noise = np.concatenate([(a.decoded_weights[k] - privatize(TRAINED, G0, 1.0, 0.0, RNG)[k]).ravel()
+                            for k in G0])
+    assert abs(float(np.std(noise)) - 0.5) < 0.05  # sigma * C, still the promised scale
+
+
+def test_simulator_noise_is_reproducible_and_not_private():
+    (p1, a), (_, b) = dp_update(True), dp_update(True)
+    assert a.id == b.id  # reproducible experiment...
+    guess = regenerated(p1)
+    for k in G0:  # ...and exactly why it is not private: anyone regenerates it
+        np.testing.assert_array_equal(guess[k], a.decoded_weights[k])
+    sim = Simulation(SimConfig(nodes=2, rounds=1, model="softmax", dp_sigma=1.0, dp_clip=1.0))
+    assert all(p.reproducible_noise for p in sim.participants)
+    sim = Simulation(SimConfig(nodes=2, rounds=1, model="softmax", dp_sigma=1.0, dp_clip=1.0, dp_noise="os"))
+    assert not any(p.reproducible_noise for p in sim.participants)
+
+
+def test_dp_tx_carries_no_local_metrics():
+    _, tx = dp_update(False)
+    assert tx.metrics == {}
+    skip = dp_update(False, Role(dp_sigma=0.5, dp_clip=1.0, skip_threshold=1e9))[1]
+    assert skip.is_skip and skip.metrics == {}
+    plain = Participant(PrivateKey.from_secret(9), SPEC, X, Y).make_update(3, G0, weights_digest(G0), 1234,
+                                                                          trained=TRAINED)
+    assert set(plain.decoded_metrics()) == {"accuracy", "precision", "recall", "f1"}
+
+
+def test_simulated_rounds_report_epsilon_and_delta():
+    sim = Simulation(SimConfig(nodes=2, rounds=2, model="softmax", dp_sigma=2.0, dp_clip=1.0, dp_delta=1e-6))
+    res = sim.run(with_baselines=False)
+    assert res["config"]["dp_delta"] == 1e-6 and res["config"]["dp_noise"] == "seeded"
+    for r, entry in enumerate(res["rounds"], 1):
+        assert entry["delta"] == 1e-6
+        assert entry["epsilon"] == pytest.approx(closed_form_release(2.0, r, 1e-6), rel=1e-12)
+
+
+# --- the live node: /status and the log ----------------------------------------------------
+
+def test_status_reports_privacy_spent_and_the_log_says_it(tmp_path, capsys):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=data, dp_sigma=2.0, dp_clip=0.5, port=5998)
+    plain = Node(tmp_path / "p", tiny_config(), dataset_path=data, quiet=True, port=5997)
+    try:
+        status = create_app(node).test_client().get("/status").get_json()
+        assert status["privacy"] == {"sigma": 2.0, "clip": 0.5, "delta": 1e-5, "rounds": 0, "epsilon": 0.0}
+        participate_once(node)  # trains, privatises, signs and submits round 1
+        status = create_app(node).test_client().get("/status").get_json()
+        eps = closed_form_release(2.0, 1, 1e-5)
+        assert status["privacy"]["rounds"] == 1 and status["privacy"]["epsilon"] == pytest.approx(eps)
+        assert f"privacy after round 1: epsilon {eps:.4f}, delta 1e-05" in capsys.readouterr().out
+        assert create_app(plain).test_client().get("/status").get_json()["privacy"] is None
+    finally:
+        node.stop()
+        plain.stop()
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+def test_run_refuses_clip_without_sigma(tmp_path):
+    proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "5996", "--dp-clip", "1")
+    assert "--dp-clip needs --dp-sigma" in assert_one_line_error(proc, 1)
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+def test_simulate_refuses_clip_without_sigma(tmp_path, capsys):
+    assert cli.main(["simulate", "--nodes", "2", "--rounds", "1", "--dp-clip", "1",
+                     "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dp-clip needs --dp-sigma" in err[0]
+    assert not (tmp_path / "o").exists()
