@@ -27,7 +27,9 @@ def rounds_overview(node, limit: int = 200) -> list[dict]:
         start = 1
         for b in chain.main_chain(1, chain.height):
             for t in b.txs:
-                rounds.setdefault(t.round, {"updates": 0})["updates"] += 1
+                info = rounds.setdefault(t.round, {"updates": 0})
+                info["updates"] += 1
+                info["skipped"] = info.get("skipped", 0) + t.is_skip
             c = b.commitment
             if c and isinstance(c.get("round"), int):
                 rounds.setdefault(c["round"], {"updates": 0}).update(
@@ -42,7 +44,8 @@ def rounds_overview(node, limit: int = 200) -> list[dict]:
         closed = "closed_at" in info
         out.append({"round": r, "status": "closed" if closed else "open",
                     "closed_at": info.get("closed_at"), "block": info.get("block"),
-                    "updates": info["updates"], "accepted": info.get("accepted", 0),
+                    "updates": info["updates"], "skipped": info.get("skipped", 0),
+                    "accepted": info.get("accepted", 0),
                     "rejected": info.get("rejected", 0),
                     "rejected_reasons": info.get("rejected_reasons", {}),
                     "accepted_ids": info.get("accepted_ids", []),
@@ -60,15 +63,19 @@ def round_detail(node, r: int) -> dict | None:
             tx = found[0] if found else None
             updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
                             "height": u["height"], "num_samples": u["num_samples"],
+                            "skip": bool(tx is not None and tx.is_skip),
                             "metrics": tx.metrics if tx else {}})
     c = summary.get("commitment") or {}
-    return {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
-            "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
-            "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
-            "rule": c.get("rule"), "model_digest": c.get("model_digest"),
-            "metrics": node.metrics.get(r),
-            **({"selected": summary["selected"], "selected_next": c.get("selected_next"),
-                "skipped": c.get("skipped", [])} if "selected" in summary else {})}
+    detail = {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
+              "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
+              "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
+              "rule": c.get("rule"), "model_digest": c.get("model_digest"),
+              "metrics": node.metrics.get(r)}
+    if "selected" in summary:
+        detail.update(selected=summary["selected"], selected_next=c.get("selected_next"))
+    if "selected" in summary or "skipped" in c:  # skips are visible under any policy
+        detail["skipped"] = c.get("skipped", [])
+    return detail
 
 
 explorer = Blueprint("explorer", __name__, template_folder="templates")
@@ -146,7 +153,7 @@ def index():
 
 def render_block(node, block):
     txs = [{"id": t.id, "sender": address(t.sender), "round": t.round, "num_samples": t.num_samples,
-            "metrics": t.metrics} for t in block.txs]
+            "metrics": t.metrics, "skip": t.is_skip} for t in block.txs]
     return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs,
                            commitment=block.commitment, time=_when(block.header.timestamp),
                            miner=address(block.header.miner), network=node.config.network)

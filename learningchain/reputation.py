@@ -8,7 +8,14 @@ sender of the round earns integer points:
 * **verdict**: +1 if the rule accepted the update; -8 if the rule rejected it
   *as a judgement*, i.e. when it rejected at most half of the round (Multi-Krum,
   Bulyan). Rules that keep only a few by design (Krum keeps one) or that failed
-  to run say nothing about the others: 0.
+  to run say nothing about the others: 0. Rules that reject nobody (FedAvg and
+  the coordinate-wise median and trimmed mean, which use every update) accept
+  without judging, so for them the +1 goes only to updates *close* to the
+  aggregate: squared distance below 4 times the round's median distance (2x
+  in L2 norm). Without that, a sign-flip attacker that came in together with
+  two others (enough to pull the coordinate-wise median, so that it is 13x the
+  median distance, not the 16x of an outlier) earned +1 and ended at +1 or -2,
+  trusted again (docs/experiments.md, "Why attackers came back").
 * **distance rank**: updates are ranked by their squared L2 distance to G(r)
   (nearest first; ties by tx id). The quarter q = 4·rank // n gives +2, +1, 0, -3.
 * **outlier**: -4 more when the distance is at least 16 times the median
@@ -19,9 +26,22 @@ The score decays by an eighth per round the sender takes part in
 (``score - score // 8``, integer floor) so that behaviour counts more than
 history. Distances are computed with ``math.fsum`` over the elementwise IEEE
 squares (correctly rounded, so identical on every machine) and only their
-order and the integer comparison ``16 * d >= median`` are used: no float is
-formatted or hashed. Skips (signed "nothing to add" txs) earn 0 but count as
-taking part. Pure: no I/O.
+order and the integer comparisons ``16 * median <= d`` and ``d < 4 * median``
+are used: no float is formatted or hashed. Skips (signed "nothing to add" txs)
+earn 0 but count as taking part.
+
+What the score cannot include: *signing something invalid*. A tx with a bad
+signature, a wrong shape, non-finite weights, a wrong base or round, or from an
+unselected sender is refused at submit and by every validator before it can be
+in a block, so it never reaches the chain; each node sees only the invalid txs
+that happened to reach it, and a score built on them would differ between
+nodes (and anyone could forge "invalid txs from X": an invalid signature proves
+nothing about who sent it). The one misbehaviour that *is* provable from
+validly signed data, equivocation (two different signed updates from one
+sender for one round), cannot be on chain either: a block may carry one update
+per sender and round (TX_DUPLICATE_SENDER), and no evidence tx type exists.
+So the score is built only from what every validator holds: the rule's
+verdicts, the distances to the aggregate and the outlier test. Pure: no I/O.
 """
 from __future__ import annotations
 
@@ -34,6 +54,7 @@ import numpy as np
 ACCEPTED, REJECTED = 1, -8
 QUARTER_POINTS = (2, 1, 0, -3)
 OUTLIER, OUTLIER_FACTOR = -4, 16
+CLOSE_FACTOR = 4  # accept-all rules: +1 only below 4x the median squared distance
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ def round_points(contribs: Sequence[Contribution], model: Mapping[str, np.ndarra
         return {}
     acc = set(accepted)
     judged = bool(acc) and len(rejected) * 2 <= n
+    accept_all = not rejected  # the rule used every update: its "accepted" is no judgement
     dists = sorted((squared_distance(c.weights, model), c.id) for c in contribs)
     rank = {cid: i for i, (_, cid) in enumerate(dists)}
     med = dists[(n - 1) // 2][0]
@@ -83,7 +105,8 @@ def round_points(contribs: Sequence[Contribution], model: Mapping[str, np.ndarra
         d = dists[rank[c.id]][0]
         pts = QUARTER_POINTS[4 * rank[c.id] // n]
         is_acc, is_rej = c.id in acc, judged and c.id in rejected
-        pts += ACCEPTED if is_acc else (REJECTED if is_rej else 0)
+        close = n < 3 or d <= 0 or d < CLOSE_FACTOR * med
+        pts += ACCEPTED if is_acc and (close or not accept_all) else (REJECTED if is_rej else 0)
         outlier = n >= 3 and d >= OUTLIER_FACTOR * med and d > 0
         if outlier:
             pts += OUTLIER

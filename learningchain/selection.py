@@ -15,14 +15,16 @@ genesis hash in place of the parent hash. Policies (genesis ``selection``):
 * ``all``: nobody is excluded (the default; nothing changes for old networks);
 * ``random-k`` (``k``): the k smallest draws;
 * ``top-k`` (``k``, ``explore``=0): the k - explore best scores (ties by draw),
-  then ``explore`` random picks among the rest whose score is >= 0;
+  then ``explore`` random picks among the rest whose score is >= 0 (if too
+  few, the best negative scores);
 * ``energy-aware`` (``k``, ``min_k``, ``explore``=1, ``security_weight``=64,
   ``green_discount``=50, ``max_age``=0, ``tolerance``=4): candidates whose
   score is below ``-tolerance``, or that were outliers in more than a quarter
   of their rounds, are distrusted; those whose budget cannot pay
   one more round are ineligible. Among the trusted eligible ones, the *overdue*
   (not selected for ``max_age`` rounds or more; 0 means ceil(2n/k) for n
-  candidates) come first, longest waiting first (then cheapest), up to
+  candidates) that are *vouched for* (took part and have a score > 0) come
+  first, longest waiting first (then cheapest), up to
   k - explore; the remaining places go to the cheapest by
   ``cost * 1024 // max(1, 1024 + security_weight * score)`` (cost =
   :func:`learningchain.energy.planned_cost_nj`, cut by ``green_discount``
@@ -38,9 +40,13 @@ genesis hash in place of the parent hash. Policies (genesis ``selection``):
   fraction of the data (1.3 to 2 points short of ``all`` on digits with 20
   nodes). A sign-flip or scaling attacker loses 6 or more points in its first
   round (far quarter, outlier, rejected) and stays out; an honest node's
-  single bad draw does not. Bounding every trusted node's wait covers all the
+  single bad draw does not. Bounding every vouched-for node's wait covers the
   data once per window while the cheap nodes fill the rest, in the spirit of
-  Oort's staleness term (Lai et al., OSDI 2021).
+  Oort's staleness term (Lai et al., OSDI 2021). The rotation used to take
+  never-seen nodes too (last selected "round 0" makes them all overdue at once):
+  in round 5 it brought in three never-seen attackers of 8, enough to pull the
+  coordinate-wise median so that two of them were neither outliers nor in the
+  far quarter, and they came back at round 10 (docs/experiments.md).
 
 All arithmetic is on integers. Pure: no I/O.
 """
@@ -158,7 +164,8 @@ def select(policy: str, params: Mapping[str, int], candidates: Sequence[str],
     ranked = sorted(trusted, key=lambda c: (costs[c] * 1024 // max(1, 1024 + w * score[c]), draw[c]))
     last = {c: records.get(c, blank).last_selected for c in trusted}
     max_age = params.get("max_age") or -(-2 * len(candidates) // k)
-    overdue = sorted((c for c in ranked if next_round - last[c] >= max_age), key=lambda c: last[c])
+    overdue = sorted((c for c in ranked if next_round - last[c] >= max_age and _vouched(records.get(c, blank))),
+                     key=lambda c: last[c])
     chosen = overdue[:k - explore]
     first = set(chosen)
     chosen += [c for c in ranked if c not in first][:k - explore - len(chosen)]
@@ -173,13 +180,23 @@ def select(policy: str, params: Mapping[str, int], candidates: Sequence[str],
     return frozenset(chosen)
 
 
+def _vouched(rec: Record) -> bool:
+    """Positive evidence: took part at least once and ended with a score > 0.
+    Only such nodes are brought back by the rotation; a never-seen node enters
+    through the cost ranking or an exploration slot, one at a time, not all
+    the never-seen ones together when they become "overdue"."""
+    return rec.rounds > 0 and rec.score > 0
+
+
 def _explore(by_draw: Sequence[str], taken: Sequence[str], score: Mapping[str, int], n: int) -> list[str]:
     """``n`` random picks (in draw order) among candidates not taken with score >= 0;
-    if too few, the rest by draw."""
+    if too few, the rest best score first (ties by draw), so a node that lost
+    points as an attacker comes after an honest node that drew the far quarter."""
     taken_set = set(taken)
     rest = [c for c in by_draw if c not in taken_set]
     good = [c for c in rest if score[c] >= 0]
-    return (good + [c for c in rest if score[c] < 0])[:n]
+    bad = sorted((c for c in rest if score[c] < 0), key=lambda c: -score[c])  # stable: draw order kept
+    return (good + bad)[:n]
 
 
 def mark_selected(records: Mapping[str, Record], chosen: frozenset[str] | None,

@@ -49,3 +49,31 @@ def test_meter_charges_counter_growth_to_the_open_round():
     assert rep["declared"] and rep["sent"] == 1500 and rep["last_round"] == 2
     assert rep["total_j"] == pytest.approx(76e-6) and m.round_report(3) is None
     assert not EnergyMeter().declared
+
+
+def test_random_profiles_take_the_hash_cost_without_changing_the_other_draws():
+    a, b = random_profiles(5, 7), random_profiles(5, 7, hash_nj=9_000)
+    assert {p.hash_nj for p in a} == {4_000} and {p.hash_nj for p in b} == {9_000}
+    assert [p.train_nj for p in a] == [p.train_nj for p in b]
+
+
+def test_simulator_hash_cost_is_configurable_and_prices_every_hash(tmp_path):
+    """--hash-nj reaches every profile (participants and full nodes) and the pow
+    joules scale with it: the same seed computes the same hashes."""
+    from learningchain import results, sim_cli
+    from learningchain.simulator import SimConfig
+
+    with pytest.raises(ConfigError, match="hash_nj"):
+        SimConfig(hash_nj=-1)
+    runs = {}
+    for nj in (4_000, 12_000):
+        out = tmp_path / str(nj)
+        assert sim_cli.main(["simulate", "--nodes", "3", "--rounds", "1", "--model", "softmax",
+                             "--hash-nj", str(nj), "--no-baselines", "--out", str(out)]) == 0
+        runs[nj] = results.read_results(out)
+    doc = runs[12_000]
+    assert doc["config"]["hash_nj"] == 12_000
+    assert {p.get("hash_nj") for p in doc["config"]["energy_profiles"].values()} == {12_000}
+    assert doc["config"]["hashes"] == runs[4_000]["config"]["hashes"] > 0
+    pow_j = [r["rounds"][0]["energy"]["pow_j"] for r in (runs[4_000], doc)]
+    assert pow_j[0] > 0 and pow_j[1] == pytest.approx(3 * pow_j[0])

@@ -38,3 +38,20 @@ def test_score_decays():
     recs = {"x": Record(score=80)}
     out = update_records(recs, cs, [], model, ["aa" * 32], {})
     assert out["x"].score == 80 - 10 + 3 and recs["x"].score == 80
+
+
+def test_accept_all_rules_credit_only_updates_close_to_the_aggregate():
+    """Median/trimmed mean/FedAvg reject nobody: +1 only below 4x the median squared
+    distance. An attacker pulled close enough to dodge the 16x outlier line (13x,
+    as on seed 1 of bench/selection.py) earns nothing for being "accepted"."""
+    model = w(0.0)
+    cs = [Contribution(f"{i:02x}" * 32, f"s{i}", w(0.1), 10) for i in range(5)]
+    cs.append(Contribution("ee" * 32, "far", w(0.1 * 13 ** 0.5), 10))  # 13x the median d^2
+    everyone = [c.id for c in cs]
+    pts = round_points(cs, model, everyone, {})
+    assert pts["far"] == (-3, True, False, False)  # far quarter, no +1, not an outlier
+    assert pts["s0"][0] == 2 + 1
+    # the same distances under a rule that judged (rejected someone else): acceptance counts
+    cs.append(Contribution("ff" * 32, "bad", w(-4.0), 10))
+    judged = round_points(cs, model, everyone, {"ff" * 32: "far"})
+    assert judged["far"][0] == 0 + 1 and judged["bad"][2] and judged["bad"][3]

@@ -1,5 +1,7 @@
 """Selection on chain: deterministic, enforced (tx-sender-not-selected), auditable
 (commitment's selected_next, round summary), quorum adapted; policy all changes nothing."""
+from dataclasses import replace
+
 import pytest
 
 from learningchain import errors
@@ -145,8 +147,11 @@ def test_energy_aware_rotates_overdue_nodes_and_tolerates_one_bad_draw():
     params = parse_selection({"policy": "energy-aware", "params": {"k": 2, "explore": 0, "max_age": 3}})[1]
     recent = {k: Record(last_selected=4) for k in keys}
     assert select("energy-aware", params, keys, recent, profiles, 5, seed) == {keys[0], keys[1]}
-    waiting = {**recent, keys[5]: Record(last_selected=1)}  # dearest, but not selected for 4 rounds
+    waiting = {**recent, keys[5]: Record(score=2, rounds=1, last_selected=1)}  # dearest, waited 4 rounds
     assert select("energy-aware", params, keys, waiting, profiles, 5, seed) == {keys[5], keys[0]}
+    # overdue without positive evidence (never took part, or took part and earned nothing): no rotation
+    for rec in (Record(last_selected=1), Record(score=0, rounds=1, last_selected=1)):
+        assert select("energy-aware", params, keys, {**recent, keys[5]: rec}, profiles, 5, seed) == {keys[0], keys[1]}
     unlucky = {**recent, keys[0]: Record(score=-2, last_selected=4)}  # one far-quarter round: still trusted
     assert keys[0] in select("energy-aware", params, keys, unlucky, profiles, 5, seed)
     attacker = {**recent, keys[0]: Record(score=-6, last_selected=1)}  # far out and rejected: out, overdue or not
@@ -159,3 +164,69 @@ def test_last_selected_is_stamped_on_chain():
     assert all(chain.tip_state.records[c].last_selected == 1 for c in first)
     close_round(chain)
     assert all(chain.tip_state.records[c].last_selected == 2 for c in chain.tip_state.selected)
+
+
+def _energy_aware(keys, profiles, records, round_=5, **params):
+    full = parse_selection({"policy": "energy-aware", "params": {"explore": 0, **params}})[1]
+    return select("energy-aware", full, keys, records, profiles, round_, selection_seed("00" * 32, round_), epochs=1)
+
+
+def test_min_k_fills_with_distrusted_best_score_first_then_least_spent_over_budget():
+    keys = [k.public_hex for k in KEYS[:6]]
+    budget = 10**6
+    profiles = {k: EnergyProfile(train_nj=1000 * (i + 1), send_nj=1, recv_nj=1, budget_nj=budget)
+                for i, k in enumerate(keys)}
+    records = {keys[0]: Record(score=-5), keys[1]: Record(score=-9), keys[2]: Record(score=-20),
+               keys[3]: Record(score=-30), keys[4]: Record(spent_nj=budget)}
+    # one trusted eligible (keys[5]); min_k 3 takes the two best distrusted, never the broke one
+    assert _energy_aware(keys, profiles, records, k=3, min_k=3) == {keys[5], keys[0], keys[1]}
+    assert _energy_aware(keys, profiles, records, k=3, min_k=1) == {keys[5]}
+    broke = {keys[0]: Record(score=-5), **{keys[i]: Record(spent_nj=budget * (i + 2)) for i in (1, 2, 4)},
+             keys[3]: Record(spent_nj=budget + 1)}  # the least spent of the over-budget ones
+    assert _energy_aware(keys, profiles, broke, k=3, min_k=3) == {keys[5], keys[0], keys[3]}
+
+
+def test_green_rounds_discount_the_cost():
+    keys = [k.public_hex for k in KEYS[:2]]
+    profiles = {keys[0]: EnergyProfile(train_nj=1000, send_nj=0, recv_nj=0),
+                keys[1]: EnergyProfile(train_nj=1500, send_nj=0, recv_nj=0, renewable_period=24,
+                                       renewable_on=(4,))}  # green in round 5 only
+    assert _energy_aware(keys, profiles, {}, 5, k=1) == {keys[1]}  # 1500 * 50 % < 1000
+    assert _energy_aware(keys, profiles, {}, 6, k=1) == {keys[0]}  # not green
+    assert _energy_aware(keys, profiles, {}, 5, k=1, green_discount=0) == {keys[0]}
+
+
+def test_outlier_in_over_a_quarter_of_its_rounds_is_distrusted_whatever_its_score():
+    keys = [k.public_hex for k in KEYS[:3]]
+    profiles = {k: EnergyProfile(train_nj=1000 * (i + 1), send_nj=0, recv_nj=0) for i, k in enumerate(keys)}
+    judged = {keys[0]: Record(score=0, outliers=1, rounds=3)}  # cheapest, score fine, 1 outlier in 3
+    assert keys[0] not in _energy_aware(keys, profiles, judged, k=2)
+    unlucky = {keys[0]: Record(score=0, outliers=1, rounds=4)}  # 1 in 4: not more than a quarter
+    assert keys[0] in _energy_aware(keys, profiles, unlucky, k=2)
+
+
+def test_top_k_exploration_falls_back_to_the_best_negative_scores():
+    keys = [k.public_hex for k in KEYS[:5]]
+    records = {keys[0]: Record(score=9), keys[1]: Record(score=-2), keys[2]: Record(score=-6),
+               keys[3]: Record(score=-7), keys[4]: Record(score=-3)}
+    top = select("top-k", {"k": 3, "explore": 2}, keys, records, {}, 2, selection_seed("00" * 32, 2))
+    assert top == {keys[0], keys[1], keys[4]}  # honest-looking -2 and -3 before attackers at -6, -7
+
+
+def test_selection_and_compression_sweeps_and_energy_plot_on_a_tiny_network(tmp_path):
+    """The experiment drivers end to end, tiny: 4 nodes, 1 round, softmax."""
+    from learningchain.experiments import compression_sweep, selection_sweep, write_sweep
+    from learningchain.simulator import SimConfig
+
+    base = SimConfig(name="tiny", nodes=4, rounds=1, model="softmax")
+    sweep = selection_sweep(base, ("all", "random-k", "energy-aware"), 2)
+    pol = sweep["policies"]
+    assert list(pol) == ["all", "random-k", "energy-aware"] and pol["all"]["saving"] == 0.0
+    assert pol["all"]["selected"] == [4] and pol["random-k"]["selected"] == [2]
+    assert pol["energy-aware"]["energy_j"] < pol["all"]["energy_j"] and 0 < pol["energy-aware"]["saving"] < 1
+    paths = write_sweep(tmp_path / "sel", "selection", sweep)
+    assert paths[0].name == "selection.json" and paths[1].read_bytes()[:4] == b"\x89PNG"
+    comp = compression_sweep(replace(base, nodes=3), ("q8", "skip"), skip_threshold=1e9)
+    rows = comp["schemes"]
+    assert list(rows) == ["none", "q8", "skip"] and rows["none"]["vs_uncompressed_tx"] == 1.0
+    assert rows["q8"]["payload_vs_raw"] < 0.3 and rows["skip"]["skipped"] == [3]
