@@ -29,8 +29,8 @@ def rand_updates(n: int, seed: int = 0, d: int = 5) -> list[Update]:
 def test_permutation_invariance_to_the_bit(seed, rule, data):
     ups = rand_updates(9, seed)
     perm = data.draw(st.permutations(ups))
-    a = aggregate(rule, ups, default_params(rule), reference_sender="s3")
-    b = aggregate(rule, perm, default_params(rule), reference_sender="s3")
+    a = aggregate(rule, ups, default_params(rule, 9), reference_sender="s3")
+    b = aggregate(rule, perm, default_params(rule, 9), reference_sender="s3")
     assert weights_digest(a.weights) == weights_digest(b.weights)
     assert a.accepted == b.accepted and a.rejected == b.rejected
 
@@ -126,6 +126,10 @@ def test_refusals():
         aggregate("krum", [U(i, [0.0]) for i in range(3)], {"f": 1})
     with pytest.raises(AggregationError, match="bulyan with f=1 needs at least 7"):
         aggregate("bulyan", [U(i, [0.0]) for i in range(6)], {"f": 1})
+    with pytest.raises(AggregationError, match=r"multi-krum with f=1, m=5 needs m <= n - f = 4"):
+        aggregate("multi-krum", [U(i, [float(i)]) for i in range(5)], {"f": 1, "m": 5})
+    with pytest.raises(AggregationError, match=r"beta=0.1 needs at least 10 updates .*got 9"):
+        aggregate("trimmed-mean", [U(i, [float(i)]) for i in range(9)], {"beta": "0.1"})
     with pytest.raises(AggregationError, match="l=3 needs at least 3"):
         aggregate("l-nearest", [U(i, [0.0]) for i in range(2)], {"l": 3})
     with pytest.raises(AggregationError, match="no updates"):
@@ -169,3 +173,68 @@ def test_params_accept_strings_and_numbers_and_defaults_are_canonical():
     for rule in RULES:  # min_updates is honoured
         n = min_updates(rule, default_params(rule))
         aggregate(rule, rand_updates(n), default_params(rule))
+
+
+def test_trimmed_mean_never_silently_becomes_a_plain_mean():
+    ups = [U(i, [v]) for i, v in enumerate([1.0, 2.0, 3.0, 100.0])]
+    assert min_updates("trimmed-mean", {"beta": "0.25"}) == 4
+    assert min_updates("trimmed-mean", {"beta": "0.1"}) == 10
+    assert min_updates("trimmed-mean", {"beta": "0.29"}) == 4  # floor(0.29 * 4) = 1
+    assert min_updates("trimmed-mean", {"beta": 0}) == 1
+    np.testing.assert_allclose(aggregate("trimmed-mean", ups, {"beta": "0.25"}).weights["w"], [2.5])
+    np.testing.assert_allclose(aggregate("trimmed-mean", ups, {"beta": "0"}).weights["w"], [26.5])
+    with pytest.raises(AggregationError, match="floor"):
+        aggregate("trimmed-mean", ups, {"beta": "0.2"})
+    # defaults sized to the expected number of updates trim one per side
+    assert default_params("trimmed-mean") == {"beta": "0.1"}
+    assert default_params("trimmed-mean", 4) == {"beta": "0.25"}
+    assert default_params("trimmed-mean", 3) == {"beta": "0.34"}
+    assert default_params("trimmed-mean", 20) == {"beta": "0.1"}
+    for n in range(3, 30):
+        params = default_params("trimmed-mean", n)
+        assert min_updates("trimmed-mean", params) <= n
+        aggregate("trimmed-mean", rand_updates(n), params)
+
+
+def test_gram_distances_stay_within_their_bound_and_exact_rows_are_exact():
+    from learningchain.aggregation.common import Distances
+    rng = np.random.default_rng(5)
+    X = 1e3 + rng.normal(0, 1e-3, size=(12, 300))  # far from 0: cancellation-prone
+    X[3] = X[4]  # an exact duplicate
+    dist = Distances(X)
+    for i in range(12):
+        exact = dist.exact_row(i)
+        assert np.all(np.abs(dist.approx[i] - exact) <= dist.err[i])
+        assert exact[i] == 0.0
+    assert dist.exact_row(3)[4] == 0.0
+
+
+def test_deterministic_order_ignores_last_bits_within_the_bound():
+    """What another CPU or BLAS could do: move every approximate score anywhere
+    within its bound. The order is always the exact one (ties by index), and only
+    near-ties are rescored."""
+    from learningchain.aggregation.common import deterministic_order
+    rng = np.random.default_rng(7)
+    exact = np.array([5.0, 1.0, 3.0, 3.0 + 1e-13, 2.0, 1.0, 9.0])
+    err = np.full(7, 1e-12)
+    want = list(np.lexsort((np.arange(7), exact)))
+    for _ in range(50):
+        approx = exact + rng.uniform(-1, 1, 7) * err
+        asked = []
+        order = deterministic_order(approx, err, lambda idx: (asked.extend(idx), exact[idx])[1])
+        assert list(order) == want
+        assert sorted(asked) == [1, 2, 3, 5]  # the two near-tied pairs only
+
+
+def test_krum_ranks_duplicates_by_id_and_rescores_only_near_ties():
+    from learningchain.aggregation.common import Distances
+    from learningchain.aggregation.krum import krum_order
+    ups = rand_updates(8, seed=11)
+    X = np.stack([np.concatenate([u.weights["W0"].ravel(), u.weights["b0"]]) for u in ups]).astype(np.float64)
+    dist = Distances(X)
+    krum_order(dist, range(8), 5)
+    assert dist.exact_rows_computed == 0  # generic data: the fast path decides
+    X[5] = X[2]  # two identical updates: a tie only exact scores settle
+    dist = Distances(X)
+    order = list(krum_order(dist, range(8), 5))
+    assert order.index(2) + 1 == order.index(5) and dist.exact_rows_computed >= 2

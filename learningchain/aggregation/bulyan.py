@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from learningchain.aggregation.common import RuleOutput, ordered_mean, pairwise_sq_dists
+from learningchain.aggregation.common import Distances, RuleOutput, ordered_mean
+from learningchain.aggregation.krum import krum_order
 from learningchain.aggregation.params import AggregationError
 
 
@@ -26,17 +27,13 @@ def bulyan(X: np.ndarray, f: int) -> RuleOutput:
                                f"got {n} (Bulyan requires n >= 4f + 3)")
     theta = n - 2 * f
     beta = theta - 2 * f
-    d2 = pairwise_sq_dists(X)
+    dist = Distances(X)  # one Gram product; exact rescoring of near-ties only
     remaining = list(range(n))
     selected: list[int] = []
-    step_of: dict[int, int] = {}
-    for step in range(theta):
-        sub = d2[np.ix_(remaining, remaining)] + np.diag(np.full(len(remaining), np.inf))
+    for _ in range(theta):
         k = max(len(remaining) - f - 2, 1)
-        scores = np.sort(sub, axis=1)[:, :k].sum(axis=1)
-        pick = remaining[int(np.argmin(scores))]  # argmin: first minimum = smallest id
+        pick = remaining[int(krum_order(dist, remaining, k)[0])]  # ties: smallest id
         selected.append(pick)
-        step_of[pick] = step
         remaining.remove(pick)
     S = X[sorted(selected)]
     med = np.median(S, axis=0)

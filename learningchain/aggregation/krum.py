@@ -9,24 +9,48 @@ counts are ignored).
 Assumption: at most f of the n updates are Byzantine and ``n > 2f + 2``
 (i.e. ``n >= 2f + 3``), the condition of the paper's Proposition 1.
 Multi-Krum additionally needs ``m <= n - f``; ``m = 0`` means ``m = n - f``.
-Ties in the score are broken by update id (rows are sorted by id).
+Ties in the score are broken by update id (rows are sorted by id). The
+ranking is machine independent (:func:`krum_order`).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from learningchain.aggregation.common import (RuleOutput, ordered_mean, pairwise_sq_dists,
-                                              stable_argsort)
+from learningchain.aggregation.common import (UNIT_ROUNDOFF, Distances, RuleOutput,
+                                              deterministic_order, ordered_mean, sum_smallest)
 from learningchain.aggregation.params import AggregationError
 
 
-def krum_scores(d2: np.ndarray, f: int) -> np.ndarray:
-    """Krum score of each row of the squared-distance matrix ``d2``."""
-    n = d2.shape[0]
-    k = max(n - f - 2, 0)
-    # Drop self-distance: sort each row, skip the leading 0 (the diagonal).
-    off = np.sort(d2 + np.diag(np.full(n, np.inf)), axis=1)[:, :k]
-    return off.sum(axis=1)
+def krum_order(dist: Distances, rows: Sequence[int], k: int) -> np.ndarray:
+    """Positions in ``rows`` sorted by Krum score (sum of squared distances to
+    the ``k`` nearest other rows of ``rows``), ties by position (= id order).
+
+    Scores come from the Gram distances; each is within ``k`` times the largest
+    distance error of its row plus the rounding of its own sum of the exact
+    score, and only rows whose intervals overlap are rescored exactly
+    (:func:`~learningchain.aggregation.common.deterministic_order`): the order
+    is machine independent."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = rows.shape[0]
+    if k <= 0 or n <= 1:
+        return np.arange(n)  # every score is 0 (or a single row): id order
+    k = min(k, n - 1)  # never count the row itself (its diagonal is +inf)
+    inf_diag = np.diag(np.full(n, np.inf))
+    sub = dist.approx[np.ix_(rows, rows)] + inf_diag
+    approx = np.sort(sub, axis=1)[:, :k].sum(axis=1)
+    err_rows = dist.err[np.ix_(rows, rows)].max(axis=1)  # the diagonal's bound is the largest: safe
+    err = k * err_rows + 2.0 * (k + 2) * UNIT_ROUNDOFF * approx
+
+    def exact(positions: np.ndarray) -> np.ndarray:
+        out = np.empty(len(positions))
+        for t, pos in enumerate(positions):
+            row = dist.exact_row(int(rows[pos]))[rows]
+            row[pos] = np.inf  # not its own neighbour
+            out[t] = sum_smallest(row, k)
+        return out
+    return deterministic_order(approx, err, exact)
 
 
 def _check(name: str, n: int, f: int) -> None:
@@ -41,8 +65,7 @@ def multi_krum(X: np.ndarray, f: int, m: int, name: str = "multi-krum") -> RuleO
     m = n - f if m == 0 else m
     if m > n - f:
         raise AggregationError(f"{name} with f={f}, m={m} needs m <= n - f = {n - f}")
-    scores = krum_scores(pairwise_sq_dists(X), f)
-    order = stable_argsort(scores)
+    order = krum_order(Distances(X), range(n), max(n - f - 2, 0))
     chosen = sorted(int(i) for i in order[:m])
     # Reasons are committed on chain, so they carry ranks, never floats whose last
     # digits could differ between machines.

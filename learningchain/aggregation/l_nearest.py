@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from learningchain.aggregation.common import (RuleOutput, ordered_mean, sq_dists_to,
-                                              stable_argsort)
+from learningchain.aggregation.common import (UNIT_ROUNDOFF, RuleOutput, deterministic_order,
+                                              ordered_mean, sq_dists_to, sq_dists_to_exact)
 from learningchain.aggregation.params import AggregationError
 
 
@@ -30,8 +30,11 @@ def l_nearest(X: np.ndarray, l: int, reference_row: int | None) -> RuleOutput:
         ref, ref_name = X[reference_row], "the reference sender's update"
     else:
         ref, ref_name = np.median(X, axis=0), "the coordinate-wise median"
-    dists = np.sqrt(sq_dists_to(X, ref))
-    order = stable_argsort(dists)
+    # The einsum's summation order may differ between CPUs: rank by the fast sums
+    # within their rounding bound, rescoring near-ties exactly (common.py).
+    approx = sq_dists_to(X, ref)
+    err = 2.0 * (X.shape[1] + 4) * UNIT_ROUNDOFF * approx
+    order = deterministic_order(approx, err, lambda rows: sq_dists_to_exact(X, ref, rows))
     chosen = sorted(int(i) for i in order[:l])
     # Ranks, not float distances: reasons are committed on chain (see krum.py).
     rejected = {int(i): f"l-nearest: distance rank {rank + 1} to {ref_name}, not among the "

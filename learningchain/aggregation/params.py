@@ -89,10 +89,28 @@ def parse_params(rule: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def default_params(rule: str) -> dict:
-    """Defaults in canonical-JSON-safe form (ints, and floats as decimal strings)."""
+def default_params(rule: str, n: int | None = None) -> dict:
+    """Defaults in canonical-JSON-safe form (ints, and floats as decimal strings).
+
+    With ``n`` (the updates a round is expected to have, i.e. the quorum),
+    trimmed-mean's ``beta`` is raised, if needed, to the smallest hundredth that
+    trims one update per side at ``n`` (beta 0.1 trims nothing below 10
+    updates; 4 updates get "0.25"). Below 3 updates no beta can trim, and
+    :func:`min_updates` makes genesis say so."""
     check_rule(rule)
-    return {name: default for name, (_, default) in SCHEMA[rule].items()}
+    out = {name: default for name, (_, default) in SCHEMA[rule].items()}
+    if rule == "trimmed-mean" and n is not None and n >= 3 and trim_count(n, float(out["beta"])) < 1:
+        hundredths = 10
+        while trim_count(n, hundredths / 100) < 1 and hundredths < 49:
+            hundredths += 1
+        out["beta"] = f"{hundredths / 100:g}"
+    return out
+
+
+def trim_count(n: int, beta: float) -> int:
+    """Updates trimmed per side by trimmed-mean: ``floor(beta * n)`` (Yin et al.
+    2018, Definition 2), in IEEE float64 like every validator."""
+    return int(math.floor(beta * n))
 
 
 def min_updates(rule: str, params: Mapping[str, Any] | None) -> int:
@@ -106,4 +124,11 @@ def min_updates(rule: str, params: Mapping[str, Any] | None) -> int:
         return 4 * p["f"] + 3
     if rule == "l-nearest":
         return p["l"]
+    if rule == "trimmed-mean" and p["beta"] > 0:
+        # smallest n whose floor(beta n) trims at least one per side; beta < 0.5
+        # keeps n - 2 floor(beta n) >= 1 value per coordinate.
+        n = max(1, int(1 / p["beta"]) - 1)
+        while trim_count(n, p["beta"]) < 1:
+            n += 1
+        return n
     return 1
