@@ -65,6 +65,10 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
         return load_genesis_file(local)
     if dataset:
         from learningchain.data import load_meta
+        if not (Path(dataset).parent / "meta.json").is_file():
+            raise ConfigError(f"no genesis for {dataset}: write one shared by every node with "
+                              f"'python node.py genesis --nodes N --data {dataset} --out "
+                              f"{Path(data_dir) / GENESIS_FILE}' (or pass --genesis FILE)")
         meta = load_meta(Path(dataset).parent)
         return gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits"))
     return gen.default_config()
@@ -72,10 +76,13 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from learningchain import crypto, service
+    from learningchain.peers import parse_peer_list
+    peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
+    if args.dp_clip and not args.dp_sigma:
+        raise ConfigError("--dp-clip needs --dp-sigma (a clip without noise is not private)")
     config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     crypto.load_or_create_key(args.data_dir)
-    peers = [p.strip().rstrip("/") for p in (args.peers or "").split(",") if p.strip()]
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=args.dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack)
@@ -137,10 +144,23 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     from learningchain.genesis import default_config, make_genesis
     params = json.loads(args.params) if args.params else None
     if params is None and args.aggregator != "fedavg":
-        params = aggregation.default_params(args.aggregator)
-    config = default_config(args.nodes, network=args.network, dataset=args.dataset, kind=args.model,
-                            rule=args.aggregator, params=params, quorum=args.quorum,
-                            round_timeout=args.round_timeout, target_block_ms=args.block_ms)
+        params = aggregation.default_params(args.aggregator, args.quorum or args.nodes)
+    spec, described = None, ""
+    if args.data:
+        from learningchain.data import describe_file
+        from learningchain.models import spec_for
+        if args.dataset:
+            raise ConfigError("pass either --dataset NAME (a bundled set) or --data FILE, not both")
+        info = describe_file(args.data, args.task)
+        spec = spec_for(info.task, info.n_features, info.n_outputs, args.model)
+        described = (f"; model {spec.kind} for {info.task}, {info.n_features} features"
+                     + (f", {info.n_outputs} classes" if info.task == "classification" else "")
+                     + f" (from {info.n_samples} samples in {args.data})")
+    elif args.task:
+        raise ConfigError("--task applies to --data FILE only (a bundled --dataset fixes its task)")
+    config = default_config(args.nodes, network=args.network, dataset=args.dataset or "digits",
+                            kind=args.model, rule=args.aggregator, params=params, quorum=args.quorum,
+                            round_timeout=args.round_timeout, target_block_ms=args.block_ms, spec=spec)
     if args.participants or args.selection != "all":
         config = _selecting(config, args)
     out = Path(args.out)
@@ -149,7 +169,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
-          f"quorum {config.quorum}, rule {config.rule}")
+          f"quorum {config.quorum}, rule {config.rule}{described}")
     return 0
 
 
@@ -244,7 +264,12 @@ def _add_admin(sub) -> None:
 
     p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
     p.add_argument("--nodes", type=_positive, required=True, help="nodes of the network (quorum default)")
-    p.add_argument("--dataset", default="digits", help="dataset the model is built for (default digits)")
+    p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
+    p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
+                                                  "X and y, or X.npy with a sibling y.npy (X of any shape)")
+    p.add_argument("--task", choices=("classification", "regression"),
+                   help="with --data: force the task (default: classification when the labels are "
+                        "integers 0..99, else regression)")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
     p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\'')

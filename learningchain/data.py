@@ -15,9 +15,17 @@ Files (written by :func:`write_partitions`, read by :func:`load_partition`)::
     <dir>/meta.json     {"dataset", "split", "alpha", "seed", "n_nodes", "task",
                          "n_classes", "n_features"}
 
-A user may bring a ``.npz`` with arrays ``X`` and ``y``, or a ``.npy`` of
-shape ``(n, features + 1)`` whose last column is the label. Images
-(``X`` with more than two dimensions) are flattened to one row per sample.
+A user may bring their own data (:func:`load_partition`, :func:`describe_file`):
+
+* a ``.npz`` with arrays ``X`` and ``y``;
+* a pair of ``.npy`` files: features in a file whose name contains ``X``
+  (``X.npy``, ``node0_X.npy``) and labels in the sibling whose name has that
+  last ``X`` replaced by ``y`` (``y.npy``, ``node0_y.npy``);
+* a single 2-D ``.npy`` of shape ``(n, features + 1)`` whose last column is the
+  label (used when no ``y`` sibling exists).
+
+Images (``X`` with more than two dimensions, e.g. ``(n, 28, 28)``) are
+flattened to one row per sample, in C order.
 """
 from __future__ import annotations
 
@@ -198,9 +206,23 @@ def _check_arrays(path: Path, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return X.astype(np.float32), y
 
 
+def label_sibling(path: Path) -> Path | None:
+    """The labels file of a features ``.npy`` (``X.npy`` -> ``y.npy``,
+    ``node0_X.npy`` -> ``node0_y.npy``: the last ``X`` of the name becomes
+    ``y``), if that file exists."""
+    stem = path.stem
+    at = stem.rfind("X")
+    if at < 0:
+        return None
+    sibling = path.with_name(f"{stem[:at]}y{stem[at + 1:]}{path.suffix}")
+    return sibling if sibling.is_file() else None
+
+
 def load_partition(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)`` from a ``.npz`` (arrays X and y) or ``.npy`` (last column is
-    the label). Never unpickles; every problem is a ConfigError naming the file."""
+    """``(X, y)`` from a ``.npz`` (arrays X and y), a features ``.npy`` with a
+    labels sibling (:func:`label_sibling`), or a 2-D ``.npy`` whose last column
+    is the label. X of any number of dimensions is flattened to (n, features).
+    Never unpickles; every problem is a ConfigError naming the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such data file")
@@ -213,11 +235,16 @@ def load_partition(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                                       f"{', '.join(sorted(missing))} (has {', '.join(z.files) or 'none'})")
                 X, y = z["X"], z["y"]
         elif p.suffix == ".npy":
+            labels = label_sibling(p)
             arr = np.load(p, allow_pickle=False)
-            if arr.ndim != 2 or arr.shape[1] < 2:
+            if labels is not None:
+                X, y = arr, np.load(labels, allow_pickle=False)
+            elif arr.ndim != 2 or arr.shape[1] < 2:
                 raise ConfigError(f"{p}: a .npy data file must have shape (n, features + 1) "
-                                  f"with the label last, got {arr.shape}")
-            X, y = arr[:, :-1], arr[:, -1]
+                                  f"with the label last, got {arr.shape}; or put the labels in a "
+                                  f"sibling file (X.npy with y.npy, node0_X.npy with node0_y.npy)")
+            else:
+                X, y = arr[:, :-1], arr[:, -1]
         else:
             raise ConfigError(f"{p}: unsupported file type {p.suffix!r}; use .npz (X, y) or .npy")
     except ConfigError:
@@ -229,6 +256,56 @@ def load_partition(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # zipfile.BadZipFile and friends
         raise ConfigError(f"{p}: corrupt data file ({type(exc).__name__}: {exc})") from None
     return _check_arrays(p, np.asarray(X), np.asarray(y))
+
+
+#: integer labels from 0 up to this many classes count as classification when
+#: the task is inferred (:func:`infer_task`); more distinct values, regression.
+MAX_INFERRED_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What genesis needs to know about a data file to build its model."""
+    task: str           # "classification" | "regression"
+    n_features: int
+    n_outputs: int      # classes, or 1 for regression
+    n_samples: int
+
+
+def infer_task(y: np.ndarray) -> str:
+    """``classification`` when every label is an integer in
+    ``0 .. MAX_INFERRED_CLASSES - 1`` (whatever the dtype: 1.0 counts), else
+    ``regression``. A heuristic: integer-valued targets such as counts can be
+    forced to regression (``genesis --task regression``)."""
+    y = np.asarray(y, dtype=np.float64)
+    integral = bool(np.all(y == np.round(y)))
+    if integral and y.min(initial=0) >= 0 and y.max(initial=0) < MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def describe(X: np.ndarray, y: np.ndarray, task: str | None = None,
+             source: str = "data") -> DataInfo:
+    """Task (given or inferred), feature count and outputs of ``(X, y)``.
+    Classification needs integer labels ``0 .. C-1`` and C = max label + 1 >= 2."""
+    task = task or infer_task(y)
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"task must be classification or regression, got {task!r}")
+    n_outputs = 1
+    if task == "classification":
+        yf = np.asarray(y, dtype=np.float64)
+        if not (np.all(yf == np.round(yf)) and yf.min(initial=0) >= 0):
+            raise ConfigError(f"{source}: classification needs integer labels 0..C-1, got values "
+                              f"from {yf.min():g} to {yf.max():g}; pass --task regression for a "
+                              f"continuous target")
+        n_outputs = max(int(yf.max(initial=0)) + 1, 2)
+    return DataInfo(task, int(X.shape[1]), n_outputs, int(X.shape[0]))
+
+
+def describe_file(path: str | os.PathLike, task: str | None = None) -> DataInfo:
+    """:func:`describe` of a data file read by :func:`load_partition`."""
+    X, y = load_partition(path)
+    return describe(X, y, task, str(path))
 
 
 def load_meta(directory: str | os.PathLike) -> dict:

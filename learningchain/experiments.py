@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from learningchain import aggregation
+from learningchain.aggregation.params import trim_count
 from learningchain.errors import ConfigError
 from learningchain.models import decimal_string
 from learningchain.results import (cumulative_energy, plot_byzantine_sweep, plot_dp_sweep, plot_energy,
@@ -33,7 +35,10 @@ def robust_params(rule: str, nodes: int, f: int) -> dict:
     """Parameters that let ``rule`` tolerate ``f`` attackers among ``nodes``
     (the bound is known in advance and fixed in genesis, not tuned per run)."""
     if rule == "trimmed-mean":  # trim at least f per side of each coordinate
-        return {"beta": decimal_string(min(0.49, math.ceil(100 * f / nodes) / 100))}
+        hundredths = min(49, math.ceil(100 * f / nodes))
+        while hundredths < 49 and trim_count(nodes, hundredths / 100) < f:  # float64 floor, as validators
+            hundredths += 1
+        return {"beta": decimal_string(hundredths / 100)}
     if rule == "krum":
         return {"f": f}
     if rule == "multi-krum":
@@ -53,10 +58,19 @@ def parse_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def byzantine_sweep(base: SimConfig, aggregators: Sequence[str], max_byzantine: int,
-                    progress: Callable[[str, int, dict], None] | None = None) -> dict:
+                    progress: Callable[[str, int, dict], None] | None = None,
+                    note: Callable[[str], None] = _stderr) -> dict:
     """``{"metric", "attack", "nodes", "rounds", "aggregators": {rule: {"byzantine",
-    "final", "per_round", "rejected_attackers", "params"}}}``."""
+    "final", "per_round", "rejected_attackers", "params", ["note"]}}}``.
+
+    When a rule cannot be set for ``max_byzantine`` attackers with this many
+    nodes (Bulyan needs n >= 4f + 3), its f is lowered to the largest it can
+    honour; ``note`` is told (stderr by default) and the row keeps the note."""
     if not 0 <= max_byzantine < base.nodes:
         raise ConfigError(f"max-byzantine must be in [0, nodes) = [0, {base.nodes}), got {max_byzantine}")
     sweep: dict = {"attack": base.attack, "nodes": base.nodes, "rounds": base.rounds,
@@ -69,6 +83,11 @@ def byzantine_sweep(base: SimConfig, aggregators: Sequence[str], max_byzantine: 
             raise ConfigError(f"{rule} with {params} needs {need} updates, only {base.nodes} nodes")
         row: dict = {"params": params, "byzantine": [], "final": [], "per_round": {},
                      "recall": []}
+        if rule == "bulyan" and params["f"] < max_byzantine:
+            row["note"] = (f"bulyan: f lowered from {max_byzantine} to {params['f']} because Bulyan "
+                           f"needs n >= 4f + 3 and there are {base.nodes} nodes; runs with more than "
+                           f"{params['f']} attacker(s) exceed what it is set to tolerate")
+            note(f"note: {row['note']}")
         for k in range(max_byzantine + 1):
             cfg = replace(base, aggregator=rule, aggregator_params=params, byzantine=k,
                           name=f"{base.name}-{rule}-{k}")

@@ -255,15 +255,17 @@ def default_config(n_nodes: int = 4, *, network: str = "learningchain-demo", dat
                    kind: str = "mlp", rule: str = "fedavg", params: Mapping[str, Any] | None = None,
                    quorum: int | None = None, round_timeout: int = 20, target_block_ms: int = 500,
                    hashrate: int = 2_500_000, allow_list: list[str] | None = None,
-                   timestamp: int = DEMO_TIMESTAMP) -> NetworkConfig:
+                   timestamp: int = DEMO_TIMESTAMP, spec: ModelSpec | None = None) -> NetworkConfig:
     """The demo network: digits MLP, FedAvg, a round closes when every node has
     submitted (quorum = n_nodes), and a target at which one Python worker at
-    ``hashrate`` H/s finds a block in about ``target_block_ms``."""
-    spec = default_spec(dataset, kind)
+    ``hashrate`` H/s finds a block in about ``target_block_ms``. ``spec``, when
+    given (e.g. from a user's data file, ``models.spec_for``), replaces the
+    default model of ``dataset``/``kind``."""
+    spec = spec or default_spec(dataset, kind)
     expected_hashes = max(1, hashrate * target_block_ms // 1000)
     return NetworkConfig(
         network=network, model=spec.to_dict(),
-        aggregation={"rule": rule, "params": dict(params or aggregation.default_params(rule))},
+        aggregation={"rule": rule, "params": dict(params or aggregation.default_params(rule, quorum or n_nodes))},
         quorum=quorum or n_nodes, round_timeout=round_timeout, target_block_ms=target_block_ms,
         initial_target=target_for_hashes(expected_hashes), pow_limit=(1 << 255) - 1,
         retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=16 << 20,

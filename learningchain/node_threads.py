@@ -77,6 +77,10 @@ def participate_once(node: "Node") -> None:
     node.add_timing("train", time.perf_counter() - t0)
     node.count_work(r, sample_epochs=len(node.participant.X) * node.participant.spec.epochs)
     node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
+    spent = node.privacy_report()
+    if spent is not None:
+        node.log(f"privacy after round {r}: epsilon {spent['epsilon']:.4f}, delta {spent['delta']:g} "
+                 f"({spent['rounds']} updates released)")
     try:
         node.submit_tx(tx, own=True)
     except ValidationError as exc:
@@ -117,8 +121,44 @@ def closing_blocks(node: "Node") -> list[Block]:
 
 # --- miner ----------------------------------------------------------------------------
 
+#: how often the miner logs its hash rate (seconds).
+HASHRATE_LOG_S = 30.0
+
+
+class MinerStats:
+    """Hash rate of the node's built-in miner: hashes over the seconds spent
+    searching (not idle between templates), in total and over the last log
+    window. ``/status`` -> ``miner`` shows :meth:`report`."""
+
+    def __init__(self, workers: int, log_every_s: float = HASHRATE_LOG_S):
+        self.workers = workers
+        self.hashes, self.seconds = 0, 0.0
+        self._win_hashes, self._win_seconds = 0, 0.0
+        self._last_rate = 0.0
+        self._log_every, self._last_log = log_every_s, time.monotonic()
+
+    def add(self, hashes: int, seconds: float) -> float | None:
+        """Count one search; the window's hash rate when a log line is due, else None."""
+        self.hashes += hashes
+        self.seconds += seconds
+        self._win_hashes += hashes
+        self._win_seconds += seconds
+        now = time.monotonic()
+        if now - self._last_log < self._log_every or self._win_seconds <= 0:
+            return None
+        self._last_rate = self._win_hashes / self._win_seconds
+        self._win_hashes, self._win_seconds, self._last_log = 0, 0.0, now
+        return self._last_rate
+
+    def report(self) -> dict:
+        rate = self.hashes / self.seconds if self.seconds > 0 else 0.0
+        return {"workers": self.workers, "hashes": self.hashes, "search_s": round(self.seconds, 3),
+                "hashrate": round(rate, 1), "hashrate_recent": round(self._last_rate or rate, 1)}
+
+
 def miner_loop(node: "Node") -> None:
     from miner.pow import Miner
+    node.miner_stats = MinerStats(node.mine_workers)
     with Miner(workers=node.mine_workers) as miner:
         while not node.stop_event.is_set():
             try:
@@ -142,6 +182,12 @@ def mine_once(node: "Node", miner) -> None:
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)
     node.add_timing("mine", time.perf_counter() - t_search, 0 if result.nonce is None else 1)
     node.count_work(hashes=result.hashes)
+    stats = getattr(node, "miner_stats", None)
+    rate = stats.add(result.hashes, result.seconds) if stats is not None else None
+    if rate is not None:
+        from miner.pow import format_rate
+        node.log(f"miner: {format_rate(rate)} over the last {HASHRATE_LOG_S:.0f} s "
+                 f"({stats.workers} worker{'s' if stats.workers != 1 else ''}, {stats.hashes} hashes in all)")
     if result.nonce is None:
         return
     mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)

@@ -10,14 +10,15 @@ drawn from either means the same thing (``results.json``)::
                    "attackers_rejected", "attackers_accepted",
                    "precision", "recall",              # of rejection as attacker detection
                    "timing": {phase: seconds}, "bytes": tx bytes,
-                   "epsilon": eps,                     # epsilon only with DP
+                   "epsilon": eps, "delta": delta,     # only with DP: (eps, delta)-DP spent so far
                    # optional (simulator): "selected", "attackers_selected", "skipped",
                    # "bytes_per_update", "energy": {"total_j", "train_j", "comm_j",
                    # "pow_j", "per_node": {name: J}}  (learningchain/energy.py)
+                   # optional (live demo): "traffic_bytes" (all the nodes sent), "model_digest"
                    }, ...]
      "final":    {metric: value},                     # G(R)
-     "baselines": {"centralized": {metric: value},
-                   "local_only": {metric: mean over nodes, "per_node": [{...}]},
+     "baselines": {"centralized": {metric: value},   # null when skipped (--no-baselines)
+                   "local_only": {metric: mean over nodes, "per_node": [{...}]},   # or null
                    "centralized_sklearn": {...}},     # optional
      "elapsed_s": seconds}
 
@@ -83,7 +84,7 @@ def detection(rejected_ids: Iterable[str], accepted_ids: Iterable[str],
 
 def round_entry(round: int, height: int, metrics: Mapping[str, float], commitment: Mapping,
                 attacker_ids: Iterable[str] = (), timing: Mapping[str, float] | None = None,
-                nbytes: int = 0, epsilon: float | None = None) -> dict:
+                nbytes: int = 0, epsilon: float | None = None, delta: float | None = None) -> dict:
     """One element of ``rounds`` from a round commitment (as the chain holds it)
     and the ids of the updates known to come from attackers."""
     accepted = list(commitment.get("accepted", []))
@@ -95,6 +96,8 @@ def round_entry(round: int, height: int, metrics: Mapping[str, float], commitmen
              "timing": {k: round_s(v) for k, v in (timing or {}).items()}, "bytes": int(nbytes)}
     if epsilon is not None:
         entry["epsilon"] = float(epsilon)
+    if delta is not None:
+        entry["delta"] = float(delta)
     return entry
 
 
@@ -127,10 +130,13 @@ def check_results(results: Mapping) -> None:
     if set(results["initial"]) != names:
         raise ResultsError("initial metrics must use the same names as final")
     for which in ("centralized", "local_only"):
-        base = results["baselines"].get(which)
-        if base is None or not names <= set(base):
-            raise ResultsError(f"baselines.{which} must hold {sorted(names)}")
-    if "per_node" not in results["baselines"]["local_only"]:
+        if which not in results["baselines"]:
+            raise ResultsError(f"baselines miss {which} (null when the run skipped it)")
+        base = results["baselines"][which]
+        if base is not None and not names <= set(base):
+            raise ResultsError(f"baselines.{which} must hold {sorted(names)} or be null")
+    local = results["baselines"]["local_only"]
+    if local is not None and "per_node" not in local:
         raise ResultsError("baselines.local_only must hold per_node")
     for i, entry in enumerate(results["rounds"]):
         lacking = [k for k in ROUND_KEYS if k not in entry]
@@ -170,7 +176,7 @@ def _baseline_lines(ax, baselines: Mapping, metric: str) -> None:
     styles = {"centralized": ("tab:green", "--"), "local_only": ("tab:red", ":"),
               "centralized_sklearn": ("tab:gray", "-.")}
     for name, (colour, style) in styles.items():
-        value = baselines.get(name, {}).get(metric)
+        value = (baselines.get(name) or {}).get(metric)  # null: skipped (--no-baselines), no line
         if isinstance(value, (int, float)) and math.isfinite(value):
             label = name.replace("_", "-") + (" (mean)" if name == "local_only" else "")
             ax.axhline(value, color=colour, linestyle=style, label=f"{label}: {value:.3f}")

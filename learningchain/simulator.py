@@ -65,6 +65,8 @@ class SimConfig:
     attack: str = "sign-flip"
     dp_sigma: float = 0.0
     dp_clip: float = 0.0
+    dp_delta: float = 1e-5             # the delta of the (epsilon, delta) reported per round
+    dp_noise: str = "seeded"           # "seeded": reproducible experiments, NOT private; "os": OS entropy
     seed: int = 0
     quorum: int | None = None          # default: every node (nodes)
     full_nodes: int | None = None      # default: min(nodes, 3)
@@ -78,6 +80,7 @@ class SimConfig:
     select_k: int | None = None        # k of random-k / top-k / energy-aware
     selection_params: dict = field(default_factory=dict)  # other policy parameters (min_k, explore, ...)
     energy_budget_j: float | None = None  # per-node learning budget in joules (energy-aware)
+    hash_nj: int = energy.DEFAULT_PROFILE.hash_nj  # nanojoules per proof-of-work hash, every node
     compression: str | None = None     # None, "q8" or "topk"
     topk_fraction: float = 0.1
     skip_threshold: float = 0.0        # honest nodes send a skip tx when ||delta|| is below this
@@ -109,6 +112,9 @@ class SimConfig:
                  f"{name} must be a number >= 0, got {v!r}")
         need(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
         need(not (self.dp_sigma > 0 and self.dp_clip <= 0), "dp_sigma > 0 needs a clip norm: set dp_clip > 0")
+        need(not (self.dp_clip > 0 and self.dp_sigma <= 0), "--dp-clip needs --dp-sigma (dp_clip > 0 adds no noise)")
+        need(isinstance(self.dp_delta, float) and 0 < self.dp_delta < 1, f"dp_delta must lie in (0, 1), got {self.dp_delta!r}")
+        need(self.dp_noise in ("seeded", "os"), f"dp_noise must be seeded or os, got {self.dp_noise!r}")
         for name in ("quorum", "full_nodes"):
             v = getattr(self, name)
             need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
@@ -128,6 +134,8 @@ class SimConfig:
         need(isinstance(self.topk_fraction, (int, float)) and 0 < self.topk_fraction <= 1,
              "topk_fraction must be in (0, 1]")
         need(isinstance(self.skip_threshold, (int, float)) and self.skip_threshold >= 0, "skip_threshold must be >= 0")
+        need(isinstance(self.hash_nj, int) and not isinstance(self.hash_nj, bool) and 0 <= self.hash_nj < 2**53,
+             f"hash_nj (nanojoules per hash) must be an integer >= 0, got {self.hash_nj!r}")
         need(self.energy_budget_j is None or (isinstance(self.energy_budget_j, (int, float)) and self.energy_budget_j > 0),
              "energy_budget_j must be > 0 or null")
 
@@ -202,34 +210,37 @@ class Simulation:
         self.attackers = sorted(int(i) for i in order[:cfg.byzantine])
         self.participants = []
         budget = None if cfg.energy_budget_j is None else int(cfg.energy_budget_j * 1e9)
-        self.profiles = energy.random_profiles(cfg.nodes, _seed(cfg.seed, "energy"), budget)
+        self.profiles = energy.random_profiles(cfg.nodes, _seed(cfg.seed, "energy"), budget, hash_nj=cfg.hash_nj)
         for i, (X, y) in enumerate(self.parts):
             honest = i not in self.attackers
             role = Role(attack=None if honest else cfg.attack,
-                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip), compression=cfg.compression,
+                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip), dp_delta=cfg.dp_delta,
+                        compression=cfg.compression,
                         topk_fraction=float(cfg.topk_fraction),
                         skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
             key = PrivateKey.from_secret(_seed(cfg.seed, "participant", i))
-            self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed))
+            self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed,
+                                                 reproducible_noise=cfg.dp_noise == "seeded"))
         self.attacker_keys = {self.participants[i].key.public_hex for i in self.attackers}
         self.miner_keys = [PrivateKey.from_secret(_seed(cfg.seed, "full-node", j)) for j in range(cfg.n_full)]
         keys = [p.key.public_hex for p in self.participants]
         self.names = {k: f"node{i}" for i, k in enumerate(keys)}
         self.energy_profiles = {f"node{i}": prof for i, prof in enumerate(self.profiles)}
-        self.energy_profiles.update({f"full{j}": energy.DEFAULT_PROFILE for j in range(cfg.n_full)})
+        full_profile = replace(energy.DEFAULT_PROFILE, hash_nj=cfg.hash_nj)
+        self.energy_profiles.update({f"full{j}": full_profile for j in range(cfg.n_full)})
         selecting = cfg.selection != "all"
+        rule_params = {**aggregation.default_params(cfg.aggregator, cfg.n_quorum), **cfg.aggregator_params}
         sel_doc = None
         if selecting:
             params = {"k": cfg.select_k, **cfg.selection_params}
             if cfg.selection == "energy-aware":
                 params.setdefault("min_k", max(1, min(cfg.select_k, aggregation.min_updates(
-                    cfg.aggregator, {**aggregation.default_params(cfg.aggregator), **cfg.aggregator_params}))))
+                    cfg.aggregator, rule_params))))
             sel_doc = {"policy": cfg.selection, "params": params}
         self.network = NetworkConfig(
             network=f"sim-{cfg.name}-{cfg.seed}"[:64], model=self.spec.to_dict(),
             aggregation={"rule": cfg.aggregator,
-                         "params": _canonical_params({**aggregation.default_params(cfg.aggregator),
-                                                      **cfg.aggregator_params})},
+                         "params": _canonical_params(rule_params)},
             quorum=cfg.n_quorum, round_timeout=cfg.round_timeout, target_block_ms=cfg.target_block_ms,
             initial_target=target_for_hashes(cfg.difficulty), pow_limit=(1 << 255) - 1,
             retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=64 << 20,
@@ -353,7 +364,8 @@ class Simulation:
         for txid, code in refused.items():  # never reached the chain: recorded as refused at submit
             commitment["rejected"] = {**commitment["rejected"], txid: f"refused at submit: {code}"}
         entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing,
-                            nbytes=sum(tx.size for tx in txs), epsilon=eps)
+                            nbytes=sum(tx.size for tx in txs), epsilon=eps,
+                            delta=cfg.dp_delta if eps is not None else None)
         entry["blocks"] = self.blocks_mined
         news = len(canonical_json(closing.commitment)) + 189  # every participant learns the outcome
         for p in self.participants:

@@ -121,3 +121,23 @@ def test_regenerate_only(tmp_path):
     assert [p.name for p in written] == ["diabetes-4-iid"]
     assert sorted(p.name for p in written[0].iterdir()) == [
         "meta.json", "node0.npz", "node1.npz", "node2.npz", "node3.npz", "test.npz"]
+
+
+def test_user_npy_pairs_are_flattened_and_described(tmp_path):
+    from learningchain.data import describe_file, infer_task, label_sibling
+    np.save(tmp_path / "node0_X.npy", np.ones((6, 2, 3, 2)))
+    np.save(tmp_path / "node0_y.npy", np.array([0, 1, 2, 0, 1, 4]))
+    assert label_sibling(tmp_path / "node0_X.npy") == tmp_path / "node0_y.npy"
+    X, y = load_partition(tmp_path / "node0_X.npy")
+    assert X.shape == (6, 12) and X.dtype == np.float32 and list(y) == [0, 1, 2, 0, 1, 4]
+    info = describe_file(tmp_path / "node0_X.npy")
+    assert (info.task, info.n_features, info.n_outputs, info.n_samples) == ("classification", 12, 5, 6)
+    assert describe_file(tmp_path / "node0_X.npy", "regression").n_outputs == 1
+    assert infer_task(np.array([0.5, 1.0])) == "regression"
+    assert infer_task(np.array([-1, 1])) == "regression"
+    assert infer_task(np.array([0.0, 1.0, 1.0])) == "classification"
+    assert infer_task(np.arange(200)) == "regression"  # too many distinct integers for classes
+    np.save(tmp_path / "X.npy", np.ones((5, 3)))
+    np.save(tmp_path / "y.npy", np.ones(4))
+    with pytest.raises(ConfigError, match="one value per row"):
+        load_partition(tmp_path / "X.npy")

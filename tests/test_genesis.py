@@ -75,3 +75,78 @@ def test_allow_list_round_trips():
     keys = [crypto.PrivateKey.from_secret(i).public_hex for i in (3, 4)]
     cfg = tiny_config(allow_list=keys)
     assert NetworkConfig.from_dict(cfg.to_dict()).allow_list == tuple(keys)
+
+
+# --- bring your own data: genesis --data FILE ------------------------------------
+
+def _genesis_from(tmp_path, *extra: str):
+    from learningchain import cli
+    out = tmp_path / "genesis.json"
+    code = cli.main(["genesis", "--nodes", "2", "--out", str(out), "--force", *extra])
+    return code, (cli.load_genesis_file(out) if code == 0 else None)
+
+
+def test_genesis_from_image_arrays_trains_and_evaluates(tmp_path, capsys):
+    """X.npy of 8x8 'images' with a sibling y.npy: genesis reads 64 features and
+    3 classes, and the model it describes trains on the file as loaded."""
+    import numpy as np
+
+    from learningchain.data import load_partition
+    from learningchain.models import build_model
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    X = rng.normal(size=(90, 8, 8)).astype(np.float32)
+    X[np.arange(90), y, :] += 3.0  # class c lights up image row c: learnable
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code, config = _genesis_from(tmp_path, "--data", str(tmp_path / "X.npy"), "--model", "softmax")
+    assert code == 0, capsys.readouterr().err
+    spec = config.model_spec
+    assert (spec.kind, spec.task, spec.n_features, spec.n_outputs) == ("softmax", "classification", 64, 3)
+    model = build_model(spec)
+    Xl, yl = load_partition(tmp_path / "X.npy")
+    w = model.train(model.initial_weights(), Xl, yl, seed=0)
+    assert model.evaluate(w, Xl, yl)["accuracy"] > 0.9
+    assert "3 classes" in capsys.readouterr().out
+
+
+def test_genesis_from_npz_infers_regression_and_task_can_be_forced(tmp_path, capsys):
+    import numpy as np
+
+    from learningchain.models import build_model
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 5))
+    np.savez(tmp_path / "reg.npz", X=X, y=X @ np.arange(5.0) + 0.5)
+    code, config = _genesis_from(tmp_path, "--data", str(tmp_path / "reg.npz"), "--model", "linear")
+    assert code == 0
+    assert (config.model_spec.task, config.model_spec.n_features) == ("regression", 5)
+    model = build_model(config.model_spec)
+    w = model.train(model.initial_weights(), X, X @ np.arange(5.0) + 0.5, seed=0)
+    assert set(model.evaluate(w, X, X @ np.arange(5.0))) == {"rmse", "mae", "r2"}
+    # integer counts look like classes; --task regression says otherwise
+    np.savez(tmp_path / "counts.npz", X=X, y=rng.integers(0, 7, 40))
+    code, config = _genesis_from(tmp_path, "--data", str(tmp_path / "counts.npz"))
+    assert code == 0 and config.model_spec.task == "classification" and config.model_spec.n_outputs == 7
+    code, config = _genesis_from(tmp_path, "--data", str(tmp_path / "counts.npz"), "--task", "regression")
+    assert code == 0 and config.model_spec.task == "regression" and config.model_spec.kind == "mlp"
+
+
+@pytest.mark.parametrize("extra,match", [
+    (("--model", "softmax"), "cannot do 'regression'"),
+    (("--task", "classification"), "integer labels 0..C-1"),
+    (("--dataset", "digits"), "either --dataset"),
+])
+def test_genesis_from_data_refusals_are_one_line(tmp_path, capsys, extra, match):
+    import numpy as np
+    np.savez(tmp_path / "reg.npz", X=np.zeros((6, 2)), y=np.linspace(-1.5, 2.5, 6))
+    code, _ = _genesis_from(tmp_path, "--data", str(tmp_path / "reg.npz"), *extra)
+    err = capsys.readouterr().err
+    assert code == 1 and match in err and err.count("\n") == 1
+
+
+def test_trimmed_mean_genesis_needs_a_quorum_it_can_trim():
+    with pytest.raises(ConfigError, match="quorum 4 is below the 10 updates rule 'trimmed-mean'"):
+        tiny_config(aggregation={"rule": "trimmed-mean", "params": {"beta": "0.1"}}, quorum=4)
+    cfg = default_config(4, rule="trimmed-mean")  # defaults sized to the quorum
+    assert cfg.params == {"beta": "0.25"}
+    assert default_config(10, rule="trimmed-mean").params == {"beta": "0.1"}

@@ -94,6 +94,51 @@ def test_aggregation_error_rejects_every_update():
     add(chain, closing)
 
 
+def test_trimmed_mean_timeout_with_too_few_updates_carries_the_model_over():
+    """beta=0.25 trims one per side from 4 updates; a round that times out with
+    2 has nothing to trim: the rule refuses, every update is rejected with the
+    reason, G(r) = G(r-1), and the chain goes on."""
+    g = tiny_genesis(aggregation={"rule": "trimmed-mean", "params": {"beta": "0.25"}}, quorum=4,
+                     round_timeout=2)
+    chain = Chain(g)
+    _, d0 = chain.model()
+    txs = [update_tx(chain, k) for k in KEYS[:2]]
+    add(chain, next_block(chain, txs))
+    closing = next_block(chain)
+    c = closing.commitment
+    assert c["accepted"] == [] and set(c["rejected"]) == {t.id for t in txs}
+    assert all("trimmed-mean with beta=0.25 needs at least 4 updates" in r for r in c["rejected"].values())
+    assert c["model_digest"] == d0
+    add(chain, closing)
+    assert chain.tip_state.round == 2 and chain.model()[1] == d0
+
+
+def _l_nearest_round(miner):
+    """One l-nearest (l=2) round of four updates shifted by 0, 0.1, 0.2 and 1.0,
+    closed by a block that ``miner`` mines."""
+    chain = Chain(tiny_genesis(aggregation={"rule": "l-nearest", "params": {"l": 2}}, quorum=4))
+    txs = [update_tx(chain, k, shift=s) for k, s in zip(KEYS[:4], (0.0, 0.1, 0.2, 1.0))]
+    closing = next_block(chain, txs, miner=miner)
+    add(chain, closing)  # every validator recomputes the commitment with the header's miner
+    by_key = {t.sender: t.id for t in txs}
+    return chain, closing.commitment, by_key, txs
+
+
+def test_l_nearest_reference_is_the_closing_miners_update_when_it_sent_one():
+    chain, c, by_key, txs = _l_nearest_round(KEYS[3])  # the miner also sent the 1.0 update
+    assert c["accepted"] == sorted([by_key[KEYS[3].public_hex], by_key[KEYS[2].public_hex]])
+    assert all("the reference sender's update" in r for r in c["rejected"].values())
+    expected = aggregate("l-nearest", [Update(t.id, t.sender, t.decoded_weights, t.num_samples) for t in txs],
+                         {"l": 2}, reference_sender=KEYS[3].public_hex)
+    assert c["model_digest"] == weights_digest(expected.weights) == chain.tip_state.model_digest
+
+
+def test_l_nearest_reference_is_the_median_when_the_miner_sent_nothing():
+    chain, c, by_key, _ = _l_nearest_round(MINER)  # median shift 0.15: nearest are 0.1 and 0.2
+    assert c["accepted"] == sorted([by_key[KEYS[1].public_hex], by_key[KEYS[2].public_hex]])
+    assert all("the coordinate-wise median" in r for r in c["rejected"].values())
+
+
 def test_contextual_tx_refusals():
     chain = Chain(tiny_genesis(allow_list=[k.public_hex for k in KEYS[:4]]))
     assert errors.TX_ROUND_NOT_OPEN in bad_tx_code(chain, update_tx(chain, KEYS[0], round=2))

@@ -86,14 +86,104 @@ def test_config_file_and_overrides(tmp_path):
 
 
 def test_simulate_cli_writes_results(tmp_path, capsys):
+    """Through node.py's entry: flags override the config file; --no-baselines
+    writes null baselines (never a copy of final) and prints no baseline rows."""
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"nodes": 6, "rounds": 5, "model": "mlp", "aggregator": "median",
+                                "seed": 2}))
     out = tmp_path / "run"
-    code = sim_cli.main(["simulate", "--nodes", "4", "--rounds", "2", "--model", "softmax",
-                         "--full-nodes", "2", "--no-baselines", "--out", str(out)])
+    code = cli.main(["simulate", "--config", str(conf), "--nodes", "4", "--rounds", "2", "--model",
+                     "softmax", "--aggregator", "trimmed-mean", "--full-nodes", "2", "--no-baselines",
+                     "--out", str(out)])
     assert code == 0
     doc = results.read_results(out)
-    assert len(doc["rounds"]) == 2 and doc["config"]["full_nodes"] == 2
+    cfg = doc["config"]
+    assert (cfg["nodes"], cfg["rounds"], cfg["model"], cfg["aggregator"], cfg["seed"]) == (
+        4, 2, "softmax", "trimmed-mean", 2)
+    assert len(doc["rounds"]) == 2 and cfg["full_nodes"] == 2
+    assert all(len(e["accepted"]) == 4 for e in doc["rounds"])  # beta sized to trim 1 of 4 per side
+    assert doc["baselines"]["centralized"] is None and doc["baselines"]["local_only"] is None
     assert (out / "metric.png").read_bytes()[:4] == b"\x89PNG"
-    assert "round" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "round" in printed and " vs " not in printed
+
+
+def test_null_baselines_draw_no_line_and_pass_the_checker():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    results._baseline_lines(ax, {"centralized": None, "local_only": None}, "accuracy")
+    assert len(ax.lines) == 0
+    results._baseline_lines(ax, {"centralized": {"accuracy": 0.9}, "local_only": None}, "accuracy")
+    assert len(ax.lines) == 1
+    plt.close(fig)
+    m = {k: 0.5 for k in results.CLASSIFICATION_METRICS}
+    doc = {"config": {}, "rounds": [], "final": m, "initial": m, "elapsed_s": 0.0,
+           "baselines": {"centralized": None, "local_only": None}}
+    results.check_results(doc)
+    del doc["baselines"]["local_only"]
+    with pytest.raises(results.ResultsError, match="local_only"):
+        results.check_results(doc)
+
+
+@pytest.mark.parametrize("rule,nodes,params,accepted", [("bulyan", 7, {"f": 1}, 5),
+                                                        ("l-nearest", 5, {"l": 3}, 3)])
+def test_bulyan_and_l_nearest_end_to_end(rule, nodes, params, accepted):
+    cfg = SimConfig(name="t", nodes=nodes, rounds=2, model="softmax", aggregator=rule,
+                    aggregator_params=params, byzantine=1, attack="sign-flip", seed=1)
+    sim = Simulation(cfg)
+    res = sim.run(with_baselines=False)  # run() checks every full node holds the same tip
+    for entry in res["rounds"]:
+        assert len(entry["accepted"]) == accepted and len(entry["rejected"]) == nodes - accepted
+        assert entry["attackers_rejected"] == 1
+        assert all(reason.startswith(rule) for reason in entry["rejected"].values())
+    assert res["final"]["accuracy"] > res["initial"]["accuracy"] + 0.3
+
+
+def test_data_command_writes_partitions(tmp_path, capsys):
+    from learningchain.data import load_meta, load_partition
+    assert cli.main(["data", "--dataset", "diabetes", "--nodes", "3", "--split", "quantity",
+                     "--alpha", "2", "--out", str(tmp_path)]) == 0
+    d = tmp_path / "diabetes-3-quantity-2"
+    assert sorted(p.name for p in d.iterdir()) == ["meta.json", "node0.npz", "node1.npz", "node2.npz",
+                                                   "test.npz"]
+    meta = load_meta(d)
+    assert (meta["n_nodes"], meta["split"], meta["task"], meta["n_features"]) == (3, "quantity", "regression", 10)
+    X, y = load_partition(d / "node1.npz")
+    assert X.shape[1] == 10 and len(y) == len(X) >= 5
+    assert cli.main(["data", "--out", str(tmp_path / "shipped")]) == 0  # the default partitions
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == [
+        "diabetes-4-iid", "digits-10-dirichlet-0.5", "digits-4-iid"]
+    assert capsys.readouterr().out.count("wrote") == 4
+    assert cli.main(["data", "--dataset", "digits", "--nodes", "1000", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_experiment_byzantine_and_dp_write_json_and_figures(tmp_path, capsys):
+    out = tmp_path / "byz"
+    assert cli.main(["experiment", "byzantine", "--nodes", "5", "--rounds", "1", "--model", "softmax",
+                     "--aggregators", "fedavg,trimmed-mean,bulyan", "--max-byzantine", "1",
+                     "--out", str(out)]) == 0
+    doc = json.loads((out / "byzantine.json").read_text())
+    assert set(doc) >= {"metric", "attack", "nodes", "rounds", "aggregators"}
+    assert list(doc["aggregators"]) == ["fedavg", "trimmed-mean", "bulyan"]
+    for row in doc["aggregators"].values():
+        assert row["byzantine"] == [0, 1] and len(row["final"]) == 2
+        assert set(row["per_round"]) == {"0", "1"} and all(len(v) == 1 for v in row["per_round"].values())
+    assert doc["aggregators"]["trimmed-mean"]["params"] == {"beta": "0.2"}
+    assert doc["aggregators"]["bulyan"]["params"] == {"f": 0}  # 5 nodes: 4f + 3 <= 5 only for f = 0
+    assert "f lowered from 1 to 0" in doc["aggregators"]["bulyan"]["note"]
+    captured = capsys.readouterr()
+    assert "note: bulyan: f lowered from 1 to 0" in captured.err
+    for png in ("byzantine.png", "byzantine_rounds.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    out = tmp_path / "dp"
+    assert cli.main(["experiment", "dp", "--nodes", "4", "--rounds", "2", "--model", "softmax",
+                     "--sigmas", "0,1", "--clip", "1", "--out", str(out)]) == 0
+    doc = json.loads((out / "dp.json").read_text())
+    assert set(doc) >= {"metric", "clip", "delta", "points", "no_dp"} and doc["no_dp"] is not None
+    [point] = doc["points"]
+    assert point["sigma"] == 1.0 and point["epsilon"] > 0 and 0 <= point["final"] <= 1
+    assert (out / "dp.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("argv", [["simulate", "--nodes", "many"], ["simulate", "--split", "zipf"],
