@@ -1,6 +1,7 @@
 """Byzantine learners in the live network: ``node.py demo --nodes N --byzantine K
 --attack A --aggregator R`` for each attack and rule, against the clean run of
-the same rule. Prints, per run: final accuracy, its gap to the clean run, and
+the same rule. The demo makes the last K nodes attack (node 0, the miner, stays
+honest); results.json ``config.attackers`` names them. Prints, per run: final accuracy, its gap to the clean run, and
 the mean precision / recall of rejection (rejected updates that are the
 attackers', attackers' updates that were rejected; learningchain/results.py
 ``detection``) with the number of rounds where every rejected update was an

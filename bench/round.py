@@ -1,6 +1,6 @@
 """Round cost of the default demo network, bytes on the wire, and sync rate.
 
-    .venv/bin/python bench/round.py [--rounds 10] [--nodes 4] [--sync-blocks 1000]
+    .venv/bin/python bench/round.py [--rounds 10] [--nodes 4] [--sync-blocks 1000] [--compression q8|topk]
 
 1. Runs the default demo network (real processes, real HTTP) and reports the
    time per round and what it is made of. Sources, named in the table:
@@ -11,7 +11,9 @@
    and aggregation, signatures checked).
 2. Bytes sent per node per round (``/status`` traffic counters) against the
    raw float32 size of the weights, split by message type
-   (``/status`` -> ``traffic`` -> ``by_type``).
+   (``/status`` -> ``traffic`` -> ``by_type``). With ``--compression`` every
+   node sends its updates 8-bit quantised (q8) or top-k sparsified
+   (``node.py run --compression``, learningchain/compression.py).
 3. Sync: a 1,000-block chain (one round of quorum-many signed updates every
    4 blocks, easy target) is built with a Ledger and the miner's search, stored
    in a node's data dir and served; a fresh node peered to it is timed until
@@ -54,13 +56,14 @@ def fmt_s(x, unit="s"):
 
 # --- 1 and 2: the demo network --------------------------------------------------------
 
-def run_network(n: int, rounds: int, out: Path) -> dict:
+def run_network(n: int, rounds: int, out: Path, compression: str | None = None) -> dict:
     part_dir = demo.partitions_for("digits", n, out)
     config = demo.make_config(n, "digits", "fedavg", 0)
     genesis = demo.write_genesis(config, out / "genesis.json")
     net = processes.Network(out)
     try:
-        demo.start_network(net, n, part_dir, genesis)
+        demo.start_network(net, n, part_dir, genesis,
+                           extra=("--compression", compression) if compression else ())
         t0 = time.monotonic()
         # counters between the closes of round 1 and round R+1: both snapshots fall
         # at the same point of a round, so R rounds of traffic lie between them
@@ -86,7 +89,7 @@ def run_network(n: int, rounds: int, out: Path) -> dict:
             "wall": wall, "sent": [b["traffic"]["sent"] - a["traffic"]["sent"] for a, b in zip(before, after)],
             "by_type": [diff_types(a, b) for a, b in zip(before, after)],
             "timings": [diff_timings(a, b) for a, b in zip(before, after)],
-            "rounds": rounds, "store": out / "nodes" / "node0"}
+            "rounds": rounds, "store": out / "nodes" / "node0", "compression": compression}
 
 
 def diff_types(a: dict, b: dict) -> dict:
@@ -169,6 +172,7 @@ def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
     chain = Chain(blocks[0])
     closing, with_txs, empty, agg = [], [], [], []
     for b in blocks[1:]:
+        base = chain.tip_state.model  # G(r-1): what compressed updates are deltas from
         t = time.perf_counter()
         chain.add_block(b, REPLAY_NOW_MS, verify_signatures=True)
         dt = time.perf_counter() - t
@@ -176,7 +180,8 @@ def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
         if b.commitment:
             ids = set(b.commitment.get("updates", []))
             txs = [chain.find_tx(i)[0] for i in ids if chain.find_tx(i)]
-            ups = [aggregation.Update(x.id, x.sender, x.decoded_weights, x.num_samples) for x in txs]
+            ups = [aggregation.Update(x.id, x.sender, x.full_weights(base), x.num_samples)
+                   for x in txs if not x.is_skip]
             t = time.perf_counter()
             aggregation.aggregate(config.rule, ups, config.params)
             agg.append(time.perf_counter() - t)
@@ -212,7 +217,8 @@ def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
     n = len(per)
     if sizes:
         tx = statistics.median(sizes)
-        rows.append(("one update tx on the wire", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw (base64 in JSON)"))
+        rows.append(("one update tx on the wire", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw (base64 in JSON"
+                     + (f", {run['compression']})" if run.get("compression") else ")")))
         floor = (n - 1) * tx
         rows.append(("floor: every update reaches N-1 nodes", f"{floor:,.0f} B",
                      f"{floor / raw:.2f}x raw per node per round; measured mean is "
@@ -235,6 +241,8 @@ def build_chain(data_dir: Path, n_blocks: int):
     config = replace(default_config(4), initial_target=easy, pow_limit=easy, retarget_window=10**6,
                      timestamp=1_700_000_000_000)
     data_dir.mkdir(parents=True, exist_ok=True)
+    from learningchain.crypto import load_or_create_key
+    load_or_create_key(data_dir)  # the node serving this store needs its key before the store exists
     (data_dir / "genesis.json").write_text(json.dumps(config.to_dict()))
     genesis = make_genesis(config)
     keys = [PrivateKey.from_secret(500 + i) for i in range(4)]
@@ -296,11 +304,13 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--sync-blocks", type=int, default=1000)
+    ap.add_argument("--compression", choices=("q8", "topk"), help="updates sent compressed by every node")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
         tmp = Path(tmp)
-        print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg)")
-        run = run_network(args.nodes, args.rounds, tmp / "demo")
+        print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg"
+              f"{', ' + args.compression + ' updates' if args.compression else ''})")
+        run = run_network(args.nodes, args.rounds, tmp / "demo", args.compression)
         print()
         print(table(f"time per round (median over rounds 2..{args.rounds + 1})", breakdown(run)))
         print()

@@ -13,9 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -129,8 +132,11 @@ class Network:
     def check_alive(self) -> None:
         for node in self.nodes:
             if node.popen is not None and node.popen.poll() is not None:
-                raise NodeDied(f"{node.name} ({node.url}) exited with status {node.popen.returncode}; "
-                               f"its log is {node.log_path}", log_tail(node.log_path))
+                code = node.popen.returncode
+                how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS
+                       else f"exited with status {code}")
+                raise NodeDied(f"{node.name} ({node.url}) {how}; its log is {node.log_path}",
+                               log_tail(node.log_path))
 
     def stop(self, node: NodeProc, timeout: float = STOP_SECONDS, sig=signal.SIGTERM) -> None:
         p, node.popen = node.popen, None  # stopped on purpose: not a death
@@ -150,23 +156,60 @@ class Network:
             p.kill()
             p.wait(5)
 
-    def stop_all(self, timeout: float = STOP_SECONDS) -> None:
-        live = [n for n in self.nodes if n.popen is not None and n.popen.poll() is None]
-        for n in live:
-            n.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for n in live:
-            try:
-                n.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                n.popen.kill()
-                n.popen.wait(5)
+    def stop_all(self, timeout: float = STOP_SECONDS) -> list[int]:
+        """SIGTERM every live node, SIGKILL what is left after ``timeout``.
+
+        Not interruptible: a second Ctrl-C (or a TERM/HUP) while it runs would
+        otherwise abandon the nodes, which live in their own sessions and get no
+        signal from the terminal. Returns the signals that arrived meanwhile."""
+        with deferred_signals() as received:
+            live = [n for n in self.nodes if n.popen is not None and n.popen.poll() is None]
+            for n in live:
+                n.popen.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for n in live:
+                try:
+                    n.popen.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    n.popen.kill()
+                    n.popen.wait(5)
+        return received
 
     def __enter__(self) -> "Network":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop_all()
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """While the block runs, SIGINT/SIGTERM/SIGHUP are recorded (in the yielded
+    list) instead of interrupting it. A no-op outside the main thread, where
+    Python cannot set handlers (the signals go to the main thread anyway)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum, _frame):
+        received.append(signum)
+        try:
+            print(f"({signal.Signals(signum).name}: still stopping the nodes, a few seconds at most)",
+                  file=sys.stderr, flush=True)
+        except (OSError, RuntimeError):  # the terminal is gone (SIGHUP), or a print was under way
+            pass
+
+    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 # --- HTTP helpers -----------------------------------------------------------------
@@ -221,6 +264,7 @@ def wait_ready(net: Network, nodes: list[NodeProc], timeout: float = 30.0) -> No
 def check_ports_free(ports) -> None:
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:

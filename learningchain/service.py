@@ -23,6 +23,7 @@ from typing import Any
 
 from learningchain import errors
 from learningchain.block import Block
+from learningchain.compact import check_header_work
 from learningchain.crypto import load_or_create_key
 from learningchain.data import load_partition
 from learningchain.energy import EnergyMeter
@@ -90,6 +91,8 @@ class Node:
         self._timings_lock = threading.Lock()
         self.templates: OrderedDict[str, tuple[Block, float]] = OrderedDict()
         self.early = EarlyTxs()
+        self.early_held = 0  # updates for the next round held since start (EarlyTxs)
+        self.orphans = 0  # blocks with an unknown parent received since start
         self.tip_changed = threading.Condition()
         self.mempool_version = 0
         self.stop_event = threading.Event()
@@ -199,9 +202,22 @@ class Node:
         r, m = self.latest_metrics()
         doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
                    network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
-                   refused=dict(self.refused), metrics=m, metrics_round=r,
-                   traffic=self.peers.traffic(), timings=self.timings(), energy=self.energy_report())
+                   miner=stats.report() if (stats := getattr(self, "miner_stats", None)) else None,
+                   refused=dict(self.refused), orphans=self.orphans,
+                   early={"held": len(self.early), "held_total": self.early_held}, metrics=m, metrics_round=r,
+                   traffic=self.peers.traffic(), timings=self.timings(), energy=self.energy_report(),
+                   privacy=self.privacy_report())
         return doc
+
+    def privacy_report(self) -> dict | None:
+        """``/status`` -> ``privacy``: the (epsilon, delta)-DP our published updates
+        have spent (privacy.py's accountant); None without differential privacy."""
+        acc = self.participant.accountant if self.participant is not None else None
+        if acc is None:
+            return None
+        role = self.participant.role
+        return {"sigma": role.dp_sigma, "clip": role.dp_clip, "delta": role.dp_delta,
+                "rounds": acc.rounds, "epsilon": acc.epsilon()}
 
     def find_tx(self, txid: str) -> dict | None:
         with self.lock:
@@ -244,14 +260,20 @@ class Node:
                 if status == "accepted":
                     self.mempool_version += 1
         except ValidationError as exc:
-            if exc.code == errors.TX_ROUND_NOT_OPEN and peer is not None:  # gossip only
-                with self.lock:
-                    held = self.early.hold(tx, self.chain.tip_state.round, peer)
+            refusal = exc
+            if exc.code == errors.TX_ROUND_NOT_OPEN and self.peers.is_peer(peer):  # gossip from a peer only
+                try:
+                    with self.lock:
+                        held = self.early.hold(tx, self.chain.tip_state.round, peer, self.config,
+                                               self.chain.expected_shapes)
+                except ValidationError as why:  # off the allow-list, malformed, forged
+                    refusal, held = why, False
                 if held:
+                    self.early_held += 1
                     self.peers.mark_seen(peer, tx.id)
                     return "early"
-            self._refuse(exc, f"tx {tx.id[:12]} round {tx.round}", origin)
-            raise
+            self._refuse(refusal, f"tx {tx.id[:12]} round {tx.round}", origin)
+            raise refusal from None
         self.peers.mark_seen(peer, tx.id)
         if status == "accepted":
             self.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
@@ -270,6 +292,12 @@ class Node:
                 self.mempool_version += 1
         except ValidationError as exc:
             if exc.code == errors.BLOCK_BAD_PREV:
+                try:  # its own proof of work first: a sync from the sender costs us requests
+                    check_header_work(block.header, self.config.pow_limit)
+                except ValidationError as bad:
+                    self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
+                    raise bad from None
+                self.orphans += 1
                 self.log(f"block {block.height} {block.hash[:12]} is an orphan; syncing from {peer}")
                 self.peers.sync_in_background(peer)
                 return "orphan"
@@ -327,8 +355,8 @@ class Node:
         try:
             return self.submit_block(Block.parse(doc), peer=peer, relay=relay)
         except ValidationError as exc:
-            if exc.code == errors.BLOCK_MALFORMED or exc.code == errors.BLOCK_BAD_TX:
-                self.refused[exc.code] += 1
+            if not getattr(exc, "counted", False):  # submit_block's _refuse counted the others
+                self._refuse(exc, "block document", peer or "sync")
             return exc.code
 
     # --- mining templates (served to external miners and used by our own) ----------
@@ -391,14 +419,12 @@ class Node:
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
              **kw) -> None:
     """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
-    from waitress.server import create_server
-
-    from learningchain.api import create_app
+    from learningchain.api import create_app, create_http_server
     node = Node(data_dir, genesis_config, host=host, port=port, **kw)
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
                  f"the API has no authentication")
-    server = create_server(create_app(node), host=host, port=port, threads=8)
+    server = create_http_server(create_app(node), host=host, port=port, threads=8)
     node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
              f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
 
@@ -408,8 +434,8 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
         node.log(f"signal {signum}: shutting down")
         stop.set()
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: its terminal closed
+        signal.signal(sig, shutdown)
     node.start()
     try:
         serve_until(server, stop)

@@ -123,6 +123,27 @@ def test_bad_flags_exit_2_with_one_line(argv):
     assert "error:" in line and "--help" in line
 
 
+@pytest.mark.parametrize("argv, status, says", [
+    (["--nodes", "0"], 2, "argument --nodes: '0' must be a positive integer"),
+    (["--rounds", "0"], 2, "argument --rounds: '0' must be a positive integer"),
+    (["--byzantine", "-1"], 2, "argument --byzantine: '-1' must be 0 or a positive integer"),
+    (["--base-port", "70000"], 2, "argument --base-port: '70000' is not a TCP port"),
+    (["--nodes", "3", "--byzantine", "3", "--attack", "sign-flip"], 1, "--byzantine must be in [0, 2]"),
+    (["--byzantine", "1"], 1, "--byzantine needs --attack NAME"),
+    (["--selection", "top-k"], 1, "--selection top-k needs --select-k in [1, 4]"),
+])
+def test_demo_flags_are_checked_before_anything_starts(tmp_path, capsys, argv, status, says):
+    from learningchain.cli import main
+    out = tmp_path / "demo"
+    try:
+        code = main(["demo", "--out", str(out), *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == status and says in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()  # no node started, nothing written
+
+
 def test_genesis_writes_a_config_run_accepts(tmp_path, capsys):
     out = tmp_path / "genesis.json"
     assert cli.main(["genesis", "--nodes", "3", "--dataset", "digits", "--out", str(out),
@@ -145,3 +166,38 @@ def test_run_with_a_missing_dataset_file_is_one_line(tmp_path):
     proc = node_py("run", "--data-dir", str(tmp_path / "n"), "--port", "5999",
                    "--dataset", str(tmp_path / "missing.npz"))
     assert "missing.npz not found" in assert_one_line_error(proc, 1)
+
+
+# --- key files of `run` ------------------------------------------------------------------
+
+def test_run_with_a_missing_key_on_an_existing_store_is_one_line(tmp_path):
+    """A data dir that holds a chain but lost its key must not get a new identity."""
+    build_store(tmp_path, rounds=1)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    line = assert_one_line_error(proc, 1)
+    assert "restore the key" in line and "fresh --data-dir" in line
+    assert not crypto.key_path(tmp_path).exists()
+
+
+def test_run_with_a_world_readable_key_is_one_line(tmp_path):
+    assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
+    crypto.key_path(tmp_path).chmod(0o644)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    assert "chmod 600" in assert_one_line_error(proc, 1)
+
+
+def test_run_with_a_corrupt_key_is_one_line(tmp_path):
+    path = crypto.key_path(tmp_path)
+    path.write_bytes(b"-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n")
+    path.chmod(0o600)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    assert "not a valid PEM" in assert_one_line_error(proc, 1)
+
+
+def test_a_fresh_data_dir_gets_a_key_but_a_stored_chain_does_not(tmp_path):
+    fresh = crypto.load_or_create_key(tmp_path / "fresh")
+    assert crypto.load_key(tmp_path / "fresh").public_hex == fresh.public_hex
+    (tmp_path / "old").mkdir()
+    build_store(tmp_path / "old", rounds=1)
+    with pytest.raises(crypto.KeyFileError):
+        crypto.load_or_create_key(tmp_path / "old")
