@@ -3,7 +3,8 @@
 # one pane refreshing `node.py status` for every node.
 #
 #   ./tmux_demo.sh [start] [--detach]   start (attaches when run from a terminal)
-#   ./tmux_demo.sh stop                 Ctrl-C every pane, then kill the session
+#   ./tmux_demo.sh stop                 Ctrl-C every pane, wait until the node and
+#                                       miner processes exit, then kill the session
 #
 # Environment: NODES (default 4), BASE_PORT (default 5000), DATASET (digits),
 # OUT (default ./tmux-demo-out: genesis.json, node data dirs, logs).
@@ -22,23 +23,71 @@ if ! command -v tmux >/dev/null 2>&1; then
     exit 1
 fi
 
+# The processes of the session: the nodes (by their data dirs) and the miner.
+# The panes run shell pipelines (`node.py run ... | tee`), so the pane's
+# command is the shell: look for the processes themselves, anchored at the
+# interpreter (the tmux server's and the pane shells' command lines hold the
+# same words).
+re_escape() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'; }
+session_pids() {
+    local py
+    py=$(re_escape "$PY")
+    pgrep -f -- "^$py node\.py run --data-dir $(re_escape "$1")/nodes/node" || true
+    pgrep -f -- "^$py -m miner --node $(re_escape "$2")( |\$)" || true
+}
+
 stop() {
     if ! tmux has-session -t "$SESSION" 2>/dev/null; then
         echo "no tmux session '$SESSION' is running"
         return 0
     fi
-    # Ctrl-C lets every node close its store cleanly; then the session goes.
+    # where this session's nodes live (set at start; OUT/BASE_PORT may differ now)
+    local out miner_url pids
+    out=$(tmux show-environment -t "$SESSION" LC_OUT 2>/dev/null | sed 's/^LC_OUT=//') || true
+    miner_url=$(tmux show-environment -t "$SESSION" LC_HUB 2>/dev/null | sed 's/^LC_HUB=//') || true
+    out=${out:-$OUT}
+    miner_url=${miner_url:-http://127.0.0.1:$BASE_PORT}
+    # Ctrl-C lets every node close its store cleanly (tee -i ignores it and ends
+    # when the node does); then wait for the processes, 15 s at most.
     for pane in $(tmux list-panes -s -t "$SESSION" -F '#{pane_id}'); do
         tmux send-keys -t "$pane" C-c 2>/dev/null || true
     done
-    for _ in $(seq 50); do
-        busy=$(tmux list-panes -s -t "$SESSION" -F '#{pane_dead} #{pane_current_command}' 2>/dev/null \
-               | grep -c -E '^0 (python|python3|tee)' || true)
-        [ "$busy" = "0" ] && break
-        sleep 0.1
+    local deadline=$((SECONDS + 15))
+    pids=$(session_pids "$out" "$miner_url")
+    while [ -n "$pids" ] && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.2
+        pids=$(session_pids "$out" "$miner_url")
     done
+    if [ -n "$pids" ]; then
+        echo "still running after 15 s, sending SIGTERM: $(echo $pids)" >&2
+        kill $pids 2>/dev/null || true
+        deadline=$((SECONDS + 5))
+        while [ -n "$(session_pids "$out" "$miner_url")" ] && [ "$SECONDS" -lt "$deadline" ]; do
+            sleep 0.2
+        done
+        pids=$(session_pids "$out" "$miner_url")
+        [ -n "$pids" ] && { echo "SIGKILL: $(echo $pids)" >&2; kill -9 $pids 2>/dev/null || true; }
+    fi
     tmux kill-session -t "$SESSION"
-    echo "stopped tmux session '$SESSION'"
+    echo "stopped tmux session '$SESSION'; no node or miner process of it is left"
+}
+
+# Every port BASE_PORT .. BASE_PORT+NODES-1 must be free on 127.0.0.1.
+check_ports() {
+    "$PY" - "$BASE_PORT" "$NODES" <<'PY'
+import socket, sys
+base, n = int(sys.argv[1]), int(sys.argv[2])
+if base + n - 1 > 65535:
+    sys.exit(f"BASE_PORT={base} with NODES={n} goes past port 65535")
+for port in range(base, base + n):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(f"port {port} on 127.0.0.1 is taken (node {port - base} would listen there): "
+                     f"stop what uses it or choose another BASE_PORT (now {base})")
+PY
 }
 
 case "${1:-start}" in
@@ -58,29 +107,36 @@ if tmux has-session -t "$SESSION" 2>/dev/null; then
     exit 1
 fi
 
+check_ports || exit 1
 rm -rf "$OUT/nodes" && mkdir -p "$OUT"
 PARTS=$("$PY" -c 'import sys; from pathlib import Path; from learningchain.demo import partitions_for
 print(partitions_for(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))' "$DATASET" "$NODES" "$OUT")
 "$PY" node.py genesis --nodes "$NODES" --dataset "$DATASET" --out "$OUT/genesis.json" --force
 
 url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
+# poll node 0 until it answers (the other nodes and the miner need it)
+wait_hub() { echo "until $PY node.py status --node $(url 0) >/dev/null 2>&1; do sleep 0.3; done"; }
 node_cmd() {
-    local i=$1 peers="" delay=0
-    if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; delay=2; fi
-    echo "sleep $delay; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
+    local i=$1 peers="" wait=":"
+    if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; wait=$(wait_hub); fi
+    echo "$wait; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
          "--dataset $PARTS/node$i.npz --genesis $OUT/genesis.json $peers 2>&1 | tee -i $OUT/node$i.log"
 }
 
 tmux new-session -d -s "$SESSION" -n network -x 200 -y 50 "$(node_cmd 0)"
 tmux set-option -t "$SESSION" remain-on-exit on >/dev/null
+tmux set-environment -t "$SESSION" LC_OUT "$OUT"
+tmux set-environment -t "$SESSION" LC_HUB "$(url 0)"
 for i in $(seq 1 $((NODES - 1))); do
     tmux split-window -t "$SESSION:network" "$(node_cmd "$i")"
     tmux select-layout -t "$SESSION:network" tiled >/dev/null
 done
-tmux split-window -t "$SESSION:network" "sleep 3; $PY -m miner --node $(url 0) --workers 1"
+tmux split-window -t "$SESSION:network" "$(wait_hub); $PY -m miner --node $(url 0) --workers 1"
 URLS=$(for i in $(seq 0 $((NODES - 1))); do url "$i"; done | tr '\n' ' ')
 tmux split-window -t "$SESSION:network" "while true; do clear; for u in $URLS; do
-    $PY node.py status --node \$u 2>&1 | head -7; echo; done; sleep 2; done"
+    $PY node.py status --node \$u 2>&1 \
+      | grep -E '^(node|node\.py status:|height|round|mempool|peers|mining|metrics|metrics_round) '; echo; done;
+    sleep 2; done"
 tmux select-layout -t "$SESSION:network" tiled >/dev/null
 
 echo "tmux session '$SESSION': $NODES nodes on $(url 0) .. $(url $((NODES - 1))), miner on $(url 0)"

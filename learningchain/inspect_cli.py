@@ -210,11 +210,25 @@ def show_peers(c: NodeClient, args) -> str:
     rows = []
     for p in peers:
         if isinstance(p, dict):
+            ago = p.get("last_seen_s_ago")
             rows.append([str(p.get("url", "")), fmt(p.get("height")),
-                         fmt(p.get("last_seen", p.get("seen"))), fmt(p.get("failures"))])
+                         f"{ago:.1f} s ago" if isinstance(ago, (int, float)) else "never",
+                         fmt(p.get("failures")), _bytes(p.get("bytes_sent")), _bytes(p.get("bytes_received")),
+                         short(p.get("last_error"), 24) or "-"])
         else:
-            rows.append([str(p), "", "", ""])
-    return f"{len(peers)} peer(s)\n" + table(["url", "height", "last seen", "failures"], rows)
+            rows.append([str(p), "", "", "", "", "", ""])
+    return (f"{len(peers)} peer(s)\n"
+            + table(["url", "height", "last seen", "failures", "sent", "received", "last error"], rows))
+
+
+def _bytes(n: Any) -> str:
+    """Bytes exchanged, readable: 812 B, 45.3 kB, 12.1 MB."""
+    if not isinstance(n, (int, float)):
+        return fmt(n)
+    for unit, size in (("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
 
 
 def show_model(c: NodeClient, args) -> str:

@@ -8,6 +8,7 @@ is stopped in the fixture's ``finally``.
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -92,6 +93,46 @@ def test_the_model_improves_over_g0(network):
     assert doc["accuracy"] > 0.8
 
 
+def test_every_inspection_command_against_a_running_node(network, capsys):
+    """The 8 ``node.py`` inspection commands, table and ``--json``, through the
+    real CLI entry point against node 0 of the running network."""
+    import json
+
+    from learningchain.cli import main
+    net, *_ = network
+    hub = net.nodes[0]
+    wait_for(lambda: round_digest(hub, 1), DEADLINE, "round 1 to close", net)
+    round1 = get(hub.url, "/rounds/1")
+    txid = round1["updates"][0]["id"]
+    block1 = get(hub.url, "/blocks/1")
+    checks = {  # command -> (what the table must show, what the JSON must hold)
+        "status": ([f"node {hub.url}", "height", "model_digest", "traffic"], lambda d: d["pubkey"] == hub.pubkey),
+        "chain": (["showing", "round closed", block1["hash"][:16]], lambda d: d["blocks"][0]["height"] >= 0),
+        "block": (["hash", block1["hash"], "prev_hash"], lambda d: d["hash"] == block1["hash"]),
+        "tx": ([txid, "status", "metrics (self-reported)"], lambda d: d["status"] == "chain" or d["block"]),
+        "mempool": (["transaction(s) waiting", "id  "], lambda d: isinstance(d["txs"], list)),
+        "peers": (["peer(s)", "last seen", "s ago", "received", " kB"],
+                  lambda d: all(isinstance(p["last_seen_s_ago"], float) for p in d["peers"])),
+        "model": (["digest", "arrays", "W0(64x10)"], lambda d: len(d["digest"]) == 64 and d["weights"]),
+        "round": (["round", "updates", "accepted", "rejected", "model digest"], lambda d: d["rounds"][0]["round"] == 1),
+    }
+    extra = {"block": ["1"], "tx": [txid], "chain": ["--start", "0", "--limit", "3"]}
+    for command, (shown, holds) in checks.items():
+        argv = [command, "--node", hub.url, *extra.get(command, [])]
+        assert main(argv) == 0, command
+        out = capsys.readouterr().out
+        for text in shown:
+            assert text in out, (command, text, out)
+        assert main(argv + ["--json"]) == 0, command
+        assert holds(json.loads(capsys.readouterr().out)), command
+    assert main(["round", "1", "--node", hub.url]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(round1['updates'])} update(s)" in out and "accepted" in out
+    assert main(["block", "nope", "--node", hub.url]) == 1  # an error answer: one line, status 1
+    err = capsys.readouterr().err
+    assert err.startswith("node.py block: ") and len(err.strip().splitlines()) == 1
+
+
 def test_a_late_node_catches_up(network):
     net, _, genesis, _ = network
     hub = net.nodes[0]
@@ -119,7 +160,8 @@ def test_a_killed_node_restarts_catches_up_and_verifies(network):
     r = (get(hub.url, "/status") or {})["round"] - 1
     assert r >= ROUNDS
     wait_for(lambda: same_digest([hub, victim], r), DEADLINE, f"equal round-{r} digests", net)
-    net.stop(victim)
+    net.stop(victim, sig=signal.SIGHUP)  # its terminal closed: a clean stop, like SIGTERM
+    assert "signal 1: shutting down" in victim.log_path.read_text()
     proc = node_py("verify", "--data-dir", str(victim.data_dir))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK")
