@@ -3,10 +3,11 @@
 It imports nothing from `learningchain`: JSON, hashlib, base64, numpy and the
 `cryptography` package (OpenSSL) for ECDSA. If the document and the code ever
 disagree, tests/test_protocol_conformance.py fails. It checks one branch given
-in height order (genesis first). FedAvg, median, Krum and Multi-Krum
-commitments are recomputed in full from section 7.1 (accepted, rejected with
-their reason strings, model digest); for the other rules it checks everything
-but the rule's arithmetic.
+in height order (genesis first). The commitments of every rule (FedAvg,
+median, trimmed mean, Krum, Multi-Krum, Bulyan, l-nearest) are recomputed in
+full from section 7.1 (accepted, rejected with their reason strings, model
+digest), with exact scores only (no fast path) and numpy used as plain
+elementwise float64 arithmetic: sums, medians and orders are written out here.
 """
 from __future__ import annotations
 
@@ -97,12 +98,45 @@ def verify_signature(pubkey_hex: str, digest: bytes, sig_hex: str) -> None:
         raise Invalid("bad signature") from None
 
 
+def median(values: np.ndarray) -> np.ndarray:
+    """Section 7.1 `median` along axis 0: the middle value (or the mean of the
+    two middle ones) of the sorted values, then + 0.0 (a zero median is +0.0)."""
+    s = np.sort(values, axis=0)
+    n = s.shape[0]
+    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+    return mid + 0.0
+
+
+def _pairwise(c: list[float]) -> float:
+    n = len(c)
+    if n < 8:
+        acc = -0.0
+        for x in c:
+            acc = acc + x
+        return acc
+    if n <= 128:
+        r = c[:8]
+        for k in range(1, n // 8):
+            r = [r[j] + c[8 * k + j] for j in range(8)]
+        acc = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for x in c[8 * (n // 8):]:
+            acc = acc + x
+        return acc
+    h = n // 2 - (n // 2) % 8
+    return _pairwise(c[:h]) + _pairwise(c[h:])
+
+
+def nsum(c) -> float:
+    """Section 7.1 `nsum`: numpy's pairwise sum, written out."""
+    return 0.0 + _pairwise([float(x) for x in c])
+
+
 def fedavg(updates: list[dict], cap_factor: str) -> dict:
-    """learning.md: counts capped at cap_factor x median, float64 rows in id order."""
+    """Section 7.1 fedavg: counts capped at cap_factor x median, rows in id order."""
     updates = sorted(updates, key=lambda u: u["id"])
     counts = np.array([u["tx"]["num_samples"] for u in updates], dtype=np.float64)
-    counts = np.minimum(counts, float(cap_factor) * float(np.median(counts)))
-    coef = counts / counts.sum()
+    counts = np.minimum(counts, float(cap_factor) * float(median(counts)))
+    coef = counts / nsum(counts)
     names = sorted(updates[0]["weights"])
     rows = [np.concatenate([u["weights"][n].astype(np.float64).ravel() for n in names]) for u in updates]
     acc = np.zeros_like(rows[0])
@@ -154,30 +188,100 @@ def xsum(v: np.ndarray) -> float:
     return float(acc[0])
 
 
-def robust(rule: str, params: dict, updates: list[dict]):
-    """(model or None, accepted, rejected) for median / krum / multi-krum
-    (section 7.1); model None means the rule cannot run and G(r-1) stays."""
+def _ranked(scores: list[float], ids: list[str], among: list[int]) -> list[int]:
+    """Section 7.1: ascending (score, tx id); equal scores go to the smaller id."""
+    return sorted(among, key=lambda i: (scores[i], ids[i]))
+
+
+def _krum_scores(d: list[list[float]], among: list[int], k: int) -> list[float]:
+    """fsum of the k smallest dx(i, j), j in `among`, j != i (all if fewer)."""
+    scores = [0.0] * len(d)
+    for i in among:
+        scores[i] = math.fsum(sorted(d[i][j] for j in among if j != i)[:k])
+    return scores
+
+
+def trimmed_mean_min(beta: float) -> int:
+    """{N} of the trimmed-mean refusal (section 7.1)."""
+    n = max(1, int(1 / beta) - 1)
+    while math.floor(beta * n) < 1:
+        n += 1
+    return n
+
+
+def robust(rule: str, params: dict, updates: list[dict], miner: str | None = None):
+    """(model or None, accepted, rejected) for every rule but fedavg (section
+    7.1); model None means the rule cannot run and G(r-1) stays."""
     X, ids, layout = _rows(updates)
     n = len(ids)
+    senders = [u.get("sender") or u["tx"]["sender"] for u in sorted(updates, key=lambda u: u["id"])] \
+        if rule == "l-nearest" else []
+
+    def refuse(reason: str):
+        return None, [], {i: reason for i in ids}
+
+    def done(v: np.ndarray, chosen: list[int], rejected: dict):
+        return _unrows(v, layout), sorted(ids[i] for i in chosen), rejected
+
     if rule == "median":
-        return _unrows(np.median(X, axis=0), layout), sorted(ids), {}
+        return done(median(X), list(range(n)), {})
+    if rule == "trimmed-mean":
+        beta = float(params.get("beta", "0.1"))
+        k = math.floor(beta * n)
+        if beta > 0 and k == 0:
+            return refuse(f"trimmed-mean with beta={format(beta, 'g')} needs at least "
+                          f"{trimmed_mean_min(beta)} updates to trim one per side, got {n} "
+                          f"(floor(beta * n) = 0)")
+        return done(_sum_in_order(np.sort(X, axis=0)[k:n - k]) / (n - 2 * k), list(range(n)), {})
+    if rule == "l-nearest":
+        l = int(params.get("l", 3))
+        if n < l:
+            return refuse(f"l-nearest with l={l} needs at least {l} updates, got {n}")
+        if miner in senders:
+            ref, name = X[senders.index(miner)], "the reference sender's update"
+        else:
+            ref, name = median(X), "the coordinate-wise median"
+        dist = [xsum((X[i] - ref) ** 2) for i in range(n)]
+        ranked = _ranked(dist, ids, list(range(n)))
+        chosen = sorted(ranked[:l])
+        return done(_sum_in_order(X[chosen]) / l, chosen,
+                    {ids[i]: f"l-nearest: distance rank {p + 1} to {name}, not among the l={l} nearest"
+                     for p, i in enumerate(ranked) if p >= l})
+    d = [[xsum((X[i] - X[j]) ** 2) for j in range(n)] for i in range(n)]  # dx(i, j)
     f = int(params.get("f", 1))
+    if rule == "bulyan":
+        if n < 4 * f + 3:
+            return refuse(f"bulyan with f={f} needs at least {4 * f + 3} updates, got {n} "
+                          f"(Bulyan requires n >= 4f + 3)")
+        theta, beta = n - 2 * f, n - 4 * f
+        R, S = list(range(n)), []
+        for _ in range(theta):
+            pick = _ranked(_krum_scores(d, R, max(len(R) - f - 2, 1)), ids, R)[0]
+            R.remove(pick)
+            S.append(pick)
+        rows = X[sorted(S)]
+        med = median(rows)
+        v = np.empty(X.shape[1])
+        for c in range(X.shape[1]):
+            closest = sorted(range(theta), key=lambda t: (abs(rows[t, c] - med[c]), t))[:beta]
+            acc = 0.0
+            for value in sorted(rows[t, c] for t in closest):
+                acc = acc + value
+            v[c] = acc / beta
+        return done(v, S, {ids[i]: f"bulyan: not among the theta={theta} updates selected by "
+                                   f"recursive krum (f={f})" for i in R})
     m = 1 if rule == "krum" else int(params.get("m", 0))
     if n < 2 * f + 3:
-        reason = (f"{rule} with f={f} needs at least {2 * f + 3} updates, got {n} "
-                  f"(Krum requires n > 2f + 2)")
-        return None, [], {i: reason for i in ids}
+        return refuse(f"{rule} with f={f} needs at least {2 * f + 3} updates, got {n} "
+                      f"(Krum requires n > 2f + 2)")
     m = n - f if m == 0 else m
     if m > n - f:
-        return None, [], {i: f"multi-krum with f={f}, m={m} needs m <= n - f = {n - f}" for i in ids}
-    k = max(n - f - 2, 0)
-    d = [[xsum((X[i] - X[j]) ** 2) for j in range(n)] for i in range(n)]
-    scores = [math.fsum(sorted(d[i][j] for j in range(n) if j != i)[:k]) for i in range(n)]
-    ranked = sorted(range(n), key=lambda i: (scores[i], ids[i]))
+        return refuse(f"multi-krum with f={f}, m={m} needs m <= n - f = {n - f}")
+    ranked = _ranked(_krum_scores(d, list(range(n)), n - f - 2), ids, list(range(n)))
     chosen = sorted(ranked[:m])
-    rejected = {ids[i]: f"{rule}: score rank {p + 1} of {n}, not among the m={m} lowest"
-                for p, i in enumerate(ranked) if p >= m}
-    return _unrows(_sum_in_order(X[chosen]) / len(chosen), layout), sorted(ids[i] for i in chosen), rejected
+    return done(_sum_in_order(X[chosen]) / m, chosen,
+                {ids[i]: f"{rule}: score rank {p + 1} of {n}, not among the m={m} lowest"
+                 for p, i in enumerate(ranked) if p >= m})
 
 
 def verify_chain(blocks: list[dict], now_ms: int) -> dict:
@@ -262,8 +366,8 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
                 if c["accepted"] != c["updates"] or c["rejected"] != {} or weights_digest(new) != c["model_digest"]:
                     raise Invalid(f"{where}: fedavg commitment differs from the recomputed aggregate")
                 model = new
-            elif rule in ("median", "krum", "multi-krum") and pending:
-                new, accepted, rejected = robust(rule, config["aggregation"]["params"], pending)
+            elif pending:
+                new, accepted, rejected = robust(rule, config["aggregation"]["params"], pending, h["miner"])
                 want_digest = digest if new is None else weights_digest(new)
                 if (c["accepted"], c["rejected"], c["model_digest"]) != (accepted, rejected, want_digest):
                     raise Invalid(f"{where}: {rule} commitment differs from the recomputed one")

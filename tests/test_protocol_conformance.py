@@ -2,6 +2,7 @@
 (tests/independent_verifier.py: no learningchain imports, OpenSSL for ECDSA)
 accepts the chains our nodes produce and refuses tampered ones."""
 import copy
+import hashlib
 from pathlib import Path
 import json
 
@@ -209,3 +210,189 @@ def test_tx_read_checks_malformed_before_the_key():
     with pytest.raises(ValidationError) as exc:
         UpdateTx.parse(doc)
     assert exc.value.code == "tx-malformed-key"
+
+
+# --- every rule of section 7.1, recomputed by the verifier from the document alone ------------
+
+@pytest.mark.parametrize("rule,nodes", [("trimmed-mean", 5), ("bulyan", 7), ("l-nearest", 5)])
+def test_verifier_recomputes_the_other_rules_on_a_chain(rule, nodes):
+    """Trimmed mean, Bulyan and l-nearest (reference: the closing block's miner)
+    commitments, recomputed in full by the verifier, on a chain with a sign-flip
+    attacker."""
+    sim, chain, blocks = run(nodes=nodes, aggregator=rule, byzantine=1, attack="sign-flip")
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["model_digest"] == chain.tip_state.model_digest and report["rounds_closed"] == 3
+    rejected = [r for b in blocks if b["commitment"] for r in b["commitment"]["rejected"].values()]
+    if rule != "trimmed-mean":  # ranking rules: the reasons really were compared
+        assert rejected and all(("theta=" if rule == "bulyan" else "distance rank") in r for r in rejected)
+
+
+def _code_and_verifier(rule, params, rows, senders=None, miner=None):
+    """Aggregate ``rows`` (float32 vectors) with the code and with the verifier."""
+    import numpy as np
+    from learningchain.aggregation import AggregationError, Update, aggregate
+    from learningchain.encoding import weights_digest as code_digest
+    from tests.independent_verifier import robust
+    senders = senders or [f"s{i}" for i in range(len(rows))]
+    ids = [hashlib.sha256(bytes([i])).hexdigest() for i in range(len(rows))]  # id order != row order
+    ups = [Update(i, s, {"b": np.asarray(r[:2], np.float32), "w": np.asarray(r[2:], np.float32)}, 1)
+           for i, s, r in zip(ids, senders, rows)]
+    try:
+        res = aggregate(rule, ups, params, reference_sender=miner)
+        ours = (code_digest(res.weights), sorted(res.accepted), dict(res.rejected))
+    except AggregationError as exc:
+        ours = (None, [], {i: str(exc) for i in ids})
+    model, accepted, rejected = robust(rule, params, [{"id": u.id, "sender": u.sender, "weights": dict(u.weights)}
+                                                      for u in ups], miner)
+    return ours, (None if model is None else weights_digest(model), accepted, rejected)
+
+
+def _hard_rows(rng, n, d=12):
+    """Near-ties and exact ties: two exact duplicates (ties by id), a pair one
+    ulp apart, signed zeros, and one outlier."""
+    import numpy as np
+    base = rng.standard_normal(d).astype(np.float32)
+    rows = [base + rng.standard_normal(d).astype(np.float32) * np.float32(0.01) for _ in range(n)]
+    rows[1] = rows[0].copy()
+    if n >= 5:
+        rows[3] = np.nextafter(rows[2], np.float32(np.inf))
+    for r in rows:
+        r[:3] = np.float32(0.0) if rng.random() < 0.5 else np.float32(-0.0)
+    rows[-1] = -rows[-1] * np.float32(50)
+    return rows
+
+
+CASES = [("median", {}), ("trimmed-mean", {"beta": "0.2"}), ("trimmed-mean", {"beta": "0"}),
+         ("krum", {"f": 1}), ("multi-krum", {"f": 1, "m": 0}), ("multi-krum", {"f": 2, "m": 3}),
+         ("bulyan", {"f": 1}), ("bulyan", {"f": 0}), ("l-nearest", {"l": 3})]
+
+
+@pytest.mark.parametrize("rule,params", CASES)
+@pytest.mark.parametrize("n", [7, 8])
+def test_code_and_document_agree_on_near_ties_and_signed_zeros(rule, params, n):
+    """The code's fast ranking (Gram product, exact rescoring of near-ties) gives
+    the order by exact (score, id) the document defines, to the bit."""
+    import numpy as np
+    rows = _hard_rows(np.random.default_rng(n), n)
+    ours, theirs = _code_and_verifier(rule, params, rows)
+    assert ours == theirs
+    if rule == "l-nearest":  # the miner's update as the reference
+        ours, theirs = _code_and_verifier(rule, params, rows, miner="s4")
+        assert ours == theirs and all("reference sender" in r for r in ours[2].values())
+
+
+@pytest.mark.parametrize("rule,params,n", [("trimmed-mean", {"beta": "0.1"}, 5),
+                                           ("trimmed-mean", {"beta": "0.3"}, 3),
+                                           ("krum", {"f": 2}, 6), ("multi-krum", {"f": 1, "m": 5}, 5),
+                                           ("multi-krum", {"f": 1, "m": 9}, 4),
+                                           ("bulyan", {"f": 1}, 6), ("l-nearest", {"l": 4}, 3)])
+def test_code_and_document_agree_when_the_rule_cannot_run(rule, params, n):
+    import numpy as np
+    rows = _hard_rows(np.random.default_rng(0), n)
+    ours, theirs = _code_and_verifier(rule, params, rows)
+    assert ours == theirs and ours[0] is None and len(set(ours[2].values())) == 1
+
+
+def test_verifier_recomputes_a_trimmed_mean_round_that_cannot_run():
+    """A trimmed-mean round closed (as by timeout) with 2 updates while beta
+    needs 4: G(r-1) kept, every update rejected with section 7.1's text."""
+    from tests.independent_verifier import robust
+    from learningchain.rounds import close_round
+    from learningchain.genesis import NetworkConfig
+    from learningchain.tx import UpdateTx
+    sim, chain, blocks = run(nodes=4, rounds=1, aggregator="trimmed-mean")
+    closing = next(b for b in blocks if b["commitment"] and b["commitment"]["updates"])
+    config = NetworkConfig.from_genesis(chain.block_at(0))
+    assert config.params == {"beta": "0.25"}  # sized to the quorum of 4
+    state = chain.state_of(chain.block_at(0).hash)
+    txs = tuple(UpdateTx.parse(t) for t in closing["txs"][:2])
+    ours = close_round(state, config, txs, closing["header"]["miner"]).commitment
+    model, accepted, rejected = robust("trimmed-mean", config.params,
+                                       [{"id": t.id, "weights": dict(t.decoded_weights)} for t in txs])
+    assert model is None and ours["accepted"] == accepted == [] and ours["rejected"] == rejected
+    assert ours["model_digest"] == state.model_digest
+    assert set(rejected.values()) == {"trimmed-mean with beta=0.25 needs at least 4 updates to trim one "
+                                      "per side, got 2 (floor(beta * n) = 0)"}
+
+
+# --- section 7.1's reason templates are the strings the code writes ---------------------------
+
+def _reason_templates() -> dict[str, str]:
+    """First column -> the first backticked span of the last column, for every
+    row of the two reason tables of section 7.1."""
+    import re
+    part = DOC.split("**Reason strings**")[1].split("**Ties and what can split validators.**")[0]
+    out = {}
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        spans = re.findall(r"`([^`]*)`", cells[-1]) if line.startswith("|") and len(cells) >= 2 else []
+        if spans and not set(cells[0]) <= set("-"):
+            out[cells[0]] = spans[0]
+    return out
+
+
+def _fill(template: str, values: dict) -> str:
+    import re
+    return re.sub(r"\{([^}]*)\}", lambda mo: str(values[mo.group(1)]), template)
+
+
+def _code_reasons(rule, params, n, miner=None):
+    import numpy as np
+    from learningchain.aggregation import AggregationError, Update, aggregate
+    rng = np.random.default_rng(n)
+    ups = [Update(f"{i:064x}", f"s{i}", {"w": rng.standard_normal(4).astype(np.float32)}, 1)
+           for i in range(n)]
+    try:
+        return aggregate(rule, ups, params, reference_sender=miner).rejected
+    except AggregationError as exc:
+        return {"all": str(exc)}
+
+
+@pytest.mark.parametrize("row,rule,params,n,values", [
+    ("`krum`, `multi-krum`", "krum", {"f": 1}, 6, {"rule": "krum", "n": 6, "m": 1}),
+    ("`krum`, `multi-krum`", "multi-krum", {"f": 1, "m": 0}, 6, {"rule": "multi-krum", "n": 6, "m": 5}),
+    ("`bulyan`", "bulyan", {"f": 1}, 8, {"θ": 6, "f": 1}),
+    ("`l-nearest`", "l-nearest", {"l": 2}, 4, {"l": 2, "REF": "the coordinate-wise median"}),
+    ("`l-nearest`", "l-nearest", {"l": 2}, 4, {"l": 2, "REF": "the reference sender's update"}),
+])
+def test_doc_reason_templates_match_the_code(row, rule, params, n, values):
+    """Every rejected update's reason is the document's template filled in
+    ({p} = its rank; ranks p > m, or > l, are the rejected ones)."""
+    template = _reason_templates()[row]
+    miner = "s1" if values.get("REF") == "the reference sender's update" else None
+    got = _code_reasons(rule, params, n, miner)
+    accepted = values.get("m", values.get("l", n - 2 * params.get("f", 0)))
+    assert len(got) == n - accepted
+    allowed = {_fill(template, {**values, "p": p}) for p in range(accepted + 1, n + 1)}
+    assert set(got.values()) <= allowed
+    # ranking rules give each rejected update its own rank; Bulyan one shared text
+    assert len(set(got.values())) == (1 if rule == "bulyan" else len(got))
+
+
+@pytest.mark.parametrize("row,rule,params,n,values", [
+    ("`krum`/`multi-krum` and `n < 2f + 3`", "krum", {"f": 2}, 6,
+     {"rule": "krum", "f": 2, "2f+3": 7, "n": 6}),
+    # n < 2f + 3 and m > n - f both hold: the first row of the table wins
+    ("`krum`/`multi-krum` and `n < 2f + 3`", "multi-krum", {"f": 1, "m": 9}, 4,
+     {"rule": "multi-krum", "f": 1, "2f+3": 5, "n": 4}),
+    ("`multi-krum` and `m > n − f`", "multi-krum", {"f": 1, "m": 5}, 5, {"f": 1, "m": 5, "n−f": 4}),
+    ("`bulyan` and `n < 4f + 3`", "bulyan", {"f": 1}, 6, {"f": 1, "4f+3": 7, "n": 6}),
+    ("`l-nearest` and `n < l`", "l-nearest", {"l": 4}, 3, {"l": 4, "n": 3}),
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.1"}, 5,
+     {"B": "0.1", "N": 10, "n": 5}),
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.3"}, 3,
+     {"B": "0.3", "N": 4, "n": 3}),  # 0.3 * 3 = 0.8999999999999999 in float64
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.0625"}, 15,
+     {"B": "0.0625", "N": 16, "n": 15}),
+])
+def test_doc_cannot_run_templates_match_the_code(row, rule, params, n, values):
+    assert _code_reasons(rule, params, n) == {"all": _fill(_reason_templates()[row], values)}
+
+
+def test_doc_no_updates_template_matches_the_code():
+    from learningchain.aggregation import AggregationError, aggregate
+    template = _reason_templates()["no updates (none, or only skips): `rejected` is then `{}`"]
+    for rule in ("krum", "trimmed-mean"):
+        with pytest.raises(AggregationError) as exc:
+            aggregate(rule, [], {})
+        assert str(exc.value) == _fill(template, {"rule": rule})
