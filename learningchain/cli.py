@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
+from learningchain.argtypes import fraction, non_negative, port, positive_int
 from learningchain.errors import ConfigError, LearningChainError
 
 PROG = "node.py"
@@ -193,45 +194,11 @@ def _selecting(config, args: argparse.Namespace):
 
 # --- parser -------------------------------------------------------------------
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
-
-
-def _nonnegative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _nonnegative(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
-    return value
-
-
 def _add_run(sub) -> None:
     from learningchain.participant import ATTACKS
     p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
     p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
-    p.add_argument("--port", type=_port, required=True, help="HTTP port of the node API")
+    p.add_argument("--port", type=port, required=True, help="HTTP port of the node API")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--peers", default="", help="comma-separated peer URLs, e.g. http://127.0.0.1:5001")
     p.add_argument("--dataset", help="this node's local data (.npz with X, y); without it the node "
@@ -239,14 +206,14 @@ def _add_run(sub) -> None:
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
                                      "else the default network for the dataset)")
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
-    p.add_argument("--workers", type=_positive, help="mining worker processes (with --mine)")
+    p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     p.add_argument("--dp-sigma", type=float, default=0.0, help="DP noise multiplier (0 = off)")
     p.add_argument("--dp-clip", type=float, default=0.0, help="DP clip norm C of the update")
     p.add_argument("--compression", choices=("q8", "topk"), help="send updates as 8-bit quantised or "
                                                                 "top-k sparsified deltas (compression.py)")
-    p.add_argument("--topk-fraction", type=_fraction, default=0.1, help="share of entries a topk update sends")
-    p.add_argument("--skip-threshold", type=_nonnegative, default=0.0,
+    p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")
+    p.add_argument("--skip-threshold", type=non_negative, default=0.0,
                    help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
     p.set_defaults(func=cmd_run)
 
@@ -263,7 +230,7 @@ def _add_admin(sub) -> None:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
-    p.add_argument("--nodes", type=_positive, required=True, help="nodes of the network (quorum default)")
+    p.add_argument("--nodes", type=positive_int, required=True, help="nodes of the network (quorum default)")
     p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
     p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
                                                   "X and y, or X.npy with a sibling y.npy (X of any shape)")
@@ -274,16 +241,16 @@ def _add_admin(sub) -> None:
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
     p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\'')
     p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp")
-    p.add_argument("--quorum", type=_positive, help="updates that close a round (default: --nodes)")
-    p.add_argument("--round-timeout", type=_positive, default=20, help="blocks before a round closes anyway")
-    p.add_argument("--block-ms", type=_positive, default=500, help="target block interval in ms")
+    p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: --nodes)")
+    p.add_argument("--round-timeout", type=positive_int, default=20, help="blocks before a round closes anyway")
+    p.add_argument("--block-ms", type=positive_int, default=500, help="target block interval in ms")
     p.add_argument("--network", default="learningchain-demo", help="network name")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--participants", help="comma-separated node data dirs (their key is created if "
                                           "missing) or public keys: the participants, with energy profiles")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
                    help="participant selection policy (needs --participants and --select-k)")
-    p.add_argument("--select-k", type=_positive, help="senders selected per round")
+    p.add_argument("--select-k", type=positive_int, help="senders selected per round")
     p.add_argument("--energy-seed", type=int, default=0, help="seed of the participants' energy profiles")
     p.set_defaults(func=cmd_genesis)
 

@@ -32,6 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
+from learningchain import argtypes
 from learningchain.errors import ConfigError, LearningChainError
 from learningchain.processes import ROOT, Network, NodeDied, check_ports_free, get, wait_for, wait_ready
 
@@ -365,36 +366,24 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or a positive integer")
-    return value
-
-
 def register(sub) -> None:
     from learningchain.aggregation import RULES
-    from learningchain.cli import _port, _positive
     from learningchain.participant import ATTACKS
 
     p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
-    p.add_argument("--nodes", type=_positive, default=4, help="node processes (default 4)")
-    p.add_argument("--rounds", type=_positive, default=10, help="rounds to run (default 10)")
+    p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
+    p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
     p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
-    p.add_argument("--byzantine", type=_count, default=0,
+    p.add_argument("--byzantine", type=argtypes.count, default=0,
                    help="the last K nodes attack (node 0, the miner, stays honest)")
     p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
     p.add_argument("--compression", choices=("q8", "topk"),
                    help="every node sends its updates 8-bit quantised or top-k sparsified")
     p.add_argument("--out", default="out/demo", help="results, plots, logs and node data (default out/demo)")
-    p.add_argument("--base-port", type=_port, help="node i listens on P+i (default: free ports)")
+    p.add_argument("--base-port", type=argtypes.port, help="node i listens on P+i (default: free ports)")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
                    help="participant selection policy; nodes get energy profiles in genesis")
-    p.add_argument("--select-k", type=_positive, help="senders selected per round (with --selection)")
+    p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
     p.set_defaults(func=run_demo)

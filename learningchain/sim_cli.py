@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learningchain import aggregation, data
+from learningchain.argtypes import count, non_negative, positive_int
 from learningchain.errors import ConfigError
 from learningchain.models import KINDS
 from learningchain.participant import ATTACKS
@@ -176,36 +177,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
 def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.error = OneLineParser.error.__get__(parser)  # type: ignore[method-assign]
     return parser
@@ -216,33 +187,33 @@ def register(subparsers) -> None:
     p = _one_line_errors(subparsers.add_parser(
         "simulate", help="run N participants x R rounds in one process on the real ledger core"))
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
-    p.add_argument("--nodes", type=_positive)
-    p.add_argument("--rounds", type=_positive)
+    p.add_argument("--nodes", type=positive_int)
+    p.add_argument("--rounds", type=positive_int)
     p.add_argument("--dataset", choices=data.DATASETS)
     p.add_argument("--split", choices=data.SPLITS)
-    p.add_argument("--alpha", type=_non_negative, help="Dirichlet concentration (smaller: more skew)")
+    p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
     p.add_argument("--model", choices=KINDS)
     p.add_argument("--aggregator", choices=aggregation.RULES)
     p.add_argument("--agg-param", action="append", metavar="NAME=VALUE", help="aggregation parameter")
-    p.add_argument("--byzantine", type=_non_negative_int, help="number of attacking participants")
+    p.add_argument("--byzantine", type=count, help="number of attacking participants")
     p.add_argument("--attack", choices=ATTACKS)
-    p.add_argument("--dp-sigma", type=_non_negative, help="DP noise multiplier")
-    p.add_argument("--dp-clip", type=_non_negative, help="DP clip norm C (needs --dp-sigma)")
-    p.add_argument("--dp-delta", type=_non_negative, help="delta of the (epsilon, delta) reported (1e-5)")
+    p.add_argument("--dp-sigma", type=non_negative, help="DP noise multiplier")
+    p.add_argument("--dp-clip", type=non_negative, help="DP clip norm C (needs --dp-sigma)")
+    p.add_argument("--dp-delta", type=non_negative, help="delta of the (epsilon, delta) reported (1e-5)")
     p.add_argument("--dp-noise", choices=("seeded", "os"),
                    help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
-    p.add_argument("--seed", type=_non_negative_int)
-    p.add_argument("--quorum", type=_positive, help="updates that close a round (default: nodes)")
-    p.add_argument("--full-nodes", type=_positive, help="validating ledgers (default min(nodes, 3))")
+    p.add_argument("--seed", type=count)
+    p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: nodes)")
+    p.add_argument("--full-nodes", type=positive_int, help="validating ledgers (default min(nodes, 3))")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
                    help="participant selection policy (default all)")
-    p.add_argument("--select-k", type=_positive, help="participants selected per round")
-    p.add_argument("--explore", type=_non_negative_int, help="random picks among the k (top-k, energy-aware)")
-    p.add_argument("--energy-budget", type=_non_negative, help="per-node learning budget, joules")
-    p.add_argument("--hash-nj", type=_non_negative_int, help="nanojoules per proof-of-work hash (4000)")
+    p.add_argument("--select-k", type=positive_int, help="participants selected per round")
+    p.add_argument("--explore", type=count, help="random picks among the k (top-k, energy-aware)")
+    p.add_argument("--energy-budget", type=non_negative, help="per-node learning budget, joules")
+    p.add_argument("--hash-nj", type=count, help="nanojoules per proof-of-work hash (4000)")
     p.add_argument("--compression", choices=("q8", "topk"), help="send compressed deltas")
-    p.add_argument("--topk-fraction", type=_non_negative, help="share of entries a topk update sends (0.1)")
-    p.add_argument("--skip-threshold", type=_non_negative, help="skip when ||w - G(r-1)|| is below this")
+    p.add_argument("--topk-fraction", type=non_negative, help="share of entries a topk update sends (0.1)")
+    p.add_argument("--skip-threshold", type=non_negative, help="skip when ||w - G(r-1)|| is below this")
     p.add_argument("--no-baselines", action="store_true", help="skip centralized/local-only training")
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
@@ -250,35 +221,35 @@ def register(subparsers) -> None:
     p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
     p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
     p.add_argument("--dataset", choices=data.DATASETS, default="digits")
-    p.add_argument("--nodes", type=_positive, default=10)
-    p.add_argument("--rounds", type=_positive, default=10)
+    p.add_argument("--nodes", type=positive_int, default=10)
+    p.add_argument("--rounds", type=positive_int, default=10)
     p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=_non_negative, default=0.5)
+    p.add_argument("--alpha", type=non_negative, default=0.5)
     p.add_argument("--model", choices=KINDS, default="mlp")
     p.add_argument("--attack", choices=ATTACKS, default="sign-flip")
     p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
                    help="comma-separated rules")
-    p.add_argument("--max-byzantine", type=_non_negative_int, default=3)
-    p.add_argument("--byzantine", type=_non_negative_int, default=0, help="selection: attackers")
+    p.add_argument("--max-byzantine", type=count, default=3)
+    p.add_argument("--byzantine", type=count, default=0, help="selection: attackers")
     p.add_argument("--aggregator", choices=aggregation.RULES, help="selection/compression: rule (fedavg)")
     p.add_argument("--policies", default="all,random-k,top-k,energy-aware", help="selection: policies")
-    p.add_argument("--k", type=_positive, default=8, help="selection: participants per round")
-    p.add_argument("--explore", type=_non_negative_int, default=4, help="selection: random picks among k")
+    p.add_argument("--k", type=positive_int, default=8, help="selection: participants per round")
+    p.add_argument("--explore", type=count, default=4, help="selection: random picks among k")
     p.add_argument("--schemes", default="q8,topk,skip", help="compression: none,q8,topk,skip")
-    p.add_argument("--topk-fraction", type=_non_negative, default=0.1)
-    p.add_argument("--skip-threshold", type=_non_negative, default=0.85)
+    p.add_argument("--topk-fraction", type=non_negative, default=0.1)
+    p.add_argument("--skip-threshold", type=non_negative, default=0.85)
     p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
-    p.add_argument("--clip", type=_non_negative, default=1.0, help="dp: clip norm C")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--clip", type=non_negative, default=1.0, help="dp: clip norm C")
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 
     p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
-    p.add_argument("--nodes", type=_positive, default=4)
+    p.add_argument("--nodes", type=positive_int, default=4)
     p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=_non_negative, default=0.5)
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--alpha", type=non_negative, default=0.5)
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--out", help="root directory (default data/)")
     p.set_defaults(func=cmd_data)
 
