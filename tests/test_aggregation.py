@@ -24,7 +24,7 @@ def rand_updates(n: int, seed: int = 0, d: int = 5) -> list[Update]:
                    num_samples=int(rng.integers(1, 100))) for i in range(n)]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(RULES), data=st.data())
 def test_permutation_invariance_to_the_bit(seed, rule, data):
     ups = rand_updates(9, seed)
@@ -238,3 +238,75 @@ def test_krum_ranks_duplicates_by_id_and_rescores_only_near_ties():
     dist = Distances(X)
     order = list(krum_order(dist, range(8), 5))
     assert order.index(2) + 1 == order.index(5) and dist.exact_rows_computed >= 2
+
+
+def _exact_krum_order(X: np.ndarray, rows: list[int], k: int) -> list[int]:
+    """Krum's order by definition (docs/protocol.md section 7.1): every score
+    exact, ties by position. No Gram product, no bound."""
+    from learningchain.aggregation.common import fixed_order_sum, sum_smallest
+    k = max(min(k, len(rows) - 1), 0)
+    keys = []
+    for p, i in enumerate(rows):
+        diff = X[rows] - X[i]
+        row = fixed_order_sum(diff * diff)
+        row[p] = np.inf
+        keys.append(sum_smallest(row, k))
+    return [int(p) for p in np.lexsort((np.arange(len(rows)), keys))]
+
+
+def _hard_rows(rng: np.random.Generator) -> np.ndarray:
+    """Small update matrices built to be hard to rank: exact and one-ulp
+    duplicates, small integers (many exactly tied scores), a large common
+    offset (cancellation in the Gram product), rows scaled by up to 1e8."""
+    n, d = int(rng.integers(2, 13)), int(rng.integers(1, 30))
+    if rng.random() < 0.3:
+        X = rng.integers(-2, 3, size=(n, d)).astype(np.float64)
+    else:
+        X = rng.normal(0, 1, size=(n, d))
+    if rng.random() < 0.3:
+        X = 1e3 + 1e-6 * X
+    for _ in range(int(rng.integers(0, 3))):
+        i, j = rng.integers(n, size=2)
+        X[i] = X[j] if rng.random() < 0.5 else np.nextafter(X[j], np.inf)
+    for _ in range(int(rng.integers(0, 3))):
+        X[rng.integers(n)] *= 10.0 ** rng.uniform(2, 8)
+    return X
+
+
+def test_krum_order_is_the_exact_order_on_3000_hard_cases():
+    """The fast ranking equals the fully exact one, both with this machine's
+    Gram distances and with every distance moved anywhere inside its error
+    bound (what another CPU or BLAS build could compute)."""
+    from learningchain.aggregation.common import Distances
+    from learningchain.aggregation.krum import krum_order
+    rng = np.random.default_rng(2026)
+    for case in range(3000):
+        X = _hard_rows(rng)
+        n = X.shape[0]
+        rows = sorted(int(i) for i in rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+        k = int(rng.integers(0, n + 1))
+        want = _exact_krum_order(X, rows, k)
+        assert list(krum_order(Distances(X), rows, k)) == want, case
+        other = Distances(X)
+        exact = np.stack([other.exact_row(i) for i in range(n)])
+        t = rng.choice([-1.0, 1.0], size=(n, n)) * np.where(rng.random((n, n)) < 0.5, 1.0, rng.random((n, n)))
+        other.approx = np.maximum(exact + t * other.err, 0.0)
+        np.fill_diagonal(other.approx, 0.0)
+        assert list(krum_order(other, rows, k)) == want, case
+
+
+def test_one_scaled_attacker_triggers_few_exact_rescorings():
+    """A single update scaled by 1e6 is nobody's nearest neighbour: its huge
+    error bound must not widen the other rows' intervals (it once made Krum
+    rescore 19 of 20 rows exactly, O(n^2 d))."""
+    from learningchain.aggregation.common import Distances
+    from learningchain.aggregation.krum import krum_order
+    rng = np.random.default_rng(3)
+    n, d = 20, 500
+    X = rng.normal(0, 1, size=d) + rng.normal(0, 0.1, size=(n, d))
+    X[7] *= 1e6
+    dist = Distances(X)
+    order = [int(p) for p in krum_order(dist, range(n), n - 1 - 2)]
+    assert order[-1] == 7
+    assert dist.exact_rows_computed <= 1
+    assert order == _exact_krum_order(X, list(range(n)), n - 1 - 2)

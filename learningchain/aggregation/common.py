@@ -37,21 +37,14 @@ def ordered_mean(rows: np.ndarray) -> np.ndarray:
 UNIT_ROUNDOFF = 2.0 ** -53
 
 
-def pairwise_sq_dists(X: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between all rows via one Gram matrix product:
-    ``|xi - xj|^2 = |xi|^2 + |xj|^2 - 2 xi.xj``. Rows are centred first (distances
-    are translation invariant) to limit cancellation; the result is symmetrised,
-    its diagonal zeroed and negatives from rounding clipped to 0.
-
-    The product's summation order is the BLAS build's and the CPU's (blocking,
-    SIMD width, FMA), so the last bits may differ between machines: rank with
-    :class:`Distances` and :func:`deterministic_order`, never with these values
-    alone."""
-    return Distances(X).approx
-
-
 def _gram(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    Xc = X - X.mean(axis=0, keepdims=True)
+    """Squared distances ``|xi|^2 + |xj|^2 - 2 xi.xj`` from one Gram product, and
+    the rows' norms, on rows centred first (distances are translation invariant)
+    to limit cancellation. The centre is the coordinate-wise median, not the
+    mean: one update scaled by 1e6 would drag the mean, hence every centred norm
+    and every error bound, by 1e6 / n; the median stays with the honest rows.
+    Any centre gives a valid bound (:class:`Distances`); this one keeps it tight."""
+    Xc = X - np.median(X, axis=0, keepdims=True)
     sq = np.einsum("ij,ij->i", Xc, Xc)
     gram = Xc @ Xc.T
     d = sq[:, None] + sq[None, :] - 2.0 * gram
@@ -157,11 +150,6 @@ def fixed_order_sum(M: np.ndarray) -> np.ndarray:
         width //= 2
         acc = acc[:, :width] + acc[:, width:2 * width]
     return acc[:, 0].copy()
-
-
-def stable_argsort(values: np.ndarray) -> np.ndarray:
-    """Ascending order, ties kept in index (= id) order."""
-    return np.argsort(values, kind="stable")
 
 
 class RuleOutput:

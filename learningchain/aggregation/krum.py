@@ -27,21 +27,18 @@ def krum_order(dist: Distances, rows: Sequence[int], k: int) -> np.ndarray:
     """Positions in ``rows`` sorted by Krum score (sum of squared distances to
     the ``k`` nearest other rows of ``rows``), ties by position (= id order).
 
-    Scores come from the Gram distances; each is within ``k`` times the largest
-    distance error of its row plus the rounding of its own sum of the exact
-    score, and only rows whose intervals overlap are rescored exactly
-    (:func:`~learningchain.aggregation.common.deterministic_order`): the order
-    is machine independent."""
+    Scores come from the Gram distances, each within :func:`score_error_bounds`
+    of the exact score, and only rows whose intervals overlap are rescored
+    exactly (:func:`~learningchain.aggregation.common.deterministic_order`): the
+    order is machine independent."""
     rows = np.asarray(rows, dtype=np.int64)
     n = rows.shape[0]
     if k <= 0 or n <= 1:
         return np.arange(n)  # every score is 0 (or a single row): id order
     k = min(k, n - 1)  # never count the row itself (its diagonal is +inf)
-    inf_diag = np.diag(np.full(n, np.inf))
-    sub = dist.approx[np.ix_(rows, rows)] + inf_diag
+    sub = dist.approx[np.ix_(rows, rows)] + np.diag(np.full(n, np.inf))
     approx = np.sort(sub, axis=1)[:, :k].sum(axis=1)
-    err_rows = dist.err[np.ix_(rows, rows)].max(axis=1)  # the diagonal's bound is the largest: safe
-    err = k * err_rows + 2.0 * (k + 2) * UNIT_ROUNDOFF * approx
+    err = score_error_bounds(sub, dist.err[np.ix_(rows, rows)], k) + 2.0 * (k + 2) * UNIT_ROUNDOFF * approx
 
     def exact(positions: np.ndarray) -> np.ndarray:
         out = np.empty(len(positions))
@@ -51,6 +48,30 @@ def krum_order(dist: Distances, rows: Sequence[int], k: int) -> np.ndarray:
             out[t] = sum_smallest(row, k)
         return out
     return deterministic_order(approx, err, exact)
+
+
+def score_error_bounds(approx: np.ndarray, err: np.ndarray, k: int) -> np.ndarray:
+    """For each row of ``approx`` (squared distances, +inf on the diagonal), a
+    bound on |sum of its k smallest approx - sum of its k smallest exact| when
+    every exact entry lies within ``err`` of its approx entry.
+
+    Why it is sound: the sum of the k smallest is a minimum over k-subsets, so
+    the two sums differ by at most the error summed over the approx minimiser or
+    over the exact one. Either set lies among the *candidate* columns, those
+    whose lowest possible value ``approx - err`` does not exceed the k-th
+    smallest highest possible value ``approx + err`` (any other column is
+    larger than k entries whatever the exact values, so it is never among the
+    k nearest). The bound is the sum of the k largest errors among candidates.
+    Only candidates count: a far outlier (a row scaled by 1e6) has a huge error
+    bound but is nobody's neighbour, and must not widen every other row's
+    interval (it did when the bound took the row's largest error over all
+    columns: all but one row were rescored exactly). The comparison is widened
+    by 16 unit roundoffs so the rounding of ``approx +- err`` cannot drop a
+    candidate, and an undefined comparison (NaN from an overflow) keeps one."""
+    upper = np.partition(approx + err, k - 1, axis=1)[:, k - 1]
+    candidate = ~(approx - err > upper[:, None] * (1.0 + 16 * UNIT_ROUNDOFF))  # NaN: a candidate
+    cand_err = np.where(candidate, err, 0.0)
+    return np.sort(cand_err, axis=1)[:, -k:].sum(axis=1)
 
 
 def _check(name: str, n: int, f: int) -> None:
