@@ -7,7 +7,9 @@ branch is judged on arrival and a reorganisation is just a switch of tip, with
 no lazy revalidation. The best chain is the one with the most cumulative work,
 first seen wins ties (Nakamoto 2008, section 4; Bitcoin Core's
 ``nChainWork``). Pure: the caller passes the clock (``now_ms``) and persists
-blocks (:mod:`learningchain.store`).
+blocks (:mod:`learningchain.store`). The rules a header must meet against its
+parent (target, timestamps, genesis header) are in
+:mod:`learningchain.header_rules`.
 
 Side branches are bounded (local policy, not consensus; docs/protocol.md
 section 8): a peer can fork from deep in history, where the retarget rules may
@@ -40,14 +42,13 @@ import numpy as np
 from learningchain import errors
 from learningchain.block import ZERO_HASH, Block, commitment_hash_of, make_block
 from learningchain.errors import ValidationError
-from learningchain.genesis import NetworkConfig, make_genesis
+from learningchain.genesis import NetworkConfig
+from learningchain.header_rules import check_genesis_header, check_header, median_time, next_target
 from learningchain.models import build_model
 from learningchain.rounds import (RoundState, VerifiedCache, check_tx, close_round, initial_state,
                                   must_close, next_state)
 from learningchain.tx import UpdateTx
 
-#: blocks in the median-time-past window (Bitcoin's 11).
-MEDIAN_SPAN = 11
 #: bound of the remembered-invalid set.
 MAX_INVALID = 10_000
 #: default caps on blocks kept off the main chain (count and serialized bytes).
@@ -85,58 +86,6 @@ class AddResult:
     disconnected: tuple[Block, ...] = ()  # old branch, tip first (reorg only)
     connected: tuple[Block, ...] = ()     # new branch, lowest first (connected/reorg)
     evicted: tuple[str, ...] = ()         # side blocks dropped by the caps (may include ``block``)
-
-
-def median_time(entry: Entry) -> int:
-    """Median timestamp of the last :data:`MEDIAN_SPAN` blocks ending at ``entry``."""
-    stamps = []
-    e: Entry | None = entry
-    while e is not None and len(stamps) < MEDIAN_SPAN:
-        stamps.append(e.block.header.timestamp)
-        e = e.parent
-    stamps.sort()
-    return stamps[len(stamps) // 2]
-
-
-def ancestor(entry: Entry, height: int) -> Entry:
-    e = entry
-    while e.height > height:
-        e = e.parent  # type: ignore[assignment]
-    return e
-
-
-def next_target(parent: Entry, config: NetworkConfig) -> int:
-    """Target for the block after ``parent``. Every ``retarget_window`` blocks the
-    target is scaled by (actual / expected) time, the ratio clamped to [1/4, 4]
-    as in Bitcoin; ``actual`` spans from the block at ``h - window`` to the
-    parent (window - 1 intervals, Bitcoin's well-known off-by-one, kept so that
-    the rule is the one documented)."""
-    h = parent.height + 1
-    target = parent.block.header.target
-    if h % config.retarget_window != 0:
-        return target
-    first = ancestor(parent, h - config.retarget_window)
-    expected = config.retarget_window * config.target_block_ms
-    actual = parent.block.header.timestamp - first.block.header.timestamp
-    actual = min(max(actual, expected // 4), expected * 4)
-    return max(1, min(target * actual // expected, config.pow_limit))
-
-
-def check_genesis_header(genesis: Block, config: NetworkConfig) -> None:
-    """docs/protocol.md section 6: the genesis header is fixed by its config
-    (target = initial_target, timestamp = config timestamp, the generator key as
-    miner, nonce 0, no commitment). Its proof of work is not checked, so without
-    this a genesis could carry any target and make the first retarget window
-    trivially easy, or name another miner, under the same config."""
-    want = make_genesis(config)
-    got_h, want_h = genesis.header.to_dict(), want.header.to_dict()
-    fields = ("version", "target", "timestamp", "miner", "nonce", "merkle_root")
-    bad = [f for f in fields if got_h[f] != want_h[f]]
-    if genesis.commitment is not None:
-        bad.append("commitment")
-    if bad:
-        raise ValidationError(errors.BLOCK_BAD_GENESIS,
-                              f"genesis header differs from the one its config defines in: {', '.join(bad)}")
 
 
 class Chain:
@@ -300,28 +249,6 @@ class Chain:
         check_tx(tx, state, self.config, self.expected_shapes,
                  verified if verified is not None else self.verified)
 
-    def _check_header(self, block: Block, parent: Entry, now_ms: int) -> None:
-        h = block.header
-        if h.height != parent.height + 1:
-            raise ValidationError(errors.BLOCK_BAD_HEIGHT, f"height {h.height} after parent at {parent.height}")
-        block.check_structure()
-        if block.config is not None:
-            raise ValidationError(errors.BLOCK_MALFORMED, "only genesis carries a config")
-        want = next_target(parent, self.config)
-        if h.target != want:
-            raise ValidationError(errors.BLOCK_BAD_TARGET, f"target {h.target:064x}, expected {want:064x}")
-        mtp = median_time(parent)
-        if h.timestamp <= mtp:
-            raise ValidationError(errors.BLOCK_TIME_TOO_OLD,
-                                  f"timestamp {h.timestamp} is not after the median {mtp} of the last blocks")
-        if h.timestamp > now_ms + self.config.max_future_ms:
-            raise ValidationError(errors.BLOCK_TIME_TOO_NEW,
-                                  f"timestamp {h.timestamp} is more than {self.config.max_future_ms} ms "
-                                  f"ahead of now ({now_ms})")
-        if block.size > self.config.max_block_bytes:
-            raise ValidationError(errors.BLOCK_TOO_LARGE,
-                                  f"block is {block.size} bytes, limit {self.config.max_block_bytes}")
-
     def _check_txs(self, block: Block, state: RoundState, verify_signatures: bool) -> None:
         ids = [t.id for t in block.txs]
         dup = set(ids) & state.pending_ids or (len(set(ids)) != len(ids))
@@ -339,7 +266,7 @@ class Chain:
 
     def connect(self, block: Block, parent: Entry, now_ms: int, verify_signatures: bool = True) -> RoundState:
         """All rules for ``block`` on ``parent``; returns the state after it."""
-        self._check_header(block, parent, now_ms)
+        check_header(block, parent, self.config, now_ms)
         self._check_txs(block, parent.state, verify_signatures)
         return next_state(parent.state, self.config, block.height, block.txs, block.commitment,
                           block.header.miner, parent.hash)

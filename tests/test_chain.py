@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from learningchain import errors
 from learningchain.block import Block, make_block
-from learningchain.chain import Chain, next_target
+from learningchain.chain import Chain
 from learningchain.errors import ValidationError
+from learningchain.header_rules import next_target
 from tests.helpers import (EASY, KEYS, MINER, MINER2, T0, extend, mine, next_block, now, rebuild, remine,
                            tiny_genesis, update_tx)
 
@@ -383,7 +384,7 @@ def test_median_time_past_uses_exactly_the_last_11_blocks():
     assert chain.height == 14
     # last 11 (heights 4..14): 2500, 3000, 4000, ..., 12000 -> element 5 = 7000;
     # a 12-block window (adds 30000) or a 10-block one (drops 2500) would give 8000.
-    from learningchain.chain import median_time
+    from learningchain.header_rules import median_time
     assert median_time(chain._tip) == T0 + 7000
     b = next_block(chain)
     refused(chain, rebuild(b, timestamp=T0 + 7000), errors.BLOCK_TIME_TOO_OLD)
@@ -402,3 +403,19 @@ def test_genesis_header_must_match_its_config(field, value):
     with pytest.raises(ValidationError) as exc:
         Chain(forged)
     assert exc.value.code == errors.BLOCK_BAD_GENESIS and field in exc.value.detail
+
+
+def test_genesis_header_check_names_every_differing_field_and_spares_defaulted_configs():
+    from learningchain.block import ZERO_HASH
+    from learningchain.genesis import GENESIS_MINER, NetworkConfig
+    g = tiny_genesis()
+    forged = Block(replace(g.header, nonce=3, timestamp=T0 + 5), g.txs, g.commitment, g.config)
+    with pytest.raises(ValidationError, match="in: timestamp, nonce$"):
+        Chain(forged)
+    # a config that leaves a defaulted field out hashes differently from
+    # to_dict(): its own commitment hash is the one the header must carry
+    cfg = NetworkConfig.from_genesis(g)
+    doc = {k: v for k, v in g.config.items() if k != "max_future_ms"}
+    sparse = make_block(height=0, prev_hash=ZERO_HASH, timestamp=cfg.timestamp, target=cfg.initial_target,
+                        miner=GENESIS_MINER, txs=(), commitment=None, config=doc, nonce=0)
+    assert sparse.hash != g.hash and Chain(sparse).config.max_future_ms == cfg.max_future_ms

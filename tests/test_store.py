@@ -232,3 +232,26 @@ def test_reopen_keeps_the_first_seen_tip_of_an_equal_work_tie_at_another_height(
     again = Ledger(g, Store(tmp_path))
     assert again.chain.tip.hash == b[2].hash and again.chain.height == 3
     again.store.close()
+
+
+def test_a_stored_block_that_no_longer_validates_stops_start_with_one_actionable_line(tmp_path):
+    """What a store written under older consensus rules looks like on start: one
+    line naming the block, the rule it breaks and what to do; the store is left as
+    it was."""
+    from learningchain.chain import Chain
+    from tests.helpers import next_block, rebuild
+    g = tiny_genesis()
+    b = next_block(Chain(g))
+    old_rules = rebuild(b, target=b.header.target >> 1)  # valid PoW, not today's target
+    with Store(tmp_path) as store:
+        store.put(g)
+        store.put(old_rules)
+    with pytest.raises(ConfigError) as exc:
+        Ledger(g, Store(tmp_path))
+    msg = str(exc.value)
+    assert "\n" not in msg and old_rules.hash in msg and "height 1" in msg
+    assert errors.BLOCK_BAD_TARGET in msg and "older rules or is corrupt" in msg
+    assert f"fresh --data-dir (or run node.py verify --data-dir {tmp_path} for details)" in msg
+    with Store(tmp_path) as store:
+        assert store.count() == 2 and store.has(old_rules.hash)
+    assert not verify_store(tmp_path, g).ok
