@@ -26,7 +26,8 @@ from learningchain.compact import rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
-from learningchain.peers import HEADER_ESTIMATE, SYNC_PAGE_BYTES, check_peer_url, message_type
+from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
+from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
 
 MAX_BODY_BYTES = 4 << 20

@@ -71,3 +71,13 @@ BLOCK_BAD_MINER_KEY = "block-bad-miner-key"
 
 # Mempool refusals (not consensus rules: a full or busy node may refuse a valid tx).
 MEMPOOL_FULL = "mempool-full"
+#: a tx already confirmed in the main chain: a replay of an old update (ledger.py).
+TX_REPLAY = "tx-replay"
+
+# Relay refusals (local policy, not consensus: a block refused here may still be
+# valid and arrive later by sync; docs/api.md, "Gossip and sync").
+#: a compact block whose missing txs we will not fetch from its sender (compact.py).
+COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
+#: an orphan's or a compact block's header target is easier than our chain could
+#: require within one retarget (compact.py, plausible_target_limit).
+BLOCK_TARGET_TOO_EASY = "block-target-too-easy"

@@ -15,6 +15,13 @@ Either way the caller gets :class:`PeerReplyError` (or a ``requests``
 exception), never a stall longer than the deadline plus the connect timeout.
 The socket is found through a urllib3 connection subclass that records it at
 ``getresponse()``, the first moment it exists for a new or a reused connection.
+
+A socket goes back to urllib3's pool as soon as its body has been read, and
+another thread may take it at once. So the exchange lets go of its socket when
+the pool takes the connection back (``_put_conn``), and that, the end of the
+exchange and the watchdog's shutdown all happen under the watchdog's lock: a
+finished exchange's socket is never shut down. A connection whose exchange
+expired is closed instead of pooled.
 """
 from __future__ import annotations
 
@@ -68,6 +75,21 @@ class _Watchdog:
                 self._thread.start()
             self._cond.notify()
 
+    def attach(self, exchange: _Exchange, sock: Any) -> bool:
+        """``sock`` now carries ``exchange``; False if its deadline has already passed."""
+        with self._cond:
+            exchange.sock = sock
+            return not exchange.expired
+
+    def detach(self, exchange: _Exchange, done: bool = False) -> bool:
+        """``exchange`` no longer owns its socket (the pool took it back, or the
+        exchange ended: ``done``); True if it expired, i.e. the socket may have
+        been shut down and must not be reused."""
+        with self._cond:
+            exchange.sock = None
+            exchange.done = exchange.done or done
+            return exchange.expired
+
     def _run(self) -> None:
         with self._cond:
             while True:
@@ -82,7 +104,7 @@ class _Watchdog:
                     continue
                 exchange = heapq.heappop(self._heap)[2]
                 exchange.expired = True
-                if exchange.sock is not None:
+                if exchange.sock is not None:  # still owned by the exchange: the lock is held
                     try:
                         exchange.sock.shutdown(socket.SHUT_RDWR)
                     except OSError:
@@ -97,10 +119,8 @@ class _Recorded:
 
     def getresponse(self):  # type: ignore[no-untyped-def]
         exchange = getattr(_current, "exchange", None)
-        if exchange is not None:
-            exchange.sock = self.sock
-            if exchange.expired:  # the deadline passed while sending
-                raise PeerReplyError("deadline exceeded before the reply")
+        if exchange is not None and not _WATCHDOG.attach(exchange, self.sock):
+            raise PeerReplyError("deadline exceeded before the reply")  # it passed while sending
         return super().getresponse()
 
 
@@ -112,11 +132,24 @@ class _HTTPSConnection(_Recorded, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _Releasing:
+    """Mixin for pools: a connection coming back detaches from this thread's
+    exchange before another thread can take it; if that exchange expired, its
+    socket may be shut down, so it is closed and a fresh one made next time."""
+
+    def _put_conn(self, conn):  # type: ignore[no-untyped-def]
+        exchange = getattr(_current, "exchange", None)
+        if conn is not None and exchange is not None and _WATCHDOG.detach(exchange):
+            conn.close()
+            conn = None  # urllib3 keeps None as the placeholder of a free slot
+        return super()._put_conn(conn)
+
+
+class _HTTPPool(_Releasing, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_Releasing, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -138,8 +171,9 @@ class BoundedSession:
         self._session.mount("https://", adapter)
 
     def request(self, method: str, url: str, data: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, bytes]:
-        """Raises ``requests.RequestException`` or :class:`PeerReplyError`."""
+                headers: dict | None = None, max_bytes: int | None = None) -> tuple[int, bytes]:
+        """Raises ``requests.RequestException`` or :class:`PeerReplyError`.
+        ``max_bytes``: this reply's cap, if not the session's."""
         exchange = _Exchange(time.monotonic() + self.deadline)
         _current.exchange = exchange
         _WATCHDOG.watch(exchange)
@@ -147,7 +181,7 @@ class BoundedSession:
             resp = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout,
                                          stream=True, allow_redirects=False)
             try:
-                return resp.status_code, self._read(resp, exchange)
+                return resp.status_code, self._read(resp, exchange, max_bytes or self.max_bytes)
             finally:
                 resp.close()
         except requests.RequestException:
@@ -155,18 +189,18 @@ class BoundedSession:
                 raise PeerReplyError(f"no complete reply within {self.deadline:g} s") from None
             raise
         finally:
-            exchange.done = True
+            _WATCHDOG.detach(exchange, done=True)
             _current.exchange = None
 
-    def _read(self, resp: requests.Response, exchange: _Exchange) -> bytes:
+    def _read(self, resp: requests.Response, exchange: _Exchange, cap: int) -> bytes:
         declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise PeerReplyError(f"reply of {declared} bytes is over the cap of {self.max_bytes}")
+        if declared.isdigit() and int(declared) > cap:
+            raise PeerReplyError(f"reply of {declared} bytes is over the cap of {cap}")
         chunks, size = [], 0
         for chunk in resp.iter_content(CHUNK):
             size += len(chunk)
-            if size > self.max_bytes:
-                raise PeerReplyError(f"reply is over the cap of {self.max_bytes} bytes")
+            if size > cap:
+                raise PeerReplyError(f"reply is over the cap of {cap} bytes")
             chunks.append(chunk)
         if exchange.expired:
             raise PeerReplyError(f"no complete reply within {self.deadline:g} s")

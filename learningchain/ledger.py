@@ -21,8 +21,6 @@ from learningchain.tx import UpdateTx
 #: clock reading used when replaying stored blocks: they passed the
 #: future-timestamp rule when received, and the rule is about arrival time.
 REPLAY_NOW_MS = 2**62
-#: refusal of a tx already confirmed in the main chain (a replay of an old update).
-TX_REPLAY = "tx-replay"
 
 
 class Ledger:
@@ -51,9 +49,10 @@ class Ledger:
             try:
                 self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
             except ValidationError as exc:
-                raise ConfigError(f"{store.path}: stored block {block.hash[:16]}... at height {block.height} "
-                                  f"no longer validates ({exc}); run 'python node.py verify' to inspect "
-                                  f"the store") from None
+                raise ConfigError(f"{store.path}: stored block {block.hash} at height {block.height} no longer "
+                                  f"validates ({exc.code}: {' '.join(exc.detail.split())}); this store was "
+                                  f"written under older rules or is corrupt: start with a fresh --data-dir "
+                                  f"(or run node.py verify --data-dir {store.path.parent} for details)") from None
         evicted = self._chain.prune_side_branches()
         if evicted:
             store.delete(evicted)
@@ -70,15 +69,15 @@ class Ledger:
     def submit_tx(self, tx: UpdateTx) -> str:
         """"accepted", or "known" when already in the mempool (gossip arrives from
         several peers: idempotent); raises ValidationError (TX_*, mempool-full, and
-        :data:`TX_REPLAY` for a tx already confirmed in the main chain: sending it
+        :data:`errors.TX_REPLAY` for a tx already confirmed in the main chain: sending it
         again is a replay, refused and counted like any bad tx, issue 4)."""
         if tx.id in self._mempool:
             return "known"
         found = self._chain.find_tx(tx.id)
         if found is not None:
             block = self._chain.get_block(found[1])
-            raise ValidationError(TX_REPLAY, f"tx {tx.id[:16]}... is already confirmed in block "
-                                             f"{found[1][:16]}... at height {block.height if block else '?'}")
+            raise ValidationError(errors.TX_REPLAY, f"tx {tx.id[:16]}... is already confirmed in block "
+                                                    f"{found[1][:16]}... at height {block.height if block else '?'}")
         return self._mempool.add(tx, self._chain)
 
     def submit_block(self, block: Block, now_ms: int) -> AddResult:

@@ -139,9 +139,20 @@ class EarlyTxs:
 
     def hold(self, tx: UpdateTx, open_round: int, peer: str | None, config: NetworkConfig | None = None,
              expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> bool:
-        """Keep ``tx`` if it is for round ``open_round + 1``; False if for another
-        round. Raises ValidationError (``tx-unknown-sender`` off the allow-list of
-        ``config``; shape, size, signature faults) rather than hold it."""
+        """:meth:`admissible`, then :meth:`insert`: keep ``tx`` if it is for round
+        ``open_round + 1``; False if for another round."""
+        if not self.admissible(tx, open_round, config, expected_shapes):
+            return False
+        return self.insert(tx, open_round, peer)
+
+    @staticmethod
+    def admissible(tx: UpdateTx, open_round: int, config: NetworkConfig | None = None,
+                   expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> bool:
+        """May ``tx`` be held while ``open_round`` is open? False if it is for another
+        round; raises ValidationError (``tx-unknown-sender`` off the allow-list of
+        ``config``; shape, size, signature faults) rather than hold it. Touches no
+        state: the node calls it without its lock (a signature check and a weights
+        decode cost milliseconds), then takes the lock only to :meth:`insert`."""
         if tx.round != open_round + 1:
             return False
         allowed = config.allowed if config is not None else None
@@ -152,6 +163,14 @@ class EarlyTxs:
             tx.check(expected_shapes, config.max_tx_bytes)  # signature included
         else:
             tx.verify_signature()
+        return True
+
+    def insert(self, tx: UpdateTx, open_round: int, peer: str | None) -> bool:
+        """Hold ``tx``, already found :meth:`admissible`, if ``open_round`` (read again
+        by the caller, under its lock) is still the round before it: False if the
+        chain has moved on meanwhile."""
+        if tx.round != open_round + 1:
+            return False
         self._by_sender.pop(tx.sender, None)
         self._by_sender[tx.sender] = (tx, peer)
         while len(self._by_sender) > self.capacity:

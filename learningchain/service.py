@@ -23,7 +23,7 @@ from typing import Any
 
 from learningchain import errors
 from learningchain.block import Block
-from learningchain.compact import check_header_work
+from learningchain.compact import check_header_work, plausible_target_limit
 from learningchain.crypto import load_or_create_key
 from learningchain.data import load_partition
 from learningchain.energy import EnergyMeter
@@ -32,7 +32,7 @@ from learningchain.genesis import NetworkConfig, make_genesis
 from learningchain.ledger import Ledger
 from learningchain.mempool import EarlyTxs
 from learningchain.models import build_model
-from learningchain.node_threads import evaluator_loop, miner_loop, participant_loop
+from learningchain.node_threads import evaluator_loop, miner_loop, participant_loop, restore_releases
 from learningchain.participant import Participant, Role
 from learningchain.peers import PeerSet
 from learningchain.store import Store
@@ -114,6 +114,7 @@ class Node:
         self._energy_lock = threading.Lock()
         self.hashes = 0  # proof-of-work hashes our miner computed
         self._trained_rounds: set[tuple[int, str]] = set()  # (round, base digest) trained for
+        restore_releases(self)  # DP: releases before this start count (releases.py)
 
     # --- logging ------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -140,6 +141,11 @@ class Node:
     def locator(self) -> list[str]:
         with self.lock:
             return self.chain.locator()
+
+    def plausible_target_limit(self) -> int:
+        """The easiest target we accept on a block we cannot connect yet (compact.py)."""
+        with self.lock:
+            return plausible_target_limit(self.chain)
 
     def latest_metrics(self) -> tuple[int | None, dict]:
         if not self.metrics:
@@ -263,9 +269,7 @@ class Node:
             refusal = exc
             if exc.code == errors.TX_ROUND_NOT_OPEN and self.peers.is_peer(peer):  # gossip from a peer only
                 try:
-                    with self.lock:
-                        held = self.early.hold(tx, self.chain.tip_state.round, peer, self.config,
-                                               self.chain.expected_shapes)
+                    held = self._hold_early(tx, peer)
                 except ValidationError as why:  # off the allow-list, malformed, forged
                     refusal, held = why, False
                 if held:
@@ -280,9 +284,21 @@ class Node:
             self.peers.broadcast_tx(tx, exclude=peer, push=own)
         return status
 
+    def _hold_early(self, tx: UpdateTx, peer: str | None) -> bool:
+        """Hold an update for the next round (EarlyTxs): its signature and weights
+        are checked without the lock (milliseconds that HTTP handlers and the
+        miner would otherwise wait for), the lock is taken only to insert it."""
+        with self.lock:
+            open_round, shapes = self.chain.tip_state.round, self.chain.expected_shapes
+        if not self.early.admissible(tx, open_round, self.config, shapes):
+            return False
+        with self.lock:
+            return self.early.insert(tx, self.chain.tip_state.round, peer)
+
     def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
         """Validate and add; gossip if it extends our best chain. Returns the ledger's
-        status or "orphan" (the missing ancestors are then fetched from ``peer``)."""
+        status or "orphan" (the missing ancestors are then fetched from ``peer`` if
+        it is in our peer table: the ``X-Peer`` header is only the client's word)."""
         self.observe_energy()
         try:
             with self.lock:
@@ -292,14 +308,16 @@ class Node:
                 self.mempool_version += 1
         except ValidationError as exc:
             if exc.code == errors.BLOCK_BAD_PREV:
-                try:  # its own proof of work first: a sync from the sender costs us requests
-                    check_header_work(block.header, self.config.pow_limit)
+                try:  # its own proof of work first, against a target our chain could require
+                    check_header_work(block.header, self.config.pow_limit, self.plausible_target_limit())
                 except ValidationError as bad:
                     self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
                     raise bad from None
                 self.orphans += 1
-                self.log(f"block {block.height} {block.hash[:12]} is an orphan; syncing from {peer}")
-                self.peers.sync_in_background(peer)
+                queued = self.peers.sync_in_background(peer)
+                self.log(f"block {block.height} {block.hash[:12]} is an orphan; "
+                         + (f"syncing from {peer}" if queued else
+                            f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
                 return "orphan"
             self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
             raise
@@ -307,6 +325,7 @@ class Node:
         if result.status != "known":
             self.add_timing("validate_closing" if block.commitment else "validate", spent)
         if result.status in ("connected", "reorg"):
+            self.peers.mark_delivered(peer)  # it did work that counts: never evicted
             self._log_result(result)
             with self.tip_changed:
                 self.tip_changed.notify_all()

@@ -306,3 +306,28 @@ def test_orphans_are_counted_after_their_proof_of_work(client, node):
     assert r.status_code == 400 and r.get_json()["reason"] == "block-insufficient-work"
     s = client.get("/status").get_json()
     assert s["orphans"] == 1 and s["refused"] == {"block-insufficient-work": 1} and s["height"] == 0
+
+
+def test_orphans_and_compact_blocks_need_a_target_our_chain_could_require(tmp_path):
+    """pow_limit 2^255 - 1 lets a header that names its own easy target pass at
+    about every other nonce; a block we cannot connect must carry a target no
+    easier than our easiest recent one times the retarget clamp (4)."""
+    from learningchain.compact import compact_block, plausible_target_limit
+    from tests.helpers import EASY, rebuild
+    n = Node(tmp_path / "plausible", tiny_config(pow_limit=(1 << 255) - 1), quiet=True, port=5997)
+    try:
+        client = create_app(n).test_client()
+        assert plausible_target_limit(n.chain) == 4 * EASY
+        template = n.ledger.template(n.pubkey, n.genesis.header.timestamp + 1000)
+        orphan = rebuild(template, prev_hash="11" * 32)
+        cheap = rebuild(template, prev_hash="11" * 32, target=4 * EASY + 1)  # ~8 hashes of work
+        r = post(client, "/blocks", cheap.to_dict(), headers={"X-Peer": "http://127.0.0.1:6001"})
+        assert r.status_code == 400 and r.get_json()["reason"] == "block-target-too-easy", r.get_json()
+        assert "arrives by sync" in r.get_json()["error"]
+        r = post(client, "/blocks", {"compact": compact_block(cheap)})
+        assert r.status_code == 400 and r.get_json()["reason"] == "block-target-too-easy"
+        assert post(client, "/blocks", orphan.to_dict()).get_json()["status"] == "orphan"
+        s = client.get("/status").get_json()
+        assert s["orphans"] == 1 and s["refused"] == {"block-target-too-easy": 2} and s["peers"] == 0
+    finally:
+        n.stop()

@@ -14,7 +14,9 @@ import requests
 from learningchain.api import create_app, create_http_server
 from learningchain.block import Block
 from learningchain.processes import free_port
-from learningchain.peers import PeerSet, TIMEOUT, check_peer_url, compact_block
+from learningchain.compact import compact_block
+from learningchain.peer_table import check_peer_url
+from learningchain.peers import PeerSet, TIMEOUT
 from learningchain.service import Node, serve_until
 from miner.pow import search
 from tests.helpers import KEYS, tiny_config, update_tx
@@ -142,13 +144,56 @@ def test_late_node_syncs_to_the_same_tip(network):
     assert d.status()["height"] == 5
 
 
-def test_orphan_block_triggers_fetch_of_ancestors(network):
+def stop_sync_loop(served: "Served") -> None:
+    """No periodic sync: peer states and syncs change only as the test drives them."""
+    served.node.peers._stop.set()
+    served.node.peers._thread.join(timeout=10)
+
+
+def test_an_orphan_syncs_only_from_a_peer_already_in_the_table(network, fake_peer):
     a = network("a")
-    b = network("b")  # not peered: b learns of a only through the orphan's X-Peer header
+    b = network("b")  # not peered with a
+    stop_sync_loop(b)
+    spy = fake_peer()
     blocks = [a.mine_one() for _ in range(3)]
-    r = requests.post(b.url + "/blocks", json=blocks[-1].to_dict(), headers={"X-Peer": a.url}, timeout=3)
-    assert r.status_code == 202 and r.json()["status"] == "orphan"
+    orphan = blocks[-1].to_dict()
+
+    def send(sender):
+        r = requests.post(b.url + "/blocks", json=orphan, headers={"X-Peer": sender}, timeout=10)
+        assert r.status_code == 202 and r.json()["status"] == "orphan", r.text
+    for sender in (spy.url, a.url):  # X-Peer is the client's word: neither added nor synced from
+        send(sender)
+    assert b.node.peers.urls() == [] and b.node.peers.pending_syncs() == [] and spy.paths == []
+    assert b.status()["orphans"] == 2 and b.status()["height"] == 0
+    b.node.peers.add(a.url)
+    send(a.url)  # a peer we know: its chain is fetched
     wait_for(lambda: b.status()["tip"] == blocks[-1].hash, what="b to fetch the orphan's ancestors")
+
+
+def test_orphan_syncs_have_their_own_bounded_queue(network, fake_peer):
+    """Peers that trickle their /sync/blocks answer hold sync workers until the
+    10 s deadline; a queued sync per peer, never more, and gossip still flows."""
+    from tests.helpers import rebuild
+    a = network("a")
+    b = network("b")
+    stop_sync_loop(b)
+    b.node.peers.add(a.url)  # first in b's table: gossip reaches it first
+    slow = [fake_peer(reply=b"x" * 1000, trickle=0.5, trickle_head=True) for _ in range(9)]
+    template = b.node.ledger.template(b.node.pubkey, b.node.genesis.header.timestamp + 1000)
+    orphan = rebuild(template, prev_hash="11" * 32).to_dict()
+    for peer in slow:
+        b.node.peers.add(peer.url)
+        for _ in range(3):  # repeats do not queue more syncs
+            r = requests.post(b.url + "/blocks", json=orphan, headers={"X-Peer": peer.url}, timeout=10)
+            assert r.json()["status"] == "orphan", r.text
+    assert b.node.peers.pending_syncs() == sorted(p.url for p in slow)
+    wait_for(lambda: sum(len(p.paths) for p in slow) == 2, what="two syncs to start")  # SYNC_WORKERS
+    tx = update_tx(b.node.chain, KEYS[5])
+    t0 = time.monotonic()
+    b.node.submit_tx(tx, own=True)
+    wait_for(lambda: a.status()["mempool"] == 1, seconds=5, what="the tx on a while syncs hang")
+    assert time.monotonic() - t0 < 5
+    assert sum(len(p.paths) for p in slow) <= 2 + 9  # two syncs, then at most the tx push to each
 
 
 def test_peer_url_syntax():
@@ -259,8 +304,7 @@ def fake_peer():
 def test_compact_block_fetches_only_from_known_peers_after_checking_work(network, fake_peer):
     a = network("a")
     b = network("b")  # not peered with a
-    b.node.peers._stop.set()  # no sync loop: peer states change only here
-    b.node.peers._thread.join(timeout=10)
+    stop_sync_loop(b)
     spy = fake_peer()
     tx = update_tx(a.node.chain, KEYS[1])
     with a.node.lock:
@@ -351,25 +395,81 @@ def test_an_oversized_reply_is_cut_off_at_the_cap(network, fake_peer):
         ps.stop()
 
 
-def test_a_full_peer_table_evicts_its_most_failing_peer(network):
-    from learningchain.peers import MAX_PEERS
-    a = network("a")
-    a.node.peers._stop.set()  # peer states change only here
-    a.node.peers._thread.join(timeout=10)
+def test_the_watchdog_never_shuts_down_a_socket_its_exchange_let_go():
+    """The pool took the connection back (detach) before the deadline passed: the
+    socket may serve another thread by now and must survive; a socket still held
+    by an expired exchange is shut down."""
+    from learningchain.httpclient import _WATCHDOG, _Exchange
+    released, released_peer = socket.socketpair()
+    held, held_peer = socket.socketpair()
+    try:
+        gone, live = _Exchange(time.monotonic() - 1), _Exchange(time.monotonic() - 1)
+        assert _WATCHDOG.attach(gone, released) and _WATCHDOG.attach(live, held)
+        assert _WATCHDOG.detach(gone) is False  # the pool takes it back in time
+        _WATCHDOG.watch(gone)
+        _WATCHDOG.watch(live)  # same deadline, watched later: expires after ``gone``
+        wait_for(lambda: live.expired, seconds=5, what="the watchdog to expire both")
+        assert gone.expired
+        released.sendall(b"x")
+        assert released_peer.recv(1) == b"x"  # untouched
+        held_peer.settimeout(5)
+        assert held_peer.recv(1) == b""  # shut down: the peer sees EOF
+    finally:
+        for s in (released, released_peer, held, held_peer):
+            s.close()
+
+
+def test_a_full_peer_table_evicts_only_learned_peers_that_keep_failing(network):
+    from learningchain.peer_table import EVICT_AFTER_FAILURES, MAX_PEERS
+    pinned = "http://127.0.0.1:19999"  # from --peers: never evicted, however often it fails
+    a = network("a", [pinned])
+    stop_sync_loop(a)
     ps = a.node.peers
-    dead = [f"http://127.0.0.1:{20000 + i}" for i in range(MAX_PEERS)]
-    for url in dead:
+    learned = [f"http://127.0.0.1:{20000 + i}" for i in range(MAX_PEERS - 1)]
+    for url in learned:
         r = requests.post(a.url + "/peers", json={"url": url}, timeout=10)
         assert r.json()["added"] is True
     newcomer = "http://127.0.0.1:30001"
-    # full of peers that have never failed: nobody is evicted
-    assert requests.post(a.url + "/peers", json={"url": newcomer}, timeout=10).json()["added"] is False
+
+    def offer(url: str) -> bool:
+        return requests.post(a.url + "/peers", json={"url": url}, timeout=10).json()["added"]
+    assert offer(newcomer) is False  # full of peers that have never failed: nobody is evicted
+    _tid, template = a.node.new_template()
+    nonce, _ = search(template.header.prefix(), template.header.target, 0, 1 << 32)
+    block = Block(template.header.with_nonce(nonce), template.txs, template.commitment, template.config)
+    assert a.node.submit_block(block, peer=learned[1]) == "connected"  # learned[1] delivered a block
     with ps._lock:
-        for i, url in enumerate(dead[:5]):
-            ps._peers[url].failures = i + 1  # dead[4] has failed most
-    assert requests.post(a.url + "/peers", json={"url": newcomer}, timeout=10).json()["added"] is True
+        ps._peers[pinned].failures = 50
+        ps._peers[learned[0]].failures = EVICT_AFTER_FAILURES - 1  # one timeout too few
+        ps._peers[learned[1]].failures = 50
+        ps._peers[learned[2]].failures = EVICT_AFTER_FAILURES
+    assert offer(newcomer) is True
     urls = ps.urls()
-    assert len(urls) == MAX_PEERS and newcomer in urls and dead[4] not in urls and dead[3] in urls
+    assert len(urls) == MAX_PEERS and newcomer in urls and learned[2] not in urls
+    assert {pinned, learned[0], learned[1]} <= set(urls)
+    assert offer("http://127.0.0.1:30002") is False  # nobody else may be evicted
+    rows = {p["url"]: p for p in requests.get(a.url + "/peers", timeout=10).json()["peers"]}
+    assert rows[pinned]["source"] == "command line" and rows[learned[1]]["delivered"] is True
+
+
+def test_each_kind_of_request_has_its_own_reply_cap(network, fake_peer):
+    from learningchain.peers import SMALL_REPLY_BYTES, reply_cap
+    a = network("a")
+    big = b'{"blocks": [], "pad": "' + b"y" * (SMALL_REPLY_BYTES + 1000) + b'"}'
+    peer = fake_peer(reply=big)
+    ps = PeerSet(a.node, "http://127.0.0.1:1", [peer.url])
+    try:
+        assert ps.request(peer.url, "GET", "/tip") is None  # polled every 2 s: a small cap
+        assert f"over the cap of {SMALL_REPLY_BYTES}" in ps.snapshot()[0]["last_error"]
+        with ps._lock:
+            ps._peers[peer.url].next_try = 0.0
+        code, doc = ps.request(peer.url, "POST", "/sync/blocks", {"locator": [], "limit": 1})
+        assert code == 200 and doc["blocks"] == []  # a sync page may be megabytes
+        cfg = a.node.config
+        assert reply_cap("GET", "/txs/" + "ab" * 32, cfg.max_tx_bytes, cfg.max_block_bytes) > cfg.max_tx_bytes
+        assert reply_cap("GET", "/peers", cfg.max_tx_bytes, cfg.max_block_bytes) == SMALL_REPLY_BYTES
+    finally:
+        ps.stop()
 
 
 def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
@@ -393,7 +493,7 @@ def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
 
 def test_bad_peer_urls_on_the_command_line_are_an_error(tmp_path, capsys):
     from learningchain import cli
-    from learningchain.peers import parse_peer_list
+    from learningchain.peer_table import parse_peer_list
     from tests.test_cli import assert_one_line_error, node_py
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--peers",
                    "http://127.0.0.1:5001,ftp://x", timeout=60)  # a real process: one line, exit 1
