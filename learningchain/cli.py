@@ -77,10 +77,12 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from learningchain import crypto, service
-    from learningchain.peers import parse_peer_list
+    from learningchain.participant import Role
+    from learningchain.peer_table import parse_peer_list
     peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
-    if args.dp_clip and not args.dp_sigma:
-        raise ConfigError("--dp-clip needs --dp-sigma (a clip without noise is not private)")
+    # the learner settings are checked (participant.Role) before anything is written
+    Role(attack=args.attack, dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, compression=args.compression,
+         topk_fraction=args.topk_fraction, skip_threshold=args.skip_threshold)
     config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     crypto.load_or_create_key(args.data_dir)
@@ -208,8 +210,8 @@ def _add_run(sub) -> None:
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
-    p.add_argument("--dp-sigma", type=float, default=0.0, help="DP noise multiplier (0 = off)")
-    p.add_argument("--dp-clip", type=float, default=0.0, help="DP clip norm C of the update")
+    p.add_argument("--dp-sigma", type=non_negative, default=0.0, help="DP noise multiplier (0 = off)")
+    p.add_argument("--dp-clip", type=non_negative, default=0.0, help="DP clip norm C of the update")
     p.add_argument("--compression", choices=("q8", "topk"), help="send updates as 8-bit quantised or "
                                                                 "top-k sparsified deltas (compression.py)")
     p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")

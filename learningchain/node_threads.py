@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from learningchain import errors
 from learningchain.block import Block
 from learningchain.errors import ValidationError
+from learningchain.releases import ReleaseLog, released_ids
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -61,6 +62,27 @@ def has_update(node: "Node", r: int) -> bool:
             or any(t.sender == node.pubkey and t.round == r for t in node.ledger.mempool))
 
 
+def restore_releases(node: "Node") -> int:
+    """Open the node's release journal and bring the DP accountant to the number
+    of updates this node has ever released (journal and main chain together,
+    :mod:`learningchain.releases`), so /status and the log do not restart from
+    epsilon 0. Called once when the node is built; returns that number."""
+    node.releases = ReleaseLog(node.data_dir)
+    acc = node.participant.accountant if node.participant is not None else None
+    if acc is None or acc.rounds:
+        return 0
+    with node.lock:
+        own = [t for b in node.chain.main_chain(1, node.chain.height) for t in b.txs
+               if t.sender == node.pubkey]
+        own += [t for t in node.ledger.mempool if t.sender == node.pubkey]
+    n = len(released_ids(node.releases, own))
+    if n:
+        acc.step(n)
+        node.log(f"privacy restored: {n} update(s) released before this start, epsilon "
+                 f"{acc.epsilon():.4f}, delta {acc.delta:g}")
+    return n
+
+
 def participate_once(node: "Node") -> None:
     with node.lock:
         state = node.chain.tip_state
@@ -72,6 +94,11 @@ def participate_once(node: "Node") -> None:
     if selected is not None and node.pubkey not in selected:  # selection.py: no training, no energy
         node.log(f"not selected for round {r}")
         return
+    sent = node.releases.find(r, digest)
+    if sent is not None:  # released before a restart: the same bytes again, never a new noisy copy
+        node.log(f"round {r}: resending our update {sent.id[:12]} released before the restart")
+        _submit_own(node, sent, r)
+        return
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)
@@ -81,6 +108,12 @@ def participate_once(node: "Node") -> None:
     if spent is not None:
         node.log(f"privacy after round {r}: epsilon {spent['epsilon']:.4f}, delta {spent['delta']:g} "
                  f"({spent['rounds']} updates released)")
+    if node.participant.accountant is not None:
+        node.releases.record(tx)  # on disk before it can leave the node (releases.py)
+    _submit_own(node, tx, r)
+
+
+def _submit_own(node: "Node", tx, r: int) -> None:
     try:
         node.submit_tx(tx, own=True)
     except ValidationError as exc:

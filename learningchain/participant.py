@@ -17,6 +17,7 @@ data and the accountant does not cover them.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -44,6 +45,14 @@ class Role:
     skip_threshold: float = 0.0      # send a skip tx when ||w - G(r-1)||_2 is below this
 
     def __post_init__(self) -> None:
+        """The one check of these settings for the node, the simulator and both CLIs
+        (they turn the ConfigError into their one-line error). Every number must be
+        finite: ``nan > 0`` is False, so a NaN sigma would otherwise switch DP off
+        silently, and an infinite one would fail only inside the first round."""
+        for name in ("dp_sigma", "dp_clip", "dp_delta", "topk_fraction", "skip_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
         if self.compression not in (None, "q8", "topk"):
             raise ConfigError(f"unknown compression {self.compression!r}; choose q8 or topk")
         if not 0 < self.topk_fraction <= 1 or self.skip_threshold < 0:
@@ -51,7 +60,7 @@ class Role:
         if self.attack is not None and self.attack not in ATTACKS:
             raise ConfigError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
         if self.dp_sigma < 0 or self.dp_clip < 0:
-            raise ConfigError("dp sigma and clip must be >= 0")
+            raise ConfigError(f"dp sigma and clip must be >= 0, got {self.dp_sigma} and {self.dp_clip}")
         if self.dp_sigma > 0 and self.dp_clip <= 0:
             raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
         if self.dp_clip > 0 and self.dp_sigma <= 0:

@@ -106,14 +106,9 @@ class SimConfig:
         need(isinstance(self.byzantine, int) and 0 <= self.byzantine < self.nodes,
              f"byzantine must be an integer in [0, nodes) = [0, {self.nodes}), got {self.byzantine!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("alpha", "dp_sigma", "dp_clip"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                 f"{name} must be a number >= 0, got {v!r}")
-        need(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
-        need(not (self.dp_sigma > 0 and self.dp_clip <= 0), "dp_sigma > 0 needs a clip norm: set dp_clip > 0")
-        need(not (self.dp_clip > 0 and self.dp_sigma <= 0), "--dp-clip needs --dp-sigma (dp_clip > 0 adds no noise)")
-        need(isinstance(self.dp_delta, float) and 0 < self.dp_delta < 1, f"dp_delta must lie in (0, 1), got {self.dp_delta!r}")
+        need(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0,
+             f"alpha must be a number > 0, got {self.alpha!r}")
+        Role(dp_sigma=self.dp_sigma, dp_clip=self.dp_clip, dp_delta=self.dp_delta)  # the DP rules live there
         need(self.dp_noise in ("seeded", "os"), f"dp_noise must be seeded or os, got {self.dp_noise!r}")
         for name in ("quorum", "full_nodes"):
             v = getattr(self, name)

@@ -1,6 +1,7 @@
 """Clipping + Gaussian noise, the Rényi-DP accountant (sensitivity 2C), secret
 noise on the live path, no local metrics in a DP tx, the privacy a node reports
-in /status and its log, and the CLI refusing --dp-clip without --dp-sigma."""
+in /status and its log (also after a restart, which never releases a round twice),
+and the CLI refusing --dp-clip without --dp-sigma and non-finite values."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ import pytest
 from learningchain import cli
 from learningchain.api import create_app
 from learningchain.crypto import PrivateKey
+from learningchain.data import load_partition
 from learningchain.encoding import weights_digest
 from learningchain.errors import ConfigError
 from learningchain.models import build_model, default_spec
@@ -19,10 +21,12 @@ from learningchain.node_threads import participate_once
 from learningchain.participant import Participant, Role, _seed
 from learningchain.privacy import (PrivacyAccountant, best_order, epsilon, noise_multiplier,
                                    privatize, rdp_gaussian, release_epsilon)
+from learningchain.releases import RELEASES_FILE, ReleaseLog
 from learningchain.service import Node
 from learningchain.simulator import SimConfig, Simulation
-from tests.helpers import tiny_config
+from tests.helpers import KEYS, next_block, tiny_config
 from tests.test_cli import assert_one_line_error, node_py
+from tests.test_peers import wait_for
 from tests.test_service import write_partition
 
 
@@ -214,6 +218,62 @@ def test_status_reports_privacy_spent_and_the_log_says_it(tmp_path, capsys):
         plain.stop()
 
 
+def own_in_mempool(node: Node) -> list:
+    with node.lock:
+        return [t for t in node.ledger.mempool if t.sender == node.pubkey]
+
+
+def test_restart_keeps_the_privacy_spent_and_never_releases_a_round_twice(tmp_path):
+    """A restarted node counts the updates it released before (journal + chain),
+    and for a round whose update is out but not yet mined it sends the SAME tx
+    again: a second noisy copy of the same clipped delta would halve the noise
+    variance by averaging (training is deterministic from public facts)."""
+    data, cfg = write_partition(tmp_path), tiny_config(quorum=2, round_timeout=50)
+    eps1 = closed_form_release(2.0, 1, 1e-5)
+    first = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
+    first.start()
+    try:
+        sent = wait_for(lambda: own_in_mempool(first), seconds=30, what="the round-1 update")[0]
+    finally:
+        first.stop()
+    assert first.privacy_report()["rounds"] == 1
+    again = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
+    assert again.privacy_report()["rounds"] == 1  # before any thread runs: /status is right at once
+    assert again.privacy_report()["epsilon"] == pytest.approx(eps1)
+    again.start()
+    try:
+        resent = wait_for(lambda: own_in_mempool(again), seconds=30, what="the round-1 update resent")
+        assert [t.id for t in resent] == [sent.id]  # byte for byte the same release
+        assert "train_count" not in again.timings() and again.privacy_report()["rounds"] == 1
+    finally:
+        again.stop()
+    assert len((tmp_path / "n" / RELEASES_FILE).read_text().splitlines()) == 1
+
+    # mined: the chain alone proves the release (a data dir from before the journal) ...
+    third = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
+    try:
+        other = Participant(KEYS[0], cfg.model_spec, *load_partition(data))
+        state = third.chain.tip_state
+        txs = [sent, other.make_update(1, state.model, state.model_digest, 1)]
+        assert third.submit_block(next_block(third.chain, txs), relay=False) == "connected"
+    finally:
+        third.stop()
+    (tmp_path / "n" / RELEASES_FILE).unlink()
+    fourth = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
+    try:
+        assert fourth.chain.tip_state.round == 2 and fourth.privacy_report()["rounds"] == 1
+        participate_once(fourth)  # ... and round 2 is a new release, journalled and counted
+        assert fourth.privacy_report()["rounds"] == 2
+        assert [t.round for t in own_in_mempool(fourth)] == [2]
+    finally:
+        fourth.stop()
+    fifth = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
+    try:  # journal (round 2) and chain (round 1) together, nothing counted twice
+        assert fifth.privacy_report()["rounds"] == 2
+    finally:
+        fifth.stop()
+
+
 # --- the CLI ---------------------------------------------------------------------------------
 
 def test_run_refuses_clip_without_sigma(tmp_path):
@@ -228,3 +288,50 @@ def test_simulate_refuses_clip_without_sigma(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dp-clip needs --dp-sigma" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+# --- non-finite settings: refused everywhere, never a silent "DP off" ------------------------
+
+@pytest.mark.parametrize("kwargs", [dict(dp_sigma=math.nan, dp_clip=1.0), dict(dp_sigma=math.inf, dp_clip=1.0),
+                                    dict(dp_sigma=1.0, dp_clip=math.nan), dict(dp_sigma=1.0, dp_clip=math.inf),
+                                    dict(dp_sigma=1.0, dp_clip=1.0, dp_delta=math.nan),
+                                    dict(dp_sigma="1", dp_clip=1.0)])
+def test_role_and_simulation_refuse_non_finite_dp(kwargs):
+    with pytest.raises(ConfigError, match="finite number"):
+        Role(**kwargs)
+    with pytest.raises(ConfigError, match="finite number"):  # the simulator asks Role: one rule
+        SimConfig(nodes=2, rounds=1, **kwargs)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_run_refuses_non_finite_dp_flags_before_writing(tmp_path, capsys, value):
+    for flags in (["--dp-sigma", value, "--dp-clip", "1"], ["--dp-sigma", "1", "--dp-clip", value]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5996", *flags])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "must be a finite number >= 0" in err[0] and value in err[0]
+    assert not (tmp_path / "d").exists()
+
+
+def test_run_refuses_sigma_without_clip_in_process(tmp_path, capsys):
+    assert cli.main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5996", "--dp-sigma", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a clip norm" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "d").exists()
+
+
+def test_release_journal_ignores_a_torn_last_line_and_refuses_a_corrupt_one(tmp_path):
+    _, a = dp_update(False)
+    _, b = dp_update(False)
+    log = ReleaseLog(tmp_path)
+    log.record(a)
+    log.record(b)
+    assert ReleaseLog(tmp_path).ids == {a.id, b.id} and ReleaseLog(tmp_path).find(3, a.base).id == b.id
+    path = tmp_path / RELEASES_FILE
+    whole = path.read_text()
+    path.write_text(whole[:-40])  # a crash while writing b: b never left the node
+    assert ReleaseLog(tmp_path).ids == {a.id}
+    path.write_text("{not json\n" + whole)
+    with pytest.raises(ConfigError, match="line 1 is not an update tx"):
+        ReleaseLog(tmp_path)
