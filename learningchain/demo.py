@@ -34,21 +34,17 @@ import numpy as np
 
 from learningchain import argtypes
 from learningchain.errors import ConfigError, LearningChainError
-from learningchain.processes import ROOT, Network, NodeDied, check_ports_free, get, wait_for, wait_ready
+from learningchain.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
+                                     wait_for, wait_ready)
 
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP to the demo: handled exactly like Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+__all__ = ["Stopped", "run_demo", "register", "stop_on_term_and_hup"]
 
 
 @contextmanager
 def stop_on_term_and_hup() -> Iterator[None]:
     """Turn SIGTERM (``kill``) and SIGHUP (the terminal closed) into
-    :class:`Stopped`, so the ``finally`` that stops the nodes runs."""
+    :class:`Stopped`, like Ctrl-C, while no node runs (setup, results); while
+    nodes run, :func:`_run_demo` only notes signals (see there)."""
     def raise_stopped(signum, _frame):
         raise Stopped(signum)
     previous = {sig: signal.signal(sig, raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -213,6 +209,7 @@ def complete_entries(net: Network, entries: list[dict]) -> None:
     from learningchain.tx import SKIP_TYPE
     hub = net.nodes[0].url
     for entry in entries:
+        net.check_alive()
         txs = [(get(hub, f"/txs/{i}") or {}).get("tx") for i in entry.pop("update_ids")]
         txs = [t for t in txs if isinstance(t, dict)]
         updates = [t for t in txs if t.get("type") != SKIP_TYPE]
@@ -307,39 +304,47 @@ def _run_demo(args: argparse.Namespace) -> int:
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}; "
           f"genesis {make_genesis(config).hash[:16]}; logs in {out}", flush=True)
-    net = Network(out)
     first_bad = args.nodes - args.byzantine
     keep, entries, late = False, [], []
-    try:
-        start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
-                      extra=extra)
-        keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
-        print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index == 0 else ''}"
-                                    f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
-              flush=True)
-        entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
-        digest, tips = check_agreement(net, args.rounds)
-        print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
-        complete_entries(net, entries)
-        keep = args.keep
-        if keep:
-            print("network left running (--keep): inspect with")
-            for n in net.nodes:
-                print(f"  python node.py status --node {n.url}")
-            print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        say(f"\ninterrupted ({signal.Signals(signum).name}): stopping the nodes")
-        return 128 + signum
-    except NodeDied as exc:
-        say(f"\nnode.py demo: {exc}; its last lines:\n"
-            + "\n".join("    " + line for line in exc.tail.splitlines()))
-        return 1
-    finally:
-        if not keep:
-            late = net.stop_all()  # not interruptible; signals meanwhile are returned
-    if not keep and late:
-        say(f"interrupted ({signal.Signals(late[0]).name}) while the nodes stopped: no results written")
+    # While nodes may run, a signal is only noted; Network.check_alive (every poll
+    # loop) acts on it. No KeyboardInterrupt can then land between a Popen and its
+    # bookkeeping, or in the except/finally below before the nodes are stopped
+    # (a second Ctrl-C there would orphan them: they live in their own sessions).
+    with deferred_signals(message=None) as requested:
+        net = Network(out, signals=requested)
+        try:
+            start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
+                          extra=extra)
+            keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
+            print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index == 0 else ''}"
+                                        f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
+                  flush=True)
+            entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
+            digest, tips = check_agreement(net, args.rounds)
+            print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
+            complete_entries(net, entries)
+            net.check_alive()
+            keep = args.keep
+            if keep:
+                print("network left running (--keep): inspect with")
+                for n in net.nodes:
+                    print(f"  python node.py status --node {n.url}")
+                print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
+        except Stopped as exc:
+            say(f"\ninterrupted ({signal.Signals(exc.signum).name}): stopping the nodes")
+            keep = False
+            return 128 + exc.signum
+        except NodeDied as exc:
+            say(f"\nnode.py demo: {exc}; its last lines:\n"
+                + "\n".join("    " + line for line in exc.tail.splitlines()))
+            keep = False
+            return 1
+        finally:
+            if not keep or requested:  # a signal after the last check stops a --keep network too
+                keep = False
+                late = requested + net.stop_all()  # stop_all defers signals too, and returns them
+    if late:
+        say(f"interrupted ({signal.Signals(late[0]).name}): nodes stopped, no results written")
         return 128 + late[0]
     elapsed = time.monotonic() - t_start
     initial, base = local_baselines(config.model_spec, part_dir, args.nodes, args.rounds)

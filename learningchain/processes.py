@@ -29,6 +29,14 @@ NODE_PY = ROOT / "node.py"
 STOP_SECONDS = 5.0
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) acted on: handled exactly like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class NodeDied(LearningChainError):
     """A node process exited while the network was supposed to run."""
 
@@ -92,10 +100,16 @@ class NodeProc:
 
 @dataclass
 class Network:
-    """Node processes started and always stopped by us (a context manager)."""
+    """Node processes started and always stopped by us (a context manager).
+
+    ``signals``: stop signals noted by the owner's handler (the demo's
+    :func:`deferred_signals` for its whole run): :meth:`check_alive`, called by
+    every poll loop, turns the first into :class:`Stopped` at a point where no
+    process is half started."""
     out: Path
     python: str = sys.executable
     nodes: list[NodeProc] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)
 
     def start(self, index: int, *, port: int | None = None, peers=(), dataset=None, genesis=None,
               mine: bool = False, workers: int = 1, attack: str | None = None,
@@ -122,14 +136,22 @@ class Network:
         return node
 
     def launch(self, node: NodeProc) -> None:
-        """(Re)start the process of ``node``, appending to its log."""
+        """(Re)start the process of ``node``, appending to its log. A signal while
+        the process starts is held until ``node.popen`` holds it, then delivered:
+        a KeyboardInterrupt between the two would leave a node nobody stops."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(node.log_path, "ab") as log:
+        with open(node.log_path, "ab") as log, deferred_signals(message=None) as held:
             node.popen = subprocess.Popen([self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
                                           stdout=log, stderr=subprocess.STDOUT, env=env,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        for signum in held:  # to the handler in force again, now that the node can be stopped
+            signal.raise_signal(signum)
 
     def check_alive(self) -> None:
+        """Raise :class:`Stopped` if a stop signal was noted (``signals``), and
+        :class:`NodeDied` if a node process exited."""
+        if self.signals:
+            raise Stopped(self.signals[0])
         for node in self.nodes:
             if node.popen is not None and node.popen.poll() is not None:
                 code = node.popen.returncode
@@ -186,10 +208,16 @@ _SIGNALS = {s.value for s in signal.Signals}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+STILL_STOPPING = "still stopping the nodes, a few seconds at most"
+
+
 @contextmanager
-def deferred_signals() -> Iterator[list[int]]:
+def deferred_signals(message: str | None = STILL_STOPPING) -> Iterator[list[int]]:
     """While the block runs, SIGINT/SIGTERM/SIGHUP are recorded (in the yielded
-    list) instead of interrupting it. A no-op outside the main thread, where
+    list) instead of interrupting it, each announced on stderr with ``message``
+    (None: silently, the owner reports them when it acts on them). The handler
+    only appends to a list: no exception can arrive at an arbitrary point, and
+    no lock is taken inside a handler. A no-op outside the main thread, where
     Python cannot set handlers (the signals go to the main thread anyway)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -198,9 +226,10 @@ def deferred_signals() -> Iterator[list[int]]:
 
     def note(signum, _frame):
         received.append(signum)
+        if message is None:
+            return
         try:
-            print(f"({signal.Signals(signum).name}: still stopping the nodes, a few seconds at most)",
-                  file=sys.stderr, flush=True)
+            print(f"({signal.Signals(signum).name}: {message})", file=sys.stderr, flush=True)
         except (OSError, RuntimeError):  # the terminal is gone (SIGHUP), or a print was under way
             pass
 
