@@ -5,8 +5,9 @@ Handlers stay thin: parse, call the node, serialise. Errors are registered once,
 so every 4xx has the shape ``{"error": text}`` (plus ``"reason": code`` for a
 validation failure) and nothing ever answers with a traceback. Request bodies
 are decoded with :func:`learningchain.encoding.parse_json` (NaN, Infinity and
-deep nesting refused), never ``request.json``. Every endpoint is documented in
-docs/api.md.
+deep nesting refused), never ``request.json``, after ``Content-Encoding: gzip``
+is undone within the body cap; replies over 1 KiB are gzipped for clients that
+accept it (:mod:`learningchain.wire`). Every endpoint is documented in docs/api.md.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from learningchain.explorer import explorer, round_detail as round_view, rounds_
 from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
+from learningchain.wire import (ContentEncodingError, TooLargeError, compress_reply, gunzip_capped, is_gzip,
+                                is_identity)
 
 MAX_BODY_BYTES = 4 << 20
 MAX_CHAIN_PAGE = 500
@@ -58,12 +61,31 @@ def body() -> dict:
         raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}",
                        "bad-content-type")
     try:
-        doc = parse_json(request.get_data(cache=True))
+        doc = parse_json(request_bytes())
     except EncodingError as exc:
         raise ApiError(400, f"malformed JSON body: {exc}", "bad-json") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "the JSON body must be an object", "bad-json")
     return doc
+
+
+def request_bytes() -> bytes:
+    """The body as sent, or decoded from ``Content-Encoding: gzip`` to at most
+    ``MAX_CONTENT_LENGTH`` bytes, so a decompression bomb costs no more than a
+    plain body of the largest size allowed (learningchain/wire.py)."""
+    raw, coding = request.get_data(cache=True), request.headers.get("Content-Encoding")
+    if is_identity(coding):
+        return raw
+    if not is_gzip(coding):
+        raise ApiError(415, f"Content-Encoding must be gzip or absent, got {coding!r}",
+                       "unsupported-content-encoding")
+    try:
+        return gunzip_capped(raw, current_app.config["MAX_CONTENT_LENGTH"])
+    except TooLargeError:
+        raise ApiError(413, f"request body decodes to more than {current_app.config['MAX_CONTENT_LENGTH']} "
+                            f"bytes", "body-too-large") from None
+    except ContentEncodingError as exc:
+        raise ApiError(400, str(exc), "bad-content-encoding") from None
 
 
 def hex_id(value: str, what: str) -> str:
@@ -335,7 +357,8 @@ def create_app(node_obj) -> Flask:
     register_errors(app)
 
     @app.after_request
-    def count_bytes(resp):
+    def compress_and_count(resp):
+        resp = compress_reply(resp, request.headers.get("Accept-Encoding"))  # counted as sent
         peer = request.headers.get("X-Peer")
         if peer:
             kind = message_type(request.method, request.path, g.get("compact", False))

@@ -9,7 +9,15 @@ here against a client). A :class:`BoundedSession` therefore
   shuts the socket down when the exchange's deadline passes, whatever phase it
   is in (waiting for the status line, trickled headers, trickled body); and
 * reads the body in chunks and stops at ``max_bytes`` (a Content-Length above
-  the cap is refused before reading anything).
+  the cap is refused before reading anything). Replies may come gzip-encoded
+  (we send ``Accept-Encoding: gzip``); the body is read as it crossed the
+  socket (``decode_content=False``) and decoded here by
+  :class:`learningchain.wire.CappedGunzip`, so the cap holds on the decoded
+  bytes too and a small reply cannot expand past it (a decompression bomb),
+  whatever urllib3 version is installed: urllib3 before 2.6 decoded each raw
+  chunk in one piece, unbounded (CVE-2025-66471); 2.6+ bounds each ``read(amt)``.
+  :class:`Reply` also says how many body bytes crossed the wire, for the
+  traffic counters.
 
 Either way the caller gets :class:`PeerReplyError` (or a ``requests``
 exception), never a stall longer than the deadline plus the connect timeout.
@@ -29,18 +37,27 @@ import heapq
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from learningchain.wire import CappedGunzip, ContentEncodingError, TooLargeError, is_gzip, is_identity
 
 CHUNK = 64 << 10
 
 
 class PeerReplyError(Exception):
     """A peer's reply broke a bound: too slow in total, or too large."""
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes       # decoded (gzip undone)
+    wire_bytes: int   # body bytes as they crossed the socket
 
 
 class _Exchange:
@@ -160,20 +177,23 @@ class _Adapter(HTTPAdapter):
 
 
 class BoundedSession:
-    """``request()`` returns (status, body bytes) within ``deadline`` seconds (plus
-    the connect timeout) and reads at most ``max_bytes`` of body."""
+    """``request()`` returns a :class:`Reply` within ``deadline`` seconds (plus the
+    connect timeout) and reads at most ``max_bytes`` of body, counted both on the
+    wire and decoded."""
 
     def __init__(self, timeout: tuple[float, float], deadline: float, max_bytes: int):
         self.timeout, self.deadline, self.max_bytes = timeout, deadline, max_bytes
         self._session = requests.Session()
+        self._session.headers["Accept-Encoding"] = "gzip"  # the only coding _read decodes
         adapter = _Adapter()
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
     def request(self, method: str, url: str, data: bytes | None = None,
-                headers: dict | None = None, max_bytes: int | None = None) -> tuple[int, bytes]:
+                headers: dict | None = None, max_bytes: int | None = None) -> Reply:
         """Raises ``requests.RequestException`` or :class:`PeerReplyError`.
-        ``max_bytes``: this reply's cap, if not the session's."""
+        ``max_bytes``: this reply's cap, if not the session's. ``data`` is sent as
+        given (a caller that gzips it sets ``Content-Encoding`` itself)."""
         exchange = _Exchange(time.monotonic() + self.deadline)
         _current.exchange = exchange
         _WATCHDOG.watch(exchange)
@@ -181,7 +201,7 @@ class BoundedSession:
             resp = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout,
                                          stream=True, allow_redirects=False)
             try:
-                return resp.status_code, self._read(resp, exchange, max_bytes or self.max_bytes)
+                return Reply(resp.status_code, *self._read(resp, exchange, max_bytes or self.max_bytes))
             finally:
                 resp.close()
         except requests.RequestException:
@@ -192,19 +212,34 @@ class BoundedSession:
             _WATCHDOG.detach(exchange, done=True)
             _current.exchange = None
 
-    def _read(self, resp: requests.Response, exchange: _Exchange, cap: int) -> bytes:
+    def _read(self, resp: requests.Response, exchange: _Exchange, cap: int) -> tuple[bytes, int]:
+        """(decoded body, bytes on the wire); both at most ``cap``."""
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise PeerReplyError(f"reply of {declared} bytes is over the cap of {cap}")
-        chunks, size = [], 0
-        for chunk in resp.iter_content(CHUNK):
-            size += len(chunk)
-            if size > cap:
-                raise PeerReplyError(f"reply is over the cap of {cap} bytes")
-            chunks.append(chunk)
+        coding = resp.headers.get("Content-Encoding")
+        if not (is_identity(coding) or is_gzip(coding)):
+            raise PeerReplyError(f"reply has Content-Encoding {coding!r}; we accept only gzip")
+        gunzip = CappedGunzip(cap) if is_gzip(coding) else None
+        chunks, wire = [], 0
+        try:
+            for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                wire += len(chunk)
+                if wire > cap:
+                    raise PeerReplyError(f"reply is over the cap of {cap} bytes")
+                chunks.append(gunzip.feed(chunk) if gunzip else chunk)
+            if gunzip:
+                gunzip.finish()
+        except TooLargeError:
+            raise PeerReplyError(f"gzip reply decodes to more than the cap of {cap} bytes") from None
+        except ContentEncodingError as exc:
+            if not exchange.expired:  # else: cut off by the deadline, said below
+                raise PeerReplyError(f"reply {exc}") from None
+        except urllib3.exceptions.HTTPError as exc:  # what iter_content would have wrapped
+            raise requests.ConnectionError(exc) from None
         if exchange.expired:
             raise PeerReplyError(f"no complete reply within {self.deadline:g} s")
-        return b"".join(chunks)
+        return b"".join(chunks), wire
 
     def close(self) -> None:
         self._session.close()

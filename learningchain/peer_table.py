@@ -101,6 +101,7 @@ class Peer:
     seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
     peers: frozenset = frozenset()  # the peer's own peers, from its answer to our announce
     announced: float = -ANNOUNCE_SECONDS  # when it last answered an announce listing us
+    gzip: bool = True  # False once it refused a gzip body (an older node): send it plain
 
     def available(self, now: float) -> bool:
         return now >= self.next_try

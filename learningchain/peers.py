@@ -5,7 +5,8 @@
   (:data:`TIMEOUT`: connect 1 s, read 3 s), a deadline on each whole exchange
   and a cap on reply size per kind of request (:func:`reply_cap`,
   :mod:`learningchain.httpclient`). Each id/hash is sent to each peer at most
-  once (bounded seen-set).
+  once (bounded seen-set). Bodies over 1 KiB travel gzip-encoded, replies too
+  (:mod:`learningchain.wire`); a peer that refuses a gzip body is sent plain.
 * Transactions we relay (not our own) are *announced* first
   (``POST /inv {"txs": [id]}``); the peer answers which ids it wants, and only
   those bodies travel. Our own transaction is pushed whole: nobody has it yet.
@@ -39,6 +40,7 @@ from learningchain.errors import ValidationError
 from learningchain.httpclient import BoundedSession, PeerReplyError
 from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
                                       normalize)
+from learningchain.wire import MIN_BYTES, gzip_encode
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -69,6 +71,13 @@ def max_reply_bytes(max_block_bytes: int) -> int:
     """The largest sync page we read from a peer: :data:`SYNC_PAGE_BYTES` plus the
     one block that may overshoot it, with room for JSON framing."""
     return SYNC_PAGE_BYTES + 2 * max_block_bytes + (1 << 20)
+
+
+def refuses_gzip(code: int, doc: Any) -> bool:
+    """Did a peer refuse a gzip body as a node without gzip support would? A
+    server that knows no content codings answers 415 (RFC 9110 section 15.5.16);
+    our nodes before gzip support read the gzip bytes as JSON: 400 ``bad-json``."""
+    return code == 415 or (code == 400 and isinstance(doc, dict) and doc.get("reason") == "bad-json")
 
 
 def reply_cap(method: str, path: str, max_tx_bytes: int, max_block_bytes: int) -> int:
@@ -105,19 +114,43 @@ class PeerSet(PeerTable):
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
         """One exchange with a peer; None when it failed (the peer then backs off).
-        The reply is read up to :func:`reply_cap` bytes and decoded with
-        :func:`parse_json` (NaN and deep nesting refused)."""
+        A body over :data:`~learningchain.wire.MIN_BYTES` is sent gzip-encoded,
+        unless the peer refused that once (then plain from now on); the reply is
+        read up to :func:`reply_cap` bytes (decoded) and decoded with
+        :func:`parse_json` (NaN and deep nesting refused). The traffic counters
+        count the bytes on the wire."""
         peer = self._peers.get(url)
         data = canonical_json(body) if body is not None else None
+        gzip = data is not None and len(data) > MIN_BYTES and (peer is None or peer.gzip)
+        kind = message_type(method, path, isinstance(body, dict) and "compact" in body)
+        reply = self._exchange(peer, url, method, path, data, gzip, kind)
+        if gzip and reply is not None and refuses_gzip(*reply):
+            if peer is not None:
+                with self._lock:
+                    peer.gzip = False  # an older node: remember, and send it plain from now on
+            reply = self._exchange(peer, url, method, path, data, False, kind)
+        if reply is None:
+            return None
+        if reply[0] >= 500:
+            self._failed(peer, f"HTTP {reply[0]}")
+            return None
+        self._succeeded(peer)
+        return reply
+
+    def _exchange(self, peer, url: str, method: str, path: str, data: bytes | None, gzip: bool,
+                  kind: str) -> tuple[int, Any] | None:
         headers = {"X-Peer": self.self_url}
         if data is not None:
             headers["Content-Type"] = "application/json"
+            if gzip:
+                data, headers["Content-Encoding"] = gzip_encode(data), "gzip"
         cap = reply_cap(method, path, self.node.config.max_tx_bytes, self.node.config.max_block_bytes)
         if self._max_reply is not None:
             cap = min(cap, self._max_reply)
         t0 = time.perf_counter()
         try:
-            code, content = self._session.request(method, url + path, data=data, headers=headers, max_bytes=cap)
+            code, content, wire = self._session.request(method, url + path, data=data, headers=headers,
+                                                        max_bytes=cap)
             doc = parse_json(content) if content else None
         except PeerReplyError as exc:
             self._failed(peer, str(exc))
@@ -125,12 +158,7 @@ class PeerSet(PeerTable):
         except (requests.RequestException, EncodingError) as exc:
             self._failed(peer, type(exc).__name__)
             return None
-        kind = message_type(method, path, isinstance(body, dict) and "compact" in body)
-        self._count_outbound(peer, kind, len(data or b""), len(content), time.perf_counter() - t0)
-        if code >= 500:
-            self._failed(peer, f"HTTP {code}")
-            return None
-        self._succeeded(peer)
+        self._count_outbound(peer, kind, len(data or b""), wire, time.perf_counter() - t0)
         return code, doc
 
     # --- gossip -------------------------------------------------------------------------

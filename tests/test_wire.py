@@ -1,0 +1,299 @@
+"""gzip on the wire (learningchain/wire.py): request bodies decoded within the
+body cap by the API, replies gzipped for clients that ask, peers sending gzip
+bodies and reading gzip replies under their reply cap, traffic counted as it
+crossed the socket. Real nodes on 127.0.0.1; every wait polls with a deadline."""
+from __future__ import annotations
+
+import gzip
+import struct
+import threading
+import time
+import tracemalloc
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from learningchain.api import create_app, create_http_server
+from learningchain.encoding import canonical_json
+from learningchain.models import ModelSpec
+from learningchain.peer_table import HEADER_ESTIMATE
+from learningchain.peers import PeerSet, max_reply_bytes
+from learningchain.processes import free_port
+from learningchain.service import Node, serve_until
+from learningchain.wire import (ContentEncodingError, TooLargeError, accepts_gzip, gunzip_capped,
+                                gzip_encode)
+from tests.helpers import KEYS, tiny_config, update_tx
+
+#: softmax 32 -> 10: a tx of ~2.4 KB of canonical JSON, over the 1 KiB gzip threshold.
+WIDE = ModelSpec("softmax", "classification", 32, 10, (), 0, 1, 8, 0.1).to_dict()
+
+
+def gzip_bomb(size: int = 1 << 30, chunk: int = 1 << 20) -> bytes:
+    """A valid single-member gzip of ``size`` zero bytes, ~1 MB, built in ~0.3 s.
+    After a full flush deflate starts afresh and byte-aligned, so every further
+    chunk of zeros encodes to the same bytes: compress two chunks, repeat the
+    second, and write the trailer (CRC-32 and length, RFC 1952) for ``size``."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(chunk)
+    head = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    end = c.flush()[:-8]
+    crc = 0
+    for _ in range(size // chunk):
+        crc = zlib.crc32(zeros, crc)
+    return head + block * (size // chunk - 1) + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return gzip_bomb()
+
+
+class Served:
+    """A node (config ``cfg``) behind the real waitress server, in a thread."""
+
+    def __init__(self, root, name: str, cfg, peers=()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.node = Node(root / name, cfg, peers=peers, port=self.port, quiet=True)
+        self.app = create_app(self.node)
+        self.server = create_http_server(self.app, host="127.0.0.1", port=self.port, threads=4)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
+        self.thread.start()
+        self.node.start()
+
+    def status(self) -> dict:
+        return requests.get(self.url + "/status", timeout=10).json()
+
+    def close(self) -> None:
+        self.node.stop()
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def network(tmp_path):
+    nodes: list[Served] = []
+
+    def start(name: str, peers=(), **cfg):
+        nodes.append(Served(tmp_path, name, tiny_config(**cfg), peers))
+        return nodes[-1]
+    yield start
+    for s in nodes:
+        s.close()
+
+
+def wait_for(predicate, seconds: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+# --- the codec ---------------------------------------------------------------------------
+
+def test_capped_gunzip_decodes_members_and_refuses_bombs_and_garbage(bomb):
+    doc = b'{"a": 1}' * 500
+    assert gunzip_capped(gzip_encode(doc), len(doc)) == doc  # exactly at the cap
+    assert gunzip_capped(gzip_encode(doc) + gzip.compress(b"xy"), len(doc) + 2) == doc + b"xy"  # two members
+    with pytest.raises(TooLargeError):
+        gunzip_capped(gzip_encode(doc), len(doc) - 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLargeError):
+            gunzip_capped(bomb, 4 << 20)  # 1 GB claimed, stops after 4 MiB + 1 byte
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20  # the output so far and its join, never the gigabyte
+    for bad in (b"not gzip", gzip_encode(doc)[:-9], gzip_encode(doc) + b"junk", b""):
+        with pytest.raises(ContentEncodingError):
+            gunzip_capped(bad, 1 << 20)
+    assert accepts_gzip("gzip, deflate, br") and accepts_gzip("*") and accepts_gzip("br;q=1.0, gzip;q=0.5")
+    assert not accepts_gzip(None) and not accepts_gzip("gzip;q=0") and not accepts_gzip("deflate, br")
+
+
+# --- the API: request bodies --------------------------------------------------------------
+
+def post(url: str, path: str, data: bytes, coding: str | None = "gzip") -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if coding:
+        headers["Content-Encoding"] = coding
+    return requests.post(url + path, data=data, headers=headers, timeout=30)
+
+
+def test_a_gzip_tx_is_the_same_tx(network):
+    a = network("a")
+    tx = update_tx(a.node.chain, KEYS[0])
+    r = post(a.url, "/txs", gzip_encode(canonical_json(tx.to_dict())))
+    assert r.status_code == 202 and r.json() == {"status": "accepted", "id": tx.id}, r.text
+    pool = requests.get(a.url + "/mempool", timeout=10).json()
+    assert [(t["id"], t["size"]) for t in pool["txs"]] == [(tx.id, tx.size)]
+    r = post(a.url, "/txs", canonical_json(tx.to_dict()), coding=None)  # the plain body: the same tx
+    assert r.status_code == 202 and r.json() == {"status": "known", "id": tx.id}
+
+
+def test_bad_gzip_bodies_are_refused_and_counted(network, bomb):
+    a = network("a")
+    limit = a.app.config["MAX_CONTENT_LENGTH"]
+    assert len(bomb) < limit  # passes waitress's check of the wire size: the decoder must stop it
+    r = post(a.url, "/txs", bomb)  # the same decoder as above: at most `limit` + 1 bytes
+    assert r.status_code == 413 and r.json() == {
+        "error": f"request body decodes to more than {limit} bytes", "reason": "body-too-large"}
+    r = post(a.url, "/blocks", gzip_encode(b'{"header": 1}')[:-5])  # truncated
+    assert r.status_code == 400 and r.json()["reason"] == "bad-content-encoding", r.text
+    r = post(a.url, "/peers", b"\x1f\x8b not really gzip")
+    assert r.status_code == 400 and r.json()["reason"] == "bad-content-encoding", r.text
+    r = post(a.url, "/inv", b'{"txs": []}', coding="br")
+    assert r.status_code == 415 and r.json()["reason"] == "unsupported-content-encoding", r.text
+    assert "gzip" in r.json()["error"]
+    r = post(a.url, "/inv", b'{"txs": []}', coding="identity")  # the no-op coding
+    assert r.status_code == 200 and r.json() == {"want": []}
+    assert a.status()["refused"] == {"body-too-large": 1, "bad-content-encoding": 2,
+                                     "unsupported-content-encoding": 1}
+
+
+# --- the API: replies --------------------------------------------------------------------
+
+def test_replies_are_gzipped_only_for_clients_that_ask(network):
+    a = network("a", model=WIDE)
+    url = a.url + "/model"
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert "Content-Encoding" not in plain.headers and len(plain.content) > 1024
+    assert plain.headers["Vary"] == "Accept-Encoding"
+    raw = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
+    wire = raw.raw.read(decode_content=False)
+    assert raw.headers["Content-Encoding"] == "gzip" and raw.headers["Vary"] == "Accept-Encoding"
+    assert int(raw.headers["Content-Length"]) == len(wire) < len(plain.content)
+    assert gzip.decompress(wire) == plain.content
+    small = requests.get(a.url + "/tip", headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert "Content-Encoding" not in small.headers  # under 1 KiB: as it is
+    page = requests.get(a.url + "/", headers={"Accept-Encoding": "gzip, deflate, br",  # a browser
+                                              "Accept": "text/html"}, timeout=10)
+    assert page.headers["Content-Encoding"] == "gzip" and page.headers["Content-Type"].startswith("text/html")
+    assert "<html" in page.text.lower()  # requests undid the gzip, as a browser does
+
+
+# --- peers -----------------------------------------------------------------------------
+
+def test_traffic_counters_count_gzip_bytes(network):
+    a = network("a", model=WIDE)
+    b = network("b", [a.url], model=WIDE)
+    wait_for(lambda: len(a.node.peers) == 1, what="a to learn b")
+    tx = update_tx(a.node.chain, KEYS[1])
+    wire = len(gzip_encode(canonical_json(tx.to_dict())))
+    assert tx.size > 2000 and wire < 0.8 * tx.size
+    a.node.submit_tx(tx, own=True)  # pushed whole to b, gzipped
+    wait_for(lambda: b.status()["mempool"] == 1, what="the tx on b")
+    sent = wait_for(lambda: a.status()["traffic"]["by_type"].get("tx body"), what="a's count")
+    received = b.status()["traffic"]["by_type"]["tx body"]
+    assert sent["messages"] == received["messages"] == 1
+    assert sent["sent"] == received["received"] == wire + HEADER_ESTIMATE  # not tx.size + 200
+
+
+class OldNode:
+    """A peer without gzip support: records each POST's Content-Encoding and
+    answers a gzip body as a node before gzip did (415, or 400 ``bad-json``)."""
+
+    def __init__(self, refusal: tuple[int, bytes]):
+        self.codings: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                coding = self.headers.get("Content-Encoding")
+                outer.codings.append(coding)
+                code, body = refusal if coding else (202, b'{"status": "accepted"}')
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("refusal", [(415, b'{"error": "unsupported"}'),
+                                     (400, b'{"error": "malformed JSON body", "reason": "bad-json"}')])
+def test_a_peer_that_refuses_gzip_is_sent_plain_from_then_on(network, refusal):
+    a = network("a", model=WIDE)
+    old = OldNode(refusal)
+    ps = PeerSet(a.node, "http://127.0.0.1:1", [old.url])
+    try:
+        doc = update_tx(a.node.chain, KEYS[2]).to_dict()
+        assert ps.request(old.url, "POST", "/txs", doc) == (202, {"status": "accepted"})
+        assert old.codings == ["gzip", None]  # refused, resent plain once
+        assert ps.request(old.url, "POST", "/txs", doc) == (202, {"status": "accepted"})
+        assert old.codings == ["gzip", None, None]  # remembered
+        assert ps.snapshot()[0]["failures"] == 0
+    finally:
+        ps.stop()
+        old.close()
+
+
+class GzipPeer:
+    """A peer whose every reply is ``body`` with ``Content-Encoding: gzip``."""
+
+    def __init__(self, body: bytes):
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client stopped reading: what a bomb should see
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_reply_cap_holds_on_decoded_bytes(network, bomb):
+    """A sync page may be ~10 MB, so the 1 MB bomb passes the cap on wire bytes;
+    the decoder stops it at the cap. A well-formed gzip reply decodes."""
+    a = network("a")
+    cap = max_reply_bytes(a.node.config.max_block_bytes)
+    assert len(bomb) < cap < 1 << 30
+    evil, fine = GzipPeer(bomb), GzipPeer(gzip_encode(b'{"height": 0, "blocks": [], "more": false}'))
+    ps = PeerSet(a.node, "http://127.0.0.1:1", [evil.url, fine.url])
+    try:
+        assert ps.request(evil.url, "POST", "/sync/blocks", {"locator": [], "limit": 1}) is None
+        errors = {p["url"]: p["last_error"] for p in ps.snapshot()}
+        assert errors[evil.url] == f"gzip reply decodes to more than the cap of {cap} bytes"
+        assert ps.request(fine.url, "POST", "/sync/blocks", {"locator": [], "limit": 1}) == (
+            200, {"height": 0, "blocks": [], "more": False})
+    finally:
+        ps.stop()
+        evil.close()
+        fine.close()
