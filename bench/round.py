@@ -212,13 +212,19 @@ def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
         m = sum(d.get(k, (0, 0))[1] for d in run["by_type"]) / n_nodes / run["rounds"]
         rows.append((f"  {k}", f"{b:,.0f} B", f"{b / raw:.2f}x raw, {m:.1f} messages "
                      f"(requests we made + answers we gave)"))
+    from learningchain.encoding import canonical_json
+    from learningchain.wire import gzip_encode
     with Store(store_path(run["store"])) as store:
-        sizes = [t.size for b in store.iter_blocks() for t in b.txs]
+        txs = [t for b in store.iter_blocks() for t in b.txs]
+    sizes = [t.size for t in txs]
     n = len(per)
     if sizes:
         tx = statistics.median(sizes)
-        rows.append(("one update tx on the wire", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw (base64 in JSON"
+        rows.append(("one update tx, canonical JSON", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw (base64 in JSON"
                      + (f", {run['compression']})" if run.get("compression") else ")")))
+        tx = statistics.median(len(gzip_encode(canonical_json(t.to_dict()))) for t in txs)
+        rows.append(("one update tx on the wire (gzip)", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw "
+                     "(learningchain.wire.gzip_encode, as peers send it)"))
         floor = (n - 1) * tx
         rows.append(("floor: every update reaches N-1 nodes", f"{floor:,.0f} B",
                      f"{floor / raw:.2f}x raw per node per round; measured mean is "
