@@ -1,5 +1,5 @@
 """HTTP API of a node: ``create_app(node)`` wires a :class:`~learningchain.service.Node`
-into Flask routes (served by waitress, see :func:`learningchain.service.run_node`).
+into Flask routes (served by waitress: :mod:`learningchain.http_server`).
 
 Handlers stay thin: parse, call the node, serialise. Errors are registered once,
 so every 4xx has the shape ``{"error": text}`` (plus ``"reason": code`` for a
@@ -11,14 +11,10 @@ accept it (:mod:`learningchain.wire`). Every endpoint is documented in docs/api.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from waitress.channel import HTTPChannel
-from waitress.server import create_server
-from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
 from learningchain import errors
@@ -366,49 +362,3 @@ def create_app(node_obj) -> Flask:
                                          (resp.calculate_content_length() or 0) + HEADER_ESTIMATE, kind)
         return resp
     return app
-
-
-# --- serving with waitress ---------------------------------------------------------------------
-
-class JsonErrorTask(ErrorTask):
-    """waitress's own refusals (body over ``max_request_body_size``, headers too
-    large, a malformed request line) in our JSON shape, and counted like the
-    app's. waitress answers them before the app runs, from its parser."""
-
-    def execute(self) -> None:
-        err = self.request.error
-        reason = {413: "body-too-large", 431: "headers-too-large"}.get(err.code, "bad-request")
-        app = self.channel.flask_app
-        if err.code == 413:
-            text = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        else:
-            text = f"{err.reason}: {err.body}"
-        node_obj = app.config.get("NODE")
-        if node_obj is not None:
-            node_obj.refused[reason] += 1
-        body = json.dumps({"error": text, "reason": reason}).encode()
-        self.status = f"{err.code} {err.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
-
-
-class JsonErrorChannel(HTTPChannel):
-    error_task_class = JsonErrorTask
-    flask_app: Flask  # set per server by create_http_server (waitress wraps the app it holds)
-
-
-def create_http_server(app: Flask, host: str, port: int, threads: int = 8):
-    """A waitress server for ``app`` that refuses an oversized body from its
-    Content-Length header, before reading it. Without ``max_request_body_size``
-    waitress buffers up to 1 GiB per request (spilling to temp files) before
-    Flask sees ``MAX_CONTENT_LENGTH``. waitress refuses ``length >= limit`` and
-    werkzeug ``length > MAX_CONTENT_LENGTH``, hence the + 1: both agree on the
-    largest body allowed. See https://docs.pylonsproject.org/projects/waitress/en/latest/arguments.html
-    """
-    server = create_server(app, host=host, port=port, threads=threads,
-                           max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1)
-    # read per accepted connection: a subclass that knows our app
-    server.channel_class = type("NodeChannel", (JsonErrorChannel,), {"flask_app": app})
-    return server

@@ -8,7 +8,9 @@ never hold it. Threads:
   (``mine=True``): :mod:`learningchain.node_threads`;
 * *peer sync* and gossip: :mod:`learningchain.peers`.
 
-:func:`run_node` serves :func:`learningchain.api.create_app` with waitress.
+:func:`run_node` serves :func:`learningchain.api.create_app` with waitress
+(:mod:`learningchain.http_server`); what the node reports about itself
+(``/status``) is built in :mod:`learningchain.node_status`.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-from learningchain import errors
+from learningchain import errors, node_status
 from learningchain.block import Block
 from learningchain.compact import check_header_work, plausible_target_limit
 from learningchain.crypto import load_or_create_key
@@ -147,12 +149,6 @@ class Node:
         with self.lock:
             return plausible_target_limit(self.chain)
 
-    def latest_metrics(self) -> tuple[int | None, dict]:
-        if not self.metrics:
-            return None, {}
-        r = max(self.metrics)
-        return r, self.metrics[r]
-
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None:
         """Accumulate a duration: train, mine (proof-of-work search; ``count`` is the
         blocks found), validate (blocks that extended a branch), validate_closing
@@ -161,16 +157,6 @@ class Node:
             row = self._timings.setdefault(name, [0.0, 0])
             row[0] += seconds
             row[1] += count
-
-    def timings(self) -> dict:
-        """Cumulative seconds and counts since start (``/status`` -> ``timings``)."""
-        with self._timings_lock:
-            rows = {k: list(v) for k, v in self._timings.items()}
-        rows["gossip"] = list(self.peers.gossip_time())
-        doc = {}
-        for name in sorted(rows):
-            doc[f"{name}_s"], doc[f"{name}_count"] = round(rows[name][0], 6), rows[name][1]
-        return doc
 
     def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None:
         """Training (sample-epochs of ``round``) and mining (hashes) for the energy estimate."""
@@ -188,42 +174,21 @@ class Node:
         with self._energy_lock:
             self.energy.observe(r, t["sent"], t["received"], self.hashes)
 
-    def energy_report(self, round: int | None = None) -> dict | None:
-        self.observe_energy()
-        with self._energy_lock:
-            return self.energy.report() if round is None else self.energy.round_report(round)
-
+    # --- reporting: the /status document and its parts (node_status.py) -----------
     def tip_summary(self) -> dict:
-        with self.lock:
-            return {"height": self.chain.height, "tip": self.chain.tip.hash,
-                    "work": f"{self.chain.tip_work:x}"}
+        return node_status.tip_summary(self)
 
     def status(self) -> dict:
-        with self.lock:
-            chain, state = self.chain, self.chain.tip_state
-            doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
-                   "mempool": len(self.ledger.mempool), "model_digest": state.model_digest,
-                   "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
-                   "evicted": chain.evicted_total}
-        r, m = self.latest_metrics()
-        doc.update(peers=len(self.peers), address=self.address, pubkey=self.pubkey,
-                   network=self.config.network, genesis=self.genesis.hash, mining=self.mining,
-                   miner=stats.report() if (stats := getattr(self, "miner_stats", None)) else None,
-                   refused=dict(self.refused), orphans=self.orphans,
-                   early={"held": len(self.early), "held_total": self.early_held}, metrics=m, metrics_round=r,
-                   traffic=self.peers.traffic(), timings=self.timings(), energy=self.energy_report(),
-                   privacy=self.privacy_report())
-        return doc
+        return node_status.status(self)
+
+    def timings(self) -> dict:
+        return node_status.timings(self)
+
+    def energy_report(self, round: int | None = None) -> dict | None:
+        return node_status.energy_report(self, round)
 
     def privacy_report(self) -> dict | None:
-        """``/status`` -> ``privacy``: the (epsilon, delta)-DP our published updates
-        have spent (privacy.py's accountant); None without differential privacy."""
-        acc = self.participant.accountant if self.participant is not None else None
-        if acc is None:
-            return None
-        role = self.participant.role
-        return {"sigma": role.dp_sigma, "clip": role.dp_clip, "delta": role.dp_delta,
-                "rounds": acc.rounds, "epsilon": acc.epsilon()}
+        return node_status.privacy_report(self)
 
     def find_tx(self, txid: str) -> dict | None:
         with self.lock:
@@ -438,7 +403,8 @@ class Node:
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
              **kw) -> None:
     """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
-    from learningchain.api import create_app, create_http_server
+    from learningchain.api import create_app
+    from learningchain.http_server import create_http_server, serve_until
     node = Node(data_dir, genesis_config, host=host, port=port, **kw)
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
@@ -461,30 +427,3 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     finally:
         node.stop()
         node.log("stopped")
-
-
-def serve_until(server, stop: threading.Event, tick: float = 0.2) -> None:
-    """Run a waitress server's event loop until ``stop`` is set, then close it and
-    every open connection from this same thread (closing sockets from another
-    thread while the loop selects on them is a race)."""
-    try:
-        while not stop.is_set():
-            server.asyncore.loop(timeout=tick, map=server._map, use_poll=server.adj.asyncore_use_poll,
-                                 count=1)
-    finally:
-        # Let the worker threads finish their requests while the loop still
-        # flushes their output; closing first makes a late worker write to a
-        # closed trigger (EBADF in waitress's pull_trigger).
-        dispatcher = server.task_dispatcher
-        dispatcher.set_thread_count(0)
-        deadline = time.monotonic() + 3.0
-        while dispatcher.threads and time.monotonic() < deadline:
-            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll,
-                                 count=1)
-        dispatcher.shutdown(timeout=0.5)
-        server.close()
-        for channel in list(server._map.values()):
-            try:
-                channel.close()
-            except OSError:
-                pass

@@ -55,7 +55,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def build_config(args: argparse.Namespace):
-    from learningchain.simulator import SimConfig, load_config
+    from learningchain.sim_config import SimConfig, load_config
     over = _overrides(args)
     if args.config:
         return load_config(args.config, over)

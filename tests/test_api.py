@@ -215,9 +215,8 @@ def served(node):
     """``node`` behind the real waitress server ``run_node`` uses, on 127.0.0.1."""
     import threading
 
-    from learningchain.api import create_http_server
+    from learningchain.http_server import create_http_server, serve_until
     from learningchain.processes import free_port
-    from learningchain.service import serve_until
     port = free_port()
     app = create_app(node)
     server = create_http_server(app, "127.0.0.1", port, threads=2)

@@ -23,14 +23,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from learningchain.api import create_app, create_http_server
+from learningchain.api import create_app
 from learningchain.block import Block
 from learningchain.chain import Chain
 from learningchain.compression import compress
 from learningchain.encoding import EncodingError, decode_array, encode_array, parse_json
 from learningchain.errors import ValidationError
 from learningchain.genesis import make_genesis
-from learningchain.service import Node, serve_until
+from learningchain.http_server import create_http_server, serve_until
+from learningchain.service import Node
 from learningchain.tx import UpdateTx
 from tests.helpers import KEYS, next_block, tiny_config, update_tx
 

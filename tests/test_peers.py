@@ -11,13 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from learningchain.api import create_app, create_http_server
+from learningchain.api import create_app
 from learningchain.block import Block
 from learningchain.processes import free_port
 from learningchain.compact import compact_block
 from learningchain.peer_table import check_peer_url
 from learningchain.peers import PeerSet, TIMEOUT
-from learningchain.service import Node, serve_until
+from learningchain.http_server import create_http_server, serve_until
+from learningchain.service import Node
 from miner.pow import search
 from tests.helpers import KEYS, tiny_config, update_tx
 

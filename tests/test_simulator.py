@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from learningchain import cli, results, sim_cli
+from learningchain import cli, results
 from learningchain.errors import ConfigError
 from learningchain.ledger import Ledger
-from learningchain.simulator import SimConfig, Simulation, SimulationError, load_config
+from learningchain.sim_config import SimConfig, load_config
+from learningchain.simulator import Simulation, SimulationError
 
 
 @pytest.fixture(scope="module")

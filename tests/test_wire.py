@@ -15,13 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from learningchain.api import create_app, create_http_server
+from learningchain.api import create_app
 from learningchain.encoding import canonical_json
 from learningchain.models import ModelSpec
 from learningchain.peer_table import HEADER_ESTIMATE
 from learningchain.peers import PeerSet, max_reply_bytes
 from learningchain.processes import free_port
-from learningchain.service import Node, serve_until
+from learningchain.http_server import create_http_server, serve_until
+from learningchain.service import Node
 from learningchain.wire import (ContentEncodingError, TooLargeError, accepts_gzip, gunzip_capped,
                                 gzip_encode)
 from tests.helpers import KEYS, tiny_config, update_tx
