@@ -103,7 +103,7 @@ def main() -> None:
     print("energy target met in " + ", ".join(f"{p} {sum(m)}/{len(m)}" for p, m in met.items() if p != "all")
           + " seeds")
 
-    print(f"\n2. security: 20 nodes, 4 sign-flip attackers, median, k = 8: attacker updates selected per round")
+    print("\n2. security: 20 nodes, 4 sign-flip attackers, median, k = 8: attacker updates selected per round")
     for seed in seeds:
         byz = SimConfig(name="sel-byz", nodes=20, rounds=rounds, byzantine=4, attack="sign-flip",
                         aggregator="median", seed=seed)

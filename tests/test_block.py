@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from learningchain import crypto, errors
-from learningchain.block import (HEADER_SIZE, PREFIX_SIZE, Block, BlockHeader, make_block, merkle_root,
+from learningchain.block import (HEADER_SIZE, PREFIX_SIZE, Block, make_block, merkle_root,
                                  work_of)
 from learningchain.encoding import sha256
 from learningchain.errors import ValidationError

@@ -7,7 +7,7 @@ from learningchain import errors
 from learningchain.chain import Chain
 from learningchain.errors import ValidationError
 from learningchain.mempool import Mempool
-from tests.helpers import KEYS, MINER2, extend, mine, next_block, now, tiny_genesis, update_tx
+from tests.helpers import KEYS, MINER2, extend, next_block, now, tiny_genesis, update_tx
 
 
 def test_accepts_once_and_refuses_invalid():
