@@ -6,73 +6,24 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 
-from learningchain.api import create_app
 from learningchain.block import Block
 from learningchain.processes import free_port
 from learningchain.compact import compact_block
 from learningchain.peer_table import check_peer_url
 from learningchain.peers import PeerSet, TIMEOUT
-from learningchain.http_server import create_http_server, serve_until
-from learningchain.service import Node
 from miner.pow import search
-from tests.helpers import KEYS, tiny_config, update_tx
-
-
-def wait_for(predicate, seconds: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
-class Served:
-    """A node and its waitress server in a thread."""
-
-    def __init__(self, root, name: str, peers=()):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.node = Node(root / name, tiny_config(), peers=peers, port=self.port, quiet=True)
-        self.server = create_http_server(create_app(self.node), host="127.0.0.1", port=self.port, threads=8)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
-        self.thread.start()
-        self.node.start()
-
-    def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=3).json()
-
-    def mine_one(self) -> Block:
-        _tid, block = self.node.new_template()
-        nonce, _ = search(block.header.prefix(), block.header.target, 0, 1 << 32)
-        mined = Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
-        assert self.node.submit_block(mined) == "connected"
-        return mined
-
-    def close(self) -> None:
-        self.node.stop()
-        self.stop.set()
-        self.thread.join(timeout=5)
+from tests.served import Served, network_factory, serve_handler, stop_server, wait_for
+from tests.helpers import KEYS, update_tx
 
 
 @pytest.fixture
 def network(tmp_path):
-    nodes: list[Served] = []
-
-    def start(name: str, peers=()):
-        s = Served(tmp_path, name, peers)
-        nodes.append(s)
-        return s
-    yield start
-    for s in nodes:
-        s.close()
+    yield from network_factory(tmp_path)
 
 
 def three(network):
@@ -278,16 +229,11 @@ class FakePeer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.url = serve_handler(Handler)
 
     def close(self) -> None:
         self.closed.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import gzip
 import struct
-import threading
-import time
 import tracemalloc
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 
-from learningchain.api import create_app
 from learningchain.encoding import canonical_json
 from learningchain.models import ModelSpec
 from learningchain.peer_table import HEADER_ESTIMATE
 from learningchain.peers import PeerSet, max_reply_bytes
-from learningchain.processes import free_port
-from learningchain.http_server import create_http_server, serve_until
-from learningchain.service import Node
 from learningchain.wire import (ContentEncodingError, TooLargeError, accepts_gzip, gunzip_capped,
                                 gzip_encode)
-from tests.helpers import KEYS, tiny_config, update_tx
+from tests.served import network_factory, serve_handler, stop_server, wait_for
+from tests.helpers import KEYS, update_tx
 
 #: softmax 32 -> 10: a tx of ~2.4 KB of canonical JSON, over the 1 KiB gzip threshold.
 WIDE = ModelSpec("softmax", "classification", 32, 10, (), 0, 1, 8, 0.1).to_dict()
@@ -52,49 +47,9 @@ def bomb() -> bytes:
     return gzip_bomb()
 
 
-class Served:
-    """A node (config ``cfg``) behind the real waitress server, in a thread."""
-
-    def __init__(self, root, name: str, cfg, peers=()):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.node = Node(root / name, cfg, peers=peers, port=self.port, quiet=True)
-        self.app = create_app(self.node)
-        self.server = create_http_server(self.app, host="127.0.0.1", port=self.port, threads=4)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
-        self.thread.start()
-        self.node.start()
-
-    def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=10).json()
-
-    def close(self) -> None:
-        self.node.stop()
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def network(tmp_path):
-    nodes: list[Served] = []
-
-    def start(name: str, peers=(), **cfg):
-        nodes.append(Served(tmp_path, name, tiny_config(**cfg), peers))
-        return nodes[-1]
-    yield start
-    for s in nodes:
-        s.close()
-
-
-def wait_for(predicate, seconds: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+    yield from network_factory(tmp_path)
 
 
 # --- the codec ---------------------------------------------------------------------------
@@ -221,13 +176,10 @@ class OldNode:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_handler(Handler)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.mark.parametrize("refusal", [(415, b'{"error": "unsupported"}'),
@@ -270,14 +222,10 @@ class GzipPeer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_handler(Handler)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def test_the_reply_cap_holds_on_decoded_bytes(network, bomb):

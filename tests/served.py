@@ -1,0 +1,89 @@
+"""In-process nodes for tests that need real HTTP without extra processes: a
+:class:`Node` behind the real waitress server on its own 127.0.0.1 port, and a
+``network`` fixture factory that closes every node it started. Every wait polls
+with a deadline (:func:`wait_for`)."""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import ThreadingHTTPServer
+
+import requests
+
+from learningchain.api import create_app
+from learningchain.block import Block
+from learningchain.http_server import create_http_server, serve_until
+from learningchain.processes import free_port
+from learningchain.service import Node
+from miner.pow import search
+from tests.helpers import tiny_config
+
+
+def wait_for(predicate, seconds: float = 10.0, what: str = "condition"):
+    """Poll ``predicate()`` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+class Served:
+    """A node (config ``cfg``, default :func:`tiny_config`) and its waitress server in a thread."""
+
+    def __init__(self, root, name: str, cfg=None, peers=(), threads: int = 8):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.node = Node(root / name, cfg or tiny_config(), peers=peers, port=self.port, quiet=True)
+        self.app = create_app(self.node)
+        self.server = create_http_server(self.app, host="127.0.0.1", port=self.port, threads=threads)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
+        self.thread.start()
+        self.node.start()
+
+    def status(self) -> dict:
+        return requests.get(self.url + "/status", timeout=10).json()
+
+    def mine_one(self) -> Block:
+        """Mine the node's current template in-process and submit it."""
+        _tid, block = self.node.new_template()
+        nonce, _ = search(block.header.prefix(), block.header.target, 0, 1 << 32)
+        mined = Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
+        assert self.node.submit_block(mined) == "connected"
+        return mined
+
+    def close(self) -> None:
+        self.node.stop()
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def network_factory(tmp_path):
+    """Body of a ``network`` fixture: ``start(name, peers=(), **config)`` starts a
+    :class:`Served` node; every node is closed at the end."""
+    nodes: list[Served] = []
+
+    def start(name: str, peers=(), **cfg):
+        nodes.append(Served(tmp_path, name, tiny_config(**cfg) if cfg else None, peers))
+        return nodes[-1]
+    yield start
+    for s in nodes:
+        s.close()
+
+
+def serve_handler(handler_class) -> tuple[ThreadingHTTPServer, str]:
+    """A scripted peer: ``handler_class`` (a BaseHTTPRequestHandler) served on a
+    free 127.0.0.1 port in a daemon thread. Returns the server and its URL;
+    stop it with :func:`stop_server`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stop_server(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
