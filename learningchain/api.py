@@ -26,10 +26,14 @@ from learningchain.explorer import explorer, round_detail as round_view, rounds_
 from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
-from learningchain.wire import (ContentEncodingError, TooLargeError, compress_reply, gunzip_capped, is_gzip,
-                                is_identity)
+from learningchain.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, compress_reply,
+                                gunzip_capped, is_gzip, is_identity)
 
 MAX_BODY_BYTES = 4 << 20
+#: decoded body cap of POST /peers, /sync/blocks (200 hashes: ~14 KB) and /mining/submit.
+SMALL_BODY_BYTES = 64 << 10
+#: decoded body cap of POST /inv: 1000 ids of 67 bytes each, with room.
+INV_BODY_BYTES = 128 << 10
 MAX_CHAIN_PAGE = 500
 MAX_SYNC_PAGE = 500
 #: an integer in a path or query: ASCII digits only (str.isdigit() accepts "²" and "٣").
@@ -51,13 +55,14 @@ def node():
     return current_app.config["NODE"]
 
 
-def body() -> dict:
-    """The request's JSON object, strictly decoded."""
+def body(cap: int | None = None) -> dict:
+    """The request's JSON object, strictly decoded, from at most ``cap`` bytes
+    (decoded; default ``MAX_CONTENT_LENGTH``, the /blocks cap)."""
     if request.mimetype != "application/json":
         raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}",
                        "bad-content-type")
     try:
-        doc = parse_json(request_bytes())
+        doc = parse_json(request_bytes(cap or current_app.config["MAX_CONTENT_LENGTH"]))
     except EncodingError as exc:
         raise ApiError(400, f"malformed JSON body: {exc}", "bad-json") from None
     if not isinstance(doc, dict):
@@ -65,21 +70,29 @@ def body() -> dict:
     return doc
 
 
-def request_bytes() -> bytes:
-    """The body as sent, or decoded from ``Content-Encoding: gzip`` to at most
-    ``MAX_CONTENT_LENGTH`` bytes, so a decompression bomb costs no more than a
-    plain body of the largest size allowed (learningchain/wire.py)."""
+def request_bytes(cap: int) -> bytes:
+    """The body as sent, or decoded from ``Content-Encoding: gzip``, at most
+    ``cap`` bytes (the route's own cap: parsing JSON costs ~0.15 s per MiB, so a
+    16 KB gzip body must not become 16 MiB to parse), and refused when it
+    decodes to more than :data:`~learningchain.wire.MAX_RATIO` times its size
+    (learningchain/wire.py)."""
     raw, coding = request.get_data(cache=True), request.headers.get("Content-Encoding")
+    where = f"{request.method} {request.path}"
     if is_identity(coding):
+        if len(raw) > cap:
+            raise ApiError(413, f"request body of {len(raw)} bytes is over the cap of {cap} bytes for {where}",
+                           "body-too-large")
         return raw
     if not is_gzip(coding):
         raise ApiError(415, f"Content-Encoding must be gzip or absent, got {coding!r}",
                        "unsupported-content-encoding")
     try:
-        return gunzip_capped(raw, current_app.config["MAX_CONTENT_LENGTH"])
+        return gunzip_capped(raw, cap, MAX_RATIO)
+    except RatioError as exc:
+        raise ApiError(413, f"request body refused: {exc}", "body-compression-ratio") from None
     except TooLargeError:
-        raise ApiError(413, f"request body decodes to more than {current_app.config['MAX_CONTENT_LENGTH']} "
-                            f"bytes", "body-too-large") from None
+        raise ApiError(413, f"request body decodes to more than the cap of {cap} bytes for {where}",
+                       "body-too-large") from None
     except ContentEncodingError as exc:
         raise ApiError(400, str(exc), "bad-content-encoding") from None
 
@@ -157,7 +170,7 @@ def block(ref: str):
 
 @api.post("/sync/blocks")
 def sync_blocks():
-    doc = body()
+    doc = body(SMALL_BODY_BYTES)
     locator, limit = doc.get("locator"), doc.get("limit", 100)
     if not isinstance(locator, list) or len(locator) > 200 or not all(is_hex(h, 32) for h in locator):
         raise ApiError(400, "locator must be a list of at most 200 block hashes (64 hex)", "bad-locator")
@@ -229,7 +242,7 @@ def round_detail(r: str):
 
 @api.post("/txs")
 def post_tx():
-    doc = body()
+    doc = body(node().config.max_tx_bytes + SMALL_BODY_BYTES)
     t = UpdateTx.parse(doc)  # ValidationError -> 400 with its reason
     status = node().submit_tx(t, peer=peer_header())
     return jsonify({"status": status, "id": t.id}), 202
@@ -238,7 +251,7 @@ def post_tx():
 @api.post("/inv")
 def inv():
     """Announced tx ids -> the ones we want (neither in the mempool nor the chain)."""
-    ids = body().get("txs")
+    ids = body(INV_BODY_BYTES).get("txs")
     if not isinstance(ids, list) or len(ids) > 1000 or not all(is_hex(i, 32) for i in ids):
         raise ApiError(400, "txs must be a list of at most 1000 tx ids (64 hex)", "bad-id")
     return jsonify({"want": node().peers.wanted(ids, peer_header())})
@@ -263,7 +276,7 @@ def post_block():
 
 @api.post("/peers")
 def post_peer():
-    url = body().get("url")
+    url = body(SMALL_BODY_BYTES).get("url")
     problem = check_peer_url(url)
     if problem:
         raise ApiError(400, problem, "bad-peer-url")
@@ -281,7 +294,7 @@ def mining_template():
 
 @api.post("/mining/submit")
 def mining_submit():
-    doc = body()
+    doc = body(SMALL_BODY_BYTES)
     tid, nonce = doc.get("template_id"), doc.get("nonce")
     if not isinstance(tid, str) or len(tid) > 64:
         raise ApiError(400, "template_id must be the string /mining/template returned", "template-unknown")

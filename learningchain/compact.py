@@ -70,7 +70,7 @@ def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
     mempool/chain or fetched from ``peer``. None if some tx cannot be found.
 
     The header's proof of work is checked first (against a target no easier than
-    :func:`plausible_target_limit`), and missing txs are fetched only
+    :func:`plausible_target_limit` when its parent is unknown here), and missing txs are fetched only
     from ``peer`` if it is already in our peer table and not backing off (the
     ``X-Peer`` header is the client's word: otherwise any client could make us
     send requests to any URL). Without such a sender a block whose txs we lack is
@@ -79,8 +79,10 @@ def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
         raise ValidationError(errors.BLOCK_MALFORMED,
                               "a compact block is an object with exactly header, commitment, txids")
     header = BlockHeader.parse(doc["header"])
-    # before anything costs us a request
-    check_header_work(header, node.config.pow_limit, node.plausible_target_limit())
+    # before anything costs us a request; the plausible-target bound only for an
+    # unknown parent: with a known one the exact target is checked when it connects
+    known_parent = node.knows_block(header.prev_hash)
+    check_header_work(header, node.config.pow_limit, None if known_parent else node.plausible_target_limit())
     txids = doc["txids"]
     if not isinstance(txids, list) or not all(is_hex(t, 32) for t in txids):
         raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")

@@ -16,6 +16,8 @@ here against a client). A :class:`BoundedSession` therefore
   bytes too and a small reply cannot expand past it (a decompression bomb),
   whatever urllib3 version is installed: urllib3 before 2.6 decoded each raw
   chunk in one piece, unbounded (CVE-2025-66471); 2.6+ bounds each ``read(amt)``.
+  A gzip reply that decodes to more than :data:`~learningchain.wire.MAX_RATIO`
+  times its wire size is cut too, so a few KB cannot become megabytes to parse.
   :class:`Reply` also says how many body bytes crossed the wire, for the
   traffic counters.
 
@@ -45,7 +47,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from learningchain.wire import CappedGunzip, ContentEncodingError, TooLargeError, is_gzip, is_identity
+from learningchain.wire import (MAX_RATIO, CappedGunzip, ContentEncodingError, RatioError, TooLargeError, is_gzip,
+                                is_identity)
 
 CHUNK = 64 << 10
 
@@ -220,7 +223,8 @@ class BoundedSession:
         coding = resp.headers.get("Content-Encoding")
         if not (is_identity(coding) or is_gzip(coding)):
             raise PeerReplyError(f"reply has Content-Encoding {coding!r}; we accept only gzip")
-        gunzip = CappedGunzip(cap) if is_gzip(coding) else None
+        size = int(declared) if declared.isdigit() else None
+        gunzip = CappedGunzip(cap, MAX_RATIO, encoded_size=size) if is_gzip(coding) else None
         chunks, wire = [], 0
         try:
             for chunk in resp.raw.stream(CHUNK, decode_content=False):
@@ -230,6 +234,8 @@ class BoundedSession:
                 chunks.append(gunzip.feed(chunk) if gunzip else chunk)
             if gunzip:
                 gunzip.finish()
+        except RatioError as exc:
+            raise PeerReplyError(f"reply cut: {exc}") from None
         except TooLargeError:
             raise PeerReplyError(f"gzip reply decodes to more than the cap of {cap} bytes") from None
         except ContentEncodingError as exc:

@@ -4,9 +4,14 @@ Split from :mod:`learningchain.peers` (which gossips and syncs over this table).
 
 * Membership. Peers given on the command line (``--peers``) are *pinned*; peers
   learned from another peer's list or from ``POST /peers`` are *learned*. A
-  learned peer that has delivered a valid block is kept like a pinned one.
+  learned peer that delivered a block that connected when *we* synced from it
+  (a URL we chose, never the client-supplied ``X-Peer`` header, which anyone
+  can set) is *protected*: at most :data:`MAX_PROTECTED` of them, like
+  Bitcoin's handful of protected outbound peers.
   When the table is full, a newcomer may take the place of a learned peer only
-  after :data:`EVICT_AFTER_FAILURES` consecutive failures. Otherwise anyone could
+  after :data:`EVICT_AFTER_FAILURES` consecutive failures
+  (:data:`PROTECTED_EVICT_AFTER` for a protected one: a peer that once worked
+  and then died must not hold its slot for good). Otherwise anyone could
   push honest peers out with ``POST /peers`` or a crafted peer list (an eclipse:
   Heilman et al., "Eclipse Attacks on Bitcoin's Peer-to-Peer Network", USENIX
   Security 2015, whose counter-measures keep tried, working peers over new ones).
@@ -33,6 +38,10 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 MAX_PEERS = 64
 #: consecutive failures after which a learned peer may make room for a newcomer.
 EVICT_AFTER_FAILURES = 3
+#: learned peers at most kept as protected (delivered blocks to our own sync).
+MAX_PROTECTED = 8
+#: consecutive failures after which even a protected learned peer may be evicted.
+PROTECTED_EVICT_AFTER = 20
 SEEN_CAPACITY = 20_000
 #: rough size of the HTTP request/response header lines, counted per exchange.
 HEADER_ESTIMATE = 200
@@ -90,7 +99,7 @@ def normalize(url: str) -> str:
 class Peer:
     url: str
     pinned: bool = False     # given with --peers: never evicted
-    delivered: bool = False  # sent us a block that connected: never evicted
+    delivered: bool = False  # our sync from it connected a block: protected
     failures: int = 0        # consecutive; reset by any answer
     next_try: float = 0.0
     bytes_sent: int = 0
@@ -108,7 +117,8 @@ class Peer:
 
     @property
     def evictable(self) -> bool:
-        return not self.pinned and not self.delivered and self.failures >= EVICT_AFTER_FAILURES
+        return not self.pinned and self.failures >= (PROTECTED_EVICT_AFTER if self.delivered
+                                                      else EVICT_AFTER_FAILURES)
 
     def to_dict(self) -> dict:
         return {"url": self.url, "failures": self.failures, "height": self.height,
@@ -137,7 +147,8 @@ class PeerTable:
         """Add a peer (False if it is us, already known, or the table is full of
         peers that may not be evicted). ``pinned``: given on the command line.
         When full, the learned peer with the most consecutive failures (at least
-        :data:`EVICT_AFTER_FAILURES`, and no block delivered) makes room."""
+        :data:`EVICT_AFTER_FAILURES`, or :data:`PROTECTED_EVICT_AFTER` if it is
+        protected) makes room."""
         if check_peer_url(url) is not None:
             return False
         url = normalize(url)
@@ -160,14 +171,20 @@ class PeerTable:
         with self._lock:
             return normalize(url) in self._peers
 
-    def mark_delivered(self, url: str | None) -> None:
-        """The peer at ``url`` sent a block that connected: keep it for good."""
+    def mark_delivered(self, url: str | None) -> bool:
+        """Our own sync from ``url`` connected a block: protect that learned peer,
+        if fewer than :data:`MAX_PROTECTED` are. Call it only for exchanges we
+        started with a URL from our table, never for an inbound ``X-Peer``."""
         if not url:
-            return
+            return False
         with self._lock:
             peer = self._peers.get(normalize(url))
-            if peer is not None:
-                peer.delivered = True
+            if peer is None or peer.pinned or peer.delivered:
+                return False
+            if sum(p.delivered for p in self._peers.values()) >= MAX_PROTECTED:
+                return False
+            peer.delivered = True
+            return True
 
     def urls(self) -> list[str]:
         with self._lock:

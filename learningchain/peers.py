@@ -40,7 +40,7 @@ from learningchain.errors import ValidationError
 from learningchain.httpclient import BoundedSession, PeerReplyError
 from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
                                       normalize)
-from learningchain.wire import MIN_BYTES, gzip_encode
+from learningchain.wire import gzip_for_wire
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -60,7 +60,7 @@ SMALL_REPLY_BYTES = 64 << 10
 #: a peer refusing a tx for these reasons is probably behind us: offer it again later.
 RETRY_REASONS = ("tx-round-not-open", "tx-wrong-base-model")
 #: a peer refusing our compact block for these reasons gets the full block instead.
-FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER, errors.BLOCK_TARGET_TOO_EASY)
+FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER,)
 #: after answering "want" to one announcer, other announcers of the same tx id are
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
@@ -114,16 +114,18 @@ class PeerSet(PeerTable):
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
         """One exchange with a peer; None when it failed (the peer then backs off).
-        A body over :data:`~learningchain.wire.MIN_BYTES` is sent gzip-encoded,
-        unless the peer refused that once (then plain from now on); the reply is
+        A body is sent gzip-encoded when :func:`~learningchain.wire.gzip_for_wire`
+        says so (large enough, and within the receivers' ratio rule), unless the
+        peer refused gzip once (then plain from now on); the reply is
         read up to :func:`reply_cap` bytes (decoded) and decoded with
         :func:`parse_json` (NaN and deep nesting refused). The traffic counters
         count the bytes on the wire."""
         peer = self._peers.get(url)
         data = canonical_json(body) if body is not None else None
-        gzip = data is not None and len(data) > MIN_BYTES and (peer is None or peer.gzip)
+        encoded = gzip_for_wire(data) if data is not None and (peer is None or peer.gzip) else None
+        gzip = encoded is not None
         kind = message_type(method, path, isinstance(body, dict) and "compact" in body)
-        reply = self._exchange(peer, url, method, path, data, gzip, kind)
+        reply = self._exchange(peer, url, method, path, encoded if gzip else data, gzip, kind)
         if gzip and reply is not None and refuses_gzip(*reply):
             if peer is not None:
                 with self._lock:
@@ -142,8 +144,8 @@ class PeerSet(PeerTable):
         headers = {"X-Peer": self.self_url}
         if data is not None:
             headers["Content-Type"] = "application/json"
-            if gzip:
-                data, headers["Content-Encoding"] = gzip_encode(data), "gzip"
+            if gzip:  # ``data`` is already gzip_for_wire's encoding
+                headers["Content-Encoding"] = "gzip"
         cap = reply_cap(method, path, self.node.config.max_tx_bytes, self.node.config.max_block_bytes)
         if self._max_reply is not None:
             cap = min(cap, self._max_reply)
@@ -287,6 +289,8 @@ class PeerSet(PeerTable):
                     status = self.node.receive_block_doc(doc, peer=url, relay=False)
                     if status in ("connected", "reorg", "side"):
                         new += 1
+                        if status != "side":  # a URL we chose delivered work: protect it
+                            self.mark_delivered(url)
                     elif status not in ("known",):
                         return added + new
                 added += new

@@ -290,7 +290,6 @@ class Node:
         if result.status != "known":
             self.add_timing("validate_closing" if block.commitment else "validate", spent)
         if result.status in ("connected", "reorg"):
-            self.peers.mark_delivered(peer)  # it did work that counts: never evicted
             self._log_result(result)
             with self.tip_changed:
                 self.tip_changed.notify_all()

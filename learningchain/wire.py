@@ -15,6 +15,19 @@ so nothing in the ledger core knows about it.
   a 1 MB body can claim 1 GB (a "decompression bomb"). Each step asks zlib for
   at most what is left under the cap plus one byte (``max_length``); one byte
   more than the cap is the proof that the body is over it.
+* A ratio bound on top: past :data:`RATIO_FLOOR` decoded bytes, output may not
+  exceed :data:`MAX_RATIO` times the whole encoded body (its Content-Length, or
+  the input fed so far when the length is not declared) (:class:`RatioError`).
+  A sender checks the same rule before it encodes (:func:`gzip_for_wire`) and
+  sends plain what would break it, so an honest body is never refused for its
+  ratio: a valid tx whose weights are all zeros compresses ~250:1, and a block
+  holding it must still travel.
+  Honest traffic is far below it (canonical JSON of float32 weights in base64
+  compresses under 1.4:1, hex ids and hashes about 2:1), while a body of JSON
+  whitespace or digits decodes ~1,000:1, and the cap alone would let 16 KB of
+  gzip cost seconds of JSON parsing. The same kind of rule as Apache POI's
+  ``ZipSecureFile`` minimum inflate ratio (0.01, i.e. 100:1), tightened to what
+  our payloads need.
 
 RFC 9110 section 8.4 (Content-Encoding) and 12.5.3 (Accept-Encoding); the gzip
 format is RFC 1952 (zlib ``wbits=31``), including concatenated members.
@@ -27,6 +40,9 @@ import zlib
 #: header line would eat what it saves.
 MIN_BYTES = 1024
 LEVEL = 1
+#: decoded/encoded ratio above which a gzip body is refused, once past RATIO_FLOOR.
+MAX_RATIO = 20
+RATIO_FLOOR = 4 << 10
 _GZIP_WBITS = 31  # zlib: gzip header and trailer (16) + 32 KiB window (15)
 
 
@@ -38,11 +54,30 @@ class TooLargeError(Exception):
     """A gzip body whose decoded size is over the cap."""
 
 
+class RatioError(TooLargeError):
+    """A gzip body that decodes to more than :data:`MAX_RATIO` times its size."""
+
+
 def gzip_encode(data: bytes) -> bytes:
     """``data`` as one gzip member (mtime 0, no file name: the same bytes always
     encode the same way)."""
     c = zlib.compressobj(LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     return c.compress(data) + c.flush()
+
+
+def ratio_allows(decoded: int, encoded: int) -> bool:
+    """The receivers' rule: ``decoded`` bytes from ``encoded`` bytes of gzip."""
+    return decoded <= max(RATIO_FLOOR, MAX_RATIO * encoded)
+
+
+def gzip_for_wire(data: bytes) -> bytes | None:
+    """``data`` gzip-encoded as a node sends it, or None when it should travel plain:
+    too small to gain, or so compressible that a receiver would refuse it under
+    :func:`ratio_allows` (the sender applies the receivers' rule to itself)."""
+    if len(data) <= MIN_BYTES:
+        return None
+    encoded = gzip_encode(data)
+    return encoded if ratio_allows(len(data), len(encoded)) else None
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -75,28 +110,39 @@ class CappedGunzip:
 
     ``feed(chunk)`` returns the bytes decoded so far from the chunk; ``finish()``
     checks the stream ended cleanly. Both raise :class:`TooLargeError` as soon as
-    the output would pass ``cap`` and :class:`ContentEncodingError` on corrupt input.
+    the output would pass ``cap`` and :class:`ContentEncodingError` on corrupt input;
+    with ``max_ratio``, :class:`RatioError` as soon as the output passes both
+    :data:`RATIO_FLOOR` and ``max_ratio`` times the input fed so far.
     """
 
-    def __init__(self, cap: int):
-        self.cap, self.size = cap, 0
+    def __init__(self, cap: int, max_ratio: float | None = None, encoded_size: int | None = None):
+        self.cap, self.size, self.fed, self.max_ratio = cap, 0, 0, max_ratio
+        #: the whole body's length when declared (Content-Length): the ratio is then
+        #: judged against it, exactly as the sender judged it (gzip_for_wire).
+        self.encoded_size = encoded_size
         self._d = zlib.decompressobj(_GZIP_WBITS)
         self._started = False  # some input seen in the current member
 
     def feed(self, chunk: bytes) -> bytes:
         out = []
         data = chunk
+        self.fed += len(chunk)
+        encoded = max(self.fed, self.encoded_size or 0)
+        allowed = self.cap if self.max_ratio is None else max(RATIO_FLOOR, int(self.max_ratio * encoded))
         while data:
             if self._d.eof:  # a new member follows (RFC 1952 section 2.2)
                 self._d = zlib.decompressobj(_GZIP_WBITS)
             self._started = True
             try:
-                part = self._d.decompress(data, self.cap - self.size + 1)
+                part = self._d.decompress(data, min(self.cap, allowed) - self.size + 1)
             except zlib.error as exc:
                 raise ContentEncodingError(f"gzip body does not decode: {exc}") from None
             self.size += len(part)
             if self.size > self.cap:
                 raise TooLargeError(f"gzip body decodes to more than {self.cap} bytes")
+            if self.size > allowed:
+                raise RatioError(f"gzip body decodes to more than {self.max_ratio:g} times its "
+                                 f"{encoded} bytes (a decompression bomb?)")
             out.append(part)
             # input zlib left: unconsumed_tail (output limit reached) or unused_data
             # (past the end of this member: the next member, or garbage)
@@ -108,9 +154,9 @@ class CappedGunzip:
             raise ContentEncodingError("gzip body is truncated")
 
 
-def gunzip_capped(data: bytes, cap: int) -> bytes:
+def gunzip_capped(data: bytes, cap: int, max_ratio: float | None = None) -> bytes:
     """All of ``data`` decoded, at most ``cap`` bytes (raises as :class:`CappedGunzip`)."""
-    d = CappedGunzip(cap)
+    d = CappedGunzip(cap, max_ratio)
     out = d.feed(data)
     d.finish()
     return out
@@ -131,7 +177,8 @@ def compress_reply(resp, accept_encoding: str | None):
     if len(data) <= MIN_BYTES:
         return resp
     resp.vary.add("Accept-Encoding")
-    if accepts_gzip(accept_encoding):
-        resp.set_data(gzip_encode(data))
+    encoded = gzip_for_wire(data) if accepts_gzip(accept_encoding) else None
+    if encoded is not None:
+        resp.set_data(encoded)
         resp.headers["Content-Encoding"] = "gzip"
     return resp

@@ -250,7 +250,8 @@ def test_waitress_refuses_an_oversized_body_from_its_header_alone(served, node):
     r = requests.post(url + "/txs", data=b" " * (limit + 1), headers={"Content-Type": "application/json"},
                       timeout=10)
     assert r.status_code == 413 and r.json()["reason"] == "body-too-large"
-    r = requests.post(url + "/txs", data=b" " * limit, headers={"Content-Type": "application/json"}, timeout=10)
+    r = requests.post(url + "/blocks", data=b" " * limit, headers={"Content-Type": "application/json"},
+                      timeout=10)
     assert r.status_code == 400 and r.json()["reason"] == "bad-json"  # the largest body reaches the app
     assert requests.get(url + "/status", timeout=10).json()["refused"] == {"body-too-large": 2, "bad-json": 1}
 
@@ -328,5 +329,9 @@ def test_orphans_and_compact_blocks_need_a_target_our_chain_could_require(tmp_pa
         assert post(client, "/blocks", orphan.to_dict()).get_json()["status"] == "orphan"
         s = client.get("/status").get_json()
         assert s["orphans"] == 1 and s["refused"] == {"block-target-too-easy": 2} and s["peers"] == 0
+        # a known parent: the bound does not apply, the exact target is checked as it connects
+        easy_child = rebuild(template, target=4 * EASY + 1)
+        r = post(client, "/blocks", {"compact": compact_block(easy_child)})
+        assert r.status_code == 400 and r.get_json()["reason"] == "block-wrong-target", r.get_json()
     finally:
         n.stop()

@@ -17,13 +17,16 @@ from learningchain.encoding import canonical_json
 from learningchain.models import ModelSpec
 from learningchain.peer_table import HEADER_ESTIMATE
 from learningchain.peers import PeerSet, max_reply_bytes
-from learningchain.wire import (ContentEncodingError, TooLargeError, accepts_gzip, gunzip_capped,
-                                gzip_encode)
+from learningchain.wire import (MAX_RATIO, RATIO_FLOOR, ContentEncodingError, RatioError, TooLargeError,
+                                accepts_gzip, gunzip_capped, gzip_encode)
 from tests.served import network_factory, serve_handler, stop_server, wait_for
 from tests.helpers import KEYS, update_tx
 
 #: softmax 32 -> 10: a tx of ~2.4 KB of canonical JSON, over the 1 KiB gzip threshold.
 WIDE = ModelSpec("softmax", "classification", 32, 10, (), 0, 1, 8, 0.1).to_dict()
+#: updates of ~9 KB of canonical JSON: past MIN_BYTES and RATIO_FLOOR, so gzip and its ratio rule apply.
+LARGE = dict(model=ModelSpec("softmax", "classification", 160, 10, (), 0, 1, 8, 0.1).to_dict(),
+             max_tx_bytes=60_000)
 
 
 def gzip_bomb(size: int = 1 << 30, chunk: int = 1 << 20) -> bytes:
@@ -99,9 +102,10 @@ def test_bad_gzip_bodies_are_refused_and_counted(network, bomb):
     a = network("a")
     limit = a.app.config["MAX_CONTENT_LENGTH"]
     assert len(bomb) < limit  # passes waitress's check of the wire size: the decoder must stop it
-    r = post(a.url, "/txs", bomb)  # the same decoder as above: at most `limit` + 1 bytes
+    r = post(a.url, "/blocks", bomb)  # the same decoder as above: at most `limit` + 1 bytes
     assert r.status_code == 413 and r.json() == {
-        "error": f"request body decodes to more than {limit} bytes", "reason": "body-too-large"}
+        "error": f"request body decodes to more than the cap of {limit} bytes for POST /blocks",
+        "reason": "body-too-large"}
     r = post(a.url, "/blocks", gzip_encode(b'{"header": 1}')[:-5])  # truncated
     assert r.status_code == 400 and r.json()["reason"] == "bad-content-encoding", r.text
     r = post(a.url, "/peers", b"\x1f\x8b not really gzip")
@@ -239,6 +243,7 @@ def test_the_reply_cap_holds_on_decoded_bytes(network, bomb):
     try:
         assert ps.request(evil.url, "POST", "/sync/blocks", {"locator": [], "limit": 1}) is None
         errors = {p["url"]: p["last_error"] for p in ps.snapshot()}
+        # 20 x its declared 1 MB would pass the ratio rule: the cap is what stops it
         assert errors[evil.url] == f"gzip reply decodes to more than the cap of {cap} bytes"
         assert ps.request(fine.url, "POST", "/sync/blocks", {"locator": [], "limit": 1}) == (
             200, {"height": 0, "blocks": [], "more": False})
@@ -246,3 +251,105 @@ def test_the_reply_cap_holds_on_decoded_bytes(network, bomb):
         ps.stop()
         evil.close()
         fine.close()
+
+
+# --- the ratio rule ----------------------------------------------------------------------
+
+def json_digits(size: int) -> bytes:
+    """Valid JSON of ``size`` bytes that gzip shrinks ~1,000:1 (the reviewer's body)."""
+    return b'{"url":[' + b"1," * ((size - 10) // 2) + b"1]}"
+
+
+def test_the_ratio_rule_refuses_bombs_and_passes_honest_bodies(network):
+    a = network("a")
+    tx = canonical_json(update_tx(a.node.chain, KEYS[0]).to_dict())
+    assert len(tx) / len(gzip_encode(tx)) < 2  # honest: base64 weights barely compress
+    assert gunzip_capped(gzip_encode(tx), 1 << 20, MAX_RATIO) == tx
+    small = b" " * RATIO_FLOOR  # a tiny body may compress as it likes
+    assert gunzip_capped(gzip_encode(small), 1 << 20, MAX_RATIO) == small
+    with pytest.raises(RatioError):
+        gunzip_capped(gzip_encode(json_digits(1 << 20)), 16 << 20, MAX_RATIO)
+
+
+def test_a_small_gzip_body_cannot_cost_seconds_of_parsing(network):
+    """16 KB of gzip that decodes to 16 MiB of JSON digits: /peers stops it at its
+    64 KiB cap, /blocks (16 MiB cap) at 20:1; the node keeps serving."""
+    from learningchain.api import SMALL_BODY_BYTES
+    a = network("a")
+    limit = a.app.config["MAX_CONTENT_LENGTH"]
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = z.compress(json_digits(limit)) + z.flush()
+    assert len(body) < 20_000
+    r = post(a.url, "/peers", body)
+    assert r.status_code == 413 and r.json() == {
+        "error": f"request body decodes to more than the cap of {SMALL_BODY_BYTES} bytes for POST /peers",
+        "reason": "body-too-large"}
+    r = post(a.url, "/blocks", body)
+    assert r.status_code == 413 and r.json()["reason"] == "body-compression-ratio", r.text
+    assert f"more than {MAX_RATIO} times its {len(body)} bytes" in r.json()["error"]
+    r = post(a.url, "/peers", b'{"url": "' + b"x" * SMALL_BODY_BYTES + b'"}', coding=None)  # plain too
+    assert r.status_code == 413 and r.json()["reason"] == "body-too-large", r.text
+    r = post(a.url, "/peers", gzip_encode(canonical_json({"url": "http://127.0.0.1:6001"})))
+    assert r.status_code == 200 and r.json()["added"] is True  # still serving
+    assert a.status()["refused"] == {"body-too-large": 2, "body-compression-ratio": 1}
+
+
+def test_a_gzip_reply_over_the_ratio_is_cut(network):
+    """A sync reply of a few KB that would decode to megabytes of JSON is cut."""
+    a = network("a")
+    evil = GzipPeer(gzip_encode(b'{"height": 0, "more": false, "blocks": [' + b"0," * (4 << 20) + b"0]}"))
+    ps = PeerSet(a.node, "http://127.0.0.1:1", [evil.url])
+    try:
+        assert ps.request(evil.url, "POST", "/sync/blocks", {"locator": [], "limit": 1}) is None
+        error = ps.snapshot()[0]["last_error"]
+        assert error.startswith(f"reply cut: gzip body decodes to more than {MAX_RATIO} times"), error
+    finally:
+        ps.stop()
+        evil.close()
+
+
+def zero_update(chain, key):
+    """A valid update whose weights are all zeros: its canonical JSON (base64 of
+    zero bytes) compresses ~250:1, past the receivers' ratio rule."""
+    from learningchain.tx import UpdateTx
+    model, digest = chain.model()
+    zeros = {name: (arr * 0).astype(arr.dtype) for name, arr in model.items()}
+    return UpdateTx.create(key, chain.tip_state.round, digest, zeros, 10)
+
+
+def test_a_sender_keeps_within_the_receivers_ratio_rule():
+    """gzip_for_wire applies the receivers' rule to itself: what it encodes always
+    decodes at the receiver; what would break the rule travels plain."""
+    from learningchain.chain import Chain
+    from learningchain.wire import gzip_encode, gzip_for_wire, gunzip_capped
+    from tests.helpers import tiny_genesis
+    chain = Chain(tiny_genesis(**LARGE))
+    from learningchain.tx import UpdateTx
+    import numpy as np
+    model, digest = chain.model()
+    rng = np.random.default_rng(0)
+    trained = {name: rng.normal(0, 0.1, arr.shape).astype(arr.dtype) for name, arr in model.items()}
+    honest = canonical_json(UpdateTx.create(KEYS[0], 1, digest, trained, 10).to_dict())
+    assert len(honest) > RATIO_FLOOR
+    zeros = canonical_json(zero_update(chain, KEYS[1]).to_dict())
+    encoded = gzip_for_wire(honest)
+    assert encoded is not None and gunzip_capped(encoded, 1 << 24, MAX_RATIO) == honest
+    assert gzip_for_wire(zeros) is None
+    with pytest.raises(RatioError):  # why: sent gzip, it would have been refused
+        gunzip_capped(gzip_encode(zeros), 1 << 24, MAX_RATIO)
+
+
+def test_a_very_compressible_valid_tx_and_its_block_still_travel(network):
+    """A Byzantine sender may sign all-zero weights: the tx is valid, so honest
+    peers must relay it and the block holding it, plain rather than gzip."""
+    a = network("a", **LARGE)
+    b = network("b", [a.url], **LARGE)
+    wait_for(lambda: len(a.node.peers) == 1 and len(b.node.peers) == 1, what="a and b to peer")
+    tx = zero_update(a.node.chain, KEYS[1])
+    assert tx.size > RATIO_FLOOR
+    assert a.node.submit_tx(tx) in ("accepted", "known")
+    wait_for(lambda: b.status()["mempool"] == 1, what="the zero tx on b")
+    block = a.mine_one()
+    wait_for(lambda: b.status()["tip"] == block.hash, what="the block with the zero tx on b")
+    refused = b.status().get("refused", {})
+    assert "body-compression-ratio" not in refused, refused
