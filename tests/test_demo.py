@@ -10,13 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from learningchain.demo import Stopped, stop_on_term_and_hup
-from learningchain.processes import Network, deferred_signals
+from learningchain.processes import Network, deferred_signals, wait_for
 from learningchain.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,17 +29,6 @@ def start_demo(out: Path, *args: str) -> tuple[subprocess.Popen, Path, Path]:
         proc = subprocess.Popen([sys.executable, str(ROOT / "node.py"), "demo", "--out", str(out / "run"),
                                  *args], cwd=str(ROOT), stdout=o, stderr=e, stdin=subprocess.DEVNULL)
     return proc, stdout, stderr
-
-
-def poll(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def node_pids(out: Path) -> dict[str, int]:
@@ -72,13 +60,13 @@ def alive(pid: int) -> bool:
 
 def running_network(proc, stdout: Path, out: Path, n: int) -> dict[str, int]:
     """Once the demo printed its node line: the pids of its n nodes."""
-    poll(lambda: "nodes: " in stdout.read_text() or proc.poll() is not None, DEADLINE, "the demo's node line")
+    wait_for(lambda: "nodes: " in stdout.read_text() or proc.poll() is not None, DEADLINE, "the demo's node line")
     assert proc.poll() is None, (out / "demo.err").read_text()
-    return poll(lambda: (lambda p: p if len(p) == n else None)(node_pids(out)), 10, f"{n} node pids")
+    return wait_for(lambda: (lambda p: p if len(p) == n else None)(node_pids(out)), 10, f"{n} node pids")
 
 
 def assert_all_gone(pids: dict[str, int], timeout: float = 20.0) -> None:
-    poll(lambda: not any(alive(p) for p in pids.values()), timeout,
+    wait_for(lambda: not any(alive(p) for p in pids.values()), timeout,
          f"node processes {sorted(pids.values())} to exit")
 
 
@@ -139,7 +127,7 @@ def test_a_signal_to_the_demo_stops_every_node(tmp_path, sig):
     pids = running_network(proc, stdout, tmp_path, 2)
     proc.send_signal(sig)
     if sig == signal.SIGINT:  # an impatient second Ctrl-C while the nodes stop must not orphan them
-        poll(lambda: "stopping the nodes" in stderr.read_text() or proc.poll() is not None, 10,
+        wait_for(lambda: "stopping the nodes" in stderr.read_text() or proc.poll() is not None, 10,
              "the demo to start stopping")
         if proc.poll() is None:
             proc.send_signal(sig)
@@ -155,7 +143,7 @@ def test_sighup_to_the_demo_stops_it_like_sigterm():
     before = signal.getsignal(signal.SIGHUP)
     with pytest.raises(Stopped) as caught, stop_on_term_and_hup():
         os.kill(os.getpid(), signal.SIGHUP)
-        poll(lambda: False, 5, "SIGHUP to arrive")
+        wait_for(lambda: False, 5, "SIGHUP to arrive")
     assert caught.value.signum == signal.SIGHUP
     assert isinstance(caught.value, KeyboardInterrupt)  # so node.py's Ctrl-C handling applies
     assert signal.getsignal(signal.SIGHUP) is before
@@ -169,11 +157,11 @@ def test_a_noted_signal_stops_the_poll_loops_at_a_safe_point(tmp_path, capsys):
         net = Network(tmp_path, signals=requested)
         net.check_alive()  # nothing noted yet
         os.kill(os.getpid(), signal.SIGINT)
-        poll(lambda: requested, 5, "the signal to be noted")
+        wait_for(lambda: requested, 5, "the signal to be noted")
         with pytest.raises(Stopped) as caught:
             net.check_alive()
         os.kill(os.getpid(), signal.SIGINT)  # a second one is noted too, not obeyed
-        poll(lambda: len(requested) == 2, 5, "the second signal to be noted")
+        wait_for(lambda: len(requested) == 2, 5, "the second signal to be noted")
     assert caught.value.signum == signal.SIGINT and signal.getsignal(signal.SIGINT) is before
     assert capsys.readouterr().err == ""  # the demo says it once, when it acts on the first
 
@@ -183,6 +171,6 @@ def test_stopping_the_nodes_cannot_be_interrupted():
     with deferred_signals() as received:
         os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt in here
         os.kill(os.getpid(), signal.SIGTERM)
-        poll(lambda: len(received) == 2, 5, "the signals to be recorded")
+        wait_for(lambda: len(received) == 2, 5, "the signals to be recorded")
     assert received == [signal.SIGINT, signal.SIGTERM]
     assert signal.getsignal(signal.SIGINT) is before
