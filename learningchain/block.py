@@ -116,7 +116,7 @@ class BlockHeader:
             return ValidationError(errors.BLOCK_MALFORMED, f"header: {detail}")
         if not isinstance(doc, dict) or set(doc) != _HEADER_FIELDS:
             raise bad(f"must be an object with exactly {', '.join(sorted(_HEADER_FIELDS))}")
-        if doc["version"] != HEADER_VERSION:
+        if not _is_uint(doc["version"], 32) or doc["version"] != HEADER_VERSION:  # not true, not 1.0
             raise bad(f"version must be {HEADER_VERSION}")
         for name, bits in (("height", 53), ("timestamp", 53), ("nonce", 64)):
             if not _is_uint(doc[name], bits):

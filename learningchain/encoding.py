@@ -27,24 +27,39 @@ from learningchain.errors import EncodingError
 
 #: dtypes an array may carry on the wire (little-endian only).
 WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8", "|u1")  # |u1: uint8 (8-bit quantised updates)
-#: deepest nesting accepted in a decoded document (defends the decoder).
+#: deepest nesting accepted in a document (defends the decoder). The nesting
+#: level of a value is the number of arrays and objects that contain it,
+#: itself included: a scalar at top level is at level 0, ``[]`` and ``{}`` at
+#: level 1, ``[[1]]`` reaches level 2. A document whose deepest level exceeds
+#: MAX_DEPTH is refused, by :func:`canonical_json` and :func:`parse_json` alike
+#: (docs/protocol.md section 1, "how nesting levels are counted").
 MAX_DEPTH = 32
-_METRIC_RE = re.compile(r"^-?(0|[1-9][0-9]{0,17})\.[0-9]{6}$")
+#: a metric value; always used with ``fullmatch`` (``$`` would accept a final "\n").
+_METRIC_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{6}")
+#: the characters the nesting scan looks at: brackets, quotes, backslashes.
+_SCAN_RE = re.compile(r'[\[\]{}"\\]')
+#: an escaped UTF-16 surrogate: the only way a decoded string can hold a lone one.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def _too_deep() -> EncodingError:
+    return EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+
+
 def _check(obj: Any, depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+    """``depth``: the arrays and objects enclosing ``obj`` (see :data:`MAX_DEPTH`)."""
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return
     if isinstance(obj, int):
         return
     if isinstance(obj, float):
         raise EncodingError("floats are not canonical; use integers or decimal strings")
+    if isinstance(obj, (list, tuple, dict)) and depth + 1 > MAX_DEPTH:
+        raise _too_deep()
     if isinstance(obj, (list, tuple)):
         for item in obj:
             _check(item, depth + 1)
@@ -62,8 +77,47 @@ def canonical_json(obj: Any) -> bytes:
     """The unique byte encoding of a JSON document (ints, strings, bools, null,
     lists and objects only)."""
     _check(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _lone_surrogate() from None
+
+
+def _lone_surrogate() -> EncodingError:
+    return EncodingError("a string holds a lone UTF-16 surrogate (not a Unicode scalar value), "
+                         "which UTF-8 cannot encode")
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting level (see :data:`MAX_DEPTH`) of the JSON text,
+    counting only brackets outside string literals (a ``"`` preceded by a
+    backslash escape does not end a string). One linear pass over the
+    significant characters; it stops early once MAX_DEPTH is exceeded. For
+    malformed text the figure is meaningless (the parser refuses it anyway)."""
+    depth = deepest = 0
+    in_string = False
+    skip = -1  # index of the character a backslash escapes
+    for m in _SCAN_RE.finditer(text):
+        i, ch = m.start(), m.group()
+        if i == skip:
+            continue
+        if in_string:
+            if ch == "\\":
+                skip = i + 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def canonical_hash(obj: Any) -> bytes:
@@ -83,21 +137,21 @@ def parse_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise EncodingError(f"document is not UTF-8: {exc.reason}") from None
-    depth = 0
-    for ch in text:  # cheap pre-scan: json's recursive parser must not blow the stack
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+    if nesting_depth(text) > MAX_DEPTH:  # json's recursive parser must not blow the stack
+        raise _too_deep()
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
-                          parse_float=_parse_float)
+        doc = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                         parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         raise EncodingError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit; never a crash
         raise EncodingError(f"malformed JSON: {exc}") from None
+    if _SURROGATE_ESCAPE_RE.search(text):  # rare: check that every string is valid Unicode
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _lone_surrogate() from None
+    return doc
 
 
 #: longest integer literal accepted (protocol integers are < 2^64: 20 digits).
@@ -199,7 +253,7 @@ def encode_metric(value: float) -> str:
 
 
 def decode_metric(text: Any) -> float:
-    if not isinstance(text, str) or not _METRIC_RE.match(text):
+    if not isinstance(text, str) or not _METRIC_RE.fullmatch(text):
         raise EncodingError("a metric must be a decimal string with six decimals, e.g. '0.953125'")
     return float(text)
 

@@ -29,7 +29,11 @@ _INT_FIELDS = ("quorum", "round_timeout", "target_block_ms", "retarget_window", 
                "max_block_bytes", "max_future_ms", "timestamp")
 _FIELDS = {"network", "model", "aggregation", "initial_target", "pow_limit", "allow_list",
            "participants", "selection", *_INT_FIELDS}
-_DEFAULTS = {"max_future_ms": 60_000, "allow_list": None, "participants": None, "selection": None}
+_DEFAULTS = {"max_future_ms": None, "allow_list": None, "participants": None, "selection": None}
+#: max_future_ms is at most this many block intervals (and is that when absent):
+#: a clock allowance much longer than a block lets one block's timestamp weigh
+#: on a retarget window (docs/protocol.md sections 5 and 6; issue 10 item 10).
+MAX_FUTURE_BLOCKS = 4
 #: optional fields written by ``to_dict`` only when set, so that a network
 #: without them keeps the genesis hash it always had.
 _OMITTED_WHEN_NULL = ("participants", "selection")
@@ -66,7 +70,8 @@ class NetworkConfig:
     retarget_window: int        # blocks between difficulty adjustments
     max_tx_bytes: int
     max_block_bytes: int
-    max_future_ms: int = 60_000  # how far a block's timestamp may run ahead of our clock
+    # how far a block's timestamp may run ahead of our clock; None: MAX_FUTURE_BLOCKS * target_block_ms
+    max_future_ms: int | None = None
     allow_list: tuple[str, ...] | None = None  # senders allowed to submit; None = open
     timestamp: int = DEMO_TIMESTAMP  # genesis time, unix ms
     # [{"pubkey", "energy": {...}}] (energy.py); also the allow-list when allow_list is null
@@ -79,8 +84,11 @@ class NetworkConfig:
             raise ConfigError(f"genesis: network must be a name of 1..64 characters, got {self.network!r}")
         object.__setattr__(self, "_spec", ModelSpec.from_dict(self.model))
         object.__setattr__(self, "model", self._spec.to_dict())
+        if self.max_future_ms is None and _uint("target_block_ms", self.target_block_ms):
+            object.__setattr__(self, "max_future_ms", MAX_FUTURE_BLOCKS * self.target_block_ms)
         for name in _INT_FIELDS:
             _uint(name, getattr(self, name), 0 if name == "timestamp" else 1)
+        self._check_sizes()
         object.__setattr__(self, "initial_target", _target("initial_target", self.initial_target))
         object.__setattr__(self, "pow_limit", _target("pow_limit", self.pow_limit))
         if self.initial_target > self.pow_limit:
@@ -88,6 +96,22 @@ class NetworkConfig:
         self._check_aggregation()
         self._check_allow_list()
         self._check_participants()
+
+    def _check_sizes(self) -> None:
+        """Limits every honest block and update can meet: the clock allowance is
+        bounded by the block interval, and a plain update of the model fits
+        ``max_tx_bytes`` (else no round could ever close with an update)."""
+        most = MAX_FUTURE_BLOCKS * self.target_block_ms
+        if self.max_future_ms > most:
+            raise ConfigError(f"genesis: max_future_ms {self.max_future_ms} exceeds {MAX_FUTURE_BLOCKS} block "
+                              f"intervals ({MAX_FUTURE_BLOCKS} x target_block_ms {self.target_block_ms} = "
+                              f"{most} ms); a larger clock allowance lets one block's timestamp move "
+                              f"a retarget: lower it to at most {most}")
+        need = min_update_bytes(build_model(self._spec).expected_shapes())
+        if self.max_tx_bytes < need:
+            raise ConfigError(f"genesis: max_tx_bytes {self.max_tx_bytes} is below the {need} bytes a plain "
+                              f"update of this model needs (without metrics); raise max_tx_bytes to at "
+                              f"least {need}")
 
     def _check_aggregation(self) -> None:
         agg = self.aggregation
@@ -236,6 +260,21 @@ class NetworkConfig:
 
     def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         return build_model(self._spec).expected_shapes()
+
+
+def min_update_bytes(shapes: Mapping[str, tuple[str, tuple[int, ...]]]) -> int:
+    """Bytes of the canonical wire form of the largest plain update tx without
+    metrics for a model of these arrays (name -> (dtype, shape)): every integer
+    field at 2^53 - 1, a 72-byte DER signature (docs/protocol.md section 3, size)."""
+    import math
+
+    import numpy as np
+    weights = {name: {"data": "A" * (4 * -(-math.prod(shape) * np.dtype(dtype).itemsize // 3)),
+                      "dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in shapes.items()}
+    big = 2**53 - 1
+    doc = {"type": "update", "version": 1, "sender": "02" + "00" * 32, "round": big, "base": "00" * 32,
+           "weights": weights, "num_samples": big, "metrics": {}, "timestamp": big, "signature": "00" * 72}
+    return len(canonical_json(doc))
 
 
 def make_genesis(config: NetworkConfig) -> Block:

@@ -3,8 +3,9 @@ before any transaction is looked at (docs/protocol.md section 4, "Block
 validation" steps 2-7; section 5, difficulty; section 6, genesis).
 
 * the target: unchanged inside a retarget window, rescaled at its end by the
-  time the window took, clamped to [1/4, 4] (:func:`next_target`, Bitcoin's
-  ``GetNextWorkRequired``);
+  time the window took between median times past, clamped to [1/2, 2]
+  (:func:`next_target`; after Bitcoin's ``GetNextWorkRequired``, with the
+  time-warp fix of overlapping windows);
 * the timestamp: after the median time past of the last :data:`MEDIAN_SPAN`
   blocks (:func:`median_time`, Bitcoin's BIP 113 median of 11) and at most
   ``max_future_ms`` ahead of the validator's clock;
@@ -62,20 +63,38 @@ def ancestor(entry: Ancestry, height: int) -> Ancestry:
     return e
 
 
+#: the most one retarget can change the target: a factor of 2 either way.
+RETARGET_CLAMP = 2
+
+
 def next_target(parent: Ancestry, config: NetworkConfig) -> int:
     """Target for the block after ``parent``. Every ``retarget_window`` blocks the
-    target is scaled by (actual / expected) time, the ratio clamped to [1/4, 4]
-    as in Bitcoin; ``actual`` spans from the block at ``h - window`` to the
-    parent (window - 1 intervals, Bitcoin's well-known off-by-one, kept so that
-    the rule is the one documented)."""
+    target is scaled by (actual / expected) time, the ratio clamped to
+    [1/RETARGET_CLAMP, RETARGET_CLAMP]. ``actual`` is measured between *median
+    times past*, from the parent of the previous retarget block to ``parent``:
+
+    * medians, so that one block (or five of the last eleven) stamped at the
+      edge of the clock allowance cannot move a window (the old rule used the
+      parent's own timestamp: one block at now + 59 s made the next target 4x
+      easier; issue 10 item 10);
+    * consecutive windows share their end points, so their spans telescope:
+      over any run of windows the spans add up to the growth of the median
+      time, which no miner, even a majority, can push past the real clock plus
+      ``max_future_ms`` (this is what defeats the classic time warp, which
+      relies on windows that do not overlap);
+    * the 2x clamp (Bitcoin's is 4x) halves what any one window can gain.
+
+    The first window (``h == retarget_window``) measures from genesis, so it
+    spans ``retarget_window - 1`` intervals; every later one spans
+    ``retarget_window``. docs/protocol.md section 5."""
     h = parent.height + 1
     target = parent.block.header.target
     if h % config.retarget_window != 0:
         return target
-    first = ancestor(parent, h - config.retarget_window)
+    start = ancestor(parent, max(0, h - 1 - config.retarget_window))
     expected = config.retarget_window * config.target_block_ms
-    actual = parent.block.header.timestamp - first.block.header.timestamp
-    actual = min(max(actual, expected // 4), expected * 4)
+    actual = median_time(parent) - median_time(start)
+    actual = min(max(actual, expected // RETARGET_CLAMP), expected * RETARGET_CLAMP)
     return max(1, min(target * actual // expected, config.pow_limit))
 
 

@@ -113,7 +113,8 @@ class UpdateTx:
         if not isinstance(doc, dict):
             raise bad("a transaction must be a JSON object")
         kind = doc.get("type")
-        if kind not in (TX_TYPE, SKIP_TYPE) or doc.get("version") != TX_VERSION:
+        version = doc.get("version")  # an integer, not true or 1.0 (both == 1 in Python)
+        if kind not in (TX_TYPE, SKIP_TYPE) or not _is_int(version) or version != TX_VERSION:
             raise bad(f"type must be {TX_TYPE!r} or {SKIP_TYPE!r} and version {TX_VERSION}")
         want = _SKIP_FIELDS if kind == SKIP_TYPE else _FIELDS | ({"compression"} if "compression" in doc else set())
         missing, extra = want - set(doc), set(doc) - want
@@ -134,7 +135,7 @@ class UpdateTx:
             raise bad(f"metrics must be an object of at most {MAX_METRICS} entries")
         for key, value in metrics.items():
             if len(key) > 32:
-                raise bad("metric names are at most 32 characters")
+                raise bad("metric names are at most 32 Unicode code points")
             try:
                 decode_metric(value)
             except EncodingError as exc:

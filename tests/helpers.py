@@ -27,7 +27,7 @@ def tiny_config(**overrides) -> NetworkConfig:
                 aggregation={"rule": "fedavg", "params": {"cap_factor": "2"}}, quorum=3,
                 round_timeout=5, target_block_ms=1000, initial_target=EASY, pow_limit=EASY,
                 retarget_window=1000, max_tx_bytes=10_000, max_block_bytes=1_000_000,
-                max_future_ms=60_000, allow_list=None, timestamp=T0)
+                max_future_ms=4000, allow_list=None, timestamp=T0)
     base.update(overrides)
     return NetworkConfig(**base)
 

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -29,6 +30,15 @@ GENESIS_MINER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81
 
 class Invalid(Exception):
     pass
+
+
+METRIC = re.compile(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{6}")  # section 3: a full match
+
+
+def mtp(branch: list[dict]) -> int:
+    """Median time past of the last header of ``branch`` (section 4 step 6)."""
+    last = sorted(a["timestamp"] for a in branch[-11:])
+    return last[len(last) // 2]
 
 
 def canon(doc) -> bytes:
@@ -293,6 +303,9 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
         raise Invalid("genesis commitment hash")
     if gh["miner"] != GENESIS_MINER or gh["height"] != 0 or gh["prev_hash"] != "00" * 32:
         raise Invalid("genesis header fields")
+    max_future = config.get("max_future_ms", 4 * config["target_block_ms"])
+    if not 1 <= max_future <= 4 * config["target_block_ms"]:
+        raise Invalid("genesis max_future_ms above 4 block intervals")
     model, digest = g0(config["model"]), None
     digest = weights_digest(model)
     state = {"round": 1, "start": 0, "pending": []}
@@ -303,6 +316,8 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
         raw = header_bytes(h)
         bhash = sha(raw)
         where = f"block {h['height']}"
+        if type(h["version"]) is not int or h["version"] != 1:  # JSON integer 1: not true, not 1.0
+            raise Invalid(f"{where}: header version")
         if h["prev_hash"] != prev_hash or h["height"] != prev["height"] + 1:
             raise Invalid(f"{where}: link")
         target = int(h["target"], 16)
@@ -312,15 +327,14 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
         window = config["retarget_window"]
         if h["height"] % window:
             expected_target = int(prev["target"], 16)
-        else:
-            first = ancestors[h["height"] - window]
+        else:  # spans between median times past, windows sharing end points, clamp 2x
+            start = max(0, h["height"] - 1 - window)
             exp = window * config["target_block_ms"]
-            actual = min(max(prev["timestamp"] - first["timestamp"], exp // 4), exp * 4)
+            actual = min(max(mtp(ancestors) - mtp(ancestors[max(0, start - 10):start + 1]), exp // 2), exp * 2)
             expected_target = max(1, min(int(prev["target"], 16) * actual // exp, int(config["pow_limit"], 16)))
         if target != expected_target:
             raise Invalid(f"{where}: target")
-        last = sorted(a["timestamp"] for a in ancestors[-11:])
-        if not last[len(last) // 2] < h["timestamp"] <= now_ms + config["max_future_ms"]:
+        if not mtp(ancestors) < h["timestamp"] <= now_ms + max_future:
             raise Invalid(f"{where}: timestamp")
         ids = [sha(canon({k: v for k, v in tx.items() if k != "signature"})) for tx in block["txs"]]
         if merkle(ids).hex() != h["merkle_root"]:
@@ -331,6 +345,10 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             raise Invalid(f"{where}: config or size")
         senders = {u["tx"]["sender"] for u in state["pending"]}
         for tx, txid in zip(block["txs"], ids):
+            if type(tx["version"]) is not int or tx["version"] != 1:
+                raise Invalid(f"{where}: tx version")
+            if not all(len(k) <= 32 and METRIC.fullmatch(v) for k, v in tx["metrics"].items()):
+                raise Invalid(f"{where}: tx metrics")
             if tx["round"] != state["round"] or tx["base"] != digest:
                 raise Invalid(f"{where}: tx round or base")
             if config["allow_list"] is not None and tx["sender"] not in config["allow_list"]:

@@ -112,6 +112,9 @@ def test_changing_a_transaction_breaks_the_merkle_root(i):
 @pytest.mark.parametrize("mutate", [
     lambda d: d.pop("txs"),
     lambda d: d["header"].update(version=2),
+    lambda d: d["header"].update(version=True),  # bool is an int in Python
+    lambda d: d["header"].update(version=1.0),   # 1.0 == 1 in Python
+    lambda d: d["header"].update(height=1.0),
     lambda d: d["header"].update(height=-1),
     lambda d: d["header"].update(miner="04" + "00" * 32),
     lambda d: d["header"].update(target="zz"),

@@ -67,8 +67,8 @@ def test_timestamps():
     b = next_block(chain)
     refused(chain, rebuild(b, timestamp=T0 + 2000), errors.BLOCK_TIME_TOO_OLD)
     ok = rebuild(b, timestamp=T0 + 2001)
-    refused(chain, ok, errors.BLOCK_TIME_TOO_NEW, now_ms=T0 + 2001 - 60_001)
-    assert chain.add_block(ok, T0 + 2001 - 60_000).status == "connected"  # exactly at the limit
+    refused(chain, ok, errors.BLOCK_TIME_TOO_NEW, now_ms=T0 + 2001 - 4_001)
+    assert chain.add_block(ok, T0 + 2001 - 4_000).status == "connected"  # exactly at the limit (4 blocks)
 
 
 def test_wrong_target_refused():
@@ -156,17 +156,99 @@ def test_retarget_up_down_and_clamped():
         return next_target(chain._tip, chain.config)
     t = EASY >> 4
     expected = 4 * 1000
-    assert target_after(1000) == t * 3000 // expected           # 3 intervals measured (documented)
-    assert target_after(100) == t * (expected // 4) // expected  # too fast: clamped at 1/4
-    assert target_after(400) == t * 1200 // expected             # faster: harder
-    assert target_after(100_000) == min(t * expected * 4 // expected, EASY)  # clamped at 4x
+    # first window: from genesis' median (T0) to block 3's median (of T0..T0+3dt: T0+2dt)
+    assert target_after(2000) == t                               # 2 * 2000 = expected: unchanged
+    assert target_after(1500) == t * 3000 // expected             # faster: harder
+    assert target_after(100) == t * (expected // 2) // expected   # too fast: clamped at 1/2
+    assert target_after(100_000) == min(t * expected * 2 // expected, EASY)  # clamped at 2x
     g2 = tiny_genesis(retarget_window=4, pow_limit=EASY, initial_target=EASY)
     chain = Chain(g2)
     extend(chain, 3, dt=100_000)
     assert next_target(chain._tip, chain.config) == EASY  # capped at pow_limit
     chain = Chain(g)
     blocks = extend(chain, 5, dt=100)
-    assert blocks[3].header.target == t // 4 and blocks[4].header.target == t // 4
+    assert blocks[3].header.target == t // 2 and blocks[4].header.target == t // 2
+
+
+# --- time warp (issue 10 item 10): pure next_target over a simulated branch ------------
+
+class _Entry:
+    """The part of chain.Entry next_target reads, without proof of work."""
+
+    def __init__(self, parent, timestamp, target):
+        self.parent, self.height = parent, 0 if parent is None else parent.height + 1
+        self.block = type("B", (), {"header": type("H", (), {"timestamp": timestamp, "target": target})})
+
+
+def _old_next_target(parent, config):
+    """The rule before issue 10: parent's own timestamp, windows apart, clamp 4x."""
+    h = parent.height + 1
+    target = parent.block.header.target
+    if h % config.retarget_window:
+        return target
+    first = parent
+    while first.height > h - config.retarget_window:
+        first = first.parent
+    expected = config.retarget_window * config.target_block_ms
+    actual = min(max(parent.block.header.timestamp - first.block.header.timestamp, expected // 4), expected * 4)
+    return max(1, min(target * actual // expected, config.pow_limit))
+
+
+def _simulate(config, rule, stamp, windows, future=None):
+    """A miner of constant hash rate (one block per target_block_ms at the initial
+    target) builds ``windows`` retarget windows; ``stamp(height, now, mtp)`` picks
+    each timestamp (clamped into the valid range; ``future``: the clock allowance,
+    default the config's). Returns the final target."""
+    future = config.max_future_ms if future is None else future
+    from learningchain.header_rules import median_time
+    tip = _Entry(None, config.timestamp, config.initial_target)
+    now = config.timestamp
+    for _ in range(windows * config.retarget_window):
+        target = rule(tip, config)
+        now += max(1, config.target_block_ms * config.initial_target // target)  # easier: faster blocks
+        mtp = median_time(tip)
+        ts = min(max(stamp(tip.height + 1, now, mtp), mtp + 1), now + future)
+        tip = _Entry(tip, ts, target)
+    return rule(tip, config) if (tip.height + 1) % config.retarget_window else tip.block.header.target
+
+
+def _warp_config():
+    """The demo's timing (500 ms blocks, 20-block windows, 2 s clock allowance)."""
+    return Chain(tiny_genesis(retarget_window=20, target_block_ms=500, max_future_ms=2000,
+                              initial_target=EASY >> 24, pow_limit=EASY)).config
+
+
+def test_one_future_block_at_a_window_end_moves_nothing():
+    config = _warp_config()
+    honest = _simulate(config, next_target, lambda h, now, mtp: now, 3)
+    warped = _simulate(config, next_target,
+                       lambda h, now, mtp: now + config.max_future_ms if h % 20 == 19 else now, 3)
+    assert warped == honest
+    old_warped = _simulate(config, _old_next_target,  # the attack of the issue, against the old rule
+                           lambda h, now, mtp: now + 59_000 if h % 20 == 19 else now, 1, future=60_000)
+    assert old_warped >= 4 * config.initial_target
+
+
+def test_majority_time_warp_gains_nothing():
+    """The classic warp: every block at the median + 1 except the last of each
+    window, at the edge of the clock allowance. The old rule reached pow_limit
+    within 12 windows; the new one never eases below what real time allows."""
+    config = _warp_config()
+    def warp(h, now, mtp):  # (clamped to the allowance: 60 s under the old rule, 2 s now)
+        return now + 60_000 if h % 20 == 19 else mtp + 1
+    old = _simulate(config, _old_next_target, warp, 12, future=60_000)
+    assert old == config.pow_limit
+    for strategy in (warp, lambda h, now, mtp: now + config.max_future_ms, lambda h, now, mtp: mtp + 1):
+        assert _simulate(config, next_target, strategy, 12) <= 2 * config.initial_target
+
+
+def test_claimed_elapsed_time_eases_at_most_2x_per_window():
+    """A fork from deep history may claim any elapsed time up to the clock: each
+    window still eases at most 2x (it was 4x)."""
+    config = _warp_config()
+    for windows in (1, 2, 5):
+        got = _simulate(config, next_target, lambda h, now, mtp: mtp + 10**9, windows)
+        assert got <= config.initial_target * 2 ** windows
 
 
 def test_locator_and_blocks_after():

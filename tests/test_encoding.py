@@ -1,4 +1,5 @@
 """Canonical encoding: one byte form per document, arrays round-trip exactly."""
+import json
 import math
 
 import numpy as np
@@ -41,6 +42,74 @@ def test_parse_refuses_non_finite_and_malformed(text):
 def test_parse_refuses_deep_nesting_without_recursion_error():
     with pytest.raises(EncodingError, match="nested"):
         parse_json("[" * 100000 + "]" * 100000)
+
+
+def _nested(levels: int, inner=None):
+    doc = [] if inner is None else inner
+    for _ in range(levels - (1 if inner is None else 0)):
+        doc = [doc]
+    return doc
+
+
+@pytest.mark.parametrize("levels, ok", [(32, True), (33, False)])
+def test_one_nesting_definition_for_encoder_and_parser(levels, ok):
+    """protocol.md section 1: a value's level is the number of arrays/objects
+    containing it, itself included; above 32 is refused by both sides."""
+    for doc in (_nested(levels), _nested(levels - 2, {"k": []}), _nested(levels, [1])[0]):
+        text = json.dumps(doc, separators=(",", ":"))
+        if ok:
+            assert parse_json(canonical_json(doc)) == doc and parse_json(text) == doc
+        else:
+            with pytest.raises(EncodingError, match="nested"):
+                canonical_json(doc)
+            with pytest.raises(EncodingError, match="nested"):
+                parse_json(text)
+
+
+@pytest.mark.parametrize("name", ["[" * 28, "[" * 40, "{" * 40, '"' * 40, '\\[' * 20, '\\"[[' * 10,
+                                  "]" * 40, "\n[\t{"])
+def test_brackets_and_quotes_inside_strings_do_not_nest(name):
+    """Issue 10 item 1: a metric name of 28 '[' was accepted, mined, and then
+    no node could parse the block again."""
+    doc = {"metrics": {name: "0.500000"}, "deep": _nested(30)}
+    assert parse_json(canonical_json(doc)) == doc
+    assert parse_json(canonical_json([doc] * 28)) == [doc] * 28
+
+
+def test_lone_surrogates_are_an_encoding_error_not_a_crash():
+    with pytest.raises(EncodingError, match="surrogate"):
+        canonical_json({"\ud800": "0.5"})
+    with pytest.raises(EncodingError, match="surrogate"):
+        parse_json('{"a":"\\udfff"}')
+    assert parse_json('"\\ud83d\\ude00"') == "\U0001F600"  # a pair is one code point
+
+
+def test_nesting_scan_is_linear_on_escapes():
+    nasty = '"' + '\\"' * 200_000  # unterminated: a backtracking string regex is quadratic here
+    with pytest.raises(EncodingError):
+        parse_json(nasty)
+
+
+canonical_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**64, 2**64)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+    | st.text(alphabet='[]{}"\\\n', max_size=40),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+                      | st.text(alphabet='[]{}"\\', max_size=30), children, max_size=4),
+    max_leaves=30)
+
+
+@given(canonical_values, st.integers(0, 31))
+@settings(max_examples=300)
+def test_parse_json_inverts_canonical_json(doc, extra_levels):
+    """Whatever canonical_json encodes, parse_json gives back (issue 10 item 1)."""
+    for candidate in (doc, _nested(extra_levels, doc) if extra_levels else doc):
+        try:
+            text = canonical_json(candidate)
+        except EncodingError:
+            continue  # deeper than 32 after wrapping: refused on both sides (tested above)
+        assert parse_json(text) == candidate
 
 
 @given(hnp.arrays(dtype=st.sampled_from(["<f4", "<f8", "<i4", "<i8"]),

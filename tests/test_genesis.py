@@ -68,7 +68,7 @@ def test_from_dict_refuses_unknown_missing_and_bad_hex():
     with pytest.raises(ConfigError, match="must be an object"):
         NetworkConfig.from_dict([1])
     defaults = {k: v for k, v in doc.items() if k not in ("max_future_ms", "allow_list")}
-    assert NetworkConfig.from_dict(defaults).max_future_ms == 60_000
+    assert NetworkConfig.from_dict(defaults).max_future_ms == 4 * doc["target_block_ms"]  # derived: 4 block intervals
 
 
 def test_allow_list_round_trips():

@@ -7,7 +7,7 @@ from learningchain import errors
 from learningchain.aggregation import Update, aggregate
 from learningchain.chain import Chain
 from learningchain.encoding import weights_digest
-from learningchain.errors import ValidationError
+from learningchain.errors import ConfigError, ValidationError
 from learningchain.tx import UpdateTx
 from tests.helpers import KEYS, MINER, extend, next_block, now, rebuild, tiny_genesis, update_tx
 
@@ -150,8 +150,16 @@ def test_contextual_tx_refusals():
 
 
 def test_shape_and_size_checked_in_blocks():
-    chain = Chain(tiny_genesis(max_tx_bytes=300))
-    assert errors.TX_TOO_LARGE in bad_tx_code(chain, update_tx(chain, KEYS[0]))
+    from learningchain.genesis import min_update_bytes
+    from tests.helpers import tiny_config
+    least = min_update_bytes(tiny_config().expected_shapes())
+    chain = Chain(tiny_genesis(max_tx_bytes=least))  # the smallest limit genesis accepts
+    model, digest = chain.model()
+    metrics = {f"metric-{i:02d}-" + "x" * 22: 0.5 for i in range(16)}  # 16 names of 32 code points
+    tx = UpdateTx.create(KEYS[0], 1, digest, model, 10, metrics)
+    assert tx.size > least and errors.TX_TOO_LARGE in bad_tx_code(chain, tx)
+    with pytest.raises(ConfigError, match=f"at least {least}"):
+        tiny_genesis(max_tx_bytes=least - 1)
 
 
 def test_two_chains_reach_bit_identical_models():

@@ -84,6 +84,12 @@ def test_shape_dtype_finite_size_and_samples():
     (lambda d: d.update(weights=[]), errors.TX_MALFORMED),
     (lambda d: d.update(sender=5), errors.TX_MALFORMED_KEY),
     (lambda d: d.update(type="coinbase"), errors.TX_MALFORMED),
+    (lambda d: d.update(version=True), errors.TX_MALFORMED),   # bool is an int in Python
+    (lambda d: d.update(version=1.0), errors.TX_MALFORMED),    # 1.0 == 1 in Python
+    (lambda d: d.update(metrics={"acc": "0.500000\n"}), errors.TX_MALFORMED),  # re's $ matched here
+    (lambda d: d.update(metrics={"acc": " 0.500000"}), errors.TX_MALFORMED),
+    (lambda d: d.update(metrics={"\ud800": "0.500000"}), errors.TX_MALFORMED),  # lone surrogate
+    (lambda d: d.update(metrics={"é" * 33: "0.500000"}), errors.TX_MALFORMED),  # 33 code points
 ])
 def test_parse_names_malformed_fields(mutate, code):
     doc = make_tx().to_dict()
@@ -113,3 +119,11 @@ def test_changing_any_byte_of_a_signed_tx_makes_it_invalid(pos, delta):
     # A change that survives parsing must be one that canonical JSON erases
     # (impossible: the wire form is canonical), so reaching here is a failure.
     pytest.fail(f"tampered byte {pos} still valid: id {tx.id} vs {SIGNED.id}")
+
+
+def test_metric_names_count_code_points_and_brackets_are_plain_text():
+    doc = make_tx().to_dict()
+    doc["metrics"] = {"é" * 32: "0.500000", "[" * 28: "0.250000", '{"[\\': "0.125000"}
+    tx = UpdateTx.parse(doc)  # 32 code points (64 UTF-8 bytes) is within the limit
+    from learningchain.encoding import canonical_json, parse_json
+    assert UpdateTx.parse(parse_json(canonical_json(tx.to_dict()))).id == tx.id
