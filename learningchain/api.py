@@ -334,7 +334,8 @@ def register_errors(app: Flask) -> None:
     def validation_error(exc: ValidationError):
         if not getattr(exc, "counted", False):  # parse failures, stale templates
             refused(exc.code)
-        return _json_error(400, exc.detail, exc.code)
+        # our own store failed, not the sender: a server-side error, try again later
+        return _json_error(503 if exc.code == errors.STORE_WRITE_FAILED else 400, exc.detail, exc.code)
 
     @app.errorhandler(EncodingError)
     def encoding_error(exc: EncodingError):

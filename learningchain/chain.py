@@ -35,7 +35,7 @@ import bisect
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -273,11 +273,13 @@ class Chain:
 
     # --- adding blocks ------------------------------------------------------------
     def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True,
-                  prune: bool = True) -> AddResult:
+                  prune: bool = True, persist: Callable[[Block], None] | None = None) -> AddResult:
         """Validate ``block`` against its parent's state, update fork choice and
         (``prune``) enforce the side-branch caps: ``result.evicted`` names what went,
         possibly ``block`` itself. Raises ValidationError (BLOCK_BAD_PREV for an
-        unknown parent: an orphan)."""
+        unknown parent: an orphan). ``persist``, when given, is called with the
+        valid block before anything in memory changes: if it raises, the chain is
+        exactly as before (a block is never in memory without being on disk)."""
         if block.hash in self._entries:
             return AddResult("known", block)
         if block.hash in self._invalid:
@@ -294,6 +296,8 @@ class Chain:
                 while len(self._invalid) > MAX_INVALID:
                     self._invalid.popitem(last=False)
             raise
+        if persist is not None:
+            persist(block)
         self._seq += 1
         entry = Entry(block, parent, parent.work + block.header.work, state, self._seq)
         self._entries[block.hash] = entry

@@ -81,3 +81,8 @@ COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
 #: an orphan's or a compact block's header target is easier than our chain could
 #: require within one retarget (compact.py, plausible_target_limit).
 BLOCK_TARGET_TOO_EASY = "block-target-too-easy"
+
+# Local refusals of a node that cannot do its part (not consensus: the block may be valid).
+#: the block store could not be written (disk full, I/O error): the block was not
+#: added in memory either and is not relayed; it can come back by sync (ledger.py).
+STORE_WRITE_FAILED = "store-write-failed"

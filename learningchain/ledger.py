@@ -5,7 +5,9 @@ update the mempool) and replays the store on start.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,8 @@ from learningchain.mempool import Mempool
 from learningchain.store import Store, store_path
 from learningchain.tx import UpdateTx
 
+log = logging.getLogger(__name__)
+
 #: clock reading used when replaying stored blocks: they passed the
 #: future-timestamp rule when received, and the rule is about arrival time.
 REPLAY_NOW_MS = 2**62
@@ -29,6 +33,7 @@ class Ledger:
                  max_side_bytes: int | None = MAX_SIDE_BYTES):
         self._chain = Chain(genesis, max_side_blocks=max_side_blocks, max_side_bytes=max_side_bytes)
         self.evicted_on_open = 0  # side blocks over the caps found in the store at start
+        self.set_aside_on_open = 0  # stored blocks that did not replay (moved aside, see _set_aside)
         self._mempool = Mempool(max_mempool_txs, max_mempool_bytes)
         self.store = store
         if store is not None:
@@ -43,20 +48,42 @@ class Ledger:
         caps is trimmed), and the evicted blocks are deleted from the store."""
         if store.genesis_hash() is None:
             store.put(genesis)
-        for block in store.iter_blocks():
-            if block.height == 0:
+        failed: list[tuple[str, str]] = []  # (hash, reason): never fatal, see below
+        for block_hash, height, data in store.iter_rows():
+            if height == 0:
                 continue
             try:
+                block = Block.parse(parse_json(data))
                 self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
-            except ValidationError as exc:
-                raise ConfigError(f"{store.path}: stored block {block.hash} at height {block.height} no longer "
-                                  f"validates ({exc.code}: {' '.join(exc.detail.split())}); this store was "
-                                  f"written under older rules or is corrupt: start with a fresh --data-dir "
-                                  f"(or run node.py verify --data-dir {store.path.parent} for details)") from None
+            except (ValidationError, EncodingError) as exc:
+                code = getattr(exc, "code", "bad-encoding")
+                failed.append((block_hash, f"{code}: {' '.join(getattr(exc, 'detail', str(exc)).split())}"))
+        self.set_aside_on_open = len(failed)
+        if failed:
+            self._set_aside(store, failed)
         evicted = self._chain.prune_side_branches()
         if evicted:
-            store.delete(evicted)
+            try:
+                store.delete(evicted)
+            except sqlite3.Error as exc:  # the caps are applied again at the next start
+                log.warning("store: could not delete %d evicted side blocks: %s", len(evicted), exc)
         self.evicted_on_open = len(evicted)
+
+    def _set_aside(self, store: Store, failed: list[tuple[str, str]]) -> None:
+        """A stored block that no longer replays (rules or limits changed since it
+        was accepted, or a corrupt row) must never keep a node from starting
+        (issue 10 item 1): the valid blocks stay, the failed ones (and their
+        descendants, which then fail as block-unknown-parent) move to the
+        store's ``set_aside`` table, and one line says so. The chain may come
+        back from peers by sync if the network still holds it."""
+        first_hash, first_reason = failed[0]
+        log.warning("store: %d stored block(s) did not replay and were set aside in %s (table set_aside), "
+                    "the first %s: %s; starting from the valid blocks (tip at height %d)",
+                    len(failed), store.path, first_hash[:16], first_reason[:200], self._chain.height)
+        try:
+            store.move_aside(failed)
+        except sqlite3.Error as exc:  # e.g. disk full: they fail and are skipped again next start
+            log.warning("store: could not move the failed blocks aside (%s); they stay and are skipped", exc)
 
     @property
     def chain(self) -> Chain:
@@ -81,15 +108,30 @@ class Ledger:
         return self._mempool.add(tx, self._chain)
 
     def submit_block(self, block: Block, now_ms: int) -> AddResult:
-        """Validate, persist and drop the side blocks the caps evicted (one SQL
-        transaction), and update the mempool."""
-        result = self._chain.add_block(block, now_ms)
+        """Validate, persist, and only then connect in memory; drop the side blocks
+        the caps evicted, and update the mempool. A block the store cannot take
+        (disk full: SQLITE_FULL, an I/O error) is refused as
+        :data:`errors.STORE_WRITE_FAILED` with the chain in memory unchanged, so
+        it is never served or relayed unpersisted (issue 10 item 7)."""
+        persist = None if self.store is None else self._persist
+        result = self._chain.add_block(block, now_ms, persist=persist)
         if result.status != "known":
-            if self.store is not None:
-                kept = block if block.hash not in result.evicted else None
-                self.store.put(kept, evict=result.evicted)
+            if self.store is not None and result.evicted:
+                try:
+                    self.store.delete(result.evicted)
+                except sqlite3.Error as exc:  # harmless: replay applies the caps again
+                    log.warning("store: could not delete %d evicted side blocks: %s", len(result.evicted), exc)
             self._mempool.on_new_tip(self._chain, result)
         return result
+
+    def _persist(self, block: Block) -> None:
+        try:
+            self.store.put(block)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise ValidationError(errors.STORE_WRITE_FAILED,
+                                  f"block {block.hash[:16]}... at height {block.height} is valid but the "
+                                  f"store refused it ({exc}); it was not added and will be fetched again "
+                                  f"by sync once the store can be written") from None
 
     def template(self, miner_pubkey: str, now_ms: int) -> Block:
         """An unmined block on the tip with the mempool's selection, trimmed until

@@ -11,9 +11,12 @@ one block is one SQL transaction. ``synchronous=FULL`` makes every committed
 block durable across power loss too (NORMAL in WAL mode may drop the last
 commits on power loss); a block per second costs nothing measurable here.
 
-Side-branch blocks evicted by the chain's caps (see :mod:`learningchain.chain`)
-are deleted in the same SQL transaction that stores the block which caused the
-eviction, so a reopened store never holds more than the caps allow.
+A block is written before the chain connects it in memory (ledger.py): a
+write that fails (disk full) leaves both as they were. Side-branch blocks
+evicted by the chain's caps (see :mod:`learningchain.chain`) are deleted right
+after; if that fails the store holds a few more than the caps, and the next
+replay trims them. A stored block that no longer replays is moved to the
+``set_aside`` table, never fatal (ledger.py, ``_set_aside``).
 """
 from __future__ import annotations
 
@@ -38,6 +41,15 @@ CREATE TABLE IF NOT EXISTS blocks (
     received_at INTEGER NOT NULL    -- unix ms when this node stored it
 );
 CREATE INDEX IF NOT EXISTS blocks_by_height ON blocks (height);
+CREATE TABLE IF NOT EXISTS set_aside (  -- stored blocks a replay could not apply (ledger.py)
+    hash        TEXT PRIMARY KEY,
+    height      INTEGER NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    reason      TEXT NOT NULL,      -- "<code>: <detail>" of the failure
+    moved_at    INTEGER NOT NULL    -- unix ms
+);
 """
 
 
@@ -78,6 +90,21 @@ class Store:
                 (block.hash, block.height, block.header.prev_hash, block.serialize().decode("utf-8"), when))
         return cur.rowcount == 1
 
+    def move_aside(self, failures: Sequence[tuple[str, str]]) -> None:
+        """Move blocks (hash, reason) from ``blocks`` to ``set_aside``, in one SQL
+        transaction: kept for inspection, never replayed again."""
+        when = int(time.time() * 1000)
+        with self._transaction():
+            for block_hash, reason in failures:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO set_aside (hash, height, prev_hash, data, received_at, reason, moved_at) "
+                    "SELECT hash, height, prev_hash, data, received_at, ?, ? FROM blocks WHERE hash = ?",
+                    (reason, when, block_hash))
+                self._db.execute("DELETE FROM blocks WHERE hash = ?", (block_hash,))
+
+    def set_aside_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]
+
     def delete(self, hashes: Sequence[str]) -> None:
         """Delete blocks (evicted side branches) in one SQL transaction."""
         self.put(None, evict=hashes)
@@ -85,12 +112,27 @@ class Store:
     def _transaction(self):
         db = self._db
 
+        def rollback() -> None:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
+
         class _Tx:
             def __enter__(self):
                 db.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, exc_type, *_):
-                db.execute("ROLLBACK" if exc_type else "COMMIT")
+                if exc_type is not None:
+                    rollback()
+                    return False
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.Error:  # disk full at commit: leave no transaction open
+                    rollback()
+                    raise
+                return False
         return _Tx()
 
     def has(self, block_hash: str) -> bool:

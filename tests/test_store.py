@@ -234,24 +234,70 @@ def test_reopen_keeps_the_first_seen_tip_of_an_equal_work_tie_at_another_height(
     again.store.close()
 
 
-def test_a_stored_block_that_no_longer_validates_stops_start_with_one_actionable_line(tmp_path):
-    """What a store written under older consensus rules looks like on start: one
-    line naming the block, the rule it breaks and what to do; the store is left as
-    it was."""
+def test_a_stored_block_that_no_longer_replays_is_set_aside_and_the_node_starts(tmp_path, caplog):
+    """Issue 10 item 1: store replay must never brick a node over a block it once
+    accepted. A block written under older rules (here: another target), its
+    descendant and a corrupt row are moved to the set_aside table with one log
+    line; the valid blocks replay and the ledger starts."""
+    import logging
     from learningchain.chain import Chain
     from tests.helpers import next_block, rebuild
     g = tiny_genesis()
-    b = next_block(Chain(g))
+    chain = Chain(g)
+    b = next_block(chain)
     old_rules = rebuild(b, target=b.header.target >> 1)  # valid PoW, not today's target
+    child = rebuild(b, prev_hash=old_rules.hash, height=2, timestamp=b.header.timestamp + 1000)
     with Store(tmp_path) as store:
         store.put(g)
+        store.put(b)
         store.put(old_rules)
-    with pytest.raises(ConfigError) as exc:
-        Ledger(g, Store(tmp_path))
-    msg = str(exc.value)
-    assert "\n" not in msg and old_rules.hash in msg and "height 1" in msg
-    assert errors.BLOCK_BAD_TARGET in msg and "older rules or is corrupt" in msg
-    assert f"fresh --data-dir (or run node.py verify --data-dir {tmp_path} for details)" in msg
-    with Store(tmp_path) as store:
-        assert store.count() == 2 and store.has(old_rules.hash)
-    assert not verify_store(tmp_path, g).ok
+        store.put(child)
+        store._db.execute("INSERT INTO blocks VALUES ('ff', 9, '00', '{\"[[[\": 1', 0)")  # a corrupt row
+    with caplog.at_level(logging.WARNING, logger="learningchain.ledger"):
+        ledger = Ledger(g, Store(tmp_path))
+    assert ledger.chain.tip.hash == b.hash and ledger.set_aside_on_open == 3
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and "3 stored block(s)" in lines[0] and errors.BLOCK_BAD_TARGET in lines[0]
+    assert ledger.store.count() == 2 and ledger.store.set_aside_count() == 3
+    ledger.store.close()
+    assert verify_store(tmp_path, g).ok
+    again = Ledger(g, Store(tmp_path))  # nothing left to set aside
+    assert again.set_aside_on_open == 0 and again.chain.tip.hash == b.hash
+
+
+def _big_genesis():
+    from learningchain.models import ModelSpec  # updates of ~3 KB: a block needs new pages
+    return tiny_genesis(model=ModelSpec("softmax", "classification", 400, 3, (), 0, 1, 8, 0.1).to_dict(),
+                        max_tx_bytes=100_000)
+
+
+def test_disk_full_refuses_the_block_and_leaves_memory_unchanged(tmp_path):
+    """Issue 10 item 7: a real SQLITE_FULL (PRAGMA max_page_count at the current
+    size) while storing a block: refused as store-write-failed, the chain in
+    memory unchanged (tip, height, tx index, mempool), no transaction left open;
+    once space is back the same block is accepted and the store replays."""
+    g = _big_genesis()
+    ledger = Ledger(g, Store(tmp_path))
+    grow(ledger, 2)
+    tx = update_tx(ledger.chain, KEYS[7])
+    ledger.submit_tx(tx)
+    block = mine(ledger.template(MINER.public_hex, ledger.chain.tip.header.timestamp + 1000))
+    db = ledger.store._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    tip, height = ledger.chain.tip.hash, ledger.chain.height
+    with pytest.raises(ValidationError) as exc:
+        ledger.submit_block(block, now(block))
+    assert exc.value.code == errors.STORE_WRITE_FAILED and "full" in exc.value.detail
+    assert ledger.chain.tip.hash == tip and ledger.chain.height == height and block.hash not in ledger.chain
+    assert ledger.chain.find_tx(tx.id) is None and tx.id in ledger.mempool
+    assert not ledger.store.has(block.hash) and not db.in_transaction
+    with pytest.raises(ValidationError):  # not remembered as invalid: refused again for the same reason
+        ledger.submit_block(block, now(block))
+    db.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    assert ledger.submit_block(block, now(block)).status == "connected"
+    ledger.store.close()
+    reopened = Ledger(g, Store(tmp_path))
+    assert reopened.chain.tip.hash == block.hash and reopened.set_aside_on_open == 0
+    reopened.store.close()
+    assert verify_store(tmp_path, g).ok
