@@ -1,0 +1,169 @@
+"""Attacks on the consensus rules themselves: documents every rule accepts but
+some decoder cannot read back (nesting-bomb), and timestamps that bend the
+retarget (time-warp). Issue 10 items 1 and 10."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from learningchain import crypto, errors
+from learningchain.block import Block
+from learningchain.chain import Chain
+from learningchain.encoding import decode_weights
+from learningchain.header_rules import next_target
+from learningchain.tx import UpdateTx
+from tests.adversary import Outcome, agree, get, honest_network, rounds_close, scenario
+from tests.helpers import mine, rebuild
+from tests.netutil import status, verify
+
+ATTACKER = crypto.PrivateKey.from_secret(0xBAD)
+#: metric names full of what a careless JSON pre-scan miscounts: brackets,
+#: braces, quotes and backslashes inside strings (each at most 32 code points).
+BOMB_NAMES = (["[" * 28, "[" * 32, "{" * 32, '"[' * 16, "\\[" * 16, '\\"{' * 10, "]" * 32, "[{" * 16, '"' * 32,
+               "}" * 32, '{"' * 16, "\\" * 32, "[" * 31 + "\\", '["{' * 10, "\n[" * 16, "{[" * 16])
+
+
+def _poll(predicate, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def _bomb_tx(node, key: crypto.PrivateKey, names: list[str]) -> UpdateTx:
+    """A valid update for the open round (G(r-1) unchanged, honest-looking) whose
+    metric names are ``names``."""
+    model = get(node.url, "/model")
+    weights = decode_weights(model["weights"])
+    return UpdateTx.create(key, model["round"] + 1, model["digest"],
+                           {k: v.astype(np.float32) for k, v in weights.items()}, 10,
+                           {name: 0.5 for name in names})
+
+
+def _submit_bomb(h, names: list[str]) -> str | None:
+    """Send one bomb tx, from a fresh key or (on a permissioned network) a
+    learner's own key; return its id once mined into the main chain."""
+    keys = [ATTACKER] + [crypto.load_or_create_key(n.data_dir) for n in reversed(h.nodes)]
+    for key in keys:
+        tx = _bomb_tx(h.nodes[0], key, names)
+        r = requests.post(h.nodes[0].url + "/txs", json=tx.to_dict(), timeout=10)
+        if r.status_code == 202:
+            mined = _poll(lambda: (get(h.nodes[0].url, f"/txs/{tx.id}") or {}).get("status") == "confirmed",
+                          30)
+            return tx.id if mined else None
+    return None
+
+
+@scenario("nesting-bomb")
+def nesting_bomb(out: Path) -> Outcome:
+    """Txs whose metric names are full of '[', '{' and '"' are valid; once mined,
+    every node must still replay its store, restart, and a fresh node must sync
+    (before the fix: BROKEN store, restart exit 1, no sync)."""
+    h = honest_network(out, 3)
+    try:
+        # the issue's tx (one name of 28 '['), then one with 16 names of every kind, in 2 rounds
+        mined = [_submit_bomb(h, ["[" * 28]), _submit_bomb(h, BOMB_NAMES)]
+        victim = h.nodes[1]
+        h.net.stop(victim)
+        h.net.launch(victim)
+        restarted = _poll(lambda: status(victim).get("height") is not None, 30) is not None
+        fresh = h.net.start(len(h.nodes), peers=[h.nodes[0].url], dataset=h.parts / "node0.npz",
+                            genesis=h.genesis)
+        nodes = h.nodes + [fresh]
+        synced = _poll(lambda: (status(fresh).get("height") or 0) >= (status(h.nodes[0]).get("height") or 1), 40)
+        kept = rounds_close(h.nodes)
+        one = agree(nodes)
+        h.net.stop_all()  # the stores are checked at rest, without the network's CPU load
+        with ThreadPoolExecutor(2) as pool:  # node.py verify of every store, side by side
+            checks = dict(zip((n.name for n in nodes), pool.map(lambda n: verify(n.data_dir), nodes)))
+        verified = {name: p.returncode == 0 for name, p in checks.items()}
+        ok = all(mined) and restarted and bool(synced) and all(verified.values())
+        return Outcome("nesting-bomb",
+                       f"a tx with a metric named 28 '[', then one with {len(BOMB_NAMES)} names of brackets, "
+                       f"quotes and backslashes ({sum(map(len, BOMB_NAMES))} chars)",
+                       f"mined {sum(map(bool, mined))}/2; restarted node up: {restarted}; fresh node synced: "
+                       f"{bool(synced)}; verify OK on {sum(verified.values())}/{len(verified)} stores",
+                       rounds_kept_closing=kept, one_chain_one_model=one, ok=ok,
+                       details={"verify": {k: (p.stdout + p.stderr)[-300:] for k, p in checks.items()}})
+    finally:
+        h.net.stop_all()
+
+
+def _mirror(node) -> Chain:
+    """A Chain in this process holding the node's main chain (validated here)."""
+    chain = Chain(Block.parse({k: v for k, v in get(node.url, "/blocks/0").items() if k != "hash"}))
+    _catch_up(chain, node)
+    return chain
+
+
+def _catch_up(chain: Chain, node) -> None:
+    tip = status(node).get("height") or 0
+    for height in range(chain.height + 1, tip + 1):
+        doc = get(node.url, f"/blocks/{height}")
+        if not doc:
+            return
+        block = Block.parse({k: v for k, v in doc.items() if k != "hash"})
+        if block.header.prev_hash != chain.tip.hash:
+            return  # the node reorganised meanwhile: stop here, retry later
+        chain.add_block(block, int(time.time() * 1000) + 10_000)
+
+
+def _post_block(node, block: Block) -> tuple[int, dict]:
+    r = requests.post(node.url + "/blocks", json=block.to_dict(), timeout=30)
+    return r.status_code, r.json()
+
+
+@scenario("time-warp")
+def time_warp(out: Path) -> Outcome:
+    """A block stamped at the edge of the clock allowance at the end of a
+    retarget window, then a block claiming the easier target the old rule
+    granted (4x): the node must accept the first (it is valid), require for
+    the next exactly the clamped rule (not easier), and the network keep one
+    chain."""
+    h = honest_network(out, 3)
+    try:
+        node = h.nodes[0]
+        config = h.config
+        window = config.retarget_window
+        mirror = _mirror(node)
+        miner = ATTACKER.public_hex
+
+        def at_window_end() -> bool:
+            _catch_up(mirror, node)
+            return mirror.height >= 2 * window - 2 and mirror.height % window == window - 2
+        if not _poll(at_window_end, 60, 0.02):
+            return Outcome("time-warp", "never reached a window end", "-", False, False, ok=False)
+        stamp = int(time.time() * 1000) + config.max_future_ms
+        warped = mine(mirror.build_block(miner, [], stamp))
+        code, reply = _post_block(node, warped)
+        warped_ok = code == 202 and reply.get("status") in ("connected", "side", "reorg")
+        mirror.add_block(warped, stamp)
+        required = next_target(mirror._tip, config)
+        parent_target = warped.header.target
+        after = mirror.build_block(miner, [], int(time.time() * 1000))
+        easy = rebuild(after, target=min(4 * parent_target, config.pow_limit))  # what the old rule gave
+        easy_code, easy_reply = _post_block(node, easy)
+        easy_refused = easy_code == 400 and easy_reply.get("reason") == errors.BLOCK_BAD_TARGET
+        fair_code, fair_reply = _post_block(node, mine(after))
+        fair_ok = fair_code == 202 and fair_reply.get("status") in ("connected", "side", "reorg")
+        ratio = required / parent_target
+        kept = rounds_close(h.nodes)
+        one = agree(h.nodes)
+        ok = warped_ok and easy_refused and fair_ok and ratio <= 2
+        return Outcome("time-warp",
+                       f"block at now+{config.max_future_ms} ms ending a window, then a block with the "
+                       f"4x easier target the old rule granted",
+                       f"warped block {reply.get('status') or reply.get('reason')}; 4x-easier block "
+                       f"{easy_reply.get('reason') or easy_reply.get('status')}; required target x{ratio:.2f} "
+                       f"(clamp 2), that block {fair_reply.get('status') or fair_reply.get('reason')}",
+                       rounds_kept_closing=kept, one_chain_one_model=one, ok=ok,
+                       details={"ratio": ratio, "max_future_ms": config.max_future_ms})
+    finally:
+        h.net.stop_all()
