@@ -84,9 +84,10 @@ def next_target(parent: Ancestry, config: NetworkConfig) -> int:
       relies on windows that do not overlap);
     * the 2x clamp (Bitcoin's is 4x) halves what any one window can gain.
 
-    The first window (``h == retarget_window``) measures from genesis, so it
-    spans ``retarget_window - 1`` intervals; every later one spans
-    ``retarget_window``. docs/protocol.md section 5."""
+    Once ``start`` is 10 or more blocks above genesis both medians lag by 5
+    blocks and a window measures exactly ``retarget_window`` intervals; nearer
+    genesis the medians cover fewer blocks and early windows measure fewer.
+    docs/protocol.md section 5."""
     h = parent.height + 1
     target = parent.block.header.target
     if h % config.retarget_window != 0:
