@@ -335,3 +335,53 @@ def test_orphans_and_compact_blocks_need_a_target_our_chain_could_require(tmp_pa
         assert r.status_code == 400 and r.get_json()["reason"] == "block-wrong-target", r.get_json()
     finally:
         n.stop()
+
+
+def test_a_lone_surrogate_in_a_metric_name_is_a_400_with_its_reason(client):
+    doc = update_tx(client.application.config["NODE"].chain, KEYS[0]).to_dict()
+    doc["metrics"] = {"\ud800": "0.500000"}  # json.dumps writes it as the escape \ud800
+    r = post(client, "/txs", doc)
+    assert r.status_code == 400, r.get_data()
+    assert r.get_json()["reason"] == "bad-json" and "surrogate" in r.get_json()["error"]
+    doc["metrics"] = {"acc": "0.500000\n"}  # re's $ matches before a final newline; fullmatch does not
+    r = post(client, "/txs", doc)
+    assert r.status_code == 400 and r.get_json()["reason"] == "tx-malformed"
+    assert client.get("/status").status_code == 200
+
+
+def test_disk_full_refuses_blocks_with_503_and_the_node_keeps_serving(tmp_path):
+    """Issue 10 item 7 through the API: a real SQLITE_FULL (max_page_count at the
+    file's size) makes POST /blocks answer 503 store-write-failed, the tip stays,
+    reads keep working; with space back the same block connects and a restarted
+    node replays it."""
+    from learningchain.chain import Chain
+    from tests.helpers import next_block
+    n = Node(tmp_path / "node", tiny_config(), quiet=True, port=5998)
+    client = create_app(n).test_client()
+    mirror = Chain(n.genesis)
+    db = n.ledger.store._db
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    refused = None
+    for _ in range(30):  # small blocks: a few fit in the last page, then one needs a new page
+        block = next_block(mirror)
+        r = post(client, "/blocks", block.to_dict())
+        if r.status_code != 202:
+            refused = (block, r)
+            break
+        mirror.add_block(block, block.header.timestamp)
+    assert refused is not None
+    block, r = refused
+    assert r.status_code == 503 and r.get_json()["reason"] == "store-write-failed", r.get_json()
+    status = client.get("/status").get_json()
+    assert status["height"] == mirror.height and status["tip"] == mirror.tip.hash
+    assert client.get(f"/blocks/{block.hash}").status_code == 404  # never served unpersisted
+    db.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    r = post(client, "/blocks", block.to_dict())
+    assert r.status_code == 202 and r.get_json()["status"] == "connected"
+    n.stop()
+    n.ledger.store.close()
+    again = Node(tmp_path / "node", tiny_config(), quiet=True, port=5998)
+    try:
+        assert again.chain.tip.hash == block.hash
+    finally:
+        again.stop()

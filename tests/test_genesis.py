@@ -150,3 +150,25 @@ def test_trimmed_mean_genesis_needs_a_quorum_it_can_trim():
     cfg = default_config(4, rule="trimmed-mean")  # defaults sized to the quorum
     assert cfg.params == {"beta": "0.25"}
     assert default_config(10, rule="trimmed-mean").params == {"beta": "0.1"}
+
+
+def test_clock_allowance_is_bounded_by_the_block_interval():
+    """Issue 10 item 10: a 60 s allowance against a 10 s retarget window let one
+    block's timestamp ease the next target 4x. At most 4 block intervals now,
+    and that is the default."""
+    from tests.helpers import tiny_config
+    assert tiny_config(target_block_ms=500, max_future_ms=2000).max_future_ms == 2000
+    with pytest.raises(ConfigError, match=r"max_future_ms 60000 exceeds 4 block intervals .* at most 2000"):
+        tiny_config(target_block_ms=500, max_future_ms=60_000)
+    assert tiny_config(target_block_ms=500, max_future_ms=None).max_future_ms == 2000
+
+
+def test_a_model_whose_updates_cannot_fit_max_tx_bytes_is_refused():
+    from learningchain.genesis import default_config, min_update_bytes
+    from dataclasses import replace
+    config = default_config(4)
+    need = min_update_bytes(config.expected_shapes())
+    assert 13_000 < need < 14_000  # digits MLP 64-32-10: 2,410 float32 in base64, plus the tx fields
+    with pytest.raises(ConfigError, match=f"below the {need} bytes a plain update of this model needs"):
+        replace(config, max_tx_bytes=need - 1)
+    assert replace(config, max_tx_bytes=need).max_tx_bytes == need
