@@ -160,3 +160,24 @@ def test_metrics_are_fixed_decimal_strings():
             decode_metric(bad)
     with pytest.raises(EncodingError):
         encode_metric(math.nan)
+
+
+def _depth(doc) -> int:
+    if isinstance(doc, list):
+        return 1 + max(map(_depth, doc), default=0)
+    if isinstance(doc, dict):
+        return 1 + max(map(_depth, doc.values()), default=0)
+    return 0
+
+
+@given(canonical_values, st.integers(1, 9))
+@settings(max_examples=200)
+def test_nesting_scan_counts_levels_exactly_across_chunks(doc, chunk):
+    """The vectorised scan, with chunks of a few bytes so that strings, escapes
+    and backslash runs straddle chunk edges, equals the definition."""
+    from learningchain import encoding
+    saved, encoding._SCAN_CHUNK = encoding._SCAN_CHUNK, chunk
+    try:
+        assert encoding.nesting_depth(json.dumps(doc, ensure_ascii=False)) == _depth(doc)
+    finally:
+        encoding._SCAN_CHUNK = saved
