@@ -272,6 +272,14 @@ def default_config(n_nodes: int = 4, *, network: str = "learningchain-demo", dat
         allow_list=tuple(allow_list) if allow_list is not None else None, timestamp=timestamp)
 
 
+def permissioned(config: NetworkConfig, pubkeys: list[str]) -> NetworkConfig:
+    """``config`` with ``pubkeys`` as its allow-list: the default for every network
+    whose node keys are known when genesis is written (demo, tmux demo, ``genesis
+    --allow-list``); docs/protocol.md section 6."""
+    from dataclasses import replace
+    return replace(config, allow_list=tuple(pubkeys))
+
+
 def with_participants(config: NetworkConfig, pubkeys: list[str], policy: str = "all", k: int | None = None,
                       energy_seed: int = 0) -> NetworkConfig:
     """``config`` with ``pubkeys`` as its participants, each with an energy profile

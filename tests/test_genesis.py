@@ -82,7 +82,7 @@ def test_allow_list_round_trips():
 def _genesis_from(tmp_path, *extra: str):
     from learningchain import cli
     out = tmp_path / "genesis.json"
-    code = cli.main(["genesis", "--nodes", "2", "--out", str(out), "--force", *extra])
+    code = cli.main(["genesis", "--nodes", "2", "--out", str(out), "--force", "--open", *extra])
     return code, (cli.load_genesis_file(out) if code == 0 else None)
 
 
