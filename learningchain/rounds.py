@@ -149,9 +149,12 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
         verified.add(tx)
 
 
-def must_close(state: RoundState, config: NetworkConfig, height: int, n_new: int) -> bool:
-    """Whether the block at ``height`` adding ``n_new`` updates must close the round."""
-    return (len(state.pending) + n_new >= quorum_of(state, config)
+def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx]) -> bool:
+    """Whether the block at ``height`` adding ``txs`` must close the round: at the
+    quorum, counting skips only once the round holds at least one update (skips
+    alone never close a round, docs/protocol.md section 7), or at the timeout."""
+    has_update = any(not t.is_skip for t in state.pending) or any(not t.is_skip for t in txs)
+    return ((has_update and len(state.pending) + len(txs) >= quorum_of(state, config))
             or height - state.round_start >= config.round_timeout)
 
 
@@ -169,7 +172,9 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     """Aggregate the round's updates into G(r) and the commitment that names it.
     If the rule cannot run (too few updates, or none after a timeout) the model
     is carried over unchanged and every update is rejected with the error text.
-    Skips are listed (``skipped``) but not aggregated. Under a selection policy
+    Skips are listed (``skipped``, never in ``updates``) but not aggregated.
+    ``miner`` (the unsigned ``header.miner``) no longer enters G(r): l-nearest
+    takes the median of the updates as its reference. Under a selection policy
     the commitment also names ``selected_next``, chosen from the reputation
     records updated with this round (seeded by ``parent_hash``)."""
     updates = [t for t in txs if not t.is_skip]
@@ -178,7 +183,7 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     full = [(t, t.full_weights(state.model)) for t in updates]
     try:
         result = aggregate(config.rule, [Update(t.id, t.sender, w, t.num_samples) for t, w in full],
-                           config.params, reference_sender=miner)
+                           config.params)
         model, accepted, rejected = result.weights, sorted(result.accepted), dict(result.rejected)
         digest = weights_digest(model)
     except AggregationError as exc:
@@ -220,7 +225,7 @@ def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Seque
                commitment: dict | None, miner: str, parent_hash: str = "00" * 32) -> RoundState:
     """The state after a block whose txs were already checked: enforces the
     closing rule and returns the new state."""
-    if not must_close(state, config, height, len(txs)):
+    if not must_close(state, config, height, txs):
         if commitment is not None:
             raise ValidationError(errors.BLOCK_UNEXPECTED_COMMITMENT,
                                   f"round {state.round} is not closing at height {height}")

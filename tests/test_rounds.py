@@ -113,12 +113,14 @@ def _l_nearest_round(miner):
     return chain, closing.commitment, by_key, txs
 
 
-def test_l_nearest_reference_is_the_closing_miners_update_when_it_sent_one():
+def test_l_nearest_reference_is_the_median_even_when_the_miner_sent_an_update():
+    """The closing miner (an unsigned header field) no longer picks the reference:
+    its own 1.0 update is just one of four, and the median (0.15) decides."""
     chain, c, by_key, txs = _l_nearest_round(KEYS[3])  # the miner also sent the 1.0 update
-    assert c["accepted"] == sorted([by_key[KEYS[3].public_hex], by_key[KEYS[2].public_hex]])
-    assert all("the reference sender's update" in r for r in c["rejected"].values())
+    assert c["accepted"] == sorted([by_key[KEYS[1].public_hex], by_key[KEYS[2].public_hex]])
+    assert all("the coordinate-wise median" in r for r in c["rejected"].values())
     expected = aggregate("l-nearest", [Update(t.id, t.sender, t.decoded_weights, t.num_samples) for t in txs],
-                         {"l": 2}, reference_sender=KEYS[3].public_hex)
+                         {"l": 2})
     assert c["model_digest"] == weights_digest(expected.weights) == chain.tip_state.model_digest
 
 
