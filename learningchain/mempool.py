@@ -4,10 +4,13 @@ Holds only transactions valid on the current tip (checked by
 :meth:`Chain.validate_tx`, whose signature check is remembered in the chain's
 shared :class:`~learningchain.rounds.VerifiedCache`, so a tx's signature is
 verified once whether it arrives alone or inside a block). It is bounded in
-count and bytes and refuses with ``mempool-full`` rather than evicting: every
-tx here is for the one open round, and first come, first served is the only
-order a participant can predict. Selection is deterministic (tx id order), so
-two miners with the same mempool build the same block body.
+count and bytes. When full, a newcomer may evict the waiting tx of lowest
+:meth:`priority` if its own is strictly higher (the node's own update first,
+then a tx for the open round, then an allow-listed sender), else it is refused
+with ``mempool-full`` (first come, first served among equals: the only order a
+participant can predict). So a flood of strangers' txs cannot keep a
+participant's own update out (issue 10, item 6). Selection is deterministic (tx
+id order), so two miners with the same mempool build the same block body.
 """
 from __future__ import annotations
 
@@ -32,6 +35,9 @@ class Mempool:
         self.max_bytes = max_bytes
         self._txs: dict[str, UpdateTx] = {}
         self._bytes = 0
+        #: senders whose txs outrank every other (the node's own key): local policy
+        self.priority_senders: set[str] = set()
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -59,12 +65,40 @@ class Mempool:
             raise ValidationError(errors.TX_DUPLICATE_SENDER,
                                   f"sender {tx.sender[:16]}... already has an update for round {tx.round} "
                                   f"waiting in the mempool")
-        if len(self._txs) >= self.max_count or self._bytes + tx.size > self.max_bytes:
+        if self._full(tx) and not self._make_room(tx, chain):
             raise ValidationError(errors.MEMPOOL_FULL,
                                   f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "
                                   f"(limits {self.max_count} / {self.max_bytes}); retry after the next block")
         self._put(tx)
         return "accepted"
+
+    def _full(self, tx: UpdateTx) -> bool:
+        return len(self._txs) >= self.max_count or self._bytes + tx.size > self.max_bytes
+
+    def priority(self, tx: UpdateTx, chain: Chain) -> tuple[bool, bool, bool]:
+        """(our own sender, for the open round, on the allow-list): compared as a tuple."""
+        allowed = chain.config.allowed
+        return (tx.sender in self.priority_senders, tx.round == chain.tip_state.round,
+                allowed is not None and tx.sender in allowed)
+
+    def _make_room(self, tx: UpdateTx, chain: Chain) -> bool:
+        """Evict lower-priority txs (lowest first; among equals the largest id) until
+        ``tx`` fits; False, evicting nothing, if it cannot fit that way."""
+        mine = self.priority(tx, chain)
+        lower = sorted((t for t in self._txs.values() if self.priority(t, chain) < mine),
+                       key=lambda t: (self.priority(t, chain), _neg_id(t.id)))
+        count, size, victims = len(self._txs), self._bytes, []
+        for t in lower:
+            if count < self.max_count and size + tx.size <= self.max_bytes:
+                break
+            victims.append(t)
+            count, size = count - 1, size - t.size
+        if count >= self.max_count or size + tx.size > self.max_bytes:
+            return False
+        for t in victims:
+            self.remove(t.id)
+            self.evicted += 1
+        return True
 
     def _put(self, tx: UpdateTx) -> None:
         self._txs[tx.id] = tx
@@ -117,6 +151,11 @@ class Mempool:
                 chain.validate_tx(tx)
             except ValidationError:
                 self.remove(tx.id)
+
+
+def _neg_id(txid: str) -> str:
+    """Sort key putting larger hex ids first."""
+    return "".join("fedcba9876543210"["0123456789abcdef".index(c)] for c in txid)
 
 
 class EarlyTxs:
