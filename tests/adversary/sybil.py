@@ -1,0 +1,162 @@
+"""Sybil attacks on the default (demo-like) network: fresh keys cost nothing to
+make, so whatever a key may do, a crowd of keys may do (issue 10, items 6 and 11).
+
+``sybil-flood``: 20 fresh keys per round send valid, signed all-zero updates
+claiming 10^6 samples each, 4 more send skips, and 200 more fresh keys send one
+update each (the key-cache / verification flood), to every node. On the old
+default network (``allow_list: null``) the FedAvg cap (twice the *median*
+claim, and the median was theirs) let the zeros take the model from 0.978 to
+0.096, and 4 skips closed a round with no update. The default network is now
+permissioned: each is refused as ``tx-unknown-sender`` before its signature is
+checked.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from learningchain.crypto import PrivateKey, load_or_create_key
+from learningchain.genesis import default_config, permissioned
+from learningchain.models import build_model
+from learningchain.tx import UpdateTx
+
+from tests.adversary import Outcome, agree, cpu_seconds, honest_network, rounds_close, scenario
+from tests.netutil import status
+
+SYBILS_PER_ROUND = 20
+SKIPPERS = 4
+KEY_FLOOD = 200
+CLAIM = 10**6
+
+
+def demo_like_config(out: Path, n: int, *, open_network: bool = False, **kw):
+    """What ``node.py demo`` writes (keys first, then allow_list), on the fast
+    MLP of the demo (on a softmax, zero weights only rescale the logits:
+    accuracy survives them); ``open_network`` keeps allow_list null."""
+    config = default_config(n, dataset="digits", kind="mlp", round_timeout=kw.get("round_timeout", 6),
+                            target_block_ms=kw.get("target_block_ms", 200))
+    if open_network:
+        return config
+    return permissioned(config, [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)])
+
+
+def latest_metric(url: str, name: str = "accuracy") -> tuple[int, float] | None:
+    """(round, metric) of the newest closed round this node has evaluated."""
+    doc = requests.get(url + "/rounds", timeout=5).json()
+    done = [(r["round"], float(r["metrics"][name])) for r in doc["rounds"]
+            if r["status"] == "closed" and r.get("metrics") and name in r["metrics"]]
+    return max(done) if done else None
+
+
+def worst_metric_since(url: str, first_round: int, name: str = "accuracy") -> tuple[int, float] | None:
+    """(round, metric) of the worst evaluated closed round from ``first_round`` on."""
+    doc = requests.get(url + "/rounds", timeout=5).json()
+    done = [(float(r["metrics"][name]), r["round"]) for r in doc["rounds"] if r["round"] >= first_round
+            and r["status"] == "closed" and r.get("metrics") and name in r["metrics"]]
+    return (min(done)[1], min(done)[0]) if done else None
+
+
+def wait_metric(url: str, after_round: int, timeout: float = 40.0) -> tuple[int, float] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = latest_metric(url)
+        if got is not None and got[0] > after_round:
+            return got
+        time.sleep(0.2)
+    return None
+
+
+def post_tx(session: requests.Session, url: str, tx: UpdateTx) -> tuple[int, str]:
+    resp = session.post(url + "/txs", json=tx.to_dict(), timeout=10)
+    try:
+        return resp.status_code, resp.json().get("reason") or resp.json().get("status", "")
+    except ValueError:
+        return resp.status_code, resp.text[:60]
+
+
+def _signed(keys, zeros, node, skips: int = 0) -> list[UpdateTx]:
+    """Valid, signed txs from ``keys`` for ``node``'s open round (the last ``skips`` are skips)."""
+    s = status(node)
+    r, base = s["round"], s["model_digest"]
+    now = int(time.time() * 1000)
+    cut = len(keys) - skips
+    return ([UpdateTx.create(k, r, base, zeros, CLAIM, timestamp=now) for k in keys[:cut]]
+            + [UpdateTx.create_skip(k, r, base, CLAIM, timestamp=now) for k in keys[cut:]])
+
+
+def flood(h, rounds: int = 2) -> dict:
+    """The attack itself; returns what every node answered (``tx-late`` answers,
+    from a round that closed while we posted, are sent again for the new round)."""
+    zeros = {k: np.zeros_like(v) for k, v in build_model(h.config.model_spec).initial_weights().items()}
+    answers: dict[str, int] = {}
+    session = requests.Session()
+
+    def send(keys, node, skips=0):
+        for _ in range(5):  # re-sign the late ones for the round now open
+            late = []
+            txs = _signed(keys, zeros, node, skips)
+            for key, tx in zip(keys, txs):
+                code, reason = post_tx(session, node.url, tx)
+                if reason in ("tx-late", "tx-wrong-base-model"):
+                    late.append(key)
+                else:
+                    answers[f"{code} {reason}"] = answers.get(f"{code} {reason}", 0) + 1
+            skips = max(0, skips - (len(keys) - len(late)))
+            keys = late
+            if not keys:
+                return
+        answers["late"] = answers.get("late", 0) + len(keys)
+
+    attacked_rounds = []
+    for _ in range(rounds):
+        attacked_rounds.append(status(h.nodes[0])["round"])
+        keys = [PrivateKey.generate() for _ in range(SYBILS_PER_ROUND + SKIPPERS)]
+        for node in h.nodes:
+            send(keys, node, SKIPPERS)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and status(h.nodes[0])["round"] == attacked_rounds[-1]:
+            time.sleep(0.1)
+    # the key flood: one update per fresh key, to a node that does not mine, timed by its CPU
+    target = h.nodes[-1]
+    keys = [PrivateKey.generate() for _ in range(KEY_FLOOD)]
+    cpu0, t0 = cpu_seconds(target.popen.pid), time.monotonic()
+    for i in range(0, KEY_FLOOD, 20):
+        send(keys[i:i + 20], target)
+    wall, cpu = time.monotonic() - t0, cpu_seconds(target.popen.pid) - cpu0
+    return {"answers": answers, "attacked_rounds": attacked_rounds, "key_flood_cpu_s": round(cpu, 2),
+            "key_flood_wall_s": round(wall, 2)}
+
+
+@scenario("sybil-flood")
+def sybil_flood(out: Path) -> Outcome:
+    n = 3
+    h = honest_network(out, n, config=demo_like_config(out, n))
+    try:
+        before = wait_metric(h.nodes[0].url, 1)
+        report = flood(h)
+        refused = {k: v for k, v in report["answers"].items() if k.startswith("4")}
+        accepted = sum(v for k, v in report["answers"].items() if k.startswith("2"))
+        closing = rounds_close(h.nodes, more=2)
+        wait_metric(h.nodes[0].url, max(report["attacked_rounds"]))
+        after = worst_metric_since(h.nodes[0].url, min(report["attacked_rounds"]))
+        included = sum(r["updates"] for r in requests.get(h.nodes[0].url + "/rounds", timeout=5).json()["rounds"]
+                       if r["round"] in report["attacked_rounds"])
+        named = set(refused) == {"400 tx-unknown-sender"}
+        held = before is not None and after is not None and after[1] >= before[1] - 0.05
+        return Outcome(
+            "sybil-flood",
+            f"{SYBILS_PER_ROUND} fresh keys/round x 2 rounds: zero weights claiming 10^6 samples, "
+            f"{SKIPPERS} skips/round, then {KEY_FLOOD} more fresh keys",
+            f"{sum(refused.values())} refused {sorted(refused)}, {accepted} accepted; accuracy "
+            f"{before and before[1]:.3f} (round {before and before[0]}) -> worst {after and after[1]:.3f} "
+            f"(round {after and after[0]}) in and after the attacked rounds; {included} txs in the attacked rounds (honest: "
+            f"{n * len(report['attacked_rounds'])}); {KEY_FLOOD} fresh keys cost a learner "
+            f"{report['key_flood_cpu_s']} s CPU in {report['key_flood_wall_s']} s",
+            rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes),
+            ok=named and accepted == 0 and held and included <= n * len(report["attacked_rounds"]),
+            details={**report, "before": before, "after": after})
+    finally:
+        h.net.stop_all()

@@ -1,0 +1,8 @@
+"""The Sybil scenarios of tests/adversary/sybil.py on real node processes."""
+from tests.adversary import SCENARIOS
+import tests.adversary.sybil  # noqa: F401  (registers)
+
+
+def test_sybil_flood(tmp_path):
+    o = SCENARIOS["sybil-flood"](tmp_path)
+    assert o.passed, o
