@@ -176,14 +176,21 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         if args.open:
             raise ConfigError("pass either --allow-list (permissioned) or --open, not both")
         config = replace(config, allow_list=tuple(_keys_of(args.allow_list)))
-    elif not args.open:
+    elif args.open:
+        from learningchain.genesis import OPEN_STAMP_BITS, open_network
+        config = open_network(config, OPEN_STAMP_BITS if args.stamp_bits is None else args.stamp_bits,
+                              args.max_samples)
+    else:
         raise ConfigError("say who may submit updates: --allow-list DIR_OR_PUBKEY,... (the node data dirs; "
                           "their keys are created if missing) for a permissioned network, or --open for "
                           "a network anyone may join (no Sybil defence but the rule's; docs/protocol.md "
                           "section 6)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
-    who = "open to any key" if config.allowed is None else f"{len(config.allowed)} allowed senders"
+    if (args.stamp_bits is not None or args.max_samples is not None) and not args.open:
+        config = replace(config, stamp_bits=args.stamp_bits or None, max_samples=args.max_samples)
+    who = (f"open to any key, {config.stamp_bits or 0}-bit stamp per tx, claims capped at "
+           f"{config.max_samples or 'no limit'}" if config.allowed is None else f"{len(config.allowed)} allowed senders")
     print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
           f"quorum {config.quorum}, rule {config.rule}, {who}{described}")
     return 0
@@ -276,6 +283,11 @@ def _add_admin(sub) -> None:
     p.add_argument("--open", action="store_true",
                    help="write allow_list null: any key may submit (open to Sybils, see docs/protocol.md "
                         "section 6); one of --allow-list, --participants or --open is required")
+    p.add_argument("--stamp-bits", type=int, metavar="K",
+                   help="every tx id must start with K zero bits (~2^K hashes per tx; default 16 with --open, "
+                        "else none; 0 = none)")
+    p.add_argument("--max-samples", type=positive_int, metavar="N",
+                   help="FedAvg counts a num_samples claim as at most N (default: no cap)")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
                    help="participant selection policy (needs --participants and --select-k)")
     p.add_argument("--select-k", type=positive_int, help="senders selected per round")

@@ -20,6 +20,7 @@ from learningchain import errors
 from learningchain.chain import AddResult, Chain
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
+from learningchain.stamp import stamp_ok
 from learningchain.tx import UpdateTx
 
 #: bytes a block needs besides its txs: header, framing, and the commitment
@@ -198,6 +199,9 @@ class EarlyTxs:
         if allowed is not None and tx.sender not in allowed:
             raise ValidationError(errors.TX_UNKNOWN_SENDER,
                                   f"sender {tx.sender[:16]}... is not on the allow list")
+        if config is not None and not stamp_ok(tx.id_bytes, config.stamp_bits):
+            raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
+                                  f"tx id {tx.id[:16]}... lacks the {config.stamp_bits}-bit stamp")
         if config is not None and expected_shapes is not None:
             tx.check(expected_shapes, config.max_tx_bytes)  # signature included
         else:

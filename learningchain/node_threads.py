@@ -23,6 +23,7 @@ from learningchain import errors
 from learningchain.block import Block
 from learningchain.errors import ValidationError
 from learningchain.releases import ReleaseLog, released_ids
+from learningchain.stamp import stamp
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -118,6 +119,10 @@ def participate_once(node: "Node") -> None:
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)
+    if node.config.stamp_bits:  # an open network prices every tx (stamp.py)
+        t1 = time.perf_counter()
+        tx = stamp(tx, node.participant.key, node.config.stamp_bits)
+        node.add_timing("stamp", time.perf_counter() - t1)
     node.count_work(r, sample_epochs=len(node.participant.X) * node.participant.spec.epochs)
     node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
     spent = node.privacy_report()

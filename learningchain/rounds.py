@@ -25,6 +25,7 @@ from learningchain.aggregation import AggregationError, Update, aggregate
 from learningchain.encoding import canonical_json, encode_weights, weights_digest
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
+from learningchain.stamp import stamp_ok
 from learningchain.tx import UpdateTx
 
 Weights = "OrderedDict[str, np.ndarray]"
@@ -139,6 +140,10 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
     if tx.sender in state.pending_senders or tx.sender in taken_senders:
         raise ValidationError(errors.TX_DUPLICATE_SENDER,
                               f"sender {tx.sender[:16]}... already has an update in round {state.round}")
+    if not stamp_ok(tx.id_bytes, config.stamp_bits):  # one hash, before any key or signature work
+        raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
+                              f"tx id {tx.id[:16]}... does not start with the {config.stamp_bits} zero bits "
+                              f"this network's genesis asks of every tx (stamp_bits)")
     need_sig = verify_signatures and (verified is None or tx not in verified)
     tx.check(expected_shapes, config.max_tx_bytes, verify_signature=need_sig)
     if tx.compression is not None:  # decoded against G(r-1): base + delta may overflow
@@ -156,6 +161,11 @@ def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Seque
     has_update = any(not t.is_skip for t in state.pending) or any(not t.is_skip for t in txs)
     return ((has_update and len(state.pending) + len(txs) >= quorum_of(state, config))
             or height - state.round_start >= config.round_timeout)
+
+
+def counted_samples(tx: UpdateTx, config: NetworkConfig) -> int:
+    """The sample count the rule sees: the claim, capped at genesis ``max_samples``."""
+    return tx.num_samples if config.max_samples is None else min(tx.num_samples, config.max_samples)
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,7 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     ids = sorted(t.id for t in updates)
     full = [(t, t.full_weights(state.model)) for t in updates]
     try:
-        result = aggregate(config.rule, [Update(t.id, t.sender, w, t.num_samples) for t, w in full],
+        result = aggregate(config.rule, [Update(t.id, t.sender, w, counted_samples(t, config)) for t, w in full],
                            config.params)
         model, accepted, rejected = result.weights, sorted(result.accepted), dict(result.rejected)
         digest = weights_digest(model)

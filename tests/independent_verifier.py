@@ -131,10 +131,14 @@ def nsum(c) -> float:
     return 0.0 + _pairwise([float(x) for x in c])
 
 
-def fedavg(updates: list[dict], cap_factor: str) -> dict:
-    """Section 7.1 fedavg: counts capped at cap_factor x median, rows in id order."""
+def fedavg(updates: list[dict], cap_factor: str, max_samples: int | None = None) -> dict:
+    """Section 7.1 fedavg: claims capped at genesis max_samples (section 6), then
+    counts capped at cap_factor x median, rows in id order."""
     updates = sorted(updates, key=lambda u: u["id"])
-    counts = np.array([u["tx"]["num_samples"] for u in updates], dtype=np.float64)
+    claims = [u["tx"]["num_samples"] for u in updates]
+    if max_samples is not None:
+        claims = [min(c, max_samples) for c in claims]
+    counts = np.array(claims, dtype=np.float64)
     counts = np.minimum(counts, float(cap_factor) * float(median(counts)))
     coef = counts / nsum(counts)
     names = sorted(updates[0]["weights"])
@@ -333,6 +337,9 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             if tx["sender"] in senders:
                 raise Invalid(f"{where}: duplicate sender")
             senders.add(tx["sender"])
+            bits = config.get("stamp_bits")  # section 6: the id starts with that many zero bits
+            if bits and int.from_bytes(txid, "big") >> (256 - bits) != 0:
+                raise Invalid(f"{where}: tx lacks the stamp")
             verify_signature(tx["sender"], txid, tx["signature"])
             if tx["type"] == "skip":  # section 11: counted toward the quorum, never aggregated
                 state["pending"].append({"id": txid.hex(), "tx": tx, "skip": True})
@@ -364,7 +371,7 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
                     or ("skipped" in c and not skips):
                 raise Invalid(f"{where}: commitment updates or skipped")
             if rule == "fedavg" and pending:
-                new = fedavg(pending, config["aggregation"]["params"]["cap_factor"])
+                new = fedavg(pending, config["aggregation"]["params"]["cap_factor"], config.get("max_samples"))
                 if c["accepted"] != c["updates"] or c["rejected"] != {} or weights_digest(new) != c["model_digest"]:
                     raise Invalid(f"{where}: fedavg commitment differs from the recomputed aggregate")
                 model = new

@@ -163,7 +163,8 @@ def test_genesis_makes_the_admission_choice_explicit(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--allow-list" in err and "--open" in err and not out.exists()
     assert cli.main(["genesis", "--nodes", "3", "--out", str(out), "--open"]) == 0
-    assert cli.load_genesis_file(out).allow_list is None and "open to any key" in capsys.readouterr().out
+    config = cli.load_genesis_file(out)
+    assert config.allow_list is None and config.stamp_bits == 16 and "open to any key" in capsys.readouterr().out
 
 
 def test_run_with_a_broken_genesis_file_is_one_line(tmp_path):

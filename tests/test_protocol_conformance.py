@@ -391,3 +391,25 @@ def test_doc_no_updates_template_matches_the_code():
         with pytest.raises(AggregationError) as exc:
             aggregate(rule, [], {})
         assert str(exc.value) == _fill(template, {"rule": rule})
+
+
+def test_verifier_checks_stamps_skips_and_the_claim_cap():
+    """Section 6 (stamp_bits, max_samples) and section 7 (skips alone never
+    close; `updates` excludes skips), on a chain built by the code."""
+    from learningchain.chain import Chain
+    from learningchain.stamp import stamp
+    from learningchain.tx import UpdateTx
+    from tests.helpers import KEYS, next_block, now, tiny_genesis, update_tx
+    chain = Chain(tiny_genesis(stamp_bits=6, max_samples=20))
+    digest = chain.model()[1]
+    skips = [stamp(UpdateTx.create_skip(k, 1, digest, 5), k, 6) for k in KEYS[:3]]
+    b1 = next_block(chain, skips)  # quorum 3 of skips only: stays open
+    chain.add_block(b1, now(b1))
+    ups = [stamp(update_tx(chain, k, num_samples=n), k, 6) for k, n in ((KEYS[3], 10), (KEYS[4], 10**6))]
+    b2 = next_block(chain, ups)
+    chain.add_block(b2, now(b2))
+    assert b1.commitment is None and b2.commitment["skipped"] == sorted(t.id for t in skips)
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    report = verify_chain(blocks, now_ms=now(b2))
+    # (the digest differs unless the claim of 10^6 is read as 20: median cap alone keeps 10^6)
+    assert report["rounds_closed"] == 1 and report["model_digest"] == chain.tip_state.model_digest
