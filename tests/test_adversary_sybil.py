@@ -6,3 +6,8 @@ import tests.adversary.sybil  # noqa: F401  (registers)
 def test_sybil_flood(tmp_path):
     o = SCENARIOS["sybil-flood"](tmp_path)
     assert o.passed, o
+
+
+def test_sybil_open_unstamped(tmp_path):
+    o = SCENARIOS["sybil-open-unstamped"](tmp_path)
+    assert o.passed, o

@@ -32,14 +32,16 @@ KEY_FLOOD = 200
 CLAIM = 10**6
 
 
-def demo_like_config(out: Path, n: int, *, open_network: bool = False, **kw):
+def demo_like_config(out: Path, n: int, *, open_network: bool = False, stamp_bits: int | None = None,
+                     max_samples: int | None = None, **kw):
     """What ``node.py demo`` writes (keys first, then allow_list), on the fast
     MLP of the demo (on a softmax, zero weights only rescale the logits:
     accuracy survives them); ``open_network`` keeps allow_list null."""
     config = default_config(n, dataset="digits", kind="mlp", round_timeout=kw.get("round_timeout", 6),
                             target_block_ms=kw.get("target_block_ms", 200))
     if open_network:
-        return config
+        from learningchain.genesis import open_network as opened
+        return opened(config, stamp_bits or 0, max_samples)
     return permissioned(config, [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)])
 
 
@@ -77,17 +79,26 @@ def post_tx(session: requests.Session, url: str, tx: UpdateTx) -> tuple[int, str
         return resp.status_code, resp.text[:60]
 
 
-def _signed(keys, zeros, node, skips: int = 0) -> list[UpdateTx]:
-    """Valid, signed txs from ``keys`` for ``node``'s open round (the last ``skips`` are skips)."""
+def _signed(keys, zeros, node, skips: int = 0, unpaid_bits: int | None = None) -> list[UpdateTx]:
+    """Signed txs from ``keys`` for ``node``'s open round (the last ``skips`` are
+    skips); with ``unpaid_bits``, none meets that stamp by chance (1 in 2^bits would)."""
+    from learningchain.stamp import stamp_ok
     s = status(node)
     r, base = s["round"], s["model_digest"]
-    now = int(time.time() * 1000)
-    cut = len(keys) - skips
-    return ([UpdateTx.create(k, r, base, zeros, CLAIM, timestamp=now) for k in keys[:cut]]
-            + [UpdateTx.create_skip(k, r, base, CLAIM, timestamp=now) for k in keys[cut:]])
+    out = []
+    for i, k in enumerate(keys):
+        ts = int(time.time() * 1000)
+        while True:
+            tx = (UpdateTx.create(k, r, base, zeros, CLAIM, timestamp=ts) if i < len(keys) - skips
+                  else UpdateTx.create_skip(k, r, base, CLAIM, timestamp=ts))
+            if not (unpaid_bits and stamp_ok(tx.id_bytes, unpaid_bits)):
+                break
+            ts += 1
+        out.append(tx)
+    return out
 
 
-def flood(h, rounds: int = 2) -> dict:
+def flood(h, rounds: int = 2, unpaid_bits: int | None = None) -> dict:
     """The attack itself; returns what every node answered (``tx-late`` answers,
     from a round that closed while we posted, are sent again for the new round)."""
     zeros = {k: np.zeros_like(v) for k, v in build_model(h.config.model_spec).initial_weights().items()}
@@ -97,7 +108,7 @@ def flood(h, rounds: int = 2) -> dict:
     def send(keys, node, skips=0):
         for _ in range(5):  # re-sign the late ones for the round now open
             late = []
-            txs = _signed(keys, zeros, node, skips)
+            txs = _signed(keys, zeros, node, skips, unpaid_bits)
             for key, tx in zip(keys, txs):
                 code, reason = post_tx(session, node.url, tx)
                 if reason in ("tx-late", "tx-wrong-base-model"):
@@ -158,5 +169,47 @@ def sybil_flood(out: Path) -> Outcome:
             rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes),
             ok=named and accepted == 0 and held and included <= n * len(report["attacked_rounds"]),
             details={**report, "before": before, "after": after})
+    finally:
+        h.net.stop_all()
+
+
+OPEN_STAMP_BITS = 12  # the test's price (genesis --open writes 16: ~16x dearer)
+
+
+@scenario("sybil-open-unstamped")
+def sybil_open_unstamped(out: Path) -> Outcome:
+    """An *open* network (allow_list null) with a stamp and a claim cap: the same
+    flood without paying the stamp is refused ``tx-insufficient-stamp``, before
+    any signature check; what paying would cost is measured, not asserted."""
+    from learningchain.stamp import stamp
+    n = 3
+    h = honest_network(out, n, config=demo_like_config(out, n, open_network=True, stamp_bits=OPEN_STAMP_BITS,
+                                                       max_samples=1000))
+    try:
+        before = wait_metric(h.nodes[0].url, 1)
+        report = flood(h, unpaid_bits=OPEN_STAMP_BITS)
+        refused = {k: v for k, v in report["answers"].items() if k.startswith("4")}
+        accepted = sum(v for k, v in report["answers"].items() if k.startswith("2"))
+        closing = rounds_close(h.nodes, more=2)
+        wait_metric(h.nodes[0].url, max(report["attacked_rounds"]))
+        after = worst_metric_since(h.nodes[0].url, min(report["attacked_rounds"]))
+        zeros = {k: np.zeros_like(v) for k, v in build_model(h.config.model_spec).initial_weights().items()}
+        keys = [PrivateKey.generate() for _ in range(SYBILS_PER_ROUND)]
+        t0 = time.process_time()
+        for tx in _signed(keys, zeros, h.nodes[0]):
+            stamp(tx, keys[0], OPEN_STAMP_BITS)
+        price = (time.process_time() - t0) / SYBILS_PER_ROUND
+        named = set(refused) == {"400 tx-insufficient-stamp"}
+        held = before is not None and after is not None and after[1] >= before[1] - 0.05
+        return Outcome(
+            "sybil-open-unstamped",
+            f"open network ({OPEN_STAMP_BITS}-bit stamp, max_samples 1000): the sybil-flood txs without stamps",
+            f"{sum(refused.values())} refused {sorted(refused)}, {accepted} accepted; accuracy "
+            f"{before and before[1]:.3f} -> worst {after and after[1]:.3f} (round {after and after[0]}); "
+            f"paying would cost {price:.3f} s CPU per Sybil tx ({price * SYBILS_PER_ROUND:.1f} s per round "
+            f"for {SYBILS_PER_ROUND}; x16 at genesis --open's 16 bits)",
+            rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes),
+            ok=named and accepted == 0 and held, details={**report, "before": before, "after": after,
+                                                           "stamp_cpu_s": price})
     finally:
         h.net.stop_all()
