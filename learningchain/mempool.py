@@ -14,6 +14,7 @@ id order), so two miners with the same mempool build the same block body.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Iterator, Mapping
 
 from learningchain import errors
@@ -27,6 +28,8 @@ from learningchain.tx import UpdateTx
 #: (round, rule, params, digest). Per update the commitment adds its id up to
 #: three times plus a rejection reason, see :data:`COMMITMENT_BYTES_PER_UPDATE`.
 BLOCK_OVERHEAD_BYTES = 4096
+#: rounds whose left-out txs the mempool remembers (for /status and /rounds/<r>)
+NOT_INCLUDED_ROUNDS = 256
 COMMITMENT_BYTES_PER_UPDATE = 512
 
 
@@ -39,6 +42,10 @@ class Mempool:
         #: senders whose txs outrank every other (the node's own key): local policy
         self.priority_senders: set[str] = set()
         self.evicted = 0
+        self._arrived: dict[str, int] = {}  # tx id -> tip height when it entered
+        #: round -> [{"id", "sender"}]: valid txs we held for a block or more that the
+        #: round closed without (censorship made visible: a local observation)
+        self.not_included: OrderedDict[int, list[dict]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -71,6 +78,7 @@ class Mempool:
                                   f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "
                                   f"(limits {self.max_count} / {self.max_bytes}); retry after the next block")
         self._put(tx)
+        self._arrived[tx.id] = chain.height
         return "accepted"
 
     def _full(self, tx: UpdateTx) -> bool:
@@ -107,8 +115,34 @@ class Mempool:
 
     def remove(self, txid: str) -> None:
         tx = self._txs.pop(txid, None)
+        self._arrived.pop(txid, None)
         if tx is not None:
             self._bytes -= tx.size
+
+    def _note_left_out(self, block) -> None:
+        """At the block closing round r: every tx of round r still here (valid on the
+        parent, so its sender has nothing in the round) that arrived at least two
+        blocks before (so the block before this one could have carried it) and whose
+        sender is not in this block was left out by the miners."""
+        r = block.commitment.get("round") if isinstance(block.commitment, dict) else None
+        if not isinstance(r, int):
+            return
+        in_block = {t.sender for t in block.txs}
+        left = sorted(({"id": t.id, "sender": t.sender} for t in self._txs.values()
+                       if t.round == r and t.sender not in in_block
+                       and block.height >= self._arrived.get(t.id, block.height) + 2),
+                      key=lambda d: d["id"])
+        if left:
+            self.not_included[r] = left
+            while len(self.not_included) > NOT_INCLUDED_ROUNDS:
+                self.not_included.popitem(last=False)
+
+    def left_out_report(self, last: int = 20) -> dict:
+        """``/status`` -> ``not_included``: rounds (newest ``last``) that closed without
+        a valid tx we held, and the senders left out."""
+        rounds = list(self.not_included.items())[-last:]
+        return {"rounds": {str(r): [d["sender"] for d in v] for r, v in rounds},
+                "total": sum(len(v) for v in self.not_included.values())}
 
     def select(self, chain: Chain, max_block_bytes: int | None = None) -> list[UpdateTx]:
         """Txs for the next block on ``chain``'s tip: open round only, one per
@@ -137,6 +171,8 @@ class Mempool:
         for block in result.connected:
             for tx in block.txs:
                 self.remove(tx.id)
+            if block.commitment:
+                self._note_left_out(block)
         self.revalidate(chain)
         for block in result.disconnected:
             for tx in block.txs:

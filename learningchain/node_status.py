@@ -50,7 +50,9 @@ def status(node: "Node") -> dict:
         doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
                "mempool": len(node.ledger.mempool), "model_digest": state.model_digest,
                "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
-               "evicted": chain.evicted_total}
+               "evicted": chain.evicted_total,
+               # valid txs we held that rounds closed without (censorship, seen locally)
+               "not_included": node.ledger.mempool.left_out_report()}
     r, m = latest_metrics(node)
     doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
                network=node.config.network, genesis=node.genesis.hash, mining=node.mining,

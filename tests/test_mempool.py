@@ -137,3 +137,23 @@ def test_early_txs_hold_the_next_round_only_until_it_opens():
     for k in KEYS[:3]:
         early.hold(update_tx(chain, k, round=2), open_round=1, peer=None)
     assert len(early) == 2  # bounded: the oldest is dropped
+
+
+def test_a_round_closed_without_a_valid_tx_we_held_is_reported():
+    """Issue 10 item 11: no rule makes a miner include anyone, so a node reports
+    what it saw left out: a valid tx it held for a block or more that the round
+    closed without (GET /status not_included, GET /rounds/<r> not_included)."""
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    censored = update_tx(chain, KEYS[0])
+    pool.add(censored, chain)
+    for _ in range(2):  # blocks that could have carried it, and did not
+        b = next_block(chain)
+        pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    late = update_tx(chain, KEYS[4])
+    pool.add(late, chain)  # arrived just before the close: the miner may not have had it
+    b = next_block(chain, [update_tx(chain, k) for k in KEYS[1:4]])
+    assert b.commitment is not None
+    pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    assert pool.not_included == {1: [{"id": censored.id, "sender": KEYS[0].public_hex}]}
+    assert pool.left_out_report() == {"rounds": {"1": [KEYS[0].public_hex]}, "total": 1}
+    assert len(pool) == 0  # both are late now
