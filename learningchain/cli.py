@@ -183,8 +183,8 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("say who may submit updates: --allow-list DIR_OR_PUBKEY,... (the node data dirs; "
                           "their keys are created if missing) for a permissioned network, or --open for "
-                          "a network anyone may join (no Sybil defence but the rule's; docs/protocol.md "
-                          "section 6)")
+                          "a network any key may join, priced by a proof-of-work stamp per tx "
+                          "(docs/protocol.md section 6)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
     if (args.stamp_bits is not None or args.max_samples is not None) and not args.open:
