@@ -11,3 +11,8 @@ def test_sybil_flood(tmp_path):
 def test_sybil_open_unstamped(tmp_path):
     o = SCENARIOS["sybil-open-unstamped"](tmp_path)
     assert o.passed, o
+
+
+def test_l_nearest_miner_reference(tmp_path):
+    o = SCENARIOS["l-nearest-miner-reference"](tmp_path)
+    assert o.passed, o

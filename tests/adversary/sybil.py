@@ -12,6 +12,7 @@ checked.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -33,11 +34,13 @@ CLAIM = 10**6
 
 
 def demo_like_config(out: Path, n: int, *, open_network: bool = False, stamp_bits: int | None = None,
-                     max_samples: int | None = None, **kw):
+                     max_samples: int | None = None, kind: str = "mlp", rule: str = "fedavg",
+                     params: dict | None = None, **kw):
     """What ``node.py demo`` writes (keys first, then allow_list), on the fast
     MLP of the demo (on a softmax, zero weights only rescale the logits:
     accuracy survives them); ``open_network`` keeps allow_list null."""
-    config = default_config(n, dataset="digits", kind="mlp", round_timeout=kw.get("round_timeout", 6),
+    config = default_config(n, dataset="digits", kind=kind, rule=rule, params=params,
+                            round_timeout=kw.get("round_timeout", 6),
                             target_block_ms=kw.get("target_block_ms", 200))
     if open_network:
         from learningchain.genesis import open_network as opened
@@ -213,3 +216,48 @@ def sybil_open_unstamped(out: Path) -> Outcome:
                                                            "stamp_cpu_s": price})
     finally:
         h.net.stop_all()
+
+
+@scenario("l-nearest-miner-reference")
+def l_nearest_miner_reference(out: Path) -> Outcome:
+    """Issue 10 item 11: under l-nearest the closing block's (unsigned) miner used
+    to be the reference. The only miner here attacks (sign-flip) and one allow-
+    listed colluder sends the same kind of update: with l = 2 the old rule always
+    kept the miner's update (distance 0) and its colluder's, i.e. the attackers
+    set G(r). The reference is now the median of the round's updates: the three
+    honest updates are the majority and the attackers' are rejected."""
+    from learningchain import data
+    from learningchain.demo import Network, wait_ready
+    n, attackers = 5, 2
+    config = demo_like_config(out, n, kind="softmax", rule="l-nearest", params={"l": 2})
+    parts = data.write_partitions(out / "parts", "digits", n, "iid")
+    genesis = out / "genesis.json"
+    genesis.write_text(json.dumps(config.to_dict()))
+    net = Network(out)
+    try:
+        nodes = []
+        for i in range(n):  # node 0 mines AND attacks; node 1 colludes; 2..4 honest
+            nodes.append(net.start(i, peers=[nodes[0].url] if nodes else [], dataset=parts / f"node{i}.npz",
+                                   genesis=genesis, mine=i == 0, attack="sign-flip" if i < attackers else None))
+        wait_ready(net, nodes)
+        bad = {nodes[i].pubkey for i in range(attackers)}
+        closing = rounds_close(nodes, more=4, timeout=90)
+        doc = requests.get(nodes[2].url + "/rounds", timeout=5).json()["rounds"]
+        closed = [r for r in doc if r["status"] == "closed" and r["updates"] == n]
+        kept_bad = 0
+        for r in closed:
+            detail = requests.get(nodes[2].url + f"/rounds/{r['round']}", timeout=5).json()
+            sender = {u["id"]: u["sender"] for u in detail["updates"]}
+            kept_bad += sum(sender[i] in bad for i in detail["accepted"])
+        acc = latest_metric(nodes[2].url)
+        return Outcome(
+            "l-nearest-miner-reference",
+            "the only miner and one colluder (sign-flip) vs 3 honest learners under l-nearest, l=2",
+            f"{len(closed)} full rounds closed, attacker updates accepted {kept_bad} times "
+            f"(old rule: the miner's own update every round); accuracy {acc and acc[1]:.3f} at round "
+            f"{acc and acc[0]}",
+            rounds_kept_closing=closing, one_chain_one_model=agree(nodes),
+            ok=len(closed) >= 3 and kept_bad == 0 and acc is not None and acc[1] > 0.8,
+            details={"closed": len(closed), "kept_bad": kept_bad, "accuracy": acc})
+    finally:
+        net.stop_all()
