@@ -55,7 +55,8 @@ def load_genesis_file(path: str | os.PathLike):
 
 def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
     """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
-    the dataset's partition directory (its meta.json names dataset and node count)."""
+    the dataset's partition directory (its meta.json names dataset and node count):
+    open, as no key is known here, so priced by the genesis stamp (``genesis --open``)."""
     from learningchain import genesis as gen
     if dataset and not Path(dataset).is_file():
         raise ConfigError(f"dataset file {dataset} not found: pass a partition such as "
@@ -72,8 +73,9 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
                               f"'python node.py genesis --nodes N --data {dataset} --out "
                               f"{Path(data_dir) / GENESIS_FILE}' (or pass --genesis FILE)")
         meta = load_meta(Path(dataset).parent)
-        return gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits"))
-    return gen.default_config()
+        return gen.open_network(gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits")))
+    # nobody's keys are known here: an open network, priced by the stamp (protocol.md section 6)
+    return gen.open_network(gen.default_config())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
