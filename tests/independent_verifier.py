@@ -8,6 +8,10 @@ median, trimmed mean, Krum, Multi-Krum, Bulyan, l-nearest) are recomputed in
 full from section 7.1 (accepted, rejected with their reason strings, model
 digest), with exact scores only (no fast path) and numpy used as plain
 elementwise float64 arithmetic: sums, medians and orders are written out here.
+Also followed: skip txs (section 11: counted toward the quorum once the round
+has an update, never aggregated, listed in `skipped`), the genesis stamp and
+claim cap (section 6: `stamp_bits`, `max_samples`). Not covered: compressed
+updates and selection policies (section 11).
 """
 from __future__ import annotations
 
