@@ -241,7 +241,7 @@ def l_nearest_miner_reference(out: Path) -> Outcome:
                                    genesis=genesis, mine=i == 0, attack="sign-flip" if i < attackers else None))
         wait_ready(net, nodes)
         bad = {nodes[i].pubkey for i in range(attackers)}
-        closing = rounds_close(nodes, more=4, timeout=90)
+        closing = rounds_close(nodes, more=6, timeout=90)
         doc = requests.get(nodes[2].url + "/rounds", timeout=5).json()["rounds"]
         closed = [r for r in doc if r["status"] == "closed" and r["updates"] == n]
         kept_bad = 0
