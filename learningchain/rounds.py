@@ -156,10 +156,15 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
 
 def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx]) -> bool:
     """Whether the block at ``height`` adding ``txs`` must close the round: at the
-    quorum, counting skips only once the round holds at least one update (skips
-    alone never close a round, docs/protocol.md section 7), or at the timeout."""
-    has_update = any(not t.is_skip for t in state.pending) or any(not t.is_skip for t in txs)
-    return ((has_update and len(state.pending) + len(txs) >= quorum_of(state, config))
+    quorum, or at the timeout. Skips alone never close a round: they count toward
+    the quorum only once the round holds an update, and only in a permissioned
+    network (in an open one a skip is the cheapest tx to stamp, so a crowd of
+    stamped skips would close rounds before the honest updates arrive);
+    docs/protocol.md section 7."""
+    updates = sum(not t.is_skip for t in state.pending) + sum(not t.is_skip for t in txs)
+    skips = len(state.pending) + len(txs) - updates
+    counted = updates + (skips if config.allowed is not None else 0)
+    return ((updates >= 1 and counted >= quorum_of(state, config))
             or height - state.round_start >= config.round_timeout)
 
 

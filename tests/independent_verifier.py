@@ -358,8 +358,11 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             state["pending"].append({"id": txid.hex(), "tx": tx, "weights": weights})
         skips = sorted(u["id"] for u in state["pending"] if u.get("skip"))
         pending = [u for u in state["pending"] if not u.get("skip")]
-        # section 7: skips count toward the quorum only once the round holds an update
-        closes = (bool(pending) and len(state["pending"]) >= config["quorum"]) \
+        # section 7: skips count toward the quorum only once the round holds an update,
+        # and only in a permissioned network (allow_list or participants)
+        permissioned = config["allow_list"] is not None or config.get("participants") is not None
+        counted = len(pending) + (len(skips) if permissioned else 0)
+        closes = (bool(pending) and counted >= config["quorum"]) \
             or h["height"] - state["start"] >= config["round_timeout"]
         c = block["commitment"]
         if not closes:

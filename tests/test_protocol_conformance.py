@@ -400,7 +400,7 @@ def test_verifier_checks_stamps_skips_and_the_claim_cap():
     from learningchain.stamp import stamp
     from learningchain.tx import UpdateTx
     from tests.helpers import KEYS, next_block, now, tiny_genesis, update_tx
-    chain = Chain(tiny_genesis(stamp_bits=6, max_samples=20))
+    chain = Chain(tiny_genesis(stamp_bits=6, max_samples=20, allow_list=[k.public_hex for k in KEYS[:6]]))
     digest = chain.model()[1]
     skips = [stamp(UpdateTx.create_skip(k, 1, digest, 5), k, 6) for k in KEYS[:3]]
     b1 = next_block(chain, skips)  # quorum 3 of skips only: stays open
@@ -413,3 +413,19 @@ def test_verifier_checks_stamps_skips_and_the_claim_cap():
     report = verify_chain(blocks, now_ms=now(b2))
     # (the digest differs unless the claim of 10^6 is read as 20: median cap alone keeps 10^6)
     assert report["rounds_closed"] == 1 and report["model_digest"] == chain.tip_state.model_digest
+
+
+def test_verifier_follows_the_open_network_skip_rule():
+    """Section 7: in an open network skips never count toward the quorum."""
+    from learningchain.chain import Chain
+    from learningchain.tx import UpdateTx
+    from tests.helpers import KEYS, next_block, now, tiny_genesis, update_tx
+    chain = Chain(tiny_genesis())
+    digest = chain.model()[1]
+    b1 = next_block(chain, [UpdateTx.create_skip(k, 1, digest, 5) for k in KEYS[3:9]] + [update_tx(chain, KEYS[0])])
+    chain.add_block(b1, now(b1))
+    b2 = next_block(chain, [update_tx(chain, k) for k in KEYS[1:3]])
+    chain.add_block(b2, now(b2))
+    assert b1.commitment is None and b2.commitment is not None
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    assert verify_chain(blocks, now_ms=now(b2))["rounds_closed"] == 1
