@@ -111,7 +111,10 @@ check_ports || exit 1
 rm -rf "$OUT/nodes" && mkdir -p "$OUT"
 PARTS=$("$PY" -c 'import sys; from pathlib import Path; from learningchain.demo import partitions_for
 print(partitions_for(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))' "$DATASET" "$NODES" "$OUT")
-"$PY" node.py genesis --nodes "$NODES" --dataset "$DATASET" --out "$OUT/genesis.json" --force
+# the node keys first (created in the data dirs), so genesis allow-lists them
+ALLOW=$(for i in $(seq 0 $((NODES - 1))); do printf '%s,' "$OUT/nodes/node$i"; done)
+"$PY" node.py genesis --nodes "$NODES" --dataset "$DATASET" --out "$OUT/genesis.json" --force \
+    --allow-list "${ALLOW%,}"
 
 url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
 # poll node 0 until it answers (the other nodes and the miner need it)

@@ -401,7 +401,7 @@ class Chain:
             senders.add(tx.sender)
         height = parent.height + 1
         commitment = None
-        if must_close(state, self.config, height, len(txs)):
+        if must_close(state, self.config, height, txs):
             commitment = close_round(state, self.config, state.pending + tuple(txs), miner_pubkey,
                                      parent.hash).commitment
         return make_block(height=height, prev_hash=parent.hash,

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -54,7 +55,8 @@ def load_genesis_file(path: str | os.PathLike):
 
 def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
     """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
-    the dataset's partition directory (its meta.json names dataset and node count)."""
+    the dataset's partition directory (its meta.json names dataset and node count):
+    open, as no key is known here, so priced by the genesis stamp (``genesis --open``)."""
     from learningchain import genesis as gen
     if dataset and not Path(dataset).is_file():
         raise ConfigError(f"dataset file {dataset} not found: pass a partition such as "
@@ -71,8 +73,9 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
                               f"'python node.py genesis --nodes N --data {dataset} --out "
                               f"{Path(data_dir) / GENESIS_FILE}' (or pass --genesis FILE)")
         meta = load_meta(Path(dataset).parent)
-        return gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits"))
-    return gen.default_config()
+        return gen.open_network(gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits")))
+    # nobody's keys are known here: an open network, priced by the stamp (protocol.md section 6)
+    return gen.open_network(gen.default_config())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -145,6 +148,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_genesis(args: argparse.Namespace) -> int:
     from learningchain import aggregation
     from learningchain.genesis import default_config, make_genesis
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists: pass --force to overwrite it")
     params = json.loads(args.params) if args.params else None
     if params is None and args.aggregator != "fedavg":
         params = aggregation.default_params(args.aggregator, args.quorum or args.nodes)
@@ -165,33 +171,56 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                             kind=args.model, rule=args.aggregator, params=params, quorum=args.quorum,
                             round_timeout=args.round_timeout, target_block_ms=args.block_ms, spec=spec)
     if args.participants or args.selection != "all":
+        if args.allow_list or args.open:
+            raise ConfigError("--participants are the allow-list already: drop --allow-list / --open")
         config = _selecting(config, args)
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ConfigError(f"{out} exists: pass --force to overwrite it")
+    elif args.allow_list:
+        if args.open:
+            raise ConfigError("pass either --allow-list (permissioned) or --open, not both")
+        config = replace(config, allow_list=tuple(_keys_of(args.allow_list)))
+    elif args.open:
+        from learningchain.genesis import OPEN_STAMP_BITS, open_network
+        config = open_network(config, OPEN_STAMP_BITS if args.stamp_bits is None else args.stamp_bits,
+                              args.max_samples)
+    else:
+        raise ConfigError("say who may submit updates: --allow-list DIR_OR_PUBKEY,... (the node data dirs; "
+                          "their keys are created if missing) for a permissioned network, or --open for "
+                          "a network any key may join, priced by a proof-of-work stamp per tx "
+                          "(docs/protocol.md section 6)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    if (args.stamp_bits is not None or args.max_samples is not None) and not args.open:
+        config = replace(config, stamp_bits=args.stamp_bits or None, max_samples=args.max_samples)
+    who = (f"open to any key, {config.stamp_bits or 0}-bit stamp per tx, claims capped at "
+           f"{config.max_samples or 'no limit'}" if config.allowed is None else f"{len(config.allowed)} allowed senders")
     print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
-          f"quorum {config.quorum}, rule {config.rule}{described}")
+          f"quorum {config.quorum}, rule {config.rule}, {who}{described}")
     return 0
 
 
 def _selecting(config, args: argparse.Namespace):
     """--participants (data dirs holding node.key, or public keys) with energy
     profiles, and --selection/--select-k (selection.py)."""
-    from learningchain import crypto
     from learningchain.genesis import with_participants
-    keys = []
-    for item in (args.participants or "").split(","):
-        item = item.strip()
-        if item:
-            is_key = len(item) == 66 and all(ch in "0123456789abcdef" for ch in item)
-            keys.append(item if is_key else crypto.load_or_create_key(Path(item)).public_hex)
+    keys = _keys_of(args.participants or "")
     if not keys:
         raise ConfigError("--selection needs the candidates: --participants DIR_OR_PUBKEY,...")
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= len(keys):
         raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {len(keys)}]")
     return with_participants(config, keys, args.selection, args.select_k, args.energy_seed)
+
+
+def _keys_of(items: str) -> list[str]:
+    """Public keys from a comma-separated list of node data dirs (the key is
+    created there if missing, as the node would on first start) or key hex."""
+    from learningchain import crypto
+    keys = []
+    for item in items.split(","):
+        item = item.strip()
+        if item:
+            is_key = len(item) == 66 and all(ch in "0123456789abcdef" for ch in item)
+            keys.append(item if is_key else crypto.load_or_create_key(Path(item)).public_hex)
+    return keys
 
 
 # --- parser -------------------------------------------------------------------
@@ -250,6 +279,17 @@ def _add_admin(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--participants", help="comma-separated node data dirs (their key is created if "
                                           "missing) or public keys: the participants, with energy profiles")
+    p.add_argument("--allow-list", metavar="DIRS_OR_KEYS",
+                   help="comma-separated node data dirs (key created if missing) or public keys: the "
+                        "only senders whose updates are valid (a permissioned network)")
+    p.add_argument("--open", action="store_true",
+                   help="write allow_list null: any key may submit (open to Sybils, see docs/protocol.md "
+                        "section 6); one of --allow-list, --participants or --open is required")
+    p.add_argument("--stamp-bits", type=int, metavar="K",
+                   help="every tx id must start with K zero bits (~2^K hashes per tx; default 16 with --open, "
+                        "else none; 0 = none)")
+    p.add_argument("--max-samples", type=positive_int, metavar="N",
+                   help="FedAvg counts a num_samples claim as at most N (default: no cap)")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
                    help="participant selection policy (needs --participants and --select-k)")
     p.add_argument("--select-k", type=positive_int, help="senders selected per round")

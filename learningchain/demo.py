@@ -292,11 +292,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     part_dir = partitions_for(args.dataset, args.nodes, out)
     config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine)
-    if args.selection != "all":  # the keys exist before the nodes start: they go into genesis
-        from learningchain.crypto import load_or_create_key
-        from learningchain.genesis import with_participants
-        pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(args.nodes)]
+    # The keys exist before the nodes start: they go into genesis, so the demo
+    # network is permissioned (allow_list, or the participants under a selection
+    # policy) and a stranger's key is refused before its signature is checked.
+    from learningchain.crypto import load_or_create_key
+    from learningchain.genesis import permissioned, with_participants
+    pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(args.nodes)]
+    if args.selection != "all":
         config = with_participants(config, pubkeys, args.selection, args.select_k)
+    else:
+        config = permissioned(config, pubkeys)
     genesis = write_genesis(config, out / "genesis.json")
     tty = sys.stdout.isatty()
     extra = ("--compression", args.compression) if args.compression else ()

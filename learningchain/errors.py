@@ -49,6 +49,7 @@ TX_WRONG_BASE = "tx-wrong-base-model"
 TX_DUPLICATE = "tx-duplicate"
 TX_BAD_SAMPLES = "tx-bad-sample-count"
 TX_NOT_SELECTED = "tx-sender-not-selected"
+TX_INSUFFICIENT_STAMP = "tx-insufficient-stamp"  # id above the genesis stamp target (protocol.md §6)
 
 # Block reject reasons.
 BLOCK_MALFORMED = "block-malformed"

@@ -70,7 +70,8 @@ def round_detail(node, r: int) -> dict | None:
               "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
               "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
               "rule": c.get("rule"), "model_digest": c.get("model_digest"),
-              "metrics": node.metrics.get(r)}
+              "metrics": node.metrics.get(r),
+              "not_included": node.ledger.mempool.not_included.get(r, [])}  # seen here, left out
     if "selected" in summary:
         detail.update(selected=summary["selected"], selected_next=c.get("selected_next"))
     if "selected" in summary or "skipped" in c:  # skips are visible under any policy

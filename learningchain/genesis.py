@@ -28,15 +28,20 @@ DEMO_TIMESTAMP = 1_700_000_000_000
 _INT_FIELDS = ("quorum", "round_timeout", "target_block_ms", "retarget_window", "max_tx_bytes",
                "max_block_bytes", "max_future_ms", "timestamp")
 _FIELDS = {"network", "model", "aggregation", "initial_target", "pow_limit", "allow_list",
-           "participants", "selection", *_INT_FIELDS}
-_DEFAULTS = {"max_future_ms": None, "allow_list": None, "participants": None, "selection": None}
+           "participants", "selection", "stamp_bits", "max_samples", *_INT_FIELDS}
+_DEFAULTS = {"max_future_ms": None, "allow_list": None, "participants": None, "selection": None,
+             "stamp_bits": None, "max_samples": None}
 #: max_future_ms is at most this many block intervals (and is that when absent):
 #: a clock allowance much longer than a block lets one block's timestamp weigh
 #: on a retarget window (docs/protocol.md sections 5 and 6; issue 10 item 10).
 MAX_FUTURE_BLOCKS = 4
 #: optional fields written by ``to_dict`` only when set, so that a network
 #: without them keeps the genesis hash it always had.
-_OMITTED_WHEN_NULL = ("participants", "selection")
+_OMITTED_WHEN_NULL = ("participants", "selection", "stamp_bits", "max_samples")
+#: the most leading zero bits a genesis may ask of every tx id (2^32 hashes of a body)
+MAX_STAMP_BITS = 32
+#: stamp of ``genesis --open`` (about 65k tries, ~0.5 s for a digits MLP update on one core)
+OPEN_STAMP_BITS = 16
 
 
 def _uint(name: str, value: Any, minimum: int = 1) -> int:
@@ -77,6 +82,10 @@ class NetworkConfig:
     # [{"pubkey", "energy": {...}}] (energy.py); also the allow-list when allow_list is null
     participants: tuple[dict, ...] | None = None
     selection: dict | None = None  # {"policy", "params"} (selection.py); None = policy "all"
+    # Sybil pricing (docs/protocol.md section 6): every tx id must start with this
+    # many zero bits (None = no stamp); FedAvg counts a claim as at most max_samples
+    stamp_bits: int | None = None
+    max_samples: int | None = None
     _spec: ModelSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +102,12 @@ class NetworkConfig:
         object.__setattr__(self, "pow_limit", _target("pow_limit", self.pow_limit))
         if self.initial_target > self.pow_limit:
             raise ConfigError("genesis: initial_target must not exceed pow_limit (the easiest target)")
+        if self.stamp_bits is not None:
+            _uint("stamp_bits", self.stamp_bits)
+            if self.stamp_bits > MAX_STAMP_BITS:
+                raise ConfigError(f"genesis: stamp_bits must be at most {MAX_STAMP_BITS}, got {self.stamp_bits}")
+        if self.max_samples is not None:
+            _uint("max_samples", self.max_samples)
         self._check_aggregation()
         self._check_allow_list()
         self._check_participants()
@@ -309,6 +324,23 @@ def default_config(n_nodes: int = 4, *, network: str = "learningchain-demo", dat
         initial_target=target_for_hashes(expected_hashes), pow_limit=(1 << 255) - 1,
         retarget_window=20, max_tx_bytes=1 << 20, max_block_bytes=16 << 20,
         allow_list=tuple(allow_list) if allow_list is not None else None, timestamp=timestamp)
+
+
+def open_network(config: NetworkConfig, stamp_bits: int = OPEN_STAMP_BITS,
+                 max_samples: int | None = None) -> NetworkConfig:
+    """``config`` as an open network (anyone may submit), priced against Sybils: a
+    ``stamp_bits`` stamp on every tx and FedAvg claims capped at ``max_samples``."""
+    from dataclasses import replace
+    return replace(config, allow_list=None, participants=None, stamp_bits=stamp_bits or None,
+                   max_samples=max_samples)
+
+
+def permissioned(config: NetworkConfig, pubkeys: list[str]) -> NetworkConfig:
+    """``config`` with ``pubkeys`` as its allow-list: the default for every network
+    whose node keys are known when genesis is written (demo, tmux demo, ``genesis
+    --allow-list``); docs/protocol.md section 6."""
+    from dataclasses import replace
+    return replace(config, allow_list=tuple(pubkeys))
 
 
 def with_participants(config: NetworkConfig, pubkeys: list[str], policy: str = "all", k: int | None = None,

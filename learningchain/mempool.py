@@ -4,25 +4,32 @@ Holds only transactions valid on the current tip (checked by
 :meth:`Chain.validate_tx`, whose signature check is remembered in the chain's
 shared :class:`~learningchain.rounds.VerifiedCache`, so a tx's signature is
 verified once whether it arrives alone or inside a block). It is bounded in
-count and bytes and refuses with ``mempool-full`` rather than evicting: every
-tx here is for the one open round, and first come, first served is the only
-order a participant can predict. Selection is deterministic (tx id order), so
-two miners with the same mempool build the same block body.
+count and bytes. When full, a newcomer may evict the waiting tx of lowest
+:meth:`priority` if its own is strictly higher (the node's own update first,
+then a tx for the open round, then an allow-listed sender), else it is refused
+with ``mempool-full`` (first come, first served among equals: the only order a
+participant can predict). So a flood of strangers' txs cannot keep a
+participant's own update out (issue 10, item 6). Selection is deterministic (tx
+id order), so two miners with the same mempool build the same block body.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Iterator, Mapping
 
 from learningchain import errors
 from learningchain.chain import AddResult, Chain
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
+from learningchain.stamp import stamp_ok
 from learningchain.tx import UpdateTx
 
 #: bytes a block needs besides its txs: header, framing, and the commitment
 #: (round, rule, params, digest). Per update the commitment adds its id up to
 #: three times plus a rejection reason, see :data:`COMMITMENT_BYTES_PER_UPDATE`.
 BLOCK_OVERHEAD_BYTES = 4096
+#: rounds whose left-out txs the mempool remembers (for /status and /rounds/<r>)
+NOT_INCLUDED_ROUNDS = 256
 COMMITMENT_BYTES_PER_UPDATE = 512
 
 
@@ -32,6 +39,13 @@ class Mempool:
         self.max_bytes = max_bytes
         self._txs: dict[str, UpdateTx] = {}
         self._bytes = 0
+        #: senders whose txs outrank every other (the node's own key): local policy
+        self.priority_senders: set[str] = set()
+        self.evicted = 0
+        self._arrived: dict[str, int] = {}  # tx id -> tip height when it entered
+        #: round -> [{"id", "sender"}]: valid txs we held for a block or more that the
+        #: round closed without (censorship made visible: a local observation)
+        self.not_included: OrderedDict[int, list[dict]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -59,12 +73,41 @@ class Mempool:
             raise ValidationError(errors.TX_DUPLICATE_SENDER,
                                   f"sender {tx.sender[:16]}... already has an update for round {tx.round} "
                                   f"waiting in the mempool")
-        if len(self._txs) >= self.max_count or self._bytes + tx.size > self.max_bytes:
+        if self._full(tx) and not self._make_room(tx, chain):
             raise ValidationError(errors.MEMPOOL_FULL,
                                   f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "
                                   f"(limits {self.max_count} / {self.max_bytes}); retry after the next block")
         self._put(tx)
+        self._arrived[tx.id] = chain.height
         return "accepted"
+
+    def _full(self, tx: UpdateTx) -> bool:
+        return len(self._txs) >= self.max_count or self._bytes + tx.size > self.max_bytes
+
+    def priority(self, tx: UpdateTx, chain: Chain) -> tuple[bool, bool, bool]:
+        """(our own sender, for the open round, on the allow-list): compared as a tuple."""
+        allowed = chain.config.allowed
+        return (tx.sender in self.priority_senders, tx.round == chain.tip_state.round,
+                allowed is not None and tx.sender in allowed)
+
+    def _make_room(self, tx: UpdateTx, chain: Chain) -> bool:
+        """Evict lower-priority txs (lowest first; among equals the largest id) until
+        ``tx`` fits; False, evicting nothing, if it cannot fit that way."""
+        mine = self.priority(tx, chain)
+        lower = sorted((t for t in self._txs.values() if self.priority(t, chain) < mine),
+                       key=lambda t: (self.priority(t, chain), _neg_id(t.id)))
+        count, size, victims = len(self._txs), self._bytes, []
+        for t in lower:
+            if count < self.max_count and size + tx.size <= self.max_bytes:
+                break
+            victims.append(t)
+            count, size = count - 1, size - t.size
+        if count >= self.max_count or size + tx.size > self.max_bytes:
+            return False
+        for t in victims:
+            self.remove(t.id)
+            self.evicted += 1
+        return True
 
     def _put(self, tx: UpdateTx) -> None:
         self._txs[tx.id] = tx
@@ -72,8 +115,34 @@ class Mempool:
 
     def remove(self, txid: str) -> None:
         tx = self._txs.pop(txid, None)
+        self._arrived.pop(txid, None)
         if tx is not None:
             self._bytes -= tx.size
+
+    def _note_left_out(self, block) -> None:
+        """At the block closing round r: every tx of round r still here (valid on the
+        parent, so its sender has nothing in the round) that arrived at least two
+        blocks before (so the block before this one could have carried it) and whose
+        sender is not in this block was left out by the miners."""
+        r = block.commitment.get("round") if isinstance(block.commitment, dict) else None
+        if not isinstance(r, int):
+            return
+        in_block = {t.sender for t in block.txs}
+        left = sorted(({"id": t.id, "sender": t.sender} for t in self._txs.values()
+                       if t.round == r and t.sender not in in_block
+                       and block.height >= self._arrived.get(t.id, block.height) + 2),
+                      key=lambda d: d["id"])
+        if left:
+            self.not_included[r] = left
+            while len(self.not_included) > NOT_INCLUDED_ROUNDS:
+                self.not_included.popitem(last=False)
+
+    def left_out_report(self, last: int = 20) -> dict:
+        """``/status`` -> ``not_included``: rounds (newest ``last``) that closed without
+        a valid tx we held, and the senders left out."""
+        rounds = list(self.not_included.items())[-last:]
+        return {"rounds": {str(r): [d["sender"] for d in v] for r, v in rounds},
+                "total": sum(len(v) for v in self.not_included.values())}
 
     def select(self, chain: Chain, max_block_bytes: int | None = None) -> list[UpdateTx]:
         """Txs for the next block on ``chain``'s tip: open round only, one per
@@ -102,6 +171,8 @@ class Mempool:
         for block in result.connected:
             for tx in block.txs:
                 self.remove(tx.id)
+            if block.commitment:
+                self._note_left_out(block)
         self.revalidate(chain)
         for block in result.disconnected:
             for tx in block.txs:
@@ -117,6 +188,11 @@ class Mempool:
                 chain.validate_tx(tx)
             except ValidationError:
                 self.remove(tx.id)
+
+
+def _neg_id(txid: str) -> str:
+    """Sort key putting larger hex ids first."""
+    return "".join("fedcba9876543210"["0123456789abcdef".index(c)] for c in txid)
 
 
 class EarlyTxs:
@@ -159,6 +235,9 @@ class EarlyTxs:
         if allowed is not None and tx.sender not in allowed:
             raise ValidationError(errors.TX_UNKNOWN_SENDER,
                                   f"sender {tx.sender[:16]}... is not on the allow list")
+        if config is not None and not stamp_ok(tx.id_bytes, config.stamp_bits):
+            raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
+                                  f"tx id {tx.id[:16]}... lacks the {config.stamp_bits}-bit stamp")
         if config is not None and expected_shapes is not None:
             tx.check(expected_shapes, config.max_tx_bytes)  # signature included
         else:

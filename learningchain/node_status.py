@@ -21,10 +21,33 @@ def latest_metrics(node: "Node") -> tuple[int | None, dict]:
     return r, node.metrics[r]
 
 
+def _dp(node: "Node") -> bool:
+    return node.participant is not None and node.participant.accountant is not None
+
+
+#: what a DP node keeps out of /status and /rounds/<r>: its training work is
+#: (samples x epochs), i.e. its data-set size, which the accountant does not cover
+DP_HIDDEN = ("train_j", "sample_epochs")
+
+
+def hide_training(doc: dict | None) -> dict | None:
+    """An energy document without the training figures (and total_j without them)."""
+    if doc is None:
+        return None
+    out = {k: v for k, v in doc.items() if k not in DP_HIDDEN}
+    if "total_j" in out:
+        out["total_j"] = round(out.get("comm_j", 0.0) + out.get("pow_j", 0.0), 9)
+    out["training_hidden"] = True
+    if isinstance(out.get("last_round_energy"), dict):
+        out["last_round_energy"] = hide_training(out["last_round_energy"])
+    return out
+
+
 def timings(node: "Node") -> dict:
-    """Cumulative seconds and counts since start (``/status`` -> ``timings``)."""
+    """Cumulative seconds and counts since start (``/status`` -> ``timings``); a
+    DP node leaves out its training time (it grows with its data-set size)."""
     with node._timings_lock:
-        rows = {k: list(v) for k, v in node._timings.items()}
+        rows = {k: list(v) for k, v in node._timings.items() if not (k == "train" and _dp(node))}
     rows["gossip"] = list(node.peers.gossip_time())
     doc = {}
     for name in sorted(rows):
@@ -35,7 +58,8 @@ def timings(node: "Node") -> dict:
 def energy_report(node: "Node", round: int | None = None) -> dict | None:
     node.observe_energy()
     with node._energy_lock:
-        return node.energy.report() if round is None else node.energy.round_report(round)
+        doc = node.energy.report() if round is None else node.energy.round_report(round)
+    return hide_training(doc) if _dp(node) else doc
 
 
 def tip_summary(node: "Node") -> dict:
@@ -50,7 +74,9 @@ def status(node: "Node") -> dict:
         doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
                "mempool": len(node.ledger.mempool), "model_digest": state.model_digest,
                "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
-               "evicted": chain.evicted_total}
+               "evicted": chain.evicted_total,
+               # valid txs we held that rounds closed without (censorship, seen locally)
+               "not_included": node.ledger.mempool.left_out_report()}
     r, m = latest_metrics(node)
     doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
                network=node.config.network, genesis=node.genesis.hash, mining=node.mining,

@@ -23,6 +23,7 @@ from learningchain import errors
 from learningchain.block import Block
 from learningchain.errors import ValidationError
 from learningchain.releases import ReleaseLog, released_ids
+from learningchain.stamp import stamp
 
 if TYPE_CHECKING:
     from learningchain.service import Node
@@ -37,7 +38,12 @@ def now_ms() -> int:
 
 # --- participant: train and evaluate ------------------------------------------------
 
+#: seconds between two offers of our own update that the mempool refused as full
+OWN_RETRY_S = 1.0
+
+
 def participant_loop(node: "Node") -> None:
+    node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
     while not node.stop_event.is_set():
         try:
             participate_once(node)
@@ -87,9 +93,20 @@ def participate_once(node: "Node") -> None:
     with node.lock:
         state = node.chain.tip_state
         r, base, digest = state.round, state.model, state.model_digest
-        if (r, digest) in node._trained_rounds or has_update(node, r):
+        if has_update(node, r):
             return
+        if (r, digest) in node._trained_rounds:
+            retry = getattr(node, "_own_retry", None)  # (tx, when) refused as mempool-full
+            if retry is None or (retry[0].round, retry[0].base) != (r, digest) \
+                    or time.monotonic() - retry[1] < OWN_RETRY_S:
+                return
+        else:
+            retry = None
         selected = state.selected
+    if retry is not None:  # the same signed bytes again: never retrain (DP: one release per round)
+        node.log(f"round {r}: offering our update {retry[0].id[:12]} again (the mempool was full)")
+        _submit_own(node, retry[0], r)
+        return
     node._trained_rounds.add((r, digest))
     if selected is not None and node.pubkey not in selected:  # selection.py: no training, no energy
         node.log(f"not selected for round {r}")
@@ -102,6 +119,10 @@ def participate_once(node: "Node") -> None:
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)
+    if node.config.stamp_bits:  # an open network prices every tx (stamp.py)
+        t1 = time.perf_counter()
+        tx = stamp(tx, node.participant.key, node.config.stamp_bits)
+        node.add_timing("stamp", time.perf_counter() - t1)
     node.count_work(r, sample_epochs=len(node.participant.X) * node.participant.spec.epochs)
     node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
     spent = node.privacy_report()
@@ -114,10 +135,14 @@ def participate_once(node: "Node") -> None:
 
 
 def _submit_own(node: "Node", tx, r: int) -> None:
+    node._own_retry = None
     try:
         node.submit_tx(tx, own=True)
     except ValidationError as exc:
-        if exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
+        if exc.code == errors.MEMPOOL_FULL:  # the round is not done: offer it again (issue 10, item 6)
+            node._own_retry = (tx, time.monotonic())
+            node.log(f"round {r}: our update {tx.id[:12]} met a full mempool; retrying every {OWN_RETRY_S:g} s")
+        elif exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
             node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
         elif exc.code == errors.TX_WRONG_BASE:
             node.log(f"round {r}: the base model changed while training (reorg); training again")

@@ -104,6 +104,8 @@ class Participant:
         self.memory: dict = {}  # top-k error feedback: the part of past deltas not yet sent
         self.accountant = privacy.PrivacyAccountant(self.role.dp_sigma, self.role.dp_delta) \
             if self.role.dp else None
+        # what the txs claim: a DP node publishes a power-of-two bucket, not its size
+        self.published_samples = privacy.published_samples(len(self.X)) if self.role.dp else len(self.X)
         if self.role.attack == "label-flip":
             rng = np.random.default_rng(_seed(self.seed, self.key.address, "labels"))
             self.y = attacks.poison_labels(self.y, self.spec.n_outputs, rng)
@@ -135,13 +137,13 @@ class Participant:
                                             n_total=n_total, n_byzantine=n_byzantine)
         metrics = {} if self.role.dp else self.local_metrics(weights)
         if self.role.skip_threshold > 0 and delta_norm(weights, base) < self.role.skip_threshold:
-            return UpdateTx.create_skip(self.key, round, base_digest, len(self.X), metrics, timestamp)
+            return UpdateTx.create_skip(self.key, round, base_digest, self.published_samples, metrics, timestamp)
         if self.role.compression is not None:
             encoded, self.memory = compression.compress(weights, base, self.role.compression, rng,
                                                         self.role.topk_fraction, self.memory)
             return UpdateTx.create_compressed(self.key, round, base_digest, encoded, self.role.compression,
-                                              len(self.X), metrics=metrics, timestamp=timestamp)
-        return UpdateTx.create(self.key, round, base_digest, weights, len(self.X),
+                                              self.published_samples, metrics=metrics, timestamp=timestamp)
+        return UpdateTx.create(self.key, round, base_digest, weights, self.published_samples,
                                metrics=metrics, timestamp=timestamp)
 
     def local_metrics(self, weights: Mapping[str, np.ndarray]) -> dict[str, float]:

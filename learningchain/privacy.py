@@ -183,3 +183,14 @@ class PrivacyAccountant:
         """The eps spent by each round (differences of the cumulative history)."""
         prev = [0.0] + self.history[:-1]
         return [b - a for a, b in zip(prev, self.history)]
+
+
+def published_samples(n: int) -> int:
+    """The ``num_samples`` a DP node publishes for ``n`` local samples: the largest
+    power of two <= n. The accountant covers the update, not the count beside it,
+    and the exact count would name the data-set size in every tx (issue 10, item
+    9); the bucket reveals only floor(log2 n), i.e. n within a factor of two, and
+    never claims more weight than the node has (docs/learning.md)."""
+    if n < 1:
+        raise ValueError("a participant has at least one sample")
+    return 1 << (int(n).bit_length() - 1)

@@ -25,6 +25,7 @@ from learningchain.aggregation import AggregationError, Update, aggregate
 from learningchain.encoding import canonical_json, encode_weights, weights_digest
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
+from learningchain.stamp import stamp_ok
 from learningchain.tx import UpdateTx
 
 Weights = "OrderedDict[str, np.ndarray]"
@@ -139,6 +140,10 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
     if tx.sender in state.pending_senders or tx.sender in taken_senders:
         raise ValidationError(errors.TX_DUPLICATE_SENDER,
                               f"sender {tx.sender[:16]}... already has an update in round {state.round}")
+    if not stamp_ok(tx.id_bytes, config.stamp_bits):  # one hash, before any key or signature work
+        raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
+                              f"tx id {tx.id[:16]}... does not start with the {config.stamp_bits} zero bits "
+                              f"this network's genesis asks of every tx (stamp_bits)")
     need_sig = verify_signatures and (verified is None or tx not in verified)
     tx.check(expected_shapes, config.max_tx_bytes, verify_signature=need_sig)
     if tx.compression is not None:  # decoded against G(r-1): base + delta may overflow
@@ -149,10 +154,23 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
         verified.add(tx)
 
 
-def must_close(state: RoundState, config: NetworkConfig, height: int, n_new: int) -> bool:
-    """Whether the block at ``height`` adding ``n_new`` updates must close the round."""
-    return (len(state.pending) + n_new >= quorum_of(state, config)
+def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx]) -> bool:
+    """Whether the block at ``height`` adding ``txs`` must close the round: at the
+    quorum, or at the timeout. Skips alone never close a round: they count toward
+    the quorum only once the round holds an update, and only in a permissioned
+    network (in an open one a skip is the cheapest tx to stamp, so a crowd of
+    stamped skips would close rounds before the honest updates arrive);
+    docs/protocol.md section 7."""
+    updates = sum(not t.is_skip for t in state.pending) + sum(not t.is_skip for t in txs)
+    skips = len(state.pending) + len(txs) - updates
+    counted = updates + (skips if config.allowed is not None else 0)
+    return ((updates >= 1 and counted >= quorum_of(state, config))
             or height - state.round_start >= config.round_timeout)
+
+
+def counted_samples(tx: UpdateTx, config: NetworkConfig) -> int:
+    """The sample count the rule sees: the claim, capped at genesis ``max_samples``."""
+    return tx.num_samples if config.max_samples is None else min(tx.num_samples, config.max_samples)
 
 
 @dataclass(frozen=True)
@@ -169,7 +187,9 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     """Aggregate the round's updates into G(r) and the commitment that names it.
     If the rule cannot run (too few updates, or none after a timeout) the model
     is carried over unchanged and every update is rejected with the error text.
-    Skips are listed (``skipped``) but not aggregated. Under a selection policy
+    Skips are listed (``skipped``, never in ``updates``) but not aggregated.
+    ``miner`` (the unsigned ``header.miner``) no longer enters G(r): l-nearest
+    takes the median of the updates as its reference. Under a selection policy
     the commitment also names ``selected_next``, chosen from the reputation
     records updated with this round (seeded by ``parent_hash``)."""
     updates = [t for t in txs if not t.is_skip]
@@ -177,8 +197,8 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     ids = sorted(t.id for t in updates)
     full = [(t, t.full_weights(state.model)) for t in updates]
     try:
-        result = aggregate(config.rule, [Update(t.id, t.sender, w, t.num_samples) for t, w in full],
-                           config.params, reference_sender=miner)
+        result = aggregate(config.rule, [Update(t.id, t.sender, w, counted_samples(t, config)) for t, w in full],
+                           config.params)
         model, accepted, rejected = result.weights, sorted(result.accepted), dict(result.rejected)
         digest = weights_digest(model)
     except AggregationError as exc:
@@ -220,7 +240,7 @@ def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Seque
                commitment: dict | None, miner: str, parent_hash: str = "00" * 32) -> RoundState:
     """The state after a block whose txs were already checked: enforces the
     closing rule and returns the new state."""
-    if not must_close(state, config, height, len(txs)):
+    if not must_close(state, config, height, txs):
         if commitment is not None:
             raise ValidationError(errors.BLOCK_UNEXPECTED_COMMITMENT,
                                   f"round {state.round} is not closing at height {height}")

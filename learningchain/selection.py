@@ -28,8 +28,9 @@ genesis hash in place of the parent hash. Policies (genesis ``selection``):
   k - explore; the remaining places go to the cheapest by
   ``cost * 1024 // max(1, 1024 + security_weight * score)`` (cost =
   :func:`learningchain.energy.planned_cost_nj`, cut by ``green_discount``
-  percent in the node's renewable rounds); then ``explore`` random picks among
-  the other trusted eligible ones. If that gives fewer than ``min_k``,
+  percent when round r+1 is renewable for the node); then ``explore`` picks among
+  the other trusted eligible ones: those with score >= 0 in draw order, then the
+  negative ones best score first (protocol.md section 11). If that gives fewer than ``min_k``,
   distrusted eligible ones (best score first) and then over-budget ones (least
   spent first) fill up to ``min_k``.
 

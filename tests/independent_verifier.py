@@ -8,6 +8,10 @@ median, trimmed mean, Krum, Multi-Krum, Bulyan, l-nearest) are recomputed in
 full from section 7.1 (accepted, rejected with their reason strings, model
 digest), with exact scores only (no fast path) and numpy used as plain
 elementwise float64 arithmetic: sums, medians and orders are written out here.
+Also followed: skip txs (section 11: counted toward the quorum once the round
+has an update, never aggregated, listed in `skipped`), the genesis stamp and
+claim cap (section 6: `stamp_bits`, `max_samples`). Not covered: compressed
+updates and selection policies (section 11).
 """
 from __future__ import annotations
 
@@ -141,10 +145,14 @@ def nsum(c) -> float:
     return 0.0 + _pairwise([float(x) for x in c])
 
 
-def fedavg(updates: list[dict], cap_factor: str) -> dict:
-    """Section 7.1 fedavg: counts capped at cap_factor x median, rows in id order."""
+def fedavg(updates: list[dict], cap_factor: str, max_samples: int | None = None) -> dict:
+    """Section 7.1 fedavg: claims capped at genesis max_samples (section 6), then
+    counts capped at cap_factor x median, rows in id order."""
     updates = sorted(updates, key=lambda u: u["id"])
-    counts = np.array([u["tx"]["num_samples"] for u in updates], dtype=np.float64)
+    claims = [u["tx"]["num_samples"] for u in updates]
+    if max_samples is not None:
+        claims = [min(c, max_samples) for c in claims]
+    counts = np.array(claims, dtype=np.float64)
     counts = np.minimum(counts, float(cap_factor) * float(median(counts)))
     coef = counts / nsum(counts)
     names = sorted(updates[0]["weights"])
@@ -219,13 +227,11 @@ def trimmed_mean_min(beta: float) -> int:
     return n
 
 
-def robust(rule: str, params: dict, updates: list[dict], miner: str | None = None):
+def robust(rule: str, params: dict, updates: list[dict]):
     """(model or None, accepted, rejected) for every rule but fedavg (section
     7.1); model None means the rule cannot run and G(r-1) stays."""
     X, ids, layout = _rows(updates)
     n = len(ids)
-    senders = [u.get("sender") or u["tx"]["sender"] for u in sorted(updates, key=lambda u: u["id"])] \
-        if rule == "l-nearest" else []
 
     def refuse(reason: str):
         return None, [], {i: reason for i in ids}
@@ -247,10 +253,7 @@ def robust(rule: str, params: dict, updates: list[dict], miner: str | None = Non
         l = int(params.get("l", 3))
         if n < l:
             return refuse(f"l-nearest with l={l} needs at least {l} updates, got {n}")
-        if miner in senders:
-            ref, name = X[senders.index(miner)], "the reference sender's update"
-        else:
-            ref, name = median(X), "the coordinate-wise median"
+        ref, name = median(X), "the coordinate-wise median"  # never a chosen sender
         dist = [xsum((X[i] - ref) ** 2) for i in range(n)]
         ranked = _ranked(dist, ids, list(range(n)))
         chosen = sorted(ranked[:l])
@@ -356,7 +359,13 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             if tx["sender"] in senders:
                 raise Invalid(f"{where}: duplicate sender")
             senders.add(tx["sender"])
+            bits = config.get("stamp_bits")  # section 6: the id starts with that many zero bits
+            if bits and int.from_bytes(txid, "big") >> (256 - bits) != 0:
+                raise Invalid(f"{where}: tx lacks the stamp")
             verify_signature(tx["sender"], txid, tx["signature"])
+            if tx["type"] == "skip":  # section 11: counted toward the quorum, never aggregated
+                state["pending"].append({"id": txid.hex(), "tx": tx, "skip": True})
+                continue
             weights = {n: decode_array(a) for n, a in tx["weights"].items()}
             expected = g0(config["model"])
             if any(weights[n].shape != expected[n].shape or weights[n].dtype.str != "<f4" for n in expected) \
@@ -365,8 +374,14 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             if not all(np.isfinite(w).all() for w in weights.values()):
                 raise Invalid(f"{where}: non-finite")
             state["pending"].append({"id": txid.hex(), "tx": tx, "weights": weights})
-        pending = state["pending"]
-        closes = len(pending) >= config["quorum"] or h["height"] - state["start"] >= config["round_timeout"]
+        skips = sorted(u["id"] for u in state["pending"] if u.get("skip"))
+        pending = [u for u in state["pending"] if not u.get("skip")]
+        # section 7: skips count toward the quorum only once the round holds an update,
+        # and only in a permissioned network (allow_list or participants)
+        permissioned = config["allow_list"] is not None or config.get("participants") is not None
+        counted = len(pending) + (len(skips) if permissioned else 0)
+        closes = (bool(pending) and counted >= config["quorum"]) \
+            or h["height"] - state["start"] >= config["round_timeout"]
         c = block["commitment"]
         if not closes:
             if c is not None:
@@ -377,15 +392,16 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             rule = config["aggregation"]["rule"]
             if (c["round"], c["rule"], c["params"]) != (state["round"], rule, config["aggregation"]["params"]):
                 raise Invalid(f"{where}: commitment header fields")
-            if c["updates"] != sorted(u["id"] for u in pending):
-                raise Invalid(f"{where}: commitment updates")
+            if c["updates"] != sorted(u["id"] for u in pending) or c.get("skipped", []) != skips \
+                    or ("skipped" in c and not skips):
+                raise Invalid(f"{where}: commitment updates or skipped")
             if rule == "fedavg" and pending:
-                new = fedavg(pending, config["aggregation"]["params"]["cap_factor"])
+                new = fedavg(pending, config["aggregation"]["params"]["cap_factor"], config.get("max_samples"))
                 if c["accepted"] != c["updates"] or c["rejected"] != {} or weights_digest(new) != c["model_digest"]:
                     raise Invalid(f"{where}: fedavg commitment differs from the recomputed aggregate")
                 model = new
             elif pending:
-                new, accepted, rejected = robust(rule, config["aggregation"]["params"], pending, h["miner"])
+                new, accepted, rejected = robust(rule, config["aggregation"]["params"], pending)
                 want_digest = digest if new is None else weights_digest(new)
                 if (c["accepted"], c["rejected"], c["model_digest"]) != (accepted, rejected, want_digest):
                     raise Invalid(f"{where}: {rule} commitment differs from the recomputed one")

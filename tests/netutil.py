@@ -12,7 +12,8 @@ from pathlib import Path
 
 from learningchain import data
 from learningchain.demo import Network, get, wait_for, wait_ready
-from learningchain.genesis import default_config
+from learningchain.crypto import load_or_create_key
+from learningchain.genesis import default_config, permissioned
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def fault_network(out: Path, n: int, *, round_timeout: int = 6, target_block_ms: int = 200):
     """Partitions, genesis (softmax on digits, quorum = every node) and a Network."""
     parts = data.write_partitions(out / "parts", "digits", n, "iid")
-    config = default_config(n, dataset="digits", kind="softmax", round_timeout=round_timeout,
-                            target_block_ms=target_block_ms)
+    # the keys first, where Network.start will look for them, so genesis allow-lists them
+    keys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)]
+    config = permissioned(default_config(n, dataset="digits", kind="softmax", round_timeout=round_timeout,
+                                         target_block_ms=target_block_ms), keys)
     genesis = out / "genesis.json"
     genesis.write_text(json.dumps(config.to_dict()))
     return Network(out), parts, genesis, config

@@ -146,12 +146,25 @@ def test_demo_flags_are_checked_before_anything_starts(tmp_path, capsys, argv, s
 
 def test_genesis_writes_a_config_run_accepts(tmp_path, capsys):
     out = tmp_path / "genesis.json"
+    dirs = [tmp_path / f"n{i}" for i in range(3)]
     assert cli.main(["genesis", "--nodes", "3", "--dataset", "digits", "--out", str(out),
-                     "--aggregator", "median"]) == 0
+                     "--aggregator", "median", "--allow-list", ",".join(map(str, dirs))]) == 0
     config = cli.load_genesis_file(out)
     assert config.quorum == 3 and config.rule == "median"
+    assert config.allow_list == tuple(crypto.load_or_create_key(d).public_hex for d in dirs)
     assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1  # no silent overwrite
     assert "--force" in capsys.readouterr().err
+
+
+def test_genesis_makes_the_admission_choice_explicit(tmp_path, capsys):
+    """No allow-list and no --open: refused, naming both; --open writes allow_list null."""
+    out = tmp_path / "genesis.json"
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--allow-list" in err and "--open" in err and not out.exists()
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out), "--open"]) == 0
+    config = cli.load_genesis_file(out)
+    assert config.allow_list is None and config.stamp_bits == 16 and "open to any key" in capsys.readouterr().out
 
 
 def test_run_with_a_broken_genesis_file_is_one_line(tmp_path):

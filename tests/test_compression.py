@@ -11,7 +11,8 @@ from learningchain.encoding import parse_json
 from learningchain.errors import ValidationError
 from learningchain.models import ModelSpec, build_model
 from learningchain.tx import UpdateTx
-from tests.helpers import KEYS, next_block, now, tiny_genesis
+from learningchain.rounds import close_round
+from tests.helpers import KEYS, MINER, next_block, now, rebuild, tiny_genesis, update_tx
 
 MLP = ModelSpec("mlp", "classification", 64, 10, (32,), 0, 1, 16, 0.1)
 
@@ -72,8 +73,11 @@ def test_tampered_encoding_breaks_the_signature_and_bad_encodings_refused():
     assert exc.value.code == errors.TX_SHAPE_MISMATCH
 
 
+LISTED = [k.public_hex for k in KEYS[:6]]  # permissioned: skips count toward the quorum (protocol.md §7)
+
+
 def test_block_with_compressed_updates_and_a_skip_validates_on_a_second_chain():
-    a, b = Chain(tiny_genesis()), Chain(tiny_genesis())
+    a, b = Chain(tiny_genesis(allow_list=LISTED)), Chain(tiny_genesis(allow_list=LISTED))
     model, digest = a.model()
     rng = np.random.default_rng(3)
     txs = []
@@ -90,7 +94,7 @@ def test_block_with_compressed_updates_and_a_skip_validates_on_a_second_chain():
     assert a.tip_state.model_digest == b.tip_state.model_digest != digest
 
 
-def test_skip_tx_is_signed_and_counts_toward_the_quorum():
+def test_skip_tx_is_signed_and_skips_alone_do_not_close_a_round():
     chain = Chain(tiny_genesis())
     _, digest = chain.model()
     skips = [UpdateTx.create_skip(k, 1, digest, 5) for k in KEYS[:3]]
@@ -102,5 +106,34 @@ def test_skip_tx_is_signed_and_counts_toward_the_quorum():
         chain.validate_tx(UpdateTx.parse(doc))
     assert exc.value.code == errors.TX_BAD_SIGNATURE
     blk = next_block(chain, skips)
-    chain.add_block(blk, now(blk))  # quorum 3 reached by skips: closes, model carried over
-    assert blk.commitment["round"] == 1 and chain.tip_state.model_digest == digest
+    chain.add_block(blk, now(blk))  # three skips of quorum 3, but no update: the round stays open
+    assert blk.commitment is None and chain.tip_state.round == 1 and len(chain.tip_state.pending) == 3
+    forged = rebuild(blk, commitment=close_round(Chain(tiny_genesis()).tip_state, chain.config, skips,
+                                                 MINER).commitment)
+    with pytest.raises(ValidationError) as exc:  # a block closing it anyway is refused
+        Chain(tiny_genesis()).add_block(forged, now(forged))
+    assert exc.value.code == errors.BLOCK_UNEXPECTED_COMMITMENT
+
+
+def test_skips_count_toward_the_quorum_once_the_round_has_an_update_in_a_permissioned_network():
+    chain = Chain(tiny_genesis(allow_list=LISTED))
+    _, digest = chain.model()
+    txs = [UpdateTx.create_skip(k, 1, digest, 5) for k in KEYS[:2]] + [update_tx(chain, KEYS[2])]
+    blk = next_block(chain, txs)
+    chain.add_block(blk, now(blk))  # quorum 3 = two skips + one update: closes
+    assert blk.commitment["round"] == 1 and len(blk.commitment["updates"]) == 1
+    assert blk.commitment["skipped"] == sorted(t.id for t in txs[:2])
+
+
+def test_in_an_open_network_skips_never_count_toward_the_quorum():
+    """A skip is the cheapest tx to stamp: in an open network a crowd of them beside
+    one honest update would close the round before the other honest updates."""
+    chain = Chain(tiny_genesis())  # allow_list null
+    _, digest = chain.model()
+    skips = [UpdateTx.create_skip(k, 1, digest, 5) for k in KEYS[3:9]]
+    blk = next_block(chain, skips + [update_tx(chain, KEYS[0])])
+    chain.add_block(blk, now(blk))  # 6 skips + 1 update, quorum 3: still open
+    assert blk.commitment is None and chain.tip_state.round == 1
+    blk = next_block(chain, [update_tx(chain, k) for k in KEYS[1:3]])
+    chain.add_block(blk, now(blk))  # the third update closes it
+    assert len(blk.commitment["updates"]) == 3 and len(blk.commitment["skipped"]) == 6

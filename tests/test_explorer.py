@@ -24,7 +24,8 @@ def test_skips_are_marked_in_round_json_and_block_page_under_policy_all(tmp_path
     from learningchain.tx import UpdateTx
     from tests.helpers import KEYS, next_block, tiny_config, update_tx
 
-    node = Node(tmp_path / "node", tiny_config(), quiet=True, port=5998)
+    listed = [k.public_hex for k in KEYS[:4]]  # permissioned: the skip counts toward the quorum
+    node = Node(tmp_path / "node", tiny_config(allow_list=listed), quiet=True, port=5998)
     try:
         client = create_app(node).test_client()
         with node.lock:

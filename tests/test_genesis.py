@@ -51,6 +51,13 @@ def test_default_config_difficulty_and_quorum():
     ({"allow_list": ["02" + "00" * 32]}, "allow_list"),
     ({"allow_list": [crypto.PrivateKey.from_secret(5).public_hex] * 2}, "twice"),
     ({"network": ""}, "network"),
+    # issue 10: values a rule would divide by zero with
+    ({"aggregation": {"rule": "trimmed-mean", "params": {"beta": "0.5"}}}, r"beta must be in \[0, 0.5\)"),
+    ({"aggregation": {"rule": "fedavg", "params": {"cap_factor": "0"}}}, "cap_factor must be >= 1"),
+    ({"aggregation": {"rule": "l-nearest", "params": {"l": 0}}}, "l must be >= 1"),
+    ({"stamp_bits": 33}, "stamp_bits must be at most 32"),
+    ({"stamp_bits": True}, "stamp_bits"),
+    ({"max_samples": 0}, "max_samples"),
 ])
 def test_bad_configs_are_refused_with_a_reason(change, words):
     with pytest.raises(ConfigError, match=words):
@@ -71,6 +78,15 @@ def test_from_dict_refuses_unknown_missing_and_bad_hex():
     assert NetworkConfig.from_dict(defaults).max_future_ms == 4 * doc["target_block_ms"]  # derived: 4 block intervals
 
 
+def test_stamp_and_claim_cap_round_trip_and_absent_ones_keep_the_hash():
+    from learningchain.genesis import make_genesis
+    cfg = tiny_config(stamp_bits=12, max_samples=500)
+    again = NetworkConfig.from_dict(cfg.to_dict())
+    assert (again.stamp_bits, again.max_samples) == (12, 500)
+    assert "stamp_bits" not in tiny_config().to_dict() and "max_samples" not in tiny_config().to_dict()
+    assert make_genesis(tiny_config()).hash != make_genesis(cfg).hash
+
+
 def test_allow_list_round_trips():
     keys = [crypto.PrivateKey.from_secret(i).public_hex for i in (3, 4)]
     cfg = tiny_config(allow_list=keys)
@@ -82,7 +98,7 @@ def test_allow_list_round_trips():
 def _genesis_from(tmp_path, *extra: str):
     from learningchain import cli
     out = tmp_path / "genesis.json"
-    code = cli.main(["genesis", "--nodes", "2", "--out", str(out), "--force", *extra])
+    code = cli.main(["genesis", "--nodes", "2", "--out", str(out), "--force", "--open", *extra])
     return code, (cli.load_genesis_file(out) if code == 0 else None)
 
 

@@ -58,6 +58,31 @@ def test_bounds_refuse_with_named_reason():
     assert exc.value.code == errors.MEMPOOL_FULL
 
 
+def test_full_mempool_evicts_lower_priority_for_an_allow_listed_or_own_update():
+    """Issue 10 item 6: strangers fill an open network's pool; the node's own update
+    evicts one of them. In a permissioned network an allow-listed sender outranks
+    nobody there (all are listed): first come, first served, mempool-full."""
+    chain = Chain(tiny_genesis())  # open: no allow-list
+    strangers = [update_tx(chain, k) for k in KEYS[:3]]
+    own = update_tx(chain, KEYS[3])
+    pool = Mempool(max_count=3)
+    for t in strangers:
+        pool.add(t, chain)
+    with pytest.raises(ValidationError) as exc:
+        pool.add(update_tx(chain, KEYS[4]), chain)  # an equal: refused
+    assert exc.value.code == errors.MEMPOOL_FULL
+    pool.priority_senders.add(KEYS[3].public_hex)
+    assert pool.add(own, chain) == "accepted" and own.id in pool and len(pool) == 3 and pool.evicted == 1
+    victim = max(strangers, key=lambda t: t.id)  # among equals the largest id goes
+    assert victim.id not in pool
+    listed = Chain(tiny_genesis(allow_list=[k.public_hex for k in KEYS[:4]]))
+    pool = Mempool(max_count=2)
+    pool.add(update_tx(listed, KEYS[0]), listed), pool.add(update_tx(listed, KEYS[1]), listed)
+    with pytest.raises(ValidationError) as exc:
+        pool.add(update_tx(listed, KEYS[2]), listed)
+    assert exc.value.code == errors.MEMPOOL_FULL and pool.evicted == 0
+
+
 def test_selection_is_sorted_and_bounded():
     chain, pool = Chain(tiny_genesis(quorum=10)), Mempool()
     txs = [update_tx(chain, k) for k in KEYS[:6]]
@@ -112,3 +137,23 @@ def test_early_txs_hold_the_next_round_only_until_it_opens():
     for k in KEYS[:3]:
         early.hold(update_tx(chain, k, round=2), open_round=1, peer=None)
     assert len(early) == 2  # bounded: the oldest is dropped
+
+
+def test_a_round_closed_without_a_valid_tx_we_held_is_reported():
+    """Issue 10 item 11: no rule makes a miner include anyone, so a node reports
+    what it saw left out: a valid tx it held for a block or more that the round
+    closed without (GET /status not_included, GET /rounds/<r> not_included)."""
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    censored = update_tx(chain, KEYS[0])
+    pool.add(censored, chain)
+    for _ in range(2):  # blocks that could have carried it, and did not
+        b = next_block(chain)
+        pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    late = update_tx(chain, KEYS[4])
+    pool.add(late, chain)  # arrived just before the close: the miner may not have had it
+    b = next_block(chain, [update_tx(chain, k) for k in KEYS[1:4]])
+    assert b.commitment is not None
+    pool.on_new_tip(chain, chain.add_block(b, now(b)))
+    assert pool.not_included == {1: [{"id": censored.id, "sender": KEYS[0].public_hex}]}
+    assert pool.left_out_report() == {"rounds": {"1": [KEYS[0].public_hex]}, "total": 1}
+    assert len(pool) == 0  # both are late now

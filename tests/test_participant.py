@@ -67,3 +67,31 @@ def test_skip_decision_follows_the_delta_norm_threshold():
     assert above.is_skip and not below.is_skip and not tx.is_skip
     assert (above.sender, above.round, above.base, above.num_samples) == (tx.sender, 1, DIGEST, 60)
     assert below.id == tx.id  # under the threshold nothing changes
+
+
+def test_own_update_refused_as_mempool_full_is_offered_again_not_dropped(tmp_path, monkeypatch):
+    """Issue 10 item 6: a full mempool refused our update and the round was marked
+    done for good. Now the same signed tx is offered again (never retrained) and
+    gets in once there is room; our own key outranks strangers in the pool."""
+    from learningchain import node_threads
+    from learningchain.node_threads import participate_once
+    from learningchain.service import Node
+    from tests.helpers import KEYS, tiny_config, update_tx
+    from tests.test_service import write_partition
+    monkeypatch.setattr(node_threads, "OWN_RETRY_S", 0.0)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=write_partition(tmp_path), quiet=True, port=5996)
+    try:
+        pool = node.ledger.mempool
+        stranger = update_tx(node.chain, KEYS[0])
+        pool.add(stranger, node.chain)
+        pool.max_count = 1  # full of a stranger's tx, and our key not yet preferred
+        participate_once(node)
+        retry = node._own_retry
+        assert retry is not None and len(pool) == 1 and stranger.id in pool
+        participate_once(node)  # still full, no priority: the same tx is kept for later
+        assert node._own_retry[0].id == retry[0].id
+        pool.priority_senders.add(node.pubkey)  # what participant_loop does at start
+        participate_once(node)
+        assert [t.id for t in pool] == [retry[0].id] and node._own_retry is None and pool.evicted == 1
+    finally:
+        node.stop()

@@ -361,3 +361,28 @@ def test_release_journal_cuts_a_torn_line_so_the_next_release_is_not_lost(tmp_pa
     assert last.ids == {a.id, c.id, d.id} and len(last) == 3
     assert path.read_bytes() == b"".join(t.serialize() + b"\n" for t in (a, c, d))
     assert last.find(3, a.base).id == d.id and last.find(4, a.base) is None
+
+
+def test_dp_node_publishes_a_size_bucket_and_status_hides_its_training_work(tmp_path):
+    """Issue 10 item 9: the exact num_samples and /status sample-epochs named a DP
+    node's data-set size (90 here) in every tx; now the tx says 64 (the largest
+    power of two <= 90) and /status, /rounds/<r> energy leave training out."""
+    from learningchain.privacy import published_samples
+    assert [published_samples(n) for n in (1, 2, 3, 90, 128, 129)] == [1, 2, 2, 64, 128, 128]
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True, port=5995)
+    plain = Node(tmp_path / "p", tiny_config(), dataset_path=data, quiet=True, port=5994)
+    try:
+        for n in (node, plain):
+            participate_once(n)
+        (dp_tx,), (plain_tx,) = own_in_mempool(node), own_in_mempool(plain)
+        assert plain_tx.num_samples == 90 and dp_tx.num_samples == 64
+        client = create_app(node).test_client()
+        energy = client.get("/status").get_json()["energy"]
+        assert "sample_epochs" not in energy and "train_j" not in energy and energy["training_hidden"]
+        assert "train_s" not in client.get("/status").get_json()["timings"]
+        assert "sample_epochs" not in (client.get("/rounds/1").get_json()["energy"] or {})
+        assert create_app(plain).test_client().get("/status").get_json()["energy"]["sample_epochs"] > 0
+    finally:
+        node.stop()
+        plain.stop()

@@ -113,12 +113,14 @@ def _l_nearest_round(miner):
     return chain, closing.commitment, by_key, txs
 
 
-def test_l_nearest_reference_is_the_closing_miners_update_when_it_sent_one():
+def test_l_nearest_reference_is_the_median_even_when_the_miner_sent_an_update():
+    """The closing miner (an unsigned header field) no longer picks the reference:
+    its own 1.0 update is just one of four, and the median (0.15) decides."""
     chain, c, by_key, txs = _l_nearest_round(KEYS[3])  # the miner also sent the 1.0 update
-    assert c["accepted"] == sorted([by_key[KEYS[3].public_hex], by_key[KEYS[2].public_hex]])
-    assert all("the reference sender's update" in r for r in c["rejected"].values())
+    assert c["accepted"] == sorted([by_key[KEYS[1].public_hex], by_key[KEYS[2].public_hex]])
+    assert all("the coordinate-wise median" in r for r in c["rejected"].values())
     expected = aggregate("l-nearest", [Update(t.id, t.sender, t.decoded_weights, t.num_samples) for t in txs],
-                         {"l": 2}, reference_sender=KEYS[3].public_hex)
+                         {"l": 2})
     assert c["model_digest"] == weights_digest(expected.weights) == chain.tip_state.model_digest
 
 
@@ -186,3 +188,58 @@ def test_two_chains_reach_bit_identical_models():
     wb, db = b.model()
     assert da == db and a.tip_state.round == 4
     assert all(wa[n].tobytes() == wb[n].tobytes() and wa[n].dtype == np.float32 for n in wa)
+
+
+# --- open networks: the stamp and the claim cap (issue 10 item 6, protocol.md section 6) ---
+
+def test_unstamped_tx_is_refused_before_its_signature_and_a_stamped_one_passes():
+    from dataclasses import replace as dc_replace
+
+    from learningchain.stamp import stamp, stamp_ok
+    chain = Chain(tiny_genesis(stamp_bits=10))
+    plain = update_tx(chain, KEYS[0])
+    while stamp_ok(plain.id_bytes, 10):  # (one in 1024 meets it by chance)
+        plain = update_tx(chain, KEYS[0], timestamp=plain.timestamp + 1)
+    forged = dc_replace(plain, signature="30" + "00" * 40)  # would be tx-bad-signature
+    assert errors.TX_INSUFFICIENT_STAMP in bad_tx_code(chain, forged)  # in a block
+    with pytest.raises(ValidationError) as exc:  # and at submit
+        chain.validate_tx(forged)
+    assert exc.value.code == errors.TX_INSUFFICIENT_STAMP
+    stamped = stamp(plain, KEYS[0], 10)
+    assert stamped.id_bytes[0] == 0 and stamped.id_bytes[1] >> 6 == 0 and stamped.timestamp > plain.timestamp
+    chain.validate_tx(stamped)
+    blk = next_block(chain, [stamped, stamp(update_tx(chain, KEYS[1]), KEYS[1], 10)])
+    add(chain, blk)
+    assert len(chain.tip_state.pending) == 2
+
+
+def test_max_samples_caps_what_a_claim_buys_in_fedavg():
+    """Three honest updates at shift 0 with 10 samples, one at shift 1 claiming 10^6:
+    with the median cap alone it weighs 2x a median claim; max_samples 10 makes it 1x."""
+    def g1(**cfg):
+        chain = Chain(tiny_genesis(quorum=4, **cfg))
+        txs = [update_tx(chain, k, shift=0.0) for k in KEYS[:3]]
+        txs.append(update_tx(chain, KEYS[3], shift=1.0, num_samples=10**6))
+        add(chain, next_block(chain, txs))
+        g0 = Chain(tiny_genesis()).model()[0]
+        return float(np.mean(next(iter(chain.model()[0].values())) - next(iter(g0.values()))))
+    assert g1() == pytest.approx(2 / 5, abs=1e-6)
+    assert g1(max_samples=10) == pytest.approx(1 / 4, abs=1e-6)
+
+
+def test_a_strangers_tx_is_refused_before_its_key_is_decoded_or_cached(monkeypatch):
+    """Issue 10 item 6: 4,096 fresh keys cost 9.7 s of verification and 366 MB of
+    key cache on an open network. On a permissioned one the allow-list check comes
+    first: no key decoding, no cache slot, no signature check."""
+    from learningchain import crypto
+    from learningchain.crypto import PrivateKey
+    chain = Chain(tiny_genesis(allow_list=[k.public_hex for k in KEYS[:4]]))
+    strangers = [update_tx(chain, PrivateKey.generate()) for _ in range(20)]
+    crypto._parse_point.cache_clear()
+    crypto._verifying_key.cache_clear()
+    monkeypatch.setattr(UpdateTx, "verify_signature", lambda self: pytest.fail("signature checked"))
+    for tx in strangers:
+        with pytest.raises(ValidationError) as exc:
+            chain.validate_tx(tx)
+        assert exc.value.code == errors.TX_UNKNOWN_SENDER
+    assert crypto._parse_point.cache_info().currsize == 0 == crypto._verifying_key.cache_info().currsize

@@ -92,11 +92,9 @@ def _unstack(vector: np.ndarray, layout) -> "OrderedDict[str, np.ndarray]":
     return out
 
 
-def aggregate(rule: str, updates: Sequence[Update], params: Mapping[str, Any], *,
-              reference_sender: str | None = None) -> AggregationResult:
+def aggregate(rule: str, updates: Sequence[Update], params: Mapping[str, Any]) -> AggregationResult:
     """Aggregate one round's updates with ``rule`` (one of :data:`RULES`).
 
-    ``reference_sender`` is used by l-nearest only (the closing block's miner).
     Raises :class:`AggregationError` for an empty list, duplicate ids,
     inconsistent shapes, non-finite values, or too few updates for the rule.
     """
@@ -122,9 +120,8 @@ def aggregate(rule: str, updates: Sequence[Update], params: Mapping[str, Any], *
         out = multi_krum(X, p["f"], p["m"])
     elif rule == "bulyan":
         out = bulyan(X, p["f"])
-    else:  # l-nearest
-        ref_rows = [i for i, u in enumerate(ordered) if u.sender == reference_sender]
-        out = l_nearest(X, p["l"], ref_rows[0] if ref_rows and reference_sender else None)
+    else:  # l-nearest: the reference is the median of the updates, never a chosen sender
+        out = l_nearest(X, p["l"])
     return AggregationResult(
         weights=_unstack(out.vector, layout),
         accepted=tuple(sorted(ids[i] for i in out.accepted)),

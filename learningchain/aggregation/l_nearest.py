@@ -3,15 +3,19 @@ P. Li, "When Machine Learning Meets Blockchain: A Decentralized,
 Privacy-preserving and Secure Design", IEEE BigData 2018).
 
 The paper's full text was not at hand, so this is OUR definition, in its
-spirit: average (plain mean) the ``l`` updates nearest in L2 to a reference.
-The reference is the update sent by ``reference_sender`` (the miner of the
-block that closes the round) when that sender has an update in the set,
-otherwise the coordinate-wise median of all updates. The reference update,
-being at distance 0, is always among the nearest.
+spirit: average (plain mean) the ``l`` updates nearest in L2 to a reference,
+the coordinate-wise median of all the round's updates.
 
-Assumption: the reference is honest (or, with the median reference, honest
-updates are a majority) and at least ``l`` honest updates cluster around it;
-``n >= l``. Sample counts are ignored. Accepted: the ``l`` nearest.
+The reference used to be the update of the closing block's miner when it had
+one. ``header.miner`` is not signed and a miner chooses it freely, so a miner
+could name its own Sybil's key as reference and, with ``l - 1`` colluding
+updates beside it, set G(r) (issue 10, item 11). The median is a function of
+the round's updates alone, which no single party controls: moving it takes a
+majority of the updates.
+
+Assumption: honest updates are a majority and at least ``l`` of them cluster
+around their median; ``n >= l``. Sample counts are ignored. Accepted: the
+``l`` nearest.
 """
 from __future__ import annotations
 
@@ -22,14 +26,11 @@ from learningchain.aggregation.common import (UNIT_ROUNDOFF, RuleOutput, determi
 from learningchain.aggregation.params import AggregationError
 
 
-def l_nearest(X: np.ndarray, l: int, reference_row: int | None) -> RuleOutput:
+def l_nearest(X: np.ndarray, l: int) -> RuleOutput:
     n = X.shape[0]
     if n < l:
         raise AggregationError(f"l-nearest with l={l} needs at least {l} updates, got {n}")
-    if reference_row is not None:
-        ref, ref_name = X[reference_row], "the reference sender's update"
-    else:
-        ref, ref_name = np.median(X, axis=0), "the coordinate-wise median"
+    ref, ref_name = np.median(X, axis=0), "the coordinate-wise median"
     # The einsum's summation order may differ between CPUs: rank by the fast sums
     # within their rounding bound, rescoring near-ties exactly (common.py).
     approx = sq_dists_to(X, ref)
