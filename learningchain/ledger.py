@@ -47,7 +47,8 @@ class Ledger:
             if block.height == 0:
                 continue
             try:
-                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
+                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False,
+                                      solicited=True)  # it was admitted when stored
             except ValidationError as exc:
                 raise ConfigError(f"{store.path}: stored block {block.hash} at height {block.height} no longer "
                                   f"validates ({exc.code}: {' '.join(exc.detail.split())}); this store was "
@@ -80,10 +81,10 @@ class Ledger:
                                                     f"{found[1][:16]}... at height {block.height if block else '?'}")
         return self._mempool.add(tx, self._chain)
 
-    def submit_block(self, block: Block, now_ms: int) -> AddResult:
+    def submit_block(self, block: Block, now_ms: int, solicited: bool = False) -> AddResult:
         """Validate, persist and drop the side blocks the caps evicted (one SQL
-        transaction), and update the mempool."""
-        result = self._chain.add_block(block, now_ms)
+        transaction), and update the mempool. ``solicited``: see ``Chain.add_block``."""
+        result = self._chain.add_block(block, now_ms, solicited=solicited)
         if result.status != "known":
             if self.store is not None:
                 kept = block if block.hash not in result.evicted else None
@@ -141,7 +142,7 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
                                               f"stored genesis {block.hash} is not the configured {genesis.hash}")
                     chain = Chain(block, max_side_blocks=None, max_side_bytes=None)  # judge every stored block
                 else:
-                    chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True)
+                    chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True, solicited=True)
             except (ValidationError, EncodingError, ConfigError) as exc:
                 code = getattr(exc, "code", type(exc).__name__)
                 detail = getattr(exc, "detail", str(exc))

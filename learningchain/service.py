@@ -144,6 +144,11 @@ class Node:
         with self.lock:
             return self.chain.locator()
 
+    def chain_entry(self, block_hash: str):
+        """Our index entry of a block we hold, or None (headers-first sync)."""
+        with self.lock:
+            return self.chain.entry(block_hash)
+
     def plausible_target_limit(self) -> int:
         """The easiest target we accept on a block we cannot connect yet (compact.py)."""
         with self.lock:
@@ -260,15 +265,18 @@ class Node:
         with self.lock:
             return self.early.insert(tx, self.chain.tip_state.round, peer)
 
-    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
+    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
+                     solicited: bool = False) -> str:
         """Validate and add; gossip if it extends our best chain. Returns the ledger's
         status or "orphan" (the missing ancestors are then fetched from ``peer`` if
-        it is in our peer table: the ``X-Peer`` header is only the client's word)."""
+        it is in our peer table: the ``X-Peer`` header is only the client's word).
+        ``solicited``: fetched by headers-first sync along a heavier header chain
+        (exempt from side-branch admission, chain.py)."""
         self.observe_energy()
         try:
             with self.lock:
                 t0 = time.perf_counter()
-                result = self.ledger.submit_block(block, now_ms())
+                result = self.ledger.submit_block(block, now_ms(), solicited=solicited)
                 spent = time.perf_counter() - t0
                 self.mempool_version += 1
         except ValidationError as exc:
@@ -333,10 +341,15 @@ class Node:
                 self.log(f"round {c.get('round')} closed at height {b.height}: "
                          f"{len(c.get('accepted', []))} accepted, {len(c.get('rejected', {}))} rejected")
 
-    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True) -> str:
-        """A full block document from a peer or sync; validation errors become a status."""
+    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
+                          solicited: bool = False, expect: str | None = None) -> str:
+        """A full block document from a peer or sync; validation errors become a
+        status. ``expect``: the hash the block must have (sync fetches by hash)."""
         try:
-            return self.submit_block(Block.parse(doc), peer=peer, relay=relay)
+            block = Block.parse(doc)
+            if expect is not None and block.hash != expect:
+                raise ValidationError(errors.BLOCK_MALFORMED, f"asked for block {expect}, got {block.hash}")
+            return self.submit_block(block, peer=peer, relay=relay, solicited=solicited)
         except ValidationError as exc:
             if not getattr(exc, "counted", False):  # submit_block's _refuse counted the others
                 self._refuse(exc, "block document", peer or "sync")

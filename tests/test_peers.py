@@ -462,10 +462,13 @@ def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
     _tid, template = b.node.new_template()
     forged = replace(update_tx(b.node.chain, KEYS[0]), signature=update_tx(b.node.chain, KEYS[1]).signature)
     bad = rebuild(template, txs=[forged])  # a block holding an invalid tx
-    page = json.dumps({"height": 1, "blocks": [bad.to_dict(), {"header": 5}]}).encode()
+    # one reply for every path: headers for /sync/headers, blocks for /sync/blocks
+    page = json.dumps({"height": 1, "headers": [bad.header.to_dict()], "more": False,
+                       "blocks": [bad.to_dict(), {"header": 5}]}).encode()
     source = fake_peer(reply=page)
     b.node.peers.add(source.url)
     assert b.node.peers.sync_with(source.url) == 0  # the first refusal ends the page
+    assert [p for p in source.paths if p.startswith("/sync/")] == ["/sync/headers", "/sync/blocks"]
     assert b.status()["refused"] == {"block-bad-tx": 1}
     assert b.node.receive_block_doc({"header": 5}, peer=source.url) == "block-malformed"
     assert b.status()["refused"] == {"block-bad-tx": 1, "block-malformed": 1}
