@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from learningchain import errors
 from learningchain.block import Block
-from learningchain.compact import rebuild_compact
+from learningchain.compact import check_compact, rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
@@ -305,7 +305,12 @@ def post_block():
     if "compact" in doc:
         if set(doc) != {"compact"}:
             raise ApiError(400, "a compact block message holds only 'compact'", errors.BLOCK_MALFORMED)
-        b = rebuild_compact(n, doc["compact"], peer)
+        compact = check_compact(n, doc["compact"])  # all that costs no request, before any fetch
+        if compact.known:
+            return jsonify({"status": "known", "hash": compact.header.hash}), 202
+        if not compact.parent_known:  # fetch nothing for it: sync from the sender brings it
+            return jsonify({"status": n.note_orphan(compact.header, peer), "hash": compact.header.hash}), 202
+        b = rebuild_compact(n, compact, peer)
         if b is None:
             return jsonify({"status": "missing-txs",
                             "error": "some transactions are unknown here; send the full block"}), 202

@@ -73,7 +73,14 @@ HEADER_JSON_BYTES = 1024
 #: a peer refusing a tx for these reasons is probably behind us: offer it again later.
 RETRY_REASONS = ("tx-round-not-open", "tx-wrong-base-model")
 #: a peer refusing our compact block for these reasons gets the full block instead.
-FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER,)
+FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER, errors.COMPACT_TOO_MANY_TXIDS)
+#: a compact block's missing txs: fetched this many at a time (one pool for all
+#: compact blocks), within a budget per sender and window of
+#: FETCH_BUDGET_TXS txs and FETCH_BUDGET_BLOCKS * max_block_bytes bytes.
+FETCH_PARALLEL = 4
+FETCH_WINDOW_SECONDS = 10.0
+FETCH_BUDGET_TXS = 512
+FETCH_BUDGET_BLOCKS = 2
 #: after answering "want" to one announcer, other announcers of the same tx id are
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
@@ -129,6 +136,9 @@ class PeerSet(PeerTable):
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
+        # compact blocks' missing txs: a small pool of its own and a budget per peer
+        self._fetch_pool = ThreadPoolExecutor(max_workers=FETCH_PARALLEL, thread_name_prefix="fetch")
+        self._fetch_budget: OrderedDict[str, tuple[float, int, int]] = OrderedDict()  # url -> (start, txs, bytes)
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -253,11 +263,67 @@ class PeerSet(PeerTable):
         raise ValidationError(errors.COMPACT_UNKNOWN_PEER, f"some transactions of this compact block are "
                                                            f"unknown here and {why}: send the full block")
 
-    def fetch_tx(self, url: str, txid: str) -> dict | None:
-        reply = self.request(normalize(url), "GET", f"/txs/{txid}")
-        if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+    def fetch_txs(self, url: str, txids: list[str]) -> list[dict] | None:
+        """The tx documents of ``txids`` from ``url`` (``GET /txs/<id>``), at most
+        :data:`FETCH_PARALLEL` at a time, or None as soon as one fails or the
+        peer's budget is spent (the compact block's sender then posts the full
+        block). Budget per peer and :data:`FETCH_WINDOW_SECONDS` window:
+        :data:`FETCH_BUDGET_TXS` txs and :data:`FETCH_BUDGET_BLOCKS` blocks' worth
+        of bytes (``max_block_bytes``); one compact block's fetches also stop past
+        ``max_block_bytes`` (its block could not be valid)."""
+        url = normalize(url)
+        block_cap = self.node.config.max_block_bytes
+        if not self._charge_fetch(url, len(txids), 0):
             return None
-        return reply[1].get("tx")
+        out: list[dict | None] = [None] * len(txids)
+        failed = threading.Event()
+        spent = [0]
+        spent_lock = threading.Lock()
+
+        def one(i: int) -> None:
+            if failed.is_set():
+                return
+            reply = self.request(url, "GET", f"/txs/{txids[i]}")
+            doc = reply[1].get("tx") if reply and reply[0] == 200 and isinstance(reply[1], dict) else None
+            size = len(canonical_json(doc)) if isinstance(doc, dict) else 0
+            with spent_lock:
+                spent[0] += size
+                over = spent[0] > block_cap
+            if not isinstance(doc, dict) or over or not self._charge_fetch(url, 0, size):
+                failed.set()  # the first failure ends it: a slow sender holds us once, not per tx
+                return
+            out[i] = doc
+
+        try:
+            futures = [self._fetch_pool.submit(one, i) for i in range(len(txids))]
+        except RuntimeError:  # the pool is shut down: the node is stopping
+            return None
+        for f in futures:
+            try:
+                f.result()
+            except Exception:  # cancelled at shutdown
+                failed.set()
+        if failed.is_set() or any(d is None for d in out):
+            return None
+        return out  # type: ignore[return-value]
+
+    def _charge_fetch(self, url: str, count: int, size: int) -> bool:
+        """Charge ``count`` txs and ``size`` bytes to ``url``'s fetch budget; False
+        (nothing charged) if that would pass it."""
+        now = time.monotonic()
+        byte_budget = FETCH_BUDGET_BLOCKS * self.node.config.max_block_bytes
+        with self._lock:
+            start, txs, used = self._fetch_budget.get(url, (now, 0, 0))
+            if now - start >= FETCH_WINDOW_SECONDS:
+                start, txs, used = now, 0, 0
+            if txs + count > FETCH_BUDGET_TXS or used + size > byte_budget:
+                self._fetch_budget[url] = (start, txs, used)
+                return False
+            self._fetch_budget[url] = (start, txs + count, used + size)
+            self._fetch_budget.move_to_end(url)
+            while len(self._fetch_budget) > MAX_PEERS:
+                self._fetch_budget.popitem(last=False)
+            return True
 
     def announce(self) -> None:
         """Tell every peer about us (``POST /peers``) and learn the peers they know.
@@ -456,6 +522,7 @@ class PeerSet(PeerTable):
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
+        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._session.close()

@@ -31,6 +31,7 @@ from learningchain.data import load_partition
 from learningchain.energy import EnergyMeter
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
+from learningchain.headers import check_next_header
 from learningchain.ledger import Ledger
 from learningchain.mempool import EarlyTxs
 from learningchain.models import build_model
@@ -286,12 +287,7 @@ class Node:
                 except ValidationError as bad:
                     self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
                     raise bad from None
-                self.orphans += 1
-                queued = self.peers.sync_in_background(peer)
-                self.log(f"block {block.height} {block.hash[:12]} is an orphan; "
-                         + (f"syncing from {peer}" if queued else
-                            f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
-                return "orphan"
+                return self.note_orphan(block.header, peer)
             self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
             raise
         self.peers.mark_seen(peer, block.hash)
@@ -313,6 +309,31 @@ class Node:
                      f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
                      f"{chain.evicted_total} evicted since start")
         return result.status
+
+    def note_orphan(self, header, peer: str | None) -> str:
+        """A block (or compact block) whose parent we lack and whose header's own
+        work checked out: count it and queue a sync from ``peer`` if it is in our
+        peer table. Returns "orphan"."""
+        self.orphans += 1
+        queued = self.peers.sync_in_background(peer)
+        self.log(f"block {header.height} {header.hash[:12]} is an orphan; "
+                 + (f"syncing from {peer}" if queued else
+                    f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
+        return "orphan"
+
+    def check_header_on_parent(self, header) -> bool:
+        """False if ``header``'s parent is unknown here; otherwise raise unless the
+        header meets every rule a header alone can be checked against on that
+        parent (headers.check_next_header: height, proof of work, the required
+        target, timestamps) and side-branch admission (chain.py). What a compact
+        block must pass before any of its txs is fetched."""
+        with self.lock:
+            parent = self.chain.entry(header.prev_hash)
+            if parent is None:
+                return False
+            check_next_header(header, parent, self.config, now_ms())
+            self.chain.check_side_admission(parent, header)
+            return True
 
     def _submit_early(self) -> None:
         with self.lock:

@@ -6,3 +6,8 @@ import tests.adversary.sync  # noqa: F401  (registers)
 def test_partition_heal(tmp_path):
     o = SCENARIOS["partition-heal"](tmp_path)
     assert o.passed, o
+
+
+def test_compact_flood(tmp_path):
+    o = SCENARIOS["compact-flood"](tmp_path)
+    assert o.passed, o

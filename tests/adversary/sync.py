@@ -84,3 +84,130 @@ def partition_heal(out: Path) -> Outcome:
                                 "old_tip_kept": old_tip_kept})
     finally:
         net.stop_all()
+
+
+# --- compact-flood ---------------------------------------------------------------
+
+FLOOD_IDS = 400
+FLOOD_COPIES = 10  # each kind of bad compact block, sent this many times
+
+
+class CountingPeer:
+    """The attacker's own server on 127.0.0.1: answers every request with ``{}`` (404
+    for ``GET /txs/<id>``) and counts what the attacked node asks of it."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def _answer(self):
+                outer.paths.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                code = 404 if self.path.startswith("/txs/") else 200
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def tx_fetches(self) -> int:
+        return sum(p.startswith("/txs/") for p in self.paths)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _flood_header(parent: dict, ids: list[str], target: int, mined: bool, miner: str) -> dict:
+    """A header on ``parent`` (a header document) committing to ``ids``, mined to
+    ``target`` or (``mined`` False) with a nonce that misses it."""
+    from learningchain.block import commitment_hash_of
+    from miner.pow import search
+    header = BlockHeader(height=parent["height"] + 1, prev_hash=BlockHeader.parse(parent).hash,
+                         merkle_root=merkle_root([bytes.fromhex(i) for i in ids]).hex(),
+                         commitment_hash=commitment_hash_of(None, None),
+                         timestamp=max(int(time.time() * 1000), parent["timestamp"] + 1), target=target, miner=miner)
+    nonce = 0
+    while True:
+        found, _ = search(header.prefix(), target, nonce, 1 << 22)
+        if found is not None:
+            break
+        nonce += 1 << 22
+    header = header.with_nonce(found)
+    if not mined:
+        while header.check_pow():
+            header = header.with_nonce(header.nonce + 1)
+    return header.to_dict()
+
+
+@scenario("compact-flood")
+def compact_flood(out: Path) -> Outcome:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from learningchain.crypto import PrivateKey
+    h = honest_network(out, 3)
+    attacker = CountingPeer()
+    try:
+        victim = h.nodes[1]
+        deadline = time.monotonic() + 60  # deep enough that a fork at genesis is far below the tip
+        while (status(victim).get("height") or 0) < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        requests.post(victim.url + "/peers", json={"url": attacker.url}, timeout=5)  # now in its peer table
+        rss0 = rss_mb(victim.popen.pid)
+        key = PrivateKey.from_secret(4242)
+        ids = [f"{i:064x}" for i in range(1, FLOOD_IDS + 1)]
+        tip = get(victim.url, "/tip")
+        parent = get(victim.url, f"/blocks/{tip['tip']}")["header"]
+        genesis = get(victim.url, "/blocks/0")["header"]
+        need = int(parent["target"], 16)  # the target a child of the tip carries (mid-window)
+        kinds = {  # what the attacker sends: none of these is worth a fetch
+            "easiest target (pow_limit) on the tip": _flood_header(parent, ids, h.config.pow_limit, True, key.public_hex),
+            "the required target, not met": _flood_header(parent, ids, need, False, key.public_hex),
+            "a real header on genesis (deep fork)": _flood_header(genesis, ids, h.config.initial_target, True,
+                                                                  key.public_hex),
+        }
+        reasons: dict[str, set] = {k: set() for k in kinds}
+
+        def send(kind: str) -> None:
+            doc = {"compact": {"header": kinds[kind], "commitment": None, "txids": ids}}
+            try:
+                r = requests.post(victim.url + "/blocks", json=doc, headers={"X-Peer": attacker.url}, timeout=30)
+                reasons[kind].add(r.json().get("reason") or r.json().get("status"))
+            except (requests.RequestException, ValueError) as exc:
+                reasons[kind].add(type(exc).__name__)
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, [k for k in kinds for _ in range(FLOOD_COPIES)]))
+        flood_s = time.monotonic() - t0
+        rss1 = rss_mb(victim.popen.pid)
+        fetched = attacker.tx_fetches()
+        closing = rounds_close(h.nodes)
+        one = agree(h.nodes)
+        grew = rss1 - rss0
+        refused = all(r and all(x and x.startswith("block-") for x in r) for r in reasons.values())
+        ok = fetched == 0 and grew < 50 and refused
+        return Outcome("compact-flood",
+                       f"{len(kinds) * FLOOD_COPIES} compact blocks ({', '.join(kinds)}) each naming "
+                       f"{FLOOD_IDS} tx ids served by the attacker, 8 at a time",
+                       f"{fetched} tx fetches from the attacker, refused as "
+                       f"{sorted(set().union(*reasons.values()))} in {flood_s:.1f} s; "
+                       f"RSS {rss0:.0f} -> {rss1:.0f} MB",
+                       rounds_kept_closing=closing, one_chain_one_model=one, ok=ok,
+                       details={"fetches": fetched, "rss_mb": [round(rss0), round(rss1)],
+                                "reasons": {k: sorted(v) for k, v in reasons.items()}})
+    finally:
+        attacker.close()
+        h.net.stop_all()
