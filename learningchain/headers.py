@@ -31,6 +31,9 @@ MAX_HEADERS_PAGE = 2000
 #: headers one sync keeps in memory before it gives up on a peer whose header
 #: chain has not yet shown more work than our tip (about 40 MB).
 MAX_SYNC_HEADERS = 100_000
+#: ... and at most this many times as many headers as our own branch has blocks
+#: above the header chain's base, plus two pages (:meth:`HeaderChain.cap`).
+LENGTH_FACTOR = 4
 
 
 class HeaderNode:
@@ -87,10 +90,12 @@ class HeaderChain:
     lowest first, each checked against its parent. ``lookup(hash)`` returns our
     ``chain.Entry`` for a block we hold, or None."""
 
-    def __init__(self, base: Any, config: NetworkConfig, max_headers: int = MAX_SYNC_HEADERS):
+    def __init__(self, base: Any, config: NetworkConfig, max_headers: int = MAX_SYNC_HEADERS,
+                 our_height: int | None = None):
         self.base = base
         self.config = config
         self.max_headers = max_headers
+        self.our_height = our_height  # our tip's height: see cap()
         self.nodes: list[HeaderNode] = []
         self._index: dict[str, int] = {}
 
@@ -121,6 +126,19 @@ class HeaderChain:
         out.append(self.base.hash)
         return out
 
+    def cap(self) -> int:
+        """The most headers kept before the chain must show more work than our tip:
+        ``max_headers``, and (when ``our_height`` is set) at most
+        :data:`LENGTH_FACTOR` times our own blocks above ``base`` plus two pages.
+        Retargeting keeps every branch at about one block per ``target_block_ms``
+        of its timestamps, so an honest heavier branch is not much longer than ours
+        since the fork; a far longer one is a cheap one, and checking it costs
+        ~75 us per header (mostly the miner key check of parsing)."""
+        if self.our_height is None:
+            return self.max_headers
+        return min(self.max_headers,
+                   LENGTH_FACTOR * max(0, self.our_height - self.base.height) + 2 * MAX_HEADERS_PAGE)
+
     def rebase(self, entry: Any) -> None:
         """Start again above ``entry`` (a block we hold), forgetting every header."""
         self.base, self.nodes, self._index = entry, [], {}
@@ -143,9 +161,10 @@ class HeaderChain:
                 self.rebase(held)
                 continue
             check_next_header(header, self.tip, self.config, now_ms)
-            if len(self.nodes) >= self.max_headers:
+            if len(self.nodes) >= self.cap():
                 raise ValidationError(errors.SYNC_TOO_MANY_HEADERS,
-                                      f"more than {self.max_headers} headers without more work than our tip")
+                                      f"more than {self.cap()} headers above {self.base.hash[:16]} without more "
+                                      f"work than our tip")
             self.nodes.append(HeaderNode(header, self.tip))
             self._index[header.hash] = len(self.nodes) - 1
             added += 1

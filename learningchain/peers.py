@@ -61,6 +61,8 @@ SYNC_PAGE = 100
 SYNC_DEADLINE = 300.0
 #: header pages in a row without fetching blocks before a sync gives up.
 MAX_HEADER_PAGES = MAX_SYNC_HEADERS // MAX_HEADERS_PAGE + 10
+#: seconds a peer whose sync data broke a rule is not synced from again.
+SYNC_PENALTY_SECONDS = 600.0
 #: hashes in a locator we send (the server's limit is 200).
 MAX_LOCATOR = 200
 #: threads that run syncs queued by orphans (gossip has its own 8).
@@ -138,6 +140,7 @@ class PeerSet(PeerTable):
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
         # compact blocks' missing txs: a small pool of its own and a budget per peer
         self._fetch_pool = ThreadPoolExecutor(max_workers=FETCH_PARALLEL, thread_name_prefix="fetch")
+        self._sync_penalty: OrderedDict[str, float] = OrderedDict()  # url -> no sync before (monotonic)
         self._fetch_budget: OrderedDict[str, tuple[float, int, int]] = OrderedDict()  # url -> (start, txs, bytes)
 
     # --- one HTTP exchange ----------------------------------------------------------
@@ -364,7 +367,7 @@ class PeerSet(PeerTable):
         ends. Returns how many blocks were new to us."""
         url = normalize(url)
         with self._lock:
-            if url in self._syncing:
+            if url in self._syncing or self._sync_penalty.get(url, 0.0) > time.monotonic():
                 return 0
             self._syncing.add(url)
         try:
@@ -382,6 +385,7 @@ class PeerSet(PeerTable):
         pages = 0  # header pages since blocks were last fetched: bounds a peer that never gets heavier
         while time.monotonic() < deadline and not self.node.stop_event.is_set() and pages <= MAX_HEADER_PAGES:
             before, pages = hc.tip, pages + 1
+            hc.our_height = node.tip_info()[0]
             locator = list(dict.fromkeys(hc.locator() + node.locator()))[:MAX_LOCATOR]
             reply = self.request(url, "POST", "/sync/headers", {"locator": locator, "limit": MAX_HEADERS_PAGE})
             if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
@@ -393,10 +397,11 @@ class PeerSet(PeerTable):
                                                                   f"{MAX_HEADERS_PAGE}")
                 hc.extend([BlockHeader.parse(d) for d in docs], node.chain_entry, _now_ms())
             except ValidationError as exc:
-                self._sync_fault(url, f"headers: {exc.code}: {exc.detail}")
+                self._sync_fault(url, f"headers: {exc.code}: {exc.detail}",
+                                 penalize=exc.code != errors.BLOCK_TIME_TOO_NEW)  # our clock may be behind
                 return added
             if docs and hc.tip is before:  # a page must move the header chain, or the peer stalls us
-                self._sync_fault(url, "headers: a page that does not extend the header chain")
+                self._sync_fault(url, "headers: a page that does not extend the header chain", penalize=True)
                 return added
             if hc.nodes and hc.work > node.tip_work():  # heavier than our tip: fetch its blocks
                 got, ok = self._fetch_blocks(url, hc.hashes(), deadline)
@@ -431,18 +436,34 @@ class PeerSet(PeerTable):
                     added += 1
                     if status != "side":  # a URL we chose delivered work: protect it
                         self.mark_delivered(url)
-                elif status != "known":
-                    self._sync_fault(url, f"blocks: {status}")
+                elif status != "known":  # a block that is not its header's, or invalid: the peer lied
+                    self._sync_fault(url, f"blocks: {status}", penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
                     return added, False
             i += min(len(docs), len(batch))  # zip ignored any extra blocks
         return added, True
 
-    def _sync_fault(self, url: str, why: str) -> None:
-        """A peer sent sync data that breaks a rule: log it and count a failure."""
-        self.node.log(f"sync with {url} stopped: {why[:200]}")
+    def _sync_fault(self, url: str, why: str, penalize: bool = False) -> None:
+        """A peer sent sync data we cannot use: log it and count a failure.
+        ``penalize``: the data broke a rule (a header or block that is invalid or
+        not what it claims, headers that do not connect, too many cheap ones):
+        no sync with it for :data:`SYNC_PENALTY_SECONDS`, so a peer feeding cheap
+        headers costs us one bounded sync (about 75 us of CPU per header) per
+        penalty, not one every sync tick."""
+        self.node.log(f"sync with {url} stopped: {why[:200]}"
+                      + (f"; no sync with it for {SYNC_PENALTY_SECONDS:.0f} s" if penalize else ""))
         with self._lock:
             peer = self._peers.get(url)
+            if penalize:
+                self._sync_penalty[url] = time.monotonic() + SYNC_PENALTY_SECONDS
+                self._sync_penalty.move_to_end(url)
+                while len(self._sync_penalty) > 4 * MAX_PEERS:
+                    self._sync_penalty.popitem(last=False)
         self._failed(peer, f"sync: {why[:80]}")
+
+    def sync_penalized(self, url: str) -> bool:
+        """Is ``url`` barred from syncing with us after breaking a rule?"""
+        with self._lock:
+            return self._sync_penalty.get(normalize(url), 0.0) > time.monotonic()
 
     def sync_once(self) -> None:
         my_height, my_tip = self.node.tip_info()

@@ -63,6 +63,10 @@ def test_a_header_chain_checks_each_header_against_its_parent():
     with pytest.raises(ValidationError) as exc:
         capped.extend([b.header for b in fork], ours.entry, now)
     assert exc.value.code == errors.SYNC_TOO_MANY_HEADERS
+    # a header chain far longer than our own branch above its base is a cheap one
+    short = HeaderChain(ours.entry(g.hash), ours.config, our_height=3)
+    assert short.cap() == 4 * 3 + 2 * 2000
+    assert HeaderChain(ours.entry(g.hash), ours.config, max_headers=10, our_height=3).cap() == 10
 
 
 def test_headers_of_blocks_we_hold_move_the_base():
@@ -124,5 +128,7 @@ def test_headers_that_do_not_connect_end_the_sync_and_count_a_failure(network):
         assert b.node.peers.sync_with(liar.url) == 0
         assert liar.paths == ["/sync/headers"]  # no block asked for
         assert b.node.peers.snapshot()[0]["failures"] == 1
+        assert b.node.peers.sync_penalized(liar.url)  # it broke a rule: no sync with it for a while
+        assert b.node.peers.sync_with(liar.url) == 0 and liar.paths == ["/sync/headers"]
     finally:
         liar.close()
