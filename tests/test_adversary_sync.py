@@ -11,3 +11,8 @@ def test_partition_heal(tmp_path):
 def test_compact_flood(tmp_path):
     o = SCENARIOS["compact-flood"](tmp_path)
     assert o.passed, o
+
+
+def test_deep_fork(tmp_path):
+    o = SCENARIOS["deep-fork"](tmp_path)
+    assert o.passed, o

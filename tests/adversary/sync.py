@@ -211,3 +211,44 @@ def compact_flood(out: Path) -> Outcome:
     finally:
         attacker.close()
         h.net.stop_all()
+
+
+# --- deep-fork ----------------------------------------------------------------------
+
+@scenario("deep-fork")
+def deep_fork(out: Path) -> Outcome:
+    """Issue 10 item 10 (side branches): valid blocks forking from deep history,
+    posted unrequested, must not be stored."""
+    from learningchain.block import Block, commitment_hash_of
+    from learningchain.crypto import PrivateKey
+    from miner.pow import search
+    h = honest_network(out, 3)
+    try:
+        victim = h.nodes[1]
+        deadline = time.monotonic() + 60
+        while (status(victim).get("height") or 0) < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        key = PrivateKey.from_secret(4343)
+        reasons = []
+        for height in (0, 1, 2):  # children of genesis and of two early blocks: full work each
+            parent = get(victim.url, f"/blocks/{height}")["header"]
+            header = BlockHeader(height=height + 1, prev_hash=BlockHeader.parse(parent).hash,
+                                 merkle_root=merkle_root([]).hex(), commitment_hash=commitment_hash_of(None, None),
+                                 timestamp=parent["timestamp"] + 1, target=int(parent["target"], 16),
+                                 miner=key.public_hex)
+            nonce, _ = search(header.prefix(), header.target, 0, 1 << 40)
+            block = Block(header.with_nonce(nonce))
+            r = requests.post(victim.url + "/blocks", json=block.to_dict(), timeout=10)
+            reasons.append(r.json().get("reason") or r.json().get("status"))
+        s = status(victim)
+        stored = s.get("side_blocks", 0)
+        closing = rounds_close(h.nodes)
+        one = agree(h.nodes)
+        ok = stored == 0 and all(r == "block-side-work-too-low" for r in reasons)
+        return Outcome("deep-fork", "3 valid blocks (the work their parents require) forking from heights 0-2 "
+                                    f"of a chain at height {s.get('height')}, posted unrequested",
+                       f"answered {sorted(set(reasons))}; {stored} side blocks stored",
+                       rounds_kept_closing=closing, one_chain_one_model=one, ok=ok,
+                       details={"reasons": reasons, "side_blocks": stored})
+    finally:
+        h.net.stop_all()
