@@ -437,7 +437,8 @@ class PeerSet(PeerTable):
                     if status != "side":  # a URL we chose delivered work: protect it
                         self.mark_delivered(url)
                 elif status != "known":  # a block that is not its header's, or invalid: the peer lied
-                    self._sync_fault(url, f"blocks: {status}", penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
+                    self._sync_fault(url, f"blocks: {status}",
+                                     penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
                     return added, False
             i += min(len(docs), len(batch))  # zip ignored any extra blocks
         return added, True

@@ -12,7 +12,7 @@ from learningchain.chain import Chain
 from learningchain.errors import ValidationError
 from learningchain.headers import HeaderChain
 from tests.helpers import MINER, MINER2, next_block, remine, tiny_genesis
-from tests.served import network_factory, wait_for
+from tests.served import network_factory
 from tests.test_peers import FakePeer
 
 

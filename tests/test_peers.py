@@ -498,7 +498,7 @@ def test_a_compact_block_is_checked_against_its_parent_before_any_fetch(network,
     from learningchain import errors
     from learningchain.block import make_block, merkle_root
     from learningchain.peers import FETCH_BUDGET_TXS
-    from tests.helpers import mine, tiny_config
+    from tests.helpers import mine
     from learningchain.compact import max_compact_txids
 
     b = network("b", pow_limit=1 << 254)  # easier than the initial target: a cheaper target is allowed

@@ -174,7 +174,8 @@ def compact_flood(out: Path) -> Outcome:
         genesis = get(victim.url, "/blocks/0")["header"]
         need = int(parent["target"], 16)  # the target a child of the tip carries (mid-window)
         kinds = {  # what the attacker sends: none of these is worth a fetch
-            "easiest target (pow_limit) on the tip": _flood_header(parent, ids, h.config.pow_limit, True, key.public_hex),
+            "easiest target (pow_limit) on the tip": _flood_header(parent, ids, h.config.pow_limit, True,
+                                                                   key.public_hex),
             "the required target, not met": _flood_header(parent, ids, need, False, key.public_hex),
             "a real header on genesis (deep fork)": _flood_header(genesis, ids, h.config.initial_target, True,
                                                                   key.public_hex),
