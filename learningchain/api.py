@@ -19,10 +19,11 @@ from werkzeug.exceptions import HTTPException
 
 from learningchain import errors
 from learningchain.block import Block
-from learningchain.compact import rebuild_compact
+from learningchain.compact import check_compact, rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
+from learningchain.headers import MAX_HEADERS_PAGE
 from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
@@ -30,7 +31,7 @@ from learningchain.wire import (MAX_RATIO, ContentEncodingError, RatioError, Too
                                 gunzip_capped, is_gzip, is_identity)
 
 MAX_BODY_BYTES = 4 << 20
-#: decoded body cap of POST /peers, /sync/blocks (200 hashes: ~14 KB) and /mining/submit.
+#: decoded body cap of POST /peers, /sync/headers, /sync/blocks (500 hashes: ~34 KB) and /mining/submit.
 SMALL_BODY_BYTES = 64 << 10
 #: decoded body cap of POST /inv: 1000 ids of 67 bytes each, with room.
 INV_BODY_BYTES = 128 << 10
@@ -168,18 +169,58 @@ def block(ref: str):
     return jsonify({**b.to_dict(), "hash": b.hash})
 
 
-@api.post("/sync/blocks")
-def sync_blocks():
-    doc = body(SMALL_BODY_BYTES)
-    locator, limit = doc.get("locator"), doc.get("limit", 100)
+def sync_locator(doc: dict) -> list[str]:
+    locator = doc.get("locator")
     if not isinstance(locator, list) or len(locator) > 200 or not all(is_hex(h, 32) for h in locator):
         raise ApiError(400, "locator must be a list of at most 200 block hashes (64 hex)", "bad-locator")
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SYNC_PAGE:
-        raise ApiError(400, f"limit must be an integer in [1, {MAX_SYNC_PAGE}]", "bad-query")
+    return locator
+
+
+def sync_limit(doc: dict, default: int, most: int) -> int:
+    limit = doc.get("limit", default)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= most:
+        raise ApiError(400, f"limit must be an integer in [1, {most}]", "bad-query")
+    return limit
+
+
+@api.post("/sync/headers")
+def sync_headers():
+    """Headers-first sync: up to ``limit`` main-chain headers after the locator."""
+    doc = body(SMALL_BODY_BYTES)
+    locator, limit = sync_locator(doc), sync_limit(doc, MAX_HEADERS_PAGE, MAX_HEADERS_PAGE)
     n = node()
     with n.lock:
-        blocks = n.chain.blocks_after(locator, limit)
-        height = n.chain.height
+        headers = n.chain.headers_after(locator, limit + 1)
+        height, tip, work = n.chain.height, n.chain.tip.hash, n.chain.tip_work
+    return jsonify({"height": height, "tip": tip, "work": f"{work:x}",
+                    "headers": [h.to_dict() for h in headers[:limit]], "more": len(headers) > limit})
+
+
+@api.post("/sync/blocks")
+def sync_blocks():
+    """Blocks by hash (``{"hashes"}``, what headers-first sync asks for), or the
+    main-chain blocks after a locator (``{"locator", "limit"}``)."""
+    doc = body(SMALL_BODY_BYTES)
+    n = node()
+    if "hashes" in doc:
+        hashes = doc["hashes"]
+        if not isinstance(hashes, list) or not 1 <= len(hashes) <= MAX_SYNC_PAGE or not all(
+                is_hex(h, 32) for h in hashes):
+            raise ApiError(400, f"hashes must be a list of 1 to {MAX_SYNC_PAGE} block hashes (64 hex)",
+                           "bad-locator")
+        with n.lock:
+            blocks = []
+            for h in hashes:  # in the order asked, up to the first we do not hold
+                b = n.chain.get_block(h)
+                if b is None:
+                    break
+                blocks.append(b)
+            height = n.chain.height
+    else:
+        locator, limit = sync_locator(doc), sync_limit(doc, 100, MAX_SYNC_PAGE)
+        with n.lock:
+            blocks = n.chain.blocks_after(locator, limit)
+            height = n.chain.height
     page, size = [], 0
     for b in blocks:  # a byte budget too: peers cap what they read (peers.max_reply_bytes)
         if page and size + b.size > SYNC_PAGE_BYTES:
@@ -264,7 +305,12 @@ def post_block():
     if "compact" in doc:
         if set(doc) != {"compact"}:
             raise ApiError(400, "a compact block message holds only 'compact'", errors.BLOCK_MALFORMED)
-        b = rebuild_compact(n, doc["compact"], peer)
+        compact = check_compact(n, doc["compact"])  # all that costs no request, before any fetch
+        if compact.known:
+            return jsonify({"status": "known", "hash": compact.header.hash}), 202
+        if not compact.parent_known:  # fetch nothing for it: sync from the sender brings it
+            return jsonify({"status": n.note_orphan(compact.header, peer), "hash": compact.header.hash}), 202
+        b = rebuild_compact(n, compact, peer)
         if b is None:
             return jsonify({"status": "missing-txs",
                             "error": "some transactions are unknown here; send the full block"}), 202

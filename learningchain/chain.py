@@ -12,22 +12,21 @@ parent (target, timestamps, genesis header) are in
 :mod:`learningchain.header_rules`.
 
 Side branches are bounded (local policy, not consensus; docs/protocol.md
-section 8): a peer can fork from deep in history, where the retarget rules may
-allow a far easier target than today's, and feed valid but cheap blocks without
-end. At most ``max_side_blocks`` blocks / ``max_side_bytes`` bytes are kept off
-the main chain; past a cap, side *leaves* are evicted in order of least
+section 8) in two ways. *Admission*: a block that would be stored off the main
+chain is refused (``block-side-work-too-low``, not remembered as invalid) unless
+its branch's cumulative work is at least the tip's minus :data:`SIDE_MARGIN_BLOCKS`
+blocks' worth of the tip's work, or the caller says it was *solicited*: fetched
+by headers-first sync along a header chain with more work than our tip
+(:mod:`learningchain.headers`), or replayed from our own store. So a peer that
+forks from deep in history, where the retarget rules may allow a far easier
+target than today's, cannot make us store its cheap blocks (Bitcoin Core's
+``AcceptBlock``: an unrequested block on a chain with less work is not stored).
+*Caps*: at most ``max_side_blocks`` blocks / ``max_side_bytes`` bytes are kept
+off the main chain; past a cap, side *leaves* are evicted in order of least
 cumulative work (the later seen first on a tie, as fork choice prefers the first
 seen), the block just added last, until both caps hold. Only leaves go, so a kept
-block keeps its ancestors, and the main chain is never touched. Least work first
-because a fork from deep history carries little more than its fork point's work,
-so it is the least likely to become the best chain; sparing the newest block lets
-a branch that is being extended (e.g. a heavier fork arriving by sync) displace
-old cheap leaves instead of being evicted block after block. An evicted block is
-forgotten, not invalid: sync may fetch it again. Bitcoin Core instead fetches
-headers first and stores no unrequested block on a chain with less work
-(``AcceptBlock``: ``fHasMoreOrSameWork``, ``fTooFarAhead``); without headers a
-refusal by fork depth would also refuse the first blocks of a heavier deep fork
-arriving by sync, so only the caps are used.
+block keeps its ancestors, and the main chain is never touched. An evicted block
+is forgotten, not invalid: sync may fetch it again.
 """
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from learningchain import errors
-from learningchain.block import ZERO_HASH, Block, commitment_hash_of, make_block
+from learningchain.block import ZERO_HASH, Block, BlockHeader, commitment_hash_of, make_block
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
 from learningchain.header_rules import check_genesis_header, check_header, median_time, next_target
@@ -54,6 +53,9 @@ MAX_INVALID = 10_000
 #: default caps on blocks kept off the main chain (count and serialized bytes).
 MAX_SIDE_BLOCKS = 2_000
 MAX_SIDE_BYTES = 512 << 20
+#: an unsolicited side block is stored only if its branch's work is at least the
+#: tip's minus this many blocks of the tip's own work (side-branch admission).
+SIDE_MARGIN_BLOCKS = 6
 #: failures that depend on something the header hash does not commit to (the
 #: clock, a missing parent, tx signatures and thus exact size): never cached.
 _NOT_CACHED = {errors.BLOCK_BAD_PREV, errors.BLOCK_TIME_TOO_NEW, errors.BLOCK_TOO_LARGE,
@@ -206,12 +208,28 @@ class Chain:
     def blocks_after(self, locator: Sequence[str], limit: int = 100) -> list[Block]:
         """Main-chain blocks after the first locator hash on our main chain (after
         genesis if none is)."""
-        start = 0
+        return self.main_chain(self._fork_height(locator) + 1, limit)
+
+    def headers_after(self, locator: Sequence[str], limit: int = 2000) -> list[BlockHeader]:
+        """The headers of :meth:`blocks_after` (``POST /sync/headers``)."""
+        start = self._fork_height(locator) + 1
+        return [self._entries[h].block.header for h in self._main[start:start + max(0, limit)]]
+
+    def _fork_height(self, locator: Sequence[str]) -> int:
         for block_hash in locator:
             if self.on_main_chain(block_hash):
-                start = self._entries[block_hash].height
-                break
-        return self.main_chain(start + 1, limit)
+                return self._entries[block_hash].height
+        return 0
+
+    def entry(self, block_hash: str) -> Entry | None:
+        """The index entry of a block we hold (its parent link, cumulative work and
+        height: what headers-first sync checks a peer's headers against)."""
+        return self._entries.get(block_hash)
+
+    def side_work_floor(self) -> int:
+        """The least cumulative work an unsolicited side block's branch needs to be
+        stored: the tip's minus :data:`SIDE_MARGIN_BLOCKS` times the tip block's work."""
+        return self._tip.work - SIDE_MARGIN_BLOCKS * self._tip.block.header.work
 
     def round_summary(self, r: int) -> dict[str, Any] | None:
         """Round ``r`` on the main chain: its updates with heights, and the closing
@@ -273,13 +291,18 @@ class Chain:
 
     # --- adding blocks ------------------------------------------------------------
     def add_block(self, block: Block, now_ms: int, *, verify_signatures: bool = True,
-                  prune: bool = True, persist: Callable[[Block], None] | None = None) -> AddResult:
+                  prune: bool = True, solicited: bool = False,
+                  persist: Callable[[Block], None] | None = None) -> AddResult:
         """Validate ``block`` against its parent's state, update fork choice and
         (``prune``) enforce the side-branch caps: ``result.evicted`` names what went,
-        possibly ``block`` itself. Raises ValidationError (BLOCK_BAD_PREV for an
-        unknown parent: an orphan). ``persist``, when given, is called with the
-        valid block before anything in memory changes: if it raises, the chain is
-        exactly as before (a block is never in memory without being on disk)."""
+        possibly ``block`` itself. Unless ``solicited`` (sync fetched it along a
+        header chain with more work than our tip, or it is replayed from our store),
+        a block whose branch would stay below :meth:`side_work_floor` is refused
+        before any rule runs. ``persist``, when given, is called with the valid
+        block before anything in memory changes: if it raises, the chain is exactly
+        as before (a block is never in memory without being on disk). Raises
+        ValidationError (BLOCK_BAD_PREV for an unknown parent: an orphan;
+        BLOCK_SIDE_WORK_TOO_LOW)."""
         if block.hash in self._entries:
             return AddResult("known", block)
         if block.hash in self._invalid:
@@ -288,6 +311,8 @@ class Chain:
         parent = self._entries.get(block.header.prev_hash)
         if parent is None:
             raise ValidationError(errors.BLOCK_BAD_PREV, f"parent {block.header.prev_hash} is unknown")
+        if not solicited:
+            self.check_side_admission(parent, block.header)
         try:
             state = self.connect(block, parent, now_ms, verify_signatures)
         except ValidationError as exc:
@@ -314,6 +339,16 @@ class Chain:
             result = self._reorg(entry)
         evicted = self.prune_side_branches(keep=block.hash) if prune else ()
         return replace(result, evicted=evicted) if evicted else result
+
+    def check_side_admission(self, parent: Entry, header: BlockHeader) -> None:
+        """Raise BLOCK_SIDE_WORK_TOO_LOW if a block with ``header`` on ``parent``
+        would be a side block (no more work than the tip) below :meth:`side_work_floor`."""
+        work = parent.work + header.work
+        if work <= self._tip.work and work < self.side_work_floor():
+            raise ValidationError(errors.BLOCK_SIDE_WORK_TOO_LOW,
+                                  f"its branch would have {self._tip.work - work} less work than our tip (height "
+                                  f"{self.height}), more than {SIDE_MARGIN_BLOCKS} blocks' worth, and it was not "
+                                  f"requested by headers-first sync: not stored")
 
     def prune_side_branches(self, keep: str | None = None) -> tuple[str, ...]:
         """Evict side leaves of least cumulative work (later seen first on a tie)

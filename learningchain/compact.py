@@ -1,16 +1,22 @@
 """Compact blocks (the idea of BIP 152): a block travels as header, commitment
 and tx ids, and the receiver rebuilds it from its mempool and chain, fetching
 only the txs it lacks from the sender. Split from :mod:`learningchain.peers`,
-which sends them; :mod:`learningchain.api` receives them.
+which sends them and fetches missing txs; :mod:`learningchain.api` receives them.
+
+Nothing is fetched before the compact block has passed every check that costs
+no request (:func:`check_compact`): a compact block costs its sender a header
+with the work our chain requires on that parent, not a 26 KB request naming 400
+ids each of which we would fetch (issue 10, item 3).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from learningchain import errors
-from learningchain.block import Block, BlockHeader
+from learningchain.block import Block, BlockHeader, commitment_hash_of, merkle_root
 from learningchain.chain import Chain
-from learningchain.encoding import is_hex
+from learningchain.encoding import EncodingError, is_hex
 from learningchain.errors import ValidationError
 from learningchain.tx import UpdateTx
 
@@ -65,40 +71,94 @@ def check_header_work(header: BlockHeader, pow_limit: int, plausible: int | None
         raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
 
 
-def rebuild_compact(node: "Node", doc: Any, peer: str | None) -> Block | None:
-    """A block from its compact form: header + commitment + tx ids; txs from our
-    mempool/chain or fetched from ``peer``. None if some tx cannot be found.
+#: no transaction serializes to fewer bytes (field names, sender key, base digest
+#: and signature alone take more): a block of ``max_block_bytes`` holds at most
+#: ``max_block_bytes // MIN_TX_BYTES`` txs.
+MIN_TX_BYTES = 200
+#: the most tx ids a compact block may name, whatever ``max_block_bytes`` allows;
+#: a larger block travels in full.
+MAX_COMPACT_TXIDS = 4096
 
-    The header's proof of work is checked first (against a target no easier than
-    :func:`plausible_target_limit` when its parent is unknown here), and missing txs are fetched only
-    from ``peer`` if it is already in our peer table and not backing off (the
-    ``X-Peer`` header is the client's word: otherwise any client could make us
-    send requests to any URL). Without such a sender a block whose txs we lack is
-    refused with ``compact-unknown-peer``; the sender then posts the full block."""
+
+def max_compact_txids(max_block_bytes: int) -> int:
+    return min(MAX_COMPACT_TXIDS, max_block_bytes // MIN_TX_BYTES)
+
+
+@dataclass(frozen=True)
+class Compact:
+    """A compact block whose header passed every check a header alone allows."""
+    header: BlockHeader
+    commitment: dict | None
+    txids: tuple[str, ...]
+    parent_known: bool
+    known: bool = False  # we hold this block already: nothing else was checked
+
+
+def check_compact(node: "Node", doc: Any) -> Compact:
+    """Everything about a compact block that costs no request, before any tx is
+    fetched (docs/api.md, ``POST /blocks``): its shape; at most
+    :func:`max_compact_txids` ids; the merkle root of the ids and the commitment
+    hash against the header; and the header itself: a target no easier than
+    ``pow_limit`` and its proof of work (:func:`check_header_work`), then with a known parent the
+    header rules against that parent (height, proof of work, the target the
+    chain requires there, timestamps: :func:`~learningchain.headers.check_next_header`)
+    and side-branch admission (``block-side-work-too-low``, chain.py); with an
+    unknown parent a target no easier than :func:`plausible_target_limit`."""
     if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
         raise ValidationError(errors.BLOCK_MALFORMED,
                               "a compact block is an object with exactly header, commitment, txids")
     header = BlockHeader.parse(doc["header"])
-    # before anything costs us a request; the plausible-target bound only for an
-    # unknown parent: with a known one the exact target is checked when it connects
-    known_parent = node.knows_block(header.prev_hash)
-    check_header_work(header, node.config.pow_limit, None if known_parent else node.plausible_target_limit())
-    txids = doc["txids"]
-    if not isinstance(txids, list) or not all(is_hex(t, 32) for t in txids):
+    txids, commitment = doc["txids"], doc["commitment"]
+    if node.knows_block(header.hash):
+        return Compact(header, None, (), True, known=True)
+    if not isinstance(txids, list):
         raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
-    if doc["commitment"] is not None and not isinstance(doc["commitment"], dict):
+    most = max_compact_txids(node.config.max_block_bytes)
+    if len(txids) > most:
+        raise ValidationError(errors.COMPACT_TOO_MANY_TXIDS,
+                              f"{len(txids)} tx ids; a compact block names at most {most}: send the full block")
+    if not all(is_hex(t, 32) for t in txids):
+        raise ValidationError(errors.BLOCK_MALFORMED, "txids must be a list of 64-hex ids")
+    if commitment is not None and not isinstance(commitment, dict):
         raise ValidationError(errors.BLOCK_MALFORMED, "commitment must be an object or null")
-    fetch_from = None
-    txs = []
-    for txid in txids:
-        tx = node.lookup_tx(txid)
-        if tx is None and fetch_from is None:
-            fetch_from = node.peers.fetch_source(peer)  # raises compact-unknown-peer
-        if tx is None:  # the first failure ends it: a slow sender holds us once, not per tx
-            fetched = node.peers.fetch_tx(fetch_from, txid)
-            if fetched is not None:
-                tx = UpdateTx.parse(fetched)
-        if tx is None or tx.id != txid:
+    if merkle_root([bytes.fromhex(t) for t in txids]).hex() != header.merkle_root:
+        raise ValidationError(errors.BLOCK_BAD_MERKLE, "merkle root does not match the tx ids")
+    try:
+        chash = commitment_hash_of(commitment, None)
+    except EncodingError as exc:
+        raise ValidationError(errors.BLOCK_MALFORMED, f"commitment: {exc}") from None
+    if chash != header.commitment_hash:
+        raise ValidationError(errors.BLOCK_BAD_COMMITMENT_HASH, "commitment hash does not match the commitment")
+    parent_known = node.knows_block(header.prev_hash)
+    check_header_work(header, node.config.pow_limit, None if parent_known else node.plausible_target_limit())
+    if parent_known:
+        parent_known = node.check_header_on_parent(header)  # False only if the parent just went
+    return Compact(header, commitment, tuple(txids), parent_known)
+
+
+def rebuild_compact(node: "Node", compact: Compact, peer: str | None) -> Block | None:
+    """The block of a checked compact block (:func:`check_compact`, known parent):
+    txs from our mempool/chain, the missing ones fetched from ``peer``
+    (:meth:`PeerSet.fetch_txs <learningchain.peers.PeerSet.fetch_txs>`: in bounded
+    parallel, within a per-peer budget). None if some tx cannot be had: the
+    sender then posts the full block. Missing txs are fetched only from ``peer``
+    if it is already in our peer table and not backing off (the ``X-Peer`` header
+    is the client's word: otherwise any client could make us send requests to any
+    URL); without such a sender it is ``compact-unknown-peer``."""
+    found = {txid: node.lookup_tx(txid) for txid in compact.txids}
+    missing = [txid for txid, tx in found.items() if tx is None]
+    if missing:
+        source = node.peers.fetch_source(peer)  # raises compact-unknown-peer
+        fetched = node.peers.fetch_txs(source, missing)
+        if fetched is None:
             return None
-        txs.append(tx)
-    return Block(header=header, txs=tuple(txs), commitment=doc["commitment"], config=None)
+        for txid, doc in zip(missing, fetched):
+            try:
+                tx = UpdateTx.parse(doc)
+            except ValidationError:
+                return None
+            if tx.id != txid:
+                return None
+            found[txid] = tx
+    return Block(header=compact.header, txs=tuple(found[t] for t in compact.txids),
+                 commitment=compact.commitment, config=None)

@@ -82,6 +82,15 @@ COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
 #: an orphan's or a compact block's header target is easier than our chain could
 #: require within one retarget (compact.py, plausible_target_limit).
 BLOCK_TARGET_TOO_EASY = "block-target-too-easy"
+#: a block that would be stored off the main chain, unrequested, on a branch whose
+#: cumulative work is further below our tip's than the margin allows (chain.py,
+#: side-branch admission; docs/protocol.md section 8). Not invalid: if its branch
+#: becomes heavier, headers-first sync fetches it.
+BLOCK_SIDE_WORK_TOO_LOW = "block-side-work-too-low"
+#: a compact block naming more tx ids than a block of max_block_bytes can hold (compact.py).
+COMPACT_TOO_MANY_TXIDS = "compact-too-many-txids"
+#: a peer's header chain grew past the per-sync bound without more work than our tip (headers.py).
+SYNC_TOO_MANY_HEADERS = "sync-too-many-headers"
 
 # Local refusals of a node that cannot do its part (not consensus: the block may be valid).
 #: the block store could not be written (disk full, I/O error): the block was not

@@ -54,7 +54,8 @@ class Ledger:
                 continue
             try:
                 block = Block.parse(parse_json(data))
-                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
+                self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False,
+                                      solicited=True)  # it was admitted when stored
             except (ValidationError, EncodingError) as exc:
                 code = getattr(exc, "code", "bad-encoding")
                 failed.append((block_hash, f"{code}: {' '.join(getattr(exc, 'detail', str(exc)).split())}"))
@@ -107,14 +108,15 @@ class Ledger:
                                                     f"{found[1][:16]}... at height {block.height if block else '?'}")
         return self._mempool.add(tx, self._chain)
 
-    def submit_block(self, block: Block, now_ms: int) -> AddResult:
+    def submit_block(self, block: Block, now_ms: int, solicited: bool = False) -> AddResult:
         """Validate, persist, and only then connect in memory; drop the side blocks
         the caps evicted, and update the mempool. A block the store cannot take
         (disk full: SQLITE_FULL, an I/O error) is refused as
         :data:`errors.STORE_WRITE_FAILED` with the chain in memory unchanged, so
-        it is never served or relayed unpersisted (issue 10 item 7)."""
+        it is never served or relayed unpersisted (issue 10 item 7). ``solicited``:
+        see ``Chain.add_block``."""
         persist = None if self.store is None else self._persist
-        result = self._chain.add_block(block, now_ms, persist=persist)
+        result = self._chain.add_block(block, now_ms, persist=persist, solicited=solicited)
         if result.status != "known":
             if self.store is not None and result.evicted:
                 try:
@@ -183,7 +185,7 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
                                               f"stored genesis {block.hash} is not the configured {genesis.hash}")
                     chain = Chain(block, max_side_blocks=None, max_side_bytes=None)  # judge every stored block
                 else:
-                    chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True)
+                    chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True, solicited=True)
             except (ValidationError, EncodingError, ConfigError) as exc:
                 code = getattr(exc, "code", type(exc).__name__)
                 detail = getattr(exc, "detail", str(exc))

@@ -15,8 +15,10 @@
   lacks with ``GET /txs/<id>`` from the sender. Weights therefore cross each
   link about once per round.
 * Sync: on start and every :data:`SYNC_SECONDS`, poll each peer's ``/tip``
-  (height, tip, work); if it claims more work, fetch its main-chain blocks after our locator
-  (``POST /sync/blocks``) page by page and submit them. An orphan from a peer
+  (height, tip, work); if it claims more work, sync headers first
+  (:meth:`PeerSet.sync_with`): its headers after our locator (``POST
+  /sync/headers``), checked as they come, then, once they show more work than our
+  tip, the blocks along them by hash (``POST /sync/blocks {"hashes"}``). An orphan from a peer
   already in our table queues the same sync with it, on a pool of its own
   (:data:`SYNC_WORKERS` threads, at most one pending sync per peer), so syncs
   never delay gossip.
@@ -34,9 +36,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 import requests
 
 from learningchain import errors
+from learningchain.block import BlockHeader
 from learningchain.compact import compact_block
 from learningchain.encoding import EncodingError, canonical_json, parse_json
 from learningchain.errors import ValidationError
+from learningchain.headers import MAX_HEADERS_PAGE, MAX_SYNC_HEADERS, HeaderChain
 from learningchain.httpclient import BoundedSession, PeerReplyError
 from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
                                       normalize)
@@ -51,20 +55,42 @@ REQUEST_DEADLINE = 10.0
 #: bytes of one sync page the serving node aims at (it sends at least one block).
 SYNC_PAGE_BYTES = 8 << 20
 SYNC_SECONDS = 2.0
+#: blocks asked for in one ``POST /sync/blocks {"hashes"}``.
 SYNC_PAGE = 100
+#: seconds one whole sync with one peer may take (headers and blocks).
+SYNC_DEADLINE = 300.0
+#: header pages in a row without fetching blocks before a sync gives up.
+MAX_HEADER_PAGES = MAX_SYNC_HEADERS // MAX_HEADERS_PAGE + 10
+#: seconds a peer whose sync data broke a rule is not synced from again.
+SYNC_PENALTY_SECONDS = 600.0
+#: hashes in a locator we send (the server's limit is 200).
+MAX_LOCATOR = 200
 #: threads that run syncs queued by orphans (gossip has its own 8).
 SYNC_WORKERS = 2
 #: the largest reply to a request whose answer is a few fields or a peer list
 #: (/tip, /status, /peers, /inv, and our POSTs of txs and blocks).
 SMALL_REPLY_BYTES = 64 << 10
+#: an upper bound on one header as JSON (about 560 bytes).
+HEADER_JSON_BYTES = 1024
 #: a peer refusing a tx for these reasons is probably behind us: offer it again later.
 RETRY_REASONS = ("tx-round-not-open", "tx-wrong-base-model")
 #: a peer refusing our compact block for these reasons gets the full block instead.
-FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER,)
+FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER, errors.COMPACT_TOO_MANY_TXIDS)
+#: a compact block's missing txs: fetched this many at a time (one pool for all
+#: compact blocks), within a budget per sender and window of
+#: FETCH_BUDGET_TXS txs and FETCH_BUDGET_BLOCKS * max_block_bytes bytes.
+FETCH_PARALLEL = 4
+FETCH_WINDOW_SECONDS = 10.0
+FETCH_BUDGET_TXS = 512
+FETCH_BUDGET_BLOCKS = 2
 #: after answering "want" to one announcer, other announcers of the same tx id are
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def max_reply_bytes(max_block_bytes: int) -> int:
@@ -87,6 +113,8 @@ def reply_cap(method: str, path: str, max_tx_bytes: int, max_block_bytes: int) -
     polled every 2 s: a peer must not make each poll cost megabytes)."""
     if path == "/sync/blocks":
         return max_reply_bytes(max_block_bytes)
+    if path == "/sync/headers":
+        return MAX_HEADERS_PAGE * HEADER_JSON_BYTES + SMALL_REPLY_BYTES
     if method == "GET" and path.startswith("/blocks/"):
         return max_block_bytes + SMALL_REPLY_BYTES
     if method == "GET" and path.startswith("/txs/"):
@@ -110,6 +138,10 @@ class PeerSet(PeerTable):
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
+        # compact blocks' missing txs: a small pool of its own and a budget per peer
+        self._fetch_pool = ThreadPoolExecutor(max_workers=FETCH_PARALLEL, thread_name_prefix="fetch")
+        self._sync_penalty: OrderedDict[str, float] = OrderedDict()  # url -> no sync before (monotonic)
+        self._fetch_budget: OrderedDict[str, tuple[float, int, int]] = OrderedDict()  # url -> (start, txs, bytes)
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -234,11 +266,67 @@ class PeerSet(PeerTable):
         raise ValidationError(errors.COMPACT_UNKNOWN_PEER, f"some transactions of this compact block are "
                                                            f"unknown here and {why}: send the full block")
 
-    def fetch_tx(self, url: str, txid: str) -> dict | None:
-        reply = self.request(normalize(url), "GET", f"/txs/{txid}")
-        if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+    def fetch_txs(self, url: str, txids: list[str]) -> list[dict] | None:
+        """The tx documents of ``txids`` from ``url`` (``GET /txs/<id>``), at most
+        :data:`FETCH_PARALLEL` at a time, or None as soon as one fails or the
+        peer's budget is spent (the compact block's sender then posts the full
+        block). Budget per peer and :data:`FETCH_WINDOW_SECONDS` window:
+        :data:`FETCH_BUDGET_TXS` txs and :data:`FETCH_BUDGET_BLOCKS` blocks' worth
+        of bytes (``max_block_bytes``); one compact block's fetches also stop past
+        ``max_block_bytes`` (its block could not be valid)."""
+        url = normalize(url)
+        block_cap = self.node.config.max_block_bytes
+        if not self._charge_fetch(url, len(txids), 0):
             return None
-        return reply[1].get("tx")
+        out: list[dict | None] = [None] * len(txids)
+        failed = threading.Event()
+        spent = [0]
+        spent_lock = threading.Lock()
+
+        def one(i: int) -> None:
+            if failed.is_set():
+                return
+            reply = self.request(url, "GET", f"/txs/{txids[i]}")
+            doc = reply[1].get("tx") if reply and reply[0] == 200 and isinstance(reply[1], dict) else None
+            size = len(canonical_json(doc)) if isinstance(doc, dict) else 0
+            with spent_lock:
+                spent[0] += size
+                over = spent[0] > block_cap
+            if not isinstance(doc, dict) or over or not self._charge_fetch(url, 0, size):
+                failed.set()  # the first failure ends it: a slow sender holds us once, not per tx
+                return
+            out[i] = doc
+
+        try:
+            futures = [self._fetch_pool.submit(one, i) for i in range(len(txids))]
+        except RuntimeError:  # the pool is shut down: the node is stopping
+            return None
+        for f in futures:
+            try:
+                f.result()
+            except Exception:  # cancelled at shutdown
+                failed.set()
+        if failed.is_set() or any(d is None for d in out):
+            return None
+        return out  # type: ignore[return-value]
+
+    def _charge_fetch(self, url: str, count: int, size: int) -> bool:
+        """Charge ``count`` txs and ``size`` bytes to ``url``'s fetch budget; False
+        (nothing charged) if that would pass it."""
+        now = time.monotonic()
+        byte_budget = FETCH_BUDGET_BLOCKS * self.node.config.max_block_bytes
+        with self._lock:
+            start, txs, used = self._fetch_budget.get(url, (now, 0, 0))
+            if now - start >= FETCH_WINDOW_SECONDS:
+                start, txs, used = now, 0, 0
+            if txs + count > FETCH_BUDGET_TXS or used + size > byte_budget:
+                self._fetch_budget[url] = (start, txs, used)
+                return False
+            self._fetch_budget[url] = (start, txs + count, used + size)
+            self._fetch_budget.move_to_end(url)
+            while len(self._fetch_budget) > MAX_PEERS:
+                self._fetch_budget.popitem(last=False)
+            return True
 
     def announce(self) -> None:
         """Tell every peer about us (``POST /peers``) and learn the peers they know.
@@ -267,39 +355,116 @@ class PeerSet(PeerTable):
 
     # --- sync -----------------------------------------------------------------------------
     def sync_with(self, url: str) -> int:
-        """Fetch and submit the peer's main-chain blocks after our locator until
-        caught up; returns how many blocks were new to us."""
+        """Headers-first sync with one peer (docs/protocol.md section 8, "Sync"):
+        download its headers after a locator built from the header chain received
+        so far (:class:`~learningchain.headers.HeaderChain`, each header checked
+        against its parent), and only once that chain has more work than our tip
+        download its blocks by hash, in order, page by page; then go on from the
+        last block until the peer has no more headers, at any fork depth. Bounded:
+        :data:`SYNC_DEADLINE` seconds, :data:`~learningchain.headers.MAX_SYNC_HEADERS`
+        headers in memory. A peer whose headers do not connect or break a rule,
+        or whose blocks do not match its headers, counts a failure and the sync
+        ends. Returns how many blocks were new to us."""
         url = normalize(url)
         with self._lock:
-            if url in self._syncing:
+            if url in self._syncing or self._sync_penalty.get(url, 0.0) > time.monotonic():
                 return 0
             self._syncing.add(url)
-        added = 0
         try:
-            for _ in range(1000):  # bounded: 1000 pages
-                reply = self.request(url, "POST", "/sync/blocks",
-                                     {"locator": self.node.locator(), "limit": SYNC_PAGE})
-                if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
-                    return added
-                docs = reply[1].get("blocks")
-                if not isinstance(docs, list) or not docs:
-                    return added
-                new = 0
-                for doc in docs:
-                    status = self.node.receive_block_doc(doc, peer=url, relay=False)
-                    if status in ("connected", "reorg", "side"):
-                        new += 1
-                        if status != "side":  # a URL we chose delivered work: protect it
-                            self.mark_delivered(url)
-                    elif status not in ("known",):
-                        return added + new
-                added += new
-                if (len(docs) < SYNC_PAGE and not reply[1].get("more")) or new == 0:
-                    return added
-            return added
+            return self._sync_headers_first(url, time.monotonic() + SYNC_DEADLINE)
         finally:
             with self._lock:
                 self._syncing.discard(url)
+
+    def _sync_headers_first(self, url: str, deadline: float) -> int:
+        node, added = self.node, 0
+        base = node.chain_entry(node.tip_info()[1])
+        if base is None:
+            return 0
+        hc = HeaderChain(base, node.config)
+        pages = 0  # header pages since blocks were last fetched: bounds a peer that never gets heavier
+        while time.monotonic() < deadline and not self.node.stop_event.is_set() and pages <= MAX_HEADER_PAGES:
+            before, pages = hc.tip, pages + 1
+            hc.our_height = node.tip_info()[0]
+            locator = list(dict.fromkeys(hc.locator() + node.locator()))[:MAX_LOCATOR]
+            reply = self.request(url, "POST", "/sync/headers", {"locator": locator, "limit": MAX_HEADERS_PAGE})
+            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+                return added
+            docs, more = reply[1].get("headers"), reply[1].get("more") is True
+            try:
+                if not isinstance(docs, list) or len(docs) > MAX_HEADERS_PAGE:
+                    raise ValidationError(errors.BLOCK_MALFORMED, f"headers must be a list of at most "
+                                                                  f"{MAX_HEADERS_PAGE}")
+                hc.extend([BlockHeader.parse(d) for d in docs], node.chain_entry, _now_ms())
+            except ValidationError as exc:
+                self._sync_fault(url, f"headers: {exc.code}: {exc.detail}",
+                                 penalize=exc.code != errors.BLOCK_TIME_TOO_NEW)  # our clock may be behind
+                return added
+            if docs and hc.tip is before:  # a page must move the header chain, or the peer stalls us
+                self._sync_fault(url, "headers: a page that does not extend the header chain", penalize=True)
+                return added
+            if hc.nodes and hc.work > node.tip_work():  # heavier than our tip: fetch its blocks
+                got, ok = self._fetch_blocks(url, hc.hashes(), deadline)
+                added += got
+                held = node.chain_entry(hc.tip.hash) if ok else None
+                if held is None:
+                    return added
+                hc.rebase(held)  # memory: only headers we have no block for are kept
+                pages = 0
+            elif not more:
+                return added  # the peer's chain has no more work than ours: nothing to fetch
+        return added
+
+    def _fetch_blocks(self, url: str, hashes: list[str], deadline: float) -> tuple[int, bool]:
+        """Fetch and submit the blocks ``hashes`` (a header chain, lowest first) from
+        ``url``, :data:`SYNC_PAGE` a request; (new blocks, all fetched and accepted)."""
+        added, i = 0, 0
+        while i < len(hashes):
+            if time.monotonic() >= deadline or self.node.stop_event.is_set():
+                return added, False
+            batch = hashes[i:i + SYNC_PAGE]
+            reply = self.request(url, "POST", "/sync/blocks", {"hashes": batch})
+            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
+                return added, False
+            docs = reply[1].get("blocks")
+            if not isinstance(docs, list) or not docs:
+                self._sync_fault(url, "blocks: the peer did not send the blocks of its own headers")
+                return added, False
+            for want, doc in zip(batch, docs):
+                status = self.node.receive_block_doc(doc, peer=url, relay=False, solicited=True, expect=want)
+                if status in ("connected", "reorg", "side"):
+                    added += 1
+                    if status != "side":  # a URL we chose delivered work: protect it
+                        self.mark_delivered(url)
+                elif status != "known":  # a block that is not its header's, or invalid: the peer lied
+                    self._sync_fault(url, f"blocks: {status}",
+                                     penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
+                    return added, False
+            i += min(len(docs), len(batch))  # zip ignored any extra blocks
+        return added, True
+
+    def _sync_fault(self, url: str, why: str, penalize: bool = False) -> None:
+        """A peer sent sync data we cannot use: log it and count a failure.
+        ``penalize``: the data broke a rule (a header or block that is invalid or
+        not what it claims, headers that do not connect, too many cheap ones):
+        no sync with it for :data:`SYNC_PENALTY_SECONDS`, so a peer feeding cheap
+        headers costs us one bounded sync (about 75 us of CPU per header) per
+        penalty, not one every sync tick."""
+        self.node.log(f"sync with {url} stopped: {why[:200]}"
+                      + (f"; no sync with it for {SYNC_PENALTY_SECONDS:.0f} s" if penalize else ""))
+        with self._lock:
+            peer = self._peers.get(url)
+            if penalize:
+                self._sync_penalty[url] = time.monotonic() + SYNC_PENALTY_SECONDS
+                self._sync_penalty.move_to_end(url)
+                while len(self._sync_penalty) > 4 * MAX_PEERS:
+                    self._sync_penalty.popitem(last=False)
+        self._failed(peer, f"sync: {why[:80]}")
+
+    def sync_penalized(self, url: str) -> bool:
+        """Is ``url`` barred from syncing with us after breaking a rule?"""
+        with self._lock:
+            return self._sync_penalty.get(normalize(url), 0.0) > time.monotonic()
 
     def sync_once(self) -> None:
         my_height, my_tip = self.node.tip_info()
@@ -379,6 +544,7 @@ class PeerSet(PeerTable):
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
+        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._session.close()

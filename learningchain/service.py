@@ -31,6 +31,7 @@ from learningchain.data import load_partition
 from learningchain.energy import EnergyMeter
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.genesis import NetworkConfig, make_genesis
+from learningchain.headers import check_next_header
 from learningchain.ledger import Ledger
 from learningchain.mempool import EarlyTxs
 from learningchain.models import build_model
@@ -143,6 +144,11 @@ class Node:
     def locator(self) -> list[str]:
         with self.lock:
             return self.chain.locator()
+
+    def chain_entry(self, block_hash: str):
+        """Our index entry of a block we hold, or None (headers-first sync)."""
+        with self.lock:
+            return self.chain.entry(block_hash)
 
     def plausible_target_limit(self) -> int:
         """The easiest target we accept on a block we cannot connect yet (compact.py)."""
@@ -260,15 +266,18 @@ class Node:
         with self.lock:
             return self.early.insert(tx, self.chain.tip_state.round, peer)
 
-    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True) -> str:
+    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
+                     solicited: bool = False) -> str:
         """Validate and add; gossip if it extends our best chain. Returns the ledger's
         status or "orphan" (the missing ancestors are then fetched from ``peer`` if
-        it is in our peer table: the ``X-Peer`` header is only the client's word)."""
+        it is in our peer table: the ``X-Peer`` header is only the client's word).
+        ``solicited``: fetched by headers-first sync along a heavier header chain
+        (exempt from side-branch admission, chain.py)."""
         self.observe_energy()
         try:
             with self.lock:
                 t0 = time.perf_counter()
-                result = self.ledger.submit_block(block, now_ms())
+                result = self.ledger.submit_block(block, now_ms(), solicited=solicited)
                 spent = time.perf_counter() - t0
                 self.mempool_version += 1
         except ValidationError as exc:
@@ -278,12 +287,7 @@ class Node:
                 except ValidationError as bad:
                     self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
                     raise bad from None
-                self.orphans += 1
-                queued = self.peers.sync_in_background(peer)
-                self.log(f"block {block.height} {block.hash[:12]} is an orphan; "
-                         + (f"syncing from {peer}" if queued else
-                            f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
-                return "orphan"
+                return self.note_orphan(block.header, peer)
             self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
             raise
         self.peers.mark_seen(peer, block.hash)
@@ -305,6 +309,31 @@ class Node:
                      f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
                      f"{chain.evicted_total} evicted since start")
         return result.status
+
+    def note_orphan(self, header, peer: str | None) -> str:
+        """A block (or compact block) whose parent we lack and whose header's own
+        work checked out: count it and queue a sync from ``peer`` if it is in our
+        peer table. Returns "orphan"."""
+        self.orphans += 1
+        queued = self.peers.sync_in_background(peer)
+        self.log(f"block {header.height} {header.hash[:12]} is an orphan; "
+                 + (f"syncing from {peer}" if queued else
+                    f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
+        return "orphan"
+
+    def check_header_on_parent(self, header) -> bool:
+        """False if ``header``'s parent is unknown here; otherwise raise unless the
+        header meets every rule a header alone can be checked against on that
+        parent (headers.check_next_header: height, proof of work, the required
+        target, timestamps) and side-branch admission (chain.py). What a compact
+        block must pass before any of its txs is fetched."""
+        with self.lock:
+            parent = self.chain.entry(header.prev_hash)
+            if parent is None:
+                return False
+            check_next_header(header, parent, self.config, now_ms())
+            self.chain.check_side_admission(parent, header)
+            return True
 
     def _submit_early(self) -> None:
         with self.lock:
@@ -333,10 +362,15 @@ class Node:
                 self.log(f"round {c.get('round')} closed at height {b.height}: "
                          f"{len(c.get('accepted', []))} accepted, {len(c.get('rejected', {}))} rejected")
 
-    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True) -> str:
-        """A full block document from a peer or sync; validation errors become a status."""
+    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
+                          solicited: bool = False, expect: str | None = None) -> str:
+        """A full block document from a peer or sync; validation errors become a
+        status. ``expect``: the hash the block must have (sync fetches by hash)."""
         try:
-            return self.submit_block(Block.parse(doc), peer=peer, relay=relay)
+            block = Block.parse(doc)
+            if expect is not None and block.hash != expect:
+                raise ValidationError(errors.BLOCK_MALFORMED, f"asked for block {expect}, got {block.hash}")
+            return self.submit_block(block, peer=peer, relay=relay, solicited=solicited)
         except ValidationError as exc:
             if not getattr(exc, "counted", False):  # submit_block's _refuse counted the others
                 self._refuse(exc, "block document", peer or "sync")

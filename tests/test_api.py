@@ -177,6 +177,23 @@ def test_sync_blocks_returns_blocks_after_locator(client, node):
     assert post(client, "/sync/blocks", {"locator": ["zz"], "limit": 10}).status_code == 400
 
 
+def test_sync_headers_and_blocks_by_hash(client, node):
+    for _ in range(3):
+        mine_via_api(client)
+    r = post(client, "/sync/headers", {"locator": [node.genesis.hash], "limit": 2}).get_json()
+    assert [h["height"] for h in r["headers"]] == [1, 2] and r["more"] is True and r["height"] == 3
+    assert r["tip"] == node.chain.tip.hash and int(r["work"], 16) == node.chain.tip_work
+    rest = post(client, "/sync/headers", {"locator": [node.chain.block_at(2).hash]}).get_json()
+    assert [h["height"] for h in rest["headers"]] == [3] and rest["more"] is False
+    hashes = [node.chain.block_at(h).hash for h in (3, 1)]
+    got = post(client, "/sync/blocks", {"hashes": hashes + ["ab" * 32, node.chain.block_at(2).hash]}).get_json()
+    assert [b["header"]["height"] for b in got["blocks"]] == [3, 1]  # in the order asked, up to an unknown one
+    for bad in ({"locator": [], "limit": 2001}, {"locator": "x"}, {"locator": [], "limit": True}):
+        assert post(client, "/sync/headers", bad).status_code == 400, bad
+    for bad in ({"hashes": []}, {"hashes": ["zz"]}, {"hashes": ["ab" * 32] * 501}):
+        assert post(client, "/sync/blocks", bad).get_json()["reason"] == "bad-locator", bad
+
+
 def test_peers_accepts_http_urls_only(client):
     assert post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()["added"] is True
     for bad in ("ftp://x", "file:///etc/passwd", "javascript:alert(1)", "127.0.0.1:5000", 5, None, "http://"):

@@ -382,14 +382,16 @@ def test_heavier_deep_fork_still_reorgs_past_a_full_cap_of_cheap_junk():
     slow = Chain(g)
     slow.add_block(main[0], now(main[0]))
     junk = extend(slow, 20, MINER2, dt=100_000)    # eases to pow_limit: cheap, long
-    evicted = [chain.add_block(b, now(b)).evicted for b in junk[:6]]
+    refused(chain, junk[0], errors.BLOCK_SIDE_WORK_TOO_LOW)  # unsolicited: side-branch admission refuses it
+    # the caps hold even for blocks sync asked for (solicited: exempt from admission)
+    evicted = [chain.add_block(b, now(b), solicited=True).evicted for b in junk[:6]]
     assert evicted == [()] * 5 + [(junk[5].hash,)]  # one branch: its new tip is the only leaf
     refused(chain, junk[6], errors.BLOCK_BAD_PREV)  # so the branch stops growing here
     assert chain.side_blocks == 5 and slow.tip_work < chain.tip_work
     fast = extend(base, 8, MINER2, dt=10)          # harder every 2 blocks: more work, shorter
     statuses = []
     for b in fast:
-        statuses.append(chain.add_block(b, now(b)).status)
+        statuses.append(chain.add_block(b, now(b), solicited=True).status)
         assert chain.side_blocks <= 5
         _consistent(chain)
     assert "reorg" in statuses and chain.tip == fast[-1] and base.tip_work == chain.tip_work

@@ -113,10 +113,17 @@ def test_a_silent_peer_costs_timeouts_not_liveness(tmp_path):
         wait_for(lambda: b.status()["tip"] == block.hash, DEADLINE, "the block on b")
         wait_for(lambda: any(p["url"] == silent.url and p["failures"] >= 1 for p in a.node.peers.snapshot()),
                  DEADLINE, "the silent peer to be marked failed")
-        # a compact block naming the silent peer as its source: its header's work is checked
+        # a compact block naming the silent peer as its source (a sibling of the block, with
+        # the work the chain requires and 30 ids under its merkle root): its header is checked
         # first; then one fetch times out, not one per tx (none if the peer is backing off)
-        compact = {"header": block.header.to_dict(), "commitment": None,
-                   "txids": [f"{i:064x}" for i in range(30)]}
+        from dataclasses import replace
+
+        from learningchain.block import Block, merkle_root
+        from tests.helpers import mine
+        ids = [f"{i:064x}" for i in range(30)]
+        sibling = replace(block.header, merkle_root=merkle_root([bytes.fromhex(i) for i in ids]).hex(), nonce=0)
+        sibling = mine(Block(sibling)).header
+        compact = {"header": sibling.to_dict(), "commitment": None, "txids": ids}
         t0 = time.monotonic()
         r = requests.post(b.url + "/blocks", json={"compact": compact}, headers={"X-Peer": silent.url},
                           timeout=TIMEOUT[0] + TIMEOUT[1] + 10)

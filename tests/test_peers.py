@@ -462,10 +462,13 @@ def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
     _tid, template = b.node.new_template()
     forged = replace(update_tx(b.node.chain, KEYS[0]), signature=update_tx(b.node.chain, KEYS[1]).signature)
     bad = rebuild(template, txs=[forged])  # a block holding an invalid tx
-    page = json.dumps({"height": 1, "blocks": [bad.to_dict(), {"header": 5}]}).encode()
+    # one reply for every path: headers for /sync/headers, blocks for /sync/blocks
+    page = json.dumps({"height": 1, "headers": [bad.header.to_dict()], "more": False,
+                       "blocks": [bad.to_dict(), {"header": 5}]}).encode()
     source = fake_peer(reply=page)
     b.node.peers.add(source.url)
     assert b.node.peers.sync_with(source.url) == 0  # the first refusal ends the page
+    assert [p for p in source.paths if p.startswith("/sync/")] == ["/sync/headers", "/sync/blocks"]
     assert b.status()["refused"] == {"block-bad-tx": 1}
     assert b.node.receive_block_doc({"header": 5}, peer=source.url) == "block-malformed"
     assert b.status()["refused"] == {"block-bad-tx": 1, "block-malformed": 1}
@@ -485,3 +488,66 @@ def test_bad_peer_urls_on_the_command_line_are_an_error(tmp_path, capsys):
         assert err.startswith("node.py run: --peers: ") and err.count("\n") == 1, err
     assert not (tmp_path / "d").exists()  # refused before anything was written
     assert parse_peer_list(" http://127.0.0.1:5001/ ,, https://h:1") == ["http://127.0.0.1:5001", "https://h:1"]
+
+
+def test_a_compact_block_is_checked_against_its_parent_before_any_fetch(network, fake_peer):
+    """Issue 10 item 3: on a known parent the header must carry the target the chain
+    requires there, meet it, and keep its branch within the side-branch margin; the
+    ids must match the merkle root and be few enough for a block. Only then is any
+    tx fetched, and then in parallel, within the sender's budget."""
+    from learningchain import errors
+    from learningchain.block import make_block, merkle_root
+    from learningchain.peers import FETCH_BUDGET_TXS
+    from tests.helpers import mine
+    from learningchain.compact import max_compact_txids
+
+    b = network("b", pow_limit=1 << 254)  # easier than the initial target: a cheaper target is allowed
+    stop_sync_loop(b)
+    spy = fake_peer(reply=b"{}")  # answers every GET /txs/<id> with nothing useful
+    b.node.peers.add(spy.url)
+    for _ in range(8):
+        b.mine_one()
+    tip = b.node.chain.tip
+    cfg = b.node.config
+
+    def compact_on(parent, n_ids: int, target: int, timestamp: int, height=None, mined=True):
+        ids = [f"{i:064x}" for i in range(1, n_ids + 1)]
+        blk = make_block(height=parent.height + 1 if height is None else height, prev_hash=parent.hash,
+                         timestamp=timestamp, target=target, miner=KEYS[0].public_hex)
+        root = merkle_root([bytes.fromhex(i) for i in ids]).hex()
+        from dataclasses import replace
+        header = replace(blk.header, merkle_root=root)
+        if mined:
+            header = mine(type(blk)(header, (), None, None)).header
+        return {"compact": {"header": header.to_dict(), "commitment": None, "txids": ids}}
+
+    def send(doc):
+        return requests.post(b.url + "/blocks", json=doc, headers={"X-Peer": spy.url}, timeout=10)
+
+    now = tip.header.timestamp + 1000
+    cases = [  # (what, compact block, reason)
+        ("an easier target than the chain requires", compact_on(tip, 400, cfg.initial_target * 2, now),
+         errors.BLOCK_BAD_TARGET),
+        ("a timestamp before the median", compact_on(tip, 400, cfg.initial_target, cfg.timestamp),
+         errors.BLOCK_TIME_TOO_OLD),
+        ("a deep fork: far less work than our tip", compact_on(b.node.chain.genesis, 400, cfg.initial_target, now),
+         errors.BLOCK_SIDE_WORK_TOO_LOW),
+        ("too many ids", compact_on(tip, max_compact_txids(cfg.max_block_bytes) + 1, cfg.initial_target, now),
+         errors.COMPACT_TOO_MANY_TXIDS),
+    ]
+    for what, doc, reason in cases:
+        r = send(doc)
+        assert r.status_code == 400 and r.json()["reason"] == reason, (what, r.text)
+    bad_root = compact_on(tip, 3, cfg.initial_target, now)
+    bad_root["compact"]["txids"] = bad_root["compact"]["txids"][:2]
+    assert send(bad_root).json()["reason"] == errors.BLOCK_BAD_MERKLE
+    assert not [p for p in spy.paths if p.startswith("/txs/")]  # nothing fetched for any of them
+    # a header with the work our chain requires: the fetch starts, and its first failure ends it
+    r = send(compact_on(tip, 400, cfg.initial_target, now))
+    assert r.status_code == 202 and r.json()["status"] == "missing-txs", r.text
+    fetched = [p for p in spy.paths if p.startswith("/txs/")]
+    assert 1 <= len(fetched) <= 4  # FETCH_PARALLEL in flight when the first failed
+    # the sender's budget: more ids than it has left in the window fetch nothing
+    before = len(spy.paths)
+    assert b.node.peers.fetch_txs(spy.url, [f"{i:064x}" for i in range(FETCH_BUDGET_TXS)]) is None
+    assert len(spy.paths) == before

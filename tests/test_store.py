@@ -95,7 +95,7 @@ def test_evicted_side_blocks_leave_memory_and_store(tmp_path):
     main = grow(ledger, 8, 0)
     forks = _one_block_forks(g, main)
     for b in forks:
-        assert ledger.submit_block(b, now(b)).status == "side"
+        assert ledger.submit_block(b, now(b), solicited=True).status == "side"  # caps, not admission
         assert ledger.chain.side_blocks <= 3 and ledger.store.count() == len(ledger.chain)
     kept, gone = forks[-3:], forks[:-3]
     assert all(ledger.store.has(b.hash) for b in kept) and not any(ledger.store.has(b.hash) for b in gone)
