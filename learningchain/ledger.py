@@ -2,6 +2,12 @@
 use them. Thin on purpose: every rule lives in :mod:`.chain`, :mod:`.rounds`
 and :mod:`.mempool`; this module only orders the calls (validate, persist,
 update the mempool) and replays the store on start.
+
+With a store, the chain keeps only the recent blocks in memory and reads older
+ones (bodies, models of old rounds) back from it (:class:`Chain`, issue 10
+item 12); every round's model is written to the store's ``models`` table when
+its closing block arrives. The mempool is mirrored in the store's ``mempool``
+table and re-validated on start, so a restarted node keeps it (item 14).
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 from learningchain import errors
 from learningchain.block import Block
-from learningchain.chain import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, AddResult, Chain
+from learningchain.chain import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, RETAIN_BLOCKS, AddResult, Chain
 from learningchain.encoding import EncodingError, parse_json
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.mempool import Mempool
@@ -26,14 +32,21 @@ REPLAY_NOW_MS = 2**62
 class Ledger:
     def __init__(self, genesis: Block, store: Store | None = None, *, max_mempool_txs: int = 10_000,
                  max_mempool_bytes: int = 256 << 20, max_side_blocks: int | None = MAX_SIDE_BLOCKS,
-                 max_side_bytes: int | None = MAX_SIDE_BYTES):
-        self._chain = Chain(genesis, max_side_blocks=max_side_blocks, max_side_bytes=max_side_bytes)
+                 max_side_bytes: int | None = MAX_SIDE_BYTES, retain_blocks: int | None = RETAIN_BLOCKS):
+        """``retain_blocks``: main-chain blocks below the tip kept whole in memory
+        when there is a store (None: keep every block, the behaviour before issue 10)."""
+        sources = {}
+        if store is not None and retain_blocks is not None:
+            sources = dict(block_source=store.get_block, model_source=store.get_model, retain_blocks=retain_blocks)
+        self._chain = Chain(genesis, max_side_blocks=max_side_blocks, max_side_bytes=max_side_bytes, **sources)
         self.evicted_on_open = 0  # side blocks over the caps found in the store at start
         self._mempool = Mempool(max_mempool_txs, max_mempool_bytes)
         self.store = store
+        self.mempool_restored = self.mempool_dropped = 0  # stored mempool txs kept / dropped on open
         if store is not None:
             store.check_genesis(genesis)
             self._replay(store, genesis)
+            self._load_mempool(store)
 
     def _replay(self, store: Store, genesis: Block) -> None:
         """Rebuild every derived structure from the stored blocks. They were fully
@@ -43,11 +56,14 @@ class Ledger:
         caps is trimmed), and the evicted blocks are deleted from the store."""
         if store.genesis_hash() is None:
             store.put(genesis)
+        models = store.model_digests()
         for block in store.iter_blocks():
             if block.height == 0:
                 continue
             try:
                 self._chain.add_block(block, REPLAY_NOW_MS, verify_signatures=False, prune=False)
+                if block.commitment is not None and block.commitment.get("model_digest") not in models:
+                    self._keep_model(block)  # a store written before the models table
             except ValidationError as exc:
                 raise ConfigError(f"{store.path}: stored block {block.hash} at height {block.height} no longer "
                                   f"validates ({exc.code}: {' '.join(exc.detail.split())}); this store was "
@@ -58,6 +74,38 @@ class Ledger:
             store.delete(evicted)
         self.evicted_on_open = len(evicted)
 
+    def _keep_model(self, block: Block) -> None:
+        """Write G(r) of a round-closing block to the store (read back by the chain
+        once the round is deep below the tip)."""
+        if self.store is None or block.commitment is None or block.hash not in self._chain:
+            return
+        state = self._chain.state_of(block.hash)
+        if state is not None:
+            self.store.put_model(state.model_digest, state.model)
+
+    def _load_mempool(self, store: Store) -> None:
+        """Offer the stored mempool txs to the mempool again, as if just received
+        (signatures, round, base, bounds); those refused are deleted from the store."""
+        dropped = []
+        for txid, data in store.mempool_rows():
+            try:
+                tx = UpdateTx.parse(parse_json(data))
+                if tx.id != txid:
+                    raise ValidationError(errors.TX_MALFORMED, "stored under another id")
+                self.submit_tx(tx, persist=False)
+                self.mempool_restored += 1
+            except (ValidationError, EncodingError):
+                dropped.append(txid)
+        store.mempool_update(remove=dropped)
+        self.mempool_dropped = len(dropped)
+
+    def _mirror_mempool(self, before: set[str]) -> None:
+        """Write the mempool's changes since ``before`` (its ids then) to the store."""
+        if self.store is None:
+            return
+        now = {t.id for t in self._mempool}
+        self.store.mempool_update(add=[self._mempool.get(i) for i in now - before], remove=list(before - now))
+
     @property
     def chain(self) -> Chain:
         return self._chain
@@ -66,7 +114,7 @@ class Ledger:
     def mempool(self) -> Mempool:
         return self._mempool
 
-    def submit_tx(self, tx: UpdateTx) -> str:
+    def submit_tx(self, tx: UpdateTx, persist: bool = True) -> str:
         """"accepted", or "known" when already in the mempool (gossip arrives from
         several peers: idempotent); raises ValidationError (TX_*, mempool-full, and
         :data:`errors.TX_REPLAY` for a tx already confirmed in the main chain: sending it
@@ -78,7 +126,10 @@ class Ledger:
             block = self._chain.get_block(found[1])
             raise ValidationError(errors.TX_REPLAY, f"tx {tx.id[:16]}... is already confirmed in block "
                                                     f"{found[1][:16]}... at height {block.height if block else '?'}")
-        return self._mempool.add(tx, self._chain)
+        status = self._mempool.add(tx, self._chain)
+        if persist and status == "accepted" and self.store is not None:
+            self.store.mempool_update(add=[tx])
+        return status
 
     def submit_block(self, block: Block, now_ms: int) -> AddResult:
         """Validate, persist and drop the side blocks the caps evicted (one SQL
@@ -88,7 +139,10 @@ class Ledger:
             if self.store is not None:
                 kept = block if block.hash not in result.evicted else None
                 self.store.put(kept, evict=result.evicted)
+                self._keep_model(block)
+            before = {t.id for t in self._mempool}
             self._mempool.on_new_tip(self._chain, result)
+            self._mirror_mempool(before)
         return result
 
     def template(self, miner_pubkey: str, now_ms: int) -> Block:
