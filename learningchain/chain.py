@@ -74,11 +74,13 @@ class Entry:
     retired by :meth:`Chain._retire` keeps a *light* state (no model, no pending
     txs) and no body: :attr:`block` then reads the body back from the chain's
     ``block_source`` (the store), and the chain rebuilds the full state when asked."""
-    __slots__ = ("header", "size", "tx_ids", "body", "parent", "work", "state", "seq", "children", "_source")
+    __slots__ = ("header", "hash", "size", "tx_ids", "body", "parent", "work", "state", "seq", "children",
+                 "_source")
 
     def __init__(self, block: Block, parent: "Entry | None", work: int, state: RoundState, seq: int,
                  children: int = 0, source: Callable[[str], Block | None] | None = None):
-        self.header, self.size, self.tx_ids = block.header, block.size, tuple(t.id for t in block.txs)
+        self.header, self.hash, self.size = block.header, block.hash, block.size
+        self.tx_ids = tuple(t.id for t in block.txs)  # the tx index shares these strings
         self.body: Block | None = block
         self.parent, self.work, self.state, self.seq, self.children = parent, work, state, seq, children
         self._source = source
@@ -96,10 +98,6 @@ class Entry:
     @property
     def height(self) -> int:
         return self.header.height
-
-    @property
-    def hash(self) -> str:
-        return self.header.hash
 
 
 @dataclass(frozen=True)
