@@ -366,7 +366,7 @@ class PeerSet(PeerTable):
             try:
                 self.announce()  # cheap; peers started after us learn of us too
                 self.sync_once()
-                self.node.rebroadcast_own()
+                self.node.rebroadcast_mempool()
             except Exception as exc:  # the loop must survive anything a peer sends
                 self.node.log(f"sync error: {type(exc).__name__}: {exc}")
             self._stop.wait(SYNC_SECONDS)

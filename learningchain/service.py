@@ -42,6 +42,8 @@ from learningchain.tx import UpdateTx
 
 GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
+#: mempool txs offered again to peers per peer-sync pass (Node.rebroadcast_mempool).
+REBROADCAST_MAX = 64
 
 
 def now_ms() -> int:
@@ -315,13 +317,18 @@ class Node:
             except ValidationError:
                 pass  # counted and logged by submit_tx
 
-    def rebroadcast_own(self) -> None:
-        """Offer our own waiting update again: peers it already reached skip it
-        (seen-set); peers that were down when it was first sent get it now."""
+    def rebroadcast_mempool(self, limit: int = REBROADCAST_MAX) -> int:
+        """Offer the waiting updates we hold again, ours first, then the others in tx
+        id order, at most ``limit`` per call (the peer-sync loop calls it every
+        ``SYNC_SECONDS``): peers it already reached skip it (seen-set, no request);
+        peers that were down, or a miner that restarted with an empty mempool,
+        get it now by ``/inv`` (issue 10 item 14: a tx whose sender or first
+        relay died must not be lost with it). Returns the txs offered."""
         with self.lock:
-            mine = [t for t in self.ledger.mempool if t.sender == self.pubkey]
-        for tx in mine:
+            txs = sorted(self.ledger.mempool, key=lambda t: (t.sender != self.pubkey, t.id))[:max(0, limit)]
+        for tx in txs:
             self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
+        return len(txs)
 
     def _log_result(self, result) -> None:
         if result.status == "reorg":
@@ -370,6 +377,9 @@ class Node:
     def start(self) -> None:
         if self.ledger.evicted_on_open:
             self.log(f"store: {self.ledger.evicted_on_open} side-branch block(s) over the caps evicted on open")
+        if self.ledger.mempool_restored or self.ledger.mempool_dropped:
+            self.log(f"mempool: {self.ledger.mempool_restored} stored tx(s) restored, "
+                     f"{self.ledger.mempool_dropped} no longer valid on the tip dropped")
         if self.participant is not None:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:
