@@ -74,13 +74,15 @@ class Entry:
     retired by :meth:`Chain._retire` keeps a *light* state (no model, no pending
     txs) and no body: :attr:`block` then reads the body back from the chain's
     ``block_source`` (the store), and the chain rebuilds the full state when asked."""
-    __slots__ = ("header", "hash", "size", "tx_ids", "body", "parent", "work", "state", "seq", "children",
-                 "_source")
+    __slots__ = ("header", "hash", "size", "tx_ids", "skips", "commitment", "body", "parent", "work", "state",
+                 "seq", "children", "_source")
 
     def __init__(self, block: Block, parent: "Entry | None", work: int, state: RoundState, seq: int,
                  children: int = 0, source: Callable[[str], Block | None] | None = None):
         self.header, self.hash, self.size = block.header, block.hash, block.size
         self.tx_ids = tuple(t.id for t in block.txs)  # the tx index shares these strings
+        self.skips = sum(t.is_skip for t in block.txs)
+        self.commitment = block.commitment  # kept: the round's record (ids and verdicts, no weights)
         self.body: Block | None = block
         self.parent, self.work, self.state, self.seq, self.children = parent, work, state, seq, children
         self._source = source
@@ -217,11 +219,21 @@ class Chain:
         e = self._entries.get(block_hash)
         return e is not None and e.height < len(self._main) and self._main[e.height] == block_hash
 
-    def find_tx(self, txid: str) -> tuple[UpdateTx, str] | None:
+    def tx_block(self, txid: str) -> tuple[str, int] | None:
+        """(hash, height) of the main-chain block holding ``txid``; no body is read."""
+        block_hash = self._tx_index.get(txid)
+        return (block_hash, self._entries[block_hash].height) if block_hash is not None else None
+
+    def find_tx(self, txid: str, stored: bool = True) -> tuple[UpdateTx, str] | None:
+        """The main-chain tx and its block's hash; ``stored=False``: only from a block
+        kept in memory (never read from the store)."""
         block_hash = self._tx_index.get(txid)
         if block_hash is None:
             return None
-        tx = next(t for t in self._entries[block_hash].block.txs if t.id == txid)
+        entry = self._entries[block_hash]
+        if entry.body is None and not stored:
+            return None
+        tx = next(t for t in entry.block.txs if t.id == txid)
         return tx, block_hash
 
     def model(self, block_hash: str | None = None) -> tuple["OrderedDict[str, np.ndarray]", str]:
@@ -242,6 +254,26 @@ class Chain:
             if e.state.round_start == e.height:
                 out.append((e.state.round - 1, e.state.model_digest, e.height, h))
         return out
+
+    def round_rows(self, first: int) -> dict[int, dict]:
+        """Rounds ``first`` .. open on the main chain, from the kept headers, tx ids and
+        commitments (no block body is read): round -> {"updates", "skipped"} plus, once
+        closed, "closed_at", "block", "commitment" and "opened_at" (the height of
+        the block that closed the previous round, 1 for round 1)."""
+        first = max(1, first)
+        opened = bisect.bisect_left(self._main, first, key=lambda bh: self._entries[bh].state.round)
+        rows: dict[int, dict] = {}
+        start = max(1, opened)
+        for h in range(max(1, opened + 1), len(self._main)):
+            e = self._entries[self._main[h]]
+            r = e.parent.state.round  # type: ignore[union-attr]
+            row = rows.setdefault(r, {"updates": 0, "skipped": 0})
+            row["updates"] += len(e.tx_ids)
+            row["skipped"] += e.skips
+            if e.commitment is not None:
+                row.update(closed_at=h, block=e.hash, commitment=e.commitment, opened_at=start)
+                start = h
+        return rows
 
     def locator(self) -> list[str]:
         """Hashes of the tip, tip-1, tip-2, tip-4, tip-8, ... and genesis."""

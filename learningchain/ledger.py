@@ -121,11 +121,10 @@ class Ledger:
         again is a replay, refused and counted like any bad tx, issue 4)."""
         if tx.id in self._mempool:
             return "known"
-        found = self._chain.find_tx(tx.id)
+        found = self._chain.tx_block(tx.id)  # no body read: old blocks live in the store
         if found is not None:
-            block = self._chain.get_block(found[1])
             raise ValidationError(errors.TX_REPLAY, f"tx {tx.id[:16]}... is already confirmed in block "
-                                                    f"{found[1][:16]}... at height {block.height if block else '?'}")
+                                                    f"{found[0][:16]}... at height {found[1]}")
         status = self._mempool.add(tx, self._chain)
         if persist and status == "accepted" and self.store is not None:
             self.store.mempool_update(add=[tx])
@@ -193,7 +192,8 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
                     if genesis is not None and block.hash != genesis.hash:
                         raise ValidationError(errors.BLOCK_BAD_GENESIS,
                                               f"stored genesis {block.hash} is not the configured {genesis.hash}")
-                    chain = Chain(block, max_side_blocks=None, max_side_bytes=None)  # judge every stored block
+                    # judge every stored block; deep bodies are read back (memory bounded as a node's)
+                    chain = Chain(block, max_side_blocks=None, max_side_bytes=None, block_source=store.get_block)
                 else:
                     chain.add_block(block, REPLAY_NOW_MS, verify_signatures=True)
             except (ValidationError, EncodingError, ConfigError) as exc:

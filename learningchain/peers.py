@@ -194,7 +194,7 @@ class PeerSet(PeerTable):
         now, want = time.monotonic(), []
         for txid in ids:
             self.mark_seen(announcer, txid)
-            if self.node.lookup_tx(txid) is not None:
+            if self.node.has_tx(txid):
                 continue
             with self._lock:
                 if self._expected.get(txid, 0.0) > now:

@@ -140,7 +140,7 @@ class Node:
 
     def knows_block(self, block_hash: str) -> bool:
         with self.lock:
-            return self.chain.get_block(block_hash) is not None
+            return block_hash in self.chain  # no body read (old blocks live in the store)
 
     def locator(self) -> list[str]:
         with self.lock:
@@ -204,18 +204,25 @@ class Node:
                         return {"tx": t.to_dict(), "status": "confirmed", "block": None}
                 return None
             tx, block_hash = found
-            block = self.chain.get_block(block_hash)
+            where = self.chain.tx_block(txid)
             return {"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
-                    "height": block.height if block else None}
+                    "height": where[1] if where else None}
 
     def lookup_tx(self, txid: str) -> UpdateTx | None:
-        """A tx by id from the mempool or the chain (compact block rebuilding)."""
+        """A tx by id from the mempool or a recent block (compact block rebuilding:
+        a tx of a block deep below the tip cannot be in a valid new block, so the
+        store is never read for one; a compact block naming many costs no I/O)."""
         with self.lock:
             tx = self.ledger.mempool.get(txid)
             if tx is not None:
                 return tx
-            found = self.chain.find_tx(txid)
+            found = self.chain.find_tx(txid, stored=False)
             return found[0] if found else None
+
+    def has_tx(self, txid: str) -> bool:
+        """In the mempool or the main chain? (``/inv``: no body is read for it.)"""
+        with self.lock:
+            return txid in self.ledger.mempool or self.chain.tx_block(txid) is not None
 
     # --- writes -------------------------------------------------------------------------
     def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:

@@ -289,6 +289,13 @@ def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_pa
         assert chain.round_summary(r) == full.chain.round_summary(r)
     assert chain.closed_rounds() == [(b.commitment["round"], b.commitment["model_digest"], b.height, b.hash)
                                      for b in blocks if b.commitment]
+    rows = chain.round_rows(2)
+    assert min(rows) == 2 and rows == full.chain.round_rows(2)
+    for b in blocks:
+        if b.commitment and b.commitment["round"] >= 2:
+            row = rows[b.commitment["round"]]
+            assert (row["block"], row["closed_at"], row["commitment"]) == (b.hash, b.height, b.commitment)
+    assert sum(r["updates"] for r in chain.round_rows(1).values()) == sum(len(b.txs) for b in blocks)
 
 
 def test_an_old_model_missing_from_the_store_is_recomputed_from_the_blocks(tmp_path):
