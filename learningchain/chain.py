@@ -119,13 +119,14 @@ class Chain:
     :meth:`Store.get_block`), main-chain blocks more than ``retain_blocks`` below
     the tip are *retired*: their bodies and txs are dropped and their state keeps
     only the round, its start, the model digest and the selection (no model, no
-    pending txs). What stays per retired block is its header, size and tx ids
-    (about 1 KB and 120 B per tx). Their full state is rebuilt on demand (a fork
+    pending txs). What stays per retired block is its header, size, tx ids and
+    commitment (about 1.2 KB, plus 0.3 KB per tx with the tx index, plus the
+    commitment's ids and verdicts). Their full state is rebuilt on demand (a fork
     from deep below, ``model()`` of an old round): the round's model from
     ``model_source`` (digest -> model or None, checked against the digest) or an
     LRU of :data:`RETAIN_MODELS`, else recomputed from the blocks; its pending txs
     from at most ``round_timeout`` bodies. Without a ``block_source`` everything
-    is kept (the simulator, tests, ``verify``)."""
+    is kept (the simulator, most tests)."""
 
     def __init__(self, genesis: Block, verified: VerifiedCache | None = None, *,
                  max_side_blocks: int | None = MAX_SIDE_BLOCKS, max_side_bytes: int | None = MAX_SIDE_BYTES,
@@ -213,7 +214,12 @@ class Chain:
         return None
 
     def main_chain(self, start: int = 0, limit: int = 100) -> list[Block]:
-        return [self._entries[h].block for h in self._main[max(0, start):max(0, start) + max(0, limit)]]
+        """Whole main-chain blocks (bodies deep below the tip are read from the store)."""
+        return [e.block for e in self.main_entries(start, limit)]
+
+    def main_entries(self, start: int = 0, limit: int = 100) -> list[Entry]:
+        """Main-chain entries: header, hash, tx ids and commitment, no body read."""
+        return [self._entries[h] for h in self._main[max(0, start):max(0, start) + max(0, limit)]]
 
     def on_main_chain(self, block_hash: str) -> bool:
         e = self._entries.get(block_hash)
