@@ -2,7 +2,9 @@
 one miner (issue 10 items 12 and 14)."""
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,12 +17,17 @@ from tests.netutil import status
 #: hidden width of the MLP of the memory scenario: 38,410 parameters, a 205 KB
 #: update tx; the code before the fix kept about 1.2 MB per round of it.
 WIDE_HIDDEN = 512
-#: RSS growth per round allowed once the retained window is full (KiB): the code
-#: before the fix grew 1,300-1,600 KiB per round here, this code 50-310 (allocator
-#: fragmentation and SQLite's page cache, bounded at 2 MiB, still settling).
+#: RSS growth per round allowed once the retained window is full (KiB): measured
+#: here, the code before the fix grew 1,000-1,200 KiB per round, this code -300 to
+#: +45 (five runs).
 RSS_KIB_PER_ROUND = 400
+#: glibc's malloc for the nodes of the memory scenario: a fixed mmap threshold, so
+#: freed 200 KB buffers go back to the system and RSS follows what a node keeps
+#: (with the default dynamic threshold, RSS steps by MiBs as buffers move to
+#: the heap: about +-5 MiB of noise over 10 rounds); two arenas for the threads.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "2"}
 #: height after which RSS is sampled: the 32 blocks kept whole are full by then.
-WARM_HEIGHT = 60
+WARM_HEIGHT = 50
 
 
 def _wait(pred, timeout: float) -> bool:
@@ -36,6 +43,32 @@ def _round(node) -> int:
     return status(node).get("round") or 0
 
 
+@contextmanager
+def _malloc_env(env: dict[str, str]):
+    """``env`` in the environment of the node processes started meanwhile."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _baseline_rss(nodes, seconds: float = 2.0) -> list[float]:
+    """Each node's lowest RSS (MiB) over ``seconds``: what it keeps, without the
+    block or tx it is processing at the instant of one sample."""
+    lows = [float("inf")] * len(nodes)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lows = [min(low, rss_mb(n.popen.pid)) for low, n in zip(lows, nodes)]
+        time.sleep(0.1)
+    return lows
+
+
 @scenario("memory-growth")
 def memory_growth(out: Path) -> Outcome:
     """Rounds of a 38k-parameter model on 3 nodes: the resident memory of every
@@ -43,13 +76,14 @@ def memory_growth(out: Path) -> Outcome:
     deeper than the tip, whatever the chain's length."""
     spec = replace(default_spec("digits", "mlp"), hidden=(WIDE_HIDDEN,), epochs=1)
     config = default_config(3, dataset="digits", spec=spec, round_timeout=6, target_block_ms=150)
-    h = honest_network(out, 3, config=config)
+    with _malloc_env(MALLOC_ENV):
+        h = honest_network(out, 3, config=config)
     try:
         warm = _wait(lambda: all((status(n).get("height") or 0) >= WARM_HEIGHT for n in h.nodes), 60)
-        r0, m0 = min(_round(n) for n in h.nodes), [rss_mb(n.popen.pid) for n in h.nodes]
-        measured = 12
+        r0, m0 = min(_round(n) for n in h.nodes), _baseline_rss(h.nodes)
+        measured = 10
         reached = _wait(lambda: min(_round(n) for n in h.nodes) >= r0 + measured, 60)
-        r1, m1 = min(_round(n) for n in h.nodes), [rss_mb(n.popen.pid) for n in h.nodes]
+        r1, m1 = min(_round(n) for n in h.nodes), _baseline_rss(h.nodes)
         rounds = max(1, r1 - r0)
         per_round = [(b - a) * 1024 / rounds for a, b in zip(m0, m1)]
         height = max(status(n).get("height") or 0 for n in h.nodes)
