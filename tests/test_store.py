@@ -276,6 +276,12 @@ def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_pa
     deep = [chain._entries[b.hash] for b in blocks[:-3]]
     assert all(e.body is None and e.state.model is None and e.state.pending == () for e in deep)
     assert all(chain._entries[b.hash].body is not None for b in blocks[-2:])
+    kept = [chain._entries[b.hash] for b in blocks[-2:]]
+    if kept[1].state.round_start != kept[1].height:  # same round: one model object, not copies
+        assert kept[0].state.model is kept[1].state.model
+    same_round = [e for e in chain._entries.values() if e.state.model is not None
+                  and e.state.round == chain.tip_state.round and e.height >= chain.tip_state.round_start]
+    assert same_round and all(e.state.model is chain.tip_state.model for e in same_round)
     # the API's reads still answer, byte for byte, from the store
     assert [b.serialize() for b in chain.main_chain(0, 100)] == [b.serialize() for b in [g, *blocks]]
     assert chain.block_at(3).serialize() == blocks[2].serialize()
