@@ -459,7 +459,10 @@ class Chain:
             self._remember_model(e.state.model_digest, e.state.model)
         e.body = None
         if e.state.model is not None:
-            e.state = e.state.light()
+            p = e.parent  # a round's light states are equal: share the parent's
+            same = (p is not None and p.state.model is None and p.state.round == e.state.round
+                    and p.state.round_start == e.state.round_start)
+            e.state = p.state if same else e.state.light()  # type: ignore[union-attr]
 
     def _remember_model(self, digest: str, model) -> None:
         self._models[digest] = model
