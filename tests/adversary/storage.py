@@ -8,8 +8,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import requests
+
+from learningchain.crypto import load_key
+from learningchain.encoding import decode_weights
 from learningchain.genesis import default_config
 from learningchain.models import default_spec
+from learningchain.tx import UpdateTx
 
 from tests.adversary import Outcome, agree, get, honest_network, rounds_close, rss_mb, scenario
 from tests.netutil import status
@@ -105,6 +110,18 @@ def _mempool_ids(node) -> set[str]:
     return {t["id"] for t in rows or [] if isinstance(t, dict) and "id" in t}
 
 
+def _post_update(target, as_node) -> str | None:
+    """POST to ``target`` an update for its open round signed with ``as_node``'s key
+    (G(r-1) itself as the weights); returns its id, None if refused."""
+    doc = get(target.url, "/model") or {}
+    if "weights" not in doc:
+        return None
+    tx = UpdateTx.create(load_key(as_node.data_dir), doc["round"] + 1, doc["digest"],
+                         decode_weights(doc["weights"]), 100, timestamp=int(time.time() * 1000))
+    reply = requests.post(target.url + "/txs", json=tx.to_dict(), timeout=10)
+    return tx.id if reply.status_code in (200, 202) else None
+
+
 def _relaunch(h, node, peers) -> None:
     """Start ``node`` again on its port and data dir, bootstrapping from ``peers``
     (a restarted node forgets its peer table; node 0, every node's first peer, is dead)."""
@@ -119,9 +136,9 @@ def _relaunch(h, node, peers) -> None:
 def miner_death(out: Path) -> Outcome:
     """Two miners (nodes 0 and 1) and a learner; SIGKILL node 0, the first miner
     and every node's first peer: rounds must keep closing on the others, on one
-    chain. Then, with no miner left, the learner's update waits in its mempool:
-    it must still be there after the learner restarts, and be mined once the
-    second miner is back."""
+    chain. Then, with no miner left, an update posted to the learner waits in its
+    mempool: it must still be there after the learner restarts, and be mined once
+    the second miner is back."""
     h = honest_network(out, 3, miners=2)
     try:
         _wait(lambda: all(_round(n) >= 2 for n in h.nodes), 40)
@@ -129,16 +146,18 @@ def miner_death(out: Path) -> Outcome:
         alive = h.nodes[1:]
         closing = rounds_close(alive, more=2, timeout=45)
         one = agree(alive)
-        # stop the other miner: nothing mines, the learner's next update stays in its mempool
+        # stop the other miner: nothing mines, an update posted now waits in the learner's
+        # mempool (node 0's, signed with its key from its data dir: it sent none this round)
         miner, learner = h.nodes[1], h.nodes[2]
         h.net.stop(miner)
-        held = _wait(lambda: len(_mempool_ids(learner)) > 0, 30)
+        posted = _post_update(learner, h.nodes[0])
+        held = _wait(lambda: posted in _mempool_ids(learner), 20)
         before = _mempool_ids(learner)
         h.net.stop(learner)
         _relaunch(h, learner, [miner])
         back = _wait(lambda: bool(get(learner.url, "/status")), 30)
         after = _mempool_ids(learner) if back else set()
-        kept = held and bool(before) and before <= after
+        kept = held and posted is not None and before <= after
         _relaunch(h, miner, [learner])
         resumed = _wait(lambda: bool(get(miner.url, "/status")), 30) and rounds_close(alive, more=2, timeout=45)
         mined = _wait(lambda: not (before & _mempool_ids(learner)), 30)
