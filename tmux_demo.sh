@@ -6,13 +6,16 @@
 #   ./tmux_demo.sh stop                 Ctrl-C every pane, wait until the node and
 #                                       miner processes exit, then kill the session
 #
-# Environment: NODES (default 4), BASE_PORT (default 5000), DATASET (digits),
-# OUT (default ./tmux-demo-out: genesis.json, node data dirs, logs).
+# Environment: NODES (default 4), MINERS (default 2: the standalone miner on node 0,
+# and nodes 1 .. MINERS-1 run `--mine`, so one miner dying does not stop the chain),
+# BASE_PORT (default 5000), DATASET (digits), OUT (default ./tmux-demo-out:
+# genesis.json, node data dirs, logs).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 SESSION=${SESSION:-learningchain}
 NODES=${NODES:-4}
+MINERS=${MINERS:-2}
 BASE_PORT=${BASE_PORT:-5000}
 DATASET=${DATASET:-digits}
 OUT=${OUT:-$ROOT/tmux-demo-out}
@@ -120,10 +123,11 @@ url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
 # poll node 0 until it answers (the other nodes and the miner need it)
 wait_hub() { echo "until $PY node.py status --node $(url 0) >/dev/null 2>&1; do sleep 0.3; done"; }
 node_cmd() {
-    local i=$1 peers="" wait=":"
+    local i=$1 peers="" wait=":" mine=""
     if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; wait=$(wait_hub); fi
+    if [ "$i" -gt 0 ] && [ "$i" -lt "$MINERS" ]; then mine="--mine --workers 1"; fi
     echo "$wait; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
-         "--dataset $PARTS/node$i.npz --genesis $OUT/genesis.json $peers 2>&1 | tee -i $OUT/node$i.log"
+         "--dataset $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
 }
 
 tmux new-session -d -s "$SESSION" -n network -x 200 -y 50 "$(node_cmd 0)"
@@ -142,7 +146,8 @@ tmux split-window -t "$SESSION:network" "while true; do clear; for u in $URLS; d
     sleep 2; done"
 tmux select-layout -t "$SESSION:network" tiled >/dev/null
 
-echo "tmux session '$SESSION': $NODES nodes on $(url 0) .. $(url $((NODES - 1))), miner on $(url 0)"
+echo "tmux session '$SESSION': $NODES nodes on $(url 0) .. $(url $((NODES - 1))), miner on $(url 0)" \
+     "$([ "$MINERS" -gt 1 ] && echo "and nodes 1 .. $((MINERS - 1)) mining")"
 echo "logs in $OUT/node*.log; inspect with: $PY node.py status --node $(url 0)"
 echo "stop with: $0 stop"
 if [ "$DETACH" = 0 ] && [ -t 1 ] && [ -z "${TMUX:-}" ]; then

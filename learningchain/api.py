@@ -122,10 +122,11 @@ def peer_header() -> str | None:
     return url if url and check_peer_url(url) is None else None
 
 
-def summary(block: Block) -> dict:
-    c = block.commitment
-    return {"height": block.height, "hash": block.hash, "timestamp": block.header.timestamp,
-            "txs": len(block.txs), "miner": block.header.miner,
+def summary(entry) -> dict:
+    """A main-chain row of ``/chain`` from a chain entry (no block body is read)."""
+    c = entry.commitment
+    return {"height": entry.height, "hash": entry.hash, "timestamp": entry.header.timestamp,
+            "txs": len(entry.tx_ids), "miner": entry.header.miner,
             "round_closed": c.get("round") if isinstance(c, dict) else None}
 
 
@@ -149,7 +150,7 @@ def chain():
         height = n.chain.height
         limit = int_arg("limit", 20, 1, MAX_CHAIN_PAGE)
         start = int_arg("start", max(0, height - limit + 1), 0, 2**53)
-        blocks = [summary(b) for b in n.chain.main_chain(start, limit)]
+        blocks = [summary(e) for e in n.chain.main_entries(start, limit)]
     return jsonify({"height": height, "blocks": blocks})
 
 

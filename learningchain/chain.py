@@ -50,6 +50,13 @@ from learningchain.tx import UpdateTx
 
 #: bound of the remembered-invalid set.
 MAX_INVALID = 10_000
+#: main-chain blocks below the tip whose body and full round state stay in memory
+#: when the chain has a ``block_source`` (deeper ones are read back on demand);
+#: at least the default ``retarget_window`` (20), median-time span (11) and
+#: ``round_timeout`` (20), so extending the tip never reads the store.
+RETAIN_BLOCKS = 32
+#: models of old rounds kept in memory after their blocks were retired (an LRU).
+RETAIN_MODELS = 4
 #: default caps on blocks kept off the main chain (count and serialized bytes).
 MAX_SIDE_BLOCKS = 2_000
 MAX_SIDE_BYTES = 512 << 20
@@ -63,22 +70,38 @@ _NOT_CACHED = {errors.BLOCK_BAD_PREV, errors.BLOCK_TIME_TOO_NEW, errors.BLOCK_TO
                errors.BLOCK_BAD_COMMITMENT_HASH, errors.BLOCK_BAD_POW}
 
 
-@dataclass
 class Entry:
-    block: Block
-    parent: "Entry | None"
-    work: int            # cumulative work up to and including this block
-    state: RoundState    # round state after this block
-    seq: int             # arrival order: ties in work go to the first seen
-    children: int = 0    # entries whose parent this is (0 and off the main chain: a side leaf)
+    """One known block: its header, size and tx ids always; its body and the full
+    :class:`RoundState` after it while it is near the tip. A main-chain block
+    retired by :meth:`Chain._retire` keeps a *light* state (no model, no pending
+    txs) and no body: :attr:`block` then reads the body back from the chain's
+    ``block_source`` (the store), and the chain rebuilds the full state when asked."""
+    __slots__ = ("header", "hash", "size", "tx_ids", "skips", "commitment", "body", "parent", "work", "state",
+                 "seq", "children", "_source")
+
+    def __init__(self, block: Block, parent: "Entry | None", work: int, state: RoundState, seq: int,
+                 children: int = 0, source: Callable[[str], Block | None] | None = None):
+        self.header, self.hash, self.size = block.header, block.hash, block.size
+        self.tx_ids = tuple(t.id for t in block.txs)  # the tx index shares these strings
+        self.skips = sum(t.is_skip for t in block.txs)
+        self.commitment = block.commitment  # kept: the round's record (ids and verdicts, no weights)
+        self.body: Block | None = block
+        self.parent, self.work, self.state, self.seq, self.children = parent, work, state, seq, children
+        self._source = source
+
+    @property
+    def block(self) -> Block:
+        """The whole block: kept in memory near the tip, read from the store below."""
+        if self.body is not None:
+            return self.body
+        block = self._source(self.hash) if self._source is not None else None
+        if block is None:
+            raise LookupError(f"block {self.hash} was dropped from memory and is not in the block source")
+        return block
 
     @property
     def height(self) -> int:
-        return self.block.height
-
-    @property
-    def hash(self) -> str:
-        return self.block.hash
+        return self.header.height
 
 
 @dataclass(frozen=True)
@@ -92,10 +115,25 @@ class AddResult:
 
 class Chain:
     """In-memory index of valid blocks with per-block round state. ``max_side_blocks``
-    / ``max_side_bytes`` bound what is kept off the main chain (None: unbounded)."""
+    / ``max_side_bytes`` bound what is kept off the main chain (None: unbounded).
+
+    Memory (issue 10 item 12): with a ``block_source`` (hash -> Block, e.g.
+    :meth:`Store.get_block`), main-chain blocks more than ``retain_blocks`` below
+    the tip are *retired*: their bodies and txs are dropped and their state keeps
+    only the round, its start, the model digest and the selection (no model, no
+    pending txs). What stays per retired block is its header, size, tx ids and
+    commitment (about 1.2 KB, plus 0.3 KB per tx with the tx index, plus the
+    commitment's ids and verdicts). Their full state is rebuilt on demand (a fork
+    from deep below, ``model()`` of an old round): the round's model from
+    ``model_source`` (digest -> model or None, checked against the digest) or an
+    LRU of :data:`RETAIN_MODELS`, else recomputed from the blocks; its pending txs
+    from at most ``round_timeout`` bodies. Without a ``block_source`` everything
+    is kept (the simulator, most tests)."""
 
     def __init__(self, genesis: Block, verified: VerifiedCache | None = None, *,
-                 max_side_blocks: int | None = MAX_SIDE_BLOCKS, max_side_bytes: int | None = MAX_SIDE_BYTES):
+                 max_side_blocks: int | None = MAX_SIDE_BLOCKS, max_side_bytes: int | None = MAX_SIDE_BYTES,
+                 block_source: Callable[[str], Block | None] | None = None,
+                 model_source: Callable[[str], Any] | None = None, retain_blocks: int = RETAIN_BLOCKS):
         if genesis.height != 0 or genesis.header.prev_hash != ZERO_HASH or genesis.txs:
             raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis must be height 0, prev zeros, no txs")
         # Genesis proof of work is not checked: genesis is the trust anchor, named by its hash.
@@ -107,6 +145,10 @@ class Chain:
         self.expected_shapes = self.model_obj.expected_shapes()
         self.verified = verified if verified is not None else VerifiedCache()
         state = initial_state(self.config, self.model_obj.initial_weights(), genesis.hash)
+        self._block_source, self._model_source = block_source, model_source
+        self.retain_blocks = max(1, int(retain_blocks))
+        self._retired = 0  # main-chain heights 1.._retired are retired (with a block_source)
+        self._models: OrderedDict[str, Any] = OrderedDict()  # digest -> model of retired rounds (LRU)
         self._genesis = Entry(genesis, None, genesis.header.work, state, 0)
         self._entries: dict[str, Entry] = {genesis.hash: self._genesis}
         self._tip = self._genesis
@@ -158,7 +200,7 @@ class Chain:
 
     def state_of(self, block_hash: str) -> RoundState | None:
         e = self._entries.get(block_hash)
-        return e.state if e else None
+        return self._full_state(e) if e else None
 
     def work_of(self, block_hash: str) -> int | None:
         e = self._entries.get(block_hash)
@@ -174,17 +216,32 @@ class Chain:
         return None
 
     def main_chain(self, start: int = 0, limit: int = 100) -> list[Block]:
-        return [self._entries[h].block for h in self._main[max(0, start):max(0, start) + max(0, limit)]]
+        """Whole main-chain blocks (bodies deep below the tip are read from the store)."""
+        return [e.block for e in self.main_entries(start, limit)]
+
+    def main_entries(self, start: int = 0, limit: int = 100) -> list[Entry]:
+        """Main-chain entries: header, hash, tx ids and commitment, no body read."""
+        return [self._entries[h] for h in self._main[max(0, start):max(0, start) + max(0, limit)]]
 
     def on_main_chain(self, block_hash: str) -> bool:
         e = self._entries.get(block_hash)
         return e is not None and e.height < len(self._main) and self._main[e.height] == block_hash
 
-    def find_tx(self, txid: str) -> tuple[UpdateTx, str] | None:
+    def tx_block(self, txid: str) -> tuple[str, int] | None:
+        """(hash, height) of the main-chain block holding ``txid``; no body is read."""
+        block_hash = self._tx_index.get(txid)
+        return (block_hash, self._entries[block_hash].height) if block_hash is not None else None
+
+    def find_tx(self, txid: str, stored: bool = True) -> tuple[UpdateTx, str] | None:
+        """The main-chain tx and its block's hash; ``stored=False``: only from a block
+        kept in memory (never read from the store)."""
         block_hash = self._tx_index.get(txid)
         if block_hash is None:
             return None
-        tx = next(t for t in self._entries[block_hash].block.txs if t.id == txid)
+        entry = self._entries[block_hash]
+        if entry.body is None and not stored:
+            return None
+        tx = next(t for t in entry.block.txs if t.id == txid)
         return tx, block_hash
 
     def model(self, block_hash: str | None = None) -> tuple["OrderedDict[str, np.ndarray]", str]:
@@ -192,7 +249,39 @@ class Chain:
         e = self._entries.get(block_hash) if block_hash else self._tip
         if e is None:
             raise KeyError(f"unknown block {block_hash}")
+        if e.state.model is None:
+            return self._round_model(self._opening(e)), e.state.model_digest
         return e.state.model, e.state.model_digest
+
+    def closed_rounds(self) -> list[tuple[int, str, int, str]]:
+        """(round r, digest of G(r), height, hash) of each main-chain block that closed
+        a round, lowest first: read from the kept states, no block body is loaded."""
+        out = []
+        for h in self._main[1:]:
+            e = self._entries[h]
+            if e.state.round_start == e.height:
+                out.append((e.state.round - 1, e.state.model_digest, e.height, h))
+        return out
+
+    def round_rows(self, first: int) -> dict[int, dict]:
+        """Rounds ``first`` .. open on the main chain, from the kept headers, tx ids and
+        commitments (no block body is read): round -> {"updates", "skipped"} plus, once
+        closed, "closed_at", "block", "commitment" and "opened_at" (the height of
+        the block that closed the previous round, 1 for round 1)."""
+        first = max(1, first)
+        opened = bisect.bisect_left(self._main, first, key=lambda bh: self._entries[bh].state.round)
+        rows: dict[int, dict] = {}
+        start = max(1, opened)
+        for h in range(max(1, opened + 1), len(self._main)):
+            e = self._entries[self._main[h]]
+            r = e.parent.state.round  # type: ignore[union-attr]
+            row = rows.setdefault(r, {"updates": 0, "skipped": 0})
+            row["updates"] += len(e.tx_ids)
+            row["skipped"] += e.skips
+            if e.commitment is not None:
+                row.update(closed_at=h, block=e.hash, commitment=e.commitment, opened_at=start)
+                start = h
+        return rows
 
     def locator(self) -> list[str]:
         """Hashes of the tip, tip-1, tip-2, tip-4, tip-8, ... and genesis."""
@@ -285,8 +374,9 @@ class Chain:
     def connect(self, block: Block, parent: Entry, now_ms: int, verify_signatures: bool = True) -> RoundState:
         """All rules for ``block`` on ``parent``; returns the state after it."""
         check_header(block, parent, self.config, now_ms)
-        self._check_txs(block, parent.state, verify_signatures)
-        return next_state(parent.state, self.config, block.height, block.txs, block.commitment,
+        state = self._full_state(parent)
+        self._check_txs(block, state, verify_signatures)
+        return next_state(state, self.config, block.height, block.txs, block.commitment,
                           block.header.miner, parent.hash)
 
     # --- adding blocks ------------------------------------------------------------
@@ -324,7 +414,7 @@ class Chain:
         if persist is not None:
             persist(block)
         self._seq += 1
-        entry = Entry(block, parent, parent.work + block.header.work, state, self._seq)
+        entry = Entry(block, parent, parent.work + block.header.work, state, self._seq, source=self._block_source)
         self._entries[block.hash] = entry
         parent.children += 1
         self._side_leaves.discard(parent.hash)
@@ -380,7 +470,7 @@ class Chain:
         """Forget a side leaf (not as invalid: it may come back through sync)."""
         del self._entries[leaf.hash]
         self._side_leaves.discard(leaf.hash)
-        self._side_bytes -= leaf.block.size
+        self._side_bytes -= leaf.size
         self.evicted_total += 1
         parent = leaf.parent
         assert parent is not None
@@ -391,9 +481,91 @@ class Chain:
 
     def _extend(self, entry: Entry) -> None:
         self._main.append(entry.hash)
-        for tx in entry.block.txs:
-            self._tx_index[tx.id] = entry.hash
+        for txid in entry.tx_ids:
+            self._tx_index[txid] = entry.hash
         self._tip = entry
+        if self._block_source is not None:
+            while self._retired < entry.height - self.retain_blocks:
+                self._retired += 1
+                self._retire(self._entries[self._main[self._retired]])
+
+    # --- memory: retiring deep blocks and rebuilding their state ----------------------
+    def _retire(self, e: Entry) -> None:
+        """Drop a deep main-chain block's body and its state's model and pending txs
+        (the model goes to the LRU when it was the round's, so a deep fork syncing
+        block by block does not read it back each time)."""
+        if e.state.model is not None and e.state.round_start == e.height:
+            self._remember_model(e.state.model_digest, e.state.model)
+        e.body = None
+        if e.state.model is not None:
+            p = e.parent  # a round's light states are equal: share the parent's
+            same = (p is not None and p.state.model is None and p.state.round == e.state.round
+                    and p.state.round_start == e.state.round_start)
+            e.state = p.state if same else e.state.light()  # type: ignore[union-attr]
+
+    def _remember_model(self, digest: str, model) -> None:
+        self._models[digest] = model
+        self._models.move_to_end(digest)
+        while len(self._models) > RETAIN_MODELS:
+            self._models.popitem(last=False)
+
+    def _opening(self, e: Entry) -> Entry:
+        """The block that opened ``e``'s round, on ``e``'s branch."""
+        while e.height > e.state.round_start:
+            e = e.parent  # type: ignore[assignment]
+        return e
+
+    def _full_state(self, e: Entry) -> RoundState:
+        """``e.state``, rebuilt if ``e`` was retired: the round's model and the txs of
+        the blocks after the round opened (at most ``round_timeout`` bodies)."""
+        s = e.state
+        if s.model is not None:
+            return s
+        path, x = [], e
+        while x.height > s.round_start:
+            path.append(x)
+            x = x.parent  # type: ignore[assignment]
+        model = self._round_model(x)
+        pending = tuple(t for y in reversed(path) for t in y.block.txs)
+        return replace(s, model=model, pending=pending)
+
+    def _known_model(self, digest: str):
+        """A model by digest from memory or the model source (verified there), or None."""
+        if digest in self._models:
+            self._models.move_to_end(digest)
+            return self._models[digest]
+        for s in (self._tip.state, self._genesis.state):
+            if s.model_digest == digest and s.model is not None:
+                return s.model
+        model = self._model_source(digest) if self._model_source is not None else None
+        if model is not None:
+            self._remember_model(digest, model)
+        return model
+
+    def _round_model(self, opening: Entry):
+        """G(r-1) after ``opening`` (a block that opened round r, or genesis): kept,
+        read from the model source, or recomputed by closing the earlier rounds
+        again from their blocks (iteratively, back to the first model we have)."""
+        if opening.state.model is not None:
+            return opening.state.model
+        todo = []  # openings whose model must be recomputed, newest first
+        e = opening
+        while (model := self._known_model(e.state.model_digest)) is None:
+            todo.append(e)
+            e = self._opening(e.parent)  # type: ignore[arg-type]
+        for o in reversed(todo):
+            parent = o.parent
+            assert parent is not None
+            path, x = [], parent
+            while x.height > parent.state.round_start:
+                path.append(x)
+                x = x.parent  # type: ignore[assignment]
+            before = replace(parent.state, model=model, pending=tuple(t for y in reversed(path) for t in y.block.txs))
+            body = o.block
+            model = next_state(before, self.config, o.height, body.txs, body.commitment, body.header.miner,
+                               parent.hash).model
+            self._remember_model(o.state.model_digest, model)
+        return model
 
     def _reorg(self, entry: Entry) -> AddResult:
         old, new = self._tip, entry
@@ -409,18 +581,19 @@ class Chain:
             connected.append(new)
             old, new = old.parent, new.parent  # type: ignore[assignment]
         for e in disconnected:
-            for tx in e.block.txs:
-                self._tx_index.pop(tx.id, None)
-            self._side_bytes += e.block.size
+            for txid in e.tx_ids:
+                self._tx_index.pop(txid, None)
+            self._side_bytes += e.size
             if e.children == 0:
                 self._side_leaves.add(e.hash)
         del self._main[old.height + 1:]
+        self._retired = min(self._retired, old.height)
         self._tip = old
         for e in reversed(connected):
             self._extend(e)
             self._side_leaves.discard(e.hash)
             if e is not entry:  # the new block was never counted as a side block
-                self._side_bytes -= e.block.size
+                self._side_bytes -= e.size
         return AddResult("reorg", entry.block, disconnected=tuple(e.block for e in disconnected),
                          connected=tuple(e.block for e in reversed(connected)))
 

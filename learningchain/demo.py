@@ -2,10 +2,11 @@
 
 Starts N node processes (``python node.py run``) on free loopback ports, each
 with its own data dir under ``--out/nodes`` and its IID partition, sharing one
-genesis whose quorum is N. Node 0 mines (one worker: on two cores that leaves
-room for training and validation); the others peer with it and learn about each
+genesis whose quorum is N. Nodes 0 and 1 mine (``--miners``, one worker each: on
+two cores that leaves room for training and validation; two, so that one miner
+dying does not stop the chain); the others peer with node 0 and learn about each
 other through its peer list. With ``--byzantine K`` the *last* K nodes attack,
-so the miner is honest (under l-nearest the rule centres on the miner's own
+so the miners are honest (under l-nearest the rule centres on the miner's own
 update). The demo polls the nodes' ``/status`` and ``/rounds/<r>``, prints a
 row per closed round, stops after R rounds, checks that every node derived the
 same model digest for round R, writes ``results.json`` and plots
@@ -101,9 +102,11 @@ def write_genesis(config, path: Path) -> Path:
 def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers: int = 0,
                   attack: str | None = None, base_port: int | None = None, miners: int = 1,
                   extra: tuple[str, ...] = ()) -> list:
-    """Node 0 (miner) first, then the others in parallel, peered with node 0.
-    The last ``attackers`` nodes run ``--attack``; ``extra`` goes to every
-    ``node.py run`` (e.g. ``--compression q8``)."""
+    """Node 0 (miner) first, then the others in parallel, peered with node 0;
+    nodes ``0 .. miners-1`` mine (several, so that one miner dying does not stop
+    the chain: issue 10 item 14). The last ``attackers`` nodes run ``--attack``
+    (never a miner: :func:`check_args`); ``extra`` goes to every ``node.py run``
+    (e.g. ``--compression q8``)."""
     port = (lambda i: base_port + i) if base_port else (lambda i: None)
     if base_port:
         check_ports_free(range(base_port, base_port + n))
@@ -267,6 +270,10 @@ def check_args(args: argparse.Namespace) -> None:
     if not 0 <= args.byzantine < args.nodes:
         raise ConfigError(f"--byzantine must be in [0, {args.nodes - 1}] with --nodes {args.nodes} "
                           f"(at least one honest node mines), got {args.byzantine}")
+    if args.miners + args.byzantine > args.nodes:
+        raise ConfigError(f"--miners {args.miners} and --byzantine {args.byzantine} overlap with --nodes "
+                          f"{args.nodes}: miners are the first nodes, attackers the last, and no miner "
+                          f"attacks (lower --miners or --byzantine)")
     if args.byzantine and not args.attack:
         raise ConfigError("--byzantine needs --attack NAME (e.g. --attack sign-flip)")
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
@@ -276,6 +283,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "miners", None) is None:  # 2, unless the attackers need the second node
+        args.miners = max(1, min(2, args.nodes - args.byzantine))
     check_args(args)
     with stop_on_term_and_hup():
         return _run_demo(args)
@@ -319,9 +328,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         net = Network(out, signals=requested)
         try:
             start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
-                          extra=extra)
+                          miners=args.miners, extra=extra)
             keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
-            print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index == 0 else ''}"
+            print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index < args.miners else ''}"
                                         f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
                   flush=True)
             entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
@@ -386,7 +395,10 @@ def register(sub) -> None:
     p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
     p.add_argument("--byzantine", type=argtypes.count, default=0,
-                   help="the last K nodes attack (node 0, the miner, stays honest)")
+                   help="the last K nodes attack (the miners, the first nodes, stay honest)")
+    p.add_argument("--miners", type=argtypes.positive_int, default=None,
+                   help="the first K nodes mine (default 2, or 1 when the attackers take the rest): "
+                        "one miner dying does not stop the chain")
     p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
     p.add_argument("--compression", choices=("q8", "topk"),
                    help="every node sends its updates 8-bit quantised or top-k sparsified")

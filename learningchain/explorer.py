@@ -19,25 +19,18 @@ from learningchain.crypto import address
 # --- read-side views (shared by the JSON API and the HTML pages) ---------------
 
 def rounds_overview(node, limit: int = 200) -> list[dict]:
-    """Every round on the main chain (newest ``limit``), in one pass over it."""
+    """The newest ``limit`` rounds of the main chain, from the chain's kept tx ids and
+    commitments (:meth:`Chain.round_rows`: no block body is read from the store)."""
     with node.lock:
         chain = node.chain
         current = chain.tip_state.round
-        rounds: dict[int, dict] = {}
-        start = 1
-        for b in chain.main_chain(1, chain.height):
-            for t in b.txs:
-                info = rounds.setdefault(t.round, {"updates": 0})
-                info["updates"] += 1
-                info["skipped"] = info.get("skipped", 0) + t.is_skip
-            c = b.commitment
-            if c and isinstance(c.get("round"), int):
-                rounds.setdefault(c["round"], {"updates": 0}).update(
-                    closed_at=b.height, block=b.hash, accepted=len(c.get("accepted", [])),
-                    rejected=len(c.get("rejected", {})), rejected_reasons=c.get("rejected", {}),
-                    accepted_ids=c.get("accepted", []), model_digest=c.get("model_digest"),
-                    opened_at=start)
-                start = b.height
+        rounds = chain.round_rows(current - limit + 1)
+        for info in rounds.values():
+            c = info.pop("commitment", None)
+            if c:
+                info.update(accepted=len(c.get("accepted", [])), rejected=len(c.get("rejected", {})),
+                            rejected_reasons=c.get("rejected", {}), accepted_ids=c.get("accepted", []),
+                            model_digest=c.get("model_digest"))
     out = []
     for r in range(max(1, current - limit + 1), current + 1):
         info = rounds.get(r, {"updates": 0})

@@ -155,10 +155,9 @@ def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
         return 0
     with node.lock:
         todo = []
-        for b in reversed(closing_blocks(node)):
-            r, digest = b.commitment.get("round"), b.commitment.get("model_digest")
-            if isinstance(r, int) and node.metric_digests.get(r) != digest:
-                todo.append((r, digest, b.height, node.chain.model(b.hash)[0]))
+        for r, digest, height, block_hash in reversed(node.chain.closed_rounds()):  # no body read
+            if node.metric_digests.get(r) != digest:
+                todo.append((r, digest, height, node.chain.model(block_hash)[0]))
                 if len(todo) >= batch:
                     break
     X, y = node.test_set

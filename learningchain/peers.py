@@ -226,7 +226,7 @@ class PeerSet(PeerTable):
         now, want = time.monotonic(), []
         for txid in ids:
             self.mark_seen(announcer, txid)
-            if self.node.lookup_tx(txid) is not None:
+            if self.node.has_tx(txid):
                 continue
             with self._lock:
                 if self._expected.get(txid, 0.0) > now:
@@ -531,7 +531,7 @@ class PeerSet(PeerTable):
             try:
                 self.announce()  # cheap; peers started after us learn of us too
                 self.sync_once()
-                self.node.rebroadcast_own()
+                self.node.rebroadcast_mempool()
             except Exception as exc:  # the loop must survive anything a peer sends
                 self.node.log(f"sync error: {type(exc).__name__}: {exc}")
             self._stop.wait(SYNC_SECONDS)

@@ -45,6 +45,15 @@ class RoundState:
     # sender -> reputation.Record up to the previous close (only kept when a policy selects)
     records: Mapping = field(default_factory=dict, compare=False, repr=False)
 
+    def light(self) -> "RoundState":
+        """This state without G(r-1) and the round's pending txs: what the chain keeps
+        for a block deep below the tip (issue 10 item 12). The model is shared by
+        every block of a round, so dropping it here frees it once the round's last
+        block is retired; :class:`~learningchain.chain.Chain` rebuilds the full
+        state from the store when a fork or a query needs it."""
+        return RoundState(self.round, self.round_start, None, self.model_digest, (),  # type: ignore[arg-type]
+                          self.selected, self.records)
+
     @cached_property
     def pending_ids(self) -> frozenset[str]:
         return frozenset(t.id for t in self.pending)

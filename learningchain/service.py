@@ -43,6 +43,8 @@ from learningchain.tx import UpdateTx
 
 GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
+#: mempool txs offered again to peers per peer-sync pass (Node.rebroadcast_mempool).
+REBROADCAST_MAX = 64
 
 
 def now_ms() -> int:
@@ -139,7 +141,7 @@ class Node:
 
     def knows_block(self, block_hash: str) -> bool:
         with self.lock:
-            return self.chain.get_block(block_hash) is not None
+            return block_hash in self.chain  # no body read (old blocks live in the store)
 
     def locator(self) -> list[str]:
         with self.lock:
@@ -208,18 +210,25 @@ class Node:
                         return {"tx": t.to_dict(), "status": "confirmed", "block": None}
                 return None
             tx, block_hash = found
-            block = self.chain.get_block(block_hash)
+            where = self.chain.tx_block(txid)
             return {"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
-                    "height": block.height if block else None}
+                    "height": where[1] if where else None}
 
     def lookup_tx(self, txid: str) -> UpdateTx | None:
-        """A tx by id from the mempool or the chain (compact block rebuilding)."""
+        """A tx by id from the mempool or a recent block (compact block rebuilding:
+        a tx of a block deep below the tip cannot be in a valid new block, so the
+        store is never read for one; a compact block naming many costs no I/O)."""
         with self.lock:
             tx = self.ledger.mempool.get(txid)
             if tx is not None:
                 return tx
-            found = self.chain.find_tx(txid)
+            found = self.chain.find_tx(txid, stored=False)
             return found[0] if found else None
+
+    def has_tx(self, txid: str) -> bool:
+        """In the mempool or the main chain? (``/inv``: no body is read for it.)"""
+        with self.lock:
+            return txid in self.ledger.mempool or self.chain.tx_block(txid) is not None
 
     # --- writes -------------------------------------------------------------------------
     def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
@@ -344,13 +353,18 @@ class Node:
             except ValidationError:
                 pass  # counted and logged by submit_tx
 
-    def rebroadcast_own(self) -> None:
-        """Offer our own waiting update again: peers it already reached skip it
-        (seen-set); peers that were down when it was first sent get it now."""
+    def rebroadcast_mempool(self, limit: int = REBROADCAST_MAX) -> int:
+        """Offer the waiting updates we hold again, ours first, then the others in tx
+        id order, at most ``limit`` per call (the peer-sync loop calls it every
+        ``SYNC_SECONDS``): peers it already reached skip it (seen-set, no request);
+        peers that were down, or a miner that restarted with an empty mempool,
+        get it now by ``/inv`` (issue 10 item 14: a tx whose sender or first
+        relay died must not be lost with it). Returns the txs offered."""
         with self.lock:
-            mine = [t for t in self.ledger.mempool if t.sender == self.pubkey]
-        for tx in mine:
+            txs = sorted(self.ledger.mempool, key=lambda t: (t.sender != self.pubkey, t.id))[:max(0, limit)]
+        for tx in txs:
             self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
+        return len(txs)
 
     def _log_result(self, result) -> None:
         if result.status == "reorg":
@@ -404,6 +418,9 @@ class Node:
     def start(self) -> None:
         if self.ledger.evicted_on_open:
             self.log(f"store: {self.ledger.evicted_on_open} side-branch block(s) over the caps evicted on open")
+        if self.ledger.mempool_restored or self.ledger.mempool_dropped:
+            self.log(f"mempool: {self.ledger.mempool_restored} stored tx(s) restored, "
+                     f"{self.ledger.mempool_dropped} no longer valid on the tip dropped")
         if self.participant is not None:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:

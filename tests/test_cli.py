@@ -131,6 +131,9 @@ def test_bad_flags_exit_2_with_one_line(argv):
     (["--nodes", "3", "--byzantine", "3", "--attack", "sign-flip"], 1, "--byzantine must be in [0, 2]"),
     (["--byzantine", "1"], 1, "--byzantine needs --attack NAME"),
     (["--selection", "top-k"], 1, "--selection top-k needs --select-k in [1, 4]"),
+    (["--miners", "0"], 2, "argument --miners: '0' must be a positive integer"),
+    (["--miners", "3", "--byzantine", "2", "--attack", "sign-flip"], 1,
+     "--miners 3 and --byzantine 2 overlap with --nodes 4"),
 ])
 def test_demo_flags_are_checked_before_anything_starts(tmp_path, capsys, argv, status, says):
     from learningchain.cli import main

@@ -65,6 +65,20 @@ def test_compact_block_fetches_missing_txs(network):
     wait_for(lambda: b.status()["tip"] == block.hash, what="b to rebuild the compact block")
 
 
+def test_a_node_rebroadcasts_txs_it_holds_not_only_its_own(network):
+    """A tx from another sender that reached only ``a`` (its sender and first relay
+    died, say) still reaches ``b``: every sync tick ``a`` offers its mempool again."""
+    a = network("a")
+    b = network("b", [a.url])
+    wait_for(lambda: len(a.node.peers) == 1, what="a to learn b")
+    tx = update_tx(a.node.chain, KEYS[2])
+    assert tx.sender != a.node.pubkey
+    with a.node.lock:  # into a's ledger only, without gossip
+        a.node.ledger.submit_tx(tx)
+    wait_for(lambda: b.node.ledger.mempool.get(tx.id) is not None, seconds=15, what="the tx to reach b")
+    assert a.node.rebroadcast_mempool() == 1  # b has it: offered, but no request is sent again
+
+
 def test_unreachable_peer_does_not_block_gossip(network, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     a = network("a")

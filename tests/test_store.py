@@ -14,6 +14,7 @@ from learningchain import errors
 from learningchain.errors import ConfigError, ValidationError
 from learningchain.ledger import Ledger, verify_store
 from learningchain.store import Store
+from learningchain.tx import UpdateTx
 from tests.helpers import KEYS, MINER, mine, now, tiny_genesis, update_tx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,3 +302,118 @@ def test_disk_full_refuses_the_block_and_leaves_memory_unchanged(tmp_path):
     assert reopened.chain.tip.hash == block.hash and reopened.set_aside_on_open == 0
     reopened.store.close()
     assert verify_store(tmp_path, g).ok
+
+
+# --- memory: deep blocks and old models live in the store (issue 10 item 12) ------------
+
+def _retained(tmp_path, n_blocks=14, retain=2, **genesis):
+    g = tiny_genesis(**genesis)
+    ledger = Ledger(g, Store(tmp_path), retain_blocks=retain)
+    full = Ledger(g)  # the same blocks, everything in memory
+    blocks = grow(ledger, n_blocks)
+    for b in blocks:
+        full.submit_block(b, now(b))
+    return g, ledger, full, blocks
+
+
+def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_path):
+    g, ledger, full, blocks = _retained(tmp_path)
+    chain = ledger.chain
+    deep = [chain._entries[b.hash] for b in blocks[:-3]]
+    assert all(e.body is None and e.state.model is None and e.state.pending == () for e in deep)
+    assert all(chain._entries[b.hash].body is not None for b in blocks[-2:])
+    kept = [chain._entries[b.hash] for b in blocks[-2:]]
+    if kept[1].state.round_start != kept[1].height:  # same round: one model object, not copies
+        assert kept[0].state.model is kept[1].state.model
+    same_round = [e for e in chain._entries.values() if e.state.model is not None
+                  and e.state.round == chain.tip_state.round and e.height >= chain.tip_state.round_start]
+    assert same_round and all(e.state.model is chain.tip_state.model for e in same_round)
+    # the API's reads still answer, byte for byte, from the store
+    assert [b.serialize() for b in chain.main_chain(0, 100)] == [b.serialize() for b in [g, *blocks]]
+    assert chain.block_at(3).serialize() == blocks[2].serialize()
+    tx = blocks[0].txs[0]
+    assert chain.find_tx(tx.id)[0].serialize() == tx.serialize()
+    # models of old rounds and full states of old blocks come back identical
+    for b in blocks:
+        assert chain.model(b.hash)[1] == full.chain.model(b.hash)[1]
+        assert chain.state_of(b.hash) == full.chain.state_of(b.hash)
+    for r in range(1, chain.tip_state.round):
+        assert chain.round_summary(r) == full.chain.round_summary(r)
+    assert chain.closed_rounds() == [(b.commitment["round"], b.commitment["model_digest"], b.height, b.hash)
+                                     for b in blocks if b.commitment]
+    rows = chain.round_rows(2)
+    assert min(rows) == 2 and rows == full.chain.round_rows(2)
+    for b in blocks:
+        if b.commitment and b.commitment["round"] >= 2:
+            row = rows[b.commitment["round"]]
+            assert (row["block"], row["closed_at"], row["commitment"]) == (b.hash, b.height, b.commitment)
+    assert sum(r["updates"] for r in chain.round_rows(1).values()) == sum(len(b.txs) for b in blocks)
+
+
+def test_an_old_model_missing_from_the_store_is_recomputed_from_the_blocks(tmp_path):
+    g, ledger, full, blocks = _retained(tmp_path)
+    ledger.store._db.execute("DELETE FROM models")
+    ledger.chain._models.clear()
+    closing = [b for b in blocks if b.commitment][0]
+    got, digest = ledger.chain.model(closing.hash)
+    assert digest == closing.commitment["model_digest"] == full.chain.model(closing.hash)[1]
+    from learningchain.encoding import weights_digest
+    assert weights_digest(got) == digest
+
+
+def test_a_fork_from_deep_below_the_tip_reorganises_like_a_chain_that_kept_everything(tmp_path):
+    """A heavier branch forking 10 blocks below the tip (5 x the retained depth):
+    its first block needs the retired fork point's full state, rebuilt from the store."""
+    from learningchain.chain import Chain
+    from tests.helpers import MINER2
+    g, ledger, full, blocks = _retained(tmp_path)
+    fork_at = blocks[3]
+    side = Chain(g)
+    for b in blocks[:4]:
+        side.add_block(b, now(b))
+    branch = []
+    for i in range(len(blocks) - 4 + 2):
+        txs = [update_tx(side, KEYS[(i + j) % len(KEYS)], shift=0.25) for j in range(1)]
+        try:
+            b = mine(side.build_block(MINER2.public_hex, txs, side.tip.header.timestamp + 900))
+        except ValidationError:
+            b = mine(side.build_block(MINER2.public_hex, [], side.tip.header.timestamp + 900))
+        side.add_block(b, now(b))
+        branch.append(b)
+    assert branch[0].header.prev_hash == fork_at.hash
+    # solicited: as headers-first sync fetches a heavier branch (unrequested, a
+    # branch this far below the tip is refused as block-side-work-too-low)
+    statuses = [ledger.submit_block(b, now(b), solicited=True).status for b in branch]
+    for b in branch:
+        full.submit_block(b, now(b), solicited=True)
+    assert "reorg" in statuses and ledger.chain.tip.hash == side.tip.hash == full.chain.tip.hash
+    assert ledger.chain.tip_state == side.tip_state == full.chain.tip_state
+    assert ledger.chain.model()[1] == side.model()[1]
+
+
+def test_the_mempool_survives_a_restart_and_is_revalidated(tmp_path):
+    g = tiny_genesis(quorum=12, round_timeout=100)
+    ledger = Ledger(g, Store(tmp_path))
+    grow(ledger, 2)
+    waiting = update_tx(ledger.chain, KEYS[5])
+    assert ledger.submit_tx(waiting) == "accepted"
+    late = update_tx(ledger.chain, KEYS[6])
+    assert ledger.submit_tx(late) == "accepted"
+    ledger.store.close()
+    again = Ledger(g, Store(tmp_path))
+    assert {t.id for t in again.mempool} == {waiting.id, late.id} and again.mempool_restored == 2
+    # a block includes them: the stored mempool follows
+    block = mine(again.template(MINER.public_hex, again.chain.tip.header.timestamp + 1000))
+    assert again.submit_block(block, now(block)).status == "connected"
+    again.store.close()
+    third = Ledger(g, Store(tmp_path))
+    assert len(third.mempool) == 0 and third.mempool_dropped == 0
+    assert [r[0] for r in third.store.mempool_rows()] == []
+    # a stored tx that no longer validates (here: forged) is dropped on load
+    forged = waiting.to_dict() | {"timestamp": waiting.timestamp + 1}
+    from learningchain.encoding import canonical_json
+    third.store._db.execute("INSERT INTO mempool (txid, data, added_at) VALUES (?, ?, 0)",
+                            (UpdateTx.parse(forged).id, canonical_json(forged).decode()))
+    third.store.close()
+    fourth = Ledger(g, Store(tmp_path))
+    assert len(fourth.mempool) == 0 and fourth.mempool_dropped == 1 and fourth.store.mempool_rows() == []

@@ -61,6 +61,22 @@ def test_missing_signature_and_malformed_key():
     expect(errors.TX_MALFORMED_KEY, UpdateTx(**{**tx.__dict__, "sender": "zz"}))
 
 
+def test_a_tx_holds_its_weights_once_and_check_remembers_what_passed():
+    """Issue 10 item 12: the base64 form only, no cached arrays; a second check of
+    the same limits skips the decode, other limits check again."""
+    tx = UpdateTx.parse(copy.deepcopy(make_tx().to_dict()))
+    tx.check(SHAPES, LIMIT)
+    assert not any(isinstance(v, dict) and any(isinstance(a, np.ndarray) for a in v.values())
+                   for v in vars(tx).values())
+    assert tx.decoded_weights is not tx.decoded_weights  # decoded per call
+    tx.check(SHAPES, LIMIT, verify_signature=False)
+    expect(errors.TX_TOO_LARGE, tx, limit=100)
+    other = {k: (d, (9,) + s[1:]) for k, (d, s) in SHAPES.items()}
+    with pytest.raises(ValidationError) as err:
+        tx.check(other, LIMIT)
+    assert err.value.code == errors.TX_SHAPE_MISMATCH
+
+
 def test_shape_dtype_finite_size_and_samples():
     expect(errors.TX_SHAPE_MISMATCH, make_tx(weights={"W0": np.zeros((2, 3), np.float32),
                                                       "b0": np.zeros(2, np.float32)}))
