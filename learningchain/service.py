@@ -45,6 +45,8 @@ GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
 #: mempool txs offered again to peers per peer-sync pass (Node.rebroadcast_mempool).
 REBROADCAST_MAX = 64
+#: a mempool tx is offered again only after it has waited this long (seconds).
+REBROADCAST_AFTER_S = 4.0
 
 
 def now_ms() -> int:
@@ -80,6 +82,7 @@ class Node:
         check_genesis_file(self.data_dir, genesis_config)
         self.key = load_or_create_key(self.data_dir)
         self.pubkey, self.address = self.key.public_hex, self.key.address
+        self._held_since: dict[str, float] = {}  # mempool tx id -> when a rebroadcast pass first saw it
         self.quiet = quiet
         self.host, self.port = host, port
         self.url = f"http://{host}:{port}"
@@ -360,8 +363,14 @@ class Node:
         peers that were down, or a miner that restarted with an empty mempool,
         get it now by ``/inv`` (issue 10 item 14: a tx whose sender or first
         relay died must not be lost with it). Returns the txs offered."""
+        now = time.monotonic()
         with self.lock:
-            txs = sorted(self.ledger.mempool, key=lambda t: (t.sender != self.pubkey, t.id))[:max(0, limit)]
+            held = {t.id: t for t in self.ledger.mempool}
+        # first noticed by this pass; offered only once it has waited a while, so a
+        # tx that gossip is still spreading costs no extra /inv to each peer
+        self._held_since = {i: self._held_since.get(i, now) for i in held}
+        waiting = [t for i, t in held.items() if now - self._held_since[i] >= REBROADCAST_AFTER_S]
+        txs = sorted(waiting, key=lambda t: (t.sender != self.pubkey, t.id))[:max(0, limit)]
         for tx in txs:
             self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
         return len(txs)
