@@ -23,6 +23,7 @@ from learningchain.compact import rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
 from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
+from learningchain.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches, write_token
 from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
@@ -285,22 +286,36 @@ def post_peer():
     return jsonify({"added": added, "peers": [n.url] + n.peers.urls()})
 
 
+def mining_client() -> str:
+    """The caller of ``/mining/*`` if it holds the node's miner token
+    (:mod:`learningchain.mining_auth`), else 403 ``mining-forbidden``. Returns
+    its template bucket: ``X-Miner-Id`` if given (several miners on one host),
+    else its address."""
+    if not token_matches(current_app.config["MINER_TOKEN"], request.headers.get(MINER_TOKEN_HEADER)):
+        raise ApiError(403, f"/mining/* serve only this node's own miner: send the token from "
+                            f"<data-dir>/{TOKEN_FILE} in the {MINER_TOKEN_HEADER} header "
+                            f"(python -m miner --data-dir <data-dir>)", errors.MINING_FORBIDDEN)
+    name = request.headers.get("X-Miner-Id", "")
+    return f"id:{name[:32]}" if name else f"addr:{request.remote_addr}"
+
+
 @api.get("/mining/template")
 def mining_template():
-    tid, b = node().new_template()
+    tid, b = node().new_template(mining_client())
     return jsonify({"template_id": tid, "height": b.height, "prev_hash": b.header.prev_hash,
                     "prefix": b.header.prefix().hex(), "target": f"{b.header.target:064x}"})
 
 
 @api.post("/mining/submit")
 def mining_submit():
+    client = mining_client()
     doc = body(SMALL_BODY_BYTES)
     tid, nonce = doc.get("template_id"), doc.get("nonce")
     if not isinstance(tid, str) or len(tid) > 64:
         raise ApiError(400, "template_id must be the string /mining/template returned", "template-unknown")
     if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
         raise ApiError(400, "nonce must be an integer in [0, 2^64)", "bad-nonce")
-    status, b = node().submit_nonce(tid, nonce)
+    status, b = node().submit_nonce(tid, nonce, client)
     return jsonify({"status": status, "hash": b.hash}), 202
 
 
@@ -359,6 +374,7 @@ def register_errors(app: Flask) -> None:
 def create_app(node_obj) -> Flask:
     app = Flask(__name__)
     app.config["NODE"] = node_obj
+    app.config["MINER_TOKEN"] = write_token(node_obj.data_dir)  # a new one at every start
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, node_obj.config.max_block_bytes + (64 << 10))
     app.json.sort_keys = False
     app.register_blueprint(api)

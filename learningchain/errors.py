@@ -81,3 +81,7 @@ COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
 #: an orphan's or a compact block's header target is easier than our chain could
 #: require within one retarget (compact.py, plausible_target_limit).
 BLOCK_TARGET_TOO_EASY = "block-target-too-easy"
+
+# API access refusals (HTTP 403).
+#: /mining/* without this node's miner token (mining_auth.py).
+MINING_FORBIDDEN = "mining-forbidden"

@@ -25,7 +25,39 @@ def node(tmp_path):
 
 @pytest.fixture
 def client(node):
-    return create_app(node).test_client()
+    app = create_app(node)
+    c = app.test_client()
+    c.environ_base["HTTP_X_MINER_TOKEN"] = app.config["MINER_TOKEN"]  # the node's own miner
+    return c
+
+
+def test_mining_routes_need_the_token_the_node_wrote(node, client):
+    """/mining/* answer only a holder of <data-dir>/miner.token (0600, new at each start)."""
+    import stat
+    path = node.data_dir / "miner.token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = path.read_text().strip()
+    outsider = client.application.test_client()
+    for headers in ({}, {"X-Miner-Token": "0" * 64}, {"X-Miner-Token": token[:-1]}):
+        r = outsider.get("/mining/template", headers=headers)
+        assert r.status_code == 403 and r.get_json()["reason"] == "mining-forbidden"
+        r = post(outsider, "/mining/submit", {"template_id": "ab", "nonce": 1}, headers=headers)
+        assert r.status_code == 403 and r.get_json()["reason"] == "mining-forbidden"
+    assert outsider.get("/status").get_json()["refused"]["mining-forbidden"] == 6
+    r = outsider.get("/mining/template", headers={"X-Miner-Token": token})
+    assert r.status_code == 200 and r.get_json()["height"] == 1
+
+
+def test_each_mining_client_keeps_its_own_templates(client):
+    """A token holder polling hard evicts only its own templates, not another miner's."""
+    first = client.get("/mining/template", headers={"X-Miner-Id": "a"}).get_json()
+    for _ in range(100):
+        client.get("/mining/template", headers={"X-Miner-Id": "b"})
+    t = first
+    nonce, _ = search(bytes.fromhex(t["prefix"]), int(t["target"], 16), 0, 1 << 32)
+    r = post(client, "/mining/submit", {"template_id": t["template_id"], "nonce": nonce},
+             headers={"X-Miner-Id": "a"})
+    assert r.status_code == 202 and r.get_json()["status"] == "connected", r.get_json()
 
 
 def post(client, path, doc, **kw):
