@@ -7,3 +7,8 @@ import tests.adversary.surface  # noqa: F401  (registers)
 def test_mining_flood(tmp_path):
     o = SCENARIOS["mining-flood"](tmp_path)
     assert o.passed, o
+
+
+def test_slowloris(tmp_path):
+    o = SCENARIOS["slowloris"](tmp_path)
+    assert o.passed, o

@@ -367,3 +367,41 @@ def test_orphans_and_compact_blocks_need_a_target_our_chain_could_require(tmp_pa
         assert r.status_code == 400 and r.get_json()["reason"] == "block-wrong-target", r.get_json()
     finally:
         n.stop()
+
+
+def test_connection_guard_evicts_idle_sockets_and_times_out_trickled_headers(node):
+    """Over the per-IP cap the oldest idle connection goes, not the newcomer; a
+    request whose header lines trickle is closed at the header deadline."""
+    import socket
+    import threading
+
+    import requests
+
+    from learningchain.http_server import create_http_server, serve_until
+    from learningchain.processes import free_port
+    from tests.served import wait_for
+    port = free_port()
+    server = create_http_server(create_app(node), "127.0.0.1", port, threads=2, per_ip=4, total=6)
+    server.header_seconds = 1  # the instance's deadline, short for the test
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
+    thread.start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        trickle.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            assert requests.get(f"http://127.0.0.1:{port}/status", timeout=5).status_code == 200
+        wait_for(lambda: len(server.active_channels) <= 4, 5, "at most 4 connections from 127.0.0.1")
+        assert server.evicted_connections >= 7
+        assert trickle.recv(1) == b""  # closed by the node (evicted or at the header deadline)
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        trickle.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        trickle.settimeout(5)
+        assert trickle.recv(1) == b""
+        assert server.timed_out_requests >= 1
+        for s in idle:
+            s.close()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
