@@ -22,7 +22,7 @@ from learningchain.block import Block
 from learningchain.compact import rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
-from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
+from learningchain.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, explorer, round_detail as round_view, rounds_overview
 from learningchain.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches, write_token
 from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
 from learningchain.peers import SYNC_PAGE_BYTES
@@ -225,7 +225,13 @@ def model():
 
 @api.get("/rounds")
 def rounds():
-    return jsonify({"rounds": rounds_overview(node())})
+    """A page of rounds: ``start`` (default: the newest page) and ``limit``
+    (default 50, at most 200), oldest first; ``current`` to page from."""
+    limit = int_arg("limit", ROUNDS_PAGE, 1, MAX_ROUNDS_PAGE)
+    start = int_arg("start", 0, 1, 2**53) if "start" in request.args else None
+    page, current = rounds_overview(node(), limit, start)
+    return jsonify({"current": current, "start": page[0]["round"] if page else start, "limit": limit,
+                    "rounds": page})
 
 
 @api.get("/rounds/<r>")

@@ -201,6 +201,23 @@ def test_rounds_close_and_show_up(client, node):
     assert client.get("/blocks/1", headers={"Accept": "text/html"}).data.count(b"accepted") >= 1
 
 
+def test_rounds_are_paged(client, node):
+    """/rounds: the newest page by default, ?start=&limit= pages, limit bounded."""
+    for _ in range(12):  # tiny_config: round_timeout 5, so empty blocks close rounds 1 and 2
+        mine_via_api(client)
+    doc = client.get("/rounds").get_json()
+    assert doc["current"] == 3 and [r["round"] for r in doc["rounds"]] == [1, 2, 3]
+    assert [r["status"] for r in doc["rounds"]] == ["closed", "closed", "open"]
+    assert [r["closed_at"] for r in doc["rounds"][:2]] == [5, 10]
+    page = client.get("/rounds?start=2&limit=1").get_json()
+    assert page["start"] == 2 and [r["round"] for r in page["rounds"]] == [2]
+    assert [r["round"] for r in client.get("/rounds?limit=2").get_json()["rounds"]] == [2, 3]
+    assert client.get("/rounds?start=9").get_json()["rounds"] == []
+    for bad in ("limit=0", "limit=201", "start=0", "start=x"):
+        r = client.get(f"/rounds?{bad}")
+        assert r.status_code == 400 and r.get_json()["reason"] == "bad-query", bad
+
+
 def test_sync_blocks_returns_blocks_after_locator(client, node):
     mine_via_api(client)
     mine_via_api(client)

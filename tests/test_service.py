@@ -61,7 +61,7 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
         assert compared >= {1, 2}
         for r in compared:
             assert again.metrics[r] == node.metrics[r]  # same G(r), same test set
-        assert {d["round"] for d in rounds_overview(again) if d["metrics"]} >= closed
+        assert {d["round"] for d in rounds_overview(again)[0] if d["metrics"]} >= closed
     finally:
         again.stop()
 
