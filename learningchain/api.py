@@ -24,7 +24,7 @@ from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_
 from learningchain.errors import ValidationError
 from learningchain.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, explorer, round_detail as round_view, rounds_overview
 from learningchain.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches, write_token
-from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
+from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type, peer_url_refusal
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
 from learningchain.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, compress_reply,
@@ -283,13 +283,19 @@ def post_block():
 
 @api.post("/peers")
 def post_peer():
+    """Someone names a peer (itself, usually). A malformed URL or one with a
+    path is 400; otherwise the URL is *offered* (peers.py): it joins our table
+    only once it answers ``GET /tip`` with our genesis, so ``added`` is false
+    and ``status`` says what happens: ``pending`` (handshake queued), ``known``,
+    ``self``, or the refusal (``peer-host-full``, ``peer-subnet-full``,
+    ``peer-table-full``, ``peer-handshake-failed``, ``peer-handshake-busy``)."""
     url = body(SMALL_BODY_BYTES).get("url")
-    problem = check_peer_url(url)
-    if problem:
-        raise ApiError(400, problem, "bad-peer-url")
+    refusal = peer_url_refusal(url)
+    if refusal:
+        raise ApiError(400, refusal[1], refusal[0])
     n = node()
-    added = n.peers.add(url)
-    return jsonify({"added": added, "peers": [n.url] + n.peers.urls()})
+    status = n.peers.offer(url)
+    return jsonify({"added": False, "status": status, "peers": [n.url] + n.peers.urls()})
 
 
 def mining_client() -> str:

@@ -81,6 +81,14 @@ COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
 #: an orphan's or a compact block's header target is easier than our chain could
 #: require within one retarget (compact.py, plausible_target_limit).
 BLOCK_TARGET_TOO_EASY = "block-target-too-easy"
+#: peer-table refusals (peer_table.py): a URL with a path (peers are hosts), too
+#: many learned peers on one host or subnet, a full table, a failed or busy handshake.
+PEER_URL_PATH = "peer-url-path"
+PEER_HOST_FULL = "peer-host-full"
+PEER_SUBNET_FULL = "peer-subnet-full"
+PEER_TABLE_FULL = "peer-table-full"
+PEER_HANDSHAKE_FAILED = "peer-handshake-failed"
+PEER_HANDSHAKE_BUSY = "peer-handshake-busy"
 
 # API access refusals (HTTP 403).
 #: /mining/* without this node's miner token (mining_auth.py).

@@ -20,6 +20,15 @@
   already in our table queues the same sync with it, on a pool of its own
   (:data:`SYNC_WORKERS` threads, at most one pending sync per peer), so syncs
   never delay gossip.
+* Learned peers (``POST /peers``, a peer's list) enter the table only after a
+  *handshake*: ``GET /tip`` answered within :data:`HANDSHAKE_DEADLINE` with our
+  genesis hash, on a pool of :data:`HANDSHAKE_WORKERS` threads with at most
+  :data:`MAX_PENDING_HANDSHAKES` waiting; a URL that failed is not tried again
+  for :data:`HANDSHAKE_RETRY_SECONDS`. Nothing an outsider posts costs a
+  request thread, and nothing that is not a node of our network spreads.
+* Gossip work is bounded per peer: at most :data:`PEER_QUEUE` sends queued or
+  running for one peer; past it a send is dropped (counted in ``/peers`` ->
+  ``traffic`` -> ``dropped``; the id is un-marked, so a rebroadcast retries).
 
 See docs/api.md, "Gossip and sync".
 """
@@ -39,7 +48,7 @@ from learningchain.encoding import EncodingError, canonical_json, parse_json
 from learningchain.errors import ValidationError
 from learningchain.httpclient import BoundedSession, PeerReplyError
 from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
-                                      normalize)
+                                      normalize, peer_url_refusal)
 from learningchain.wire import gzip_for_wire
 
 if TYPE_CHECKING:
@@ -65,6 +74,14 @@ FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER,)
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
+#: the handshake a learned peer must pass: GET /tip with our genesis within this many seconds.
+HANDSHAKE_DEADLINE = 3.0
+HANDSHAKE_WORKERS = 2
+MAX_PENDING_HANDSHAKES = 32
+#: a URL whose handshake failed is not tried again for this long (bounded memory).
+HANDSHAKE_RETRY_SECONDS, MAX_HANDSHAKE_FAILED = 60.0, 4096
+#: gossip sends queued or running for one peer at most; more are dropped and counted.
+PEER_QUEUE = 32
 
 
 def max_reply_bytes(max_block_bytes: int) -> int:
@@ -110,6 +127,12 @@ class PeerSet(PeerTable):
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
+        self._handshakes = ThreadPoolExecutor(max_workers=HANDSHAKE_WORKERS, thread_name_prefix="handshake")
+        self._handshake_session = BoundedSession((1.0, 2.0), HANDSHAKE_DEADLINE, SMALL_REPLY_BYTES)
+        self._pending_handshakes: set[str] = set()
+        self._handshake_failed: OrderedDict[str, float] = OrderedDict()  # url -> retry after
+        self._queued: dict[str, int] = {}  # peer -> gossip sends queued or running
+        self.dropped = 0  # gossip sends dropped because a peer's queue was full
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -164,6 +187,48 @@ class PeerSet(PeerTable):
         return code, doc
 
     # --- gossip -------------------------------------------------------------------------
+    def _submit(self, url: str, key: str, fn, *args) -> Future | None:
+        """Queue one gossip send to ``url`` unless :data:`PEER_QUEUE` are queued or
+        running for it already (then drop it, count it, and un-mark ``key`` so a
+        rebroadcast retries)."""
+        with self._lock:
+            if self._queued.get(url, 0) >= PEER_QUEUE:
+                self.dropped += 1
+                full = True
+            else:
+                self._queued[url] = self._queued.get(url, 0) + 1
+                full = False
+        if full:
+            self._unsee(url, key)
+            return None
+        try:
+            return self._pool.submit(self._run_queued, url, fn, *args)
+        except RuntimeError:  # shut down: the node is stopping
+            self._done_queued(url)
+            return None
+
+    def _run_queued(self, url: str, fn, *args) -> None:
+        try:
+            fn(url, *args)
+        finally:
+            self._done_queued(url)
+
+    def _done_queued(self, url: str) -> None:
+        with self._lock:
+            left = self._queued.get(url, 1) - 1
+            if left > 0:
+                self._queued[url] = left
+            else:
+                self._queued.pop(url, None)
+
+    def traffic(self) -> dict:
+        doc = super().traffic()
+        with self._lock:
+            doc["dropped"] = self.dropped
+            doc["queued"] = sum(self._queued.values())
+            doc["refused_peers"] = dict(self.refused_peers)
+        return doc
+
     def broadcast_tx(self, tx, exclude: str | None = None, push: bool = False) -> list[Future]:
         """Send ``tx`` to every peer once; returns the futures (tests may wait on them).
         ``push``: send the body without announcing it first. Only for an update we
@@ -171,7 +236,9 @@ class PeerSet(PeerTable):
         a round trip and save nothing."""
         futures = []
         for url in self._targets(tx.id, exclude and normalize(exclude)):
-            futures.append(self._pool.submit(self._send_tx, url, tx, push))
+            future = self._submit(url, tx.id, self._send_tx, tx, push)
+            if future is not None:
+                futures.append(future)
         return futures
 
     def _send_tx(self, url: str, tx, push: bool) -> None:
@@ -210,7 +277,9 @@ class PeerSet(PeerTable):
         futures = []
         compact = compact_block(block)
         for url in self._targets(block.hash, exclude and normalize(exclude)):
-            futures.append(self._pool.submit(self._send_block, url, block, compact))
+            future = self._submit(url, block.hash, self._send_block, block, compact)
+            if future is not None:
+                futures.append(future)
         return futures
 
     def _send_block(self, url: str, block, compact: dict) -> None:
@@ -240,12 +309,82 @@ class PeerSet(PeerTable):
             return None
         return reply[1].get("tx")
 
+    # --- membership: offers and handshakes -------------------------------------------------
+    def offer(self, url: Any) -> str:
+        """A peer URL someone told us about (``POST /peers``, a peer's list):
+        ``"known"``, ``"self"``, ``"pending"`` (its handshake is queued: it joins
+        the table if it answers ``/tip`` with our genesis) or the reason code it
+        was refused for. Never does I/O itself."""
+        refusal = self.refusal(url) if isinstance(url, str) else peer_url_refusal(url)[0]
+        if refusal is not None:
+            return refusal
+        url = normalize(url)
+        now = time.monotonic()
+        with self._lock:
+            if self._handshake_failed.get(url, 0.0) > now:
+                return errors.PEER_HANDSHAKE_FAILED
+            if url in self._pending_handshakes:
+                return "pending"
+            if len(self._pending_handshakes) >= MAX_PENDING_HANDSHAKES:
+                self.refused_peers[errors.PEER_HANDSHAKE_BUSY] = self.refused_peers.get(
+                    errors.PEER_HANDSHAKE_BUSY, 0) + 1
+                return errors.PEER_HANDSHAKE_BUSY
+            self._pending_handshakes.add(url)
+        try:
+            self._handshakes.submit(self._handshake, url)
+        except RuntimeError:  # shut down
+            with self._lock:
+                self._pending_handshakes.discard(url)
+            return errors.PEER_HANDSHAKE_BUSY
+        return "pending"
+
+    def _handshake(self, url: str) -> None:
+        try:
+            why = self.handshake_problem(url)
+            if why is None:
+                status = self.admit(url)
+                if status is None:
+                    self.node.log(f"peer {url} answered the handshake: added")
+                return
+            with self._lock:
+                self.refused_peers[errors.PEER_HANDSHAKE_FAILED] = self.refused_peers.get(
+                    errors.PEER_HANDSHAKE_FAILED, 0) + 1
+                self._handshake_failed[url] = time.monotonic() + HANDSHAKE_RETRY_SECONDS
+                self._handshake_failed.move_to_end(url)
+                while len(self._handshake_failed) > MAX_HANDSHAKE_FAILED:
+                    self._handshake_failed.popitem(last=False)
+        finally:
+            with self._lock:
+                self._pending_handshakes.discard(url)
+
+    def handshake_problem(self, url: str) -> str | None:
+        """None if ``url`` answers ``GET /tip`` with our genesis within
+        :data:`HANDSHAKE_DEADLINE`, else what went wrong."""
+        try:
+            code, content, _wire = self._handshake_session.request("GET", url + "/tip",
+                                                                   headers={"X-Peer": self.self_url})
+            doc = parse_json(content) if content else None
+        except (PeerReplyError, requests.RequestException, EncodingError) as exc:
+            return type(exc).__name__
+        if code != 200 or not isinstance(doc, dict):
+            return f"HTTP {code}"
+        if doc.get("genesis") != self.node.genesis.hash:
+            return "another network (genesis differs)"
+        return None
+
+    def pending_handshakes(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pending_handshakes)
+
     def announce(self) -> None:
-        """Tell every peer about us (``POST /peers``) and learn the peers they know.
-        Peers backing off are skipped: a peer that never answers must not cost the
-        sync loop a read timeout on every tick. A peer whose answer listed us is
-        announced to again only after :data:`ANNOUNCE_SECONDS`; its list tells
-        gossip whom it reaches itself."""
+        """Tell every peer about us (``POST /peers``) and learn the peers they know
+        (offered: each joins after its handshake). Peers backing off are skipped:
+        a peer that never answers must not cost the sync loop a read timeout on
+        every tick. A peer whose answer listed us is announced to again only after
+        :data:`ANNOUNCE_SECONDS`; its list tells gossip whom it reaches itself.
+        Former peers (evicted for room) are offered again when their time comes."""
+        for url in self.former_due():
+            self.offer(url)
         now = time.monotonic()
         with self._lock:
             urls = [u for u, p in self._peers.items()
@@ -257,7 +396,7 @@ class PeerSet(PeerTable):
             listed = frozenset(normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
                                if isinstance(o, str) and check_peer_url(o) is None)
             for other in listed:
-                self.add(other)
+                self.offer(other)
             with self._lock:
                 peer = self._peers.get(url)
                 if peer is not None:
@@ -379,6 +518,8 @@ class PeerSet(PeerTable):
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
+        self._handshakes.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._session.close()
+        self._handshake_session.close()

@@ -226,12 +226,23 @@ def test_sync_blocks_returns_blocks_after_locator(client, node):
     assert post(client, "/sync/blocks", {"locator": ["zz"], "limit": 10}).status_code == 400
 
 
-def test_peers_accepts_http_urls_only(client):
-    assert post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()["added"] is True
+def test_peers_accepts_http_host_urls_only(client, node):
+    """A peer is a host: a URL with a path is refused by name; a host URL is
+    offered (it joins only after answering /tip with our genesis: nothing
+    listens on 6001, so it never does)."""
+    r = post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()
+    assert r["added"] is False and r["status"] == "pending"
     for bad in ("ftp://x", "file:///etc/passwd", "javascript:alert(1)", "127.0.0.1:5000", 5, None, "http://"):
         r = post(client, "/peers", {"url": bad})
         assert r.status_code == 400 and r.get_json()["reason"] == "bad-peer-url", bad
-    assert [p["url"] for p in client.get("/peers").get_json()["peers"]] == ["http://127.0.0.1:6001"]
+    for bad in ("http://127.0.0.1:6002/x", "http://127.0.0.1:6002/a/b/"):
+        r = post(client, "/peers", {"url": bad})
+        assert r.status_code == 400 and r.get_json()["reason"] == "peer-url-path", bad
+    from tests.served import wait_for
+    wait_for(lambda: node.peers.pending_handshakes() == [], 10, "the handshake to fail")
+    assert client.get("/peers").get_json()["peers"] == []
+    again = post(client, "/peers", {"url": "http://127.0.0.1:6001/"}).get_json()
+    assert again["status"] == "peer-handshake-failed"  # not tried again for a while
 
 
 GARBAGE = [{}, {"a": 1}, {"txs": "x"}, {"compact": 1}, {"compact": {"header": 1, "commitment": None, "txids": []}},
