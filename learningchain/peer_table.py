@@ -26,8 +26,9 @@ Split from :mod:`learningchain.peers` (which gossips and syncs over this table).
   (tests and the demo run every node on 127.0.0.1, each on its own port), the
   per-group limits of Bitcoin Core's address manager (``addrman`` buckets by
   /16, Heilman et al.) in small. Pinned peers are never refused.
-* Cost. Every exchange we start costs a peer its wall time plus one second per
-  :data:`BYTES_PER_COST_SECOND` received or sent; the cost decays with a
+* Cost. Every exchange we start costs a peer its wall time over
+  :data:`FREE_SECONDS` plus one second per :data:`BYTES_PER_COST_SECOND`
+  received or sent over :data:`FREE_BYTES`; the cost decays with a
   half-life of :data:`COST_HALF_LIFE`, and past :data:`COST_BUDGET` the peer
   backs off in proportion (up to :data:`BACKOFF_MAX`): a peer serving 40 MiB
   sync pages or answering slowly is asked less, not forever.
@@ -70,11 +71,17 @@ ANNOUNCE_SECONDS = 30.0
 PORTS_PER_HOST = 4
 PEERS_PER_SUBNET = 8
 LOOPBACK_PEERS = 16
-#: the cost of an exchange: its seconds plus one per this many bytes on the wire.
-BYTES_PER_COST_SECOND = 4 << 20
+#: the cost of an exchange: its seconds over FREE_SECONDS plus one per this many
+#: bytes on the wire over FREE_BYTES (so a peer pays for slow or huge exchanges,
+#: not for many quick ones: a busy honest peer stays at 0).
+BYTES_PER_COST_SECOND = 8 << 20
+FREE_SECONDS, FREE_BYTES = 0.5, 1 << 20
+#: the message types of gossip sends (see message_type).
+GOSSIP_KINDS = ("tx body", "inv", "compact block", "full block")
 #: cost (decayed with this half-life, seconds) a peer may run up before it backs off;
-#: a peer's back-off is COST_BACKOFF seconds per cost second over the budget.
-COST_HALF_LIFE, COST_BUDGET, COST_BACKOFF = 30.0, 10.0, 3.0
+#: a peer's back-off is COST_BACKOFF seconds per cost second over the budget. An
+#: honest peer costs ~0.1 per half-life (a /tip poll every 2 s: a few ms each).
+COST_HALF_LIFE, COST_BUDGET, COST_BACKOFF = 30.0, 4.0, 2.0
 #: evicted learned peers remembered to be offered again, and after how long.
 MAX_FORMER, FORMER_RETRY_SECONDS = 256, 60.0
 
@@ -176,6 +183,7 @@ class Peer:
     announced: float = -ANNOUNCE_SECONDS  # when it last answered an announce listing us
     gzip: bool = True  # False once it refused a gzip body (an older node): send it plain
     cost: float = 0.0  # decayed seconds of our time (and bytes) it cost; see PeerTable._charge
+    quick_sends: int = 0  # gossip sends (tx, inv, block) it answered within FREE_SECONDS
     cost_at: float = 0.0
 
     def available(self, now: float) -> bool:
@@ -399,7 +407,10 @@ class PeerTable:
             peer.bytes_sent += sent + HEADER_ESTIMATE
             peer.bytes_received += received + HEADER_ESTIMATE
             self._count(kind, sent + HEADER_ESTIMATE, received + HEADER_ESTIMATE, seconds)
-            self._charge(peer, seconds + (sent + received) / BYTES_PER_COST_SECOND)
+            if seconds <= FREE_SECONDS and kind in GOSSIP_KINDS:
+                peer.quick_sends += 1
+            self._charge(peer, max(0.0, seconds - FREE_SECONDS)
+                         + max(0, sent + received - FREE_BYTES) / BYTES_PER_COST_SECOND)
 
     def _charge(self, peer: Peer, cost: float) -> None:
         """(lock held) add ``cost`` to the peer's decayed cost; over the budget it

@@ -29,6 +29,11 @@
 * Gossip work is bounded per peer: at most :data:`PEER_QUEUE` sends queued or
   running for one peer; past it a send is dropped (counted in ``/peers`` ->
   ``traffic`` -> ``dropped``; the id is un-marked, so a rebroadcast retries).
+  Four lanes: peers we chose or that delivered blocks to our sync
+  (:data:`TRUSTED_WORKERS` threads), peers failing or costly
+  (:data:`COSTLY_WORKERS`), peers that have not yet answered one send quickly
+  (:data:`COSTLY_WORKERS`), everyone else (8): strangers that answer slowly
+  wait behind each other, not in front of the network.
 
 See docs/api.md, "Gossip and sync".
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -82,6 +87,14 @@ MAX_PENDING_HANDSHAKES = 32
 HANDSHAKE_RETRY_SECONDS, MAX_HANDSHAKE_FAILED = 60.0, 4096
 #: gossip sends queued or running for one peer at most; more are dropped and counted.
 PEER_QUEUE = 32
+#: threads of the gossip lane for --peers and block-delivering peers (the others share 8),
+#: and of the lane for peers failing or costing more than COSTLY (peer_table: cost).
+TRUSTED_WORKERS = 4
+COSTLY_WORKERS, COSTLY = 2, 1.0
+#: requests whose answer is a few fields get this deadline, not REQUEST_DEADLINE: a
+#: peer that trickles them must not hold the (serial) sync loop for 10 s a poll.
+SMALL_REQUEST_DEADLINE = HANDSHAKE_DEADLINE
+SMALL_REQUESTS = (("GET", "/tip"), ("GET", "/status"), ("POST", "/peers"), ("POST", "/inv"))
 
 
 def max_reply_bytes(max_block_bytes: int) -> int:
@@ -119,6 +132,13 @@ class PeerSet(PeerTable):
         super().__init__(self_url, urls)
         self.node = node
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gossip")
+        # sends to peers we chose (--peers) or that delivered blocks to our sync: a
+        # lane of their own, never queued behind strangers that answer slowly
+        self._trusted_pool = ThreadPoolExecutor(max_workers=TRUSTED_WORKERS, thread_name_prefix="gossip-trusted")
+        # and peers that cost more than COSTLY or are failing: a narrow lane, so a
+        # handful of slow or dead peers cannot hold the 8 threads everyone shares
+        self._costly_pool = ThreadPoolExecutor(max_workers=COSTLY_WORKERS, thread_name_prefix="gossip-costly")
+        self._new_pool = ThreadPoolExecutor(max_workers=COSTLY_WORKERS, thread_name_prefix="gossip-new")
         self._sync_pool = ThreadPoolExecutor(max_workers=SYNC_WORKERS, thread_name_prefix="sync")
         self._sync_pending: set[str] = set()  # peers with a queued or running background sync
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)
@@ -128,10 +148,13 @@ class PeerSet(PeerTable):
         self._syncing: set[str] = set()
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
         self._handshakes = ThreadPoolExecutor(max_workers=HANDSHAKE_WORKERS, thread_name_prefix="handshake")
-        self._handshake_session = BoundedSession((1.0, 2.0), HANDSHAKE_DEADLINE, SMALL_REPLY_BYTES)
+        # the handshake's session, also for SMALL_REQUESTS (short deadline, small replies)
+        self._handshake_session = BoundedSession(TIMEOUT, min(deadline, SMALL_REQUEST_DEADLINE), SMALL_REPLY_BYTES)
         self._pending_handshakes: set[str] = set()
+        self._announcing: set[str] = set()  # peers with an announce queued or running
         self._handshake_failed: OrderedDict[str, float] = OrderedDict()  # url -> retry after
-        self._queued: dict[str, int] = {}  # peer -> gossip sends queued or running
+        self._queues: dict[str, deque] = {}  # peer -> its gossip sends waiting (see _submit)
+        self._running: set[str] = set()  # peers with a send queued on a lane or running
         self.dropped = 0  # gossip sends dropped because a peer's queue was full
 
     # --- one HTTP exchange ----------------------------------------------------------
@@ -172,10 +195,11 @@ class PeerSet(PeerTable):
         cap = reply_cap(method, path, self.node.config.max_tx_bytes, self.node.config.max_block_bytes)
         if self._max_reply is not None:
             cap = min(cap, self._max_reply)
+        session = self._handshake_session if (method, path) in SMALL_REQUESTS else self._session
         t0 = time.perf_counter()
         try:
-            code, content, wire = self._session.request(method, url + path, data=data, headers=headers,
-                                                        max_bytes=cap)
+            code, content, wire = session.request(method, url + path, data=data, headers=headers,
+                                                  max_bytes=cap)
             doc = parse_json(content) if content else None
         except PeerReplyError as exc:
             self._failed(peer, str(exc))
@@ -188,44 +212,78 @@ class PeerSet(PeerTable):
 
     # --- gossip -------------------------------------------------------------------------
     def _submit(self, url: str, key: str, fn, *args) -> Future | None:
-        """Queue one gossip send to ``url`` unless :data:`PEER_QUEUE` are queued or
-        running for it already (then drop it, count it, and un-mark ``key`` so a
-        rebroadcast retries)."""
+        """Queue one gossip send to ``url`` on that peer's own queue, unless
+        :data:`PEER_QUEUE` are queued or running for it already (then drop it,
+        count it, and un-mark ``key`` so a rebroadcast retries). A peer has at
+        most one send running; each next one goes to the lane (:meth:`_lane`) its
+        cost earns *then*, so a peer that turned slow never leaves a backlog on
+        the lane everyone shares."""
+        future: Future = Future()
         with self._lock:
-            if self._queued.get(url, 0) >= PEER_QUEUE:
+            queue = self._queues.setdefault(url, deque())
+            if len(queue) + (url in self._running) >= PEER_QUEUE:
                 self.dropped += 1
                 full = True
             else:
-                self._queued[url] = self._queued.get(url, 0) + 1
+                queue.append((future, key, fn, args))
                 full = False
+                start = url not in self._running
+                if start:
+                    self._running.add(url)
         if full:
             self._unsee(url, key)
             return None
-        try:
-            return self._pool.submit(self._run_queued, url, fn, *args)
-        except RuntimeError:  # shut down: the node is stopping
-            self._done_queued(url)
-            return None
+        if start:
+            self._kick(url)
+        return future
 
-    def _run_queued(self, url: str, fn, *args) -> None:
-        try:
-            fn(url, *args)
-        finally:
-            self._done_queued(url)
-
-    def _done_queued(self, url: str) -> None:
+    def _lane(self, url: str) -> ThreadPoolExecutor:
         with self._lock:
-            left = self._queued.get(url, 1) - 1
-            if left > 0:
-                self._queued[url] = left
-            else:
-                self._queued.pop(url, None)
+            peer = self._peers.get(url)
+            if peer is not None and (peer.pinned or peer.delivered):
+                return self._trusted_pool
+            if peer is None or peer.failures or peer.cost > COSTLY:
+                return self._costly_pool
+            if not peer.quick_sends:  # on probation until it answered one send quickly
+                return self._new_pool
+            return self._pool
+
+    def _kick(self, url: str) -> None:
+        try:
+            self._lane(url).submit(self._run_next, url)
+        except RuntimeError:  # shut down: the node is stopping
+            with self._lock:
+                queue = self._queues.pop(url, deque())
+                self._running.discard(url)
+            for future, *_ in queue:
+                future.cancel()
+
+    def _run_next(self, url: str) -> None:
+        with self._lock:
+            queue = self._queues.get(url)
+            item = queue.popleft() if queue else None
+        if item is not None:
+            future, _key, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    fn(url, *args)
+                    future.set_result(None)
+                except Exception as exc:  # a send must never kill the lane
+                    future.set_exception(exc)
+        with self._lock:
+            queue = self._queues.get(url)
+            more = bool(queue)
+            if not more:
+                self._queues.pop(url, None)
+                self._running.discard(url)
+        if more:
+            self._kick(url)
 
     def traffic(self) -> dict:
         doc = super().traffic()
         with self._lock:
             doc["dropped"] = self.dropped
-            doc["queued"] = sum(self._queued.values())
+            doc["queued"] = sum(len(q) for q in self._queues.values()) + len(self._running)
             doc["refused_peers"] = dict(self.refused_peers)
         return doc
 
@@ -387,12 +445,19 @@ class PeerSet(PeerTable):
             self.offer(url)
         now = time.monotonic()
         with self._lock:
-            urls = [u for u, p in self._peers.items()
-                    if p.available(now) and now - p.announced >= ANNOUNCE_SECONDS]
-        for url in urls:
+            urls = [u for u, p in self._peers.items() if u not in self._announcing
+                    and p.available(now) and now - p.announced >= ANNOUNCE_SECONDS]
+            self._announcing.update(urls)
+        for url in urls:  # on the gossip lanes: a peer that answers slowly must not hold the sync loop
+            if self._submit(url, "announce", self._announce_one, now) is None:
+                with self._lock:
+                    self._announcing.discard(url)
+
+    def _announce_one(self, url: str, now: float) -> None:
+        try:
             reply = self.request(url, "POST", "/peers", {"url": self.self_url})
             if not reply or not isinstance(reply[1], dict) or not isinstance(reply[1].get("peers"), list):
-                continue
+                return
             listed = frozenset(normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
                                if isinstance(o, str) and check_peer_url(o) is None)
             for other in listed:
@@ -403,6 +468,9 @@ class PeerSet(PeerTable):
                     if self.self_url in listed and listed == peer.peers:
                         peer.announced = now  # it knows us and its list has settled
                     peer.peers = listed
+        finally:
+            with self._lock:
+                self._announcing.discard(url)
 
     # --- sync -----------------------------------------------------------------------------
     def sync_with(self, url: str) -> int:
@@ -517,6 +585,9 @@ class PeerSet(PeerTable):
     def stop(self) -> None:
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._trusted_pool.shutdown(wait=False, cancel_futures=True)
+        self._costly_pool.shutdown(wait=False, cancel_futures=True)
+        self._new_pool.shutdown(wait=False, cancel_futures=True)
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
         self._handshakes.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:

@@ -12,3 +12,8 @@ def test_mining_flood(tmp_path):
 def test_slowloris(tmp_path):
     o = SCENARIOS["slowloris"](tmp_path)
     assert o.passed, o
+
+
+def test_peer_poison(tmp_path):
+    o = SCENARIOS["peer-poison"](tmp_path)
+    assert o.passed, o

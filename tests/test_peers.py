@@ -522,7 +522,7 @@ def test_a_costly_peer_backs_off_in_proportion_and_recovers():
     for _ in range(20):  # /tip polls: small and quick
         t._count_outbound(peer, "tip poll", 0, 80, 0.01)
         t._succeeded(peer)
-    assert peer.available(time.monotonic()) and peer.cost < 1
+    assert peer.available(time.monotonic()) and peer.cost == 0  # quick and small: free
     t._count_outbound(peer, "sync", 200, 40 << 20, 1.0)  # one 40 MiB page
     t._succeeded(peer)
     assert peer.cost > COST_BUDGET and not peer.available(time.monotonic())

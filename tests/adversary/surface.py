@@ -209,3 +209,115 @@ def slowloris(out: Path) -> Outcome:
                        details={"waits": waits, "opened": opened, "reopened": reopened})
     finally:
         h.net.stop_all()
+
+
+# --- item 5: peer-table poisoning ---------------------------------------------------
+
+class SlowServer:
+    """The attacker's HTTP server on ``ports`` ports of 127.0.0.1. ``smart`` of
+    them answer ``GET /tip`` at once with the network's genesis (so they pass a
+    handshake) and trickle every other answer; the others trickle everything."""
+
+    def __init__(self, genesis: str, ports: int = 20, smart: int = 10, pause: float = 0.5):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.stop = threading.Event()
+        self.requests = 0
+        outer = self
+        tip = ('{"height": 0, "tip": "' + "00" * 32 + '", "work": "0", "genesis": "' + genesis + '"}').encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                outer.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fast = self.server.smart and self.command == "GET" and self.path == "/tip"
+                body = tip if fast else b'{"peers": []}'
+                try:
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                                     + f"Content-Length: {len(body)}\r\n\r\n".encode())
+                    for i in range(len(body)):
+                        if not fast and outer.stop.wait(pause):
+                            return
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                except OSError:
+                    pass
+
+            do_GET = do_POST = _answer
+
+        self.servers = []
+        for i in range(ports):
+            srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            srv.daemon_threads = True
+            srv.smart = i < smart
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            self.servers.append(srv)
+        self.urls = [f"http://127.0.0.1:{s.server_address[1]}" for s in self.servers]
+        self.smart_urls = self.urls[:smart]
+
+    def close(self) -> None:
+        self.stop.set()
+        for srv in self.servers:
+            srv.shutdown()
+            srv.server_close()
+
+
+def _unused_ports(n: int) -> list[str]:
+    from learningchain.processes import free_port
+    return [f"http://127.0.0.1:{free_port()}" for _ in range(n)]
+
+
+@scenario("peer-poison")
+def peer_poison(out: Path) -> Outcome:
+    """60 URLs posted to one learner: 30 paths on one slow server, 20 ports of it
+    (10 answer the handshake, then trickle), 10 ports where nothing listens."""
+    h = honest_network(out, 3)
+    hub, target = h.nodes[0], h.nodes[1]
+    genesis = (get(hub.url, "/tip") or {}).get("genesis") or (get(hub.url, "/status") or {}).get("genesis")
+    slow = SlowServer(genesis or "00" * 32)
+    try:
+        paths = [f"{slow.urls[-1]}/p{i}" for i in range(30)]
+        urls = paths + slow.urls + _unused_ports(10)
+        answers: dict[str, int] = {}
+        for url in urls:
+            r = requests.post(target.url + "/peers", json={"url": url}, timeout=10)
+            doc = r.json()
+            key = doc.get("reason") or doc.get("status") or str(r.status_code)
+            answers[key] = answers.get(key, 0) + 1
+        gaps, r0 = [], max((status(n).get("round") or 0) for n in h.nodes)
+        deadline = time.monotonic() + 15.0  # the window in which the lists used to spread
+        while time.monotonic() < deadline:
+            heights = [_height(n) for n in h.nodes]
+            gaps.append(max(heights) - min(heights))
+            time.sleep(0.5)
+        rounds_in_window = max((status(n).get("round") or 0) for n in h.nodes) - r0
+        closing = rounds_close(h.nodes)
+        honest = set(h.urls())
+        hostile = set(slow.urls) | {u.rstrip("/") for u in urls}
+        tables = {}
+        for n in h.nodes:
+            listed = {p["url"] for p in (get(n.url, "/peers") or {}).get("peers", [])}
+            tables[n.name] = (len(listed & hostile), len(listed & honest))
+        in_sync = _wait(lambda: max(_height(n) for n in h.nodes) - min(_height(n) for n in h.nodes) <= 3, 20)
+        heights = [_height(n) for n in h.nodes]
+        smart = set(slow.smart_urls)
+        bounded = all(
+            {p["url"] for p in (get(n.url, "/peers") or {}).get("peers", [])} & hostile <= smart
+            for n in h.nodes)
+        ok = (answers.get("peer-url-path", 0) == len(paths) and bounded and in_sync and rounds_in_window >= 3
+              and max(gaps) <= 8)
+        return Outcome("peer-poison", f"{len(urls)} URLs posted to one learner: {len(paths)} paths on a slow "
+                                      f"server, {len(slow.urls)} of its ports ({len(slow.smart_urls)} pass the "
+                                      f"handshake, then trickle), 10 dead ports",
+                       f"answers {answers}; hostile/honest entries per table {tables}; in 15 s: "
+                       f"{rounds_in_window} rounds closed, learners at most {max(gaps)} blocks apart "
+                       f"(median {sorted(gaps)[len(gaps) // 2]}); final heights {heights}",
+                       rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes), ok=ok,
+                       details={"answers": answers, "tables": tables, "heights": heights, "gaps": gaps})
+    finally:
+        slow.close()
+        h.net.stop_all()
