@@ -289,7 +289,7 @@ def peer_poison(out: Path) -> Outcome:
             key = doc.get("reason") or doc.get("status") or str(r.status_code)
             answers[key] = answers.get(key, 0) + 1
         gaps, r0 = [], max((status(n).get("round") or 0) for n in h.nodes)
-        deadline = time.monotonic() + 15.0  # the window in which the lists used to spread
+        deadline = time.monotonic() + 10.0  # lists used to spread to every table within this
         while time.monotonic() < deadline:
             heights = [_height(n) for n in h.nodes]
             gaps.append(max(heights) - min(heights))
@@ -313,7 +313,7 @@ def peer_poison(out: Path) -> Outcome:
         return Outcome("peer-poison", f"{len(urls)} URLs posted to one learner: {len(paths)} paths on a slow "
                                       f"server, {len(slow.urls)} of its ports ({len(slow.smart_urls)} pass the "
                                       f"handshake, then trickle), 10 dead ports",
-                       f"answers {answers}; hostile/honest entries per table {tables}; in 15 s: "
+                       f"answers {answers}; hostile/honest entries per table {tables}; in 10 s: "
                        f"{rounds_in_window} rounds closed, learners at most {max(gaps)} blocks apart "
                        f"(median {sorted(gaps)[len(gaps) // 2]}); final heights {heights}",
                        rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes), ok=ok,
