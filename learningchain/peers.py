@@ -21,19 +21,11 @@
   (:data:`SYNC_WORKERS` threads, at most one pending sync per peer), so syncs
   never delay gossip.
 * Learned peers (``POST /peers``, a peer's list) enter the table only after a
-  *handshake*: ``GET /tip`` answered within :data:`HANDSHAKE_DEADLINE` with our
-  genesis hash, on a pool of :data:`HANDSHAKE_WORKERS` threads with at most
-  :data:`MAX_PENDING_HANDSHAKES` waiting; a URL that failed is not tried again
-  for :data:`HANDSHAKE_RETRY_SECONDS`. Nothing an outsider posts costs a
-  request thread, and nothing that is not a node of our network spreads.
-* Gossip work is bounded per peer: at most :data:`PEER_QUEUE` sends queued or
-  running for one peer; past it a send is dropped (counted in ``/peers`` ->
-  ``traffic`` -> ``dropped``; the id is un-marked, so a rebroadcast retries).
-  Four lanes: peers we chose or that delivered blocks to our sync
-  (:data:`TRUSTED_WORKERS` threads), peers failing or costly
-  (:data:`COSTLY_WORKERS`), peers that have not yet answered one send quickly
-  (:data:`COSTLY_WORKERS`), everyone else (8): strangers that answer slowly
-  wait behind each other, not in front of the network.
+  handshake (:mod:`learningchain.peer_offers`); gossip sends wait on bounded
+  per-peer queues and run on lanes chosen by each peer's record
+  (:mod:`learningchain.gossip_lanes`); announces run there too, never in the
+  serial sync loop, and small requests (:data:`SMALL_REQUESTS`) have a
+  :data:`SMALL_REQUEST_DEADLINE` instead of :data:`REQUEST_DEADLINE`.
 
 See docs/api.md, "Gossip and sync".
 """
@@ -41,7 +33,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -51,9 +43,10 @@ from learningchain import errors
 from learningchain.compact import compact_block
 from learningchain.encoding import EncodingError, canonical_json, parse_json
 from learningchain.errors import ValidationError
+from learningchain.gossip_lanes import GossipLanes
 from learningchain.httpclient import BoundedSession, PeerReplyError
-from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
-                                      normalize, peer_url_refusal)
+from learningchain.peer_offers import PeerOffers
+from learningchain.peer_table import ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type, normalize
 from learningchain.wire import gzip_for_wire
 
 if TYPE_CHECKING:
@@ -79,21 +72,9 @@ FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER,)
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
-#: the handshake a learned peer must pass: GET /tip with our genesis within this many seconds.
-HANDSHAKE_DEADLINE = 3.0
-HANDSHAKE_WORKERS = 2
-MAX_PENDING_HANDSHAKES = 32
-#: a URL whose handshake failed is not tried again for this long (bounded memory).
-HANDSHAKE_RETRY_SECONDS, MAX_HANDSHAKE_FAILED = 60.0, 4096
-#: gossip sends queued or running for one peer at most; more are dropped and counted.
-PEER_QUEUE = 32
-#: threads of the gossip lane for --peers and block-delivering peers (the others share 8),
-#: and of the lane for peers failing or costing more than COSTLY (peer_table: cost).
-TRUSTED_WORKERS = 4
-COSTLY_WORKERS, COSTLY = 2, 1.0
 #: requests whose answer is a few fields get this deadline, not REQUEST_DEADLINE: a
 #: peer that trickles them must not hold the (serial) sync loop for 10 s a poll.
-SMALL_REQUEST_DEADLINE = HANDSHAKE_DEADLINE
+SMALL_REQUEST_DEADLINE = 3.0
 SMALL_REQUESTS = (("GET", "/tip"), ("GET", "/status"), ("POST", "/peers"), ("POST", "/inv"))
 
 
@@ -124,21 +105,16 @@ def reply_cap(method: str, path: str, max_tx_bytes: int, max_block_bytes: int) -
     return SMALL_REPLY_BYTES
 
 
-class PeerSet(PeerTable):
-    """The peer table plus what the node does with it: gossip, announce, sync."""
+class PeerSet(PeerOffers, GossipLanes, PeerTable):
+    """The peer table plus what the node does with it: gossip (on bounded per-peer
+    queues, :mod:`learningchain.gossip_lanes`), offers and handshakes
+    (:mod:`learningchain.peer_offers`), announce, sync."""
 
     def __init__(self, node: "Node", self_url: str, urls: Iterable[str] = (), deadline: float = REQUEST_DEADLINE,
                  max_reply: int | None = None):
         super().__init__(self_url, urls)
         self.node = node
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gossip")
-        # sends to peers we chose (--peers) or that delivered blocks to our sync: a
-        # lane of their own, never queued behind strangers that answer slowly
-        self._trusted_pool = ThreadPoolExecutor(max_workers=TRUSTED_WORKERS, thread_name_prefix="gossip-trusted")
-        # and peers that cost more than COSTLY or are failing: a narrow lane, so a
-        # handful of slow or dead peers cannot hold the 8 threads everyone shares
-        self._costly_pool = ThreadPoolExecutor(max_workers=COSTLY_WORKERS, thread_name_prefix="gossip-costly")
-        self._new_pool = ThreadPoolExecutor(max_workers=COSTLY_WORKERS, thread_name_prefix="gossip-new")
+        self._init_lanes()  # gossip_lanes.py
         self._sync_pool = ThreadPoolExecutor(max_workers=SYNC_WORKERS, thread_name_prefix="sync")
         self._sync_pending: set[str] = set()  # peers with a queued or running background sync
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)
@@ -147,15 +123,10 @@ class PeerSet(PeerTable):
         self._thread: threading.Thread | None = None
         self._syncing: set[str] = set()
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
-        self._handshakes = ThreadPoolExecutor(max_workers=HANDSHAKE_WORKERS, thread_name_prefix="handshake")
-        # the handshake's session, also for SMALL_REQUESTS (short deadline, small replies)
+        # the handshake's session (peer_offers.py), also for SMALL_REQUESTS (short deadline, small replies)
         self._handshake_session = BoundedSession(TIMEOUT, min(deadline, SMALL_REQUEST_DEADLINE), SMALL_REPLY_BYTES)
-        self._pending_handshakes: set[str] = set()
+        self._init_offers()
         self._announcing: set[str] = set()  # peers with an announce queued or running
-        self._handshake_failed: OrderedDict[str, float] = OrderedDict()  # url -> retry after
-        self._queues: dict[str, deque] = {}  # peer -> its gossip sends waiting (see _submit)
-        self._running: set[str] = set()  # peers with a send queued on a lane or running
-        self.dropped = 0  # gossip sends dropped because a peer's queue was full
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -211,79 +182,10 @@ class PeerSet(PeerTable):
         return code, doc
 
     # --- gossip -------------------------------------------------------------------------
-    def _submit(self, url: str, key: str, fn, *args) -> Future | None:
-        """Queue one gossip send to ``url`` on that peer's own queue, unless
-        :data:`PEER_QUEUE` are queued or running for it already (then drop it,
-        count it, and un-mark ``key`` so a rebroadcast retries). A peer has at
-        most one send running; each next one goes to the lane (:meth:`_lane`) its
-        cost earns *then*, so a peer that turned slow never leaves a backlog on
-        the lane everyone shares."""
-        future: Future = Future()
-        with self._lock:
-            queue = self._queues.setdefault(url, deque())
-            if len(queue) + (url in self._running) >= PEER_QUEUE:
-                self.dropped += 1
-                full = True
-            else:
-                queue.append((future, key, fn, args))
-                full = False
-                start = url not in self._running
-                if start:
-                    self._running.add(url)
-        if full:
-            self._unsee(url, key)
-            return None
-        if start:
-            self._kick(url)
-        return future
-
-    def _lane(self, url: str) -> ThreadPoolExecutor:
-        with self._lock:
-            peer = self._peers.get(url)
-            if peer is not None and (peer.pinned or peer.delivered):
-                return self._trusted_pool
-            if peer is None or peer.failures or peer.cost > COSTLY:
-                return self._costly_pool
-            if not peer.quick_sends:  # on probation until it answered one send quickly
-                return self._new_pool
-            return self._pool
-
-    def _kick(self, url: str) -> None:
-        try:
-            self._lane(url).submit(self._run_next, url)
-        except RuntimeError:  # shut down: the node is stopping
-            with self._lock:
-                queue = self._queues.pop(url, deque())
-                self._running.discard(url)
-            for future, *_ in queue:
-                future.cancel()
-
-    def _run_next(self, url: str) -> None:
-        with self._lock:
-            queue = self._queues.get(url)
-            item = queue.popleft() if queue else None
-        if item is not None:
-            future, _key, fn, args = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    fn(url, *args)
-                    future.set_result(None)
-                except Exception as exc:  # a send must never kill the lane
-                    future.set_exception(exc)
-        with self._lock:
-            queue = self._queues.get(url)
-            more = bool(queue)
-            if not more:
-                self._queues.pop(url, None)
-                self._running.discard(url)
-        if more:
-            self._kick(url)
-
     def traffic(self) -> dict:
         doc = super().traffic()
+        doc.update(self.lanes_report())
         with self._lock:
-            doc["dropped"] = self.dropped
-            doc["queued"] = sum(len(q) for q in self._queues.values()) + len(self._running)
             doc["refused_peers"] = dict(self.refused_peers)
         return doc
 
@@ -366,73 +268,6 @@ class PeerSet(PeerTable):
         if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
             return None
         return reply[1].get("tx")
-
-    # --- membership: offers and handshakes -------------------------------------------------
-    def offer(self, url: Any) -> str:
-        """A peer URL someone told us about (``POST /peers``, a peer's list):
-        ``"known"``, ``"self"``, ``"pending"`` (its handshake is queued: it joins
-        the table if it answers ``/tip`` with our genesis) or the reason code it
-        was refused for. Never does I/O itself."""
-        refusal = self.refusal(url) if isinstance(url, str) else peer_url_refusal(url)[0]
-        if refusal is not None:
-            return refusal
-        url = normalize(url)
-        now = time.monotonic()
-        with self._lock:
-            if self._handshake_failed.get(url, 0.0) > now:
-                return errors.PEER_HANDSHAKE_FAILED
-            if url in self._pending_handshakes:
-                return "pending"
-            if len(self._pending_handshakes) >= MAX_PENDING_HANDSHAKES:
-                self.refused_peers[errors.PEER_HANDSHAKE_BUSY] = self.refused_peers.get(
-                    errors.PEER_HANDSHAKE_BUSY, 0) + 1
-                return errors.PEER_HANDSHAKE_BUSY
-            self._pending_handshakes.add(url)
-        try:
-            self._handshakes.submit(self._handshake, url)
-        except RuntimeError:  # shut down
-            with self._lock:
-                self._pending_handshakes.discard(url)
-            return errors.PEER_HANDSHAKE_BUSY
-        return "pending"
-
-    def _handshake(self, url: str) -> None:
-        try:
-            why = self.handshake_problem(url)
-            if why is None:
-                status = self.admit(url)
-                if status is None:
-                    self.node.log(f"peer {url} answered the handshake: added")
-                return
-            with self._lock:
-                self.refused_peers[errors.PEER_HANDSHAKE_FAILED] = self.refused_peers.get(
-                    errors.PEER_HANDSHAKE_FAILED, 0) + 1
-                self._handshake_failed[url] = time.monotonic() + HANDSHAKE_RETRY_SECONDS
-                self._handshake_failed.move_to_end(url)
-                while len(self._handshake_failed) > MAX_HANDSHAKE_FAILED:
-                    self._handshake_failed.popitem(last=False)
-        finally:
-            with self._lock:
-                self._pending_handshakes.discard(url)
-
-    def handshake_problem(self, url: str) -> str | None:
-        """None if ``url`` answers ``GET /tip`` with our genesis within
-        :data:`HANDSHAKE_DEADLINE`, else what went wrong."""
-        try:
-            code, content, _wire = self._handshake_session.request("GET", url + "/tip",
-                                                                   headers={"X-Peer": self.self_url})
-            doc = parse_json(content) if content else None
-        except (PeerReplyError, requests.RequestException, EncodingError) as exc:
-            return type(exc).__name__
-        if code != 200 or not isinstance(doc, dict):
-            return f"HTTP {code}"
-        if doc.get("genesis") != self.node.genesis.hash:
-            return "another network (genesis differs)"
-        return None
-
-    def pending_handshakes(self) -> list[str]:
-        with self._lock:
-            return sorted(self._pending_handshakes)
 
     def announce(self) -> None:
         """Tell every peer about us (``POST /peers``) and learn the peers they know
@@ -584,10 +419,7 @@ class PeerSet(PeerTable):
 
     def stop(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._trusted_pool.shutdown(wait=False, cancel_futures=True)
-        self._costly_pool.shutdown(wait=False, cancel_futures=True)
-        self._new_pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_lanes()
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
         self._handshakes.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:

@@ -551,7 +551,7 @@ def test_a_learned_peer_joins_only_after_a_handshake_with_our_genesis(network, f
 
 
 def test_gossip_to_a_slow_peer_is_bounded_and_dropped_with_a_counter(network, fake_peer):
-    from learningchain.peers import PEER_QUEUE
+    from learningchain.gossip_lanes import PEER_QUEUE
     a = network("a")
     stop_sync_loop(a)
     slow = fake_peer(reply=b"{}", trickle=0.5, trickle_head=True)

