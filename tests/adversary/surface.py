@@ -292,7 +292,7 @@ def peer_poison(out: Path) -> Outcome:
         gaps, r0 = [], max((status(n).get("round") or 0) for n in h.nodes)
         deadline = time.monotonic() + 10.0  # lists used to spread to every table within this
         while time.monotonic() < deadline:
-            heights = [_height(n) for n in h.nodes]
+            heights = [(get(n.url, "/tip") or {}).get("height") or 0 for n in h.nodes]  # cheaper than /status
             gaps.append(max(heights) - min(heights))
             time.sleep(0.5)
         rounds_in_window = max((status(n).get("round") or 0) for n in h.nodes) - r0
@@ -310,7 +310,7 @@ def peer_poison(out: Path) -> Outcome:
             {p["url"] for p in (get(n.url, "/peers") or {}).get("peers", [])} & hostile <= smart
             for n in h.nodes)
         ok = (answers.get("peer-url-path", 0) == len(paths) and bounded and in_sync and rounds_in_window >= 3
-              and max(gaps) <= 8)
+              and sorted(gaps)[len(gaps) // 2] <= 3 and max(gaps) <= 15)  # old code: median 20, max 61
         return Outcome("peer-poison", f"{len(urls)} URLs posted to one learner: {len(paths)} paths on a slow "
                                       f"server, {len(slow.urls)} of its ports ({len(slow.smart_urls)} pass the "
                                       f"handshake, then trickle), 10 dead ports",
