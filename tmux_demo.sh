@@ -138,7 +138,7 @@ for i in $(seq 1 $((NODES - 1))); do
     tmux split-window -t "$SESSION:network" "$(node_cmd "$i")"
     tmux select-layout -t "$SESSION:network" tiled >/dev/null
 done
-tmux split-window -t "$SESSION:network" "$(wait_hub); $PY -m miner --node $(url 0) --workers 1"
+tmux split-window -t "$SESSION:network" "$(wait_hub); $PY -m miner --node $(url 0) --data-dir $OUT/nodes/node0 --workers 1"
 URLS=$(for i in $(seq 0 $((NODES - 1))); do url "$i"; done | tr '\n' ' ')
 tmux split-window -t "$SESSION:network" "while true; do clear; for u in $URLS; do
     $PY node.py status --node \$u 2>&1 \

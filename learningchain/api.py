@@ -22,9 +22,10 @@ from learningchain.block import Block
 from learningchain.compact import check_compact, rebuild_compact
 from learningchain.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.errors import ValidationError
-from learningchain.explorer import explorer, round_detail as round_view, rounds_overview
+from learningchain.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, explorer, round_detail as round_view, rounds_overview
 from learningchain.headers import MAX_HEADERS_PAGE
-from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type
+from learningchain.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches, write_token
+from learningchain.peer_table import HEADER_ESTIMATE, check_peer_url, message_type, peer_url_refusal
 from learningchain.peers import SYNC_PAGE_BYTES
 from learningchain.tx import UpdateTx
 from learningchain.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, compress_reply,
@@ -266,7 +267,13 @@ def model():
 
 @api.get("/rounds")
 def rounds():
-    return jsonify({"rounds": rounds_overview(node())})
+    """A page of rounds: ``start`` (default: the newest page) and ``limit``
+    (default 50, at most 200), oldest first; ``current`` to page from."""
+    limit = int_arg("limit", ROUNDS_PAGE, 1, MAX_ROUNDS_PAGE)
+    start = int_arg("start", 0, 1, 2**53) if "start" in request.args else None
+    page, current = rounds_overview(node(), limit, start)
+    return jsonify({"current": current, "start": page[0]["round"] if page else start, "limit": limit,
+                    "rounds": page})
 
 
 @api.get("/rounds/<r>")
@@ -323,31 +330,51 @@ def post_block():
 
 @api.post("/peers")
 def post_peer():
+    """Someone names a peer (itself, usually). A malformed URL or one with a
+    path is 400; otherwise the URL is *offered* (peers.py): it joins our table
+    only once it answers ``GET /tip`` with our genesis, so ``added`` is false
+    and ``status`` says what happens: ``pending`` (handshake queued), ``known``,
+    ``self``, or the refusal (``peer-host-full``, ``peer-subnet-full``,
+    ``peer-table-full``, ``peer-handshake-failed``, ``peer-handshake-busy``)."""
     url = body(SMALL_BODY_BYTES).get("url")
-    problem = check_peer_url(url)
-    if problem:
-        raise ApiError(400, problem, "bad-peer-url")
+    refusal = peer_url_refusal(url)
+    if refusal:
+        raise ApiError(400, refusal[1], refusal[0])
     n = node()
-    added = n.peers.add(url)
-    return jsonify({"added": added, "peers": [n.url] + n.peers.urls()})
+    status = n.peers.offer(url)
+    return jsonify({"added": False, "status": status, "peers": [n.url] + n.peers.urls()})
+
+
+def mining_client() -> str:
+    """The caller of ``/mining/*`` if it holds the node's miner token
+    (:mod:`learningchain.mining_auth`), else 403 ``mining-forbidden``. Returns
+    its template bucket: ``X-Miner-Id`` if given (several miners on one host),
+    else its address."""
+    if not token_matches(current_app.config["MINER_TOKEN"], request.headers.get(MINER_TOKEN_HEADER)):
+        raise ApiError(403, f"/mining/* serve only this node's own miner: send the token from "
+                            f"<data-dir>/{TOKEN_FILE} in the {MINER_TOKEN_HEADER} header "
+                            f"(python -m miner --data-dir <data-dir>)", errors.MINING_FORBIDDEN)
+    name = request.headers.get("X-Miner-Id", "")
+    return f"id:{name[:32]}" if name else f"addr:{request.remote_addr}"
 
 
 @api.get("/mining/template")
 def mining_template():
-    tid, b = node().new_template()
+    tid, b = node().new_template(mining_client())
     return jsonify({"template_id": tid, "height": b.height, "prev_hash": b.header.prev_hash,
                     "prefix": b.header.prefix().hex(), "target": f"{b.header.target:064x}"})
 
 
 @api.post("/mining/submit")
 def mining_submit():
+    client = mining_client()
     doc = body(SMALL_BODY_BYTES)
     tid, nonce = doc.get("template_id"), doc.get("nonce")
     if not isinstance(tid, str) or len(tid) > 64:
         raise ApiError(400, "template_id must be the string /mining/template returned", "template-unknown")
     if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
         raise ApiError(400, "nonce must be an integer in [0, 2^64)", "bad-nonce")
-    status, b = node().submit_nonce(tid, nonce)
+    status, b = node().submit_nonce(tid, nonce, client)
     return jsonify({"status": status, "hash": b.hash}), 202
 
 
@@ -407,6 +434,7 @@ def register_errors(app: Flask) -> None:
 def create_app(node_obj) -> Flask:
     app = Flask(__name__)
     app.config["NODE"] = node_obj
+    app.config["MINER_TOKEN"] = write_token(node_obj.data_dir)  # a new one at every start
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, node_obj.config.max_block_bytes + (64 << 10))
     app.json.sort_keys = False
     app.register_blueprint(api)

@@ -30,7 +30,6 @@ is forgotten, not invalid: sync may fetch it again.
 """
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -161,6 +160,9 @@ class Chain:
         self._side_leaves: set[str] = set()
         self._side_bytes = 0
         self.evicted_total = 0  # side blocks evicted since start
+        self._closes: list[tuple[int, str]] = []  # the round index: see _round_index
+        self._closes_scanned = (0, genesis.hash)
+        self.index_steps = 0  # blocks read by the round index and summaries (a cost counter)
 
     # --- queries ----------------------------------------------------------------
     @property
@@ -253,26 +255,24 @@ class Chain:
             return self._round_model(self._opening(e)), e.state.model_digest
         return e.state.model, e.state.model_digest
 
-    def closed_rounds(self) -> list[tuple[int, str, int, str]]:
-        """(round r, digest of G(r), height, hash) of each main-chain block that closed
-        a round, lowest first: read from the kept states, no block body is loaded."""
-        out = []
-        for h in self._main[1:]:
-            e = self._entries[h]
-            if e.state.round_start == e.height:
-                out.append((e.state.round - 1, e.state.model_digest, e.height, h))
-        return out
-
-    def round_rows(self, first: int) -> dict[int, dict]:
-        """Rounds ``first`` .. open on the main chain, from the kept headers, tx ids and
-        commitments (no block body is read): round -> {"updates", "skipped"} plus, once
-        closed, "closed_at", "block", "commitment" and "opened_at" (the height of
-        the block that closed the previous round, 1 for round 1)."""
-        first = max(1, first)
-        opened = bisect.bisect_left(self._main, first, key=lambda bh: self._entries[bh].state.round)
+    def round_rows(self, first: int, last: int | None = None) -> dict[int, dict]:
+        """Rounds ``first`` .. ``last`` (default: the open one) on the main chain, from
+        the kept headers, tx ids and commitments (no block body is read) and walking
+        only those rounds' blocks (the round index gives where they start): round ->
+        {"updates", "skipped"} plus, once closed, "closed_at", "block", "commitment"
+        and "opened_at" (the height of the block that closed the previous round, 1
+        for round 1)."""
+        closes = self._round_index()
+        current = len(closes) + 1  # the open round
+        first, last = max(1, first), current if last is None else min(last, current)
+        if first > last:
+            return {}
+        opened = closes[first - 2][0] if first > 1 else 0
+        end = closes[last - 1][0] if last <= len(closes) else len(self._main) - 1
         rows: dict[int, dict] = {}
         start = max(1, opened)
-        for h in range(max(1, opened + 1), len(self._main)):
+        for h in range(opened + 1, end + 1):
+            self.index_steps += 1
             e = self._entries[self._main[h]]
             r = e.parent.state.round  # type: ignore[union-attr]
             row = rows.setdefault(r, {"updates": 0, "skipped": 0})
@@ -320,23 +320,54 @@ class Chain:
         stored: the tip's minus :data:`SIDE_MARGIN_BLOCKS` times the tip block's work."""
         return self._tip.work - SIDE_MARGIN_BLOCKS * self._tip.block.header.work
 
+    def _round_index(self) -> list[tuple[int, str]]:
+        """``(height, hash)`` of the main-chain block that closed each round:
+        item ``k`` closed round ``k + 1``. Kept incrementally, with no hook in
+        fork choice: entries a reorg took off the main chain are dropped from the
+        end, then only blocks connected since the last call are read, so a call
+        costs O(new blocks + reorg depth), never O(chain) (issue 10, item 13)."""
+        closes, scanned = self._closes, self._closes_scanned
+        while closes and not self.on_main_chain(closes[-1][1]):
+            closes.pop()
+        if not self.on_main_chain(scanned[1]):
+            scanned = closes[-1] if closes else (0, self._main[0])
+        prev_round = self._entries[self._main[scanned[0]]].state.round
+        for h in range(scanned[0] + 1, len(self._main)):
+            self.index_steps += 1
+            r = self._entries[self._main[h]].state.round
+            if r > prev_round:  # the round grows by one per close (rounds.py next_state)
+                closes.append((h, self._main[h]))
+            prev_round = r
+        self._closes_scanned = (len(self._main) - 1, self._main[-1])
+        return closes
+
+    def round_close(self, r: int) -> tuple[int, str] | None:
+        """``(height, hash)`` of the main-chain block that closed round ``r``, or None."""
+        closes = self._round_index()
+        return closes[r - 1] if 1 <= r <= len(closes) else None
+
+    def round_closes(self, first: int = 1) -> list[tuple[int, int, str]]:
+        """``(round, height, hash)`` of each main-chain round close, from round ``first``."""
+        closes = self._round_index()
+        return [(r, *closes[r - 1]) for r in range(max(1, first), len(closes) + 1)]
+
     def round_summary(self, r: int) -> dict[str, Any] | None:
         """Round ``r`` on the main chain: its updates with heights, and the closing
         block with its commitment (status "closed") or status "open". None if the
-        round has not opened yet."""
+        round has not opened yet. O(blocks of round r) with the round index."""
         if r < 1 or r > self._tip.state.round:
             return None
-        # state.round never decreases along a chain and grows by one per close, so
-        # the first block whose state has round >= r is the one that opened r.
-        opened = bisect.bisect_left(self._main, r, key=lambda bh: self._entries[bh].state.round)
-        updates, closed = [], None
-        for h in range(opened + 1, len(self._main)):
+        closes = self._round_index()
+        # round 1 opens at genesis; round r > 1 in the block that closed round r - 1
+        opened = closes[r - 2][0] if r > 1 else 0
+        last = closes[r - 1][0] if r <= len(closes) else len(self._main) - 1
+        updates = []
+        for h in range(opened + 1, last + 1):
+            self.index_steps += 1
             e = self._entries[self._main[h]]
-            updates += [{"id": t.id, "sender": t.sender, "height": h, "num_samples": t.num_samples}
-                        for t in e.block.txs]
-            if e.state.round > r:
-                closed = e
-                break
+            updates += [{"id": t.id, "sender": t.sender, "height": h, "num_samples": t.num_samples,
+                         "skip": t.is_skip} for t in e.block.txs]
+        closed = self._entries[self._main[last]] if r <= len(closes) else None
         selected = self._entries[self._main[opened]].state.selected
         summary = {"round": r, "opened_at": opened, "updates": updates, "status": "open",
                    "closed_at": None, "block": None, "commitment": None}

@@ -96,3 +96,15 @@ SYNC_TOO_MANY_HEADERS = "sync-too-many-headers"
 #: the block store could not be written (disk full, I/O error): the block was not
 #: added in memory either and is not relayed; it can come back by sync (ledger.py).
 STORE_WRITE_FAILED = "store-write-failed"
+#: peer-table refusals (peer_table.py): a URL with a path (peers are hosts), too
+#: many learned peers on one host or subnet, a full table, a failed or busy handshake.
+PEER_URL_PATH = "peer-url-path"
+PEER_HOST_FULL = "peer-host-full"
+PEER_SUBNET_FULL = "peer-subnet-full"
+PEER_TABLE_FULL = "peer-table-full"
+PEER_HANDSHAKE_FAILED = "peer-handshake-failed"
+PEER_HANDSHAKE_BUSY = "peer-handshake-busy"
+
+# API access refusals (HTTP 403).
+#: /mining/* without this node's miner token (mining_auth.py).
+MINING_FORBIDDEN = "mining-forbidden"

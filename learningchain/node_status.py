@@ -65,7 +65,8 @@ def energy_report(node: "Node", round: int | None = None) -> dict | None:
 def tip_summary(node: "Node") -> dict:
     with node.lock:
         return {"height": node.chain.height, "tip": node.chain.tip.hash,
-                "work": f"{node.chain.tip_work:x}"}
+                "work": f"{node.chain.tip_work:x}",
+                "genesis": node.genesis.hash}  # the peer handshake checks it (peers.py)
 
 
 def status(node: "Node") -> dict:

@@ -150,16 +150,23 @@ def _submit_own(node: "Node", tx, r: int) -> None:
 
 def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
     """Evaluate up to ``batch`` closed rounds whose G(r) we have not measured
-    (newest first); returns how many."""
+    (newest first); returns how many. Reads only the rounds closed since the
+    last call that found nothing left to do (``node.evaluated_through``, the
+    round and closing block hash), going back only as far as a reorg changed
+    the models, so a tick costs O(new rounds), not O(chain) (issue 10, item 13)."""
     if node.test_set is None:
         return 0
     with node.lock:
+        chain = node.chain
+        closes = chain.round_closes(_first_unchecked(node, chain))
         todo = []
-        for r, digest, height, block_hash in reversed(node.chain.closed_rounds()):  # no body read
+        for r, height, block_hash in reversed(closes):
+            digest = chain.entry(block_hash).state.model_digest  # the kept state: no model is loaded
             if node.metric_digests.get(r) != digest:
-                todo.append((r, digest, height, node.chain.model(block_hash)[0]))
+                todo.append((r, digest, height, chain.model(block_hash)[0]))
                 if len(todo) >= batch:
                     break
+        done_through = (closes[-1][0], closes[-1][2]) if closes and len(todo) < batch else None
     X, y = node.test_set
     for r, digest, height, weights in todo:
         t0 = time.perf_counter()
@@ -168,12 +175,33 @@ def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
         node.metrics[r], node.metric_digests[r] = m, digest
         main = "accuracy" if "accuracy" in m else "rmse"
         node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
+    if done_through is not None:  # every close up to it is measured (a reorg since: see _first_unchecked)
+        node.evaluated_through = done_through
     return len(todo)
 
 
+def _first_unchecked(node: "Node", chain) -> int:
+    """The first round the evaluator must look at (lock held): the one after the
+    round it last found evaluated, if that close is still on the main chain;
+    after a reorg, the one after the newest round whose measured model is still
+    the chain's (a walk back as deep as the reorg)."""
+    through = getattr(node, "evaluated_through", None)
+    if through is None:
+        return 1
+    r, block_hash = through
+    if chain.on_main_chain(block_hash):
+        return r + 1
+    for back in range(r, 0, -1):
+        close = chain.round_close(back)
+        if close is not None and chain.model(close[1])[1] == node.metric_digests.get(back):
+            return back + 1
+    return 1
+
+
 def closing_blocks(node: "Node") -> list[Block]:
-    """Main-chain blocks that close a round (lock held by the caller)."""
-    return [b for b in node.chain.main_chain(1, node.chain.height) if b.commitment]
+    """Main-chain blocks that close a round (lock held by the caller), from the
+    chain's round index."""
+    return [node.chain.get_block(block_hash) for _r, _h, block_hash in node.chain.round_closes()]
 
 
 # --- miner ----------------------------------------------------------------------------

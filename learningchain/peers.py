@@ -22,6 +22,12 @@
   already in our table queues the same sync with it, on a pool of its own
   (:data:`SYNC_WORKERS` threads, at most one pending sync per peer), so syncs
   never delay gossip.
+* Learned peers (``POST /peers``, a peer's list) enter the table only after a
+  handshake (:mod:`learningchain.peer_offers`); gossip sends wait on bounded
+  per-peer queues and run on lanes chosen by each peer's record
+  (:mod:`learningchain.gossip_lanes`); announces run there too, never in the
+  serial sync loop, and small requests (:data:`SMALL_REQUESTS`) have a
+  :data:`SMALL_REQUEST_DEADLINE` instead of :data:`REQUEST_DEADLINE`.
 
 See docs/api.md, "Gossip and sync".
 """
@@ -41,9 +47,10 @@ from learningchain.compact import compact_block
 from learningchain.encoding import EncodingError, canonical_json, parse_json
 from learningchain.errors import ValidationError
 from learningchain.headers import MAX_HEADERS_PAGE, MAX_SYNC_HEADERS, HeaderChain
+from learningchain.gossip_lanes import GossipLanes
 from learningchain.httpclient import BoundedSession, PeerReplyError
-from learningchain.peer_table import (ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type,
-                                      normalize)
+from learningchain.peer_offers import PeerOffers
+from learningchain.peer_table import ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type, normalize
 from learningchain.wire import gzip_for_wire
 
 if TYPE_CHECKING:
@@ -87,6 +94,10 @@ FETCH_BUDGET_BLOCKS = 2
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
+#: requests whose answer is a few fields get this deadline, not REQUEST_DEADLINE: a
+#: peer that trickles them must not hold the (serial) sync loop for 10 s a poll.
+SMALL_REQUEST_DEADLINE = 3.0
+SMALL_REQUESTS = (("GET", "/tip"), ("GET", "/status"), ("POST", "/peers"), ("POST", "/inv"))
 
 
 def _now_ms() -> int:
@@ -122,14 +133,16 @@ def reply_cap(method: str, path: str, max_tx_bytes: int, max_block_bytes: int) -
     return SMALL_REPLY_BYTES
 
 
-class PeerSet(PeerTable):
-    """The peer table plus what the node does with it: gossip, announce, sync."""
+class PeerSet(PeerOffers, GossipLanes, PeerTable):
+    """The peer table plus what the node does with it: gossip (on bounded per-peer
+    queues, :mod:`learningchain.gossip_lanes`), offers and handshakes
+    (:mod:`learningchain.peer_offers`), announce, sync."""
 
     def __init__(self, node: "Node", self_url: str, urls: Iterable[str] = (), deadline: float = REQUEST_DEADLINE,
                  max_reply: int | None = None):
         super().__init__(self_url, urls)
         self.node = node
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gossip")
+        self._init_lanes()  # gossip_lanes.py
         self._sync_pool = ThreadPoolExecutor(max_workers=SYNC_WORKERS, thread_name_prefix="sync")
         self._sync_pending: set[str] = set()  # peers with a queued or running background sync
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)
@@ -142,6 +155,10 @@ class PeerSet(PeerTable):
         self._fetch_pool = ThreadPoolExecutor(max_workers=FETCH_PARALLEL, thread_name_prefix="fetch")
         self._sync_penalty: OrderedDict[str, float] = OrderedDict()  # url -> no sync before (monotonic)
         self._fetch_budget: OrderedDict[str, tuple[float, int, int]] = OrderedDict()  # url -> (start, txs, bytes)
+        # the handshake's session (peer_offers.py), also for SMALL_REQUESTS (short deadline, small replies)
+        self._handshake_session = BoundedSession(TIMEOUT, min(deadline, SMALL_REQUEST_DEADLINE), SMALL_REPLY_BYTES)
+        self._init_offers()
+        self._announcing: set[str] = set()  # peers with an announce queued or running
 
     # --- one HTTP exchange ----------------------------------------------------------
     def request(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -181,10 +198,11 @@ class PeerSet(PeerTable):
         cap = reply_cap(method, path, self.node.config.max_tx_bytes, self.node.config.max_block_bytes)
         if self._max_reply is not None:
             cap = min(cap, self._max_reply)
+        session = self._handshake_session if (method, path) in SMALL_REQUESTS else self._session
         t0 = time.perf_counter()
         try:
-            code, content, wire = self._session.request(method, url + path, data=data, headers=headers,
-                                                        max_bytes=cap)
+            code, content, wire = session.request(method, url + path, data=data, headers=headers,
+                                                  max_bytes=cap)
             doc = parse_json(content) if content else None
         except PeerReplyError as exc:
             self._failed(peer, str(exc))
@@ -196,6 +214,13 @@ class PeerSet(PeerTable):
         return code, doc
 
     # --- gossip -------------------------------------------------------------------------
+    def traffic(self) -> dict:
+        doc = super().traffic()
+        doc.update(self.lanes_report())
+        with self._lock:
+            doc["refused_peers"] = dict(self.refused_peers)
+        return doc
+
     def broadcast_tx(self, tx, exclude: str | None = None, push: bool = False) -> list[Future]:
         """Send ``tx`` to every peer once; returns the futures (tests may wait on them).
         ``push``: send the body without announcing it first. Only for an update we
@@ -203,7 +228,9 @@ class PeerSet(PeerTable):
         a round trip and save nothing."""
         futures = []
         for url in self._targets(tx.id, exclude and normalize(exclude)):
-            futures.append(self._pool.submit(self._send_tx, url, tx, push))
+            future = self._submit(url, tx.id, self._send_tx, tx, push)
+            if future is not None:
+                futures.append(future)
         return futures
 
     def _send_tx(self, url: str, tx, push: bool) -> None:
@@ -242,7 +269,9 @@ class PeerSet(PeerTable):
         futures = []
         compact = compact_block(block)
         for url in self._targets(block.hash, exclude and normalize(exclude)):
-            futures.append(self._pool.submit(self._send_block, url, block, compact))
+            future = self._submit(url, block.hash, self._send_block, block, compact)
+            if future is not None:
+                futures.append(future)
         return futures
 
     def _send_block(self, url: str, block, compact: dict) -> None:
@@ -329,29 +358,42 @@ class PeerSet(PeerTable):
             return True
 
     def announce(self) -> None:
-        """Tell every peer about us (``POST /peers``) and learn the peers they know.
-        Peers backing off are skipped: a peer that never answers must not cost the
-        sync loop a read timeout on every tick. A peer whose answer listed us is
-        announced to again only after :data:`ANNOUNCE_SECONDS`; its list tells
-        gossip whom it reaches itself."""
+        """Tell every peer about us (``POST /peers``) and learn the peers they know
+        (offered: each joins after its handshake). Peers backing off are skipped:
+        a peer that never answers must not cost the sync loop a read timeout on
+        every tick. A peer whose answer listed us is announced to again only after
+        :data:`ANNOUNCE_SECONDS`; its list tells gossip whom it reaches itself.
+        Former peers (evicted for room) are offered again when their time comes."""
+        for url in self.former_due():
+            self.offer(url)
         now = time.monotonic()
         with self._lock:
-            urls = [u for u, p in self._peers.items()
-                    if p.available(now) and now - p.announced >= ANNOUNCE_SECONDS]
-        for url in urls:
+            urls = [u for u, p in self._peers.items() if u not in self._announcing
+                    and p.available(now) and now - p.announced >= ANNOUNCE_SECONDS]
+            self._announcing.update(urls)
+        for url in urls:  # on the gossip lanes: a peer that answers slowly must not hold the sync loop
+            if self._submit(url, "announce", self._announce_one, now) is None:
+                with self._lock:
+                    self._announcing.discard(url)
+
+    def _announce_one(self, url: str, now: float) -> None:
+        try:
             reply = self.request(url, "POST", "/peers", {"url": self.self_url})
             if not reply or not isinstance(reply[1], dict) or not isinstance(reply[1].get("peers"), list):
-                continue
+                return
             listed = frozenset(normalize(o) for o in reply[1]["peers"][:MAX_PEERS]
                                if isinstance(o, str) and check_peer_url(o) is None)
             for other in listed:
-                self.add(other)
+                self.offer(other)
             with self._lock:
                 peer = self._peers.get(url)
                 if peer is not None:
                     if self.self_url in listed and listed == peer.peers:
                         peer.announced = now  # it knows us and its list has settled
                     peer.peers = listed
+        finally:
+            with self._lock:
+                self._announcing.discard(url)
 
     # --- sync -----------------------------------------------------------------------------
     def sync_with(self, url: str) -> int:
@@ -542,9 +584,11 @@ class PeerSet(PeerTable):
 
     def stop(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_lanes()
         self._sync_pool.shutdown(wait=False, cancel_futures=True)
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
+        self._handshakes.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._session.close()
+        self._handshake_session.close()

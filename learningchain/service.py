@@ -47,6 +47,8 @@ MAX_TEMPLATES = 32
 REBROADCAST_MAX = 64
 #: a mempool tx is offered again only after it has waited this long (seconds).
 REBROADCAST_AFTER_S = 4.0
+#: mining clients (token holders, by X-Miner-Id or address) whose templates are kept.
+MAX_TEMPLATE_CLIENTS = 8
 
 
 def now_ms() -> int:
@@ -97,7 +99,8 @@ class Node:
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
-        self.templates: OrderedDict[str, tuple[Block, float]] = OrderedDict()
+        #: client -> template id -> (block, issued); see new_template
+        self.templates: OrderedDict[str, OrderedDict[str, tuple[Block, float]]] = OrderedDict()
         self.early = EarlyTxs()
         self.early_held = 0  # updates for the next round held since start (EarlyTxs)
         self.orphans = 0  # blocks with an unknown parent received since start
@@ -400,18 +403,25 @@ class Node:
             return exc.code
 
     # --- mining templates (served to external miners and used by our own) ----------
-    def new_template(self) -> tuple[str, Block]:
+    def new_template(self, client: str = "own") -> tuple[str, Block]:
+        """A template for ``client`` (our miner thread, or one holder of the miner
+        token): each client keeps its own last :data:`MAX_TEMPLATES`, so one
+        polling hard cannot evict another's; at most :data:`MAX_TEMPLATE_CLIENTS`."""
         with self.lock:
             block = self.ledger.template(self.pubkey, now_ms())
             tid = secrets.token_hex(8)
-            self.templates[tid] = (block, time.monotonic())
-            while len(self.templates) > MAX_TEMPLATES:
+            mine = self.templates.setdefault(client, OrderedDict())
+            self.templates.move_to_end(client)
+            mine[tid] = (block, time.monotonic())
+            while len(mine) > MAX_TEMPLATES:
+                mine.popitem(last=False)
+            while len(self.templates) > MAX_TEMPLATE_CLIENTS:
                 self.templates.popitem(last=False)
         return tid, block
 
-    def submit_nonce(self, template_id: str, nonce: int) -> tuple[str, Block]:
+    def submit_nonce(self, template_id: str, nonce: int, client: str = "own") -> tuple[str, Block]:
         with self.lock:
-            entry = self.templates.get(template_id)
+            entry = self.templates.get(client, {}).get(template_id)
             tip = self.chain.tip.hash
         if entry is None:
             raise ValidationError("template-unknown", f"no template {template_id!r} (expired or never issued); "

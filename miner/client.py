@@ -1,6 +1,12 @@
 """Standalone miner: mines blocks for a node through its HTTP mining endpoints.
 
-    python -m miner --node http://127.0.0.1:5000 [--workers N] [--quiet]
+    python -m miner --node http://127.0.0.1:5000 --data-dir DIR [--workers N] [--quiet]
+
+``--data-dir`` is the node's data directory: the node writes a fresh token to
+``DIR/miner.token`` at every start (mode 0600) and answers ``/mining/*`` only
+with it in the ``X-Miner-Token`` header (403 ``mining-forbidden`` otherwise);
+``--token-file`` names the file directly. The token is read again after a 403
+(the node restarted and wrote a new one).
 
 The node assembles blocks (transactions, round commitment, coinbase identity);
 the miner only searches nonces. Contract (the node's API implements exactly this):
@@ -94,16 +100,47 @@ def check_url(url: str) -> str | None:
     return None
 
 
-class NodeClient:
-    """The three mining endpoints over one keep-alive session."""
+TOKEN_FILE = "miner.token"
+TOKEN_HEADER = "X-Miner-Token"
 
-    def __init__(self, url: str, session: requests.Session | None = None):
+
+def read_token(path: str | None) -> str | None:
+    """The node's miner token from ``path`` (None without a path or file)."""
+    if not path:
+        return None
+    try:
+        return open(path, encoding="ascii").read().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+class NodeClient:
+    """The three mining endpoints over one keep-alive session; ``token_file``:
+    the node's ``miner.token`` (sent as ``X-Miner-Token`` to ``/mining/*``)."""
+
+    def __init__(self, url: str, session: requests.Session | None = None, token_file: str | None = None):
         self.url = url.rstrip("/")
         self.session = session or requests.Session()
+        self.token_file = token_file
+        self.token = read_token(token_file)
 
     def _call(self, method: str, path: str, **kw):
+        for attempt in (0, 1):
+            code, doc = self._call_once(method, path, **kw)
+            forbidden = code == 403 and isinstance(doc, dict) and doc.get("reason") == "mining-forbidden"
+            if not forbidden or attempt or not self.token_file:
+                break
+            self.token = read_token(self.token_file)  # the node restarted: a new token
+        if forbidden:
+            where = f"the token in {self.token_file}" if self.token_file else "no token"
+            raise ProtocolError(f"{method} {path}: HTTP 403 mining-forbidden with {where}: start the miner "
+                                f"with --data-dir <the node's data dir>")
+        return code, doc
+
+    def _call_once(self, method: str, path: str, **kw):
+        headers = {TOKEN_HEADER: self.token} if self.token and path.startswith("/mining/") else {}
         try:
-            resp = self.session.request(method, self.url + path, timeout=TIMEOUT, **kw)
+            resp = self.session.request(method, self.url + path, timeout=TIMEOUT, headers=headers, **kw)
         except requests.RequestException as exc:
             raise NodeUnreachable(f"{type(exc).__name__}") from None
         if resp.status_code >= 500:
@@ -266,16 +303,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", required=True, help="the node's base URL, e.g. http://127.0.0.1:5000")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: one per CPU)")
+    parser.add_argument("--data-dir", help=f"the node's data directory (its {TOKEN_FILE} lets us mine for it)")
+    parser.add_argument("--token-file", help=f"the node's {TOKEN_FILE}, if not given through --data-dir")
     parser.add_argument("--quiet", action="store_true", help="print only problems and the final summary")
     args = parser.parse_args(argv)
     problem = check_url(args.node)
+    token_file = args.token_file or (os.path.join(args.data_dir, TOKEN_FILE) if args.data_dir else None)
+    if problem is None and token_file and read_token(token_file) is None:
+        problem = f"cannot read a miner token from {token_file} (is the node started, and is this its data dir?)"
     if problem is None and args.workers < 1:
         problem = f"--workers must be at least 1, got {args.workers}"
     if problem:
         print(f"miner: {problem}", file=sys.stderr)
         return 2
     miner = Miner(workers=args.workers)
-    client = MiningClient(NodeClient(args.node), miner, quiet=args.quiet)
+    client = MiningClient(NodeClient(args.node, token_file=token_file), miner, quiet=args.quiet)
     client.say(f"mining for {args.node} with {miner.workers} worker(s); Ctrl-C to stop")
     try:
         client.run()

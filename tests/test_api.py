@@ -25,7 +25,39 @@ def node(tmp_path):
 
 @pytest.fixture
 def client(node):
-    return create_app(node).test_client()
+    app = create_app(node)
+    c = app.test_client()
+    c.environ_base["HTTP_X_MINER_TOKEN"] = app.config["MINER_TOKEN"]  # the node's own miner
+    return c
+
+
+def test_mining_routes_need_the_token_the_node_wrote(node, client):
+    """/mining/* answer only a holder of <data-dir>/miner.token (0600, new at each start)."""
+    import stat
+    path = node.data_dir / "miner.token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = path.read_text().strip()
+    outsider = client.application.test_client()
+    for headers in ({}, {"X-Miner-Token": "0" * 64}, {"X-Miner-Token": token[:-1]}):
+        r = outsider.get("/mining/template", headers=headers)
+        assert r.status_code == 403 and r.get_json()["reason"] == "mining-forbidden"
+        r = post(outsider, "/mining/submit", {"template_id": "ab", "nonce": 1}, headers=headers)
+        assert r.status_code == 403 and r.get_json()["reason"] == "mining-forbidden"
+    assert outsider.get("/status").get_json()["refused"]["mining-forbidden"] == 6
+    r = outsider.get("/mining/template", headers={"X-Miner-Token": token})
+    assert r.status_code == 200 and r.get_json()["height"] == 1
+
+
+def test_each_mining_client_keeps_its_own_templates(client):
+    """A token holder polling hard evicts only its own templates, not another miner's."""
+    first = client.get("/mining/template", headers={"X-Miner-Id": "a"}).get_json()
+    for _ in range(100):
+        client.get("/mining/template", headers={"X-Miner-Id": "b"})
+    t = first
+    nonce, _ = search(bytes.fromhex(t["prefix"]), int(t["target"], 16), 0, 1 << 32)
+    r = post(client, "/mining/submit", {"template_id": t["template_id"], "nonce": nonce},
+             headers={"X-Miner-Id": "a"})
+    assert r.status_code == 202 and r.get_json()["status"] == "connected", r.get_json()
 
 
 def post(client, path, doc, **kw):
@@ -169,6 +201,23 @@ def test_rounds_close_and_show_up(client, node):
     assert client.get("/blocks/1", headers={"Accept": "text/html"}).data.count(b"accepted") >= 1
 
 
+def test_rounds_are_paged(client, node):
+    """/rounds: the newest page by default, ?start=&limit= pages, limit bounded."""
+    for _ in range(12):  # tiny_config: round_timeout 5, so empty blocks close rounds 1 and 2
+        mine_via_api(client)
+    doc = client.get("/rounds").get_json()
+    assert doc["current"] == 3 and [r["round"] for r in doc["rounds"]] == [1, 2, 3]
+    assert [r["status"] for r in doc["rounds"]] == ["closed", "closed", "open"]
+    assert [r["closed_at"] for r in doc["rounds"][:2]] == [5, 10]
+    page = client.get("/rounds?start=2&limit=1").get_json()
+    assert page["start"] == 2 and [r["round"] for r in page["rounds"]] == [2]
+    assert [r["round"] for r in client.get("/rounds?limit=2").get_json()["rounds"]] == [2, 3]
+    assert client.get("/rounds?start=9").get_json()["rounds"] == []
+    for bad in ("limit=0", "limit=201", "start=0", "start=x"):
+        r = client.get(f"/rounds?{bad}")
+        assert r.status_code == 400 and r.get_json()["reason"] == "bad-query", bad
+
+
 def test_sync_blocks_returns_blocks_after_locator(client, node):
     mine_via_api(client)
     mine_via_api(client)
@@ -194,12 +243,23 @@ def test_sync_headers_and_blocks_by_hash(client, node):
         assert post(client, "/sync/blocks", bad).get_json()["reason"] == "bad-locator", bad
 
 
-def test_peers_accepts_http_urls_only(client):
-    assert post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()["added"] is True
+def test_peers_accepts_http_host_urls_only(client, node):
+    """A peer is a host: a URL with a path is refused by name; a host URL is
+    offered (it joins only after answering /tip with our genesis: nothing
+    listens on 6001, so it never does)."""
+    r = post(client, "/peers", {"url": "http://127.0.0.1:6001"}).get_json()
+    assert r["added"] is False and r["status"] == "pending"
     for bad in ("ftp://x", "file:///etc/passwd", "javascript:alert(1)", "127.0.0.1:5000", 5, None, "http://"):
         r = post(client, "/peers", {"url": bad})
         assert r.status_code == 400 and r.get_json()["reason"] == "bad-peer-url", bad
-    assert [p["url"] for p in client.get("/peers").get_json()["peers"]] == ["http://127.0.0.1:6001"]
+    for bad in ("http://127.0.0.1:6002/x", "http://127.0.0.1:6002/a/b/"):
+        r = post(client, "/peers", {"url": bad})
+        assert r.status_code == 400 and r.get_json()["reason"] == "peer-url-path", bad
+    from tests.served import wait_for
+    wait_for(lambda: node.peers.pending_handshakes() == [], 10, "the handshake to fail")
+    assert client.get("/peers").get_json()["peers"] == []
+    again = post(client, "/peers", {"url": "http://127.0.0.1:6001/"}).get_json()
+    assert again["status"] == "peer-handshake-failed"  # not tried again for a while
 
 
 GARBAGE = [{}, {"a": 1}, {"txs": "x"}, {"compact": 1}, {"compact": {"header": 1, "commitment": None, "txids": []}},
@@ -402,3 +462,41 @@ def test_disk_full_refuses_blocks_with_503_and_the_node_keeps_serving(tmp_path):
         assert again.chain.tip.hash == block.hash
     finally:
         again.stop()
+
+
+def test_connection_guard_evicts_idle_sockets_and_times_out_trickled_headers(node):
+    """Over the per-IP cap the oldest idle connection goes, not the newcomer; a
+    request whose header lines trickle is closed at the header deadline."""
+    import socket
+    import threading
+
+    import requests
+
+    from learningchain.http_server import create_http_server, serve_until
+    from learningchain.processes import free_port
+    from tests.served import wait_for
+    port = free_port()
+    server = create_http_server(create_app(node), "127.0.0.1", port, threads=2, per_ip=4, total=6)
+    server.header_seconds = 1  # the instance's deadline, short for the test
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
+    thread.start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        trickle.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            assert requests.get(f"http://127.0.0.1:{port}/status", timeout=5).status_code == 200
+        wait_for(lambda: len(server.active_channels) <= 4, 5, "at most 4 connections from 127.0.0.1")
+        assert server.evicted_connections >= 7
+        assert trickle.recv(1) == b""  # closed by the node (evicted or at the header deadline)
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        trickle.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        trickle.settimeout(5)
+        assert trickle.recv(1) == b""
+        assert server.timed_out_requests >= 1
+        for s in idle:
+            s.close()
+    finally:
+        stop.set()
+        thread.join(timeout=5)

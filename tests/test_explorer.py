@@ -60,7 +60,9 @@ def test_index_shows_a_rejected_update_with_its_reason(tmp_path):
     config = tiny_config(aggregation={"rule": "multi-krum", "params": {"f": 1, "m": 0}}, quorum=5)
     node = Node(tmp_path / "node", config, quiet=True, port=5998)
     try:
-        client = create_app(node).test_client()
+        app = create_app(node)
+        client = app.test_client()
+        client.environ_base["HTTP_X_MINER_TOKEN"] = app.config["MINER_TOKEN"]
         honest = [update_tx(node.chain, k, shift=0.01 * (i + 1)) for i, k in enumerate(KEYS[:4])]
         attacker = update_tx(node.chain, KEYS[4], shift=50.0)
         for tx in honest + [attacker]:

@@ -73,7 +73,7 @@ def test_split_network_heals_to_the_most_work_chain(tmp_path):
         closed = round_commitments(a.url, (1, 2))
         assert closed and all(n < config.quorum for n in closed.values()), closed
         t0 = time.monotonic()
-        assert requests.post(a.url + "/peers", json={"url": c.url}, timeout=5).json()["added"]
+        assert requests.post(a.url + "/peers", json={"url": c.url}, timeout=5).json()["status"] == "pending"
         tip = wait_for(lambda: converged([a, b, c, d]), DEADLINE, "the halves to converge", net, interval=0.05)
         heal_s = time.monotonic() - t0
         final = status(a)

@@ -390,14 +390,14 @@ def test_a_full_peer_table_evicts_only_learned_peers_that_keep_failing(network):
     a = network("a", [pinned])
     stop_sync_loop(a)
     ps = a.node.peers
+    ps.loopback_peers = MAX_PEERS  # the policy under test is eviction, not the per-host cap
     learned = [f"http://127.0.0.1:{20000 + i}" for i in range(MAX_PEERS - 1)]
-    for url in learned:
-        r = requests.post(a.url + "/peers", json={"url": url}, timeout=10)
-        assert r.json()["added"] is True
+    for url in learned:  # as if each had answered its handshake
+        assert ps.admit(url) is None
     newcomer = "http://127.0.0.1:30001"
 
     def offer(url: str) -> bool:
-        return requests.post(a.url + "/peers", json={"url": url}, timeout=10).json()["added"]
+        return ps.admit(url) is None
     assert offer(newcomer) is False  # full of peers that have never failed: nobody is evicted
     assert ps.mark_delivered(learned[1]) is True  # what our own sync does when a block from it connects
     with ps._lock:
@@ -427,7 +427,7 @@ def test_only_our_own_sync_protects_a_peer_and_only_a_few(network):
     stop_sync_loop(a)
     stop_sync_loop(b)
     dead = "http://127.0.0.1:9"
-    assert requests.post(a.url + "/peers", json={"url": dead}, timeout=10).json()["added"] is True
+    assert a.node.peers.add(dead)  # as if it had once answered its handshake
     block = mined_block(a.node)
     r = requests.post(a.url + "/blocks", json=block.to_dict(), headers={"X-Peer": dead}, timeout=10)
     assert r.json()["status"] == "connected", r.text
@@ -565,3 +565,84 @@ def test_a_compact_block_is_checked_against_its_parent_before_any_fetch(network,
     before = len(spy.paths)
     assert b.node.peers.fetch_txs(spy.url, [f"{i:064x}" for i in range(FETCH_BUDGET_TXS)]) is None
     assert len(spy.paths) == before
+
+
+# --- peer-table poisoning (issue 10, item 5) --------------------------------------------
+
+def test_peers_are_hosts_bounded_per_host_and_subnet():
+    from learningchain.peer_table import LOOPBACK_PEERS, PEERS_PER_SUBNET, PORTS_PER_HOST, PeerTable
+    t = PeerTable("http://127.0.0.1:5000")
+    assert t.admit("http://10.0.0.1:1/x") == "peer-url-path"
+    assert t.admit("http://localhost:5000") == "self"  # loopback aliases are one host
+    assert [t.admit(f"http://10.0.0.1:{p}") for p in range(1, PORTS_PER_HOST + 2)] == \
+        [None] * PORTS_PER_HOST + ["peer-host-full"]
+    assert t.admit("https://10.0.0.1:1") == "known"  # one entry per host:port
+    assert t.admit("HTTP://10.0.0.1:1/") == "known"
+    hosts = [t.admit(f"http://10.0.0.{i}:1") for i in range(2, PEERS_PER_SUBNET - PORTS_PER_HOST + 3)]
+    assert hosts == [None] * (PEERS_PER_SUBNET - PORTS_PER_HOST) + ["peer-subnet-full"]
+    assert t.admit("http://10.0.1.1:1") is None  # another /24
+    assert t.add("http://10.0.0.99:1", pinned=True)  # --peers: never refused by the caps
+    loop = [t.admit(f"http://127.0.0.1:{6000 + i}") for i in range(LOOPBACK_PEERS + 1)]
+    assert loop == [None] * LOOPBACK_PEERS + ["peer-host-full"]
+    assert t.refused_peers == {"peer-host-full": 2, "peer-subnet-full": 1}
+    # a learned peer of a full group that keeps failing makes room, and is offered again later
+    with t._lock:
+        t._peers["http://127.0.0.1:6000"].failures = 3
+    assert t.admit(f"http://127.0.0.1:{6000 + LOOPBACK_PEERS}") is None
+    assert "http://127.0.0.1:6000" not in t.urls() and t.former_due() == []  # not yet
+    with t._lock:
+        t._former["http://127.0.0.1:6000"] = 0.0
+    assert t.former_due() == ["http://127.0.0.1:6000"]
+
+
+def test_a_costly_peer_backs_off_in_proportion_and_recovers():
+    from learningchain.peer_table import BACKOFF_MAX, COST_BUDGET, PeerTable
+    t = PeerTable("http://127.0.0.1:5000", ["http://10.0.0.1:1"])
+    peer = t._peers["http://10.0.0.1:1"]
+    for _ in range(20):  # /tip polls: small and quick
+        t._count_outbound(peer, "tip poll", 0, 80, 0.01)
+        t._succeeded(peer)
+    assert peer.available(time.monotonic()) and peer.cost == 0  # quick and small: free
+    t._count_outbound(peer, "sync", 200, 40 << 20, 1.0)  # one 40 MiB page
+    t._succeeded(peer)
+    assert peer.cost > COST_BUDGET and not peer.available(time.monotonic())
+    assert 0 < peer.next_try - time.monotonic() <= BACKOFF_MAX
+    assert t.available_urls() == []
+    peer.cost_at -= 300  # ten half-lives later the cost has decayed
+    peer.next_try = 0.0
+    t._count_outbound(peer, "tip poll", 0, 80, 0.01)
+    assert peer.cost < 1 and peer.available(time.monotonic())
+
+
+def test_a_learned_peer_joins_only_after_a_handshake_with_our_genesis(network, fake_peer):
+    a = network("a")
+    b = network("b")
+    stop_sync_loop(a)
+    stranger = fake_peer(reply=b'{"height": 0, "tip": "00", "work": "1", "genesis": "' + b"ab" * 32 + b'"}')
+    for url in (b.url, stranger.url):
+        r = requests.post(a.url + "/peers", json={"url": url}, timeout=10).json()
+        assert r["added"] is False and r["status"] == "pending"
+    wait_for(lambda: a.node.peers.pending_handshakes() == [], what="both handshakes")
+    assert a.node.peers.urls() == [b.url]  # another network's node is not added
+    assert stranger.paths == ["/tip"]
+    r = requests.post(a.url + "/peers", json={"url": stranger.url}, timeout=10).json()
+    assert r["status"] == "peer-handshake-failed" and stranger.paths == ["/tip"]
+    assert a.node.peers.traffic()["refused_peers"] == {"peer-handshake-failed": 1}
+
+
+def test_gossip_to_a_slow_peer_is_bounded_and_dropped_with_a_counter(network, fake_peer):
+    from learningchain.gossip_lanes import PEER_QUEUE
+    a = network("a")
+    stop_sync_loop(a)
+    slow = fake_peer(reply=b"{}", trickle=0.5, trickle_head=True)
+    a.node.peers.add(slow.url)
+    txs = [update_tx(a.node.chain, k) for k in KEYS[:4]]
+    futures = []
+    for i in range(PEER_QUEUE + 20):  # more sends to one peer than its queue holds
+        tx = txs[i % len(txs)]
+        with a.node.peers._lock:
+            a.node.peers._peers[slow.url].seen.pop(tx.id, None)
+        futures += a.node.peers.broadcast_tx(tx, push=True)
+    assert len(futures) == PEER_QUEUE
+    traffic = a.node.peers.traffic()
+    assert traffic["dropped"] == 20 and traffic["queued"] <= PEER_QUEUE

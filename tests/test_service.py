@@ -61,7 +61,7 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
         assert compared >= {1, 2}
         for r in compared:
             assert again.metrics[r] == node.metrics[r]  # same G(r), same test set
-        assert {d["round"] for d in rounds_overview(again) if d["metrics"]} >= closed
+        assert {d["round"] for d in rounds_overview(again)[0] if d["metrics"]} >= closed
     finally:
         again.stop()
 
@@ -124,3 +124,28 @@ def test_run_node_serves_and_stops_on_sigterm(tmp_path):
     assert proc.returncode == 0, out
     assert "block 1 " in out and "stopped" in out and "Traceback" not in out
     assert "BEGIN" not in out and "PRIVATE" not in out  # keys never logged
+
+
+def test_the_evaluator_reads_only_new_closes_and_follows_a_reorg(tmp_path):
+    from learningchain.node_threads import evaluate_closed_rounds
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(quorum=2, round_timeout=50), dataset_path=data, quiet=True)
+    try:
+        b1 = next_block(node.chain, [update_tx(node.chain, KEYS[0]), update_tx(node.chain, KEYS[1])])
+        assert node.submit_block(b1, relay=False) == "connected"  # round 1 closed: G1
+        assert evaluate_closed_rounds(node) == 1 and node.metric_digests[1] == node.chain.state_of(b1.hash).model_digest
+        for _ in range(5):  # no new close: nothing re-read, nothing re-evaluated
+            steps = node.chain.index_steps
+            assert evaluate_closed_rounds(node) == 0 and node.chain.index_steps == steps
+        side = Chain(node.genesis)  # a heavier branch closing round 1 with other updates: G1'
+        s1 = next_block(side, [update_tx(side, KEYS[2]), update_tx(side, KEYS[3])])
+        side.add_block(s1, now(s1))
+        s2 = next_block(side)
+        for b in (s1, s2):
+            node.submit_block(b, relay=False)
+        assert node.chain.tip.hash == s2.hash
+        assert evaluate_closed_rounds(node) == 1  # round 1's model changed: measured again
+        assert node.metric_digests[1] == side.tip_state.model_digest
+        assert evaluate_closed_rounds(node) == 0
+    finally:
+        node.stop()
