@@ -211,25 +211,32 @@ def sync_blocks():
             raise ApiError(400, f"hashes must be a list of 1 to {MAX_SYNC_PAGE} block hashes (64 hex)",
                            "bad-locator")
         with n.lock:
-            blocks = []
+            entries = []
             for h in hashes:  # in the order asked, up to the first we do not hold
-                b = n.chain.get_block(h)
-                if b is None:
+                e = n.chain.entry(h)
+                if e is None:
                     break
-                blocks.append(b)
-            height = n.chain.height
+                entries.append(e)
+            page, height = _sync_page(entries), n.chain.height
     else:
         locator, limit = sync_locator(doc), sync_limit(doc, 100, MAX_SYNC_PAGE)
         with n.lock:
-            blocks = n.chain.blocks_after(locator, limit)
-            height = n.chain.height
+            entries = n.chain.entries_after(locator, limit)
+            page, height = _sync_page(entries), n.chain.height
+    return jsonify({"height": height, "blocks": page, "more": len(page) < len(entries)})
+
+
+def _sync_page(entries) -> list[dict]:
+    """The first entries' blocks within the page's byte budget (peers cap what they
+    read: peers.max_reply_bytes), sized from the index before any body is read,
+    so a page never reads more than :data:`SYNC_PAGE_BYTES` of bodies from the store."""
     page, size = [], 0
-    for b in blocks:  # a byte budget too: peers cap what they read (peers.max_reply_bytes)
-        if page and size + b.size > SYNC_PAGE_BYTES:
+    for e in entries:
+        if page and size + e.size > SYNC_PAGE_BYTES:
             break
-        page.append(b.to_dict())
-        size += b.size
-    return jsonify({"height": height, "blocks": page, "more": len(page) < len(blocks)})
+        page.append(e.block.to_dict())
+        size += e.size
+    return page
 
 
 @api.get("/txs/<txid>")

@@ -299,6 +299,10 @@ class Chain:
         genesis if none is)."""
         return self.main_chain(self._fork_height(locator) + 1, limit)
 
+    def entries_after(self, locator: Sequence[str], limit: int = 100) -> list[Entry]:
+        """The entries of :meth:`blocks_after` (sizes and headers without a body read)."""
+        return self.main_entries(self._fork_height(locator) + 1, limit)
+
     def headers_after(self, locator: Sequence[str], limit: int = 2000) -> list[BlockHeader]:
         """The headers of :meth:`blocks_after` (``POST /sync/headers``)."""
         start = self._fork_height(locator) + 1

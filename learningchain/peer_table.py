@@ -93,7 +93,7 @@ def message_type(method: str, path: str, compact: bool = False) -> str:
     if path == "/blocks":
         return "compact block" if compact else "full block"
     return {"/inv": "inv", "/tip": "tip poll", "/status": "status poll", "/peers": "peer announce",
-            "/sync/blocks": "sync"}.get(path, "other")
+            "/sync/blocks": "sync", "/sync/headers": "sync"}.get(path, "other")
 
 
 def peer_url_refusal(url: Any) -> tuple[str, str] | None:
