@@ -19,7 +19,7 @@ parent, anything with ``block``, ``parent`` and ``height`` (chain.Entry).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from learningchain import errors
 from learningchain.block import Block
@@ -109,6 +109,18 @@ def check_header(block: Block, parent: Ancestry, config: NetworkConfig, now_ms: 
     block.check_structure()
     if block.config is not None:
         raise ValidationError(errors.BLOCK_MALFORMED, "only genesis carries a config")
+    check_target_and_time(h, parent, config, now_ms)
+    if block.size > config.max_block_bytes:
+        raise ValidationError(errors.BLOCK_TOO_LARGE,
+                              f"block is {block.size} bytes, limit {config.max_block_bytes}")
+
+
+
+def check_target_and_time(h: Any, parent: Any, config: NetworkConfig, now_ms: int) -> None:
+    """The rules a header meets against its parent whatever its body: the target the
+    chain requires there, a timestamp after the parent's median time past and at most
+    ``max_future_ms`` ahead of our clock. Shared by block validation
+    (:func:`check_header`) and headers-first sync (``headers.py``)."""
     want = next_target(parent, config)
     if h.target != want:
         raise ValidationError(errors.BLOCK_BAD_TARGET, f"target {h.target:064x}, expected {want:064x}")
@@ -120,9 +132,6 @@ def check_header(block: Block, parent: Ancestry, config: NetworkConfig, now_ms: 
         raise ValidationError(errors.BLOCK_TIME_TOO_NEW,
                               f"timestamp {h.timestamp} is more than {config.max_future_ms} ms "
                               f"ahead of now ({now_ms})")
-    if block.size > config.max_block_bytes:
-        raise ValidationError(errors.BLOCK_TOO_LARGE,
-                              f"block is {block.size} bytes, limit {config.max_block_bytes}")
 
 
 def check_genesis_header(genesis: Block, config: NetworkConfig) -> None:

@@ -24,7 +24,7 @@ from learningchain import errors
 from learningchain.block import BlockHeader, work_of
 from learningchain.errors import ValidationError
 from learningchain.genesis import NetworkConfig
-from learningchain.header_rules import median_time, next_target
+from learningchain.header_rules import check_target_and_time
 
 #: headers one ``/sync/headers`` page carries at most (about 560 bytes each as JSON).
 MAX_HEADERS_PAGE = 2000
@@ -72,17 +72,7 @@ def check_next_header(header: BlockHeader, parent: Any, config: NetworkConfig, n
         raise ValidationError(errors.BLOCK_BAD_HEIGHT, f"height {header.height} after parent at {parent.height}")
     if not header.check_pow():
         raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
-    want = next_target(parent, config)
-    if header.target != want:
-        raise ValidationError(errors.BLOCK_BAD_TARGET, f"target {header.target:064x}, expected {want:064x}")
-    mtp = median_time(parent)
-    if header.timestamp <= mtp:
-        raise ValidationError(errors.BLOCK_TIME_TOO_OLD,
-                              f"timestamp {header.timestamp} is not after the median {mtp} of the last blocks")
-    if header.timestamp > now_ms + config.max_future_ms:
-        raise ValidationError(errors.BLOCK_TIME_TOO_NEW,
-                              f"timestamp {header.timestamp} is more than {config.max_future_ms} ms "
-                              f"ahead of now ({now_ms})")
+    check_target_and_time(header, parent, config, now_ms)
 
 
 class HeaderChain:
