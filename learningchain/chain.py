@@ -306,7 +306,7 @@ class Chain:
     def headers_after(self, locator: Sequence[str], limit: int = 2000) -> list[BlockHeader]:
         """The headers of :meth:`blocks_after` (``POST /sync/headers``)."""
         start = self._fork_height(locator) + 1
-        return [self._entries[h].block.header for h in self._main[start:start + max(0, limit)]]
+        return [self._entries[h].header for h in self._main[start:start + max(0, limit)]]
 
     def _fork_height(self, locator: Sequence[str]) -> int:
         for block_hash in locator:
@@ -322,7 +322,7 @@ class Chain:
     def side_work_floor(self) -> int:
         """The least cumulative work an unsolicited side block's branch needs to be
         stored: the tip's minus :data:`SIDE_MARGIN_BLOCKS` times the tip block's work."""
-        return self._tip.work - SIDE_MARGIN_BLOCKS * self._tip.block.header.work
+        return self._tip.work - SIDE_MARGIN_BLOCKS * self._tip.header.work
 
     def _round_index(self) -> list[tuple[int, str]]:
         """``(height, hash)`` of the main-chain block that closed each round:

@@ -47,8 +47,8 @@ def plausible_target_limit(chain: Chain) -> int:
     its parent. Without this bound the sender writes the target itself and, with
     the default ``pow_limit`` of 2^255 - 1, half of all headers pass at nonce 0."""
     window = chain.config.retarget_window
-    recent = chain.main_chain(max(0, chain.height - window + 1), window)
-    easiest = max(b.header.target for b in recent)
+    recent = chain.main_entries(max(0, chain.height - window + 1), window)  # headers: no body read
+    easiest = max(e.header.target for e in recent)
     return min(chain.config.pow_limit, easiest * MAX_RETARGET_FACTOR)
 
 

@@ -31,10 +31,13 @@ MEDIAN_SPAN = 11
 
 
 class Ancestry(Protocol):
-    """A block with a link to its parent's (chain.Entry is one)."""
+    """A block's header with a link to its parent's (chain.Entry is one, and
+    headers.HeaderNode). Only ``header`` is read: a chain entry deep below the tip
+    has no body in memory, and reading one back from the store for a median or
+    a retarget would put store reads under the node's lock."""
 
     @property
-    def block(self) -> Block: ...
+    def header(self) -> Any: ...
 
     @property
     def parent(self) -> "Ancestry | None": ...
@@ -49,7 +52,7 @@ def median_time(entry: Ancestry) -> int:
     stamps = []
     e: Ancestry | None = entry
     while e is not None and len(stamps) < MEDIAN_SPAN:
-        stamps.append(e.block.header.timestamp)
+        stamps.append(e.header.timestamp)
         e = e.parent
     stamps.sort()
     return stamps[len(stamps) // 2]
@@ -89,7 +92,7 @@ def next_target(parent: Ancestry, config: NetworkConfig) -> int:
     genesis the medians cover fewer blocks and early windows measure fewer.
     docs/protocol.md section 5."""
     h = parent.height + 1
-    target = parent.block.header.target
+    target = parent.header.target
     if h % config.retarget_window != 0:
         return target
     start = ancestor(parent, max(0, h - 1 - config.retarget_window))

@@ -39,8 +39,7 @@ LENGTH_FACTOR = 4
 class HeaderNode:
     """One header of a peer's chain, as much of it as the header rules read:
     ``next_target`` and ``median_time`` walk ``parent`` and read
-    ``.block.header.target`` / ``.timestamp``, so ``block`` and ``header`` are
-    the node itself. ``work`` is cumulative, as in ``chain.Entry``; the parent of
+    ``.header.target`` / ``.timestamp``, so ``header`` is the node itself. ``work`` is cumulative, as in ``chain.Entry``; the parent of
     the first node is a ``chain.Entry`` of a block we hold."""
 
     __slots__ = ("hash", "height", "target", "timestamp", "work", "parent")
@@ -52,10 +51,6 @@ class HeaderNode:
         self.timestamp = header.timestamp
         self.work = parent.work + work_of(header.target)
         self.parent = parent
-
-    @property
-    def block(self) -> "HeaderNode":
-        return self
 
     @property
     def header(self) -> "HeaderNode":

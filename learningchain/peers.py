@@ -455,6 +455,10 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
                 pages = 0
             elif not more:
                 return added  # the peer's chain has no more work than ours: nothing to fetch
+        if pages > MAX_HEADER_PAGES or (added == 0 and time.monotonic() >= deadline):
+            # page after page that never got heavier than our tip, or a whole sync
+            # that delivered nothing: a peer that stalls the (serial) sync loop
+            self._sync_fault(url, f"headers: {pages} pages, {added} blocks in the sync's time", penalize=True)
         return added
 
     def _fetch_blocks(self, url: str, hashes: list[str], deadline: float) -> tuple[int, bool]:
@@ -478,6 +482,9 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
                     added += 1
                     if status != "side":  # a URL we chose delivered work: protect it
                         self.mark_delivered(url)
+                elif status == errors.STORE_WRITE_FAILED:  # our disk, not the peer's fault
+                    self.node.log(f"sync with {url} paused: our store cannot be written")
+                    return added, False
                 elif status != "known":  # a block that is not its header's, or invalid: the peer lied
                     self._sync_fault(url, f"blocks: {status}",
                                      penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))

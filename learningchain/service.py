@@ -346,8 +346,10 @@ class Node:
             parent = self.chain.entry(header.prev_hash)
             if parent is None:
                 return False
-            check_next_header(header, parent, self.config, now_ms())
+            if not header.check_pow():  # the cheap checks first: a deep parent costs a walk
+                raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
             self.chain.check_side_admission(parent, header)
+            check_next_header(header, parent, self.config, now_ms())
             return True
 
     def _submit_early(self) -> None:

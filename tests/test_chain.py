@@ -177,7 +177,8 @@ class _Entry:
 
     def __init__(self, parent, timestamp, target):
         self.parent, self.height = parent, 0 if parent is None else parent.height + 1
-        self.block = type("B", (), {"header": type("H", (), {"timestamp": timestamp, "target": target})})
+        self.header = type("H", (), {"timestamp": timestamp, "target": target})
+        self.block = type("B", (), {"header": self.header})
 
 
 def _old_next_target(parent, config):
