@@ -462,7 +462,7 @@ class Chain:
             result = AddResult("connected", block, connected=(block,))
         else:
             result = self._reorg(entry)
-        evicted = self.prune_side_branches(keep=block.hash) if prune else ()
+        evicted = self.prune_side_branches(keep=block.hash, spare_keep=solicited) if prune else ()
         return replace(result, evicted=evicted) if evicted else result
 
     def check_side_admission(self, parent: Entry, header: BlockHeader) -> None:
@@ -475,10 +475,15 @@ class Chain:
                                   f"{self.height}), more than {SIDE_MARGIN_BLOCKS} blocks' worth, and it was not "
                                   f"requested by headers-first sync: not stored")
 
-    def prune_side_branches(self, keep: str | None = None) -> tuple[str, ...]:
+    def prune_side_branches(self, keep: str | None = None, spare_keep: bool = False) -> tuple[str, ...]:
         """Evict side leaves of least cumulative work (later seen first on a tie)
         until the side-branch caps hold; returns the evicted hashes in order.
-        ``keep`` (the block just added) goes last, only if nothing else can."""
+        ``keep`` (the block just added) goes last, only if nothing else can, and
+        never if ``spare_keep``: a block that headers-first sync fetched along a
+        header chain with more work than our tip is on its way to becoming the
+        main chain; evicting it would make a fork deeper than the caps refetch
+        the same block for ever (then the caps are exceeded until it overtakes,
+        bounded by the sync's own header bounds)."""
         def over() -> bool:
             return ((self.max_side_blocks is not None and self.side_blocks > self.max_side_blocks)
                     or (self.max_side_bytes is not None and self._side_bytes > self.max_side_bytes))
@@ -491,7 +496,7 @@ class Chain:
         while over():
             if heap:
                 leaf = self._entries[heapq.heappop(heap)[2]]
-            elif keep in self._side_leaves:
+            elif keep in self._side_leaves and not spare_keep:
                 leaf, keep = self._entries[keep], None  # type: ignore[index]
             else:
                 break
