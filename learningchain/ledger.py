@@ -167,7 +167,7 @@ class Ledger:
         status = self._mempool.add(tx, self._chain)
         if persist and status == "accepted" and self.store is not None:
             _best_effort("mirror the mempool (it is rebuilt from peers after a restart)",
-                         self.store.mempool_update, add=[tx])
+                         self.store.mempool_update, add=[tx], remove=self._mempool.just_evicted)
         return status
 
     def submit_block(self, block: Block, now_ms: int, solicited: bool = False) -> AddResult:

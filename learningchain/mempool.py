@@ -42,6 +42,7 @@ class Mempool:
         #: senders whose txs outrank every other (the node's own key): local policy
         self.priority_senders: set[str] = set()
         self.evicted = 0
+        self.just_evicted: list[str] = []  # ids the last add() pushed out to make room (the store follows)
         self._arrived: dict[str, int] = {}  # tx id -> tip height when it entered
         #: round -> [{"id", "sender"}]: valid txs we held for a block or more that the
         #: round closed without (censorship made visible: a local observation)
@@ -66,6 +67,7 @@ class Mempool:
     def add(self, tx: UpdateTx, chain: Chain) -> str:
         """"accepted", or "known" if already here; raises ValidationError (TX_* or
         ``mempool-full``) otherwise."""
+        self.just_evicted = []
         if tx.id in self._txs:
             return "known"
         chain.validate_tx(tx)
@@ -107,6 +109,7 @@ class Mempool:
         for t in victims:
             self.remove(t.id)
             self.evicted += 1
+            self.just_evicted.append(t.id)
         return True
 
     def _put(self, tx: UpdateTx) -> None:

@@ -417,3 +417,20 @@ def test_the_mempool_survives_a_restart_and_is_revalidated(tmp_path):
     third.store.close()
     fourth = Ledger(g, Store(tmp_path))
     assert len(fourth.mempool) == 0 and fourth.mempool_dropped == 1 and fourth.store.mempool_rows() == []
+
+
+def test_a_tx_evicted_from_a_full_mempool_leaves_the_stored_mempool_too(tmp_path):
+    """The mirror follows evictions by a higher-priority newcomer, so the table stays
+    as bounded as the mempool and an evicted tx is not offered again at restart."""
+    g = tiny_genesis()  # open: no allow-list, strangers can fill the pool
+    ledger = Ledger(g, Store(tmp_path), max_mempool_txs=3)
+    strangers = [update_tx(ledger.chain, k) for k in KEYS[:3]]
+    for t in strangers:
+        assert ledger.submit_tx(t) == "accepted"
+    ledger.mempool.priority_senders.add(KEYS[3].public_hex)
+    own = update_tx(ledger.chain, KEYS[3])
+    assert ledger.submit_tx(own) == "accepted"
+    victim = max(strangers, key=lambda t: t.id)
+    stored = {r[0] for r in ledger.store.mempool_rows()}
+    assert stored == {t.id for t in ledger.mempool} and victim.id not in stored and own.id in stored
+    ledger.store.close()
