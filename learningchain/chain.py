@@ -379,7 +379,7 @@ class Chain:
             summary["selected"] = sorted(selected)
         if closed is not None:
             summary.update(status="closed", closed_at=closed.height, block=closed.hash,
-                           commitment=closed.block.commitment)
+                           commitment=closed.commitment)
         return summary
 
     # --- validation -------------------------------------------------------------

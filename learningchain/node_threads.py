@@ -193,15 +193,9 @@ def _first_unchecked(node: "Node", chain) -> int:
         return r + 1
     for back in range(r, 0, -1):
         close = chain.round_close(back)
-        if close is not None and chain.model(close[1])[1] == node.metric_digests.get(back):
+        if close is not None and chain.entry(close[1]).state.model_digest == node.metric_digests.get(back):
             return back + 1
     return 1
-
-
-def closing_blocks(node: "Node") -> list[Block]:
-    """Main-chain blocks that close a round (lock held by the caller), from the
-    chain's round index."""
-    return [node.chain.get_block(block_hash) for _r, _h, block_hash in node.chain.round_closes()]
 
 
 # --- miner ----------------------------------------------------------------------------

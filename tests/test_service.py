@@ -13,7 +13,7 @@ import requests
 
 from learningchain.chain import Chain
 from learningchain.explorer import round_detail, rounds_overview
-from learningchain.node_threads import closing_blocks, has_update, participate_once
+from learningchain.node_threads import has_update, participate_once
 from learningchain.service import Node
 from tests.helpers import KEYS, next_block, now, tiny_config, update_tx
 from tests.test_peers import free_port, wait_for
@@ -50,7 +50,7 @@ def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
         assert node.status()["metrics"] and node.status()["mining"] is True
     finally:
         node.stop()
-    closed = {b.commitment["round"] for b in closing_blocks(node)}
+    closed = {r for r, _height, _hash in node.chain.round_closes()}
     again = Node(tmp_path / "n", config(), dataset_path=data, quiet=True)  # replays the store, same key
     try:
         assert again.chain.height == node.chain.height and again.address == node.address
