@@ -58,7 +58,6 @@ def partition_heal(out: Path) -> Outcome:
             time.sleep(0.2)
         before = {n.name: status(n) for n in (a, c)}
         apart = [s.get("height", 0) for s in before.values()]
-        lighter, heavier = sorted((a, c), key=lambda n: int(before[n.name]["work"], 16))
         t0 = time.monotonic()
         requests.post(a.url + "/peers", json={"url": c.url}, timeout=5)
         healed = None
@@ -67,8 +66,11 @@ def partition_heal(out: Path) -> Outcome:
             healed = converged([a, b, c])
             time.sleep(0.1)
         heal_s = time.monotonic() - t0
-        old_tip_kept = {n.name: (get(heavier.url, f"/blocks/{before[n.name]['height']}") or {}).get("hash")
+        # which half was lighter is read off the healed chain, not off the snapshot:
+        # both halves keep mining until they meet, so close heights can swap order
+        old_tip_kept = {n.name: (get(a.url, f"/blocks/{before[n.name]['height']}") or {}).get("hash")
                         == before[n.name]["tip"] for n in (a, c)}
+        lighter, heavier = (c, a) if old_tip_kept[a.name] else (a, c)
         deepest = max(_reorgs(lighter.log_path) or [0])
         closing = bool(healed) and rounds_close([a, b, c], more=2, timeout=40)
         one = agree([a, b, c], timeout=30)
