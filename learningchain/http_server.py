@@ -9,6 +9,7 @@ connection from that same thread.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -77,6 +78,23 @@ HEADER_SECONDS = 10
 REQUEST_SECONDS = 30
 
 
+def client_group(addr) -> str | None:
+    """Whom the per-client cap counts together: an IPv4 address, or an IPv6 /64
+    (one host commonly holds a whole /64, 2^64 addresses, so counting IPv6
+    addresses one by one would cap nothing)."""
+    if not addr:
+        return None
+    try:
+        ip = ipaddress.ip_address(addr[0])
+    except ValueError:
+        return str(addr[0])
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class ConnectionGuard:
     """Mixed into waitress's server: no lock-out by idle or trickling sockets
     (issue 10, item 4: ~110 idle sockets made waitress stop accepting, as its
@@ -112,8 +130,8 @@ class ConnectionGuard:
 
     def _make_room(self, channel) -> None:
         live = [c for c in self.active_channels.values() if c is not channel and not c.will_close]
-        ip = channel.addr[0] if channel.addr else None
-        same = [c for c in live if c.addr and c.addr[0] == ip]
+        ip = client_group(channel.addr)
+        same = [c for c in live if client_group(c.addr) == ip]
         for pool, cap in ((same, self.per_ip), (live, self.total)):
             if len(pool) < cap:
                 continue
