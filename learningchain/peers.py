@@ -66,6 +66,10 @@ SYNC_SECONDS = 2.0
 SYNC_PAGE = 100
 #: seconds one whole sync with one peer may take (headers and blocks).
 SYNC_DEADLINE = 300.0
+#: a sync that has fetched no block after this many seconds ends and the peer is
+#: penalised: sync runs on the serial peer loop, so one peer answering page after
+#: page just inside the request deadline must not hold it for SYNC_DEADLINE.
+SYNC_IDLE_SECONDS = 60.0
 #: header pages in a row without fetching blocks before a sync gives up.
 MAX_HEADER_PAGES = MAX_SYNC_HEADERS // MAX_HEADERS_PAGE + 10
 #: seconds a peer whose sync data broke a rule is not synced from again.
@@ -425,7 +429,9 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
             return 0
         hc = HeaderChain(base, node.config)
         pages = 0  # header pages since blocks were last fetched: bounds a peer that never gets heavier
-        while time.monotonic() < deadline and not self.node.stop_event.is_set() and pages <= MAX_HEADER_PAGES:
+        idle_until = time.monotonic() + SYNC_IDLE_SECONDS  # a first block by then, or the peer stalls us
+        while (time.monotonic() < min(deadline, idle_until if added == 0 else deadline)
+               and not self.node.stop_event.is_set() and pages <= MAX_HEADER_PAGES):
             before, pages = hc.tip, pages + 1
             hc.our_height = node.tip_info()[0]
             locator = list(dict.fromkeys(hc.locator() + node.locator()))[:MAX_LOCATOR]
@@ -455,7 +461,7 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
                 pages = 0
             elif not more:
                 return added  # the peer's chain has no more work than ours: nothing to fetch
-        if pages > MAX_HEADER_PAGES or (added == 0 and time.monotonic() >= deadline):
+        if pages > MAX_HEADER_PAGES or (added == 0 and time.monotonic() >= min(deadline, idle_until)):
             # page after page that never got heavier than our tip, or a whole sync
             # that delivered nothing: a peer that stalls the (serial) sync loop
             self._sync_fault(url, f"headers: {pages} pages, {added} blocks in the sync's time", penalize=True)
