@@ -100,26 +100,27 @@ def honest_network(out: Path, n: int = 3, *, miners: int = 1, config: NetworkCon
     return HonestNet(net, nodes, parts, genesis, config)
 
 
+def poll(predicate, timeout: float, interval: float = 0.1):
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
 def rounds_close(nodes, more: int = 2, timeout: float = 60.0) -> bool:
     """True once every node in ``nodes`` reports a round at least ``more`` past the
     highest round any of them reported at the call (polled, with a deadline)."""
     start = max((status(n).get("round") or 0) for n in nodes)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all((status(n).get("round") or 0) >= start + more for n in nodes):
-            return True
-        time.sleep(0.2)
-    return False
+    return bool(poll(lambda: all((status(n).get("round") or 0) >= start + more for n in nodes), timeout, 0.2))
 
 
 def agree(nodes, timeout: float = 30.0) -> bool:
     """True once every node reports the same tip and model digest."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if converged(nodes):
-            return True
-        time.sleep(0.2)
-    return False
+    return bool(poll(lambda: converged(nodes), timeout, 0.2))
 
 
 def rss_mb(pid: int) -> float:
@@ -136,5 +137,5 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
-__all__ = ["Outcome", "SCENARIOS", "scenario", "load_all", "HonestNet", "honest_network",
+__all__ = ["Outcome", "SCENARIOS", "scenario", "load_all", "HonestNet", "honest_network", "poll",
            "rounds_close", "agree", "rss_mb", "cpu_seconds", "get"]

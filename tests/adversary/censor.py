@@ -17,7 +17,7 @@ from learningchain.block import Block
 from learningchain.chain import Chain
 from learningchain.genesis import default_config, make_genesis
 from learningchain.tx import UpdateTx
-from tests.adversary import Outcome, agree, get, honest_network, scenario
+from tests.adversary import Outcome, agree, get, honest_network, poll, scenario
 from tests.helpers import mine
 from tests.netutil import status
 
@@ -26,14 +26,6 @@ ROUNDS = 2
 VICTIM = 2
 
 
-def _poll(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def _mempool(node) -> list[dict]:
@@ -58,7 +50,7 @@ def _publish(h, block: Block) -> list[str]:
     for n in h.nodes:
         r = requests.post(n.url + "/blocks", json=block.to_dict(), timeout=30)
         replies.append(r.json().get("status") or r.json().get("reason"))
-    _poll(lambda: all((status(n).get("height") or 0) >= block.height for n in h.nodes), 20, 0.05)
+    poll(lambda: all((status(n).get("height") or 0) >= block.height for n in h.nodes), 20, 0.05)
     return replies
 
 
@@ -84,7 +76,7 @@ def miner_censorship(out: Path) -> Outcome:
         blocks = 0
         for _ in range(ROUNDS):
             r = mirror.tip_state.round
-            held = _poll(lambda: _round_txs(h, r), 60, 0.2)
+            held = poll(lambda: _round_txs(h, r), 60, 0.2)
             if not held:
                 return Outcome("miner-censorship", f"round {r}: the learners' updates never all arrived", "-",
                                False, False, ok=False, details={"censored": censored})

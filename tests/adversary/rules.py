@@ -16,7 +16,7 @@ from learningchain.chain import Chain
 from learningchain.encoding import decode_weights
 from learningchain.header_rules import next_target
 from learningchain.tx import UpdateTx
-from tests.adversary import Outcome, agree, get, honest_network, rounds_close, scenario
+from tests.adversary import Outcome, agree, get, honest_network, poll, rounds_close, scenario
 from tests.helpers import mine, rebuild
 from tests.netutil import status, verify
 
@@ -27,14 +27,6 @@ BOMB_NAMES = (["[" * 28, "[" * 32, "{" * 32, '"[' * 16, "\\[" * 16, '\\"{' * 10,
                "}" * 32, '{"' * 16, "\\" * 32, "[" * 31 + "\\", '["{' * 10, "\n[" * 16, "{[" * 16])
 
 
-def _poll(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def _bomb_tx(node, key: crypto.PrivateKey, names: list[str]) -> UpdateTx:
@@ -55,7 +47,7 @@ def _submit_bomb(h, names: list[str]) -> str | None:
         tx = _bomb_tx(h.nodes[0], key, names)
         r = requests.post(h.nodes[0].url + "/txs", json=tx.to_dict(), timeout=10)
         if r.status_code == 202:
-            mined = _poll(lambda: (get(h.nodes[0].url, f"/txs/{tx.id}") or {}).get("status") == "confirmed",
+            mined = poll(lambda: (get(h.nodes[0].url, f"/txs/{tx.id}") or {}).get("status") == "confirmed",
                           30)
             return tx.id if mined else None
     return None
@@ -75,11 +67,11 @@ def nesting_bomb(out: Path) -> Outcome:
         victim = h.nodes[1]
         h.net.stop(victim)
         h.net.launch(victim)
-        restarted = _poll(lambda: status(victim).get("height") is not None, 30) is not None
+        restarted = poll(lambda: status(victim).get("height") is not None, 30) is not None
         fresh = h.net.start(len(h.nodes), peers=[h.nodes[0].url], dataset=h.parts / "node0.npz",
                             genesis=h.genesis)
         nodes = h.nodes + [fresh]
-        synced = _poll(lambda: (status(fresh).get("height") or 0) >= (status(h.nodes[0]).get("height") or 1), 40)
+        synced = poll(lambda: (status(fresh).get("height") or 0) >= (status(h.nodes[0]).get("height") or 1), 40)
         kept = rounds_close(h.nodes)
         one = agree(nodes)
         h.net.stop_all()  # the stores are checked at rest, without the network's CPU load
@@ -142,7 +134,7 @@ def time_warp(out: Path) -> Outcome:
         def at_window_end() -> bool:
             _catch_up(mirror, node)
             return mirror.height >= 2 * window - 2 and mirror.height % window == window - 2
-        if not _poll(at_window_end, 60, 0.02):
+        if not poll(at_window_end, 60, 0.02):
             return Outcome("time-warp", "never reached a window end", "-", False, False, ok=False)
         stamp = int(time.time() * 1000) + config.max_future_ms
         warped = mine(mirror.build_block(miner, [], stamp))

@@ -16,7 +16,7 @@ from learningchain.genesis import default_config
 from learningchain.models import default_spec
 from learningchain.tx import UpdateTx
 
-from tests.adversary import Outcome, agree, get, honest_network, rounds_close, rss_mb, scenario
+from tests.adversary import Outcome, agree, get, honest_network, poll, rounds_close, rss_mb, scenario
 from tests.netutil import status
 
 #: hidden width of the MLP of the memory scenario: 38,410 parameters, a 205 KB
@@ -35,13 +35,6 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "2"}
 WARM_HEIGHT = 50
 
 
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _round(node) -> int:
@@ -84,10 +77,10 @@ def memory_growth(out: Path) -> Outcome:
     with _malloc_env(MALLOC_ENV):
         h = honest_network(out, 3, config=config)
     try:
-        warm = _wait(lambda: all((status(n).get("height") or 0) >= WARM_HEIGHT for n in h.nodes), 60)
+        warm = bool(poll(lambda: all((status(n).get("height") or 0) >= WARM_HEIGHT for n in h.nodes), 60))
         r0, m0 = min(_round(n) for n in h.nodes), _baseline_rss(h.nodes)
         measured = 10
-        reached = _wait(lambda: min(_round(n) for n in h.nodes) >= r0 + measured, 60)
+        reached = bool(poll(lambda: min(_round(n) for n in h.nodes) >= r0 + measured, 60))
         r1, m1 = min(_round(n) for n in h.nodes), _baseline_rss(h.nodes)
         rounds = max(1, r1 - r0)
         per_round = [(b - a) * 1024 / rounds for a, b in zip(m0, m1)]
@@ -141,7 +134,7 @@ def miner_death(out: Path) -> Outcome:
     the second miner is back."""
     h = honest_network(out, 3, miners=2)
     try:
-        _wait(lambda: all(_round(n) >= 2 for n in h.nodes), 40)
+        poll(lambda: all(_round(n) >= 2 for n in h.nodes), 40)
         h.net.kill(h.nodes[0])
         alive = h.nodes[1:]
         closing = rounds_close(alive, more=2, timeout=45)
@@ -151,16 +144,16 @@ def miner_death(out: Path) -> Outcome:
         miner, learner = h.nodes[1], h.nodes[2]
         h.net.stop(miner)
         posted = _post_update(learner, h.nodes[0])
-        held = _wait(lambda: posted in _mempool_ids(learner), 20)
+        held = bool(poll(lambda: posted in _mempool_ids(learner), 20))
         before = _mempool_ids(learner)
         h.net.stop(learner)
         _relaunch(h, learner, [miner])
-        back = _wait(lambda: bool(get(learner.url, "/status")), 30)
+        back = bool(poll(lambda: bool(get(learner.url, "/status")), 30))
         after = _mempool_ids(learner) if back else set()
         kept = held and posted is not None and before <= after
         _relaunch(h, miner, [learner])
-        resumed = _wait(lambda: bool(get(miner.url, "/status")), 30) and rounds_close(alive, more=2, timeout=45)
-        mined = _wait(lambda: not (before & _mempool_ids(learner)), 30)
+        resumed = bool(poll(lambda: bool(get(miner.url, "/status")), 30)) and rounds_close(alive, more=2, timeout=45)
+        mined = bool(poll(lambda: not (before & _mempool_ids(learner)), 30))
         return Outcome("miner-death", "SIGKILL the first of 2 miners (also the hub); then stop the other "
                        "and restart the learner holding an update",
                        f"rounds kept closing without node 0: {closing}; learner mempool {len(before)} tx(s) "

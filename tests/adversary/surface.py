@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.adversary import Outcome, agree, get, honest_network, rounds_close, scenario
+from tests.adversary import Outcome, agree, get, honest_network, poll, rounds_close, scenario
 from tests.netutil import ROOT, status
 
 
@@ -23,13 +23,6 @@ def _height(node) -> int:
     return status(node).get("height") or 0
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 # --- item 8: the mining endpoints ---------------------------------------------------
@@ -38,7 +31,7 @@ def _flood(url: str, path: str, stop: threading.Event, codes: dict, threads: int
     """GET ``path`` as fast as ``threads`` keep-alive clients can, counting status codes."""
     lock = threading.Lock()
 
-    def poll():
+    def hammer():
         with requests.Session() as s:
             while not stop.is_set():
                 try:
@@ -48,7 +41,7 @@ def _flood(url: str, path: str, stop: threading.Event, codes: dict, threads: int
                 with lock:
                     codes[code] = codes.get(code, 0) + 1
 
-    workers = [threading.Thread(target=poll, daemon=True) for _ in range(threads)]
+    workers = [threading.Thread(target=hammer, daemon=True) for _ in range(threads)]
     for w in workers:
         w.start()
     return workers
@@ -81,7 +74,7 @@ def mining_flood(out: Path) -> Outcome:
                               "--workers", "1", "--quiet"], cwd=str(ROOT), stdout=miner_log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        if not _wait(lambda: _height(hub) >= 3, 30):
+        if not poll(lambda: _height(hub) >= 3, 30):
             return Outcome("mining-flood", "standalone miner", "the standalone miner found no block",
                            False, False, ok=False)
         window = 5.0
@@ -194,7 +187,7 @@ def slowloris(out: Path) -> Outcome:
     hub = h.nodes[0]
     try:
         with Slowloris(hub.port) as attack:
-            _wait(lambda: attack.opened >= attack.idle + attack.trickle, 20)
+            poll(lambda: attack.opened >= attack.idle + attack.trickle, 20)
             waits = []
             for _ in range(6):
                 waits.append(_fresh_status(hub.url))
@@ -306,7 +299,7 @@ def peer_poison(out: Path) -> Outcome:
         for n in h.nodes:
             listed = {p["url"] for p in (get(n.url, "/peers") or {}).get("peers", [])}
             tables[n.name] = (len(listed & hostile), len(listed & honest))
-        in_sync = _wait(lambda: max(_height(n) for n in h.nodes) - min(_height(n) for n in h.nodes) <= 3, 20)
+        in_sync = bool(poll(lambda: max(_height(n) for n in h.nodes) - min(_height(n) for n in h.nodes) <= 3, 20))
         heights = [_height(n) for n in h.nodes]
         smart = set(slow.smart_urls)
         bounded = all(
