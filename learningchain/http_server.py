@@ -61,8 +61,15 @@ class JsonErrorChannel(HTTPChannel):
 
     @property
     def busy(self) -> bool:
-        """Serving a request or flushing its answer: never closed by the guard."""
-        return bool(self.requests) or bool(self.total_outbufs_len)
+        """Serving a request, or flushing an answer the client is reading: never
+        closed by the guard. An answer the client has not read for the server's
+        ``stall_seconds`` does not count: a client that asks for big replies and
+        never reads them would otherwise hold its connections (and their
+        buffers) for good, and enough of them refuse every newcomer."""
+        if self.requests:
+            return True
+        stall = getattr(self.server, "stall_seconds", IDLE_SECONDS)
+        return bool(self.total_outbufs_len) and time.time() - self.last_activity < stall
 
 
 #: connections from one IP address at most (loopback included: tests and the demo
@@ -117,9 +124,12 @@ class ConnectionGuard:
     total = TOTAL_CONNECTIONS
     header_seconds = HEADER_SECONDS
     request_seconds = REQUEST_SECONDS
+    #: an answer unread this long no longer makes its connection busy (evictable)
+    stall_seconds = IDLE_SECONDS
     refused_connections = 0
     evicted_connections = 0
     timed_out_requests = 0
+    stalled_replies = 0  # answers dropped after request_seconds unread
 
     def handle_accept(self) -> None:
         before = set(self.active_channels)
@@ -150,6 +160,11 @@ class ConnectionGuard:
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle between requests > channel_timeout
         for channel in list(self.active_channels.values()):
+            if (not channel.requests and channel.total_outbufs_len
+                    and now - channel.last_activity > self.request_seconds):
+                self.stalled_replies += 1  # an answer nobody reads: drop it and its buffer
+                channel.handle_close()
+                continue
             began = getattr(channel, "partial_since", None)
             if began is None or channel.requests or channel.will_close:
                 continue
@@ -160,7 +175,8 @@ class ConnectionGuard:
 
     def guard_report(self) -> dict:
         return {"open": len(self.active_channels), "evicted": self.evicted_connections,
-                "refused": self.refused_connections, "timed_out": self.timed_out_requests}
+                "refused": self.refused_connections, "timed_out": self.timed_out_requests,
+                "stalled": self.stalled_replies}
 
 
 def create_http_server(app: Flask, host: str, port: int, threads: int = 8, *,

@@ -500,3 +500,52 @@ def test_connection_guard_evicts_idle_sockets_and_times_out_trickled_headers(nod
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def test_connections_holding_unread_replies_do_not_lock_out_newcomers():
+    """A client that asks for big answers and never reads them: its connections
+    stay "busy" flushing, and with the cap full of them every newcomer was refused.
+    An answer unread for ``stall_seconds`` no longer counts as busy (the oldest
+    such connection makes room), and one unread for ``request_seconds`` is dropped."""
+    import socket
+    import threading
+
+    import requests
+    from flask import Flask
+
+    from learningchain.http_server import create_http_server, serve_until
+    from learningchain.processes import free_port
+    from tests.served import wait_for
+    app = Flask("big")
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 16
+    app.add_url_rule("/big", "big", lambda: "x" * (8 << 20))
+    app.add_url_rule("/small", "small", lambda: "ok")
+    port = free_port()
+    server = create_http_server(app, "127.0.0.1", port, threads=2, per_ip=3, total=6)
+    server.stall_seconds, server.request_seconds = 1, 3
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
+    thread.start()
+    hogs = []
+    try:
+        for _ in range(3):  # fill the per-client cap with answers nobody reads
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            hogs.append(s)
+        wait_for(lambda: sum(bool(c.total_outbufs_len) for c in server.active_channels.values()) == 3, 10,
+                 "three answers stuck in the server's buffers")
+        import time
+        wait_for(lambda: all(time.time() - c.last_activity > server.stall_seconds
+                             for c in server.active_channels.values()), 10, "the answers to stall")
+        assert requests.get(f"http://127.0.0.1:{port}/small", timeout=5).text == "ok"  # stalled: made room
+        assert server.evicted_connections >= 1 and server.refused_connections == 0
+        wait_for(lambda: server.stalled_replies + server.evicted_connections >= 3, 10,
+                 "the unread answers dropped")
+        assert not any(c.total_outbufs_len for c in server.active_channels.values())
+    finally:
+        for s in hogs:
+            s.close()
+        stop.set()
+        thread.join(timeout=5)
