@@ -49,6 +49,7 @@ from learningchain.errors import ValidationError
 from learningchain.headers import MAX_HEADERS_PAGE, MAX_SYNC_HEADERS, HeaderChain
 from learningchain.gossip_lanes import GossipLanes
 from learningchain.httpclient import BoundedSession, PeerReplyError
+from learningchain.peer_file import load_peers, save_peers
 from learningchain.peer_offers import PeerOffers
 from learningchain.peer_table import ANNOUNCE_SECONDS, MAX_PEERS, PeerTable, check_peer_url, message_type, normalize
 from learningchain.wire import gzip_for_wire
@@ -62,6 +63,8 @@ REQUEST_DEADLINE = 10.0
 #: bytes of one sync page the serving node aims at (it sends at least one block).
 SYNC_PAGE_BYTES = 8 << 20
 SYNC_SECONDS = 2.0
+#: sync-loop passes between two saves of the peer list (about a minute).
+SAVE_PEERS_TICKS = 30
 #: blocks asked for in one ``POST /sync/blocks {"hashes"}``.
 SYNC_PAGE = 100
 #: seconds one whole sync with one peer may take (headers and blocks).
@@ -582,16 +585,37 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
             return sorted(self._sync_pending)
 
     def _loop(self) -> None:
+        ticks = 0
         while not self._stop.is_set():
             try:
                 self.announce()  # cheap; peers started after us learn of us too
                 self.sync_once()
                 self.node.rebroadcast_mempool()
+                ticks += 1
+                if ticks % SAVE_PEERS_TICKS == 0:
+                    self.save()
             except Exception as exc:  # the loop must survive anything a peer sends
                 self.node.log(f"sync error: {type(exc).__name__}: {exc}")
             self._stop.wait(SYNC_SECONDS)
 
+    def save(self) -> None:
+        """The table's URLs to ``<data-dir>/peers.json`` (peer_file.py)."""
+        with self._lock:
+            urls = list(self._peers)
+        try:
+            save_peers(self.node.data_dir, urls)
+        except OSError as exc:  # a full disk: the file is a hint, the node goes on
+            self.node.log(f"could not save the peer list: {exc}")
+
+    def offer_saved(self) -> int:
+        """Offer the peers of the last run again (each joins after its handshake)."""
+        urls, problem = load_peers(self.node.data_dir)
+        if problem:
+            self.node.log(f"ignoring the saved peer list: {problem}")
+        return sum(self.offer(u) == "pending" for u in urls)
+
     def start(self) -> None:
+        self.offer_saved()
         self._thread = threading.Thread(target=self._loop, name="peer-sync", daemon=True)
         self._thread.start()
 
@@ -603,5 +627,6 @@ class PeerSet(PeerOffers, GossipLanes, PeerTable):
         self._handshakes.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.save()
         self._session.close()
         self._handshake_session.close()

@@ -135,3 +135,36 @@ def test_a_silent_peer_costs_timeouts_not_liveness(tmp_path):
         for s in nodes:
             s.close()
         silent.close()
+
+
+def test_a_restarted_node_finds_the_peers_it_had_learned_when_its_bootstrap_is_gone(tmp_path):
+    """Issue 10 item 14: learned peers lived in memory only, so a node whose
+    ``--peers`` are gone and whom nobody knows stayed isolated for good. A stopping
+    node saves its table in ``peers.json``; at start the saved peers are offered
+    again (each joins after its handshake)."""
+    import json
+
+    from learningchain.peer_file import FILE_NAME, save_peers
+    net, parts, genesis, config = fault_network(tmp_path, 4)
+    try:
+        hub = net.start(0, dataset=parts / "node0.npz", genesis=genesis)
+        wait_ready(net, [hub])
+        miner, b = (net.start(i, peers=[hub.url], dataset=parts / f"node{i}.npz", genesis=genesis, mine=i == 1)
+                    for i in (1, 2))
+        wait_ready(net, [miner, b])
+        wait_for(lambda: miner.url in {p["url"] for p in (get(b.url, "/peers") or {}).get("peers", [])},
+                 DEADLINE, "b to learn the miner from the hub", net)
+        net.stop(b)
+        saved = json.loads((b.data_dir / FILE_NAME).read_text())["peers"]
+        assert miner.url in saved and hub.url in saved
+        # a node nobody knows, no --peers, only the list its last run saved
+        fresh = tmp_path / "nodes" / "node3"
+        fresh.mkdir(parents=True, exist_ok=True)  # its key is made (allow-listed) by fault_network
+        save_peers(fresh, [miner.url, f"http://127.0.0.1:{hub.port + 7}"])  # one of them is gone
+        d = net.start(3, dataset=parts / "node3.npz", genesis=genesis, data_dir=fresh)
+        wait_ready(net, [d])
+        height = status(miner).get("height", 0)
+        wait_for(lambda: status(d).get("height", 0) > height, DEADLINE, "d to sync from its saved peer", net)
+        wait_for(lambda: converged([miner, d]), DEADLINE, "d and the miner to agree", net)
+    finally:
+        net.stop_all()
