@@ -39,17 +39,28 @@ def _bomb_tx(node, key: crypto.PrivateKey, names: list[str]) -> UpdateTx:
                            {name: 0.5 for name in names})
 
 
-def _submit_bomb(h, names: list[str]) -> str | None:
+def _submit_bomb(h, names: list[str], seconds: float = 90.0) -> str | None:
     """Send one bomb tx, from a fresh key or (on a permissioned network) a
-    learner's own key; return its id once mined into the main chain."""
+    learner's own key; return its id once mined into the main chain. A tx that
+    a round closed without (late under load: the learners' quorum came first)
+    is sent again, for the round then open, until ``seconds`` run out."""
     keys = [ATTACKER] + [crypto.load_or_create_key(n.data_dir) for n in reversed(h.nodes)]
-    for key in keys:
-        tx = _bomb_tx(h.nodes[0], key, names)
-        r = requests.post(h.nodes[0].url + "/txs", json=tx.to_dict(), timeout=10)
-        if r.status_code == 202:
-            mined = poll(lambda: (get(h.nodes[0].url, f"/txs/{tx.id}") or {}).get("status") == "confirmed",
-                          30)
-            return tx.id if mined else None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        r0 = status(h.nodes[0]).get("round")
+        for key in keys:
+            tx = _bomb_tx(h.nodes[0], key, names)
+            if requests.post(h.nodes[0].url + "/txs", json=tx.to_dict(), timeout=10).status_code == 202:
+                break
+        else:  # every key has an update in this round already: wait for the next one
+            poll(lambda: status(h.nodes[0]).get("round") != r0, 20)
+            continue
+        # confirmed, or its round closed without it (then it is never mined: send anew)
+        state = poll(lambda: "confirmed" if (get(h.nodes[0].url, f"/txs/{tx.id}") or {}).get("status")
+                     == "confirmed" else ("late" if (status(h.nodes[0]).get("round") or 0) > tx.round
+                                          else None), 30)
+        if state == "confirmed":
+            return tx.id
     return None
 
 
@@ -68,10 +79,13 @@ def nesting_bomb(out: Path) -> Outcome:
         h.net.stop(victim)
         h.net.launch(victim)
         restarted = poll(lambda: status(victim).get("height") is not None, 30) is not None
+        joined_at = status(h.nodes[0]).get("height") or 1  # the chain, bombs included, when it joins
         fresh = h.net.start(len(h.nodes), peers=[h.nodes[0].url], dataset=h.parts / "node0.npz",
                             genesis=h.genesis)
         nodes = h.nodes + [fresh]
-        synced = poll(lambda: (status(fresh).get("height") or 0) >= (status(h.nodes[0]).get("height") or 1), 40)
+        # a fixed target: the network keeps mining, and under load a fresh node can
+        # stay a block or two behind a moving tip for a while (agree() checks the rest)
+        synced = poll(lambda: (status(fresh).get("height") or 0) >= joined_at, 40)
         kept = rounds_close(h.nodes)
         one = agree(nodes)
         h.net.stop_all()  # the stores are checked at rest, without the network's CPU load
