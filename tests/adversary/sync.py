@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
@@ -26,6 +25,7 @@ from learningchain.demo import Network, get, wait_ready
 from learningchain.genesis import default_config
 from tests.adversary import Outcome, agree, honest_network, rounds_close, rss_mb, scenario
 from tests.netutil import converged, status
+from tests.served import serve_handler, stop_server
 
 HEAL_DEPTH = 100      # blocks past the fork on each side before the halves meet
 HEAL_DEADLINE = 60.0  # seconds for the halves to agree once joined
@@ -120,17 +120,13 @@ class CountingPeer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_handler(Handler)
 
     def tx_fetches(self) -> int:
         return sum(p.startswith("/txs/") for p in self.paths)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def _flood_header(parent: dict, ids: list[str], target: int, mined: bool, miner: str) -> dict:
