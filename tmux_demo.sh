@@ -112,7 +112,7 @@ fi
 
 check_ports || exit 1
 rm -rf "$OUT/nodes" && mkdir -p "$OUT"
-PARTS=$("$PY" -c 'import sys; from pathlib import Path; from learningchain.demo import partitions_for
+PARTS=$("$PY" -c 'import sys; from pathlib import Path; from learningchain.cli.demo import partitions_for
 print(partitions_for(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))' "$DATASET" "$NODES" "$OUT")
 # the node keys first (created in the data dirs), so genesis allow-lists them
 ALLOW=$(for i in $(seq 0 $((NODES - 1))); do printf '%s,' "$OUT/nodes/node$i"; done)

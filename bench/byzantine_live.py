@@ -3,7 +3,7 @@
 the same rule. The demo makes the last K nodes attack (node 0, the miner, stays
 honest); results.json ``config.attackers`` names them. Prints, per run: final accuracy, its gap to the clean run, and
 the mean precision / recall of rejection (rejected updates that are the
-attackers', attackers' updates that were rejected; learningchain/results.py
+attackers', attackers' updates that were rejected; learningchain/sim/results.py
 ``detection``) with the number of rounds where every rejected update was an
 attacker's. A benchmark: it prints figures and asserts nothing.
 

@@ -1,5 +1,5 @@
 """Signature rates: ECDSA secp256k1/SHA-256 verification with python-ecdsa, a
-plain ``VerifyingKey.from_string`` key vs :func:`learningchain.crypto.verify`
+plain ``VerifyingKey.from_string`` key vs :func:`learningchain.core.crypto.verify`
 (cached, precomputed key, strict DER/low-S checks included); whether gmpy2 is
 active; signing rate; OpenSSL (``cryptography``) for reference.
 
@@ -7,7 +7,7 @@ Block validation (the ledger issue's "transactions per second for a block of
 100 update transactions whose signatures were already checked when they
 entered the mempool") is measured through the chain itself, warm and cold
 signature caches, by ``bench/ledger.py``; this script used to time a
-parse + ``tx.check`` stand-in from before :mod:`learningchain.chain` existed,
+parse + ``tx.check`` stand-in from before :mod:`learningchain.ledger.chain` existed,
 which that benchmark supersedes.
 
 Run: ``.venv/bin/python bench/crypto.py [--signatures 1000] [--repeats 5]``.
@@ -28,7 +28,7 @@ import ecdsa  # noqa: E402
 from ecdsa import SECP256k1, VerifyingKey  # noqa: E402
 from ecdsa.util import sigdecode_der  # noqa: E402
 
-from learningchain import crypto  # noqa: E402
+from learningchain.core import crypto  # noqa: E402
 
 
 

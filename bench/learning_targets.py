@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
-from learningchain.aggregation import Update, aggregate  # noqa: E402
-from learningchain.data import load_dataset, partition  # noqa: E402
-from learningchain.models import build_model, default_spec  # noqa: E402
+from learningchain.learning.aggregation import Update, aggregate  # noqa: E402
+from learningchain.learning.data import load_dataset, partition  # noqa: E402
+from learningchain.learning.models import build_model, default_spec  # noqa: E402
 
 
 def fedavg_rounds(model, parts, rounds: int, rule: str = "fedavg"):

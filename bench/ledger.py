@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learningchain import crypto  # noqa: E402
-from learningchain.chain import Chain  # noqa: E402
-from learningchain.genesis import default_config, make_genesis  # noqa: E402
-from learningchain.ledger import Ledger  # noqa: E402
-from learningchain.store import Store  # noqa: E402
-from learningchain.tx import UpdateTx  # noqa: E402
+from learningchain.core import crypto  # noqa: E402
+from learningchain.ledger.chain import Chain  # noqa: E402
+from learningchain.ledger.genesis import default_config, make_genesis  # noqa: E402
+from learningchain.node.chainstate import Ledger  # noqa: E402
+from learningchain.node.store import Store  # noqa: E402
+from learningchain.ledger.tx import UpdateTx  # noqa: E402
 from miner.pow import search  # noqa: E402
 
 EASY = 1 << 250

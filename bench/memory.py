@@ -43,13 +43,13 @@ def rss_mib() -> float:
 def run(mode: str, rounds: int, warmup: int, nodes: int, hidden: int | None) -> dict:
     import numpy as np
 
-    from learningchain import crypto
-    from learningchain.block import Block
-    from learningchain.genesis import default_config, make_genesis
-    from learningchain.ledger import Ledger
-    from learningchain.models import default_spec
-    from learningchain.store import Store
-    from learningchain.tx import UpdateTx
+    from learningchain.core import crypto
+    from learningchain.ledger.block import Block
+    from learningchain.ledger.genesis import default_config, make_genesis
+    from learningchain.node.chainstate import Ledger
+    from learningchain.learning.models import default_spec
+    from learningchain.node.store import Store
+    from learningchain.ledger.tx import UpdateTx
     from miner.pow import search
 
     easy = 1 << 250

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learningchain import crypto  # noqa: E402
-from learningchain.block import BlockHeader  # noqa: E402
+from learningchain.core import crypto  # noqa: E402
+from learningchain.ledger.block import BlockHeader  # noqa: E402
 from miner.pow import Miner, format_rate, search  # noqa: E402
 
 IMPOSSIBLE = 0  # nothing is below it: every run does exactly its share of hashes

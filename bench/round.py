@@ -13,7 +13,7 @@
    raw float32 size of the weights, split by message type
    (``/status`` -> ``traffic`` -> ``by_type``). With ``--compression`` every
    node sends its updates 8-bit quantised (q8) or top-k sparsified
-   (``node.py run --compression``, learningchain/compression.py).
+   (``node.py run --compression``, learningchain/learning/compression.py).
 3. Sync: a 1,000-block chain (one round of quorum-many signed updates every
    4 blocks, easy target) is built with a Ledger and the miner's search, stored
    in a node's data dir and served; a fresh node peered to it is timed until
@@ -33,12 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from learningchain import demo, processes  # noqa: E402
-from learningchain.block import Block  # noqa: E402
-from learningchain.chain import Chain  # noqa: E402
-from learningchain.genesis import make_genesis  # noqa: E402
-from learningchain.ledger import REPLAY_NOW_MS, Ledger  # noqa: E402
-from learningchain.store import Store, store_path  # noqa: E402
+from learningchain.cli import demo
+from learningchain.cli import processes  # noqa: E402
+from learningchain.ledger.block import Block  # noqa: E402
+from learningchain.ledger.chain import Chain  # noqa: E402
+from learningchain.ledger.genesis import make_genesis  # noqa: E402
+from learningchain.node.chainstate import REPLAY_NOW_MS, Ledger  # noqa: E402
+from learningchain.node.store import Store, store_path  # noqa: E402
 
 TRAINED = re.compile(r"trained round (\d+) in ([\d.]+) s; submitting ([0-9a-f]+)")
 
@@ -166,7 +167,7 @@ def counter_rows(run: dict) -> list[tuple[str, str, str]]:
 
 def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
     """Validation and aggregation, timed by replaying node 0's stored chain."""
-    from learningchain import aggregation
+    from learningchain.learning import aggregation
     with Store(store_path(data_dir)) as store:
         blocks = list(store.iter_blocks())
     chain = Chain(blocks[0])
@@ -194,7 +195,7 @@ def replay_costs(data_dir: Path, config) -> list[tuple[str, str, str]]:
 
 
 def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
-    from learningchain.models import build_model
+    from learningchain.learning.models import build_model
     raw = sum(a.size * 4 for a in build_model(run["config"].model_spec).initial_weights().values())
     rows = [("raw float32 weights", f"{raw} B", "one model")]
     per = [s / run["rounds"] for s in run["sent"]]
@@ -212,8 +213,8 @@ def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
         m = sum(d.get(k, (0, 0))[1] for d in run["by_type"]) / n_nodes / run["rounds"]
         rows.append((f"  {k}", f"{b:,.0f} B", f"{b / raw:.2f}x raw, {m:.1f} messages "
                      f"(requests we made + answers we gave)"))
-    from learningchain.encoding import canonical_json
-    from learningchain.wire import gzip_encode
+    from learningchain.core.encoding import canonical_json
+    from learningchain.node.p2p.wire import gzip_encode
     with Store(store_path(run["store"])) as store:
         txs = [t for b in store.iter_blocks() for t in b.txs]
     sizes = [t.size for t in txs]
@@ -224,7 +225,7 @@ def traffic_rows(run: dict) -> list[tuple[str, str, str]]:
                      + (f", {run['compression']})" if run.get("compression") else ")")))
         tx = statistics.median(len(gzip_encode(canonical_json(t.to_dict()))) for t in txs)
         rows.append(("one update tx on the wire (gzip)", f"{tx:,.0f} B", f"{tx / raw:.2f}x raw "
-                     "(learningchain.wire.gzip_encode, as peers send it)"))
+                     "(learningchain.node.p2p.wire.gzip_encode, as peers send it)"))
         floor = (n - 1) * tx
         rows.append(("floor: every update reaches N-1 nodes", f"{floor:,.0f} B",
                      f"{floor / raw:.2f}x raw per node per round; measured mean is "
@@ -239,15 +240,15 @@ def build_chain(data_dir: Path, n_blocks: int):
 
     import numpy as np
 
-    from learningchain.crypto import PrivateKey
-    from learningchain.genesis import default_config
-    from learningchain.tx import UpdateTx
+    from learningchain.core.crypto import PrivateKey
+    from learningchain.ledger.genesis import default_config
+    from learningchain.ledger.tx import UpdateTx
     from miner.pow import search
     easy = 1 << 250  # ~64 hashes per block
     config = replace(default_config(4), initial_target=easy, pow_limit=easy, retarget_window=10**6,
                      timestamp=1_700_000_000_000)
     data_dir.mkdir(parents=True, exist_ok=True)
-    from learningchain.crypto import load_or_create_key
+    from learningchain.core.crypto import load_or_create_key
     load_or_create_key(data_dir)  # the node serving this store needs its key before the store exists
     (data_dir / "genesis.json").write_text(json.dumps(config.to_dict()))
     genesis = make_genesis(config)

@@ -14,7 +14,7 @@
    float32 and accuracy within 1 point; then where the bytes of one q8 tx go
    on the wire (base64 inside canonical JSON, array objects, signed envelope)
    and what crosses the socket: the tx body gzip-encoded by the node's own
-   ``learningchain.wire.gzip_encode`` (peers gzip every body over 1 KiB).
+   ``learningchain.node.p2p.wire.gzip_encode`` (peers gzip every body over 1 KiB).
 
 Prints figures only, no assertions. ``--quick``: 6 rounds, seed 0 only.
 """
@@ -30,14 +30,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learningchain import compression  # noqa: E402
-from learningchain.crypto import PrivateKey  # noqa: E402
-from learningchain.encoding import canonical_json, weights_digest  # noqa: E402
-from learningchain.experiments import compression_sweep, selection_sweep, write_sweep  # noqa: E402
-from learningchain.models import build_model  # noqa: E402
-from learningchain.simulator import SimConfig  # noqa: E402
-from learningchain.tx import UpdateTx  # noqa: E402
-from learningchain.wire import gzip_encode  # noqa: E402
+from learningchain.learning import compression  # noqa: E402
+from learningchain.core.crypto import PrivateKey  # noqa: E402
+from learningchain.core.encoding import canonical_json, weights_digest  # noqa: E402
+from learningchain.sim.experiments import compression_sweep, selection_sweep, write_sweep  # noqa: E402
+from learningchain.learning.models import build_model  # noqa: E402
+from learningchain.sim.simulator import SimConfig  # noqa: E402
+from learningchain.ledger.tx import UpdateTx  # noqa: E402
+from learningchain.node.p2p.wire import gzip_encode  # noqa: E402
 
 POLICIES = ("all", "random-k", "top-k", "energy-aware")
 PARAMS = {"top-k": {"explore": 4}, "energy-aware": {}}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learningchain.results import higher_is_better, plot_results, primary_metric, write_results  # noqa: E402
-from learningchain.sim_config import load_config  # noqa: E402
-from learningchain.simulator import Simulation  # noqa: E402
+from learningchain.sim.results import higher_is_better, plot_results, primary_metric, write_results  # noqa: E402
+from learningchain.sim.config import load_config  # noqa: E402
+from learningchain.sim.simulator import Simulation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ("digits-4-iid-mlp", "diabetes-4-linear", "digits-10-iid", "digits-10-byz-signflip-krum",

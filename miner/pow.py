@@ -1,7 +1,7 @@
 """Proof-of-work search: the ledger only verifies (:meth:`BlockHeader.check_pow`),
 searching lives here.
 
-The header puts the 8-byte big-endian nonce last (see :mod:`learningchain.block`),
+The header puts the 8-byte big-endian nonce last (see :mod:`learningchain.ledger.block`),
 so the 181-byte prefix is hashed once and its SHA-256 state copied per nonce.
 In CPython the loop is interpreter-bound, not hash-bound (FACTS.md: ~6 M
 hashes/s for OpenSSL vs ~2.8 M for this loop), so every attribute look-up is
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # keep worker start-up light: workers import only this module
-    from learningchain.block import BlockHeader
+    from learningchain.ledger.block import BlockHeader
 
 NONCE_SPACE = 1 << 64
 #: nonces per chunk between checks of the stop flag (~25 ms at ~2.8 M H/s).

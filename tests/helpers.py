@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from learningchain import crypto
-from learningchain.block import Block, make_block
-from learningchain.chain import Chain
-from learningchain.genesis import NetworkConfig, make_genesis
-from learningchain.models import ModelSpec
-from learningchain.tx import UpdateTx
+from learningchain.core import crypto
+from learningchain.ledger.block import Block, make_block
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.genesis import NetworkConfig, make_genesis
+from learningchain.learning.models import ModelSpec
+from learningchain.ledger.tx import UpdateTx
 from miner.pow import search
 
 T0 = 1_700_000_000_000

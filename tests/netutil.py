@@ -1,5 +1,5 @@
 """Helpers for fault tests and bench/faults.py: a network of ``node.py run``
-processes on 127.0.0.1 (via :class:`learningchain.demo.Network`), what their
+processes on 127.0.0.1 (via :class:`learningchain.cli.demo.Network`), what their
 main chains hold, and a peer that accepts connections and never answers."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
-from learningchain import data
-from learningchain.demo import Network, get, wait_for, wait_ready
-from learningchain.crypto import load_or_create_key
-from learningchain.genesis import default_config, permissioned
+from learningchain.learning import data
+from learningchain.cli.demo import Network, get, wait_for, wait_ready
+from learningchain.core.crypto import load_or_create_key
+from learningchain.ledger.genesis import default_config, permissioned
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def main_chain_txs(url: str) -> dict[str, dict]:
 
 
 def tx_id(doc: dict) -> str:
-    from learningchain.tx import UpdateTx
+    from learningchain.ledger.tx import UpdateTx
     return UpdateTx.parse(doc).id
 
 

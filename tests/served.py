@@ -10,11 +10,11 @@ from http.server import ThreadingHTTPServer
 
 import requests
 
-from learningchain.api import create_app
-from learningchain.block import Block
-from learningchain.http_server import create_http_server, serve_until
-from learningchain.processes import free_port
-from learningchain.service import Node
+from learningchain.node.web.api import create_app
+from learningchain.ledger.block import Block
+from learningchain.node.web.http_server import create_http_server, serve_until
+from learningchain.cli.processes import free_port
+from learningchain.node.service import Node
 from miner.pow import search
 from tests.helpers import tiny_config
 

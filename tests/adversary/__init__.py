@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from learningchain import data
-from learningchain.demo import Network, get, wait_ready
-from learningchain.genesis import NetworkConfig, default_config
+from learningchain.learning import data
+from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.ledger.genesis import NetworkConfig, default_config
 
 from tests.netutil import converged, status
 

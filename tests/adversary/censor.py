@@ -12,11 +12,11 @@ from pathlib import Path
 
 import requests
 
-from learningchain import crypto
-from learningchain.block import Block
-from learningchain.chain import Chain
-from learningchain.genesis import default_config, make_genesis
-from learningchain.tx import UpdateTx
+from learningchain.core import crypto
+from learningchain.ledger.block import Block
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.genesis import default_config, make_genesis
+from learningchain.ledger.tx import UpdateTx
 from tests.adversary import Outcome, agree, get, honest_network, poll, scenario
 from tests.helpers import mine
 from tests.netutil import status

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from learningchain import crypto, errors
-from learningchain.block import Block
-from learningchain.chain import Chain
-from learningchain.encoding import decode_weights
-from learningchain.header_rules import next_target
-from learningchain.tx import UpdateTx
+from learningchain.core import crypto, errors
+from learningchain.ledger.block import Block
+from learningchain.ledger.chain import Chain
+from learningchain.core.encoding import decode_weights
+from learningchain.ledger.header_rules import next_target
+from learningchain.ledger.tx import UpdateTx
 from tests.adversary import Outcome, agree, get, honest_network, poll, rounds_close, scenario
 from tests.helpers import mine, rebuild
 from tests.netutil import status, verify

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import requests
 
-from learningchain.crypto import load_key
-from learningchain.encoding import decode_weights
-from learningchain.genesis import default_config
-from learningchain.models import default_spec
-from learningchain.tx import UpdateTx
+from learningchain.core.crypto import load_key
+from learningchain.core.encoding import decode_weights
+from learningchain.ledger.genesis import default_config
+from learningchain.learning.models import default_spec
+from learningchain.ledger.tx import UpdateTx
 
 from tests.adversary import Outcome, agree, get, honest_network, poll, rounds_close, rss_mb, scenario
 from tests.netutil import status

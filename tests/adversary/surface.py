@@ -264,7 +264,7 @@ class SlowServer:
 
 
 def _unused_ports(n: int) -> list[str]:
-    from learningchain.processes import free_port
+    from learningchain.cli.processes import free_port
     return [f"http://127.0.0.1:{free_port()}" for _ in range(n)]
 
 

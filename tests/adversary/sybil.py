@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from learningchain.crypto import PrivateKey, load_or_create_key
-from learningchain.genesis import default_config, permissioned
-from learningchain.models import build_model
-from learningchain.tx import UpdateTx
+from learningchain.core.crypto import PrivateKey, load_or_create_key
+from learningchain.ledger.genesis import default_config, permissioned
+from learningchain.learning.models import build_model
+from learningchain.ledger.tx import UpdateTx
 
 from tests.adversary import Outcome, agree, cpu_seconds, honest_network, rounds_close, scenario
 from tests.netutil import status
@@ -43,7 +43,7 @@ def demo_like_config(out: Path, n: int, *, open_network: bool = False, stamp_bit
                             round_timeout=kw.get("round_timeout", 6),
                             target_block_ms=kw.get("target_block_ms", 200))
     if open_network:
-        from learningchain.genesis import open_network as opened
+        from learningchain.ledger.genesis import open_network as opened
         return opened(config, stamp_bits or 0, max_samples)
     return permissioned(config, [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)])
 
@@ -85,7 +85,7 @@ def post_tx(session: requests.Session, url: str, tx: UpdateTx) -> tuple[int, str
 def _signed(keys, zeros, node, skips: int = 0, unpaid_bits: int | None = None) -> list[UpdateTx]:
     """Signed txs from ``keys`` for ``node``'s open round (the last ``skips`` are
     skips); with ``unpaid_bits``, none meets that stamp by chance (1 in 2^bits would)."""
-    from learningchain.stamp import stamp_ok
+    from learningchain.ledger.stamp import stamp_ok
     s = status(node)
     r, base = s["round"], s["model_digest"]
     out = []
@@ -184,7 +184,7 @@ def sybil_open_unstamped(out: Path) -> Outcome:
     """An *open* network (allow_list null) with a stamp and a claim cap: the same
     flood without paying the stamp is refused ``tx-insufficient-stamp``, before
     any signature check; what paying would cost is measured, not asserted."""
-    from learningchain.stamp import stamp
+    from learningchain.ledger.stamp import stamp
     n = 3
     h = honest_network(out, n, config=demo_like_config(out, n, open_network=True, stamp_bits=OPEN_STAMP_BITS,
                                                        max_samples=1000))
@@ -226,8 +226,8 @@ def l_nearest_miner_reference(out: Path) -> Outcome:
     kept the miner's update (distance 0) and its colluder's, i.e. the attackers
     set G(r). The reference is now the median of the round's updates: the three
     honest updates are the majority and the attackers' are rejected."""
-    from learningchain import data
-    from learningchain.demo import Network, wait_ready
+    from learningchain.learning import data
+    from learningchain.cli.demo import Network, wait_ready
     n, attackers = 5, 2
     config = demo_like_config(out, n, kind="softmax", rule="l-nearest", params={"l": 2})
     parts = data.write_partitions(out / "parts", "digits", n, "iid")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import requests
 
-from learningchain import data
-from learningchain.block import BlockHeader, merkle_root
-from learningchain.demo import Network, get, wait_ready
-from learningchain.genesis import default_config
+from learningchain.learning import data
+from learningchain.ledger.block import BlockHeader, merkle_root
+from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.ledger.genesis import default_config
 from tests.adversary import Outcome, agree, honest_network, rounds_close, rss_mb, scenario
 from tests.netutil import converged, status
 from tests.served import serve_handler, stop_server
@@ -132,7 +132,7 @@ class CountingPeer:
 def _flood_header(parent: dict, ids: list[str], target: int, mined: bool, miner: str) -> dict:
     """A header on ``parent`` (a header document) committing to ``ids``, mined to
     ``target`` or (``mined`` False) with a nonce that misses it."""
-    from learningchain.block import commitment_hash_of
+    from learningchain.ledger.block import commitment_hash_of
     from miner.pow import search
     header = BlockHeader(height=parent["height"] + 1, prev_hash=BlockHeader.parse(parent).hash,
                          merkle_root=merkle_root([bytes.fromhex(i) for i in ids]).hex(),
@@ -155,7 +155,7 @@ def _flood_header(parent: dict, ids: list[str], target: int, mined: bool, miner:
 def compact_flood(out: Path) -> Outcome:
     from concurrent.futures import ThreadPoolExecutor
 
-    from learningchain.crypto import PrivateKey
+    from learningchain.core.crypto import PrivateKey
     h = honest_network(out, 3)
     attacker = CountingPeer()
     try:
@@ -218,8 +218,8 @@ def compact_flood(out: Path) -> Outcome:
 def deep_fork(out: Path) -> Outcome:
     """Issue 10 item 10 (side branches): valid blocks forking from deep history,
     posted unrequested, must not be stored."""
-    from learningchain.block import Block, commitment_hash_of
-    from learningchain.crypto import PrivateKey
+    from learningchain.ledger.block import Block, commitment_hash_of
+    from learningchain.core.crypto import PrivateKey
     from miner.pow import search
     h = honest_network(out, 3)
     try:

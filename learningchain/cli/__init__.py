@@ -1,0 +1,2 @@
+"""The command line of node.py: its commands and value types, inspection of a
+running node, the multi-process demo and the processes it starts."""

@@ -1,0 +1,411 @@
+"""``python node.py demo``: a real local network, start to finish.
+
+Starts N node processes (``python node.py run``) on free loopback ports, each
+with its own data dir under ``--out/nodes`` and its IID partition, sharing one
+genesis whose quorum is N. Nodes 0 and 1 mine (``--miners``, one worker each: on
+two cores that leaves room for training and validation; two, so that one miner
+dying does not stop the chain); the others peer with node 0 and learn about each
+other through its peer list. With ``--byzantine K`` the *last* K nodes attack,
+so the miners are honest (under l-nearest the rule centres on the miner's own
+update). The demo polls the nodes' ``/status`` and ``/rounds/<r>``, prints a
+row per closed round, stops after R rounds, checks that every node derived the
+same model digest for round R, writes ``results.json`` and plots
+(:mod:`learningchain.sim.results`, the simulator's schema) and shuts every process
+down: SIGTERM, then SIGKILL after a deadline, also on Ctrl-C, SIGTERM or SIGHUP
+to the demo (the nodes live in their own sessions, so the terminal's signals
+do not reach them: the demo must stop them) or when a node dies (then its log
+tail is shown and the exit status is 1).
+
+Starting, watching and stopping the processes is :mod:`learningchain.cli.processes`
+(also used by the end-to-end tests and ``bench/round.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from learningchain.cli import argtypes
+from learningchain.core.errors import ConfigError, LearningChainError
+from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
+                                     wait_for, wait_ready)
+
+__all__ = ["Stopped", "run_demo", "register", "stop_on_term_and_hup"]
+
+
+@contextmanager
+def stop_on_term_and_hup() -> Iterator[None]:
+    """Turn SIGTERM (``kill``) and SIGHUP (the terminal closed) into
+    :class:`Stopped`, like Ctrl-C, while no node runs (setup, results); while
+    nodes run, :func:`_run_demo` only notes signals (see there)."""
+    def raise_stopped(signum, _frame):
+        raise Stopped(signum)
+    previous = {sig: signal.signal(sig, raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def say(text: str) -> None:
+    """Print to stderr; after SIGHUP the terminal may be gone, which must not
+    keep the nodes from being stopped."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+# --- set-up -----------------------------------------------------------------------
+
+def partitions_for(dataset: str, n: int, out: Path) -> Path:
+    """data/<dataset>-<n>-iid if it is there for n nodes, else written under ``out``."""
+    from learningchain.learning import data
+    shipped = ROOT / "data" / f"{dataset}-{n}-iid"
+    try:
+        if data.load_meta(shipped).get("n_nodes") == n:
+            return shipped
+    except ConfigError:
+        pass
+    return data.write_partitions(out / "data" / f"{dataset}-{n}-iid", dataset, n, "iid")
+
+
+def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int = 20):
+    from learningchain.learning import aggregation
+    from learningchain.ledger.genesis import default_config
+    params = aggregation.default_params(aggregator, n)
+    if byzantine:
+        try:
+            from learningchain.sim.experiments import robust_params
+            params = robust_params(aggregator, n, byzantine) or params
+        except ImportError:
+            pass
+    return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
+                          round_timeout=round_timeout)
+
+
+def write_genesis(config, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers: int = 0,
+                  attack: str | None = None, base_port: int | None = None, miners: int = 1,
+                  extra: tuple[str, ...] = ()) -> list:
+    """Node 0 (miner) first, then the others in parallel, peered with node 0;
+    nodes ``0 .. miners-1`` mine (several, so that one miner dying does not stop
+    the chain: issue 10 item 14). The last ``attackers`` nodes run ``--attack``
+    (never a miner: :func:`check_args`); ``extra`` goes to every ``node.py run``
+    (e.g. ``--compression q8``)."""
+    port = (lambda i: base_port + i) if base_port else (lambda i: None)
+    if base_port:
+        check_ports_free(range(base_port, base_port + n))
+
+    def bad(i: int) -> str | None:
+        return attack if i >= n - attackers else None
+    first = net.start(0, port=port(0), dataset=part_dir / "node0.npz", genesis=genesis, mine=True,
+                      attack=bad(0), extra=extra)
+    wait_ready(net, [first])
+    rest = [net.start(i, port=port(i), peers=[first.url], dataset=part_dir / f"node{i}.npz",
+                      genesis=genesis, mine=i < miners, attack=bad(i), extra=extra)
+            for i in range(1, n)]
+    wait_ready(net, rest)
+    return net.nodes
+
+
+# --- the run ------------------------------------------------------------------------
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / max(1, total))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def closed_round(url: str, r: int) -> dict | None:
+    doc = get(url, f"/rounds/{r}")
+    if doc and doc.get("status") == "closed" and doc.get("metrics"):
+        return doc
+    return None
+
+
+def counters(net: Network) -> tuple[int, dict[str, float]]:
+    """Bytes sent by all nodes and their summed work timings (``/status``)."""
+    sent, work = 0, {}
+    for n in net.nodes:
+        s = get(n.url, "/status") or {}
+        sent += int((s.get("traffic") or {}).get("sent", 0))
+        for key, value in (s.get("timings") or {}).items():
+            if key.endswith("_s"):
+                work[key[:-2]] = work.get(key[:-2], 0.0) + float(value)
+    return sent, work
+
+
+def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float, tty: bool) -> list[dict]:
+    """Poll node 0 until round ``rounds`` is closed; a row per closed round.
+
+    Each entry's ``timing`` is the round's wall time (``round``) plus the
+    seconds the nodes spent per phase, summed over nodes (their ``/status``
+    timings, as the simulator sums its participants); ``traffic_bytes`` is what
+    all nodes sent meanwhile (gossip, sync, API answers). The nodes' counters
+    start at zero, so round 1 counts from their start (node 0 may train it
+    before the last node is up). ``bytes`` and ``energy`` come later
+    (:func:`complete_entries`)."""
+    from learningchain.sim.results import round_entry
+    hub = net.nodes[0]
+    entries, r, t_prev, t0 = [], 1, time.monotonic(), time.monotonic()
+    sent_prev, work_prev = 0, {}
+    print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}")
+    deadline = t0 + timeout
+    while r <= rounds:
+        net.check_alive()
+        doc = closed_round(hub.url, r)
+        if doc is None:
+            status = get(hub.url, "/status") or {}
+            if tty:
+                print(f"\r{progress_bar(r - 1, rounds)} round {r}/{rounds}  height "
+                      f"{status.get('height', '?')}  {time.monotonic() - t0:5.1f} s", end="", flush=True)
+            if time.monotonic() > deadline:
+                raise LearningChainError(f"round {r} did not close within {timeout:.0f} s; see the "
+                                         f"logs in {net.out}")
+            time.sleep(0.2)
+            continue
+        now, (sent, work) = time.monotonic(), counters(net)
+        commitment = {"accepted": doc.get("accepted", []), "rejected": doc.get("rejected", {})}
+        bad_ids = [u["id"] for u in doc.get("updates", []) if u.get("sender") in attacker_keys]
+        metrics = {k: float(v) for k, v in doc["metrics"].items()}
+        timing = {"round": now - t_prev, **{k: max(0.0, v - work_prev.get(k, 0.0)) for k, v in work.items()}}
+        entry = round_entry(r, doc.get("closed_at") or doc.get("height") or 0, metrics, commitment,
+                            bad_ids, timing=timing)
+        entry.update(traffic_bytes=sent - sent_prev, model_digest=doc.get("model_digest"),
+                     update_ids=[u["id"] for u in doc.get("updates", [])])
+        if isinstance(doc.get("selected"), list):  # only under a selection policy
+            entry.update(selected=len(doc["selected"]),
+                         attackers_selected=len(set(doc["selected"]) & attacker_keys))
+        entries.append(entry)
+        name = "accuracy" if "accuracy" in metrics else "rmse"
+        if tty:
+            print("\r" + " " * 79 + "\r", end="")
+        print(f"{r:>5}  {entry['height']:>6}  {len(entry['accepted']):>8}  {len(entry['rejected']):>8}"
+              f"  {name + ' ' + format(metrics[name], '.4f'):>16}  {now - t_prev:5.1f}s", flush=True)
+        r, t_prev, sent_prev, work_prev = r + 1, now, sent, work
+    return entries
+
+
+def complete_entries(net: Network, entries: list[dict]) -> None:
+    """Fill in what the simulator's entries hold, from the running nodes:
+    ``bytes`` (the round's update transactions on chain, canonical size, as
+    ``tx.size``), ``skipped``, ``bytes_per_update`` / ``payload_per_update``
+    (non-skip updates) and ``energy`` (:func:`learningchain.learning.energy.round_energy`'s
+    shape: every node's own estimate from ``GET /rounds/<r>``, summed). Called
+    once the last round closed, so earlier rounds' energy no longer grows."""
+    from learningchain.learning.compression import payload_bytes
+    from learningchain.core.encoding import canonical_json
+    from learningchain.ledger.tx import SKIP_TYPE
+    hub = net.nodes[0].url
+    for entry in entries:
+        net.check_alive()
+        txs = [(get(hub, f"/txs/{i}") or {}).get("tx") for i in entry.pop("update_ids")]
+        txs = [t for t in txs if isinstance(t, dict)]
+        updates = [t for t in txs if t.get("type") != SKIP_TYPE]
+        entry.update(bytes=sum(len(canonical_json(t)) for t in txs), skipped=len(txs) - len(updates),
+                     bytes_per_update=(sum(len(canonical_json(t)) for t in updates) / len(updates)
+                                       if updates else 0.0),
+                     payload_per_update=(sum(payload_bytes(t["weights"]) for t in updates) / len(updates)
+                                         if updates else 0.0))
+        per_node = {n.name: (get(n.url, f"/rounds/{entry['round']}") or {}).get("energy") or {}
+                    for n in net.nodes}
+        parts = {k: sum(float(e.get(k, 0.0)) for e in per_node.values()) for k in ("train_j", "comm_j", "pow_j")}
+        entry["energy"] = {"total_j": sum(parts.values()), **parts,
+                           "per_node": {name: float(e.get("total_j", 0.0)) for name, e in per_node.items()}}
+
+
+def check_agreement(net: Network, r: int, timeout: float = 20.0) -> tuple[str, str]:
+    """Every node's model digest for round r (equal, or raise); and the tips.
+    A node that dies meanwhile is :class:`NodeDied`, not a disagreement."""
+    def digests():
+        ds = [(closed_round(n.url, r) or {}).get("model_digest") for n in net.nodes]
+        return ds if None not in ds and len(set(ds)) == 1 else None
+    try:
+        digest = wait_for(digests, timeout, f"all nodes to agree on round {r}", net)[0]
+    except NodeDied:
+        raise
+    except LearningChainError:
+        seen = [(n.name, (closed_round(n.url, r) or {}).get("model_digest")) for n in net.nodes]
+        raise LearningChainError(f"nodes disagree on the model of round {r}: "
+                                 + ", ".join(f"{k}={str(v)[:12]}" for k, v in seen)) from None
+    tips = {(s or {}).get("tip") for s in (get(n.url, "/status") for n in net.nodes)}
+    return digest, ("same tip on every node" if len(tips) == 1 else
+                    f"{len(tips)} different tips (blocks in flight), same round-{r} model")
+
+
+def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, dict]:
+    """G0 metrics and the centralized / local-only baselines on the same files."""
+    from learningchain.learning import baselines
+    from learningchain.learning.data import Dataset, load_meta, load_partition
+    from learningchain.learning.models import build_model
+    parts = [load_partition(part_dir / f"node{i}.npz") for i in range(n)]
+    X_te, y_te = load_partition(part_dir / "test.npz")
+    meta = load_meta(part_dir)
+    ds = Dataset(meta.get("dataset", "?"), np.concatenate([p[0] for p in parts]),
+                 np.concatenate([p[1] for p in parts]), X_te, y_te, meta.get("task", spec.task),
+                 int(meta.get("n_classes", 0)))
+    model = build_model(spec)
+    initial = model.evaluate(model.initial_weights(), X_te, y_te)
+    epochs = rounds * spec.epochs
+    return initial, {"centralized": baselines.centralized(spec, ds, epochs),
+                     "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone (counts are positive already)."""
+    if not 0 <= args.byzantine < args.nodes:
+        raise ConfigError(f"--byzantine must be in [0, {args.nodes - 1}] with --nodes {args.nodes} "
+                          f"(at least one honest node mines), got {args.byzantine}")
+    if args.miners + args.byzantine > args.nodes:
+        raise ConfigError(f"--miners {args.miners} and --byzantine {args.byzantine} overlap with --nodes "
+                          f"{args.nodes}: miners are the first nodes, attackers the last, and no miner "
+                          f"attacks (lower --miners or --byzantine)")
+    if args.byzantine and not args.attack:
+        raise ConfigError("--byzantine needs --attack NAME (e.g. --attack sign-flip)")
+    if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
+        raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
+    if args.base_port and args.base_port + args.nodes - 1 > 65535:
+        raise ConfigError(f"--base-port {args.base_port} + {args.nodes} nodes goes past port 65535")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "miners", None) is None:  # 2, unless the attackers need the second node
+        args.miners = max(1, min(2, args.nodes - args.byzantine))
+    check_args(args)
+    with stop_on_term_and_hup():
+        return _run_demo(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from learningchain.ledger.genesis import make_genesis
+    from learningchain.sim.results import plot_results, write_results
+    out = Path(args.out).resolve()
+    shutil.rmtree(out / "nodes", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("node*.log"):
+        old.unlink()
+    t_start = time.monotonic()
+    part_dir = partitions_for(args.dataset, args.nodes, out)
+    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine)
+    # The keys exist before the nodes start: they go into genesis, so the demo
+    # network is permissioned (allow_list, or the participants under a selection
+    # policy) and a stranger's key is refused before its signature is checked.
+    from learningchain.core.crypto import load_or_create_key
+    from learningchain.ledger.genesis import permissioned, with_participants
+    pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(args.nodes)]
+    if args.selection != "all":
+        config = with_participants(config, pubkeys, args.selection, args.select_k)
+    else:
+        config = permissioned(config, pubkeys)
+    genesis = write_genesis(config, out / "genesis.json")
+    tty = sys.stdout.isatty()
+    extra = ("--compression", args.compression) if args.compression else ()
+    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
+          f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
+          f"{f', {args.compression} updates' if args.compression else ''}; "
+          f"genesis {make_genesis(config).hash[:16]}; logs in {out}", flush=True)
+    first_bad = args.nodes - args.byzantine
+    keep, entries, late = False, [], []
+    # While nodes may run, a signal is only noted; Network.check_alive (every poll
+    # loop) acts on it. No KeyboardInterrupt can then land between a Popen and its
+    # bookkeeping, or in the except/finally below before the nodes are stopped
+    # (a second Ctrl-C there would orphan them: they live in their own sessions).
+    with deferred_signals(message=None) as requested:
+        net = Network(out, signals=requested)
+        try:
+            start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
+                          miners=args.miners, extra=extra)
+            keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
+            print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index < args.miners else ''}"
+                                        f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
+                  flush=True)
+            entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
+            digest, tips = check_agreement(net, args.rounds)
+            print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
+            complete_entries(net, entries)
+            net.check_alive()
+            keep = args.keep
+            if keep:
+                print("network left running (--keep): inspect with")
+                for n in net.nodes:
+                    print(f"  python node.py status --node {n.url}")
+                print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
+        except Stopped as exc:
+            say(f"\ninterrupted ({signal.Signals(exc.signum).name}): stopping the nodes")
+            keep = False
+            return 128 + exc.signum
+        except NodeDied as exc:
+            say(f"\nnode.py demo: {exc}; its last lines:\n"
+                + "\n".join("    " + line for line in exc.tail.splitlines()))
+            keep = False
+            return 1
+        finally:
+            if not keep or requested:  # a signal after the last check stops a --keep network too
+                keep = False
+                late = requested + net.stop_all()  # stop_all defers signals too, and returns them
+    if late:
+        say(f"interrupted ({signal.Signals(late[0]).name}): nodes stopped, no results written")
+        return 128 + late[0]
+    elapsed = time.monotonic() - t_start
+    initial, base = local_baselines(config.model_spec, part_dir, args.nodes, args.rounds)
+    results = {"config": {"mode": "live", "dataset": args.dataset, "model": config.model_spec.kind,
+                          "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
+                          "aggregator": config.rule, "params": config.params,
+                          "byzantine": args.byzantine, "attack": args.attack,
+                          "attackers": list(range(first_bad, args.nodes)) if args.byzantine else [],
+                          "compression": args.compression, "selection": args.selection,
+                          "genesis": make_genesis(config).hash, "partitions": str(part_dir)},
+               "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
+               "baselines": base, "elapsed_s": round(elapsed, 3)}
+    path = write_results(out, results)
+    plots = plot_results(out, results)
+    name = "accuracy" if "accuracy" in initial else "rmse"
+    print(f"{name}: G0 {initial[name]:.4f} -> G{args.rounds} {results['final'][name]:.4f} "
+          f"(centralized {base['centralized'][name]:.4f}, local-only mean "
+          f"{base['local_only'][name]:.4f}) in {elapsed:.1f} s")
+    mean_bytes = sum(e["bytes_per_update"] for e in entries) / len(entries)
+    print(f"update tx: {mean_bytes:,.0f} B on average"
+          f"{f' ({args.compression})' if args.compression else ''}")
+    print(f"results: {path}\nplots:   {', '.join(str(p) for p in plots)}\nlogs:    {out}/node*.log")
+    print(f"inspect a stored chain: python node.py verify --data-dir {out / 'nodes' / 'node0'}")
+    return 0
+
+
+def register(sub) -> None:
+    from learningchain.learning.aggregation import RULES
+    from learningchain.node.participant import ATTACKS
+
+    p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
+    p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
+    p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
+    p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--byzantine", type=argtypes.count, default=0,
+                   help="the last K nodes attack (the miners, the first nodes, stay honest)")
+    p.add_argument("--miners", type=argtypes.positive_int, default=None,
+                   help="the first K nodes mine (default 2, or 1 when the attackers take the rest): "
+                        "one miner dying does not stop the chain")
+    p.add_argument("--attack", choices=ATTACKS, help="attack of the Byzantine nodes")
+    p.add_argument("--compression", choices=("q8", "topk"),
+                   help="every node sends its updates 8-bit quantised or top-k sparsified")
+    p.add_argument("--out", default="out/demo", help="results, plots, logs and node data (default out/demo)")
+    p.add_argument("--base-port", type=argtypes.port, help="node i listens on P+i (default: free ports)")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
+                   help="participant selection policy; nodes get energy profiles in genesis")
+    p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
+    p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    p.set_defaults(func=run_demo)

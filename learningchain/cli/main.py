@@ -1,0 +1,364 @@
+"""``python node.py COMMAND``: the command line of a LearningChain node.
+
+Commands that own a data directory (``run``, ``keygen``, ``verify``,
+``genesis``) live here; the read-only commands that ask a running node over
+HTTP live in :mod:`learningchain.cli.inspection`; the multi-process demo in
+:mod:`learningchain.cli.demo`; ``simulate``, ``experiment`` and ``data`` in
+:mod:`learningchain.cli.sim_commands`.
+
+Every failure a user can fix ends the process with status 1 (2 for a bad
+command line) and ONE line on stderr saying what to do, never a traceback.
+Set ``LEARNINGCHAIN_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from learningchain.cli.argtypes import fraction, non_negative, port, positive_int
+from learningchain.core.errors import ConfigError, LearningChainError
+
+PROG = "node.py"
+GENESIS_FILE = "genesis.json"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (usage stays behind ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --- run ---------------------------------------------------------------------
+
+def load_genesis_file(path: str | os.PathLike):
+    """The :class:`NetworkConfig` in a JSON file written by ``node.py genesis``."""
+    from learningchain.ledger.genesis import NetworkConfig
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such genesis file; write one with "
+                          f"'python node.py genesis --nodes N --dataset D --out {p}'") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{p}: not a readable JSON genesis file ({exc})") from None
+    if isinstance(doc, dict) and "config" in doc and "network" not in doc:
+        doc = doc["config"]  # accept a whole genesis block document too
+    return NetworkConfig.from_dict(doc)
+
+
+def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
+    """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
+    the dataset's partition directory (its meta.json names dataset and node count):
+    open, as no key is known here, so priced by the genesis stamp (``genesis --open``)."""
+    from learningchain.ledger import genesis as gen
+    if dataset and not Path(dataset).is_file():
+        raise ConfigError(f"dataset file {dataset} not found: pass a partition such as "
+                          f"data/digits-4-iid/node0.npz, or your own .npz with arrays X and y")
+    if genesis:
+        return load_genesis_file(genesis)
+    local = Path(data_dir) / GENESIS_FILE
+    if local.exists():
+        return load_genesis_file(local)
+    if dataset:
+        from learningchain.learning.data import load_meta
+        if not (Path(dataset).parent / "meta.json").is_file():
+            raise ConfigError(f"no genesis for {dataset}: write one shared by every node with "
+                              f"'python node.py genesis --nodes N --data {dataset} --out "
+                              f"{Path(data_dir) / GENESIS_FILE}' (or pass --genesis FILE)")
+        meta = load_meta(Path(dataset).parent)
+        return gen.open_network(gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits")))
+    # nobody's keys are known here: an open network, priced by the stamp (protocol.md section 6)
+    return gen.open_network(gen.default_config())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from learningchain.core import crypto
+    from learningchain.node import service
+    from learningchain.node.participant import Role
+    from learningchain.node.p2p.peer_table import parse_peer_list
+    peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
+    # the learner settings are checked (participant.Role) before anything is written
+    Role(attack=args.attack, dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, compression=args.compression,
+         topk_fraction=args.topk_fraction, skip_threshold=args.skip_threshold)
+    config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    crypto.load_or_create_key(args.data_dir)
+    kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
+                  dataset_path=args.dataset, genesis_config=config, mine=args.mine,
+                  attack=args.attack)
+    if args.workers is not None:
+        kwargs["mine_workers"] = args.workers
+    if args.dp_sigma:
+        kwargs["dp_sigma"] = args.dp_sigma
+        kwargs["dp_clip"] = args.dp_clip
+    if args.compression or args.skip_threshold:
+        kwargs.update(compression=args.compression, topk_fraction=args.topk_fraction,
+                      skip_threshold=args.skip_threshold)
+    service.run_node(**kwargs)
+    return 0
+
+
+# --- keygen / verify / genesis --------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from learningchain.core import crypto
+    path = crypto.key_path(args.data_dir)
+    if path.exists():
+        raise ConfigError(f"{path} already exists: refusing to overwrite a node key "
+                          f"(move it away first if you really want a new identity)")
+    key = crypto.PrivateKey.generate()
+    crypto.save_key(key, args.data_dir)
+    print(f"key file  {path} (mode 600)")
+    print(f"address   {key.address}")
+    print(f"pubkey    {key.public_hex}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from learningchain.ledger.genesis import make_genesis
+    from learningchain.node.chainstate import verify_store
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(f"{data_dir}: no such data directory")
+    genesis = None
+    if (data_dir / GENESIS_FILE).exists():
+        genesis = make_genesis(load_genesis_file(data_dir / GENESIS_FILE))
+    report = verify_store(data_dir, genesis)
+    if args.json:
+        print(json.dumps(asdict(report), indent=1))
+        return 0 if report.ok else 1
+    if report.ok:
+        print(f"OK: {report.blocks} blocks valid from genesis, height {report.height}, tip {report.tip}")
+        return 0
+    e = report.error or {}
+    where = f"height {e.get('height')}" + (f" (block {e.get('hash')})" if e.get("hash") else "")
+    print(f"BROKEN at {where}: {e.get('code')}: {e.get('detail')}; {report.blocks} block(s) "
+          f"valid before it, best valid tip at height {report.height}", file=sys.stderr)
+    return 1
+
+
+def cmd_genesis(args: argparse.Namespace) -> int:
+    from learningchain.learning import aggregation
+    from learningchain.ledger.genesis import default_config, make_genesis
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists: pass --force to overwrite it")
+    params = json.loads(args.params) if args.params else None
+    if params is None and args.aggregator != "fedavg":
+        params = aggregation.default_params(args.aggregator, args.quorum or args.nodes)
+    spec, described = None, ""
+    if args.data:
+        from learningchain.learning.data import describe_file
+        from learningchain.learning.models import spec_for
+        if args.dataset:
+            raise ConfigError("pass either --dataset NAME (a bundled set) or --data FILE, not both")
+        info = describe_file(args.data, args.task)
+        spec = spec_for(info.task, info.n_features, info.n_outputs, args.model)
+        described = (f"; model {spec.kind} for {info.task}, {info.n_features} features"
+                     + (f", {info.n_outputs} classes" if info.task == "classification" else "")
+                     + f" (from {info.n_samples} samples in {args.data})")
+    elif args.task:
+        raise ConfigError("--task applies to --data FILE only (a bundled --dataset fixes its task)")
+    config = default_config(args.nodes, network=args.network, dataset=args.dataset or "digits",
+                            kind=args.model, rule=args.aggregator, params=params, quorum=args.quorum,
+                            round_timeout=args.round_timeout, target_block_ms=args.block_ms, spec=spec)
+    if args.participants or args.selection != "all":
+        if args.allow_list or args.open:
+            raise ConfigError("--participants are the allow-list already: drop --allow-list / --open")
+        config = _selecting(config, args)
+    elif args.allow_list:
+        if args.open:
+            raise ConfigError("pass either --allow-list (permissioned) or --open, not both")
+        config = replace(config, allow_list=tuple(_keys_of(args.allow_list)))
+    elif args.open:
+        from learningchain.ledger.genesis import OPEN_STAMP_BITS, open_network
+        config = open_network(config, OPEN_STAMP_BITS if args.stamp_bits is None else args.stamp_bits,
+                              args.max_samples)
+    else:
+        raise ConfigError("say who may submit updates: --allow-list DIR_OR_PUBKEY,... (the node data dirs; "
+                          "their keys are created if missing) for a permissioned network, or --open for "
+                          "a network any key may join, priced by a proof-of-work stamp per tx "
+                          "(docs/protocol.md section 6)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    if (args.stamp_bits is not None or args.max_samples is not None) and not args.open:
+        config = replace(config, stamp_bits=args.stamp_bits or None, max_samples=args.max_samples)
+    who = (f"open to any key, {config.stamp_bits or 0}-bit stamp per tx, claims capped at "
+           f"{config.max_samples or 'no limit'}" if config.allowed is None else f"{len(config.allowed)} allowed senders")
+    print(f"wrote {out}: network {config.network}, genesis {make_genesis(config).hash}, "
+          f"quorum {config.quorum}, rule {config.rule}, {who}{described}")
+    return 0
+
+
+def _selecting(config, args: argparse.Namespace):
+    """--participants (data dirs holding node.key, or public keys) with energy
+    profiles, and --selection/--select-k (selection.py)."""
+    from learningchain.ledger.genesis import with_participants
+    keys = _keys_of(args.participants or "")
+    if not keys:
+        raise ConfigError("--selection needs the candidates: --participants DIR_OR_PUBKEY,...")
+    if args.selection != "all" and not 1 <= (args.select_k or 0) <= len(keys):
+        raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {len(keys)}]")
+    return with_participants(config, keys, args.selection, args.select_k, args.energy_seed)
+
+
+def _keys_of(items: str) -> list[str]:
+    """Public keys from a comma-separated list of node data dirs (the key is
+    created there if missing, as the node would on first start) or key hex."""
+    from learningchain.core import crypto
+    keys = []
+    for item in items.split(","):
+        item = item.strip()
+        if item:
+            is_key = len(item) == 66 and all(ch in "0123456789abcdef" for ch in item)
+            keys.append(item if is_key else crypto.load_or_create_key(Path(item)).public_hex)
+    return keys
+
+
+# --- parser -------------------------------------------------------------------
+
+def _add_run(sub) -> None:
+    from learningchain.node.participant import ATTACKS
+    p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
+    p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
+    p.add_argument("--port", type=port, required=True, help="HTTP port of the node API")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--peers", default="", help="comma-separated peer URLs, e.g. http://127.0.0.1:5001")
+    p.add_argument("--dataset", help="this node's local data (.npz with X, y); without it the node "
+                                     "validates and relays but does not learn")
+    p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
+                                     "else the default network for the dataset)")
+    p.add_argument("--mine", action="store_true", help="mine blocks in this node")
+    p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
+    p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
+    p.add_argument("--dp-sigma", type=non_negative, default=0.0, help="DP noise multiplier (0 = off)")
+    p.add_argument("--dp-clip", type=non_negative, default=0.0, help="DP clip norm C of the update")
+    p.add_argument("--compression", choices=("q8", "topk"), help="send updates as 8-bit quantised or "
+                                                                "top-k sparsified deltas (compression.py)")
+    p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")
+    p.add_argument("--skip-threshold", type=non_negative, default=0.0,
+                   help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_admin(sub) -> None:
+    from learningchain.learning.aggregation import RULES
+    p = sub.add_parser("keygen", help="create this node's key (refuses to overwrite)")
+    p.add_argument("--data-dir", required=True)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("verify", help="revalidate the stored chain from genesis")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
+    p.add_argument("--nodes", type=positive_int, required=True, help="nodes of the network (quorum default)")
+    p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
+    p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
+                                                  "X and y, or X.npy with a sibling y.npy (X of any shape)")
+    p.add_argument("--task", choices=("classification", "regression"),
+                   help="with --data: force the task (default: classification when the labels are "
+                        "integers 0..99, else regression)")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\'')
+    p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp")
+    p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: --nodes)")
+    p.add_argument("--round-timeout", type=positive_int, default=20, help="blocks before a round closes anyway")
+    p.add_argument("--block-ms", type=positive_int, default=500, help="target block interval in ms")
+    p.add_argument("--network", default="learningchain-demo", help="network name")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--participants", help="comma-separated node data dirs (their key is created if "
+                                          "missing) or public keys: the participants, with energy profiles")
+    p.add_argument("--allow-list", metavar="DIRS_OR_KEYS",
+                   help="comma-separated node data dirs (key created if missing) or public keys: the "
+                        "only senders whose updates are valid (a permissioned network)")
+    p.add_argument("--open", action="store_true",
+                   help="write allow_list null: any key may submit (open to Sybils, see docs/protocol.md "
+                        "section 6); one of --allow-list, --participants or --open is required")
+    p.add_argument("--stamp-bits", type=int, metavar="K",
+                   help="every tx id must start with K zero bits (~2^K hashes per tx; default 16 with --open, "
+                        "else none; 0 = none)")
+    p.add_argument("--max-samples", type=positive_int, metavar="N",
+                   help="FedAvg counts a num_samples claim as at most N (default: no cap)")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"), default="all",
+                   help="participant selection policy (needs --participants and --select-k)")
+    p.add_argument("--select-k", type=positive_int, help="senders selected per round")
+    p.add_argument("--energy-seed", type=int, default=0, help="seed of the participants' energy profiles")
+    p.set_defaults(func=cmd_genesis)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="LearningChain: federated learning on a "
+                                                  "proof-of-work ledger.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    _add_run(sub)
+    _add_admin(sub)
+    from learningchain.cli import demo, inspection as inspect_cli
+    demo.register(sub)
+    inspect_cli.register(sub)
+    try:
+        from learningchain.cli import sim_commands as sim_cli
+    except ImportError:
+        sim_cli = None
+    if sim_cli is not None:
+        sim_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `node.py chain | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into a line
+        if isinstance(exc, SystemExit):
+            raise
+        print(f"{PROG} {args.command}: {one_line(exc)}", file=sys.stderr)
+        if os.environ.get("LEARNINGCHAIN_DEBUG"):
+            traceback.print_exc()
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """What to tell a user about ``exc``, on one line."""
+    import requests
+    if isinstance(exc, LearningChainError):
+        text = str(exc)
+    elif isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        url = getattr(exc, "node_url", None) or _url_of(exc)
+        text = f"cannot reach node at {url}: is it running?"
+    elif isinstance(exc, requests.RequestException):
+        text = f"HTTP request failed: {exc}"
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = (f"unexpected {type(exc).__name__}: {exc} "
+                f"(rerun with LEARNINGCHAIN_DEBUG=1 and report the traceback)")
+    return " ".join(text.split())
+
+
+def _url_of(exc: BaseException) -> str:
+    req = getattr(exc, "request", None)
+    if req is not None and getattr(req, "url", None):
+        from urllib.parse import urlsplit
+        parts = urlsplit(req.url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return "the given URL"

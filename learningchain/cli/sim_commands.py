@@ -1,0 +1,267 @@
+"""``python node.py simulate | experiment | data``: the in-process simulator,
+the sweeps and the partition files.
+
+:func:`register` adds the three subcommands to the node's argparse
+subparsers; :func:`main` runs them standalone (``python -m learningchain.cli.sim_commands``).
+A bad flag or config ends with ONE line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from learningchain.learning import aggregation, data
+from learningchain.cli.argtypes import count, non_negative, positive_int
+from learningchain.core.errors import ConfigError
+from learningchain.learning.models import KINDS
+from learningchain.node.participant import ATTACKS
+
+PROG = "node.py"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(command: str, exc: Exception) -> int:
+    print(f"{PROG} {command}: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "split": "split", "alpha": "alpha",
+            "model": "model", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
+            "dp_sigma": "dp_sigma", "dp_clip": "dp_clip", "dp_delta": "dp_delta", "dp_noise": "dp_noise",
+            "seed": "seed", "quorum": "quorum",
+            "full_nodes": "full_nodes", "out": "out", "selection": "selection", "select_k": "select_k",
+            "compression": "compression", "topk_fraction": "topk_fraction",
+            "skip_threshold": "skip_threshold", "energy_budget": "energy_budget_j", "hash_nj": "hash_nj"}
+    out = {cfg: getattr(args, arg, None) for arg, cfg in keys.items()}
+    if getattr(args, "agg_param", None):
+        params = {}
+        for item in args.agg_param:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise ConfigError(f"--agg-param takes NAME=VALUE, got {item!r}")
+            params[name] = int(value) if value.lstrip("-").isdigit() else value
+        out["aggregator_params"] = params
+    if getattr(args, "explore", None) is not None:
+        out["selection_params"] = {"explore": args.explore}
+    return out
+
+
+def build_config(args: argparse.Namespace):
+    from learningchain.sim.config import SimConfig, load_config
+    over = _overrides(args)
+    if args.config:
+        return load_config(args.config, over)
+    return SimConfig.from_dict({k: v for k, v in over.items() if v is not None}, "flags")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_round(entry: dict, metric: str) -> None:
+    t = entry["timing"]
+    print(f"{entry['round']:>5} {entry['height']:>6} {len(entry['accepted']):>8} {len(entry['rejected']):>8} "
+          f"{entry['metrics'][metric]:>9.4f} {entry['attackers_rejected']:>6}/"
+          f"{entry['attackers_rejected'] + entry['attackers_accepted']:<3} {sum(t.values()):>7.2f}s",
+          flush=True)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from learningchain.sim.results import plot_results, primary_metric, write_results
+    from learningchain.sim.simulator import Simulation
+    try:
+        cfg = build_config(args)
+        sim = Simulation(cfg)
+    except ConfigError as exc:
+        return _fail("simulate", exc)
+    out = Path(cfg.out or f"out/{cfg.name}")
+    metric = "accuracy" if sim.spec.task == "classification" else "rmse"
+    print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
+          f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator}, "
+          f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}")
+    print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
+    results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric))
+    if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline
+        results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
+    m = primary_metric(results["final"])
+    print(f"initial {m} {results['initial'][m]:.4f}  final {results['final'][m]:.4f}")
+    if not args.no_baselines:
+        for name, base in results["baselines"].items():
+            gap = results["final"][m] - base[m]
+            print(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
+    write_results(out, results)
+    plot_results(out, results)
+    print(f"simulation {results['simulation_s']:.1f}s, total {results['elapsed_s']:.1f}s; "
+          f"wrote {out}/results.json, metric.png, updates.png")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from learningchain.sim import experiments
+    from learningchain.sim.simulator import SimConfig
+    try:
+        base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
+                         split=args.split, alpha=args.alpha, model=args.model, attack=args.attack,
+                         seed=args.seed, byzantine=args.byzantine,
+                         aggregator=args.aggregator or "fedavg")
+        out = Path(args.out or f"out/experiment-{args.kind}")
+        start = time.perf_counter()
+        if args.kind == "byzantine":
+            rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
+            print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
+
+            def show(rule, k, res):
+                m = next(iter(res["final"]))
+                caught = sum(e["attackers_rejected"] for e in res["rounds"])
+                total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
+                print(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}", flush=True)
+            sweep = experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
+        elif args.kind == "selection":
+            from learningchain.learning.selection import POLICIES
+            policies = experiments.parse_list(args.policies, POLICIES, "--policies")
+            print(f"{'policy':<13} {'final':>8} {'energy J':>9} {'saving':>7} {'J to all-1pt':>12}  attackers selected per round")
+
+            def show(policy, row):
+                hit = row["energy_to_target_j"]
+                print(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
+                      f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}", flush=True)
+            sweep = experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
+        elif args.kind == "compression":
+            schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
+            print(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
+
+            def show(scheme, row):
+                print(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
+                      f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}", flush=True)
+            sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
+            for scheme, row in sweep["schemes"].items():
+                print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
+        else:
+            sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
+            print(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
+
+            def show(sigma, res):
+                m = next(iter(res["final"]))
+                eps = res["rounds"][-1].get("epsilon")
+                print(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}", flush=True)
+            sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
+    except (ConfigError, ValueError) as exc:
+        return _fail("experiment", exc)
+    paths = experiments.write_sweep(out, args.kind, sweep)
+    print(f"{time.perf_counter() - start:.1f}s; wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    try:
+        if args.dataset is None:
+            paths = data.regenerate(args.out or "data", seed=args.seed)
+        else:
+            name = f"{args.dataset}-{args.nodes}-{args.split}" + (f"-{args.alpha:g}" if args.split != "iid" else "")
+            paths = [data.write_partitions(Path(args.out or "data") / name, args.dataset, args.nodes,
+                                           args.split, args.alpha, args.seed)]
+    except ConfigError as exc:
+        return _fail("data", exc)
+    for p in paths:
+        print(f"wrote {p}/ (node*.npz, test.npz, meta.json)")
+    return 0
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.error = OneLineParser.error.__get__(parser)  # type: ignore[method-assign]
+    return parser
+
+
+def register(subparsers) -> None:
+    """Add ``simulate``, ``experiment`` and ``data`` to ``subparsers``."""
+    p = _one_line_errors(subparsers.add_parser(
+        "simulate", help="run N participants x R rounds in one process on the real ledger core"))
+    p.add_argument("--config", help="configs/NAME.json (flags override it)")
+    p.add_argument("--nodes", type=positive_int)
+    p.add_argument("--rounds", type=positive_int)
+    p.add_argument("--dataset", choices=data.DATASETS)
+    p.add_argument("--split", choices=data.SPLITS)
+    p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
+    p.add_argument("--model", choices=KINDS)
+    p.add_argument("--aggregator", choices=aggregation.RULES)
+    p.add_argument("--agg-param", action="append", metavar="NAME=VALUE", help="aggregation parameter")
+    p.add_argument("--byzantine", type=count, help="number of attacking participants")
+    p.add_argument("--attack", choices=ATTACKS)
+    p.add_argument("--dp-sigma", type=non_negative, help="DP noise multiplier")
+    p.add_argument("--dp-clip", type=non_negative, help="DP clip norm C (needs --dp-sigma)")
+    p.add_argument("--dp-delta", type=non_negative, help="delta of the (epsilon, delta) reported (1e-5)")
+    p.add_argument("--dp-noise", choices=("seeded", "os"),
+                   help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
+    p.add_argument("--seed", type=count)
+    p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: nodes)")
+    p.add_argument("--full-nodes", type=positive_int, help="validating ledgers (default min(nodes, 3))")
+    p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
+                   help="participant selection policy (default all)")
+    p.add_argument("--select-k", type=positive_int, help="participants selected per round")
+    p.add_argument("--explore", type=count, help="random picks among the k (top-k, energy-aware)")
+    p.add_argument("--energy-budget", type=non_negative, help="per-node learning budget, joules")
+    p.add_argument("--hash-nj", type=count, help="nanojoules per proof-of-work hash (4000)")
+    p.add_argument("--compression", choices=("q8", "topk"), help="send compressed deltas")
+    p.add_argument("--topk-fraction", type=non_negative, help="share of entries a topk update sends (0.1)")
+    p.add_argument("--skip-threshold", type=non_negative, help="skip when ||w - G(r-1)|| is below this")
+    p.add_argument("--no-baselines", action="store_true", help="skip centralized/local-only training")
+    p.add_argument("--out", help="output directory (default out/NAME)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
+    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
+    p.add_argument("--dataset", choices=data.DATASETS, default="digits")
+    p.add_argument("--nodes", type=positive_int, default=10)
+    p.add_argument("--rounds", type=positive_int, default=10)
+    p.add_argument("--split", choices=data.SPLITS, default="iid")
+    p.add_argument("--alpha", type=non_negative, default=0.5)
+    p.add_argument("--model", choices=KINDS, default="mlp")
+    p.add_argument("--attack", choices=ATTACKS, default="sign-flip")
+    p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
+                   help="comma-separated rules")
+    p.add_argument("--max-byzantine", type=count, default=3)
+    p.add_argument("--byzantine", type=count, default=0, help="selection: attackers")
+    p.add_argument("--aggregator", choices=aggregation.RULES, help="selection/compression: rule (fedavg)")
+    p.add_argument("--policies", default="all,random-k,top-k,energy-aware", help="selection: policies")
+    p.add_argument("--k", type=positive_int, default=8, help="selection: participants per round")
+    p.add_argument("--explore", type=count, default=4, help="selection: random picks among k")
+    p.add_argument("--schemes", default="q8,topk,skip", help="compression: none,q8,topk,skip")
+    p.add_argument("--topk-fraction", type=non_negative, default=0.1)
+    p.add_argument("--skip-threshold", type=non_negative, default=0.85)
+    p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
+    p.add_argument("--clip", type=non_negative, default=1.0, help="dp: clip norm C")
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--out", help="output directory (default out/experiment-KIND)")
+    p.set_defaults(func=cmd_experiment)
+
+    p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
+    p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
+    p.add_argument("--nodes", type=positive_int, default=4)
+    p.add_argument("--split", choices=data.SPLITS, default="iid")
+    p.add_argument("--alpha", type=non_negative, default=0.5)
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--out", help="root directory (default data/)")
+    p.set_defaults(func=cmd_data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = OneLineParser(prog=PROG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Identities: ECDSA keys on secp256k1, signatures over SHA-256.
+
+Wire forms (docs/protocol.md, "Keys and signatures"):
+
+* public key: SEC1 *compressed* point, 33 bytes, as lowercase hex (66 chars);
+* signature: strict DER ``SEQUENCE{INTEGER r, INTEGER s}`` as lowercase hex,
+  with *low S* (``s <= n/2``). High-S or any non-minimal DER is rejected, so a
+  signature has exactly one valid encoding (no malleability) and libsecp256k1,
+  OpenSSL and python-ecdsa all agree on validity;
+* what is signed is always a 32-byte SHA-256 digest (a transaction id), signed
+  deterministically (RFC 6979);
+* address: the first 20 bytes of SHA-256(compressed public key), as 40 hex chars.
+
+Verification dominates the ledger's CPU time, so verifying keys are built with
+their curve order, ``precompute()``-d and cached per sender (FACTS.md: about 2x).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from functools import lru_cache
+from pathlib import Path
+
+import ecdsa
+from ecdsa import SECP256k1, SigningKey, VerifyingKey, ellipticcurve
+from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
+
+from learningchain.core.errors import KeyFileError
+
+CURVE = SECP256k1
+ORDER = SECP256k1.order
+HALF_ORDER = ORDER // 2
+KEY_FILE = "node_key.pem"
+
+
+class InvalidKey(ValueError):
+    """The bytes are not a compressed secp256k1 public key."""
+
+
+class InvalidSignature(ValueError):
+    """The signature is malformed, not canonical, or does not verify."""
+
+
+@lru_cache(maxsize=4096)
+def _parse_point(pubkey_hex: str) -> VerifyingKey:
+    """Decode and check the point only (decompression, ~0.1 ms). Header miner keys
+    use this: they are never verified against, so the ~2 ms of ``precompute()``
+    would be a gift to whoever sends headers with many fresh keys."""
+    try:
+        raw = bytes.fromhex(pubkey_hex)
+    except (ValueError, TypeError):
+        raise InvalidKey("public key is not hex") from None
+    if raw.hex() != pubkey_hex:
+        raise InvalidKey("public key hex must be lowercase (one spelling per key)")
+    if len(raw) != 33 or raw[0] not in (2, 3):
+        raise InvalidKey("public key must be a 33-byte SEC1 compressed point")
+    try:
+        return VerifyingKey.from_string(raw, curve=CURVE, hashfunc=hashlib.sha256)
+    except (ecdsa.MalformedPointError, ValueError, AssertionError):
+        raise InvalidKey("public key is not a point on secp256k1") from None
+
+
+def check_public_key(pubkey_hex: str) -> None:
+    """Raise InvalidKey unless ``pubkey_hex`` is a lowercase compressed secp256k1
+    point (docs/protocol.md section 2). Cached, and cheaper than
+    :func:`parse_public_key` because it does not precompute."""
+    if not isinstance(pubkey_hex, str):
+        raise InvalidKey("public key must be a hex string")
+    _parse_point(pubkey_hex)
+
+
+@lru_cache(maxsize=4096)
+def _verifying_key(pubkey_hex: str) -> VerifyingKey:
+    parsed = _parse_point(pubkey_hex)
+    # from_string keys lack the curve order and cannot precompute (FACTS.md trap).
+    p = parsed.pubkey.point
+    point = ellipticcurve.Point(CURVE.curve, p.x(), p.y(), ORDER)
+    vk = VerifyingKey.from_public_point(point, curve=CURVE, hashfunc=hashlib.sha256)
+    vk.precompute()
+    return vk
+
+
+def parse_public_key(pubkey_hex: str) -> VerifyingKey:
+    """The cached, precomputed verifying key for a hex public key (or InvalidKey)."""
+    if not isinstance(pubkey_hex, str):
+        raise InvalidKey("public key must be a hex string")
+    return _verifying_key(pubkey_hex)
+
+
+def address(pubkey_hex: str) -> str:
+    """Short address: hex of the first 20 bytes of SHA-256(compressed key)."""
+    return hashlib.sha256(bytes.fromhex(pubkey_hex)).hexdigest()[:40]
+
+
+def verify(pubkey_hex: str, digest: bytes, signature_hex: str) -> None:
+    """Raise InvalidKey or InvalidSignature unless ``signature_hex`` is the
+    canonical low-S DER signature of ``digest`` by ``pubkey_hex``."""
+    vk = parse_public_key(pubkey_hex)
+    if not isinstance(signature_hex, str) or len(signature_hex) > 144:
+        raise InvalidSignature("signature must be a DER hex string of at most 72 bytes")
+    try:
+        sig = bytes.fromhex(signature_hex)
+    except ValueError:
+        raise InvalidSignature("signature is not hex") from None
+    if sig.hex() != signature_hex:
+        raise InvalidSignature("signature hex must be lowercase")
+    try:
+        r, s = sigdecode_der(sig, ORDER)
+    except Exception:  # ecdsa raises several DER error types
+        raise InvalidSignature("signature is not valid DER") from None
+    if not (1 <= r < ORDER and 1 <= s < ORDER):
+        raise InvalidSignature("signature r or s out of range")
+    if s > HALF_ORDER:
+        raise InvalidSignature("signature has high S (only low-S signatures are canonical)")
+    if sigencode_der(r, s, ORDER) != sig:
+        raise InvalidSignature("signature DER is not minimal")
+    try:
+        ok = vk.verify_digest(sig, digest, sigdecode=sigdecode_der)
+    except ecdsa.BadSignatureError:
+        ok = False
+    if not ok:
+        raise InvalidSignature("signature does not verify against the sender's key")
+
+
+class PrivateKey:
+    """A node's signing key. Never serialised anywhere but its PEM file."""
+
+    def __init__(self, sk: SigningKey):
+        self._sk = sk
+        self.public_hex = sk.get_verifying_key().to_string("compressed").hex()
+        self.address = address(self.public_hex)
+
+    @classmethod
+    def generate(cls) -> "PrivateKey":
+        return cls(SigningKey.generate(curve=CURVE, hashfunc=hashlib.sha256))
+
+    @classmethod
+    def from_secret(cls, secret: int) -> "PrivateKey":
+        """Deterministic key for simulations and tests (never for real nodes)."""
+        return cls(SigningKey.from_secret_exponent(secret % (ORDER - 1) + 1, curve=CURVE,
+                                                   hashfunc=hashlib.sha256))
+
+    def sign_digest(self, digest: bytes) -> str:
+        """Deterministic (RFC 6979), low-S, DER hex signature of a 32-byte digest."""
+        sig = self._sk.sign_digest_deterministic(digest, hashfunc=hashlib.sha256,
+                                                 sigencode=sigencode_der_canonize)
+        return sig.hex()
+
+    def to_pem(self) -> bytes:
+        return self._sk.to_pem()
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"PrivateKey(address={self.address})"
+
+
+def key_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / KEY_FILE
+
+
+def save_key(key: PrivateKey, data_dir: str | os.PathLike) -> Path:
+    """Write the key as PEM with mode 0600 (created so, never widened)."""
+    path = key_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.to_pem())
+    return path
+
+
+def load_key(data_dir: str | os.PathLike) -> PrivateKey:
+    """Load the node key, refusing a missing, corrupt or group/world-readable file."""
+    path = key_path(data_dir)
+    if not path.exists():
+        raise KeyFileError(f"no key file at {path}: run 'python node.py keygen --data-dir {data_dir}'")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(f"key file {path} is readable by others (mode {mode:o}): run 'chmod 600 {path}'")
+    try:
+        sk = SigningKey.from_pem(path.read_bytes(), hashfunc=hashlib.sha256)
+    except Exception:
+        raise KeyFileError(f"key file {path} is not a valid PEM secp256k1 key: restore it from a backup "
+                           f"or move it away and run 'python node.py keygen --data-dir {data_dir}'") from None
+    if sk.curve != CURVE:
+        raise KeyFileError(f"key file {path} is not on secp256k1: generate a new one with 'python node.py keygen'")
+    return PrivateKey(sk)
+
+
+def load_or_create_key(data_dir: str | os.PathLike) -> PrivateKey:
+    """The node key, created on first start only. A data dir that already holds
+    a chain store but no key lost its identity (a deleted or misplaced file):
+    silently minting a new key there would make the node a stranger to the
+    allow-list and to its own past updates, so that is a KeyFileError."""
+    if not key_path(data_dir).exists():
+        from learningchain.node.store import store_path  # lazy: store -> block -> tx -> crypto
+        store = store_path(data_dir)
+        if store.exists():
+            raise KeyFileError(f"no key file at {key_path(data_dir)} but {store} holds a chain: restore the "
+                               f"key from a backup, or start with a fresh --data-dir")
+        key = PrivateKey.generate()
+        save_key(key, data_dir)
+        return key
+    return load_key(data_dir)

@@ -1,0 +1,271 @@
+"""Canonical encoding: the one byte form of everything that is hashed or signed.
+
+* JSON objects are serialised with sorted keys, no whitespace, UTF-8, and no
+  floats at all: a float has several textual forms across languages, so hashed
+  documents carry integers and strings only (metrics travel as decimal strings,
+  see :func:`encode_metric`). NaN and infinities can therefore never enter.
+* Weight arrays never travel as JSON float lists. An array is
+  ``{"dtype": "<f4", "shape": [..], "data": base64(raw little-endian C-order bytes)}``
+  and a set of named arrays is committed to by :func:`weights_digest`.
+
+See docs/protocol.md, section "Canonical encoding".
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import numpy as np
+
+from learningchain.core.errors import EncodingError
+
+#: dtypes an array may carry on the wire (little-endian only).
+WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8", "|u1")  # |u1: uint8 (8-bit quantised updates)
+#: deepest nesting accepted in a document (defends the decoder). The nesting
+#: level of a value is the number of arrays and objects that contain it,
+#: itself included: a scalar at top level is at level 0, ``[]`` and ``{}`` at
+#: level 1, ``[[1]]`` reaches level 2. A document whose deepest level exceeds
+#: MAX_DEPTH is refused, by :func:`canonical_json` and :func:`parse_json` alike
+#: (docs/protocol.md section 1, "how nesting levels are counted").
+MAX_DEPTH = 32
+#: a metric value; always used with ``fullmatch`` (``$`` would accept a final "\n").
+_METRIC_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{6}")
+#: an escaped UTF-16 surrogate: the only way a decoded string can hold a lone one.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _too_deep() -> EncodingError:
+    return EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+
+
+def _check(obj: Any, depth: int = 0) -> None:
+    """``depth``: the arrays and objects enclosing ``obj`` (see :data:`MAX_DEPTH`)."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, int):
+        return
+    if isinstance(obj, float):
+        raise EncodingError("floats are not canonical; use integers or decimal strings")
+    if isinstance(obj, (list, tuple, dict)) and depth + 1 > MAX_DEPTH:
+        raise _too_deep()
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _check(item, depth + 1)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise EncodingError("object keys must be strings")
+            _check(value, depth + 1)
+        return
+    raise EncodingError(f"type {type(obj).__name__} cannot be encoded canonically")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The unique byte encoding of a JSON document (ints, strings, bools, null,
+    lists and objects only)."""
+    _check(obj)
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _lone_surrogate() from None
+
+
+def _lone_surrogate() -> EncodingError:
+    return EncodingError("a string holds a lone UTF-16 surrogate (not a Unicode scalar value), "
+                         "which UTF-8 cannot encode")
+
+
+#: bytes the nesting scan looks at per numpy pass (bounds its memory: ~60 bytes per byte).
+_SCAN_CHUNK = 1 << 18
+
+
+def nesting_depth(data: bytes | str) -> int:
+    """The deepest nesting level (see :data:`MAX_DEPTH`) of a JSON text,
+    counting only brackets outside string literals: a ``"`` ends a string
+    unless an odd number of backslashes precedes it. Vectorised over the
+    UTF-8 bytes (every character that matters is ASCII, and UTF-8 never puts
+    an ASCII byte inside a multi-byte character), one chunk at a time, so it
+    is linear whatever the text holds. For malformed text the figure is
+    meaningless (the parser refuses it anyway)."""
+    raw = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+    deepest = depth = 0
+    parity = 0  # unescaped quotes so far, mod 2: 1 = inside a string
+    carry = 0   # backslashes ending the previous chunk
+    for off in range(0, len(raw), _SCAN_CHUNK):
+        a = np.frombuffer(raw, dtype=np.uint8, count=min(_SCAN_CHUNK, len(raw) - off), offset=off)
+        idx = np.arange(a.size, dtype=np.int64)
+        backslash = a == 0x5C
+        last_other = np.maximum.accumulate(np.where(backslash, -1, idx))
+        run = idx - last_other + np.where(last_other < 0, carry, 0)  # backslashes ending at i
+        before = np.empty_like(run)
+        before[0], before[1:] = carry, run[:-1]
+        quote = (a == 0x22) & (before % 2 == 0)
+        quotes = np.cumsum(quote, dtype=np.int64) + parity
+        inside = (quotes & 1).astype(bool)
+        step = (((a == 0x5B) | (a == 0x7B)).astype(np.int64) - ((a == 0x5D) | (a == 0x7D))) * ~inside
+        level = np.cumsum(step) + depth
+        deepest = max(deepest, int(level.max()))
+        if deepest > MAX_DEPTH:
+            return deepest
+        carry, parity, depth = int(run[-1]), int(quotes[-1]) & 1, int(level[-1])
+    return deepest
+
+
+def canonical_hash(obj: Any) -> bytes:
+    """SHA-256 of :func:`canonical_json`."""
+    return sha256(canonical_json(obj))
+
+
+def _reject_constant(name: str) -> Any:
+    raise EncodingError(f"{name} is not allowed in JSON documents")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Parse a JSON document from the wire, refusing NaN/Infinity and excessive
+    nesting. Floats are parsed (API clients may send them) but rejected by
+    :func:`canonical_json` wherever a hashed document is built."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"document is not UTF-8: {exc.reason}") from None
+    # json's recursive parser must not blow the stack; fewer brackets than the limit cannot nest past it
+    if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(data) > MAX_DEPTH:
+        raise _too_deep()
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                         parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise EncodingError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. int digit limit; never a crash
+        raise EncodingError(f"malformed JSON: {exc}") from None
+    if _SURROGATE_ESCAPE_RE.search(text):  # rare: check that every string is valid Unicode
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _lone_surrogate() from None
+    return doc
+
+
+#: longest integer literal accepted (protocol integers are < 2^64: 20 digits).
+MAX_INT_DIGITS = 80
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise EncodingError(f"integer literal of {len(text)} characters (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise EncodingError(f"number {text[:20]} is out of range")
+    return value
+
+
+# --- arrays ---------------------------------------------------------------
+
+def encode_array(arr: np.ndarray) -> dict:
+    """dtype + shape + base64 of the raw little-endian C-order bytes."""
+    arr = np.asarray(arr)
+    dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+    code = np.dtype(dtype).str
+    if code not in WIRE_DTYPES:
+        raise EncodingError(f"dtype {arr.dtype} cannot travel; use one of {', '.join(WIRE_DTYPES)}")
+    raw = np.ascontiguousarray(arr, dtype=code).tobytes()
+    return {"dtype": code, "shape": [int(d) for d in arr.shape],
+            "data": base64.b64encode(raw).decode("ascii")}
+
+
+def decode_array(doc: Any) -> np.ndarray:
+    """Inverse of :func:`encode_array`; every malformed field is a named error."""
+    if not isinstance(doc, dict) or set(doc) != {"dtype", "shape", "data"}:
+        raise EncodingError("an array must be an object with exactly dtype, shape and data")
+    code, shape, data = doc["dtype"], doc["shape"], doc["data"]
+    if code not in WIRE_DTYPES:
+        raise EncodingError(f"dtype {code!r} is not one of {', '.join(WIRE_DTYPES)}")
+    if (not isinstance(shape, list) or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape)):
+        raise EncodingError("shape must be a list of at most 8 non-negative integers")
+    if not isinstance(data, str):
+        raise EncodingError("array data must be a base64 string")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise EncodingError("array data is not valid base64") from None
+    if base64.b64encode(raw).decode("ascii") != data:
+        raise EncodingError("array data is not canonical base64")
+    count = math.prod(shape)
+    if count * np.dtype(code).itemsize != len(raw):
+        raise EncodingError(f"array data holds {len(raw)} bytes, shape {shape} of {code} needs "
+                            f"{count * np.dtype(code).itemsize}")
+    return np.frombuffer(raw, dtype=code).reshape(shape).copy()
+
+
+Weights = "OrderedDict[str, np.ndarray]"
+
+
+def encode_weights(weights: Mapping[str, np.ndarray]) -> dict:
+    return {name: encode_array(arr) for name, arr in weights.items()}
+
+
+def decode_weights(doc: Any) -> "OrderedDict[str, np.ndarray]":
+    if not isinstance(doc, dict) or not doc:
+        raise EncodingError("weights must be a non-empty object of named arrays")
+    out: OrderedDict[str, np.ndarray] = OrderedDict()
+    for name in sorted(doc):
+        out[name] = decode_array(doc[name])
+    return out
+
+
+def weights_digest(weights: Mapping[str, np.ndarray]) -> str:
+    """Commitment to a set of named arrays: SHA-256 of the canonical JSON of
+    ``{name: {"dtype", "shape", "sha256": hex(SHA-256(raw bytes))}}``. Hex string."""
+    summary = {}
+    for name, arr in weights.items():
+        enc = np.ascontiguousarray(arr)
+        code = enc.dtype.str
+        summary[name] = {"dtype": code, "shape": [int(d) for d in enc.shape],
+                         "sha256": hashlib.sha256(enc.tobytes()).hexdigest()}
+    return canonical_hash(summary).hex()
+
+
+def all_finite(weights: Mapping[str, np.ndarray]) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in weights.values())
+
+
+# --- metrics --------------------------------------------------------------
+
+def encode_metric(value: float) -> str:
+    """A metric as a fixed six-decimal string: the only form hashed documents use."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise EncodingError("metric values must be finite")
+    return f"{value:.6f}"
+
+
+def decode_metric(text: Any) -> float:
+    if not isinstance(text, str) or not _METRIC_RE.fullmatch(text):
+        raise EncodingError("a metric must be a decimal string with six decimals, e.g. '0.953125'")
+    return float(text)
+
+
+def encode_metrics(metrics: Mapping[str, float]) -> dict:
+    return {str(k): encode_metric(v) for k, v in metrics.items()}
+
+
+def is_hex(text: Any, nbytes: int) -> bool:
+    return (isinstance(text, str) and len(text) == 2 * nbytes
+            and all(c in "0123456789abcdef" for c in text))

@@ -1,0 +1,134 @@
+"""Parsing and checking of aggregation parameters.
+
+Parameters live in the genesis document, which is hashed with
+:func:`learningchain.core.encoding.canonical_json` and therefore carries no floats:
+fractions travel as decimal strings ("0.1"). Callers may also pass ints or
+floats directly; every value is parsed here, and any problem is a
+:class:`~learningchain.core.errors.ConfigError` naming the rule and the parameter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from learningchain.core.errors import ConfigError
+
+
+class AggregationError(ConfigError):
+    """The rule cannot honour its parameters for these updates (too few updates,
+    inconsistent shapes, empty input)."""
+
+
+#: rule -> {parameter: (kind, default)}; kind is "int" or "float".
+SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "fedavg": {"cap_factor": ("float", "2")},
+    "median": {},
+    "trimmed-mean": {"beta": ("float", "0.1")},
+    "krum": {"f": ("int", 1)},
+    "multi-krum": {"f": ("int", 1), "m": ("int", 0)},
+    "bulyan": {"f": ("int", 1)},
+    "l-nearest": {"l": ("int", 3)},
+}
+RULES = tuple(SCHEMA)
+
+
+def parse_int(rule: str, name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{rule}: parameter {name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ConfigError(f"{rule}: parameter {name} must be an integer, got {value!r}")
+
+
+def parse_float(rule: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{rule}: parameter {name} must be a number or decimal string, "
+                          f"got {value!r}")
+    try:
+        out = float(value)
+    except ValueError:
+        raise ConfigError(f"{rule}: parameter {name} must be a decimal number, "
+                          f"got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{rule}: parameter {name} must be finite, got {value!r}")
+    return out
+
+
+def check_rule(rule: str) -> None:
+    if rule not in SCHEMA:
+        raise ConfigError(f"unknown aggregation rule {rule!r}; choose one of {', '.join(RULES)}")
+
+
+def parse_params(rule: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults merged with ``params``, parsed and range-checked (independent of n)."""
+    check_rule(rule)
+    params = dict(params or {})
+    schema = SCHEMA[rule]
+    unknown = sorted(set(params) - set(schema))
+    if unknown:
+        allowed = ", ".join(schema) or "none"
+        raise ConfigError(f"{rule}: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+    out: dict[str, Any] = {}
+    for name, (kind, default) in schema.items():
+        raw = params.get(name, default)
+        out[name] = parse_int(rule, name, raw) if kind == "int" else parse_float(rule, name, raw)
+    if "f" in out and out["f"] < 0:
+        raise ConfigError(f"{rule}: f must be >= 0, got {out['f']}")
+    if rule == "multi-krum" and out["m"] < 0:
+        raise ConfigError(f"multi-krum: m must be >= 1 (or 0 for n - f), got {out['m']}")
+    if rule == "l-nearest" and out["l"] < 1:
+        raise ConfigError(f"l-nearest: l must be >= 1, got {out['l']}")
+    if rule == "trimmed-mean" and not 0.0 <= out["beta"] < 0.5:
+        raise ConfigError(f"trimmed-mean: beta must be in [0, 0.5), got {out['beta']}")
+    if rule == "fedavg" and out["cap_factor"] < 1.0:
+        raise ConfigError(f"fedavg: cap_factor must be >= 1, got {out['cap_factor']}")
+    return out
+
+
+def default_params(rule: str, n: int | None = None) -> dict:
+    """Defaults in canonical-JSON-safe form (ints, and floats as decimal strings).
+
+    With ``n`` (the updates a round is expected to have, i.e. the quorum),
+    trimmed-mean's ``beta`` is raised, if needed, to the smallest hundredth that
+    trims one update per side at ``n`` (beta 0.1 trims nothing below 10
+    updates; 4 updates get "0.25"). Below 3 updates no beta can trim, and
+    :func:`min_updates` makes genesis say so."""
+    check_rule(rule)
+    out = {name: default for name, (_, default) in SCHEMA[rule].items()}
+    if rule == "trimmed-mean" and n is not None and n >= 3 and trim_count(n, float(out["beta"])) < 1:
+        hundredths = 10
+        while trim_count(n, hundredths / 100) < 1 and hundredths < 49:
+            hundredths += 1
+        out["beta"] = f"{hundredths / 100:g}"
+    return out
+
+
+def trim_count(n: int, beta: float) -> int:
+    """Updates trimmed per side by trimmed-mean: ``floor(beta * n)`` (Yin et al.
+    2018, Definition 2), in IEEE float64 like every validator."""
+    return int(math.floor(beta * n))
+
+
+def min_updates(rule: str, params: Mapping[str, Any] | None) -> int:
+    """Smallest number of updates the rule accepts with these parameters."""
+    p = parse_params(rule, params)
+    if rule == "krum":
+        return 2 * p["f"] + 3
+    if rule == "multi-krum":
+        return max(2 * p["f"] + 3, p["m"] + p["f"])
+    if rule == "bulyan":
+        return 4 * p["f"] + 3
+    if rule == "l-nearest":
+        return p["l"]
+    if rule == "trimmed-mean" and p["beta"] > 0:
+        # smallest n whose floor(beta n) trims at least one per side; beta < 0.5
+        # keeps n - 2 floor(beta n) >= 1 value per coordinate.
+        n = max(1, int(1 / p["beta"]) - 1)
+        while trim_count(n, p["beta"]) < 1:
+            n += 1
+        return n
+    return 1

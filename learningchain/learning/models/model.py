@@ -1,0 +1,114 @@
+"""The model object every node builds from the genesis :class:`ModelSpec`.
+
+Pure: no I/O, no global state. ``initial_weights`` derives G0 from
+``spec.seed`` alone, so every node computes the identical starting model;
+``train`` is deterministic for a given seed (see :mod:`.network`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Mapping
+
+import numpy as np
+from sklearn import metrics
+
+from learningchain.core.errors import ConfigError
+from learningchain.learning.models import network
+from learningchain.learning.models.spec import ModelSpec
+
+
+class Model:
+    """Dense model (linear, softmax regression or MLP) trained by mini-batch SGD
+    as in FedAvg's ClientUpdate (McMahan et al. 2017, Algorithm 1): E local
+    epochs over the node's data in mini-batches of B, learning rate ``lr``."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.classification = spec.task == "classification"
+        self._sizes = spec.layer_sizes
+
+    # --- weights ----------------------------------------------------------
+    def initial_weights(self) -> "OrderedDict[str, np.ndarray]":
+        w = network.init_params(self._sizes, self.spec.seed, zero=self.spec.kind != "mlp")
+        return OrderedDict((name, w[name]) for name in sorted(w))
+
+    def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        out = {}
+        for i, (fan_in, fan_out) in enumerate(zip(self._sizes[:-1], self._sizes[1:])):
+            out[f"W{i}"] = ("<f4", (fan_in, fan_out))
+            out[f"b{i}"] = ("<f4", (fan_out,))
+        return dict(sorted(out.items()))
+
+    def _params(self, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        shapes = self.expected_shapes()
+        if set(weights) != set(shapes):
+            raise ConfigError(f"weights have arrays {sorted(weights)}, model expects "
+                              f"{sorted(shapes)}")
+        params = []
+        for i in range(len(self._sizes) - 1):
+            for name in (f"W{i}", f"b{i}"):
+                arr = np.asarray(weights[name])
+                if arr.shape != shapes[name][1]:
+                    raise ConfigError(f"weights: {name} has shape {arr.shape}, expected "
+                                      f"{shapes[name][1]}")
+                params.append(arr.astype(np.float64))  # a copy: callers' arrays untouched
+        return params
+
+    def _pack(self, params: list[np.ndarray]) -> "OrderedDict[str, np.ndarray]":
+        out = {}
+        for i in range(len(params) // 2):
+            out[f"W{i}"] = params[2 * i].astype(np.float32)
+            out[f"b{i}"] = params[2 * i + 1].astype(np.float32)
+        return OrderedDict((name, out[name]) for name in sorted(out))
+
+    # --- learning ---------------------------------------------------------
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.spec.n_features:
+            raise ConfigError(f"data has shape {X.shape}, model expects (n, "
+                              f"{self.spec.n_features})")
+        return X
+
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y)
+        if self.classification:
+            yi = y.astype(np.int64)
+            if yi.min(initial=0) < 0 or yi.max(initial=0) >= self.spec.n_outputs:
+                raise ConfigError(f"labels must lie in 0..{self.spec.n_outputs - 1}")
+            return np.eye(self.spec.n_outputs)[yi]
+        return y.astype(np.float64).reshape(-1, 1)
+
+    def train(self, weights: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+              seed: int) -> "OrderedDict[str, np.ndarray]":
+        """``spec.epochs`` epochs of mini-batch SGD from ``weights``; the batch
+        order comes from ``seed`` only, so the result is reproducible."""
+        X = self._check_X(X)
+        if X.shape[0] == 0:
+            raise ConfigError("cannot train on an empty data set")
+        params = self._params(weights)
+        s = self.spec
+        network.sgd_epochs(params, X, self._target(y), self.classification, s.epochs,
+                           s.batch_size, s.lr, s.l2, np.random.default_rng(seed))
+        return self._pack(params)
+
+    def predict(self, weights: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+        out, _ = network.forward(self._params(weights), self._check_X(X), self.classification)
+        return out.argmax(axis=1) if self.classification else out[:, 0]
+
+    def evaluate(self, weights: Mapping[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray) -> dict[str, float]:
+        """accuracy/precision/recall/f1 (macro, zero_division=0) for classifiers,
+        rmse/mae/r2 for regressors (scikit-learn metrics)."""
+        pred = self.predict(weights, X)
+        y = np.asarray(y)
+        if self.classification:
+            y = y.astype(np.int64)
+            p, r, f, _ = metrics.precision_recall_fscore_support(
+                y, pred, average="macro", zero_division=0)
+            return {"accuracy": float(metrics.accuracy_score(y, pred)), "precision": float(p),
+                    "recall": float(r), "f1": float(f)}
+        if not np.isfinite(pred).all():
+            return {"rmse": float("inf"), "mae": float("inf"), "r2": float("-inf")}
+        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
+                "mae": float(metrics.mean_absolute_error(y, pred)),
+                "r2": float(metrics.r2_score(y, pred))}

@@ -1,0 +1,157 @@
+"""A participant: the learner role of a node, shared by the live node and the
+in-process simulator so that what experiments measure is what the network runs.
+
+Each round it takes the global model G(r-1) from the chain, trains E local
+epochs on its own data, optionally applies differential privacy to the update
+(clip + Gaussian noise, before signing), and signs one update transaction.
+An attacking participant (an evaluation role) poisons its labels or its update.
+
+With differential privacy the Gaussian noise comes from OS entropy
+(:func:`learningchain.learning.privacy.os_rng`): the node's seed, address and the
+round are public, so noise derived from them could be regenerated and
+subtracted. ``reproducible_noise=True`` derives it from them instead: the
+simulator's option for reproducible experiments, not private. The update tx
+then also carries no local metrics: they are computed on the node's private
+data and the accountant does not cover them.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from learningchain.learning import attacks, compression, privacy
+from learningchain.core.crypto import PrivateKey
+from learningchain.core.errors import ConfigError
+from learningchain.learning.models import ModelSpec, build_model
+from learningchain.ledger.tx import UpdateTx
+
+ATTACKS = ("sign-flip", "scale", "gaussian", "alie", "label-flip")
+
+
+@dataclass(frozen=True)
+class Role:
+    """How a participant behaves: honest (attack None) or one named attack; and
+    its optional differential privacy (noise multiplier sigma, clip norm C)."""
+    attack: str | None = None
+    dp_sigma: float = 0.0
+    dp_clip: float = 0.0
+    dp_delta: float = 1e-5
+    compression: str | None = None   # None, "q8" or "topk" (learningchain/learning/compression.py)
+    topk_fraction: float = 0.1       # share of each array's entries a topk update sends
+    skip_threshold: float = 0.0      # send a skip tx when ||w - G(r-1)||_2 is below this
+
+    def __post_init__(self) -> None:
+        """The one check of these settings for the node, the simulator and both CLIs
+        (they turn the ConfigError into their one-line error). Every number must be
+        finite: ``nan > 0`` is False, so a NaN sigma would otherwise switch DP off
+        silently, and an infinite one would fail only inside the first round."""
+        for name in ("dp_sigma", "dp_clip", "dp_delta", "topk_fraction", "skip_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
+        if self.compression not in (None, "q8", "topk"):
+            raise ConfigError(f"unknown compression {self.compression!r}; choose q8 or topk")
+        if not 0 < self.topk_fraction <= 1 or self.skip_threshold < 0:
+            raise ConfigError("topk_fraction must be in (0, 1] and skip_threshold >= 0")
+        if self.attack is not None and self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
+        if self.dp_sigma < 0 or self.dp_clip < 0:
+            raise ConfigError(f"dp sigma and clip must be >= 0, got {self.dp_sigma} and {self.dp_clip}")
+        if self.dp_sigma > 0 and self.dp_clip <= 0:
+            raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
+        if self.dp_clip > 0 and self.dp_sigma <= 0:
+            raise ConfigError("--dp-clip needs --dp-sigma (a clip without noise is not private)")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(f"dp delta must lie in (0, 1), got {self.dp_delta}")
+
+    @property
+    def dp(self) -> bool:
+        return self.dp_sigma > 0
+
+
+def _seed(*parts: object) -> int:
+    """A 64-bit seed derived from the parts (stable across processes and runs)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
+
+
+def delta_norm(weights: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray]) -> float:
+    """L2 norm of w - base over all arrays (the skip rule's measure)."""
+    return float(np.sqrt(sum(float(np.sum((np.asarray(weights[k], np.float64) - np.asarray(base[k], np.float64)) ** 2))
+                             for k in weights)))
+
+
+@dataclass
+class Participant:
+    key: PrivateKey
+    spec: ModelSpec
+    X: np.ndarray
+    y: np.ndarray
+    role: Role = field(default_factory=Role)
+    seed: int = 0
+    reproducible_noise: bool = False  # True: DP noise from (seed, address, round): NOT private
+
+    def __post_init__(self) -> None:
+        if len(self.X) == 0 or len(self.X) != len(self.y):
+            raise ConfigError("a participant needs local data: X and y of the same non-zero length")
+        if self.X.ndim != 2 or self.X.shape[1] != self.spec.n_features:
+            raise ConfigError(f"local data has {self.X.shape[-1] if self.X.ndim else 0} features, "
+                              f"the network's model expects {self.spec.n_features}")
+        self.model = build_model(self.spec)
+        self.memory: dict = {}  # top-k error feedback: the part of past deltas not yet sent
+        self.accountant = privacy.PrivacyAccountant(self.role.dp_sigma, self.role.dp_delta) \
+            if self.role.dp else None
+        # what the txs claim: a DP node publishes a power-of-two bucket, not its size
+        self.published_samples = privacy.published_samples(len(self.X)) if self.role.dp else len(self.X)
+        if self.role.attack == "label-flip":
+            rng = np.random.default_rng(_seed(self.seed, self.key.address, "labels"))
+            self.y = attacks.poison_labels(self.y, self.spec.n_outputs, rng)
+
+    @property
+    def attacking(self) -> bool:
+        return self.role.attack is not None
+
+    def train(self, round: int, base: Mapping[str, np.ndarray]):
+        """Honest local training from G(r-1); deterministic per (seed, node, round)."""
+        return self.model.train(base, self.X, self.y, seed=_seed(self.seed, self.key.address, round))
+
+    def make_update(self, round: int, base: Mapping[str, np.ndarray], base_digest: str,
+                    timestamp: int, benign: Sequence[Mapping[str, np.ndarray]] | None = None,
+                    n_total: int | None = None, n_byzantine: int | None = None,
+                    trained: Mapping[str, np.ndarray] | None = None) -> UpdateTx:
+        """Train (unless ``trained`` is given), privatise, poison if attacking, sign.
+
+        ``benign``, ``n_total`` and ``n_byzantine`` inform colluding attacks (ALIE)
+        in the simulator; a live attacker passes nothing and estimates alone."""
+        weights = trained if trained is not None else self.train(round, base)
+        rng = np.random.default_rng(_seed(self.seed, self.key.address, round, "noise"))
+        if self.role.dp:  # the seeded rng stays for attacks and compression: public post-processing
+            noise = rng if self.reproducible_noise else privacy.os_rng()
+            weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, noise)
+            self.accountant.step()
+        if self.role.attack and self.role.attack != "label-flip":
+            weights = attacks.poison_update(self.role.attack, weights, base, rng, benign=benign,
+                                            n_total=n_total, n_byzantine=n_byzantine)
+        metrics = {} if self.role.dp else self.local_metrics(weights)
+        if self.role.skip_threshold > 0 and delta_norm(weights, base) < self.role.skip_threshold:
+            return UpdateTx.create_skip(self.key, round, base_digest, self.published_samples, metrics, timestamp)
+        if self.role.compression is not None:
+            encoded, self.memory = compression.compress(weights, base, self.role.compression, rng,
+                                                        self.role.topk_fraction, self.memory)
+            return UpdateTx.create_compressed(self.key, round, base_digest, encoded, self.role.compression,
+                                              self.published_samples, metrics=metrics, timestamp=timestamp)
+        return UpdateTx.create(self.key, round, base_digest, weights, self.published_samples,
+                               metrics=metrics, timestamp=timestamp)
+
+    def local_metrics(self, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Scores of ``weights`` on the local data, published in the update tx
+        (not with DP: they would leak the data outside the accountant)."""
+        return {k: v for k, v in self.model.evaluate(weights, self.X, self.y).items()
+                if np.isfinite(v) and abs(v) < 1e12}  # a poisoned model may blow up
+
+    def privacy_spent(self) -> tuple[float, float] | None:
+        """(epsilon, delta) spent so far, or None without differential privacy."""
+        return (self.accountant.epsilon(), self.role.dp_delta) if self.accountant else None

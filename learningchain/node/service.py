@@ -1,0 +1,501 @@
+"""The running node: one ledger, its key and store, and the threads around it.
+
+:class:`Node` owns the :class:`~learningchain.node.chainstate.Ledger` behind one lock
+that HTTP handlers hold briefly; training, evaluation, mining and network I/O
+never hold it. Threads:
+
+* *participant* (train), *evaluator* (metrics of every closed round) and *miner*
+  (``mine=True``): :mod:`learningchain.node.threads`;
+* *peer sync* and gossip: :mod:`learningchain.node.p2p.peers`.
+
+:func:`run_node` serves :func:`learningchain.node.web.api.create_app` with waitress
+(:mod:`learningchain.node.web.http_server`); what the node reports about itself
+(``/status``) is built in :mod:`learningchain.node.status`.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import threading
+import time
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any
+
+from learningchain.core import errors
+from learningchain.node import status as node_status
+from learningchain.ledger.block import Block
+from learningchain.ledger.compact import check_header_work, plausible_target_limit
+from learningchain.core.crypto import load_or_create_key
+from learningchain.learning.data import load_partition
+from learningchain.learning.energy import EnergyMeter
+from learningchain.core.errors import ConfigError, ValidationError
+from learningchain.ledger.genesis import NetworkConfig, make_genesis
+from learningchain.ledger.headers import check_next_header
+from learningchain.node.chainstate import Ledger
+from learningchain.ledger.mempool import EarlyTxs
+from learningchain.learning.models import build_model
+from learningchain.node.threads import evaluator_loop, miner_loop, participant_loop, restore_releases
+from learningchain.node.participant import Participant, Role
+from learningchain.node.p2p.peers import PeerSet
+from learningchain.node.store import Store
+from learningchain.ledger.tx import UpdateTx
+
+GENESIS_FILE = "genesis.json"
+MAX_TEMPLATES = 32
+#: mempool txs offered again to peers per peer-sync pass (Node.rebroadcast_mempool).
+REBROADCAST_MAX = 64
+#: a mempool tx is offered again only after it has waited this long (seconds).
+REBROADCAST_AFTER_S = 4.0
+#: mining clients (token holders, by X-Miner-Id or address) whose templates are kept.
+MAX_TEMPLATE_CLIENTS = 8
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_genesis_file(data_dir: Path, config: NetworkConfig) -> None:
+    """Write genesis.json on first start; refuse a data dir of another network."""
+    path = data_dir / GENESIS_FILE
+    mine = make_genesis(config).hash
+    if path.exists():
+        try:
+            theirs = make_genesis(NetworkConfig.from_dict(json.loads(path.read_text()))).hash
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"{path} is unreadable ({exc}); move it away or use another --data-dir") from None
+        if theirs != mine:
+            raise ConfigError(f"{data_dir} belongs to another network (genesis {theirs[:16]}..., "
+                              f"this config is {mine[:16]}...): use another --data-dir or the same genesis")
+        return
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+class Node:
+    def __init__(self, data_dir, genesis_config: NetworkConfig, dataset_path=None, peers=(),
+                 mine: bool = False, mine_workers: int = 1, attack: str | None = None,
+                 dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
+                 quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
+                 skip_threshold: float = 0.0):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = genesis_config
+        self.genesis = make_genesis(genesis_config)
+        check_genesis_file(self.data_dir, genesis_config)
+        self.key = load_or_create_key(self.data_dir)
+        self.pubkey, self.address = self.key.public_hex, self.key.address
+        self._held_since: dict[str, float] = {}  # mempool tx id -> when a rebroadcast pass first saw it
+        self.quiet = quiet
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        self.lock = threading.RLock()
+        self.store = Store(self.data_dir)
+        self.ledger = Ledger(self.genesis, self.store)
+        self.model = build_model(genesis_config.model_spec)
+        self.mining = bool(mine)
+        self.mine_workers = max(1, int(mine_workers))
+        self.refused: Counter[str] = Counter()
+        self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
+        self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
+        self._timings_lock = threading.Lock()
+        #: client -> template id -> (block, issued); see new_template
+        self.templates: OrderedDict[str, OrderedDict[str, tuple[Block, float]]] = OrderedDict()
+        self.early = EarlyTxs()
+        self.early_held = 0  # updates for the next round held since start (EarlyTxs)
+        self.orphans = 0  # blocks with an unknown parent received since start
+        self.tip_changed = threading.Condition()
+        self.mempool_version = 0
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.participant: Participant | None = None
+        self.test_set = None
+        if dataset_path is not None:
+            X, y = load_partition(dataset_path)
+            self.participant = Participant(self.key, genesis_config.model_spec, X, y,
+                                           Role(attack=attack, dp_sigma=dp_sigma, dp_clip=dp_clip,
+                                                compression=compression, topk_fraction=topk_fraction,
+                                                skip_threshold=skip_threshold))
+            test_path = Path(dataset_path).with_name("test.npz")
+            if test_path.exists():
+                self.test_set = load_partition(test_path)
+        self.peers = PeerSet(self, self.url, peers)
+        # energy.py: our own estimate, priced with the profile we declared in genesis (if any)
+        self.energy = EnergyMeter(genesis_config.profiles.get(self.pubkey))
+        self._energy_lock = threading.Lock()
+        self.hashes = 0  # proof-of-work hashes our miner computed
+        self._trained_rounds: set[tuple[int, str]] = set()  # (round, base digest) trained for
+        restore_releases(self)  # DP: releases before this start count (releases.py)
+
+    # --- logging ------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        if not self.quiet:
+            print(f"{time.strftime('%H:%M:%S')} [{self.port}] {line}", flush=True)
+
+    # --- queries (lock held briefly) -------------------------------------------------
+    @property
+    def chain(self):
+        return self.ledger.chain
+
+    def tip_info(self) -> tuple[int, str]:
+        with self.lock:
+            return self.chain.height, self.chain.tip.hash
+
+    def tip_work(self) -> int:
+        with self.lock:
+            return self.chain.tip_work
+
+    def knows_block(self, block_hash: str) -> bool:
+        with self.lock:
+            return block_hash in self.chain  # no body read (old blocks live in the store)
+
+    def locator(self) -> list[str]:
+        with self.lock:
+            return self.chain.locator()
+
+    def chain_entry(self, block_hash: str):
+        """Our index entry of a block we hold, or None (headers-first sync)."""
+        with self.lock:
+            return self.chain.entry(block_hash)
+
+    def plausible_target_limit(self) -> int:
+        """The easiest target we accept on a block we cannot connect yet (compact.py)."""
+        with self.lock:
+            return plausible_target_limit(self.chain)
+
+    def add_timing(self, name: str, seconds: float, count: int = 1) -> None:
+        """Accumulate a duration: train, mine (proof-of-work search; ``count`` is the
+        blocks found), validate (blocks that extended a branch), validate_closing
+        (those closing a round: aggregation included), evaluate."""
+        with self._timings_lock:
+            row = self._timings.setdefault(name, [0.0, 0])
+            row[0] += seconds
+            row[1] += count
+
+    def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None:
+        """Training (sample-epochs of ``round``) and mining (hashes) for the energy estimate."""
+        with self._energy_lock:
+            self.hashes += hashes
+            if sample_epochs:
+                self.energy.trained(round, sample_epochs)
+
+    def observe_energy(self) -> None:
+        """Charge the traffic and hashes since the last reading to the round open now
+        (called before each block is applied, so a round's bytes stay in that round)."""
+        with self.lock:
+            r = self.chain.tip_state.round
+        t = self.peers.traffic()
+        with self._energy_lock:
+            self.energy.observe(r, t["sent"], t["received"], self.hashes)
+
+    # --- reporting: the /status document and its parts (node_status.py) -----------
+    def tip_summary(self) -> dict:
+        return node_status.tip_summary(self)
+
+    def status(self) -> dict:
+        return node_status.status(self)
+
+    def timings(self) -> dict:
+        return node_status.timings(self)
+
+    def energy_report(self, round: int | None = None) -> dict | None:
+        return node_status.energy_report(self, round)
+
+    def privacy_report(self) -> dict | None:
+        return node_status.privacy_report(self)
+
+    def find_tx(self, txid: str) -> dict | None:
+        with self.lock:
+            tx = self.ledger.mempool.get(txid)
+            if tx is not None:
+                return {"tx": tx.to_dict(), "status": "mempool", "block": None}
+            found = self.chain.find_tx(txid)
+            if found is None:
+                for t in self.chain.tip_state.pending:  # defensive: pending are in the main chain
+                    if t.id == txid:
+                        return {"tx": t.to_dict(), "status": "confirmed", "block": None}
+                return None
+            tx, block_hash = found
+            where = self.chain.tx_block(txid)
+            return {"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
+                    "height": where[1] if where else None}
+
+    def lookup_tx(self, txid: str) -> UpdateTx | None:
+        """A tx by id from the mempool or a recent block (compact block rebuilding:
+        a tx of a block deep below the tip cannot be in a valid new block, so the
+        store is never read for one; a compact block naming many costs no I/O)."""
+        with self.lock:
+            tx = self.ledger.mempool.get(txid)
+            if tx is not None:
+                return tx
+            found = self.chain.find_tx(txid, stored=False)
+            return found[0] if found else None
+
+    def has_tx(self, txid: str) -> bool:
+        """In the mempool or the main chain? (``/inv``: no body is read for it.)"""
+        with self.lock:
+            return txid in self.ledger.mempool or self.chain.tx_block(txid) is not None
+
+    # --- writes -------------------------------------------------------------------------
+    def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
+        self.refused[exc.code] += 1
+        exc.counted = True  # the API's error handler must not count it again
+        self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
+
+    def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
+        """Add to our mempool and gossip; returns "accepted", "known" or "early" (from a
+        peer, for the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
+        origin = "own" if own else (peer or "api")
+        try:
+            with self.lock:
+                status = self.ledger.submit_tx(tx) or "accepted"
+                if status == "accepted":
+                    self.mempool_version += 1
+        except ValidationError as exc:
+            refusal = exc
+            if exc.code == errors.TX_ROUND_NOT_OPEN and self.peers.is_peer(peer):  # gossip from a peer only
+                try:
+                    held = self._hold_early(tx, peer)
+                except ValidationError as why:  # off the allow-list, malformed, forged
+                    refusal, held = why, False
+                if held:
+                    self.early_held += 1
+                    self.peers.mark_seen(peer, tx.id)
+                    return "early"
+            self._refuse(refusal, f"tx {tx.id[:12]} round {tx.round}", origin)
+            raise refusal from None
+        self.peers.mark_seen(peer, tx.id)
+        if status == "accepted":
+            self.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
+            self.peers.broadcast_tx(tx, exclude=peer, push=own)
+        return status
+
+    def _hold_early(self, tx: UpdateTx, peer: str | None) -> bool:
+        """Hold an update for the next round (EarlyTxs): its signature and weights
+        are checked without the lock (milliseconds that HTTP handlers and the
+        miner would otherwise wait for), the lock is taken only to insert it."""
+        with self.lock:
+            open_round, shapes = self.chain.tip_state.round, self.chain.expected_shapes
+        if not self.early.admissible(tx, open_round, self.config, shapes):
+            return False
+        with self.lock:
+            return self.early.insert(tx, self.chain.tip_state.round, peer)
+
+    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
+                     solicited: bool = False) -> str:
+        """Validate and add; gossip if it extends our best chain. Returns the ledger's
+        status or "orphan" (the missing ancestors are then fetched from ``peer`` if
+        it is in our peer table: the ``X-Peer`` header is only the client's word).
+        ``solicited``: fetched by headers-first sync along a heavier header chain
+        (exempt from side-branch admission, chain.py)."""
+        self.observe_energy()
+        try:
+            with self.lock:
+                t0 = time.perf_counter()
+                result = self.ledger.submit_block(block, now_ms(), solicited=solicited)
+                spent = time.perf_counter() - t0
+                self.mempool_version += 1
+        except ValidationError as exc:
+            if exc.code == errors.BLOCK_BAD_PREV:
+                try:  # its own proof of work first, against a target our chain could require
+                    check_header_work(block.header, self.config.pow_limit, self.plausible_target_limit())
+                except ValidationError as bad:
+                    self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
+                    raise bad from None
+                return self.note_orphan(block.header, peer)
+            self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
+            raise
+        self.peers.mark_seen(peer, block.hash)
+        if result.status != "known":
+            self.add_timing("validate_closing" if block.commitment else "validate", spent)
+        if result.status in ("connected", "reorg"):
+            self._log_result(result)
+            with self.tip_changed:
+                self.tip_changed.notify_all()
+            if relay:
+                self.peers.broadcast_block(block, exclude=peer)
+            self._submit_early()
+        elif result.status == "side":
+            self.log(f"block {block.height} {block.hash[:12]} on a side branch")
+        if result.evicted:
+            chain = self.chain
+            self.log(f"evicted {len(result.evicted)} side-branch block(s) of least work"
+                     f"{' (this one among them)' if block.hash in result.evicted else ''}: "
+                     f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
+                     f"{chain.evicted_total} evicted since start")
+        return result.status
+
+    def note_orphan(self, header, peer: str | None) -> str:
+        """A block (or compact block) whose parent we lack and whose header's own
+        work checked out: count it and queue a sync from ``peer`` if it is in our
+        peer table. Returns "orphan"."""
+        self.orphans += 1
+        queued = self.peers.sync_in_background(peer)
+        self.log(f"block {header.height} {header.hash[:12]} is an orphan; "
+                 + (f"syncing from {peer}" if queued else
+                    f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
+        return "orphan"
+
+    def check_header_on_parent(self, header) -> bool:
+        """False if ``header``'s parent is unknown here; otherwise raise unless the
+        header meets every rule a header alone can be checked against on that
+        parent (headers.check_next_header: height, proof of work, the required
+        target, timestamps) and side-branch admission (chain.py). What a compact
+        block must pass before any of its txs is fetched."""
+        with self.lock:
+            parent = self.chain.entry(header.prev_hash)
+            if parent is None:
+                return False
+            if not header.check_pow():  # the cheap checks first: a deep parent costs a walk
+                raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
+            self.chain.check_side_admission(parent, header)
+            check_next_header(header, parent, self.config, now_ms())
+            return True
+
+    def _submit_early(self) -> None:
+        with self.lock:
+            ready = self.early.take(self.chain.tip_state.round)
+        for tx, peer in ready:
+            try:
+                self.submit_tx(tx, peer=peer)
+            except ValidationError:
+                pass  # counted and logged by submit_tx
+
+    def rebroadcast_mempool(self, limit: int = REBROADCAST_MAX) -> int:
+        """Offer the waiting updates we hold again, ours first, then the others in tx
+        id order, at most ``limit`` per call (the peer-sync loop calls it every
+        ``SYNC_SECONDS``): peers it already reached skip it (seen-set, no request);
+        peers that were down, or a miner that restarted with an empty mempool,
+        get it now by ``/inv`` (issue 10 item 14: a tx whose sender or first
+        relay died must not be lost with it). Returns the txs offered."""
+        now = time.monotonic()
+        with self.lock:
+            held = {t.id: t for t in self.ledger.mempool}
+        # first noticed by this pass; offered only once it has waited a while, so a
+        # tx that gossip is still spreading costs no extra /inv to each peer
+        self._held_since = {i: self._held_since.get(i, now) for i in held}
+        waiting = [t for i, t in held.items() if now - self._held_since[i] >= REBROADCAST_AFTER_S]
+        txs = sorted(waiting, key=lambda t: (t.sender != self.pubkey, t.id))[:max(0, limit)]
+        for tx in txs:
+            self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
+        return len(txs)
+
+    def _log_result(self, result) -> None:
+        if result.status == "reorg":
+            self.log(f"reorg: {len(result.disconnected)} block(s) out, {len(result.connected)} in")
+        for b in result.connected:
+            self.log(f"block {b.height} {b.hash[:12]} connected ({len(b.txs)} txs, miner {b.header.miner[:12]})")
+            c = b.commitment
+            if c:
+                self.log(f"round {c.get('round')} closed at height {b.height}: "
+                         f"{len(c.get('accepted', []))} accepted, {len(c.get('rejected', {}))} rejected")
+
+    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
+                          solicited: bool = False, expect: str | None = None) -> str:
+        """A full block document from a peer or sync; validation errors become a
+        status. ``expect``: the hash the block must have (sync fetches by hash)."""
+        try:
+            block = Block.parse(doc)
+            if expect is not None and block.hash != expect:
+                raise ValidationError(errors.BLOCK_MALFORMED, f"asked for block {expect}, got {block.hash}")
+            return self.submit_block(block, peer=peer, relay=relay, solicited=solicited)
+        except ValidationError as exc:
+            if not getattr(exc, "counted", False):  # submit_block's _refuse counted the others
+                self._refuse(exc, "block document", peer or "sync")
+            return exc.code
+
+    # --- mining templates (served to external miners and used by our own) ----------
+    def new_template(self, client: str = "own") -> tuple[str, Block]:
+        """A template for ``client`` (our miner thread, or one holder of the miner
+        token): each client keeps its own last :data:`MAX_TEMPLATES`, so one
+        polling hard cannot evict another's; at most :data:`MAX_TEMPLATE_CLIENTS`."""
+        with self.lock:
+            block = self.ledger.template(self.pubkey, now_ms())
+            tid = secrets.token_hex(8)
+            mine = self.templates.setdefault(client, OrderedDict())
+            self.templates.move_to_end(client)
+            mine[tid] = (block, time.monotonic())
+            while len(mine) > MAX_TEMPLATES:
+                mine.popitem(last=False)
+            while len(self.templates) > MAX_TEMPLATE_CLIENTS:
+                self.templates.popitem(last=False)
+        return tid, block
+
+    def submit_nonce(self, template_id: str, nonce: int, client: str = "own") -> tuple[str, Block]:
+        with self.lock:
+            entry = self.templates.get(client, {}).get(template_id)
+            tip = self.chain.tip.hash
+        if entry is None:
+            raise ValidationError("template-unknown", f"no template {template_id!r} (expired or never issued); "
+                                                      f"fetch a new one from /mining/template")
+        block = entry[0]
+        if block.header.prev_hash != tip:
+            raise ValidationError("template-stale", "the chain moved on since this template; fetch a new one")
+        block = Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
+        status = self.submit_block(block)
+        return status, block
+
+    # --- threads ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self.ledger.evicted_on_open:
+            self.log(f"store: {self.ledger.evicted_on_open} side-branch block(s) over the caps evicted on open")
+        if self.ledger.mempool_restored or self.ledger.mempool_dropped:
+            self.log(f"mempool: {self.ledger.mempool_restored} stored tx(s) restored, "
+                     f"{self.ledger.mempool_dropped} no longer valid on the tip dropped")
+        if self.participant is not None:
+            self._spawn(lambda: participant_loop(self), "participant")
+        if self.test_set is not None:
+            self._spawn(lambda: evaluator_loop(self), "evaluator")
+        if self.mining:
+            self._spawn(lambda: miner_loop(self), "miner")
+        self.peers.start()
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def wait_tip(self, seconds: float) -> None:
+        """Sleep until the tip changes or ``seconds`` pass."""
+        with self.tip_changed:
+            self.tip_changed.wait(seconds)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.tip_changed:
+            self.tip_changed.notify_all()
+        self.peers.stop()
+        for t in self._threads:
+            t.join(timeout=10)
+        with self.lock:
+            self.store.close()
+
+
+def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
+             **kw) -> None:
+    """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
+    from learningchain.node.web.api import create_app
+    from learningchain.node.web.http_server import create_http_server, serve_until
+    node = Node(data_dir, genesis_config, host=host, port=port, **kw)
+    if host != "127.0.0.1":
+        node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
+                 f"the API has no authentication")
+    server = create_http_server(create_app(node), host=host, port=port, threads=8)
+    node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
+             f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
+
+    stop = threading.Event()
+
+    def shutdown(signum, _frame):
+        node.log(f"signal {signum}: shutting down")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: its terminal closed
+        signal.signal(sig, shutdown)
+    node.start()
+    try:
+        serve_until(server, stop)
+    finally:
+        node.stop()
+        node.log("stopped")

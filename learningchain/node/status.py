@@ -1,0 +1,100 @@
+"""What a running node reports about itself: the ``GET /status`` document and
+its parts (``GET /tip``, the energy estimate of ``GET /rounds/<r>``).
+
+Read-only views of a :class:`~learningchain.node.service.Node`: each takes the
+node's lock (or its timings and energy locks) only to copy what it reports.
+The node keeps thin methods (``Node.status()``, ``Node.privacy_report()``, ...)
+that call these, for the API handlers, the node threads and the tests.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from learningchain.node.service import Node
+
+
+def latest_metrics(node: "Node") -> tuple[int | None, dict]:
+    if not node.metrics:
+        return None, {}
+    r = max(node.metrics)
+    return r, node.metrics[r]
+
+
+def _dp(node: "Node") -> bool:
+    return node.participant is not None and node.participant.accountant is not None
+
+
+#: what a DP node keeps out of /status and /rounds/<r>: its training work is
+#: (samples x epochs), i.e. its data-set size, which the accountant does not cover
+DP_HIDDEN = ("train_j", "sample_epochs")
+
+
+def hide_training(doc: dict | None) -> dict | None:
+    """An energy document without the training figures (and total_j without them)."""
+    if doc is None:
+        return None
+    out = {k: v for k, v in doc.items() if k not in DP_HIDDEN}
+    if "total_j" in out:
+        out["total_j"] = round(out.get("comm_j", 0.0) + out.get("pow_j", 0.0), 9)
+    out["training_hidden"] = True
+    if isinstance(out.get("last_round_energy"), dict):
+        out["last_round_energy"] = hide_training(out["last_round_energy"])
+    return out
+
+
+def timings(node: "Node") -> dict:
+    """Cumulative seconds and counts since start (``/status`` -> ``timings``); a
+    DP node leaves out its training time (it grows with its data-set size)."""
+    with node._timings_lock:
+        rows = {k: list(v) for k, v in node._timings.items() if not (k == "train" and _dp(node))}
+    rows["gossip"] = list(node.peers.gossip_time())
+    doc = {}
+    for name in sorted(rows):
+        doc[f"{name}_s"], doc[f"{name}_count"] = round(rows[name][0], 6), rows[name][1]
+    return doc
+
+
+def energy_report(node: "Node", round: int | None = None) -> dict | None:
+    node.observe_energy()
+    with node._energy_lock:
+        doc = node.energy.report() if round is None else node.energy.round_report(round)
+    return hide_training(doc) if _dp(node) else doc
+
+
+def tip_summary(node: "Node") -> dict:
+    with node.lock:
+        return {"height": node.chain.height, "tip": node.chain.tip.hash,
+                "work": f"{node.chain.tip_work:x}",
+                "genesis": node.genesis.hash}  # the peer handshake checks it (peers.py)
+
+
+def status(node: "Node") -> dict:
+    with node.lock:
+        chain, state = node.chain, node.chain.tip_state
+        doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
+               "mempool": len(node.ledger.mempool), "model_digest": state.model_digest,
+               "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
+               "evicted": chain.evicted_total,
+               # valid txs we held that rounds closed without (censorship, seen locally)
+               "not_included": node.ledger.mempool.left_out_report()}
+    r, m = latest_metrics(node)
+    doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
+               network=node.config.network, genesis=node.genesis.hash, mining=node.mining,
+               miner=stats.report() if (stats := getattr(node, "miner_stats", None)) else None,
+               refused=dict(node.refused), orphans=node.orphans,
+               early={"held": len(node.early), "held_total": node.early_held}, metrics=m, metrics_round=r,
+               traffic=node.peers.traffic(), timings=node.timings(), energy=node.energy_report(),
+               privacy=node.privacy_report())
+    return doc
+
+
+def privacy_report(node: "Node") -> dict | None:
+    """``/status`` -> ``privacy``: the (epsilon, delta)-DP our published updates
+    have spent (privacy.py's accountant); None without differential privacy."""
+    acc = node.participant.accountant if node.participant is not None else None
+    if acc is None:
+        return None
+    role = node.participant.role
+    return {"sigma": role.dp_sigma, "clip": role.dp_clip, "delta": role.dp_delta,
+            "rounds": acc.rounds, "epsilon": acc.epsilon()}

@@ -1,0 +1,273 @@
+"""The work a running node does in its own threads (started by
+:meth:`learningchain.node.service.Node.start`):
+
+* :func:`participant_loop`: when round r is open and we have no update in it,
+  train from ``tip_state.model`` = G(r-1), sign, submit to our own ledger and
+  gossip (:class:`~learningchain.node.participant.Participant`, the learner role).
+  If the update is refused because a reorg changed G(r-1) under it, it trains
+  again from the new tip (updates are remembered by round *and* base);
+* :func:`evaluator_loop`: evaluate G(r) of every closed round on the held-out
+  ``test.npz``, newest first. The models come from the chain, so after a
+  restart every round's metrics are rebuilt, and a reorg re-evaluates the
+  rounds whose model changed;
+* :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
+
+None of them holds the node's lock while training, evaluating or searching.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from learningchain.core import errors
+from learningchain.ledger.block import Block
+from learningchain.core.errors import ValidationError
+from learningchain.node.releases import ReleaseLog, released_ids
+from learningchain.ledger.stamp import stamp
+
+if TYPE_CHECKING:
+    from learningchain.node.service import Node
+
+#: a new template is taken when the mempool changed and the current one is this old.
+TEMPLATE_REFRESH_S = 1.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- participant: train and evaluate ------------------------------------------------
+
+#: seconds between two offers of our own update that the mempool refused as full
+OWN_RETRY_S = 1.0
+
+
+def participant_loop(node: "Node") -> None:
+    node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
+    while not node.stop_event.is_set():
+        try:
+            participate_once(node)
+        except Exception as exc:  # keep the node alive; say what happened
+            node.log(f"participant error: {type(exc).__name__}: {exc}")
+        node.wait_tip(0.25)
+
+
+def evaluator_loop(node: "Node") -> None:
+    while not node.stop_event.is_set():
+        try:
+            evaluate_closed_rounds(node)
+        except Exception as exc:
+            node.log(f"evaluator error: {type(exc).__name__}: {exc}")
+        node.wait_tip(0.25)
+
+
+def has_update(node: "Node", r: int) -> bool:
+    """Is our update for round r pending on the chain or waiting in the mempool?"""
+    state = node.chain.tip_state
+    return (any(t.sender == node.pubkey for t in state.pending)
+            or any(t.sender == node.pubkey and t.round == r for t in node.ledger.mempool))
+
+
+def restore_releases(node: "Node") -> int:
+    """Open the node's release journal and bring the DP accountant to the number
+    of updates this node has ever released (journal and main chain together,
+    :mod:`learningchain.node.releases`), so /status and the log do not restart from
+    epsilon 0. Called once when the node is built; returns that number."""
+    node.releases = ReleaseLog(node.data_dir)
+    acc = node.participant.accountant if node.participant is not None else None
+    if acc is None or acc.rounds:
+        return 0
+    with node.lock:
+        own = [t for b in node.chain.main_chain(1, node.chain.height) for t in b.txs
+               if t.sender == node.pubkey]
+        own += [t for t in node.ledger.mempool if t.sender == node.pubkey]
+    n = len(released_ids(node.releases, own))
+    if n:
+        acc.step(n)
+        node.log(f"privacy restored: {n} update(s) released before this start, epsilon "
+                 f"{acc.epsilon():.4f}, delta {acc.delta:g}")
+    return n
+
+
+def participate_once(node: "Node") -> None:
+    with node.lock:
+        state = node.chain.tip_state
+        r, base, digest = state.round, state.model, state.model_digest
+        if has_update(node, r):
+            return
+        if (r, digest) in node._trained_rounds:
+            retry = getattr(node, "_own_retry", None)  # (tx, when) refused as mempool-full
+            if retry is None or (retry[0].round, retry[0].base) != (r, digest) \
+                    or time.monotonic() - retry[1] < OWN_RETRY_S:
+                return
+        else:
+            retry = None
+        selected = state.selected
+    if retry is not None:  # the same signed bytes again: never retrain (DP: one release per round)
+        node.log(f"round {r}: offering our update {retry[0].id[:12]} again (the mempool was full)")
+        _submit_own(node, retry[0], r)
+        return
+    node._trained_rounds.add((r, digest))
+    if selected is not None and node.pubkey not in selected:  # selection.py: no training, no energy
+        node.log(f"not selected for round {r}")
+        return
+    sent = node.releases.find(r, digest)
+    if sent is not None:  # released before a restart: the same bytes again, never a new noisy copy
+        node.log(f"round {r}: resending our update {sent.id[:12]} released before the restart")
+        _submit_own(node, sent, r)
+        return
+    t0 = time.perf_counter()
+    tx = node.participant.make_update(r, base, digest, now_ms())
+    node.add_timing("train", time.perf_counter() - t0)
+    if node.config.stamp_bits:  # an open network prices every tx (stamp.py)
+        t1 = time.perf_counter()
+        tx = stamp(tx, node.participant.key, node.config.stamp_bits)
+        node.add_timing("stamp", time.perf_counter() - t1)
+    node.count_work(r, sample_epochs=len(node.participant.X) * node.participant.spec.epochs)
+    node.log(f"trained round {r} in {time.perf_counter() - t0:.2f} s; submitting {tx.id[:12]}")
+    spent = node.privacy_report()
+    if spent is not None:
+        node.log(f"privacy after round {r}: epsilon {spent['epsilon']:.4f}, delta {spent['delta']:g} "
+                 f"({spent['rounds']} updates released)")
+    if node.participant.accountant is not None:
+        node.releases.record(tx)  # on disk before it can leave the node (releases.py)
+    _submit_own(node, tx, r)
+
+
+def _submit_own(node: "Node", tx, r: int) -> None:
+    node._own_retry = None
+    try:
+        node.submit_tx(tx, own=True)
+    except ValidationError as exc:
+        if exc.code == errors.MEMPOOL_FULL:  # the round is not done: offer it again (issue 10, item 6)
+            node._own_retry = (tx, time.monotonic())
+            node.log(f"round {r}: our update {tx.id[:12]} met a full mempool; retrying every {OWN_RETRY_S:g} s")
+        elif exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
+            node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
+        elif exc.code == errors.TX_WRONG_BASE:
+            node.log(f"round {r}: the base model changed while training (reorg); training again")
+
+
+def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
+    """Evaluate up to ``batch`` closed rounds whose G(r) we have not measured
+    (newest first); returns how many. Reads only the rounds closed since the
+    last call that found nothing left to do (``node.evaluated_through``, the
+    round and closing block hash), going back only as far as a reorg changed
+    the models, so a tick costs O(new rounds), not O(chain) (issue 10, item 13)."""
+    if node.test_set is None:
+        return 0
+    with node.lock:
+        chain = node.chain
+        closes = chain.round_closes(_first_unchecked(node, chain))
+        todo = []
+        for r, height, block_hash in reversed(closes):
+            digest = chain.entry(block_hash).state.model_digest  # the kept state: no model is loaded
+            if node.metric_digests.get(r) != digest:
+                todo.append((r, digest, height, chain.model(block_hash)[0]))
+                if len(todo) >= batch:
+                    break
+        done_through = (closes[-1][0], closes[-1][2]) if closes and len(todo) < batch else None
+    X, y = node.test_set
+    for r, digest, height, weights in todo:
+        t0 = time.perf_counter()
+        m = node.model.evaluate(weights, X, y)
+        node.add_timing("evaluate", time.perf_counter() - t0)
+        node.metrics[r], node.metric_digests[r] = m, digest
+        main = "accuracy" if "accuracy" in m else "rmse"
+        node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
+    if done_through is not None:  # every close up to it is measured (a reorg since: see _first_unchecked)
+        node.evaluated_through = done_through
+    return len(todo)
+
+
+def _first_unchecked(node: "Node", chain) -> int:
+    """The first round the evaluator must look at (lock held): the one after the
+    round it last found evaluated, if that close is still on the main chain;
+    after a reorg, the one after the newest round whose measured model is still
+    the chain's (a walk back as deep as the reorg)."""
+    through = getattr(node, "evaluated_through", None)
+    if through is None:
+        return 1
+    r, block_hash = through
+    if chain.on_main_chain(block_hash):
+        return r + 1
+    for back in range(r, 0, -1):
+        close = chain.round_close(back)
+        if close is not None and chain.entry(close[1]).state.model_digest == node.metric_digests.get(back):
+            return back + 1
+    return 1
+
+
+# --- miner ----------------------------------------------------------------------------
+
+#: how often the miner logs its hash rate (seconds).
+HASHRATE_LOG_S = 30.0
+
+
+class MinerStats:
+    """Hash rate of the node's built-in miner: hashes over the seconds spent
+    searching (not idle between templates), in total and over the last log
+    window. ``/status`` -> ``miner`` shows :meth:`report`."""
+
+    def __init__(self, workers: int, log_every_s: float = HASHRATE_LOG_S):
+        self.workers = workers
+        self.hashes, self.seconds = 0, 0.0
+        self._win_hashes, self._win_seconds = 0, 0.0
+        self._last_rate = 0.0
+        self._log_every, self._last_log = log_every_s, time.monotonic()
+
+    def add(self, hashes: int, seconds: float) -> float | None:
+        """Count one search; the window's hash rate when a log line is due, else None."""
+        self.hashes += hashes
+        self.seconds += seconds
+        self._win_hashes += hashes
+        self._win_seconds += seconds
+        now = time.monotonic()
+        if now - self._last_log < self._log_every or self._win_seconds <= 0:
+            return None
+        self._last_rate = self._win_hashes / self._win_seconds
+        self._win_hashes, self._win_seconds, self._last_log = 0, 0.0, now
+        return self._last_rate
+
+    def report(self) -> dict:
+        rate = self.hashes / self.seconds if self.seconds > 0 else 0.0
+        return {"workers": self.workers, "hashes": self.hashes, "search_s": round(self.seconds, 3),
+                "hashrate": round(rate, 1), "hashrate_recent": round(self._last_rate or rate, 1)}
+
+
+def miner_loop(node: "Node") -> None:
+    from miner.pow import Miner
+    node.miner_stats = MinerStats(node.mine_workers)
+    with Miner(workers=node.mine_workers) as miner:
+        while not node.stop_event.is_set():
+            try:
+                mine_once(node, miner)
+            except ValidationError:
+                pass  # counted and logged by submit_block
+            except Exception as exc:
+                node.log(f"miner error: {type(exc).__name__}: {exc}")
+                node.stop_event.wait(1.0)
+
+
+def mine_once(node: "Node", miner) -> None:
+    _tid, block = node.new_template()
+    prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
+
+    def should_stop() -> bool:
+        return (node.stop_event.is_set() or node.chain.tip.hash != prev
+                or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and node.mempool_version != version))
+
+    t_search = time.perf_counter()
+    result = miner.mine(block.header.prefix(), block.header.target, should_stop)
+    node.add_timing("mine", time.perf_counter() - t_search, 0 if result.nonce is None else 1)
+    node.count_work(hashes=result.hashes)
+    stats = getattr(node, "miner_stats", None)
+    rate = stats.add(result.hashes, result.seconds) if stats is not None else None
+    if rate is not None:
+        from miner.pow import format_rate
+        node.log(f"miner: {format_rate(rate)} over the last {HASHRATE_LOG_S:.0f} s "
+                 f"({stats.workers} worker{'s' if stats.workers != 1 else ''}, {stats.hashes} hashes in all)")
+    if result.nonce is None:
+        return
+    mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)
+    node.submit_block(mined)

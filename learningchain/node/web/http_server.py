@@ -1,0 +1,234 @@
+"""Serving the API with waitress: the server that :func:`learningchain.node.service.run_node`
+(and the tests that start a real node) run :func:`learningchain.node.web.api.create_app` in.
+
+waitress answers some refusals itself, before the app runs (a body over
+``max_request_body_size``, headers too large, a malformed request line);
+:class:`JsonErrorTask` gives them the API's JSON shape and counts them.
+:func:`serve_until` runs the event loop until a stop event and closes every
+connection from that same thread.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import time
+
+from flask import Flask
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own refusals (body over ``max_request_body_size``, headers too
+    large, a malformed request line) in our JSON shape, and counted like the
+    app's. waitress answers them before the app runs, from its parser."""
+
+    def execute(self) -> None:
+        err = self.request.error
+        reason = {413: "body-too-large", 431: "headers-too-large"}.get(err.code, "bad-request")
+        app = self.channel.flask_app
+        if err.code == 413:
+            text = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        else:
+            text = f"{err.reason}: {err.body}"
+        node_obj = app.config.get("NODE")
+        if node_obj is not None:
+            node_obj.refused[reason] += 1
+        body = json.dumps({"error": text, "reason": reason}).encode()
+        self.status = f"{err.code} {err.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+    flask_app: Flask  # set per server by create_http_server (waitress wraps the app it holds)
+    #: when the request being read began (None: between requests); see ConnectionGuard
+    partial_since: float | None = None
+    _partial = None
+
+    def received(self, data: bytes) -> bool:
+        done = super().received(data)
+        if self.request is None:
+            self.partial_since, self._partial = None, None
+        elif self.request is not self._partial:  # a new request began in this data
+            self.partial_since, self._partial = time.time(), self.request
+        return done
+
+    @property
+    def busy(self) -> bool:
+        """Serving a request, or flushing an answer the client is reading: never
+        closed by the guard. An answer the client has not read for the server's
+        ``stall_seconds`` does not count: a client that asks for big replies and
+        never reads them would otherwise hold its connections (and their
+        buffers) for good, and enough of them refuse every newcomer."""
+        if self.requests:
+            return True
+        stall = getattr(self.server, "stall_seconds", IDLE_SECONDS)
+        return bool(self.total_outbufs_len) and time.time() - self.last_activity < stall
+
+
+#: connections from one IP address at most (loopback included: tests and the demo
+#: run every node on 127.0.0.1, and a node there holds a few per peer).
+PER_IP_CONNECTIONS = 32
+#: connections at most in all; waitress's own ``connection_limit`` is set above it.
+TOTAL_CONNECTIONS = 512
+#: seconds a connection may stay silent between requests (waitress's default: 120).
+IDLE_SECONDS = 10
+#: seconds to send a request's header lines once it began (a slowloris trickle).
+HEADER_SECONDS = 10
+#: seconds to send a whole request (headers and body) once it began.
+REQUEST_SECONDS = 30
+
+
+def client_group(addr) -> str | None:
+    """Whom the per-client cap counts together: an IPv4 address, or an IPv6 /64
+    (one host commonly holds a whole /64, 2^64 addresses, so counting IPv6
+    addresses one by one would cap nothing)."""
+    if not addr:
+        return None
+    try:
+        ip = ipaddress.ip_address(addr[0])
+    except ValueError:
+        return str(addr[0])
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class ConnectionGuard:
+    """Mixed into waitress's server: no lock-out by idle or trickling sockets
+    (issue 10, item 4: ~110 idle sockets made waitress stop accepting, as its
+    ``connection_limit`` does by design).
+
+    * Over :data:`PER_IP_CONNECTIONS` from the new connection's address, or over
+      :data:`TOTAL_CONNECTIONS` in all, the new connection is still accepted and
+      the *oldest idle* one (from that address, or from anywhere) is closed;
+      only when none is idle (all serving a request) is the new one refused. An
+      attacker's sockets thus push out each other, never the fresh client.
+    * A request must send its header lines within :data:`HEADER_SECONDS` and
+      all of itself within :data:`REQUEST_SECONDS` once begun; a connection
+      silent between requests is closed after :data:`IDLE_SECONDS`
+      (waitress's ``channel_timeout``). Checked every second.
+
+    Apache's ``mod_reqtimeout`` (header and body deadlines) and nginx's
+    ``client_header_timeout`` answer slowloris the same way.
+    """
+    per_ip = PER_IP_CONNECTIONS
+    total = TOTAL_CONNECTIONS
+    header_seconds = HEADER_SECONDS
+    request_seconds = REQUEST_SECONDS
+    #: an answer unread this long no longer makes its connection busy (evictable)
+    stall_seconds = IDLE_SECONDS
+    refused_connections = 0
+    evicted_connections = 0
+    timed_out_requests = 0
+    stalled_replies = 0  # answers dropped after request_seconds unread
+
+    def handle_accept(self) -> None:
+        before = set(self.active_channels)
+        super().handle_accept()
+        new = [c for fd, c in self.active_channels.items() if fd not in before]
+        if new:
+            self._make_room(new[0])
+
+    def _make_room(self, channel) -> None:
+        live = [c for c in self.active_channels.values() if c is not channel and not c.will_close]
+        ip = client_group(channel.addr)
+        same = [c for c in live if client_group(c.addr) == ip]
+        for pool, cap in ((same, self.per_ip), (live, self.total)):
+            if len(pool) < cap:
+                continue
+            idle = [c for c in pool if not c.busy]
+            if not idle:
+                self.refused_connections += 1
+                channel.handle_close()
+                return
+            oldest = min(idle, key=lambda c: c.last_activity)
+            self.evicted_connections += 1
+            oldest.handle_close()
+            live.remove(oldest)
+            if oldest in same:
+                same.remove(oldest)
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle between requests > channel_timeout
+        for channel in list(self.active_channels.values()):
+            if (not channel.requests and channel.total_outbufs_len
+                    and now - channel.last_activity > self.request_seconds):
+                self.stalled_replies += 1  # an answer nobody reads: drop it and its buffer
+                channel.handle_close()
+                continue
+            began = getattr(channel, "partial_since", None)
+            if began is None or channel.requests or channel.will_close:
+                continue
+            headers_done = getattr(channel.request, "headers_finished", False)
+            if now - began > self.request_seconds or (not headers_done and now - began > self.header_seconds):
+                self.timed_out_requests += 1
+                channel.will_close = True
+
+    def guard_report(self) -> dict:
+        return {"open": len(self.active_channels), "evicted": self.evicted_connections,
+                "refused": self.refused_connections, "timed_out": self.timed_out_requests,
+                "stalled": self.stalled_replies}
+
+
+def create_http_server(app: Flask, host: str, port: int, threads: int = 8, *,
+                       per_ip: int = PER_IP_CONNECTIONS, total: int = TOTAL_CONNECTIONS):
+    """A waitress server for ``app`` that refuses an oversized body from its
+    Content-Length header, before reading it. Without ``max_request_body_size``
+    waitress buffers up to 1 GiB per request (spilling to temp files) before
+    Flask sees ``MAX_CONTENT_LENGTH``. waitress refuses ``length >= limit`` and
+    werkzeug ``length > MAX_CONTENT_LENGTH``, hence the + 1: both agree on the
+    largest body allowed. See https://docs.pylonsproject.org/projects/waitress/en/latest/arguments.html
+
+    Connections are guarded by :class:`ConnectionGuard` (``per_ip`` and
+    ``total`` caps with eviction of the oldest idle, request deadlines);
+    ``poll()`` instead of ``select()``, which fails past 1024 descriptors.
+    """
+    server = create_server(app, host=host, port=port, threads=threads,
+                           max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1,
+                           connection_limit=total + 64, channel_timeout=IDLE_SECONDS, cleanup_interval=1,
+                           asyncore_use_poll=True)
+    channel_class = type("NodeChannel", (JsonErrorChannel,), {"flask_app": app})
+    listeners = [server] if hasattr(server, "active_channels") else [
+        s for s in server.map.values() if hasattr(s, "active_channels")]
+    for listener in listeners:
+        # read per accepted connection: a subclass that knows our app
+        listener.channel_class = channel_class
+        listener.__class__ = type("GuardedServer", (ConnectionGuard, type(listener)),
+                                  {"per_ip": per_ip, "total": total})
+    return server
+
+
+def serve_until(server, stop: threading.Event, tick: float = 0.2) -> None:
+    """Run a waitress server's event loop until ``stop`` is set, then close it and
+    every open connection from this same thread (closing sockets from another
+    thread while the loop selects on them is a race)."""
+    try:
+        while not stop.is_set():
+            server.asyncore.loop(timeout=tick, map=server._map, use_poll=server.adj.asyncore_use_poll,
+                                 count=1)
+    finally:
+        # Let the worker threads finish their requests while the loop still
+        # flushes their output; closing first makes a late worker write to a
+        # closed trigger (EBADF in waitress's pull_trigger).
+        dispatcher = server.task_dispatcher
+        dispatcher.set_thread_count(0)
+        deadline = time.monotonic() + 3.0
+        while dispatcher.threads and time.monotonic() < deadline:
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll,
+                                 count=1)
+        dispatcher.shutdown(timeout=0.5)
+        server.close()
+        for channel in list(server._map.values()):
+            try:
+                channel.close()
+            except OSError:
+                pass

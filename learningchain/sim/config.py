@@ -1,0 +1,165 @@
+"""The configuration of one simulation (:class:`SimConfig`): its keys, their
+defaults and validation, loading ``configs/NAME.json`` with command-line
+overrides (:func:`load_config`), and writing it back (:func:`dumps_config`).
+
+Kept apart from :mod:`learningchain.sim.simulator` so that the CLI, the sweeps and
+the benchmarks can build and check a configuration without the ledger core;
+every bad value is a :class:`~learningchain.core.errors.ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from learningchain.learning import aggregation, data, energy, selection
+from learningchain.core.encoding import parse_json
+from learningchain.core.errors import ConfigError, LearningChainError
+from learningchain.learning.models import KINDS, ModelSpec, default_spec
+from learningchain.node.participant import ATTACKS, Role
+
+_MODEL_OVERRIDES = ("epochs", "batch_size", "lr", "l2", "hidden", "seed")
+
+
+@dataclass
+class SimConfig:
+    """One simulation. Loaded from ``configs/NAME.json`` (same keys) and
+    overridden by command-line flags."""
+    name: str = "sim"
+    nodes: int = 4
+    rounds: int = 10
+    dataset: str = "digits"
+    split: str = "iid"
+    alpha: float = 0.5
+    model: str = "mlp"
+    model_params: dict = field(default_factory=dict)  # ModelSpec overrides: epochs, lr, ...
+    aggregator: str = "fedavg"
+    aggregator_params: dict = field(default_factory=dict)
+    byzantine: int = 0
+    attack: str = "sign-flip"
+    dp_sigma: float = 0.0
+    dp_clip: float = 0.0
+    dp_delta: float = 1e-5             # the delta of the (epsilon, delta) reported per round
+    dp_noise: str = "seeded"           # "seeded": reproducible experiments, NOT private; "os": OS entropy
+    seed: int = 0
+    quorum: int | None = None          # default: every node (nodes)
+    full_nodes: int | None = None      # default: min(nodes, 3)
+    round_timeout: int = 5             # blocks
+    difficulty: int = 16384            # expected hashes per block (~6 ms of Python PoW)
+    target_block_ms: int = 1000        # virtual time per block
+    out: str | None = None
+    description: str = ""
+    target: dict | None = None         # what the config reproduces (read by bench/simulator.py)
+    selection: str = "all"             # participant selection policy (selection.py)
+    select_k: int | None = None        # k of random-k / top-k / energy-aware
+    selection_params: dict = field(default_factory=dict)  # other policy parameters (min_k, explore, ...)
+    energy_budget_j: float | None = None  # per-node learning budget in joules (energy-aware)
+    hash_nj: int = energy.DEFAULT_PROFILE.hash_nj  # nanojoules per proof-of-work hash, every node
+    compression: str | None = None     # None, "q8" or "topk"
+    topk_fraction: float = 0.1
+    skip_threshold: float = 0.0        # honest nodes send a skip tx when ||delta|| is below this
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+        for name in ("nodes", "rounds", "round_timeout", "difficulty", "target_block_ms"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 f"{name} must be a positive integer, got {v!r}")
+        need(self.dataset in data.DATASETS,
+             f"unknown dataset {self.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+        need(self.split in data.SPLITS, f"unknown split {self.split!r}; choose one of {', '.join(data.SPLITS)}")
+        need(self.model in KINDS, f"unknown model {self.model!r}; choose one of {', '.join(KINDS)}")
+        need(self.aggregator in aggregation.RULES,
+             f"unknown aggregator {self.aggregator!r}; choose one of {', '.join(aggregation.RULES)}")
+        need(self.attack in ATTACKS, f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
+        need(isinstance(self.byzantine, int) and 0 <= self.byzantine < self.nodes,
+             f"byzantine must be an integer in [0, nodes) = [0, {self.nodes}), got {self.byzantine!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0,
+             f"alpha must be a number > 0, got {self.alpha!r}")
+        Role(dp_sigma=self.dp_sigma, dp_clip=self.dp_clip, dp_delta=self.dp_delta)  # the DP rules live there
+        need(self.dp_noise in ("seeded", "os"), f"dp_noise must be seeded or os, got {self.dp_noise!r}")
+        for name in ("quorum", "full_nodes"):
+            v = getattr(self, name)
+            need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                 f"{name} must be a positive integer or null, got {v!r}")
+        need(self.full_nodes is None or self.full_nodes <= self.nodes,
+             f"full_nodes ({self.full_nodes}) cannot exceed nodes ({self.nodes})")
+        need(isinstance(self.model_params, dict) and set(self.model_params) <= set(_MODEL_OVERRIDES),
+             f"model_params may set only {', '.join(_MODEL_OVERRIDES)}, got {self.model_params!r}")
+        need(isinstance(self.aggregator_params, dict), "aggregator_params must be an object")
+        aggregation.check_params(self.aggregator, self.aggregator_params)
+        need(self.selection in selection.POLICIES,
+             f"unknown selection {self.selection!r}; choose one of {', '.join(selection.POLICIES)}")
+        need(self.selection == "all" or (isinstance(self.select_k, int) and 1 <= self.select_k <= self.nodes),
+             f"selection {self.selection} needs select_k in [1, nodes], got {self.select_k!r}")
+        need(isinstance(self.selection_params, dict), "selection_params must be an object")
+        need(self.compression in (None, "q8", "topk"), f"compression must be q8, topk or null, got {self.compression!r}")
+        need(isinstance(self.topk_fraction, (int, float)) and 0 < self.topk_fraction <= 1,
+             "topk_fraction must be in (0, 1]")
+        need(isinstance(self.skip_threshold, (int, float)) and self.skip_threshold >= 0, "skip_threshold must be >= 0")
+        need(isinstance(self.hash_nj, int) and not isinstance(self.hash_nj, bool) and 0 <= self.hash_nj < 2**53,
+             f"hash_nj (nanojoules per hash) must be an integer >= 0, got {self.hash_nj!r}")
+        need(self.energy_budget_j is None or (isinstance(self.energy_budget_j, (int, float)) and self.energy_budget_j > 0),
+             "energy_budget_j must be > 0 or null")
+
+    # --- derived --------------------------------------------------------------
+    @property
+    def n_quorum(self) -> int:
+        return self.quorum or self.nodes
+
+    @property
+    def n_full(self) -> int:
+        return self.full_nodes or min(self.nodes, 3)
+
+    def model_spec(self) -> ModelSpec:
+        base = default_spec(self.dataset, self.model, seed=self.seed)
+        over = dict(self.model_params)
+        if "hidden" in over:
+            over["hidden"] = tuple(over["hidden"])
+        try:
+            return replace(base, **over)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model_params: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> "SimConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{source}: must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+    """``configs/NAME.json`` merged with ``overrides`` (keys whose value is None are ignored)."""
+    p = Path(path)
+    try:
+        doc = parse_json(p.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
+    except LearningChainError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: a config must be a JSON object")
+    doc.setdefault("name", p.stem)
+    doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return SimConfig.from_dict(doc, str(p))
+
+
+def dumps_config(cfg: SimConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)

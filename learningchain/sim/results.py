@@ -1,0 +1,348 @@
+"""The results of a learning run, as a file and as figures.
+
+One schema for the in-process simulator and the live demo, so that a figure
+drawn from either means the same thing (``results.json``)::
+
+    {"config":   {...how the run was set up...},
+     "initial":  {metric: value}                      # G0 on the test set
+     "rounds":   [{"round", "height", "metrics": {metric: value},
+                   "accepted": [tx ids], "rejected": {tx id: reason},
+                   "attackers_rejected", "attackers_accepted",
+                   "precision", "recall",              # of rejection as attacker detection
+                   "timing": {phase: seconds}, "bytes": tx bytes,
+                   "epsilon": eps, "delta": delta,     # only with DP: (eps, delta)-DP spent so far
+                   # optional (simulator): "selected", "attackers_selected", "skipped",
+                   # "bytes_per_update", "energy": {"total_j", "train_j", "comm_j",
+                   # "pow_j", "per_node": {name: J}}  (learningchain/learning/energy.py)
+                   # optional (live demo): "traffic_bytes" (all the nodes sent), "model_digest"
+                   }, ...]
+     "final":    {metric: value},                     # G(R)
+     "baselines": {"centralized": {metric: value},   # null when skipped (--no-baselines)
+                   "local_only": {metric: mean over nodes, "per_node": [{...}]},   # or null
+                   "centralized_sklearn": {...}},     # optional
+     "elapsed_s": seconds}
+
+Metric names: ``accuracy precision recall f1`` (classification, macro
+averages) or ``rmse mae r2`` (regression).
+
+Figures (matplotlib, Agg backend: no display needed): ``metric.png`` (the
+primary metric per round with the baselines as horizontal lines),
+``updates.png`` (accepted and rejected updates per round) and, for sweeps,
+``byzantine.png`` / ``byzantine_rounds.png`` and ``dp.png``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+ROUND_KEYS = ("round", "height", "metrics", "accepted", "rejected", "attackers_rejected",
+              "attackers_accepted", "precision", "recall", "timing", "bytes")
+TOP_KEYS = ("config", "rounds", "final", "baselines", "initial", "elapsed_s")
+RESULTS_FILE = "results.json"
+
+
+class ResultsError(ValueError):
+    """A results document does not follow the schema."""
+
+
+def primary_metric(metrics: Mapping[str, Any]) -> str:
+    """``accuracy`` for classifiers, ``rmse`` for regressors."""
+    if "accuracy" in metrics:
+        return "accuracy"
+    if "rmse" in metrics:
+        return "rmse"
+    raise ResultsError(f"metrics {sorted(metrics)} hold neither accuracy nor rmse")
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in ("rmse", "mae")
+
+
+def detection(rejected_ids: Iterable[str], accepted_ids: Iterable[str],
+              attacker_ids: Iterable[str]) -> dict:
+    """Rejection seen as attacker detection, over one round's updates.
+
+    precision = attackers rejected / updates rejected; recall = attackers
+    rejected / attacker updates. ``None`` when undefined (nothing rejected, no
+    attacker)."""
+    rejected, accepted, bad = set(rejected_ids), set(accepted_ids), set(attacker_ids)
+    caught = len(rejected & bad)
+    return {"attackers_rejected": caught, "attackers_accepted": len(accepted & bad),
+            "precision": caught / len(rejected) if rejected else None,
+            "recall": caught / len(bad & (rejected | accepted)) if bad & (rejected | accepted) else None}
+
+
+def round_entry(round: int, height: int, metrics: Mapping[str, float], commitment: Mapping,
+                attacker_ids: Iterable[str] = (), timing: Mapping[str, float] | None = None,
+                nbytes: int = 0, epsilon: float | None = None, delta: float | None = None) -> dict:
+    """One element of ``rounds`` from a round commitment (as the chain holds it)
+    and the ids of the updates known to come from attackers."""
+    accepted = list(commitment.get("accepted", []))
+    rejected = dict(commitment.get("rejected", {}))
+    entry = {"round": int(round), "height": int(height),
+             "metrics": {k: float(v) for k, v in metrics.items()},
+             "accepted": accepted, "rejected": rejected,
+             **detection(rejected, accepted, attacker_ids),
+             "timing": {k: round_s(v) for k, v in (timing or {}).items()}, "bytes": int(nbytes)}
+    if epsilon is not None:
+        entry["epsilon"] = float(epsilon)
+    if delta is not None:
+        entry["delta"] = float(delta)
+    return entry
+
+
+def round_s(seconds: float) -> float:
+    return float(f"{seconds:.4f}")
+
+
+def _json_safe(obj: Any) -> Any:
+    """inf/NaN become strings so that the file stays strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # NumPy scalars
+        return _json_safe(obj.item())
+    return obj
+
+
+def check_results(results: Mapping) -> None:
+    """Raise :class:`ResultsError` naming the first thing that breaks the schema."""
+    missing = [k for k in TOP_KEYS if k not in results]
+    if missing:
+        raise ResultsError(f"results miss {', '.join(missing)}")
+    names = set(results["final"])
+    if names not in (set(CLASSIFICATION_METRICS), set(REGRESSION_METRICS)):
+        raise ResultsError(f"final metrics must be {CLASSIFICATION_METRICS} or "
+                           f"{REGRESSION_METRICS}, got {sorted(names)}")
+    if set(results["initial"]) != names:
+        raise ResultsError("initial metrics must use the same names as final")
+    for which in ("centralized", "local_only"):
+        if which not in results["baselines"]:
+            raise ResultsError(f"baselines miss {which} (null when the run skipped it)")
+        base = results["baselines"][which]
+        if base is not None and not names <= set(base):
+            raise ResultsError(f"baselines.{which} must hold {sorted(names)} or be null")
+    local = results["baselines"]["local_only"]
+    if local is not None and "per_node" not in local:
+        raise ResultsError("baselines.local_only must hold per_node")
+    for i, entry in enumerate(results["rounds"]):
+        lacking = [k for k in ROUND_KEYS if k not in entry]
+        if lacking:
+            raise ResultsError(f"rounds[{i}] misses {', '.join(lacking)}")
+        if set(entry["metrics"]) != names:
+            raise ResultsError(f"rounds[{i}].metrics must use the names of final")
+
+
+def write_results(out_dir: str | os.PathLike, results: Mapping) -> Path:
+    """Check and write ``out_dir/results.json`` (created if needed)."""
+    check_results(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_FILE
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{p}: unreadable results ({exc})") from None
+    check_results(doc)
+    return doc
+
+
+# --- figures ------------------------------------------------------------------
+
+def _baseline_lines(ax, baselines: Mapping, metric: str) -> None:
+    styles = {"centralized": ("tab:green", "--"), "local_only": ("tab:red", ":"),
+              "centralized_sklearn": ("tab:gray", "-.")}
+    for name, (colour, style) in styles.items():
+        value = (baselines.get(name) or {}).get(metric)  # null: skipped (--no-baselines), no line
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            label = name.replace("_", "-") + (" (mean)" if name == "local_only" else "")
+            ax.axhline(value, color=colour, linestyle=style, label=f"{label}: {value:.3f}")
+
+
+def plot_results(out_dir: str | os.PathLike, results: Mapping) -> list[Path]:
+    """``metric.png`` (primary metric of G(r) per round, G0 at round 0, the
+    baselines as lines) and ``updates.png`` (accepted/rejected per round)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = primary_metric(results["final"])
+    rounds = [e["round"] for e in results["rounds"]]
+    values = [e["metrics"][metric] for e in results["rounds"]]
+    title = _title(results.get("config", {}))
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot([0] + rounds, [results["initial"][metric]] + values, marker="o", label="global model G(r)")
+    _baseline_lines(ax, results["baselines"], metric)
+    ax.set_xlabel("round")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [out / "metric.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    acc = [len(e["accepted"]) for e in results["rounds"]]
+    rej_bad = [e["attackers_rejected"] for e in results["rounds"]]
+    rej_good = [len(e["rejected"]) - b for e, b in zip(results["rounds"], rej_bad)]
+    ax.bar(rounds, acc, color="tab:blue", label="accepted")
+    ax.bar(rounds, rej_bad, bottom=acc, color="tab:red", label="rejected (attacker)")
+    ax.bar(rounds, rej_good, bottom=[a + b for a, b in zip(acc, rej_bad)], color="tab:orange",
+           label="rejected (honest)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("updates")
+    ax.set_title("updates per round, as committed on chain")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "updates.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _title(config: Mapping) -> str:
+    parts = [str(config.get(k)) for k in ("dataset", "model") if config.get(k)]
+    if config.get("nodes"):
+        parts.append(f"{config['nodes']} nodes")
+    if config.get("split"):
+        parts.append(str(config["split"]))
+    if config.get("aggregator"):
+        parts.append(str(config["aggregator"]))
+    if config.get("byzantine"):
+        parts.append(f"{config['byzantine']} x {config.get('attack')}")
+    return ", ".join(parts)
+
+
+def plot_byzantine_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> list[Path]:
+    """Two figures from a Byzantine sweep::
+
+        {"metric": "accuracy", "attack": "sign-flip", "nodes": 10,
+         "aggregators": {rule: {"byzantine": [0, 1, ...], "final": [...],
+                                "per_round": {"<k>": [metric per round]}}}}
+
+    ``byzantine.png``: final metric against the number of attackers, one line
+    per rule. ``byzantine_rounds.png``: error (1 - accuracy, or the metric for
+    regression) against rounds at the largest attacker count, one line per rule."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = sweep.get("metric", "accuracy")
+    rules = sweep["aggregators"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for rule, data in rules.items():
+        ax.plot(data["byzantine"], data["final"], marker="o", label=rule)
+    ax.set_xlabel(f"attackers ({sweep.get('attack')}) of {sweep.get('nodes')} nodes")
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title("final global model against the number of attackers")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [out / "byzantine.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    worst = None
+    for rule, data in rules.items():
+        per_round = data.get("per_round", {})
+        if not per_round:
+            continue
+        worst = max(per_round, key=int)
+        curve = per_round[worst]
+        err = [1.0 - v for v in curve] if metric == "accuracy" else curve
+        ax.plot(range(1, len(err) + 1), err, marker=".", label=rule)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test error" if metric == "accuracy" else metric)
+    ax.set_yscale("log")
+    ax.set_title(f"error per round with {worst} attacker(s) ({sweep.get('attack')})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "byzantine_rounds.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
+    """``dp.png``: final metric against epsilon, from
+    ``{"metric", "points": [{"sigma", "epsilon", "final"}], "no_dp": value}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    points = [p for p in sweep["points"] if math.isfinite(p["epsilon"])]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot([p["epsilon"] for p in points], [p["final"] for p in points], marker="o",
+            label="DP (clip + Gaussian noise)")
+    for p in points:
+        ax.annotate(f"σ={p['sigma']:g}", (p["epsilon"], p["final"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, 3))
+    if sweep.get("no_dp") is not None:
+        ax.axhline(sweep["no_dp"], color="tab:green", linestyle="--",
+                   label=f"no DP: {sweep['no_dp']:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"epsilon (delta = {sweep.get('delta', 1e-5):g}) after all rounds")
+    ax.set_ylabel(f"final {sweep.get('metric', 'accuracy')}")
+    ax.set_title("privacy against accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "dp.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cumulative_energy(results: Mapping) -> list[float]:
+    """Joules spent after each round (the rounds' ``energy.total_j`` summed)."""
+    out, total = [], 0.0
+    for e in results["rounds"]:
+        total += e.get("energy", {}).get("total_j", 0.0)
+        out.append(total)
+    return out
+
+
+def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: str = "energy.png") -> Path:
+    """``energy.png``: primary metric of G(r) against the cumulative estimated
+    energy of the network, one line per run (e.g. per selection policy)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    metric = "accuracy"
+    for label, res in runs.items():
+        metric = primary_metric(res["final"])
+        xs = [0.0] + cumulative_energy(res)
+        ys = [res["initial"][metric]] + [e["metrics"][metric] for e in res["rounds"]]
+        ax.plot(xs, ys, marker=".", label=label)
+    ax.set_xlabel("cumulative estimated energy (J)")
+    ax.set_ylabel(metric)
+    ax.set_title("global model against the energy spent")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

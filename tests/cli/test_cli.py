@@ -1,0 +1,220 @@
+"""The command line (learningchain/cli/main.py, inspect_cli.py): real ``node.py``
+processes where the exact output matters (one line, no traceback, exit status),
+in-process calls of :func:`learningchain.cli.main.main` elsewhere."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learningchain.cli import main as cli
+from learningchain.core import crypto
+from learningchain.node.chainstate import Ledger
+from learningchain.node.store import Store, store_path
+from tests.helpers import KEYS, T0, next_block, tiny_config, tiny_genesis, update_tx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def node_py(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "node.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=str(ROOT))
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, status: int | None = None) -> str:
+    assert proc.returncode != 0
+    if status is not None:
+        assert proc.returncode == status
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return lines[0]
+
+
+# --- keygen ---------------------------------------------------------------------------
+
+def test_keygen_writes_a_0600_key_and_prints_no_secret(tmp_path, capsys):
+    assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    path = crypto.key_path(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = crypto.load_key(tmp_path)
+    assert key.address in out and key.public_hex in out
+    assert "PRIVATE" not in out and str(key._sk.privkey.secret_multiplier) not in out
+
+
+def test_keygen_refuses_to_overwrite(tmp_path):
+    assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
+    before = crypto.key_path(tmp_path).read_bytes()
+    proc = node_py("keygen", "--data-dir", str(tmp_path))
+    line = assert_one_line_error(proc, 1)
+    assert "already exists" in line
+    assert crypto.key_path(tmp_path).read_bytes() == before
+
+
+# --- verify -----------------------------------------------------------------------------
+
+def build_store(data_dir: Path, rounds: int = 2) -> int:
+    """A real stored chain: blocks with signed updates that close ``rounds`` rounds."""
+    config = tiny_config()
+    (data_dir / "genesis.json").write_text(json.dumps(config.to_dict()))
+    ledger = Ledger(tiny_genesis(), Store(store_path(data_dir)))
+    chain = ledger.chain
+    for _ in range(rounds):
+        txs = [update_tx(chain, k, timestamp=T0) for k in KEYS[:3]]
+        ledger.submit_block(next_block(chain, txs), 2**62)
+        ledger.submit_block(next_block(chain), 2**62)
+    height = chain.height
+    ledger.store.close()
+    return height
+
+
+def test_verify_ok_on_a_good_store(tmp_path, capsys):
+    height = build_store(tmp_path)
+    assert cli.main(["verify", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK") and f"height {height}" in out
+
+
+def test_verify_says_where_a_hand_edited_store_breaks(tmp_path):
+    build_store(tmp_path)
+    db = sqlite3.connect(store_path(tmp_path))
+    rows = db.execute("SELECT hash, height, data FROM blocks ORDER BY height").fetchall()
+    block_hash, height, data = next(r for r in rows if json.loads(r[2])["txs"])
+    doc = json.loads(data)
+    doc["txs"][0]["num_samples"] += 1  # one number changed by hand
+    db.execute("UPDATE blocks SET data = ? WHERE hash = ?", (json.dumps(doc), block_hash))
+    db.commit()
+    db.close()
+    proc = node_py("verify", "--data-dir", str(tmp_path))
+    line = assert_one_line_error(proc, 1)
+    assert line.startswith(f"BROKEN at height {height}") and block_hash in line
+    assert f"best valid tip at height {height - 1}" in line
+
+
+def test_verify_of_a_missing_dir_is_one_line(tmp_path):
+    line = assert_one_line_error(node_py("verify", "--data-dir", str(tmp_path / "nope")), 1)
+    assert "no such data directory" in line
+
+
+# --- inspection against nothing -----------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["status"], ["chain"], ["block", "0"], ["round", "1"]])
+def test_inspection_of_an_unreachable_node_is_one_line(command):
+    proc = node_py(*command, "--node", "http://127.0.0.1:9")
+    line = assert_one_line_error(proc, 1)
+    assert "cannot reach node at http://127.0.0.1:9: is it running?" in line
+
+
+# --- bad command lines ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["run", "--data-dir", "x"],            # missing --port
+                                  ["run", "--data-dir", "x", "--port", "99999"],
+                                  ["status", "--bogus"],
+                                  ["demo", "--nodes", "many"],
+                                  ["frobnicate"]])
+def test_bad_flags_exit_2_with_one_line(argv):
+    proc = node_py(*argv)
+    line = assert_one_line_error(proc, 2)
+    assert "error:" in line and "--help" in line
+
+
+@pytest.mark.parametrize("argv, status, says", [
+    (["--nodes", "0"], 2, "argument --nodes: '0' must be a positive integer"),
+    (["--rounds", "0"], 2, "argument --rounds: '0' must be a positive integer"),
+    (["--byzantine", "-1"], 2, "argument --byzantine: '-1' must be 0 or a positive integer"),
+    (["--base-port", "70000"], 2, "argument --base-port: '70000' is not a TCP port"),
+    (["--nodes", "3", "--byzantine", "3", "--attack", "sign-flip"], 1, "--byzantine must be in [0, 2]"),
+    (["--byzantine", "1"], 1, "--byzantine needs --attack NAME"),
+    (["--selection", "top-k"], 1, "--selection top-k needs --select-k in [1, 4]"),
+    (["--miners", "0"], 2, "argument --miners: '0' must be a positive integer"),
+    (["--miners", "3", "--byzantine", "2", "--attack", "sign-flip"], 1,
+     "--miners 3 and --byzantine 2 overlap with --nodes 4"),
+])
+def test_demo_flags_are_checked_before_anything_starts(tmp_path, capsys, argv, status, says):
+    from learningchain.cli.main import main
+    out = tmp_path / "demo"
+    try:
+        code = main(["demo", "--out", str(out), *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == status and says in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()  # no node started, nothing written
+
+
+def test_genesis_writes_a_config_run_accepts(tmp_path, capsys):
+    out = tmp_path / "genesis.json"
+    dirs = [tmp_path / f"n{i}" for i in range(3)]
+    assert cli.main(["genesis", "--nodes", "3", "--dataset", "digits", "--out", str(out),
+                     "--aggregator", "median", "--allow-list", ",".join(map(str, dirs))]) == 0
+    config = cli.load_genesis_file(out)
+    assert config.quorum == 3 and config.rule == "median"
+    assert config.allow_list == tuple(crypto.load_or_create_key(d).public_hex for d in dirs)
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1  # no silent overwrite
+    assert "--force" in capsys.readouterr().err
+
+
+def test_genesis_makes_the_admission_choice_explicit(tmp_path, capsys):
+    """No allow-list and no --open: refused, naming both; --open writes allow_list null."""
+    out = tmp_path / "genesis.json"
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--allow-list" in err and "--open" in err and not out.exists()
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out), "--open"]) == 0
+    config = cli.load_genesis_file(out)
+    assert config.allow_list is None and config.stamp_bits == 16 and "open to any key" in capsys.readouterr().out
+
+
+def test_run_with_a_broken_genesis_file_is_one_line(tmp_path):
+    bad = tmp_path / "genesis.json"
+    bad.write_text("{not json")
+    proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--genesis", str(bad))
+    line = assert_one_line_error(proc, 1)
+    assert str(bad) in line
+
+
+def test_run_with_a_missing_dataset_file_is_one_line(tmp_path):
+    proc = node_py("run", "--data-dir", str(tmp_path / "n"), "--port", "5999",
+                   "--dataset", str(tmp_path / "missing.npz"))
+    assert "missing.npz not found" in assert_one_line_error(proc, 1)
+
+
+# --- key files of `run` ------------------------------------------------------------------
+
+def test_run_with_a_missing_key_on_an_existing_store_is_one_line(tmp_path):
+    """A data dir that holds a chain but lost its key must not get a new identity."""
+    build_store(tmp_path, rounds=1)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    line = assert_one_line_error(proc, 1)
+    assert "restore the key" in line and "fresh --data-dir" in line
+    assert not crypto.key_path(tmp_path).exists()
+
+
+def test_run_with_a_world_readable_key_is_one_line(tmp_path):
+    assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
+    crypto.key_path(tmp_path).chmod(0o644)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    assert "chmod 600" in assert_one_line_error(proc, 1)
+
+
+def test_run_with_a_corrupt_key_is_one_line(tmp_path):
+    path = crypto.key_path(tmp_path)
+    path.write_bytes(b"-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n")
+    path.chmod(0o600)
+    proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
+    assert "not a valid PEM" in assert_one_line_error(proc, 1)
+
+
+def test_a_fresh_data_dir_gets_a_key_but_a_stored_chain_does_not(tmp_path):
+    fresh = crypto.load_or_create_key(tmp_path / "fresh")
+    assert crypto.load_key(tmp_path / "fresh").public_hex == fresh.public_hex
+    (tmp_path / "old").mkdir()
+    build_store(tmp_path / "old", rounds=1)
+    with pytest.raises(crypto.KeyFileError):
+        crypto.load_or_create_key(tmp_path / "old")

@@ -1,0 +1,198 @@
+"""Our signatures against an independent implementation (OpenSSL through the
+``cryptography`` package): same curve, same hash, same DER, and the low-S rule
+that makes every library agree. Also key parsing and key-file handling."""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+import pytest
+from cryptography.exceptions import InvalidSignature as OpenSSLInvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (Prehashed, decode_dss_signature,
+                                                             encode_dss_signature)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings, strategies as st
+
+from learningchain.core import crypto
+from learningchain.core.errors import KeyFileError
+
+P = SECP256K1_P = 2**256 - 2**32 - 977
+N = int(crypto.ORDER)  # an mpz when gmpy2 is active; cryptography wants a plain int
+
+
+def openssl_public(pubkey_hex: str) -> ec.EllipticCurvePublicKey:
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), bytes.fromhex(pubkey_hex))
+
+
+def compressed_hex(public: ec.EllipticCurvePublicKey) -> str:
+    return public.public_bytes(Encoding.X962, PublicFormat.CompressedPoint).hex()
+
+
+# --- (a) ours -> OpenSSL -------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(message=st.binary(max_size=200), secret=st.integers(min_value=1, max_value=2**64))
+def test_our_signature_verifies_in_openssl(message, secret):
+    key = crypto.PrivateKey.from_secret(secret)
+    sig = bytes.fromhex(key.sign_digest(hashlib.sha256(message).digest()))
+    public = openssl_public(key.public_hex)
+    public.verify(sig, message, ec.ECDSA(hashes.SHA256()))  # raises if invalid
+    public.verify(sig, hashlib.sha256(message).digest(), ec.ECDSA(Prehashed(hashes.SHA256())))
+    _r, s = decode_dss_signature(sig)
+    assert s <= N // 2  # we only ever produce low S
+    with pytest.raises(OpenSSLInvalidSignature):
+        public.verify(sig, message + b"!", ec.ECDSA(hashes.SHA256()))
+
+
+# --- (b) OpenSSL -> ours, and the low-S rule ---------------------------------------------
+def openssl_high_s_signature():
+    """An OpenSSL key and a message whose OpenSSL signature has high S (about
+    half do; OpenSSL does not normalise)."""
+    private = ec.generate_private_key(ec.SECP256K1())
+    for i in range(200):
+        message = f"update {i}".encode()
+        der = private.sign(message, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        if s > N // 2:
+            return private, message, der, r, s
+    raise AssertionError("200 OpenSSL signatures without a high S")
+
+
+def test_openssl_high_s_is_rejected_and_its_low_s_twin_accepted():
+    private, message, der, r, s = openssl_high_s_signature()
+    pub_hex = compressed_hex(private.public_key())
+    digest = hashlib.sha256(message).digest()
+    with pytest.raises(crypto.InvalidSignature, match="high S"):
+        crypto.verify(pub_hex, digest, der.hex())
+    twin = encode_dss_signature(r, N - s)
+    crypto.verify(pub_hex, digest, twin.hex())  # accepted
+    private.public_key().verify(twin, message, ec.ECDSA(hashes.SHA256()))  # and OpenSSL agrees
+    with pytest.raises(crypto.InvalidSignature, match="does not verify"):
+        crypto.verify(pub_hex, hashlib.sha256(message + b"!").digest(), twin.hex())
+
+
+@settings(max_examples=20, deadline=None)
+@given(message=st.binary(max_size=200))
+def test_openssl_signatures_normalised_to_low_s_verify_with_ours(message):
+    private = ec.generate_private_key(ec.SECP256K1())
+    r, s = decode_dss_signature(private.sign(message, ec.ECDSA(hashes.SHA256())))
+    low = encode_dss_signature(r, min(s, N - s))
+    crypto.verify(compressed_hex(private.public_key()), hashlib.sha256(message).digest(), low.hex())
+
+
+# --- (c) strict DER ------------------------------------------------------------------
+KEY = crypto.PrivateKey.from_secret(5)
+DIGEST = hashlib.sha256(b"strict der").digest()
+SIG = bytes.fromhex(KEY.sign_digest(DIGEST))
+
+
+def der_int(value: int, pad: int = 0) -> bytes:
+    body = value.to_bytes((value.bit_length() + 8) // 8, "big")  # minimal, with a sign byte if needed
+    body = b"\x00" * pad + body
+    return b"\x02" + bytes([len(body)]) + body
+
+
+def test_the_canonical_signature_verifies():
+    crypto.verify(KEY.public_hex, DIGEST, SIG.hex())
+
+
+@pytest.mark.parametrize("variant", ["trailing byte", "padded r", "padded s", "long-form length",
+                                     "wrong sequence length", "truncated"])
+def test_non_minimal_or_trailing_der_is_rejected(variant):
+    r, s = decode_dss_signature(SIG)
+    assert encode_dss_signature(r, s) == SIG
+    body = der_int(r) + der_int(s)
+    bad = {
+        "trailing byte": SIG + b"\x00",
+        "padded r": b"\x30" + bytes([len(body) + 1]) + der_int(r, pad=1) + der_int(s),
+        "padded s": b"\x30" + bytes([len(body) + 1]) + der_int(r) + der_int(s, pad=1),
+        "long-form length": b"\x30\x81" + bytes([len(body)]) + body,
+        "wrong sequence length": b"\x30" + bytes([len(body) - 1]) + body,
+        "truncated": SIG[:-1],
+    }[variant]
+    with pytest.raises(crypto.InvalidSignature):
+        crypto.verify(KEY.public_hex, DIGEST, bad.hex())
+
+
+def test_signature_hex_form_is_strict():
+    for bad in (SIG.hex().upper(), SIG.hex() + "0", "zz" + SIG.hex()[2:], "", 5):
+        with pytest.raises(crypto.InvalidSignature):
+            crypto.verify(KEY.public_hex, DIGEST, bad)
+
+
+# --- (d) public keys ---------------------------------------------------------------------
+def x_not_on_curve() -> int:
+    """The smallest x with no y on secp256k1 (x^3 + 7 is not a square mod p)."""
+    x = 1
+    while pow((x ** 3 + 7) % P, (P - 1) // 2, P) == 1:
+        x += 1
+    return x
+
+
+def test_public_key_parsing_rejects_bad_keys():
+    public = openssl_public(KEY.public_hex)
+    uncompressed = public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint).hex()
+    assert compressed_hex(public) == KEY.public_hex
+    bad = {
+        "uncompressed": uncompressed,
+        "off the curve": "02" + x_not_on_curve().to_bytes(32, "big").hex(),
+        "x >= p": "02" + (P + 1).to_bytes(32, "big").hex(),
+        "too short": KEY.public_hex[:-2],
+        "too long": KEY.public_hex + "00",
+        "wrong prefix": "05" + KEY.public_hex[2:],
+        "non-hex": "0g" + KEY.public_hex[2:],
+        "uppercase": KEY.public_hex.upper(),
+        "empty": "",
+    }
+    for name, pubkey in bad.items():
+        with pytest.raises(crypto.InvalidKey):
+            crypto.parse_public_key(pubkey)
+        with pytest.raises(crypto.InvalidKey):
+            crypto.verify(pubkey, DIGEST, SIG.hex())
+    with pytest.raises(crypto.InvalidKey):
+        crypto.parse_public_key(bytes.fromhex(KEY.public_hex))  # bytes, not hex text
+    # OpenSSL agrees the off-curve point is no key
+    with pytest.raises(ValueError):
+        openssl_public(bad["off the curve"])
+
+
+# --- key files ---------------------------------------------------------------------------
+def test_save_key_writes_mode_0600_and_round_trips(tmp_path):
+    key = crypto.PrivateKey.generate()
+    path = crypto.save_key(key, tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = crypto.load_key(tmp_path)
+    assert loaded.public_hex == key.public_hex
+    crypto.verify(key.public_hex, DIGEST, loaded.sign_digest(DIGEST))
+    assert "PRIVATE" not in repr(loaded)
+
+
+def load_error(data_dir) -> str:
+    with pytest.raises(KeyFileError) as exc:
+        crypto.load_key(data_dir)
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_load_key_refuses_a_missing_file(tmp_path):
+    message = load_error(tmp_path)
+    assert message.startswith("no key file at") and "keygen --data-dir" in message
+
+
+def test_load_key_refuses_a_file_readable_by_others(tmp_path):
+    path = crypto.save_key(crypto.PrivateKey.generate(), tmp_path)
+    os.chmod(path, 0o644)
+    message = load_error(tmp_path)
+    assert "readable by others (mode 644)" in message and f"chmod 600 {path}" in message
+
+
+def test_load_key_refuses_a_corrupt_file(tmp_path):
+    path = crypto.key_path(tmp_path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(b"-----BEGIN EC PRIVATE KEY-----\nnot base64 at all\n-----END EC PRIVATE KEY-----\n")
+    message = load_error(tmp_path)
+    assert "is not a valid PEM secp256k1 key" in message and "restore it from a backup" in message

@@ -1,0 +1,143 @@
+"""Datasets, partitions and partition files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from learningchain.learning.data import (DATASETS, MIN_PER_NODE, load_dataset, load_meta, load_partition,
+                                partition, regenerate, write_partitions)
+from learningchain.core.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_load_dataset(name):
+    ds = load_dataset(name)
+    n = len(ds.y_train) + len(ds.y_test)
+    assert abs(len(ds.y_test) / n - 0.25) < 0.01
+    assert ds.X_train.dtype == np.float32
+    np.testing.assert_allclose(ds.X_train.mean(axis=0), 0, atol=1e-4)
+    if ds.task == "classification":
+        assert ds.n_classes >= 2 and ds.y_train.dtype == np.int64
+        # stratified: class proportions match
+        p_tr = np.bincount(ds.y_train) / len(ds.y_train)
+        p_te = np.bincount(ds.y_test, minlength=ds.n_classes) / len(ds.y_test)
+        assert np.abs(p_tr - p_te).max() < 0.02
+    else:
+        assert ds.n_classes == 0
+
+
+def test_unknown_dataset():
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        load_dataset("mnist")
+
+
+@pytest.mark.parametrize("split", ["iid", "dirichlet", "quantity"])
+def test_partition_covers_everything_once(split):
+    ds = load_dataset("digits")
+    parts = partition(ds.X_train, ds.y_train, 10, split, alpha=0.3, seed=1)
+    assert len(parts) == 10
+    assert sum(len(y) for _, y in parts) == len(ds.y_train)
+    assert min(len(y) for _, y in parts) >= MIN_PER_NODE
+    rows = np.concatenate([X for X, _ in parts])
+    assert len(np.unique(rows, axis=0)) == len(np.unique(ds.X_train, axis=0))
+    again = partition(ds.X_train, ds.y_train, 10, split, alpha=0.3, seed=1)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(parts, again))
+
+
+def test_dirichlet_skews_labels_and_quantity_skews_sizes():
+    ds = load_dataset("digits")
+    iid = partition(ds.X_train, ds.y_train, 10, "iid")
+    dir_ = partition(ds.X_train, ds.y_train, 10, "dirichlet", alpha=0.1)
+
+    def label_spread(parts):
+        props = np.array([np.bincount(y, minlength=10) / len(y) for _, y in parts])
+        return float(props.std(axis=0).mean())
+
+    assert label_spread(dir_) > 3 * label_spread(iid)
+    sizes_iid = [len(y) for _, y in iid]
+    sizes_q = [len(y) for _, y in partition(ds.X_train, ds.y_train, 10, "quantity", alpha=0.5)]
+    assert max(sizes_iid) - min(sizes_iid) <= 1
+    assert max(sizes_q) > 2 * min(sizes_q)
+
+
+def test_dirichlet_for_regression_bins_targets():
+    ds = load_dataset("diabetes")
+    parts = partition(ds.X_train, ds.y_train, 4, "dirichlet", alpha=0.2)
+    assert sum(len(y) for _, y in parts) == len(ds.y_train)
+
+
+def test_partition_refusals():
+    X, y = np.zeros((12, 2)), np.zeros(12, dtype=int)
+    with pytest.raises(ConfigError, match="cannot give"):
+        partition(X, y, 3, "iid")
+    with pytest.raises(ConfigError, match="unknown split"):
+        partition(X, y, 1, "weird")
+
+
+def test_write_and_load_partitions(tmp_path):
+    out = write_partitions(tmp_path / "d", "digits", 3, "dirichlet", 0.5, 0)
+    meta = load_meta(out)
+    assert meta["n_nodes"] == 3 and meta["n_features"] == 64 and meta["n_classes"] == 10
+    X, y = load_partition(out / "node0.npz")
+    assert X.dtype == np.float32 and X.shape[1] == 64 and len(y) == len(X)
+    Xt, yt = load_partition(out / "test.npz")
+    assert len(yt) == len(Xt) > 0
+    assert json.loads((out / "meta.json").read_text())["split"] == "dirichlet"
+
+
+def test_user_files_npy_and_images(tmp_path):
+    arr = np.hstack([np.arange(12.0).reshape(4, 3), np.array([[0], [1], [1], [0]])])
+    np.save(tmp_path / "mine.npy", arr)
+    X, y = load_partition(tmp_path / "mine.npy")
+    assert X.shape == (4, 3) and list(y) == [0, 1, 1, 0]
+    np.savez(tmp_path / "img.npz", X=np.zeros((5, 8, 8)), y=np.arange(5))
+    X, y = load_partition(tmp_path / "img.npz")
+    assert X.shape == (5, 64)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: np.savez(p / "f.npz", A=np.zeros((2, 2))), "must hold arrays X and y"),
+    (lambda p: np.savez(p / "f.npz", X=np.zeros((2, 2)), y=np.zeros(3)), "one value per row"),
+    (lambda p: np.savez(p / "f.npz", X=np.array([[np.nan]]), y=np.zeros(1)), "NaN"),
+    (lambda p: np.savez(p / "f.npz", X=np.array([{"a": 1}], dtype=object), y=np.zeros(1)),
+     "not a plain NumPy"),
+    (lambda p: (p / "f.npz").write_bytes(b"garbage"), "f.npz"),
+    (lambda p: np.save(p / "f.npy", np.zeros(3)), "shape \\(n, features \\+ 1\\)"),
+    (lambda p: (p / "f.csv").write_text("1,2"), "unsupported file type"),
+])
+def test_bad_files_are_named(tmp_path, make, match):
+    make(tmp_path)
+    path = next(tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=match):
+        load_partition(path)
+    with pytest.raises(ConfigError, match="no such data file"):
+        load_partition(tmp_path / "missing.npz")
+
+
+def test_regenerate_only(tmp_path):
+    written = regenerate(tmp_path, only=["diabetes-4-iid"])
+    assert [p.name for p in written] == ["diabetes-4-iid"]
+    assert sorted(p.name for p in written[0].iterdir()) == [
+        "meta.json", "node0.npz", "node1.npz", "node2.npz", "node3.npz", "test.npz"]
+
+
+def test_user_npy_pairs_are_flattened_and_described(tmp_path):
+    from learningchain.learning.data import describe_file, infer_task, label_sibling
+    np.save(tmp_path / "node0_X.npy", np.ones((6, 2, 3, 2)))
+    np.save(tmp_path / "node0_y.npy", np.array([0, 1, 2, 0, 1, 4]))
+    assert label_sibling(tmp_path / "node0_X.npy") == tmp_path / "node0_y.npy"
+    X, y = load_partition(tmp_path / "node0_X.npy")
+    assert X.shape == (6, 12) and X.dtype == np.float32 and list(y) == [0, 1, 2, 0, 1, 4]
+    info = describe_file(tmp_path / "node0_X.npy")
+    assert (info.task, info.n_features, info.n_outputs, info.n_samples) == ("classification", 12, 5, 6)
+    assert describe_file(tmp_path / "node0_X.npy", "regression").n_outputs == 1
+    assert infer_task(np.array([0.5, 1.0])) == "regression"
+    assert infer_task(np.array([-1, 1])) == "regression"
+    assert infer_task(np.array([0.0, 1.0, 1.0])) == "classification"
+    assert infer_task(np.arange(200)) == "regression"  # too many distinct integers for classes
+    np.save(tmp_path / "X.npy", np.ones((5, 3)))
+    np.save(tmp_path / "y.npy", np.ones(4))
+    with pytest.raises(ConfigError, match="one value per row"):
+        load_partition(tmp_path / "X.npy")

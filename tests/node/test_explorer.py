@@ -1,0 +1,86 @@
+"""The explorer's metric chart: the y-axis follows the data, min and max are marked."""
+from learningchain.node.web.explorer import axis_range, metric_chart
+
+
+def test_axis_is_scaled_to_the_data_not_zero_to_one():
+    lo, hi = axis_range([0.95, 0.97, 0.98])
+    assert 0.9 < lo < 0.95 and 0.98 < hi < 1.0
+    assert axis_range([0.5, 0.5])[0] < 0.5 < axis_range([0.5, 0.5])[1]  # a flat series still has a range
+
+
+def test_chart_marks_min_and_max_and_every_round():
+    svg = str(metric_chart([(1, 0.95), (2, 0.97), (3, 0.98)], "accuracy"))
+    assert "min 0.9500" in svg and "max 0.9800" in svg and 'width="100%"' in svg
+    assert svg.count("<circle") == 3 and "0.0000" not in svg
+    assert "No round" in str(metric_chart([], "accuracy"))
+
+
+def test_skips_are_marked_in_round_json_and_block_page_under_policy_all(tmp_path):
+    """A skip tx is flagged in GET /rounds/<r> (``skipped`` and per-update ``skip``),
+    counted in GET /rounds, and marked on the block's HTML page, without any
+    selection policy."""
+    from learningchain.node.web.api import create_app
+    from learningchain.node.service import Node
+    from learningchain.ledger.tx import UpdateTx
+    from tests.helpers import KEYS, next_block, tiny_config, update_tx
+
+    listed = [k.public_hex for k in KEYS[:4]]  # permissioned: the skip counts toward the quorum
+    node = Node(tmp_path / "node", tiny_config(allow_list=listed), quiet=True, port=5998)
+    try:
+        client = create_app(node).test_client()
+        with node.lock:
+            chain = node.chain
+            skip = UpdateTx.create_skip(KEYS[2], 1, chain.model()[1], 10)
+            blk = next_block(chain, [update_tx(chain, KEYS[0]), update_tx(chain, KEYS[1]), skip])
+        assert node.submit_block(blk, relay=False) == "connected"
+        detail = client.get("/rounds/1").get_json()
+        assert detail["status"] == "closed" and detail["skipped"] == [skip.id]
+        assert "selected" not in detail
+        assert {u["id"]: u["skip"] for u in detail["updates"]} == {t.id: t.is_skip for t in blk.txs}
+        overview = client.get("/rounds").get_json()["rounds"][0]
+        assert overview["updates"] == 3 and overview["skipped"] == 1
+        page = client.get(f"/blocks/{blk.hash}", headers={"Accept": "text/html"}).get_data(as_text=True)
+        assert page.count("<b>skip</b>") == 1 and f"{skip.id[:16]}</td><td class=\"muted\">skipped" in page
+    finally:
+        node.stop()
+
+
+def test_index_shows_a_rejected_update_with_its_reason(tmp_path):
+    """A real Node (store, ledger, multi-krum validation) fed through its own
+    API: four honest updates and one far-off attacker close round 1; ``GET /``
+    lists the attacker's update as rejected, with the rule's reason."""
+    import html
+    import json
+
+    from learningchain.node.web.api import create_app
+    from learningchain.node.service import Node
+    from miner.pow import search
+    from tests.helpers import KEYS, tiny_config, update_tx
+
+    config = tiny_config(aggregation={"rule": "multi-krum", "params": {"f": 1, "m": 0}}, quorum=5)
+    node = Node(tmp_path / "node", config, quiet=True, port=5998)
+    try:
+        app = create_app(node)
+        client = app.test_client()
+        client.environ_base["HTTP_X_MINER_TOKEN"] = app.config["MINER_TOKEN"]
+        honest = [update_tx(node.chain, k, shift=0.01 * (i + 1)) for i, k in enumerate(KEYS[:4])]
+        attacker = update_tx(node.chain, KEYS[4], shift=50.0)
+        for tx in honest + [attacker]:
+            resp = client.post("/txs", data=json.dumps(tx.to_dict()), content_type="application/json")
+            assert resp.status_code == 202, resp.get_json()
+        t = client.get("/mining/template").get_json()
+        nonce, _ = search(bytes.fromhex(t["prefix"]), int(t["target"], 16), 0, 1 << 32)
+        resp = client.post("/mining/submit", data=json.dumps({"template_id": t["template_id"], "nonce": nonce}),
+                           content_type="application/json")
+        assert resp.status_code == 202, resp.get_json()
+        reason = client.get("/rounds/1").get_json()["rejected"][attacker.id]
+        assert reason.startswith("multi-krum:")
+        page = html.unescape(client.get("/").get_data(as_text=True))
+    finally:
+        node.stop()
+    rounds_table = page[page.index("<h2>Rounds</h2>"):]
+    row = rounds_table[rounds_table.index("<tr><td>1</td>"):].split("</tr>", 1)[0]
+    assert "closed" in row
+    assert f'<code title="{attacker.id}">{attacker.id[:10]}</code> {reason}' in row
+    for tx in honest:  # listed as accepted, not under the reasons
+        assert f'<code title="{tx.id}">' in row.split('class="bad reasons"')[0]

@@ -1,0 +1,151 @@
+"""The Node's own threads: it trains, mines, closes rounds and evaluates them;
+it restarts from its store; run_node serves HTTP and stops cleanly on SIGTERM."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from learningchain.ledger.chain import Chain
+from learningchain.node.web.explorer import round_detail, rounds_overview
+from learningchain.node.threads import has_update, participate_once
+from learningchain.node.service import Node
+from tests.helpers import KEYS, next_block, now, tiny_config, update_tx
+from tests.node.test_peers import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+HARDER = 1 << 241  # ~32k hashes a block: a few blocks a second in one Python worker
+
+
+def config():
+    return tiny_config(quorum=1, round_timeout=50, initial_target=HARDER, pow_limit=HARDER,
+                       aggregation={"rule": "fedavg", "params": {"cap_factor": "2"}})
+
+
+def write_partition(directory: Path) -> Path:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=3, size=(3, 4))
+    for name, n in (("node0.npz", 90), ("test.npz", 60)):
+        y = rng.integers(0, 3, size=n)
+        X = (centers[y] + rng.normal(size=(n, 4))).astype(np.float32)
+        np.savez(directory / name, X=X, y=y)
+    return directory / "node0.npz"
+
+
+def test_node_trains_mines_closes_rounds_and_evaluates(tmp_path):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", config(), dataset_path=data, mine=True, quiet=True)
+    node.start()
+    try:
+        wait_for(lambda: node.chain.tip_state.round >= 3 and {1, 2} <= set(node.metrics), seconds=30,
+                 what="two rounds to close and be evaluated")
+        r1 = round_detail(node, 1)
+        assert r1["status"] == "closed" and r1["accepted"] and r1["updates"][0]["address"] == node.address
+        assert r1["metrics"]["accuracy"] > 0.5  # learnable blobs: G(1) beats chance (1/3)
+        assert node.status()["metrics"] and node.status()["mining"] is True
+    finally:
+        node.stop()
+    closed = {r for r, _height, _hash in node.chain.round_closes()}
+    again = Node(tmp_path / "n", config(), dataset_path=data, quiet=True)  # replays the store, same key
+    try:
+        assert again.chain.height == node.chain.height and again.address == node.address
+        assert again.metrics == {}
+        again.start()  # the evaluator rebuilds every closed round's metrics from the chain
+        wait_for(lambda: closed <= set(again.metrics), seconds=30, what="metrics of every closed round")
+        compared = closed & set(node.metrics)  # the first node may stop before evaluating the last
+        assert compared >= {1, 2}
+        for r in compared:
+            assert again.metrics[r] == node.metrics[r]  # same G(r), same test set
+        assert {d["round"] for d in rounds_overview(again)[0] if d["metrics"]} >= closed
+    finally:
+        again.stop()
+
+
+def test_own_update_refused_after_a_reorg_is_trained_again(tmp_path):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(quorum=2, round_timeout=50), dataset_path=data, quiet=True)
+    try:
+        b1 = next_block(node.chain, [update_tx(node.chain, KEYS[0]), update_tx(node.chain, KEYS[1])])
+        assert node.submit_block(b1, relay=False) == "connected"  # round 1 closed: G1
+        side = Chain(node.genesis)  # a heavier branch closing round 1 with other updates: G1'
+        s1 = next_block(side, [update_tx(side, KEYS[2]), update_tx(side, KEYS[3])])
+        side.add_block(s1, now(s1))
+        s2 = next_block(side)
+        real = node.participant.make_update
+
+        def train_during_reorg(*args):
+            tx = real(*args)  # trained on G1 ...
+            for b in (s1, s2):  # ... while the heavier branch arrives
+                node.submit_block(b, relay=False)
+            return tx
+        node.participant.make_update = train_during_reorg
+        participate_once(node)
+        assert node.chain.tip.hash == s2.hash and node.refused["tx-wrong-base-model"] == 1
+        assert not has_update(node, 2)
+        node.participant.make_update = real
+        participate_once(node)  # trains round 2 again, from G1'
+        mine = [t for t in node.ledger.mempool if t.sender == node.pubkey]
+        assert len(mine) == 1 and mine[0].round == 2
+        assert mine[0].base == node.chain.tip_state.model_digest == side.tip_state.model_digest
+    finally:
+        node.stop()
+
+
+def test_run_node_serves_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    (tmp_path / "genesis.json").write_text(json.dumps(config().to_dict()))
+    code = ("import json, sys; from learningchain.ledger.genesis import NetworkConfig; "
+            "from learningchain.node.service import run_node; "
+            f"run_node({str(tmp_path / 'd')!r}, NetworkConfig.from_dict(json.load(open({str(tmp_path / 'genesis.json')!r}))), "
+            f"port={port}, mine=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        def height():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/status", timeout=1).json()["height"]
+            except requests.RequestException:
+                return 0
+        wait_for(lambda: height() >= 2, seconds=30, what="the served node to mine two blocks")
+        r = requests.post(f"http://127.0.0.1:{port}/txs", data="{", headers={"Content-Type": "application/json"},
+                          timeout=2)
+        assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "block 1 " in out and "stopped" in out and "Traceback" not in out
+    assert "BEGIN" not in out and "PRIVATE" not in out  # keys never logged
+
+
+def test_the_evaluator_reads_only_new_closes_and_follows_a_reorg(tmp_path):
+    from learningchain.node.threads import evaluate_closed_rounds
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(quorum=2, round_timeout=50), dataset_path=data, quiet=True)
+    try:
+        b1 = next_block(node.chain, [update_tx(node.chain, KEYS[0]), update_tx(node.chain, KEYS[1])])
+        assert node.submit_block(b1, relay=False) == "connected"  # round 1 closed: G1
+        assert evaluate_closed_rounds(node) == 1 and node.metric_digests[1] == node.chain.state_of(b1.hash).model_digest
+        for _ in range(5):  # no new close: nothing re-read, nothing re-evaluated
+            steps = node.chain.index_steps
+            assert evaluate_closed_rounds(node) == 0 and node.chain.index_steps == steps
+        side = Chain(node.genesis)  # a heavier branch closing round 1 with other updates: G1'
+        s1 = next_block(side, [update_tx(side, KEYS[2]), update_tx(side, KEYS[3])])
+        side.add_block(s1, now(s1))
+        s2 = next_block(side)
+        for b in (s1, s2):
+            node.submit_block(b, relay=False)
+        assert node.chain.tip.hash == s2.hash
+        assert evaluate_closed_rounds(node) == 1  # round 1's model changed: measured again
+        assert node.metric_digests[1] == side.tip_state.model_digest
+        assert evaluate_closed_rounds(node) == 0
+    finally:
+        node.stop()

@@ -1,0 +1,431 @@
+"""docs/protocol.md is complete: an independent verifier written from it alone
+(tests/independent_verifier.py: no learningchain imports, OpenSSL for ECDSA)
+accepts the chains our nodes produce and refuses tampered ones."""
+import copy
+import hashlib
+from pathlib import Path
+import json
+
+import pytest
+
+from learningchain.sim.simulator import Simulation, SimConfig
+from tests.independent_verifier import Invalid, verify_chain, weights_digest, g0
+
+
+def run(**overrides):
+    cfg = SimConfig(**{"nodes": 4, "rounds": 3, "model": "mlp", "difficulty": 64,
+                       "model_params": {"hidden": [8], "epochs": 1}, **overrides})
+    sim = Simulation(cfg)
+    sim.run(with_baselines=False)
+    chain = sim.ledgers[0].chain
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    return sim, chain, blocks
+
+
+@pytest.fixture(scope="module")
+def fedavg_chain():
+    return run()
+
+
+def test_verifier_accepts_our_chain_and_agrees_on_the_model(fedavg_chain):
+    sim, chain, blocks = fedavg_chain
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["tip"] == chain.tip.hash and report["height"] == chain.height
+    assert report["rounds_closed"] == 3
+    assert report["model_digest"] == chain.tip_state.model_digest
+
+
+def test_g0_from_the_document_matches_the_code(fedavg_chain):
+    sim, chain, blocks = fedavg_chain
+    genesis_state = chain.state_of(chain.block_at(0).hash)
+    assert weights_digest(g0(blocks[0]["config"]["model"])) == genesis_state.model_digest
+
+
+def test_verifier_follows_timeouts_and_retargets():
+    """Empty blocks past the round timeout close rounds without updates, and
+    more than one retarget window passes: the document covers both."""
+    from collections import defaultdict
+    sim, chain, _ = run(rounds=1)
+    timing = defaultdict(float)
+    for _ in range(45):
+        sim.mine_one(timing)
+    chain = sim.ledgers[0].chain
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    assert {b["header"]["target"] for b in blocks[40:]} != {blocks[1]["header"]["target"]}
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["tip"] == chain.tip.hash and report["rounds_closed"] > 5
+
+
+def test_verifier_refuses_a_forged_aggregate(fedavg_chain):
+    sim, chain, blocks = fedavg_chain
+    closing = next(i for i, b in enumerate(blocks) if b["commitment"])
+    forged = copy.deepcopy(blocks)
+    forged[closing]["commitment"]["model_digest"] = "00" * 32
+    with pytest.raises(Invalid):
+        verify_chain(forged, now_ms=sim.now_ms)
+
+
+def test_verifier_refuses_a_tampered_signature(fedavg_chain):
+    sim, chain, blocks = fedavg_chain
+    with_tx = next(i for i, b in enumerate(blocks) if b["txs"])
+    forged = copy.deepcopy(blocks)
+    tx = forged[with_tx]["txs"][0]
+    tx["num_samples"] += 1  # changes the id: the merkle root breaks first
+    with pytest.raises(Invalid):
+        verify_chain(forged, now_ms=sim.now_ms)
+
+
+def test_verifier_follows_a_robust_rule_chain():
+    sim, chain, blocks = run(nodes=5, aggregator="krum", byzantine=1, attack="sign-flip")
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["model_digest"] == chain.tip_state.model_digest
+
+
+@pytest.mark.parametrize("rule,params", [("median", {}), ("multi-krum", {"f": 1, "m": 3})])
+def test_verifier_recomputes_median_and_multi_krum_commitments(rule, params):
+    """Section 7.1 from the document alone: accepted, rejected with the exact
+    reason strings and the model digest, for every closing block."""
+    sim, chain, blocks = run(nodes=5, aggregator=rule, aggregator_params=params, byzantine=1,
+                             attack="sign-flip")
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["model_digest"] == chain.tip_state.model_digest and report["rounds_closed"] == 3
+    closing = [b["commitment"] for b in blocks if b["commitment"] and b["commitment"]["updates"]]
+    if rule == "multi-krum":  # the reasons really were compared
+        assert any("score rank" in r for c in closing for r in c["rejected"].values())
+        forged = copy.deepcopy(blocks)
+        c = next(b["commitment"] for b in forged if b["commitment"] and b["commitment"]["rejected"])
+        some = next(iter(c["rejected"]))
+        c["rejected"][some] = c["rejected"][some].replace("rank", "Rank")
+        # (the commitment hash breaks first; the verifier refuses either way)
+        with pytest.raises(Invalid):
+            verify_chain(forged, now_ms=sim.now_ms)
+
+
+def test_verifier_recomputes_a_krum_round_that_cannot_run():
+    """Too few updates for Krum at a timeout: G(r-1) kept, every update rejected
+    with the exact error text of section 7.1."""
+    from tests.independent_verifier import robust
+    sim, chain, blocks = run(nodes=5, aggregator="krum", byzantine=1, attack="sign-flip")
+    closing = next(b for b in blocks if b["commitment"] and b["commitment"]["updates"])
+    from learningchain.ledger.rounds import close_round
+    from learningchain.ledger.genesis import NetworkConfig
+    from learningchain.ledger.tx import UpdateTx
+    config = NetworkConfig.from_genesis(chain.block_at(0))
+    state = chain.state_of(chain.block_at(0).hash)
+    txs = tuple(UpdateTx.parse(t) for t in closing["txs"][:2])
+    ours = close_round(state, config, txs, closing["header"]["miner"]).commitment
+    updates = [{"id": t.id, "weights": dict(t.decoded_weights)} for t in txs]
+    model, accepted, rejected = robust("krum", config.params, updates)
+    assert model is None and accepted == ours["accepted"] == [] and rejected == ours["rejected"]
+    assert set(rejected.values()) == {"krum with f=1 needs at least 5 updates, got 2 (Krum requires n > 2f + 2)"}
+
+
+# --- the worked examples of docs/protocol.md section 10 are what the code computes ---------
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+
+
+def test_worked_genesis_example_is_pinned():
+    from learningchain.core.encoding import canonical_json
+    from learningchain.ledger.genesis import default_config, make_genesis
+    config = default_config(4)
+    g = make_genesis(config)
+    assert canonical_json(config.to_dict()).decode() in DOC
+    for value in (g.header.commitment_hash, g.hash, g.header.serialize()[108:116].hex(),
+                  "a773c1afb54d7e24f40dbbfb910161963431d6b2d20741ddbcc74d8c9de17f13"):
+        assert value in DOC
+    assert g.hash == "a773c1afb54d7e24f40dbbfb910161963431d6b2d20741ddbcc74d8c9de17f13"
+    lines = DOC.split("Genesis header (189 bytes):")[1].split("```")[1].strip().splitlines()
+    hex_fields = "".join(line.split()[0] for line in lines)  # each line: field hex, then a label
+    assert hex_fields == g.header.serialize().hex()
+    assert weights_digest(g0(config.to_dict()["model"])) in DOC
+
+
+def test_worked_transaction_and_merkle_examples_are_pinned():
+    import numpy as np
+    from learningchain.core import crypto
+    from learningchain.ledger.block import merkle_root
+    from learningchain.core.encoding import canonical_json
+    from learningchain.ledger.tx import UpdateTx
+    key = crypto.PrivateKey.from_secret(1)  # secret exponent 2
+    assert key._sk.privkey.secret_multiplier == 2 and key.public_hex in DOC
+    tx = UpdateTx.create(key, 1, "658a3fb298d34f82e1b53221216bf1e3f61063456cea2102afe9168432a691bb",
+                         {"W0": np.array([[0.5], [-1.25]], np.float32), "b0": np.array([0.125], np.float32)},
+                         40, {"accuracy": 0.953125}, 1700000001000)
+    assert canonical_json(tx.body()).decode() in DOC
+    assert f"`id` = `{tx.id}`" in DOC and tx.signature in DOC and f"size is {tx.size} bytes" in DOC
+    root = merkle_root([bytes([i]) * 32 for i in (1, 2, 3)]).hex()
+    assert f"root  = SHA256(01 || n01 || leaf2)   = {root}" in DOC
+
+
+# --- tx check order (section 3): a tx with two faults names the first ----------------------
+
+def _tx_with(**changes):
+    from dataclasses import replace
+    import numpy as np
+    from tests.helpers import KEYS
+    from learningchain.ledger.tx import UpdateTx
+    tx = UpdateTx.create(KEYS[0], 1, "00" * 32, {"W0": np.zeros((4, 3), np.float32),
+                                                 "b0": np.zeros(3, np.float32)}, 10)
+    return replace(tx, **changes)
+
+
+def _code(tx, max_bytes=100_000):
+    from learningchain.core.errors import ValidationError
+    with pytest.raises(ValidationError) as exc:
+        tx.check({"W0": ("<f4", (4, 3)), "b0": ("<f4", (3,))}, max_bytes)
+    return exc.value.code
+
+
+def test_tx_checks_run_in_the_documented_order():
+    from learningchain.core.encoding import encode_array
+    import numpy as np
+    off_curve = "02" + (5).to_bytes(32, "big").hex()
+    ok = _tx_with()
+    good_w0, good_b0 = ok.weights["W0"], ok.weights["b0"]
+    f8_w0 = encode_array(np.zeros((4, 3), np.float64))                 # right shape, wrong dtype
+    short_b0 = encode_array(np.zeros(2, np.float32))                   # wrong shape, right dtype
+    # malformed key beats too large (the key check used to run last, with the signature)
+    assert _code(_tx_with(sender=off_curve), max_bytes=10) == "tx-malformed-key"
+    # too large beats a bad sample count; a bad sample count beats a shape mismatch
+    assert _code(_tx_with(num_samples=0), max_bytes=10) == "tx-too-large"
+    assert _code(_tx_with(num_samples=0, weights={"W0": good_w0, "b0": short_b0})) == "tx-bad-sample-count"
+    # every shape before any dtype, although W0 (wrong dtype) sorts before b0 (wrong shape)
+    assert _code(_tx_with(weights={"W0": f8_w0, "b0": short_b0})) == "tx-shape-mismatch"
+    assert _code(_tx_with(weights={"W0": f8_w0, "b0": good_b0})) == "tx-dtype-mismatch"
+    # a non-finite value beats a bad signature
+    nan_b0 = encode_array(np.array([0, np.nan, 0], np.float32))
+    assert _code(_tx_with(weights={"W0": good_w0, "b0": nan_b0})) == "tx-non-finite"
+
+
+def test_tx_read_checks_malformed_before_the_key():
+    from learningchain.core.errors import ValidationError
+    from learningchain.ledger.tx import UpdateTx
+    doc = _tx_with().to_dict()
+    doc.update(sender=5, metrics={"x": 0.5})     # two faults: key type and a float metric
+    with pytest.raises(ValidationError) as exc:
+        UpdateTx.parse(doc)
+    assert exc.value.code == "tx-malformed"
+    doc["metrics"] = {}
+    with pytest.raises(ValidationError) as exc:
+        UpdateTx.parse(doc)
+    assert exc.value.code == "tx-malformed-key"
+
+
+# --- every rule of section 7.1, recomputed by the verifier from the document alone ------------
+
+@pytest.mark.parametrize("rule,nodes", [("trimmed-mean", 5), ("bulyan", 7), ("l-nearest", 5)])
+def test_verifier_recomputes_the_other_rules_on_a_chain(rule, nodes):
+    """Trimmed mean, Bulyan and l-nearest (reference: the closing block's miner)
+    commitments, recomputed in full by the verifier, on a chain with a sign-flip
+    attacker."""
+    sim, chain, blocks = run(nodes=nodes, aggregator=rule, byzantine=1, attack="sign-flip")
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["model_digest"] == chain.tip_state.model_digest and report["rounds_closed"] == 3
+    rejected = [r for b in blocks if b["commitment"] for r in b["commitment"]["rejected"].values()]
+    if rule != "trimmed-mean":  # ranking rules: the reasons really were compared
+        assert rejected and all(("theta=" if rule == "bulyan" else "distance rank") in r for r in rejected)
+
+
+def _code_and_verifier(rule, params, rows, senders=None):
+    """Aggregate ``rows`` (float32 vectors) with the code and with the verifier."""
+    import numpy as np
+    from learningchain.learning.aggregation import AggregationError, Update, aggregate
+    from learningchain.core.encoding import weights_digest as code_digest
+    from tests.independent_verifier import robust
+    senders = senders or [f"s{i}" for i in range(len(rows))]
+    ids = [hashlib.sha256(bytes([i])).hexdigest() for i in range(len(rows))]  # id order != row order
+    ups = [Update(i, s, {"b": np.asarray(r[:2], np.float32), "w": np.asarray(r[2:], np.float32)}, 1)
+           for i, s, r in zip(ids, senders, rows)]
+    try:
+        res = aggregate(rule, ups, params)
+        ours = (code_digest(res.weights), sorted(res.accepted), dict(res.rejected))
+    except AggregationError as exc:
+        ours = (None, [], {i: str(exc) for i in ids})
+    model, accepted, rejected = robust(rule, params, [{"id": u.id, "sender": u.sender, "weights": dict(u.weights)}
+                                                      for u in ups])
+    return ours, (None if model is None else weights_digest(model), accepted, rejected)
+
+
+def _hard_rows(rng, n, d=12):
+    """Near-ties and exact ties: two exact duplicates (ties by id), a pair one
+    ulp apart, signed zeros, and one outlier."""
+    import numpy as np
+    base = rng.standard_normal(d).astype(np.float32)
+    rows = [base + rng.standard_normal(d).astype(np.float32) * np.float32(0.01) for _ in range(n)]
+    rows[1] = rows[0].copy()
+    if n >= 5:
+        rows[3] = np.nextafter(rows[2], np.float32(np.inf))
+    for r in rows:
+        r[:3] = np.float32(0.0) if rng.random() < 0.5 else np.float32(-0.0)
+    rows[-1] = -rows[-1] * np.float32(50)
+    return rows
+
+
+CASES = [("median", {}), ("trimmed-mean", {"beta": "0.2"}), ("trimmed-mean", {"beta": "0"}),
+         ("krum", {"f": 1}), ("multi-krum", {"f": 1, "m": 0}), ("multi-krum", {"f": 2, "m": 3}),
+         ("bulyan", {"f": 1}), ("bulyan", {"f": 0}), ("l-nearest", {"l": 3})]
+
+
+@pytest.mark.parametrize("rule,params", CASES)
+@pytest.mark.parametrize("n", [7, 8])
+def test_code_and_document_agree_on_near_ties_and_signed_zeros(rule, params, n):
+    """The code's fast ranking (Gram product, exact rescoring of near-ties) gives
+    the order by exact (score, id) the document defines, to the bit."""
+    import numpy as np
+    rows = _hard_rows(np.random.default_rng(n), n)
+    ours, theirs = _code_and_verifier(rule, params, rows)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("rule,params,n", [("trimmed-mean", {"beta": "0.1"}, 5),
+                                           ("trimmed-mean", {"beta": "0.3"}, 3),
+                                           ("krum", {"f": 2}, 6), ("multi-krum", {"f": 1, "m": 5}, 5),
+                                           ("multi-krum", {"f": 1, "m": 9}, 4),
+                                           ("bulyan", {"f": 1}, 6), ("l-nearest", {"l": 4}, 3)])
+def test_code_and_document_agree_when_the_rule_cannot_run(rule, params, n):
+    import numpy as np
+    rows = _hard_rows(np.random.default_rng(0), n)
+    ours, theirs = _code_and_verifier(rule, params, rows)
+    assert ours == theirs and ours[0] is None and len(set(ours[2].values())) == 1
+
+
+def test_verifier_recomputes_a_trimmed_mean_round_that_cannot_run():
+    """A trimmed-mean round closed (as by timeout) with 2 updates while beta
+    needs 4: G(r-1) kept, every update rejected with section 7.1's text."""
+    from tests.independent_verifier import robust
+    from learningchain.ledger.rounds import close_round
+    from learningchain.ledger.genesis import NetworkConfig
+    from learningchain.ledger.tx import UpdateTx
+    sim, chain, blocks = run(nodes=4, rounds=1, aggregator="trimmed-mean")
+    closing = next(b for b in blocks if b["commitment"] and b["commitment"]["updates"])
+    config = NetworkConfig.from_genesis(chain.block_at(0))
+    assert config.params == {"beta": "0.25"}  # sized to the quorum of 4
+    state = chain.state_of(chain.block_at(0).hash)
+    txs = tuple(UpdateTx.parse(t) for t in closing["txs"][:2])
+    ours = close_round(state, config, txs, closing["header"]["miner"]).commitment
+    model, accepted, rejected = robust("trimmed-mean", config.params,
+                                       [{"id": t.id, "weights": dict(t.decoded_weights)} for t in txs])
+    assert model is None and ours["accepted"] == accepted == [] and ours["rejected"] == rejected
+    assert ours["model_digest"] == state.model_digest
+    assert set(rejected.values()) == {"trimmed-mean with beta=0.25 needs at least 4 updates to trim one "
+                                      "per side, got 2 (floor(beta * n) = 0)"}
+
+
+# --- section 7.1's reason templates are the strings the code writes ---------------------------
+
+def _reason_templates() -> dict[str, str]:
+    """First column -> the first backticked span of the last column, for every
+    row of the two reason tables of section 7.1."""
+    import re
+    part = DOC.split("**Reason strings**")[1].split("**Ties and what can split validators.**")[0]
+    out = {}
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        spans = re.findall(r"`([^`]*)`", cells[-1]) if line.startswith("|") and len(cells) >= 2 else []
+        if spans and not set(cells[0]) <= set("-"):
+            out[cells[0]] = spans[0]
+    return out
+
+
+def _fill(template: str, values: dict) -> str:
+    import re
+    return re.sub(r"\{([^}]*)\}", lambda mo: str(values[mo.group(1)]), template)
+
+
+def _code_reasons(rule, params, n):
+    import numpy as np
+    from learningchain.learning.aggregation import AggregationError, Update, aggregate
+    rng = np.random.default_rng(n)
+    ups = [Update(f"{i:064x}", f"s{i}", {"w": rng.standard_normal(4).astype(np.float32)}, 1)
+           for i in range(n)]
+    try:
+        return aggregate(rule, ups, params).rejected
+    except AggregationError as exc:
+        return {"all": str(exc)}
+
+
+@pytest.mark.parametrize("row,rule,params,n,values", [
+    ("`krum`, `multi-krum`", "krum", {"f": 1}, 6, {"rule": "krum", "n": 6, "m": 1}),
+    ("`krum`, `multi-krum`", "multi-krum", {"f": 1, "m": 0}, 6, {"rule": "multi-krum", "n": 6, "m": 5}),
+    ("`bulyan`", "bulyan", {"f": 1}, 8, {"θ": 6, "f": 1}),
+    ("`l-nearest`", "l-nearest", {"l": 2}, 4, {"l": 2, "REF": "the coordinate-wise median"}),
+])
+def test_doc_reason_templates_match_the_code(row, rule, params, n, values):
+    """Every rejected update's reason is the document's template filled in
+    ({p} = its rank; ranks p > m, or > l, are the rejected ones)."""
+    template = _reason_templates()[row]
+    got = _code_reasons(rule, params, n)
+    accepted = values.get("m", values.get("l", n - 2 * params.get("f", 0)))
+    assert len(got) == n - accepted
+    allowed = {_fill(template, {**values, "p": p}) for p in range(accepted + 1, n + 1)}
+    assert set(got.values()) <= allowed
+    # ranking rules give each rejected update its own rank; Bulyan one shared text
+    assert len(set(got.values())) == (1 if rule == "bulyan" else len(got))
+
+
+@pytest.mark.parametrize("row,rule,params,n,values", [
+    ("`krum`/`multi-krum` and `n < 2f + 3`", "krum", {"f": 2}, 6,
+     {"rule": "krum", "f": 2, "2f+3": 7, "n": 6}),
+    # n < 2f + 3 and m > n - f both hold: the first row of the table wins
+    ("`krum`/`multi-krum` and `n < 2f + 3`", "multi-krum", {"f": 1, "m": 9}, 4,
+     {"rule": "multi-krum", "f": 1, "2f+3": 5, "n": 4}),
+    ("`multi-krum` and `m > n − f`", "multi-krum", {"f": 1, "m": 5}, 5, {"f": 1, "m": 5, "n−f": 4}),
+    ("`bulyan` and `n < 4f + 3`", "bulyan", {"f": 1}, 6, {"f": 1, "4f+3": 7, "n": 6}),
+    ("`l-nearest` and `n < l`", "l-nearest", {"l": 4}, 3, {"l": 4, "n": 3}),
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.1"}, 5,
+     {"B": "0.1", "N": 10, "n": 5}),
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.3"}, 3,
+     {"B": "0.3", "N": 4, "n": 3}),  # 0.3 * 3 = 0.8999999999999999 in float64
+    ("`trimmed-mean`, `beta > 0` and `floor(beta · n) = 0`", "trimmed-mean", {"beta": "0.0625"}, 15,
+     {"B": "0.0625", "N": 16, "n": 15}),
+])
+def test_doc_cannot_run_templates_match_the_code(row, rule, params, n, values):
+    assert _code_reasons(rule, params, n) == {"all": _fill(_reason_templates()[row], values)}
+
+
+def test_doc_no_updates_template_matches_the_code():
+    from learningchain.learning.aggregation import AggregationError, aggregate
+    template = _reason_templates()["no updates (none, or only skips): `rejected` is then `{}`"]
+    for rule in ("krum", "trimmed-mean"):
+        with pytest.raises(AggregationError) as exc:
+            aggregate(rule, [], {})
+        assert str(exc.value) == _fill(template, {"rule": rule})
+
+
+def test_verifier_checks_stamps_skips_and_the_claim_cap():
+    """Section 6 (stamp_bits, max_samples) and section 7 (skips alone never
+    close; `updates` excludes skips), on a chain built by the code."""
+    from learningchain.ledger.chain import Chain
+    from learningchain.ledger.stamp import stamp
+    from learningchain.ledger.tx import UpdateTx
+    from tests.helpers import KEYS, next_block, now, tiny_genesis, update_tx
+    chain = Chain(tiny_genesis(stamp_bits=6, max_samples=20, allow_list=[k.public_hex for k in KEYS[:6]]))
+    digest = chain.model()[1]
+    skips = [stamp(UpdateTx.create_skip(k, 1, digest, 5), k, 6) for k in KEYS[:3]]
+    b1 = next_block(chain, skips)  # quorum 3 of skips only: stays open
+    chain.add_block(b1, now(b1))
+    ups = [stamp(update_tx(chain, k, num_samples=n), k, 6) for k, n in ((KEYS[3], 10), (KEYS[4], 10**6))]
+    b2 = next_block(chain, ups)
+    chain.add_block(b2, now(b2))
+    assert b1.commitment is None and b2.commitment["skipped"] == sorted(t.id for t in skips)
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    report = verify_chain(blocks, now_ms=now(b2))
+    # (the digest differs unless the claim of 10^6 is read as 20: median cap alone keeps 10^6)
+    assert report["rounds_closed"] == 1 and report["model_digest"] == chain.tip_state.model_digest
+
+
+def test_verifier_follows_the_open_network_skip_rule():
+    """Section 7: in an open network skips never count toward the quorum."""
+    from learningchain.ledger.chain import Chain
+    from learningchain.ledger.tx import UpdateTx
+    from tests.helpers import KEYS, next_block, now, tiny_genesis, update_tx
+    chain = Chain(tiny_genesis())
+    digest = chain.model()[1]
+    b1 = next_block(chain, [UpdateTx.create_skip(k, 1, digest, 5) for k in KEYS[3:9]] + [update_tx(chain, KEYS[0])])
+    chain.add_block(b1, now(b1))
+    b2 = next_block(chain, [update_tx(chain, k) for k in KEYS[1:3]])
+    chain.add_block(b2, now(b2))
+    assert b1.commitment is None and b2.commitment is not None
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    assert verify_chain(blocks, now_ms=now(b2))["rounds_closed"] == 1
