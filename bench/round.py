@@ -248,7 +248,7 @@ def build_chain(data_dir: Path, n_blocks: int):
     config = replace(default_config(4), initial_target=easy, pow_limit=easy, retarget_window=10**6,
                      timestamp=1_700_000_000_000)
     data_dir.mkdir(parents=True, exist_ok=True)
-    from learningchain.core.crypto import load_or_create_key
+    from learningchain.node.keyfile import load_or_create_key
     load_or_create_key(data_dir)  # the node serving this store needs its key before the store exists
     (data_dir / "genesis.json").write_text(json.dumps(config.to_dict()))
     genesis = make_genesis(config)

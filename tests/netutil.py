@@ -12,7 +12,7 @@ from pathlib import Path
 
 from learningchain.learning import data
 from learningchain.cli.demo import Network, get, wait_for, wait_ready
-from learningchain.core.crypto import load_or_create_key
+from learningchain.node.keyfile import load_or_create_key
 from learningchain.ledger.genesis import default_config, permissioned
 
 ROOT = Path(__file__).resolve().parents[1]

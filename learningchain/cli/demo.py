@@ -304,7 +304,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     # The keys exist before the nodes start: they go into genesis, so the demo
     # network is permissioned (allow_list, or the participants under a selection
     # policy) and a stranger's key is refused before its signature is checked.
-    from learningchain.core.crypto import load_or_create_key
+    from learningchain.node.keyfile import load_or_create_key
     from learningchain.ledger.genesis import permissioned, with_participants
     pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(args.nodes)]
     if args.selection != "all":

@@ -79,8 +79,7 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from learningchain.core import crypto
-    from learningchain.node import service
+    from learningchain.node import keyfile, service
     from learningchain.node.participant import Role
     from learningchain.node.p2p.peer_table import parse_peer_list
     peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
@@ -89,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
          topk_fraction=args.topk_fraction, skip_threshold=args.skip_threshold)
     config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    crypto.load_or_create_key(args.data_dir)
+    keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=args.dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack)
@@ -109,12 +108,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from learningchain.core import crypto
-    path = crypto.key_path(args.data_dir)
+    from learningchain.node import keyfile
+    path = keyfile.key_path(args.data_dir)
     if path.exists():
         raise ConfigError(f"{path} already exists: refusing to overwrite a node key "
                           f"(move it away first if you really want a new identity)")
     key = crypto.PrivateKey.generate()
-    crypto.save_key(key, args.data_dir)
+    keyfile.save_key(key, args.data_dir)
     print(f"key file  {path} (mode 600)")
     print(f"address   {key.address}")
     print(f"pubkey    {key.public_hex}")
@@ -214,13 +214,13 @@ def _selecting(config, args: argparse.Namespace):
 def _keys_of(items: str) -> list[str]:
     """Public keys from a comma-separated list of node data dirs (the key is
     created there if missing, as the node would on first start) or key hex."""
-    from learningchain.core import crypto
+    from learningchain.node import keyfile
     keys = []
     for item in items.split(","):
         item = item.strip()
         if item:
             is_key = len(item) == 66 and all(ch in "0123456789abcdef" for ch in item)
-            keys.append(item if is_key else crypto.load_or_create_key(Path(item)).public_hex)
+            keys.append(item if is_key else keyfile.load_or_create_key(Path(item)).public_hex)
     return keys
 
 

@@ -128,7 +128,7 @@ class Network:
             args += ["--mine", "--workers", str(workers)]
         if attack:
             args += ["--attack", attack]
-        from learningchain.core.crypto import load_or_create_key
+        from learningchain.node.keyfile import load_or_create_key
         pubkey = load_or_create_key(data_dir).public_hex  # so we know who must answer on the port
         node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey)
         self.nodes.append(node)

@@ -17,21 +17,18 @@ their curve order, ``precompute()``-d and cached per sender (FACTS.md: about 2x)
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from functools import lru_cache
-from pathlib import Path
 
 import ecdsa
 from ecdsa import SECP256k1, SigningKey, VerifyingKey, ellipticcurve
 from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
 
-from learningchain.core.errors import KeyFileError
 
 CURVE = SECP256k1
 ORDER = SECP256k1.order
 HALF_ORDER = ORDER // 2
-KEY_FILE = "node_key.pem"
+NOT_PEM = "not a valid PEM EC key"
+WRONG_CURVE = "not a key on secp256k1"
 
 
 class InvalidKey(ValueError):
@@ -150,54 +147,17 @@ class PrivateKey:
     def to_pem(self) -> bytes:
         return self._sk.to_pem()
 
+    @classmethod
+    def from_pem(cls, data: bytes) -> "PrivateKey":
+        """The key in PEM ``data``; :class:`InvalidKey` if it is no PEM EC key
+        (:data:`NOT_PEM`) or not on secp256k1 (:data:`WRONG_CURVE`)."""
+        try:
+            sk = SigningKey.from_pem(data, hashfunc=hashlib.sha256)
+        except Exception:
+            raise InvalidKey(NOT_PEM) from None
+        if sk.curve != CURVE:
+            raise InvalidKey(WRONG_CURVE)
+        return cls(sk)
+
     def __repr__(self) -> str:  # never show the secret
         return f"PrivateKey(address={self.address})"
-
-
-def key_path(data_dir: str | os.PathLike) -> Path:
-    return Path(data_dir) / KEY_FILE
-
-
-def save_key(key: PrivateKey, data_dir: str | os.PathLike) -> Path:
-    """Write the key as PEM with mode 0600 (created so, never widened)."""
-    path = key_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.to_pem())
-    return path
-
-
-def load_key(data_dir: str | os.PathLike) -> PrivateKey:
-    """Load the node key, refusing a missing, corrupt or group/world-readable file."""
-    path = key_path(data_dir)
-    if not path.exists():
-        raise KeyFileError(f"no key file at {path}: run 'python node.py keygen --data-dir {data_dir}'")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(f"key file {path} is readable by others (mode {mode:o}): run 'chmod 600 {path}'")
-    try:
-        sk = SigningKey.from_pem(path.read_bytes(), hashfunc=hashlib.sha256)
-    except Exception:
-        raise KeyFileError(f"key file {path} is not a valid PEM secp256k1 key: restore it from a backup "
-                           f"or move it away and run 'python node.py keygen --data-dir {data_dir}'") from None
-    if sk.curve != CURVE:
-        raise KeyFileError(f"key file {path} is not on secp256k1: generate a new one with 'python node.py keygen'")
-    return PrivateKey(sk)
-
-
-def load_or_create_key(data_dir: str | os.PathLike) -> PrivateKey:
-    """The node key, created on first start only. A data dir that already holds
-    a chain store but no key lost its identity (a deleted or misplaced file):
-    silently minting a new key there would make the node a stranger to the
-    allow-list and to its own past updates, so that is a KeyFileError."""
-    if not key_path(data_dir).exists():
-        from learningchain.node.store import store_path  # lazy: store -> block -> tx -> crypto
-        store = store_path(data_dir)
-        if store.exists():
-            raise KeyFileError(f"no key file at {key_path(data_dir)} but {store} holds a chain: restore the "
-                               f"key from a backup, or start with a fresh --data-dir")
-        key = PrivateKey.generate()
-        save_key(key, data_dir)
-        return key
-    return load_key(data_dir)

@@ -27,7 +27,7 @@ from learningchain.core import errors
 from learningchain.node import status as node_status
 from learningchain.ledger.block import Block
 from learningchain.ledger.compact import check_header_work, plausible_target_limit
-from learningchain.core.crypto import load_or_create_key
+from learningchain.node.keyfile import load_or_create_key
 from learningchain.learning.data import load_partition
 from learningchain.learning.energy import EnergyMeter
 from learningchain.core.errors import ConfigError, ValidationError

@@ -257,10 +257,3 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None):
-    """Revalidate a stored chain; see :func:`learningchain.node.chainstate.verify_store`
-    (re-exported here because the CLI's ``verify`` command is about the store)."""
-    from learningchain.node.chainstate import verify_store as _verify  # ledger imports this module
-    return _verify(data_dir, genesis)

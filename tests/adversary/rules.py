@@ -11,6 +11,7 @@ import numpy as np
 import requests
 
 from learningchain.core import crypto, errors
+from learningchain.node import keyfile
 from learningchain.ledger.block import Block
 from learningchain.ledger.chain import Chain
 from learningchain.core.encoding import decode_weights
@@ -44,7 +45,7 @@ def _submit_bomb(h, names: list[str], seconds: float = 90.0) -> str | None:
     learner's own key; return its id once mined into the main chain. A tx that
     a round closed without (late under load: the learners' quorum came first)
     is sent again, for the round then open, until ``seconds`` run out."""
-    keys = [ATTACKER] + [crypto.load_or_create_key(n.data_dir) for n in reversed(h.nodes)]
+    keys = [ATTACKER] + [keyfile.load_or_create_key(n.data_dir) for n in reversed(h.nodes)]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         r0 = status(h.nodes[0]).get("round")

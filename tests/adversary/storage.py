@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from learningchain.core.crypto import load_key
+from learningchain.node.keyfile import load_key
 from learningchain.core.encoding import decode_weights
 from learningchain.ledger.genesis import default_config
 from learningchain.learning.models import default_spec

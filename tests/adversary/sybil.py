@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from learningchain.core.crypto import PrivateKey, load_or_create_key
+from learningchain.core.crypto import PrivateKey
+from learningchain.node.keyfile import load_or_create_key
 from learningchain.ledger.genesis import default_config, permissioned
 from learningchain.learning.models import build_model
 from learningchain.ledger.tx import UpdateTx

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from learningchain.cli import main as cli
-from learningchain.core import crypto
+from learningchain.core.errors import KeyFileError
+from learningchain.node import keyfile
 from learningchain.node.chainstate import Ledger
 from learningchain.node.store import Store, store_path
 from tests.helpers import KEYS, T0, next_block, tiny_config, tiny_genesis, update_tx
@@ -41,20 +42,20 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, status: int | None 
 def test_keygen_writes_a_0600_key_and_prints_no_secret(tmp_path, capsys):
     assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    path = crypto.key_path(tmp_path)
+    path = keyfile.key_path(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    key = crypto.load_key(tmp_path)
+    key = keyfile.load_key(tmp_path)
     assert key.address in out and key.public_hex in out
     assert "PRIVATE" not in out and str(key._sk.privkey.secret_multiplier) not in out
 
 
 def test_keygen_refuses_to_overwrite(tmp_path):
     assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
-    before = crypto.key_path(tmp_path).read_bytes()
+    before = keyfile.key_path(tmp_path).read_bytes()
     proc = node_py("keygen", "--data-dir", str(tmp_path))
     line = assert_one_line_error(proc, 1)
     assert "already exists" in line
-    assert crypto.key_path(tmp_path).read_bytes() == before
+    assert keyfile.key_path(tmp_path).read_bytes() == before
 
 
 # --- verify -----------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_genesis_writes_a_config_run_accepts(tmp_path, capsys):
                      "--aggregator", "median", "--allow-list", ",".join(map(str, dirs))]) == 0
     config = cli.load_genesis_file(out)
     assert config.quorum == 3 and config.rule == "median"
-    assert config.allow_list == tuple(crypto.load_or_create_key(d).public_hex for d in dirs)
+    assert config.allow_list == tuple(keyfile.load_or_create_key(d).public_hex for d in dirs)
     assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1  # no silent overwrite
     assert "--force" in capsys.readouterr().err
 
@@ -193,18 +194,18 @@ def test_run_with_a_missing_key_on_an_existing_store_is_one_line(tmp_path):
     proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
     line = assert_one_line_error(proc, 1)
     assert "restore the key" in line and "fresh --data-dir" in line
-    assert not crypto.key_path(tmp_path).exists()
+    assert not keyfile.key_path(tmp_path).exists()
 
 
 def test_run_with_a_world_readable_key_is_one_line(tmp_path):
     assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
-    crypto.key_path(tmp_path).chmod(0o644)
+    keyfile.key_path(tmp_path).chmod(0o644)
     proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
     assert "chmod 600" in assert_one_line_error(proc, 1)
 
 
 def test_run_with_a_corrupt_key_is_one_line(tmp_path):
-    path = crypto.key_path(tmp_path)
+    path = keyfile.key_path(tmp_path)
     path.write_bytes(b"-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n")
     path.chmod(0o600)
     proc = node_py("run", "--data-dir", str(tmp_path), "--port", "1")
@@ -212,9 +213,9 @@ def test_run_with_a_corrupt_key_is_one_line(tmp_path):
 
 
 def test_a_fresh_data_dir_gets_a_key_but_a_stored_chain_does_not(tmp_path):
-    fresh = crypto.load_or_create_key(tmp_path / "fresh")
-    assert crypto.load_key(tmp_path / "fresh").public_hex == fresh.public_hex
+    fresh = keyfile.load_or_create_key(tmp_path / "fresh")
+    assert keyfile.load_key(tmp_path / "fresh").public_hex == fresh.public_hex
     (tmp_path / "old").mkdir()
     build_store(tmp_path / "old", rounds=1)
-    with pytest.raises(crypto.KeyFileError):
-        crypto.load_or_create_key(tmp_path / "old")
+    with pytest.raises(KeyFileError):
+        keyfile.load_or_create_key(tmp_path / "old")

@@ -1,11 +1,9 @@
 """Our signatures against an independent implementation (OpenSSL through the
 ``cryptography`` package): same curve, same hash, same DER, and the low-S rule
-that makes every library agree. Also key parsing and key-file handling."""
+that makes every library agree. Also key parsing (key files: tests/node/test_keyfile.py)."""
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 
 import pytest
 from cryptography.exceptions import InvalidSignature as OpenSSLInvalidSignature
@@ -17,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings, strategies as st
 
 from learningchain.core import crypto
-from learningchain.core.errors import KeyFileError
 
 P = SECP256K1_P = 2**256 - 2**32 - 977
 N = int(crypto.ORDER)  # an mpz when gmpy2 is active; cryptography wants a plain int
@@ -156,43 +153,3 @@ def test_public_key_parsing_rejects_bad_keys():
     # OpenSSL agrees the off-curve point is no key
     with pytest.raises(ValueError):
         openssl_public(bad["off the curve"])
-
-
-# --- key files ---------------------------------------------------------------------------
-def test_save_key_writes_mode_0600_and_round_trips(tmp_path):
-    key = crypto.PrivateKey.generate()
-    path = crypto.save_key(key, tmp_path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    loaded = crypto.load_key(tmp_path)
-    assert loaded.public_hex == key.public_hex
-    crypto.verify(key.public_hex, DIGEST, loaded.sign_digest(DIGEST))
-    assert "PRIVATE" not in repr(loaded)
-
-
-def load_error(data_dir) -> str:
-    with pytest.raises(KeyFileError) as exc:
-        crypto.load_key(data_dir)
-    message = str(exc.value)
-    assert "\n" not in message
-    return message
-
-
-def test_load_key_refuses_a_missing_file(tmp_path):
-    message = load_error(tmp_path)
-    assert message.startswith("no key file at") and "keygen --data-dir" in message
-
-
-def test_load_key_refuses_a_file_readable_by_others(tmp_path):
-    path = crypto.save_key(crypto.PrivateKey.generate(), tmp_path)
-    os.chmod(path, 0o644)
-    message = load_error(tmp_path)
-    assert "readable by others (mode 644)" in message and f"chmod 600 {path}" in message
-
-
-def test_load_key_refuses_a_corrupt_file(tmp_path):
-    path = crypto.key_path(tmp_path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(b"-----BEGIN EC PRIVATE KEY-----\nnot base64 at all\n-----END EC PRIVATE KEY-----\n")
-    message = load_error(tmp_path)
-    assert "is not a valid PEM secp256k1 key" in message and "restore it from a backup" in message

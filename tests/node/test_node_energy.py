@@ -3,7 +3,7 @@ genesis, per round, served in /status and /rounds/<r>."""
 import pytest
 
 from learningchain.node.web.api import create_app
-from learningchain.core.crypto import load_or_create_key
+from learningchain.node.keyfile import load_or_create_key
 from learningchain.node.service import Node
 from tests.helpers import tiny_config
 
