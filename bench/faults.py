@@ -1,5 +1,5 @@
 """Hostile inputs and faults against real node processes on 127.0.0.1: the long
-variants of tests/test_hostile.py, tests/test_fuzz.py and tests/test_faults.py.
+variants of tests/system/test_hostile.py, tests/system/test_fuzz.py and tests/system/test_faults.py.
 
 1. Inputs: random mutations of a valid signed tx and a valid mined block, garbage
    HTTP requests and bad peer URLs, sent to a ``node.py run`` process. Counted:

@@ -6,7 +6,7 @@ one chain and one model.
 
     .venv/bin/python bench/hostile.py [--only NAME,...] [--json FILE]
 
-Prints figures; asserts nothing (the tests in tests/test_adversary.py assert
+Prints figures; asserts nothing (the tests in tests/system/test_adversary.py assert
 the same scenarios).
 """
 from __future__ import annotations

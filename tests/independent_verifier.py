@@ -2,7 +2,7 @@
 
 It imports nothing from `learningchain`: JSON, hashlib, base64, numpy and the
 `cryptography` package (OpenSSL) for ECDSA. If the document and the code ever
-disagree, tests/test_protocol_conformance.py fails. It checks one branch given
+disagree, tests/system/test_protocol_conformance.py fails. It checks one branch given
 in height order (genesis first). The commitments of every rule (FedAvg,
 median, trimmed mean, Krum, Multi-Krum, Bulyan, l-nearest) are recomputed in
 full from section 7.1 (accepted, rejected with their reason strings, model

@@ -6,7 +6,7 @@ with :func:`scenario`. It starts its own small network under ``out`` (with
 socket and patience would, and reports what the network did. The same
 scenarios serve twice:
 
-* ``tests/test_adversary.py`` runs one test per scenario and asserts
+* ``tests/system/test_adversary.py`` runs one test per scenario and asserts
   :meth:`Outcome.passed` (and whatever else the scenario checks);
 * ``bench/hostile.py`` runs all of them against live networks and prints one
   table: attack, what it tried, what the network did, whether honest rounds

@@ -13,7 +13,7 @@ from learningchain.core.errors import ValidationError
 from learningchain.ledger.headers import HeaderChain
 from tests.helpers import MINER, MINER2, next_block, remine, tiny_genesis
 from tests.served import network_factory
-from tests.node.test_peers import FakePeer
+from tests.node.p2p.test_peers import FakePeer
 
 
 @pytest.fixture
