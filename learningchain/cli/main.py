@@ -79,7 +79,7 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from learningchain.node import keyfile, service
+    from learningchain.node import keyfile, run as node_run
     from learningchain.node.participant import Role
     from learningchain.node.p2p.peer_table import parse_peer_list
     peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.compression or args.skip_threshold:
         kwargs.update(compression=args.compression, topk_fraction=args.topk_fraction,
                       skip_threshold=args.skip_threshold)
-    service.run_node(**kwargs)
+    node_run.run_node(**kwargs)
     return 0
 
 

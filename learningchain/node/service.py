@@ -8,15 +8,13 @@ never hold it. Threads:
   (``mine=True``): :mod:`learningchain.node.threads`;
 * *peer sync* and gossip: :mod:`learningchain.node.p2p.peers`.
 
-:func:`run_node` serves :func:`learningchain.node.web.api.create_app` with waitress
-(:mod:`learningchain.node.web.http_server`); what the node reports about itself
-(``/status``) is built in :mod:`learningchain.node.status`.
+:func:`learningchain.node.run.run_node` serves it over HTTP; what the node
+reports about itself (``/status``) is built in :mod:`learningchain.node.status`.
 """
 from __future__ import annotations
 
 import json
 import secrets
-import signal
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -471,31 +469,3 @@ class Node:
         with self.lock:
             self.store.close()
 
-
-def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
-             **kw) -> None:
-    """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
-    from learningchain.node.web.api import create_app
-    from learningchain.node.web.http_server import create_http_server, serve_until
-    node = Node(data_dir, genesis_config, host=host, port=port, **kw)
-    if host != "127.0.0.1":
-        node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
-                 f"the API has no authentication")
-    server = create_http_server(create_app(node), host=host, port=port, threads=8)
-    node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
-             f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
-
-    stop = threading.Event()
-
-    def shutdown(signum, _frame):
-        node.log(f"signal {signum}: shutting down")
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: its terminal closed
-        signal.signal(sig, shutdown)
-    node.start()
-    try:
-        serve_until(server, stop)
-    finally:
-        node.stop()
-        node.log("stopped")

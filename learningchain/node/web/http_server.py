@@ -1,4 +1,4 @@
-"""Serving the API with waitress: the server that :func:`learningchain.node.service.run_node`
+"""Serving the API with waitress: the server that :func:`learningchain.node.run.run_node`
 (and the tests that start a real node) run :func:`learningchain.node.web.api.create_app` in.
 
 waitress answers some refusals itself, before the app runs (a body over

@@ -1,0 +1,44 @@
+"""Running a node process: build the Node, serve its API with waitress, stop cleanly on SIGTERM.
+
+:func:`run_node` is what ``python node.py run`` ends in: it builds a
+:class:`~learningchain.node.service.Node`, serves
+:func:`learningchain.node.web.api.create_app` for it with waitress
+(:mod:`learningchain.node.web.http_server`), starts the node's threads and, on
+SIGTERM, SIGINT or SIGHUP, stops the server and then the node.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+from learningchain.ledger.genesis import NetworkConfig
+from learningchain.node.service import Node
+from learningchain.node.web.api import create_app
+from learningchain.node.web.http_server import create_http_server, serve_until
+
+
+def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
+             **kw) -> None:
+    """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
+    node = Node(data_dir, genesis_config, host=host, port=port, **kw)
+    if host != "127.0.0.1":
+        node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
+                 f"the API has no authentication")
+    server = create_http_server(create_app(node), host=host, port=port, threads=8)
+    node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
+             f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
+
+    stop = threading.Event()
+
+    def shutdown(signum, _frame):
+        node.log(f"signal {signum}: shutting down")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: its terminal closed
+        signal.signal(sig, shutdown)
+    node.start()
+    try:
+        serve_until(server, stop)
+    finally:
+        node.stop()
+        node.log("stopped")

@@ -1,0 +1,45 @@
+"""run_node (learningchain.node.run): a node process serves HTTP and stops cleanly on SIGTERM."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.node.p2p.test_peers import free_port, wait_for
+from tests.node.test_service import config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_node_serves_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    (tmp_path / "genesis.json").write_text(json.dumps(config().to_dict()))
+    code = ("import json, sys; from learningchain.ledger.genesis import NetworkConfig; "
+            "from learningchain.node.run import run_node; "
+            f"run_node({str(tmp_path / 'd')!r}, NetworkConfig.from_dict(json.load(open({str(tmp_path / 'genesis.json')!r}))), "
+            f"port={port}, mine=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        def height():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/status", timeout=1).json()["height"]
+            except requests.RequestException:
+                return 0
+        wait_for(lambda: height() >= 2, seconds=30, what="the served node to mine two blocks")
+        r = requests.post(f"http://127.0.0.1:{port}/txs", data="{", headers={"Content-Type": "application/json"},
+                          timeout=2)
+        assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "block 1 " in out and "stopped" in out and "Traceback" not in out
+    assert "BEGIN" not in out and "PRIVATE" not in out  # keys never logged
