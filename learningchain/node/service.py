@@ -8,8 +8,10 @@ never hold it. Threads:
   (``mine=True``): :mod:`learningchain.node.threads`;
 * *peer sync* and gossip: :mod:`learningchain.node.p2p.peers`.
 
-:func:`learningchain.node.run.run_node` serves it over HTTP; what the node
-reports about itself (``/status``) is built in :mod:`learningchain.node.status`.
+What it takes in (txs and blocks from its API, its peers and its own threads)
+is validated, counted and gossiped in :mod:`learningchain.node.intake`; what it
+reports about itself (``/status``) is built in :mod:`learningchain.node.status`;
+:func:`learningchain.node.run.run_node` serves it over HTTP.
 """
 from __future__ import annotations
 
@@ -21,24 +23,25 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-from learningchain.core import errors
-from learningchain.node import status as node_status
-from learningchain.ledger.block import Block
-from learningchain.ledger.compact import check_header_work, plausible_target_limit
-from learningchain.node.keyfile import load_or_create_key
+from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.learning.data import load_partition
 from learningchain.learning.energy import EnergyMeter
-from learningchain.core.errors import ConfigError, ValidationError
-from learningchain.ledger.genesis import NetworkConfig, make_genesis
-from learningchain.ledger.headers import check_next_header
-from learningchain.node.chainstate import Ledger
-from learningchain.ledger.mempool import EarlyTxs
 from learningchain.learning.models import build_model
-from learningchain.node.threads import evaluator_loop, miner_loop, participant_loop, restore_releases
-from learningchain.node.participant import Participant, Role
-from learningchain.node.p2p.peers import PeerSet
-from learningchain.node.store import Store
+from learningchain.ledger.block import Block, BlockHeader
+from learningchain.ledger.compact import plausible_target_limit
+from learningchain.ledger.genesis import NetworkConfig, make_genesis
+from learningchain.ledger.mempool import EarlyTxs
 from learningchain.ledger.tx import UpdateTx
+from learningchain.node import intake, status as node_status
+from learningchain.node.chainstate import Ledger
+from learningchain.node.intake import now_ms
+from learningchain.node.keyfile import load_or_create_key
+from learningchain.node.p2p.peers import PeerSet
+from learningchain.node.participant import Participant, Role
+from learningchain.node.releases import ReleaseLog
+from learningchain.node.store import Store
+from learningchain.node.threads import (MinerStats, OwnUpdates, evaluator_loop, miner_loop, participant_loop,
+                                        restore_releases)
 
 GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
@@ -48,10 +51,6 @@ REBROADCAST_MAX = 64
 REBROADCAST_AFTER_S = 4.0
 #: mining clients (token holders, by X-Miner-Id or address) whose templates are kept.
 MAX_TEMPLATE_CLIENTS = 8
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def check_genesis_file(data_dir: Path, config: NetworkConfig) -> None:
@@ -123,8 +122,11 @@ class Node:
         self.energy = EnergyMeter(genesis_config.profiles.get(self.pubkey))
         self._energy_lock = threading.Lock()
         self.hashes = 0  # proof-of-work hashes our miner computed
-        self._trained_rounds: set[tuple[int, str]] = set()  # (round, base digest) trained for
-        restore_releases(self)  # DP: releases before this start count (releases.py)
+        self.own_updates = OwnUpdates()  # what the participant loop trained and must offer again
+        self.evaluated_through: tuple[int, str] | None = None  # see threads.evaluate_closed_rounds
+        self.miner_stats: MinerStats | None = None  # our miner's hash rate, once it runs
+        self.releases = ReleaseLog(self.data_dir)  # DP: the updates we ever released (releases.py)
+        restore_releases(self)  # DP: releases before this start count
 
     # --- logging ------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -171,6 +173,11 @@ class Node:
             row[0] += seconds
             row[1] += count
 
+    def timings_snapshot(self) -> dict[str, list]:
+        """A copy of the accumulated durations: name -> [seconds, count] (add_timing)."""
+        with self._timings_lock:
+            return {k: list(v) for k, v in self._timings.items()}
+
     def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None:
         """Training (sample-epochs of ``round``) and mining (hashes) for the energy estimate."""
         with self._energy_lock:
@@ -187,7 +194,15 @@ class Node:
         with self._energy_lock:
             self.energy.observe(r, t["sent"], t["received"], self.hashes)
 
-    # --- reporting: the /status document and its parts (node_status.py) -----------
+    def energy_doc(self, round: int | None = None) -> dict | None:
+        """Our energy estimate (energy.py) up to now: the whole run, or one ``round``
+        (None if it has no reading); the traffic and hashes since the last reading
+        are charged first (observe_energy)."""
+        self.observe_energy()
+        with self._energy_lock:
+            return self.energy.report() if round is None else self.energy.round_report(round)
+
+    # --- reporting: the /status document and its parts (status.py) ----------------
     def tip_summary(self) -> dict:
         return node_status.tip_summary(self)
 
@@ -235,130 +250,23 @@ class Node:
         with self.lock:
             return txid in self.ledger.mempool or self.chain.tx_block(txid) is not None
 
-    # --- writes -------------------------------------------------------------------------
-    def _refuse(self, exc: ValidationError, what: str, origin: str) -> None:
-        self.refused[exc.code] += 1
-        exc.counted = True  # the API's error handler must not count it again
-        self.log(f"{what} refused ({origin}): {exc.code}: {exc.detail[:160]}")
-
+    # --- writes: txs and blocks taken in (intake.py) -------------------------------------
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
-        """Add to our mempool and gossip; returns "accepted", "known" or "early" (from a
-        peer, for the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
-        origin = "own" if own else (peer or "api")
-        try:
-            with self.lock:
-                status = self.ledger.submit_tx(tx) or "accepted"
-                if status == "accepted":
-                    self.mempool_version += 1
-        except ValidationError as exc:
-            refusal = exc
-            if exc.code == errors.TX_ROUND_NOT_OPEN and self.peers.is_peer(peer):  # gossip from a peer only
-                try:
-                    held = self._hold_early(tx, peer)
-                except ValidationError as why:  # off the allow-list, malformed, forged
-                    refusal, held = why, False
-                if held:
-                    self.early_held += 1
-                    self.peers.mark_seen(peer, tx.id)
-                    return "early"
-            self._refuse(refusal, f"tx {tx.id[:12]} round {tx.round}", origin)
-            raise refusal from None
-        self.peers.mark_seen(peer, tx.id)
-        if status == "accepted":
-            self.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
-            self.peers.broadcast_tx(tx, exclude=peer, push=own)
-        return status
-
-    def _hold_early(self, tx: UpdateTx, peer: str | None) -> bool:
-        """Hold an update for the next round (EarlyTxs): its signature and weights
-        are checked without the lock (milliseconds that HTTP handlers and the
-        miner would otherwise wait for), the lock is taken only to insert it."""
-        with self.lock:
-            open_round, shapes = self.chain.tip_state.round, self.chain.expected_shapes
-        if not self.early.admissible(tx, open_round, self.config, shapes):
-            return False
-        with self.lock:
-            return self.early.insert(tx, self.chain.tip_state.round, peer)
+        return intake.submit_tx(self, tx, peer, own)
 
     def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
                      solicited: bool = False) -> str:
-        """Validate and add; gossip if it extends our best chain. Returns the ledger's
-        status or "orphan" (the missing ancestors are then fetched from ``peer`` if
-        it is in our peer table: the ``X-Peer`` header is only the client's word).
-        ``solicited``: fetched by headers-first sync along a heavier header chain
-        (exempt from side-branch admission, chain.py)."""
-        self.observe_energy()
-        try:
-            with self.lock:
-                t0 = time.perf_counter()
-                result = self.ledger.submit_block(block, now_ms(), solicited=solicited)
-                spent = time.perf_counter() - t0
-                self.mempool_version += 1
-        except ValidationError as exc:
-            if exc.code == errors.BLOCK_BAD_PREV:
-                try:  # its own proof of work first, against a target our chain could require
-                    check_header_work(block.header, self.config.pow_limit, self.plausible_target_limit())
-                except ValidationError as bad:
-                    self._refuse(bad, f"orphan block {block.height} {block.hash[:12]}", peer or "api")
-                    raise bad from None
-                return self.note_orphan(block.header, peer)
-            self._refuse(exc, f"block {block.height} {block.hash[:12]}", peer or "api")
-            raise
-        self.peers.mark_seen(peer, block.hash)
-        if result.status != "known":
-            self.add_timing("validate_closing" if block.commitment else "validate", spent)
-        if result.status in ("connected", "reorg"):
-            self._log_result(result)
-            with self.tip_changed:
-                self.tip_changed.notify_all()
-            if relay:
-                self.peers.broadcast_block(block, exclude=peer)
-            self._submit_early()
-        elif result.status == "side":
-            self.log(f"block {block.height} {block.hash[:12]} on a side branch")
-        if result.evicted:
-            chain = self.chain
-            self.log(f"evicted {len(result.evicted)} side-branch block(s) of least work"
-                     f"{' (this one among them)' if block.hash in result.evicted else ''}: "
-                     f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
-                     f"{chain.evicted_total} evicted since start")
-        return result.status
+        return intake.submit_block(self, block, peer, relay, solicited)
 
-    def note_orphan(self, header, peer: str | None) -> str:
-        """A block (or compact block) whose parent we lack and whose header's own
-        work checked out: count it and queue a sync from ``peer`` if it is in our
-        peer table. Returns "orphan"."""
-        self.orphans += 1
-        queued = self.peers.sync_in_background(peer)
-        self.log(f"block {header.height} {header.hash[:12]} is an orphan; "
-                 + (f"syncing from {peer}" if queued else
-                    f"no sync queued (sender {peer or 'unnamed'} is not a peer, or a sync with it is pending)"))
-        return "orphan"
+    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
+                          solicited: bool = False, expect: str | None = None) -> str:
+        return intake.receive_block_doc(self, doc, peer, relay, solicited, expect)
 
-    def check_header_on_parent(self, header) -> bool:
-        """False if ``header``'s parent is unknown here; otherwise raise unless the
-        header meets every rule a header alone can be checked against on that
-        parent (headers.check_next_header: height, proof of work, the required
-        target, timestamps) and side-branch admission (chain.py). What a compact
-        block must pass before any of its txs is fetched."""
-        with self.lock:
-            parent = self.chain.entry(header.prev_hash)
-            if parent is None:
-                return False
-            if not header.check_pow():  # the cheap checks first: a deep parent costs a walk
-                raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
-            self.chain.check_side_admission(parent, header)
-            check_next_header(header, parent, self.config, now_ms())
-            return True
+    def note_orphan(self, header: BlockHeader, peer: str | None) -> str:
+        return intake.note_orphan(self, header, peer)
 
-    def _submit_early(self) -> None:
-        with self.lock:
-            ready = self.early.take(self.chain.tip_state.round)
-        for tx, peer in ready:
-            try:
-                self.submit_tx(tx, peer=peer)
-            except ValidationError:
-                pass  # counted and logged by submit_tx
+    def check_header_on_parent(self, header: BlockHeader) -> bool:
+        return intake.check_header_on_parent(self, header)
 
     def rebroadcast_mempool(self, limit: int = REBROADCAST_MAX) -> int:
         """Offer the waiting updates we hold again, ours first, then the others in tx
@@ -378,30 +286,6 @@ class Node:
         for tx in txs:
             self.peers.broadcast_tx(tx)  # announced: a peer may have it from a relay by now
         return len(txs)
-
-    def _log_result(self, result) -> None:
-        if result.status == "reorg":
-            self.log(f"reorg: {len(result.disconnected)} block(s) out, {len(result.connected)} in")
-        for b in result.connected:
-            self.log(f"block {b.height} {b.hash[:12]} connected ({len(b.txs)} txs, miner {b.header.miner[:12]})")
-            c = b.commitment
-            if c:
-                self.log(f"round {c.get('round')} closed at height {b.height}: "
-                         f"{len(c.get('accepted', []))} accepted, {len(c.get('rejected', {}))} rejected")
-
-    def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
-                          solicited: bool = False, expect: str | None = None) -> str:
-        """A full block document from a peer or sync; validation errors become a
-        status. ``expect``: the hash the block must have (sync fetches by hash)."""
-        try:
-            block = Block.parse(doc)
-            if expect is not None and block.hash != expect:
-                raise ValidationError(errors.BLOCK_MALFORMED, f"asked for block {expect}, got {block.hash}")
-            return self.submit_block(block, peer=peer, relay=relay, solicited=solicited)
-        except ValidationError as exc:
-            if not getattr(exc, "counted", False):  # submit_block's _refuse counted the others
-                self._refuse(exc, "block document", peer or "sync")
-            return exc.code
 
     # --- mining templates (served to external miners and used by our own) ----------
     def new_template(self, client: str = "own") -> tuple[str, Block]:

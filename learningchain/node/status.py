@@ -1,27 +1,77 @@
 """What a running node reports about itself: the ``GET /status`` document and
 its parts (``GET /tip``, the energy estimate of ``GET /rounds/<r>``).
 
-Read-only views of a :class:`~learningchain.node.service.Node`: each takes the
-node's lock (or its timings and energy locks) only to copy what it reports.
-The node keeps thin methods (``Node.status()``, ``Node.privacy_report()``, ...)
-that call these, for the API handlers, the node threads and the tests.
+Read-only views of a node (:class:`StatusSource`, which
+:class:`~learningchain.node.service.Node` is): each takes the node's lock only
+to copy what it reports, and reads timings and energy through the node's own
+snapshots. The node keeps thin methods (``Node.status()``,
+``Node.privacy_report()``, ...) that call these, for the API handlers, the
+node threads and the tests.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import Any, ContextManager, Protocol
 
-if TYPE_CHECKING:
-    from learningchain.node.service import Node
+from learningchain.ledger.block import Block
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.genesis import NetworkConfig
+from learningchain.ledger.mempool import EarlyTxs
+from learningchain.node.chainstate import Ledger
+from learningchain.node.participant import Participant
 
 
-def latest_metrics(node: "Node") -> tuple[int | None, dict]:
+class PeerCounters(Protocol):
+    """What the status reads of the node's peers: how many, their traffic and gossip time."""
+
+    def __len__(self) -> int: ...
+
+    def traffic(self) -> dict: ...
+
+    def gossip_time(self) -> tuple[float, int]: ...
+
+
+class MinerReport(Protocol):
+    """The built-in miner's hash-rate counters (:class:`~learningchain.node.threads.MinerStats`)."""
+
+    def report(self) -> dict: ...
+
+
+class StatusSource(Protocol):
+    """Everything the ``/status`` document and its parts read of a node."""
+
+    lock: ContextManager[Any]
+    ledger: Ledger
+    genesis: Block
+    config: NetworkConfig
+    address: str
+    pubkey: str
+    mining: bool
+    participant: Participant | None
+    metrics: dict[int, dict[str, float]]
+    peers: PeerCounters
+    miner_stats: MinerReport | None
+    refused: Counter[str]
+    orphans: int
+    early: EarlyTxs
+    early_held: int
+
+    @property
+    def chain(self) -> Chain: ...
+
+    def timings_snapshot(self) -> dict[str, list]: ...
+
+    def energy_doc(self, round: int | None = None) -> dict | None: ...
+
+
+def latest_metrics(node: StatusSource) -> tuple[int | None, dict]:
     if not node.metrics:
         return None, {}
     r = max(node.metrics)
     return r, node.metrics[r]
 
 
-def _dp(node: "Node") -> bool:
+def _dp(node: StatusSource) -> bool:
     return node.participant is not None and node.participant.accountant is not None
 
 
@@ -43,11 +93,10 @@ def hide_training(doc: dict | None) -> dict | None:
     return out
 
 
-def timings(node: "Node") -> dict:
+def timings(node: StatusSource) -> dict:
     """Cumulative seconds and counts since start (``/status`` -> ``timings``); a
     DP node leaves out its training time (it grows with its data-set size)."""
-    with node._timings_lock:
-        rows = {k: list(v) for k, v in node._timings.items() if not (k == "train" and _dp(node))}
+    rows = {k: v for k, v in node.timings_snapshot().items() if not (k == "train" and _dp(node))}
     rows["gossip"] = list(node.peers.gossip_time())
     doc = {}
     for name in sorted(rows):
@@ -55,21 +104,19 @@ def timings(node: "Node") -> dict:
     return doc
 
 
-def energy_report(node: "Node", round: int | None = None) -> dict | None:
-    node.observe_energy()
-    with node._energy_lock:
-        doc = node.energy.report() if round is None else node.energy.round_report(round)
+def energy_report(node: StatusSource, round: int | None = None) -> dict | None:
+    doc = node.energy_doc(round)
     return hide_training(doc) if _dp(node) else doc
 
 
-def tip_summary(node: "Node") -> dict:
+def tip_summary(node: StatusSource) -> dict:
     with node.lock:
         return {"height": node.chain.height, "tip": node.chain.tip.hash,
                 "work": f"{node.chain.tip_work:x}",
                 "genesis": node.genesis.hash}  # the peer handshake checks it (peers.py)
 
 
-def status(node: "Node") -> dict:
+def status(node: StatusSource) -> dict:
     with node.lock:
         chain, state = node.chain, node.chain.tip_state
         doc = {"height": chain.height, "tip": chain.tip.hash, "round": state.round,
@@ -81,15 +128,15 @@ def status(node: "Node") -> dict:
     r, m = latest_metrics(node)
     doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
                network=node.config.network, genesis=node.genesis.hash, mining=node.mining,
-               miner=stats.report() if (stats := getattr(node, "miner_stats", None)) else None,
+               miner=node.miner_stats.report() if node.miner_stats is not None else None,
                refused=dict(node.refused), orphans=node.orphans,
                early={"held": len(node.early), "held_total": node.early_held}, metrics=m, metrics_round=r,
-               traffic=node.peers.traffic(), timings=node.timings(), energy=node.energy_report(),
-               privacy=node.privacy_report())
+               traffic=node.peers.traffic(), timings=timings(node), energy=energy_report(node),
+               privacy=privacy_report(node))
     return doc
 
 
-def privacy_report(node: "Node") -> dict | None:
+def privacy_report(node: StatusSource) -> dict | None:
     """``/status`` -> ``privacy``: the (epsilon, delta)-DP our published updates
     have spent (privacy.py's accountant); None without differential privacy."""
     acc = node.participant.accountant if node.participant is not None else None

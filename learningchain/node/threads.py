@@ -13,20 +13,29 @@
 * :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
 
 None of them holds the node's lock while training, evaluating or searching.
+Each loop names what it uses of the node in a Protocol (:class:`LearnerNode`,
+:class:`EvaluatorNode`, :class:`MinerNode`).
 """
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any, ContextManager, Protocol
+
+from miner.pow import Miner, format_rate
 
 from learningchain.core import errors
-from learningchain.ledger.block import Block
 from learningchain.core.errors import ValidationError
-from learningchain.node.releases import ReleaseLog, released_ids
+from learningchain.learning.models import Model
+from learningchain.ledger.block import Block
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp
-
-if TYPE_CHECKING:
-    from learningchain.node.service import Node
+from learningchain.ledger.tx import UpdateTx
+from learningchain.node.chainstate import Ledger
+from learningchain.node.participant import Participant
+from learningchain.node.releases import ReleaseLog, released_ids
 
 #: a new template is taken when the mempool changed and the current one is this old.
 TEMPLATE_REFRESH_S = 1.0
@@ -42,7 +51,66 @@ def now_ms() -> int:
 OWN_RETRY_S = 1.0
 
 
-def participant_loop(node: "Node") -> None:
+@dataclass
+class OwnUpdates:
+    """What the learner remembers of its own updates: the (round, base digest)
+    pairs it trained for, and the update a full mempool refused with when
+    (offered again every :data:`OWN_RETRY_S`, the same signed bytes)."""
+
+    trained: set[tuple[int, str]] = field(default_factory=set)
+    retry: tuple[UpdateTx, float] | None = None
+
+
+class LearnerNode(Protocol):
+    """What the participant loop (and :func:`restore_releases`) use of the node."""
+
+    lock: ContextManager[Any]
+    ledger: Ledger
+    config: NetworkConfig
+    pubkey: str
+    participant: Participant | None
+    releases: ReleaseLog
+    own_updates: OwnUpdates
+    stop_event: threading.Event
+
+    @property
+    def chain(self) -> Chain: ...
+
+    def log(self, line: str) -> None: ...
+
+    def wait_tip(self, seconds: float) -> None: ...
+
+    def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
+
+    def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None: ...
+
+    def privacy_report(self) -> dict | None: ...
+
+    def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str: ...
+
+
+class EvaluatorNode(Protocol):
+    """What the evaluator loop uses of the node."""
+
+    lock: ContextManager[Any]
+    model: Model
+    test_set: Any  # (X, y) of the held-out test.npz, or None
+    metrics: dict[int, dict[str, float]]
+    metric_digests: dict[int, str]
+    evaluated_through: tuple[int, str] | None
+    stop_event: threading.Event
+
+    @property
+    def chain(self) -> Chain: ...
+
+    def log(self, line: str) -> None: ...
+
+    def wait_tip(self, seconds: float) -> None: ...
+
+    def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
+
+
+def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
     while not node.stop_event.is_set():
         try:
@@ -52,7 +120,7 @@ def participant_loop(node: "Node") -> None:
         node.wait_tip(0.25)
 
 
-def evaluator_loop(node: "Node") -> None:
+def evaluator_loop(node: EvaluatorNode) -> None:
     while not node.stop_event.is_set():
         try:
             evaluate_closed_rounds(node)
@@ -61,19 +129,18 @@ def evaluator_loop(node: "Node") -> None:
         node.wait_tip(0.25)
 
 
-def has_update(node: "Node", r: int) -> bool:
+def has_update(node: LearnerNode, r: int) -> bool:
     """Is our update for round r pending on the chain or waiting in the mempool?"""
     state = node.chain.tip_state
     return (any(t.sender == node.pubkey for t in state.pending)
             or any(t.sender == node.pubkey and t.round == r for t in node.ledger.mempool))
 
 
-def restore_releases(node: "Node") -> int:
-    """Open the node's release journal and bring the DP accountant to the number
-    of updates this node has ever released (journal and main chain together,
+def restore_releases(node: LearnerNode) -> int:
+    """Bring the DP accountant to the number of updates this node has ever
+    released (its release journal and the main chain together,
     :mod:`learningchain.node.releases`), so /status and the log do not restart from
     epsilon 0. Called once when the node is built; returns that number."""
-    node.releases = ReleaseLog(node.data_dir)
     acc = node.participant.accountant if node.participant is not None else None
     if acc is None or acc.rounds:
         return 0
@@ -89,14 +156,14 @@ def restore_releases(node: "Node") -> int:
     return n
 
 
-def participate_once(node: "Node") -> None:
+def participate_once(node: LearnerNode) -> None:
     with node.lock:
         state = node.chain.tip_state
         r, base, digest = state.round, state.model, state.model_digest
         if has_update(node, r):
             return
-        if (r, digest) in node._trained_rounds:
-            retry = getattr(node, "_own_retry", None)  # (tx, when) refused as mempool-full
+        if (r, digest) in node.own_updates.trained:
+            retry = node.own_updates.retry  # (tx, when) refused as mempool-full
             if retry is None or (retry[0].round, retry[0].base) != (r, digest) \
                     or time.monotonic() - retry[1] < OWN_RETRY_S:
                 return
@@ -107,7 +174,7 @@ def participate_once(node: "Node") -> None:
         node.log(f"round {r}: offering our update {retry[0].id[:12]} again (the mempool was full)")
         _submit_own(node, retry[0], r)
         return
-    node._trained_rounds.add((r, digest))
+    node.own_updates.trained.add((r, digest))
     if selected is not None and node.pubkey not in selected:  # selection.py: no training, no energy
         node.log(f"not selected for round {r}")
         return
@@ -134,13 +201,13 @@ def participate_once(node: "Node") -> None:
     _submit_own(node, tx, r)
 
 
-def _submit_own(node: "Node", tx, r: int) -> None:
-    node._own_retry = None
+def _submit_own(node: LearnerNode, tx: UpdateTx, r: int) -> None:
+    node.own_updates.retry = None
     try:
         node.submit_tx(tx, own=True)
     except ValidationError as exc:
         if exc.code == errors.MEMPOOL_FULL:  # the round is not done: offer it again (issue 10, item 6)
-            node._own_retry = (tx, time.monotonic())
+            node.own_updates.retry = (tx, time.monotonic())
             node.log(f"round {r}: our update {tx.id[:12]} met a full mempool; retrying every {OWN_RETRY_S:g} s")
         elif exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
             node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
@@ -148,7 +215,7 @@ def _submit_own(node: "Node", tx, r: int) -> None:
             node.log(f"round {r}: the base model changed while training (reorg); training again")
 
 
-def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
+def evaluate_closed_rounds(node: EvaluatorNode, batch: int = 50) -> int:
     """Evaluate up to ``batch`` closed rounds whose G(r) we have not measured
     (newest first); returns how many. Reads only the rounds closed since the
     last call that found nothing left to do (``node.evaluated_through``, the
@@ -180,12 +247,12 @@ def evaluate_closed_rounds(node: "Node", batch: int = 50) -> int:
     return len(todo)
 
 
-def _first_unchecked(node: "Node", chain) -> int:
+def _first_unchecked(node: EvaluatorNode, chain: Chain) -> int:
     """The first round the evaluator must look at (lock held): the one after the
     round it last found evaluated, if that close is still on the main chain;
     after a reorg, the one after the newest round whose measured model is still
     the chain's (a walk back as deep as the reorg)."""
-    through = getattr(node, "evaluated_through", None)
+    through = node.evaluated_through
     if through is None:
         return 1
     r, block_hash = through
@@ -235,8 +302,30 @@ class MinerStats:
                 "hashrate": round(rate, 1), "hashrate_recent": round(self._last_rate or rate, 1)}
 
 
-def miner_loop(node: "Node") -> None:
-    from miner.pow import Miner
+class MinerNode(Protocol):
+    """What the miner loop uses of the node."""
+
+    mine_workers: int
+    miner_stats: MinerStats | None
+    mempool_version: int
+    stop_event: threading.Event
+
+    @property
+    def chain(self) -> Chain: ...
+
+    def log(self, line: str) -> None: ...
+
+    def new_template(self, client: str = "own") -> tuple[str, Block]: ...
+
+    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
+                     solicited: bool = False) -> str: ...
+
+    def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
+
+    def count_work(self, round: int | None = None, sample_epochs: int = 0, hashes: int = 0) -> None: ...
+
+
+def miner_loop(node: MinerNode) -> None:
     node.miner_stats = MinerStats(node.mine_workers)
     with Miner(workers=node.mine_workers) as miner:
         while not node.stop_event.is_set():
@@ -249,7 +338,7 @@ def miner_loop(node: "Node") -> None:
                 node.stop_event.wait(1.0)
 
 
-def mine_once(node: "Node", miner) -> None:
+def mine_once(node: MinerNode, miner: Miner) -> None:
     _tid, block = node.new_template()
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
@@ -261,10 +350,9 @@ def mine_once(node: "Node", miner) -> None:
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)
     node.add_timing("mine", time.perf_counter() - t_search, 0 if result.nonce is None else 1)
     node.count_work(hashes=result.hashes)
-    stats = getattr(node, "miner_stats", None)
+    stats = node.miner_stats
     rate = stats.add(result.hashes, result.seconds) if stats is not None else None
     if rate is not None:
-        from miner.pow import format_rate
         node.log(f"miner: {format_rate(rate)} over the last {HASHRATE_LOG_S:.0f} s "
                  f"({stats.workers} worker{'s' if stats.workers != 1 else ''}, {stats.hashes} hashes in all)")
     if result.nonce is None:

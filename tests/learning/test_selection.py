@@ -124,7 +124,7 @@ def test_live_participant_does_not_train_when_not_selected():
     from types import SimpleNamespace
 
     from learningchain.ledger.mempool import Mempool
-    from learningchain.node.threads import participate_once
+    from learningchain.node.threads import OwnUpdates, participate_once
 
     chain = Chain(selecting_genesis())
     outsider = next(k for k in KEYS[:6] if k.public_hex not in chain.tip_state.selected)
@@ -134,7 +134,7 @@ def test_live_participant_does_not_train_when_not_selected():
         def make_update(self, *a, **kw):
             raise AssertionError("trained although not selected")
     node = SimpleNamespace(lock=threading.RLock(), chain=chain, ledger=SimpleNamespace(mempool=Mempool()),
-                           pubkey=outsider.public_hex, _trained_rounds=set(), log=logs.append,
+                           pubkey=outsider.public_hex, own_updates=OwnUpdates(), log=logs.append,
                            participant=Boom())
     participate_once(node)
     assert logs == ["not selected for round 1"]

@@ -86,12 +86,12 @@ def test_own_update_refused_as_mempool_full_is_offered_again_not_dropped(tmp_pat
         pool.add(stranger, node.chain)
         pool.max_count = 1  # full of a stranger's tx, and our key not yet preferred
         participate_once(node)
-        retry = node._own_retry
+        retry = node.own_updates.retry
         assert retry is not None and len(pool) == 1 and stranger.id in pool
         participate_once(node)  # still full, no priority: the same tx is kept for later
-        assert node._own_retry[0].id == retry[0].id
+        assert node.own_updates.retry[0].id == retry[0].id
         pool.priority_senders.add(node.pubkey)  # what participant_loop does at start
         participate_once(node)
-        assert [t.id for t in pool] == [retry[0].id] and node._own_retry is None and pool.evicted == 1
+        assert [t.id for t in pool] == [retry[0].id] and node.own_updates.retry is None and pool.evicted == 1
     finally:
         node.stop()
