@@ -153,7 +153,7 @@ def test_retarget_up_down_and_clamped():
     def target_after(dt):
         chain = Chain(g)
         extend(chain, 3, dt=dt)
-        return next_target(chain._tip, chain.config)
+        return next_target(chain.tip_entry, chain.config)
     t = EASY >> 4
     expected = 4 * 1000
     # first window: from genesis' median (T0) to block 3's median (of T0..T0+3dt: T0+2dt)
@@ -164,7 +164,7 @@ def test_retarget_up_down_and_clamped():
     g2 = tiny_genesis(retarget_window=4, pow_limit=EASY, initial_target=EASY)
     chain = Chain(g2)
     extend(chain, 3, dt=100_000)
-    assert next_target(chain._tip, chain.config) == EASY  # capped at pow_limit
+    assert next_target(chain.tip_entry, chain.config) == EASY  # capped at pow_limit
     chain = Chain(g)
     blocks = extend(chain, 5, dt=100)
     assert blocks[3].header.target == t // 2 and blocks[4].header.target == t // 2
@@ -173,7 +173,7 @@ def test_retarget_up_down_and_clamped():
 # --- time warp (issue 10 item 10): pure next_target over a simulated branch ------------
 
 class _Entry:
-    """The part of chain.Entry next_target reads, without proof of work."""
+    """The part of block_index.Entry next_target reads, without proof of work."""
 
     def __init__(self, parent, timestamp, target):
         self.parent, self.height = parent, 0 if parent is None else parent.height + 1
@@ -305,11 +305,11 @@ def test_changing_any_header_field_makes_the_block_invalid(field, data):
 
 def _consistent(chain):
     """Every kept block has its parent kept; the caps' counters match a recount."""
-    entries = chain._entries
+    entries = chain.index.entries
     assert all(e.parent is None or e.parent.hash in entries for e in entries.values())
     side = [e for e in entries.values() if not chain.on_main_chain(e.hash)]
     assert chain.side_blocks == len(side) and chain.side_bytes == sum(e.block.size for e in side)
-    assert chain._side_leaves == {e.hash for e in side if e.children == 0}
+    assert chain.side.leaves == {e.hash for e in side if e.children == 0}
 
 
 def _side_block(chain, main, fork_height, miner=MINER2, dt=1000):
@@ -471,7 +471,7 @@ def test_median_time_past_uses_exactly_the_last_11_blocks():
     # last 11 (heights 4..14): 2500, 3000, 4000, ..., 12000 -> element 5 = 7000;
     # a 12-block window (adds 30000) or a 10-block one (drops 2500) would give 8000.
     from learningchain.ledger.header_rules import median_time
-    assert median_time(chain._tip) == T0 + 7000
+    assert median_time(chain.tip_entry) == T0 + 7000
     b = next_block(chain)
     refused(chain, rebuild(b, timestamp=T0 + 7000), errors.BLOCK_TIME_TOO_OLD)
     assert chain.add_block(rebuild(b, timestamp=T0 + 7001), T0 + 13_000).status == "connected"
