@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from learningchain.core import crypto
+from learningchain.core.errors import ValidationError
 from learningchain.ledger.block import Block, make_block
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig, make_genesis
@@ -91,3 +93,11 @@ def extend(chain: Chain, n: int, miner: crypto.PrivateKey = MINER, dt: int = 100
 def now(block: Block) -> int:
     """A validator clock reading at which ``block`` is not from the future."""
     return block.header.timestamp
+
+
+def refused(chain: Chain, block: Block, code: str, now_ms: int | None = None) -> ValidationError:
+    """Assert that ``chain`` refuses ``block`` with ``code``; returns the error."""
+    with pytest.raises(ValidationError) as exc:
+        chain.add_block(block, now(block) if now_ms is None else now_ms)
+    assert exc.value.code == code, exc.value
+    return exc.value

@@ -83,7 +83,7 @@ COMPACT_UNKNOWN_PEER = "compact-unknown-peer"
 #: require within one retarget (compact.py, plausible_target_limit).
 BLOCK_TARGET_TOO_EASY = "block-target-too-easy"
 #: a block that would be stored off the main chain, unrequested, on a branch whose
-#: cumulative work is further below our tip's than the margin allows (chain.py,
+#: cumulative work is further below our tip's than the margin allows (side_branches.py,
 #: side-branch admission; docs/protocol.md section 8). Not invalid: if its branch
 #: becomes heavier, headers-first sync fetches it.
 BLOCK_SIDE_WORK_TOO_LOW = "block-side-work-too-low"

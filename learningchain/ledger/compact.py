@@ -1,7 +1,11 @@
-"""Compact blocks (the idea of BIP 152): a block travels as header, commitment
-and tx ids, and the receiver rebuilds it from its mempool and chain, fetching
-only the txs it lacks from the sender. Split from :mod:`learningchain.node.p2p.peers`,
-which sends them and fetches missing txs; :mod:`learningchain.node.web.api` receives them.
+"""Compact blocks (the idea of BIP 152): what one carries, and every check on it that costs no request.
+
+A block travels as header, commitment and tx ids, and the receiver rebuilds it
+from its mempool and chain, fetching only the txs it lacks from the sender.
+:mod:`learningchain.node.p2p.peers` sends them; :mod:`learningchain.node.web.api`
+receives them, checks them here (:func:`check_compact`, against the narrow
+:class:`CompactContext` a node provides) and rebuilds them in the node layer
+(:func:`learningchain.node.p2p.relay.rebuild_compact`, the only part that does I/O).
 
 Nothing is fetched before the compact block has passed every check that costs
 no request (:func:`check_compact`): a compact block costs its sender a header
@@ -11,19 +15,16 @@ ids each of which we would fetch (issue 10, item 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from learningchain.core import errors
-from learningchain.ledger.block import Block, BlockHeader, commitment_hash_of, merkle_root
+from learningchain.ledger.block import BlockHeader, commitment_hash_of, merkle_root
 from learningchain.ledger.chain import Chain
 from learningchain.core.encoding import EncodingError, is_hex
 from learningchain.core.errors import ValidationError
-from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.genesis import NetworkConfig
 
-if TYPE_CHECKING:
-    from learningchain.node.service import Node
-
-#: the most one retarget can ease the target: chain.next_target clamps the
+#: the most one retarget can ease the target: header_rules.next_target clamps the
 #: measured time to 4x the expected (docs/protocol.md, section 5).
 MAX_RETARGET_FACTOR = 4
 
@@ -94,7 +95,24 @@ class Compact:
     known: bool = False  # we hold this block already: nothing else was checked
 
 
-def check_compact(node: "Node", doc: Any) -> Compact:
+class CompactContext(Protocol):
+    """What :func:`check_compact` needs of the receiving node: which blocks it
+    holds, its network config, and the header checks against our chain (each
+    taking the node's lock itself)."""
+
+    @property
+    def config(self) -> NetworkConfig: ...
+
+    def knows_block(self, block_hash: str) -> bool: ...
+
+    def plausible_target_limit(self) -> int: ...
+
+    def check_header_on_parent(self, header: BlockHeader) -> bool:
+        """False if the parent is unknown; raises unless the header passes on it."""
+        ...
+
+
+def check_compact(node: CompactContext, doc: Any) -> Compact:
     """Everything about a compact block that costs no request, before any tx is
     fetched (docs/api.md, ``POST /blocks``): its shape; at most
     :func:`max_compact_txids` ids; the merkle root of the ids and the commitment
@@ -102,7 +120,7 @@ def check_compact(node: "Node", doc: Any) -> Compact:
     ``pow_limit`` and its proof of work (:func:`check_header_work`), then with a known parent the
     header rules against that parent (height, proof of work, the target the
     chain requires there, timestamps: :func:`~learningchain.ledger.headers.check_next_header`)
-    and side-branch admission (``block-side-work-too-low``, chain.py); with an
+    and side-branch admission (``block-side-work-too-low``, side_branches.py); with an
     unknown parent a target no easier than :func:`plausible_target_limit`."""
     if not isinstance(doc, dict) or set(doc) != {"header", "commitment", "txids"}:
         raise ValidationError(errors.BLOCK_MALFORMED,
@@ -135,30 +153,3 @@ def check_compact(node: "Node", doc: Any) -> Compact:
         parent_known = node.check_header_on_parent(header)  # False only if the parent just went
     return Compact(header, commitment, tuple(txids), parent_known)
 
-
-def rebuild_compact(node: "Node", compact: Compact, peer: str | None) -> Block | None:
-    """The block of a checked compact block (:func:`check_compact`, known parent):
-    txs from our mempool/chain, the missing ones fetched from ``peer``
-    (:meth:`PeerSet.fetch_txs <learningchain.node.p2p.peers.PeerSet.fetch_txs>`: in bounded
-    parallel, within a per-peer budget). None if some tx cannot be had: the
-    sender then posts the full block. Missing txs are fetched only from ``peer``
-    if it is already in our peer table and not backing off (the ``X-Peer`` header
-    is the client's word: otherwise any client could make us send requests to any
-    URL); without such a sender it is ``compact-unknown-peer``."""
-    found = {txid: node.lookup_tx(txid) for txid in compact.txids}
-    missing = [txid for txid, tx in found.items() if tx is None]
-    if missing:
-        source = node.peers.fetch_source(peer)  # raises compact-unknown-peer
-        fetched = node.peers.fetch_txs(source, missing)
-        if fetched is None:
-            return None
-        for txid, doc in zip(missing, fetched):
-            try:
-                tx = UpdateTx.parse(doc)
-            except ValidationError:
-                return None
-            if tx.id != txid:
-                return None
-            found[txid] = tx
-    return Block(header=compact.header, txs=tuple(found[t] for t in compact.txids),
-                 commitment=compact.commitment, config=None)

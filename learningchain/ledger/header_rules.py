@@ -14,7 +14,7 @@ validation" steps 2-7; section 5, difficulty; section 6, genesis).
 A header's own work is ``BlockHeader.work`` (:mod:`learningchain.ledger.block`);
 cumulative work and fork choice, which need the block index, stay in
 :mod:`learningchain.ledger.chain`. Pure functions: the caller passes the clock and the
-parent, anything with ``block``, ``parent`` and ``height`` (chain.Entry).
+parent, anything with ``block``, ``parent`` and ``height`` (block_index.Entry).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ MEDIAN_SPAN = 11
 
 
 class Ancestry(Protocol):
-    """A block's header with a link to its parent's (chain.Entry is one, and
+    """A block's header with a link to its parent's (block_index.Entry is one, and
     headers.HeaderNode). Only ``header`` is read: a chain entry deep below the tip
     has no body in memory, and reading one back from the store for a median or
     a retarget would put store reads under the node's lock."""

@@ -39,8 +39,8 @@ LENGTH_FACTOR = 4
 class HeaderNode:
     """One header of a peer's chain, as much of it as the header rules read:
     ``next_target`` and ``median_time`` walk ``parent`` and read
-    ``.header.target`` / ``.timestamp``, so ``header`` is the node itself. ``work`` is cumulative, as in ``chain.Entry``; the parent of
-    the first node is a ``chain.Entry`` of a block we hold."""
+    ``.header.target`` / ``.timestamp``, so ``header`` is the node itself. ``work`` is cumulative, as in ``block_index.Entry``; the parent of
+    the first node is a ``block_index.Entry`` of a block we hold."""
 
     __slots__ = ("hash", "height", "target", "timestamp", "work", "parent")
 
@@ -60,7 +60,7 @@ class HeaderNode:
 def check_next_header(header: BlockHeader, parent: Any, config: NetworkConfig, now_ms: int) -> None:
     """The header rules of docs/protocol.md section 4 that a header alone can be
     checked against, with the same codes: height (step 2), proof of work (step
-    3), target (step 5) and timestamps (step 6). ``parent`` is a ``chain.Entry`` or
+    3), target (step 5) and timestamps (step 6). ``parent`` is a ``block_index.Entry`` or
     a :class:`HeaderNode`. The merkle root, commitment hash and size need the
     block and are checked when it arrives."""
     if header.height != parent.height + 1:
@@ -71,9 +71,9 @@ def check_next_header(header: BlockHeader, parent: Any, config: NetworkConfig, n
 
 
 class HeaderChain:
-    """A peer's headers above a block we hold (``base``, a ``chain.Entry``),
+    """A peer's headers above a block we hold (``base``, a ``block_index.Entry``),
     lowest first, each checked against its parent. ``lookup(hash)`` returns our
-    ``chain.Entry`` for a block we hold, or None."""
+    ``block_index.Entry`` for a block we hold, or None."""
 
     def __init__(self, base: Any, config: NetworkConfig, max_headers: int = MAX_SYNC_HEADERS,
                  our_height: int | None = None):

@@ -18,7 +18,8 @@ from collections import OrderedDict
 from typing import Iterator, Mapping
 
 from learningchain.core import errors
-from learningchain.ledger.chain import AddResult, Chain
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.fork_choice import AddResult
 from learningchain.core.errors import ValidationError
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp_ok

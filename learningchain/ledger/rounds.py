@@ -8,7 +8,7 @@ must close it by carrying the *commitment*: the result of the genesis
 aggregation rule over the round's updates, which every validator recomputes
 bit for bit (docs/protocol.md, "Rounds").
 
-Pure functions over :class:`RoundState`; :mod:`learningchain.ledger.chain` keeps one
+Pure functions over :class:`RoundState`; :mod:`learningchain.ledger.block_index` keeps one
 state per block so that each branch is judged on its own history.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RoundState:
         """This state without G(r-1) and the round's pending txs: what the chain keeps
         for a block deep below the tip (issue 10 item 12). The model is shared by
         every block of a round, so dropping it here frees it once the round's last
-        block is retired; :class:`~learningchain.ledger.chain.Chain` rebuilds the full
+        block is retired; :class:`~learningchain.ledger.block_index.BlockIndex` rebuilds the full
         state from the store when a fork or a query needs it."""
         return RoundState(self.round, self.round_start, None, self.model_digest, (),  # type: ignore[arg-type]
                           self.selected, self.records)

@@ -19,7 +19,10 @@ from typing import Any
 
 from learningchain.core import errors
 from learningchain.ledger.block import Block
-from learningchain.ledger.chain import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, RETAIN_BLOCKS, AddResult, Chain
+from learningchain.ledger.block_index import RETAIN_BLOCKS
+from learningchain.ledger.chain import Chain
+from learningchain.ledger.fork_choice import AddResult
+from learningchain.ledger.side_branches import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES
 from learningchain.core.encoding import EncodingError, parse_json
 from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.ledger.mempool import Mempool

@@ -124,7 +124,7 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
     status or "orphan" (the missing ancestors are then fetched from ``peer`` if
     it is in our peer table: the ``X-Peer`` header is only the client's word).
     ``solicited``: fetched by headers-first sync along a heavier header chain
-    (exempt from side-branch admission, chain.py)."""
+    (exempt from side-branch admission, side_branches.py)."""
     node.observe_energy()
     try:
         with node.lock:
@@ -179,7 +179,7 @@ def check_header_on_parent(node: IntakeNode, header: BlockHeader) -> bool:
     """False if ``header``'s parent is unknown here; otherwise raise unless the
     header meets every rule a header alone can be checked against on that
     parent (headers.check_next_header: height, proof of work, the required
-    target, timestamps) and side-branch admission (chain.py). What a compact
+    target, timestamps) and side-branch admission (side_branches.py). What a compact
     block must pass before any of its txs is fetched."""
     with node.lock:
         parent = node.chain.entry(header.prev_hash)

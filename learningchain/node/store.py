@@ -23,7 +23,7 @@ commits on power loss); a block per second costs nothing measurable here.
 
 A block is written before the chain connects it in memory (ledger.py): a
 write that fails (disk full) leaves both as they were. Side-branch blocks
-evicted by the chain's caps (see :mod:`learningchain.ledger.chain`) are deleted right
+evicted by the chain's caps (see :mod:`learningchain.ledger.side_branches`) are deleted right
 after; if that fails the store holds a few more than the caps, and the next
 replay trims them. A stored block that no longer replays is moved to the
 ``set_aside`` table, never fatal (ledger.py, ``_set_aside``).

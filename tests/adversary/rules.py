@@ -156,7 +156,7 @@ def time_warp(out: Path) -> Outcome:
         code, reply = _post_block(node, warped)
         warped_ok = code == 202 and reply.get("status") in ("connected", "side", "reorg")
         mirror.add_block(warped, stamp)
-        required = next_target(mirror._tip, config)
+        required = next_target(mirror.tip_entry, config)
         parent_target = warped.header.target
         after = mirror.build_block(miner, [], int(time.time() * 1000))
         easy = rebuild(after, target=min(4 * parent_target, config.pow_limit))  # what the old rule gave

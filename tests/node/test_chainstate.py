@@ -251,13 +251,13 @@ def _retained(tmp_path, n_blocks=14, retain=2, **genesis):
 def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_path):
     g, ledger, full, blocks = _retained(tmp_path)
     chain = ledger.chain
-    deep = [chain._entries[b.hash] for b in blocks[:-3]]
+    deep = [chain.index.entries[b.hash] for b in blocks[:-3]]
     assert all(e.body is None and e.state.model is None and e.state.pending == () for e in deep)
-    assert all(chain._entries[b.hash].body is not None for b in blocks[-2:])
-    kept = [chain._entries[b.hash] for b in blocks[-2:]]
+    assert all(chain.index.entries[b.hash].body is not None for b in blocks[-2:])
+    kept = [chain.index.entries[b.hash] for b in blocks[-2:]]
     if kept[1].state.round_start != kept[1].height:  # same round: one model object, not copies
         assert kept[0].state.model is kept[1].state.model
-    same_round = [e for e in chain._entries.values() if e.state.model is not None
+    same_round = [e for e in chain.index.entries.values() if e.state.model is not None
                   and e.state.round == chain.tip_state.round and e.height >= chain.tip_state.round_start]
     assert same_round and all(e.state.model is chain.tip_state.model for e in same_round)
     # the API's reads still answer, byte for byte, from the store
@@ -285,7 +285,7 @@ def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_pa
 def test_an_old_model_missing_from_the_store_is_recomputed_from_the_blocks(tmp_path):
     g, ledger, full, blocks = _retained(tmp_path)
     ledger.store._db.execute("DELETE FROM models")
-    ledger.chain._models.clear()
+    ledger.chain.index.models.clear()
     closing = [b for b in blocks if b.commitment][0]
     got, digest = ledger.chain.model(closing.hash)
     assert digest == closing.commitment["model_digest"] == full.chain.model(closing.hash)[1]

@@ -19,7 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from learningchain.core import errors
 from learningchain.ledger.block import Block
-from learningchain.ledger.compact import check_compact, rebuild_compact
+from learningchain.ledger.compact import check_compact
+from learningchain.node.p2p.relay import rebuild_compact
 from learningchain.core.encoding import EncodingError, encode_weights, is_hex, parse_json
 from learningchain.core.errors import ValidationError
 from learningchain.node.web.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, explorer, round_detail as round_view, rounds_overview
