@@ -25,7 +25,7 @@ import requests
 from learningchain.ledger.block import Block
 from learningchain.ledger.chain import Chain
 from learningchain.node.keyfile import key_path
-from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.core.encoding import encode_array
 from learningchain.ledger.genesis import make_genesis
 from learningchain.ledger.tx import UpdateTx
