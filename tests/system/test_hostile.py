@@ -8,8 +8,9 @@ stays a side branch, a shorter one with more work takes over and the txs of the
 dropped branch return to the mempool. The last test greps every GET response
 and the node's log for its private key.
 
-The unit tests of the same rules (tests/ledger/test_tx.py, test_chain.py, test_api.py)
-call the core directly; these check that the running node wires them up.
+The unit tests of the same rules (tests/ledger/test_tx.py, test_chain.py,
+tests/node/web/test_peer_routes.py) call the core directly; these check that the
+running node wires them up.
 """
 from __future__ import annotations
 
