@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from learningchain.core.encoding import encode_weights
 from learningchain.ledger.chain import Chain
+from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.chainstate import Ledger
 from learningchain.node.web.explorer import (MAX_ROUNDS_PAGE, ROUNDS_PAGE, render_block, round_detail as round_view,
                                              rounds_overview)
@@ -23,9 +24,10 @@ chain_routes = Blueprint("chain_routes", __name__)
 
 
 class InspectedNode(Protocol):
-    """What the inspection routes read from the node (:class:`~learningchain.node.service.Node`);
-    the explorer's helpers get it as they are."""
+    """What the inspection routes read from the node (:class:`~learningchain.node.service.Node`),
+    also what they hand to the explorer's rounds and block page (its network name)."""
     lock: AbstractContextManager
+    config: NetworkConfig
     ledger: Ledger  # its mempool
     metrics: dict[int, dict[str, float]]
 
