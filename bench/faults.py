@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from learningchain.ledger.chain import Chain  # noqa: E402
-from learningchain.cli.demo import Network, wait_for, wait_ready  # noqa: E402
+from learningchain.cli.processes import Network, wait_for, wait_ready  # noqa: E402
 from learningchain.ledger.genesis import make_genesis  # noqa: E402
 from tests.helpers import EASY, KEYS, next_block, tiny_config, update_tx  # noqa: E402
 from tests.netutil import (converged, fault_network, lost_txs, main_chain_txs, round_commitments,  # noqa: E402

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from learningchain.cli import demo
+from learningchain.cli import demo, demo_rounds  # noqa: E402
 from learningchain.cli import processes  # noqa: E402
 from learningchain.ledger.block import Block  # noqa: E402
 from learningchain.ledger.chain import Chain  # noqa: E402
@@ -68,9 +68,9 @@ def run_network(n: int, rounds: int, out: Path, compression: str | None = None) 
         t0 = time.monotonic()
         # counters between the closes of round 1 and round R+1: both snapshots fall
         # at the same point of a round, so R rounds of traffic lie between them
-        processes.wait_for(lambda: demo.closed_round(net.nodes[0].url, 1), 60, "round 1", net)
+        processes.wait_for(lambda: demo_rounds.closed_round(net.nodes[0].url, 1), 60, "round 1", net)
         before = [processes.get(x.url, "/status") for x in net.nodes]
-        entries = demo.follow_rounds(net, rounds + 1, set(), timeout=30 + 10 * rounds, tty=False)
+        entries = demo_rounds.follow_rounds(net, rounds + 1, set(), timeout=30 + 10 * rounds, tty=False)
         after = [processes.get(x.url, "/status") for x in net.nodes]
         wall = time.monotonic() - t0
         hub = net.nodes[0].url

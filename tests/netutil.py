@@ -1,5 +1,5 @@
 """Helpers for fault tests and bench/faults.py: a network of ``node.py run``
-processes on 127.0.0.1 (via :class:`learningchain.cli.demo.Network`), what their
+processes on 127.0.0.1 (via :class:`learningchain.cli.processes.Network`), what their
 main chains hold, and a peer that accepts connections and never answers."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from learningchain.learning import data
-from learningchain.cli.demo import Network, get, wait_for, wait_ready
+from learningchain.cli.processes import Network, get, wait_for, wait_ready
 from learningchain.node.keyfile import load_or_create_key
 from learningchain.ledger.genesis import default_config, permissioned
 

@@ -17,7 +17,8 @@ do not reach them: the demo must stop them) or when a node dies (then its log
 tail is shown and the exit status is 1).
 
 Starting, watching and stopping the processes is :mod:`learningchain.cli.processes`
-(also used by the end-to-end tests and ``bench/round.py``).
+(also used by the end-to-end tests and ``bench/round.py``); following the rounds,
+the agreement check and the baselines are :mod:`learningchain.cli.demo_rounds`.
 """
 from __future__ import annotations
 
@@ -31,14 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from learningchain.cli import argtypes
-from learningchain.core.errors import ConfigError, LearningChainError
+from learningchain.cli.demo_rounds import check_agreement, complete_entries, follow_rounds, local_baselines
+from learningchain.core.errors import ConfigError
 from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
-                                     wait_for, wait_ready)
+                                     wait_ready)
 
-__all__ = ["Stopped", "run_demo", "register", "stop_on_term_and_hup"]
+__all__ = ["run_demo", "register", "stop_on_term_and_hup"]
 
 
 @contextmanager
@@ -121,148 +121,6 @@ def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers
             for i in range(1, n)]
     wait_ready(net, rest)
     return net.nodes
-
-
-# --- the run ------------------------------------------------------------------------
-
-def progress_bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / max(1, total))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
-def closed_round(url: str, r: int) -> dict | None:
-    doc = get(url, f"/rounds/{r}")
-    if doc and doc.get("status") == "closed" and doc.get("metrics"):
-        return doc
-    return None
-
-
-def counters(net: Network) -> tuple[int, dict[str, float]]:
-    """Bytes sent by all nodes and their summed work timings (``/status``)."""
-    sent, work = 0, {}
-    for n in net.nodes:
-        s = get(n.url, "/status") or {}
-        sent += int((s.get("traffic") or {}).get("sent", 0))
-        for key, value in (s.get("timings") or {}).items():
-            if key.endswith("_s"):
-                work[key[:-2]] = work.get(key[:-2], 0.0) + float(value)
-    return sent, work
-
-
-def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float, tty: bool) -> list[dict]:
-    """Poll node 0 until round ``rounds`` is closed; a row per closed round.
-
-    Each entry's ``timing`` is the round's wall time (``round``) plus the
-    seconds the nodes spent per phase, summed over nodes (their ``/status``
-    timings, as the simulator sums its participants); ``traffic_bytes`` is what
-    all nodes sent meanwhile (gossip, sync, API answers). The nodes' counters
-    start at zero, so round 1 counts from their start (node 0 may train it
-    before the last node is up). ``bytes`` and ``energy`` come later
-    (:func:`complete_entries`)."""
-    from learningchain.sim.results import round_entry
-    hub = net.nodes[0]
-    entries, r, t_prev, t0 = [], 1, time.monotonic(), time.monotonic()
-    sent_prev, work_prev = 0, {}
-    print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}")
-    deadline = t0 + timeout
-    while r <= rounds:
-        net.check_alive()
-        doc = closed_round(hub.url, r)
-        if doc is None:
-            status = get(hub.url, "/status") or {}
-            if tty:
-                print(f"\r{progress_bar(r - 1, rounds)} round {r}/{rounds}  height "
-                      f"{status.get('height', '?')}  {time.monotonic() - t0:5.1f} s", end="", flush=True)
-            if time.monotonic() > deadline:
-                raise LearningChainError(f"round {r} did not close within {timeout:.0f} s; see the "
-                                         f"logs in {net.out}")
-            time.sleep(0.2)
-            continue
-        now, (sent, work) = time.monotonic(), counters(net)
-        commitment = {"accepted": doc.get("accepted", []), "rejected": doc.get("rejected", {})}
-        bad_ids = [u["id"] for u in doc.get("updates", []) if u.get("sender") in attacker_keys]
-        metrics = {k: float(v) for k, v in doc["metrics"].items()}
-        timing = {"round": now - t_prev, **{k: max(0.0, v - work_prev.get(k, 0.0)) for k, v in work.items()}}
-        entry = round_entry(r, doc.get("closed_at") or doc.get("height") or 0, metrics, commitment,
-                            bad_ids, timing=timing)
-        entry.update(traffic_bytes=sent - sent_prev, model_digest=doc.get("model_digest"),
-                     update_ids=[u["id"] for u in doc.get("updates", [])])
-        if isinstance(doc.get("selected"), list):  # only under a selection policy
-            entry.update(selected=len(doc["selected"]),
-                         attackers_selected=len(set(doc["selected"]) & attacker_keys))
-        entries.append(entry)
-        name = "accuracy" if "accuracy" in metrics else "rmse"
-        if tty:
-            print("\r" + " " * 79 + "\r", end="")
-        print(f"{r:>5}  {entry['height']:>6}  {len(entry['accepted']):>8}  {len(entry['rejected']):>8}"
-              f"  {name + ' ' + format(metrics[name], '.4f'):>16}  {now - t_prev:5.1f}s", flush=True)
-        r, t_prev, sent_prev, work_prev = r + 1, now, sent, work
-    return entries
-
-
-def complete_entries(net: Network, entries: list[dict]) -> None:
-    """Fill in what the simulator's entries hold, from the running nodes:
-    ``bytes`` (the round's update transactions on chain, canonical size, as
-    ``tx.size``), ``skipped``, ``bytes_per_update`` / ``payload_per_update``
-    (non-skip updates) and ``energy`` (:func:`learningchain.learning.energy.round_energy`'s
-    shape: every node's own estimate from ``GET /rounds/<r>``, summed). Called
-    once the last round closed, so earlier rounds' energy no longer grows."""
-    from learningchain.learning.compression import payload_bytes
-    from learningchain.core.encoding import canonical_json
-    from learningchain.ledger.tx import SKIP_TYPE
-    hub = net.nodes[0].url
-    for entry in entries:
-        net.check_alive()
-        txs = [(get(hub, f"/txs/{i}") or {}).get("tx") for i in entry.pop("update_ids")]
-        txs = [t for t in txs if isinstance(t, dict)]
-        updates = [t for t in txs if t.get("type") != SKIP_TYPE]
-        entry.update(bytes=sum(len(canonical_json(t)) for t in txs), skipped=len(txs) - len(updates),
-                     bytes_per_update=(sum(len(canonical_json(t)) for t in updates) / len(updates)
-                                       if updates else 0.0),
-                     payload_per_update=(sum(payload_bytes(t["weights"]) for t in updates) / len(updates)
-                                         if updates else 0.0))
-        per_node = {n.name: (get(n.url, f"/rounds/{entry['round']}") or {}).get("energy") or {}
-                    for n in net.nodes}
-        parts = {k: sum(float(e.get(k, 0.0)) for e in per_node.values()) for k in ("train_j", "comm_j", "pow_j")}
-        entry["energy"] = {"total_j": sum(parts.values()), **parts,
-                           "per_node": {name: float(e.get("total_j", 0.0)) for name, e in per_node.items()}}
-
-
-def check_agreement(net: Network, r: int, timeout: float = 20.0) -> tuple[str, str]:
-    """Every node's model digest for round r (equal, or raise); and the tips.
-    A node that dies meanwhile is :class:`NodeDied`, not a disagreement."""
-    def digests():
-        ds = [(closed_round(n.url, r) or {}).get("model_digest") for n in net.nodes]
-        return ds if None not in ds and len(set(ds)) == 1 else None
-    try:
-        digest = wait_for(digests, timeout, f"all nodes to agree on round {r}", net)[0]
-    except NodeDied:
-        raise
-    except LearningChainError:
-        seen = [(n.name, (closed_round(n.url, r) or {}).get("model_digest")) for n in net.nodes]
-        raise LearningChainError(f"nodes disagree on the model of round {r}: "
-                                 + ", ".join(f"{k}={str(v)[:12]}" for k, v in seen)) from None
-    tips = {(s or {}).get("tip") for s in (get(n.url, "/status") for n in net.nodes)}
-    return digest, ("same tip on every node" if len(tips) == 1 else
-                    f"{len(tips)} different tips (blocks in flight), same round-{r} model")
-
-
-def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, dict]:
-    """G0 metrics and the centralized / local-only baselines on the same files."""
-    from learningchain.learning import baselines
-    from learningchain.learning.data import Dataset, load_meta, load_partition
-    from learningchain.learning.models import build_model
-    parts = [load_partition(part_dir / f"node{i}.npz") for i in range(n)]
-    X_te, y_te = load_partition(part_dir / "test.npz")
-    meta = load_meta(part_dir)
-    ds = Dataset(meta.get("dataset", "?"), np.concatenate([p[0] for p in parts]),
-                 np.concatenate([p[1] for p in parts]), X_te, y_te, meta.get("task", spec.task),
-                 int(meta.get("n_classes", 0)))
-    model = build_model(spec)
-    initial = model.evaluate(model.initial_weights(), X_te, y_te)
-    epochs = rounds * spec.epochs
-    return initial, {"centralized": baselines.centralized(spec, ds, epochs),
-                     "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
 
 
 def check_args(args: argparse.Namespace) -> None:

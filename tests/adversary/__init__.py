@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from learningchain.learning import data
-from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.ledger.genesis import NetworkConfig, default_config
 
 from tests.netutil import converged, status

@@ -228,7 +228,7 @@ def l_nearest_miner_reference(out: Path) -> Outcome:
     set G(r). The reference is now the median of the round's updates: the three
     honest updates are the majority and the attackers' are rejected."""
     from learningchain.learning import data
-    from learningchain.cli.demo import Network, wait_ready
+    from learningchain.cli.processes import Network, wait_ready
     n, attackers = 5, 2
     config = demo_like_config(out, n, kind="softmax", rule="l-nearest", params={"l": 2})
     parts = data.write_partitions(out / "parts", "digits", n, "iid")

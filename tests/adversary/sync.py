@@ -21,7 +21,7 @@ import requests
 
 from learningchain.learning import data
 from learningchain.ledger.block import BlockHeader, merkle_root
-from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.ledger.genesis import default_config
 from tests.adversary import Outcome, agree, honest_network, rounds_close, rss_mb, scenario
 from tests.netutil import converged, status

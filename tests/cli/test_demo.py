@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from learningchain.cli.demo import Stopped, stop_on_term_and_hup
-from learningchain.cli.processes import Network, deferred_signals, wait_for
+from learningchain.cli.demo import stop_on_term_and_hup
+from learningchain.cli.processes import Network, Stopped, deferred_signals, wait_for
 from learningchain.sim.results import read_results
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ dropped branch return to the mempool. The last test greps every GET response
 and the node's log for its private key.
 
 The unit tests of the same rules (tests/ledger/test_tx.py, test_chain.py, test_fork_choice.py,
-test_side_branches.py, tests/node/web/test_api.py)
-call the core directly; these check that the running node wires them up.
+test_side_branches.py, tests/node/web/test_peer_routes.py) call the core directly;
+these check that the running node wires them up.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import requests
 from learningchain.ledger.block import Block
 from learningchain.ledger.chain import Chain
 from learningchain.node.keyfile import key_path
-from learningchain.cli.demo import Network, get, wait_ready
+from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.core.encoding import encode_array
 from learningchain.ledger.genesis import make_genesis
 from learningchain.ledger.tx import UpdateTx

@@ -274,7 +274,7 @@ def test_the_ratio_rule_refuses_bombs_and_passes_honest_bodies(network):
 def test_a_small_gzip_body_cannot_cost_seconds_of_parsing(network):
     """16 KB of gzip that decodes to 16 MiB of JSON digits: /peers stops it at its
     64 KiB cap, /blocks (16 MiB cap) at 20:1; the node keeps serving."""
-    from learningchain.node.web.api import SMALL_BODY_BYTES
+    from learningchain.node.web.request_input import SMALL_BODY_BYTES
     a = network("a")
     limit = a.app.config["MAX_CONTENT_LENGTH"]
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
