@@ -16,7 +16,8 @@ from learningchain.node.web.explorer import round_detail, rounds_overview
 from learningchain.node.threads import has_update, participate_once
 from learningchain.node.service import Node
 from tests.helpers import KEYS, next_block, now, tiny_config, update_tx
-from tests.node.p2p.test_peers import free_port, wait_for
+from learningchain.cli.processes import free_port
+from tests.served import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HARDER = 1 << 241  # ~32k hashes a block: a few blocks a second in one Python worker

@@ -25,7 +25,8 @@ from learningchain.core.errors import ValidationError
 from learningchain.node.web.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, explorer, round_detail as round_view, rounds_overview
 from learningchain.ledger.headers import MAX_HEADERS_PAGE
 from learningchain.node.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches, write_token
-from learningchain.node.p2p.peer_table import HEADER_ESTIMATE, check_peer_url, message_type, peer_url_refusal
+from learningchain.node.p2p.peer_counters import HEADER_ESTIMATE, message_type
+from learningchain.node.p2p.peer_urls import check_peer_url, peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES
 from learningchain.ledger.tx import UpdateTx
 from learningchain.node.p2p.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, compress_reply,
