@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
@@ -87,3 +87,74 @@ def serve_handler(handler_class) -> tuple[ThreadingHTTPServer, str]:
 def stop_server(server: ThreadingHTTPServer) -> None:
     server.shutdown()
     server.server_close()
+
+
+def stop_sync_loop(served: "Served") -> None:
+    """No periodic sync: peer states and syncs change only as the test drives them."""
+    served.node.peers._stop.set()
+    served.node.peers._thread.join(timeout=10)
+
+
+class FakePeer:
+    """A small HTTP server on 127.0.0.1 standing in for a peer: it records the paths
+    asked of it and answers each with ``reply``. ``trickle``: seconds between
+    single bytes of the body (a peer that answers slowly; ``trickle_head`` also
+    trickles the status line and headers). ``length``: the Content-Length to
+    declare (None: the real one; -1: none, the body ends when the peer closes)."""
+
+    def __init__(self, reply: bytes = b"{}", trickle: float = 0.0, trickle_head: bool = False,
+                 length: int | None = None):
+        self.paths: list[str] = []
+        self.closed = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def _answer(self):
+                outer.paths.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                declared = len(reply) if length is None else length
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                if declared >= 0:
+                    head += f"Content-Length: {declared}\r\n".encode()
+                head += b"\r\n"
+                try:
+                    self.send(head, trickle if trickle_head else 0.0)
+                    self.send(reply, trickle)
+                except OSError:
+                    pass  # the client gave up: what a trickling peer sees
+
+            def send(self, data: bytes, pause: float) -> None:
+                if not pause:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    if outer.closed.wait(pause):
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server, self.url = serve_handler(Handler)
+
+    def close(self) -> None:
+        self.closed.set()
+        stop_server(self.server)
+
+
+def fake_peer_factory():
+    """Body of a ``fake_peer`` fixture: ``start(**kw)`` starts a :class:`FakePeer`;
+    every one is closed at the end."""
+    peers: list[FakePeer] = []
+
+    def start(**kw) -> FakePeer:
+        peers.append(FakePeer(**kw))
+        return peers[-1]
+    yield start
+    for p in peers:
+        p.close()

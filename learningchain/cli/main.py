@@ -81,7 +81,7 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
 def cmd_run(args: argparse.Namespace) -> int:
     from learningchain.node import keyfile, run as node_run
     from learningchain.node.participant import Role
-    from learningchain.node.p2p.peer_table import parse_peer_list
+    from learningchain.node.p2p.peer_urls import parse_peer_list
     peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
     # the learner settings are checked (participant.Role) before anything is written
     Role(attack=args.attack, dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, compression=args.compression,

@@ -26,7 +26,7 @@ from learningchain.node.service import Node
 from learningchain.sim.simulator import SimConfig, Simulation
 from tests.helpers import KEYS, next_block, tiny_config
 from tests.cli.test_cli import assert_one_line_error, node_py
-from tests.node.p2p.test_peers import wait_for
+from tests.served import wait_for
 from tests.node.test_service import write_partition
 
 

@@ -12,8 +12,7 @@ from learningchain.ledger.chain import Chain
 from learningchain.core.errors import ValidationError
 from learningchain.ledger.headers import HeaderChain
 from tests.helpers import MINER, MINER2, next_block, remine, tiny_genesis
-from tests.served import network_factory
-from tests.node.p2p.test_peers import FakePeer
+from tests.served import FakePeer, network_factory
 
 
 @pytest.fixture

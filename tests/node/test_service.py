@@ -11,7 +11,7 @@ from learningchain.node.web.explorer import round_detail, rounds_overview
 from learningchain.node.threads import has_update, participate_once
 from learningchain.node.service import Node
 from tests.helpers import KEYS, next_block, now, tiny_config, update_tx
-from tests.node.p2p.test_peers import wait_for
+from tests.served import wait_for
 
 HARDER = 1 << 241  # ~32k hashes a block: a few blocks a second in one Python worker
 

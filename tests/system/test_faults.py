@@ -17,7 +17,7 @@ from learningchain.node.p2p.peers import TIMEOUT
 from tests.helpers import KEYS, update_tx
 from tests.netutil import (SilentPeer, converged, fault_network, get, lost_txs, main_chain_txs,
                            round_commitments, status, verify, wait_for, wait_ready)
-from tests.node.p2p.test_peers import Served
+from tests.served import Served
 
 DEADLINE = 45.0
 

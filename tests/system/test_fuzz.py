@@ -227,7 +227,7 @@ def _raw(port: int, method: str, path: str, body: bytes, ctype: str | None) -> t
 
 
 def test_waitress_node_survives_hundreds_of_hostile_requests(tmp_path):
-    from tests.node.p2p.test_peers import free_port
+    from learningchain.cli.processes import free_port
     port = free_port()
     node = Node(tmp_path / "w", CONFIG, quiet=True, port=port)
     server = create_http_server(create_app(node), host="127.0.0.1", port=port, threads=4)

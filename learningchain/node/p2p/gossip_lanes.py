@@ -11,9 +11,9 @@ end. Now:
 * a peer has one send running at a time, and each next send goes to the lane
   the peer's record earns *then* (:meth:`GossipLanes._lane`): peers we chose
   (``--peers``) or that delivered blocks to our sync (:data:`TRUSTED_WORKERS`
-  threads); peers failing or costing more than :data:`COSTLY` (peer_table.py:
+  threads); peers failing or costing more than :data:`COSTLY` (peer_counters.py:
   cost) and peers that never answered a send within ``FREE_SECONDS``
-  (:data:`SMALL_LANE_WORKERS` threads each); everyone else (:data:`WORKERS`).
+  (peer_counters.py) (:data:`SMALL_LANE_WORKERS` threads each); everyone else (:data:`WORKERS`).
   A peer that turned slow therefore leaves no backlog on the lane everyone
   shares, and strangers that answer slowly wait behind each other.
 """
@@ -27,7 +27,7 @@ PEER_QUEUE = 32
 #: threads of the shared lane, of the lane for --peers and block-delivering peers,
 #: and of each of the two small lanes (costly or failing peers; peers on probation).
 WORKERS, TRUSTED_WORKERS, SMALL_LANE_WORKERS = 8, 4, 2
-#: a peer costing more than this (peer_table.py: cost) sends on the costly lane.
+#: a peer costing more than this (peer_counters.py: cost) sends on the costly lane.
 COSTLY = 1.0
 
 

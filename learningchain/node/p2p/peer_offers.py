@@ -25,7 +25,8 @@ import requests
 from learningchain.core import errors
 from learningchain.core.encoding import EncodingError, parse_json
 from learningchain.node.p2p.httpclient import PeerReplyError
-from learningchain.node.p2p.peer_table import normalize, peer_url_refusal
+from learningchain.node.p2p.peer_host import PeerHost
+from learningchain.node.p2p.peer_urls import normalize, peer_url_refusal
 
 HANDSHAKE_WORKERS = 2
 MAX_PENDING_HANDSHAKES = 32
@@ -37,6 +38,8 @@ class PeerOffers:
     """Mixed into :class:`~learningchain.node.p2p.peers.PeerSet` (uses its ``_lock``,
     ``node``, ``self_url``, ``refusal``, ``admit``, ``refused_peers`` and
     ``_handshake_session``)."""
+
+    node: PeerHost
 
     def _init_offers(self) -> None:
         self._handshakes = ThreadPoolExecutor(max_workers=HANDSHAKE_WORKERS, thread_name_prefix="handshake")

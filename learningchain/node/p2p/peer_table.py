@@ -1,6 +1,9 @@
-"""The peer table: whom we know, how each peer has behaved, and what it was sent.
+"""The peer table: whom we know, which newcomers may join or take a failing peer's place, and what each was sent.
 
-Split from :mod:`learningchain.node.p2p.peers` (which gossips and syncs over this table).
+Gossip and sync run over it (:mod:`learningchain.node.p2p.peers`); one peer's
+record is :mod:`learningchain.node.p2p.peer_record`, peer URLs and their host
+groups :mod:`learningchain.node.p2p.peer_urls`, traffic counters and cost
+:mod:`learningchain.node.p2p.peer_counters`.
 
 * Membership. Peers given on the command line (``--peers``) are *pinned*; peers
   learned from another peer's list or from ``POST /peers`` are *learned*. A
@@ -9,201 +12,56 @@ Split from :mod:`learningchain.node.p2p.peers` (which gossips and syncs over thi
   can set) is *protected*: at most :data:`MAX_PROTECTED` of them, like
   Bitcoin's handful of protected outbound peers.
   When the table is full, a newcomer may take the place of a learned peer only
-  after :data:`EVICT_AFTER_FAILURES` consecutive failures
-  (:data:`PROTECTED_EVICT_AFTER` for a protected one: a peer that once worked
-  and then died must not hold its slot for good). Otherwise anyone could
+  after :data:`~learningchain.node.p2p.peer_record.EVICT_AFTER_FAILURES`
+  consecutive failures
+  (:data:`~learningchain.node.p2p.peer_record.PROTECTED_EVICT_AFTER` for a
+  protected one: a peer that once worked and then died must not hold its slot
+  for good). Otherwise anyone could
   push honest peers out with ``POST /peers`` or a crafted peer list (an eclipse:
   Heilman et al., "Eclipse Attacks on Bitcoin's Peer-to-Peer Network", USENIX
   Security 2015, whose counter-measures keep tried, working peers over new ones).
-* Back-off. After a failure a peer is skipped for :data:`BACKOFF_START` seconds,
-  doubling up to :data:`BACKOFF_MAX`, and reset on success, so a dead peer costs
-  one timed-out request now and then, never a stall.
-* Hosts, bounded. A peer is a host: ``scheme://host[:port]``, no path (a URL
-  with a path is refused, ``peer-url-path``: 60 paths on one slow server once
-  filled every table). One entry per host:port; a learned peer is refused past
+* Back-off. After a failure a peer is skipped for
+  :data:`~learningchain.node.p2p.peer_record.BACKOFF_START` seconds, doubling up
+  to :data:`~learningchain.node.p2p.peer_record.BACKOFF_MAX`, and reset on
+  success, so a dead peer costs one timed-out request now and then, never a stall.
+* Hosts, bounded. One entry per host:port; a learned peer is refused past
   :data:`PORTS_PER_HOST` entries on one IP address and :data:`PEERS_PER_SUBNET`
   in one /24 (IPv4) or /64 (IPv6), and past :data:`LOOPBACK_PEERS` on loopback
   (tests and the demo run every node on 127.0.0.1, each on its own port), the
   per-group limits of Bitcoin Core's address manager (``addrman`` buckets by
   /16, Heilman et al.) in small. Pinned peers are never refused.
-* Cost. Every exchange we start costs a peer its wall time over
-  :data:`FREE_SECONDS` plus one second per :data:`BYTES_PER_COST_SECOND`
-  received or sent over :data:`FREE_BYTES`; the cost decays with a
-  half-life of :data:`COST_HALF_LIFE`, and past :data:`COST_BUDGET` the peer
-  backs off in proportion (up to :data:`BACKOFF_MAX`): a peer serving 40 MiB
-  sync pages or answering slowly is asked less, not forever.
 * Evicted is not forgotten: a learned peer that made room for a newcomer is kept
   in a bounded list of *former* peers, offered again (through the handshake)
   after :data:`FORMER_RETRY_SECONDS`, so an honest peer that was down a while
   comes back.
-* Counters. Bytes sent and received per peer and per message type (request and
-  response bodies plus :data:`HEADER_ESTIMATE` per exchange for the HTTP header
-  lines), served in ``/peers`` and ``/status``; the set of ids each peer was
-  sent or has sent us (bounded), so nothing is sent to a peer twice.
+* Seen-sets: the ids each peer was sent or has sent us (bounded), so nothing is
+  sent to a peer twice.
 """
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Iterable
-from urllib.parse import urlsplit
+from typing import Iterable
 
 from learningchain.core import errors
-from learningchain.core.errors import ConfigError
+from learningchain.node.p2p.peer_counters import COST_BUDGET, PeerCounters
+from learningchain.node.p2p.peer_record import BACKOFF_MAX, BACKOFF_START, Peer
+from learningchain.node.p2p.peer_urls import check_peer_url, host_groups, normalize, peer_url_refusal
 
-BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 MAX_PEERS = 64
-#: consecutive failures after which a learned peer may make room for a newcomer.
-EVICT_AFTER_FAILURES = 3
 #: learned peers at most kept as protected (delivered blocks to our own sync).
 MAX_PROTECTED = 8
-#: consecutive failures after which even a protected learned peer may be evicted.
-PROTECTED_EVICT_AFTER = 20
 SEEN_CAPACITY = 20_000
-#: rough size of the HTTP request/response header lines, counted per exchange.
-HEADER_ESTIMATE = 200
-#: a peer that lists us is told about us again only this often (to learn its new peers).
-ANNOUNCE_SECONDS = 30.0
 #: learned peers at most on one IP address (ports), in one /24 or /64, and on loopback.
 PORTS_PER_HOST = 4
 PEERS_PER_SUBNET = 8
 LOOPBACK_PEERS = 16
-#: the cost of an exchange: its seconds over FREE_SECONDS plus one per this many
-#: bytes on the wire over FREE_BYTES (so a peer pays for slow or huge exchanges,
-#: not for many quick ones: a busy honest peer stays at 0).
-BYTES_PER_COST_SECOND = 8 << 20
-FREE_SECONDS, FREE_BYTES = 0.5, 1 << 20
-#: the message types of gossip sends (see message_type).
-GOSSIP_KINDS = ("tx body", "inv", "compact block", "full block")
-#: cost (decayed with this half-life, seconds) a peer may run up before it backs off;
-#: a peer's back-off is COST_BACKOFF seconds per cost second over the budget. An
-#: honest peer costs ~0.1 per half-life (a /tip poll every 2 s: a few ms each).
-COST_HALF_LIFE, COST_BUDGET, COST_BACKOFF = 30.0, 4.0, 2.0
 #: evicted learned peers remembered to be offered again, and after how long.
 MAX_FORMER, FORMER_RETRY_SECONDS = 256, 60.0
 
 
-def message_type(method: str, path: str, compact: bool = False) -> str:
-    """What an exchange carries, for the per-type byte counters in ``/status``."""
-    if path.startswith("/txs"):
-        return "tx body" if method == "POST" else "tx fetch"
-    if path == "/blocks":
-        return "compact block" if compact else "full block"
-    return {"/inv": "inv", "/tip": "tip poll", "/status": "status poll", "/peers": "peer announce",
-            "/sync/blocks": "sync", "/sync/headers": "sync"}.get(path, "other")
-
-
-def peer_url_refusal(url: Any) -> tuple[str, str] | None:
-    """None if ``url`` names a peer (``http(s)://host[:port]``, at most a trailing
-    ``/``), else ``(reason code, why)``: ``peer-url-path`` for a path, else
-    ``bad-peer-url``."""
-    if not isinstance(url, str) or not url or len(url) > 200:
-        return "bad-peer-url", "url must be a string of at most 200 characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises on a bad port
-    except ValueError:
-        return "bad-peer-url", f"url {url!r} is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "bad-peer-url", f"url must be http(s)://host[:port], got {url!r}"
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return "bad-peer-url", "url must not carry a query, fragment or credentials"
-    if parts.path not in ("", "/"):
-        return errors.PEER_URL_PATH, f"a peer is a host, http(s)://host[:port] without a path; got {url!r}"
-    return None
-
-
-def check_peer_url(url: Any) -> str | None:
-    """None if ``url`` is an acceptable peer URL (:func:`peer_url_refusal`), else why not."""
-    refusal = peer_url_refusal(url)
-    return refusal[1] if refusal else None
-
-
-def host_groups(url: str) -> tuple[str, str, str]:
-    """``(host:port, host, subnet)`` of a peer URL: what the per-host and
-    per-subnet caps count. Every loopback address (and ``localhost``) is one
-    host, ``loopback``; a host name is its own host and subnet (never resolved:
-    a lookup per offer would be a cost anyone could impose)."""
-    parts = urlsplit(url)
-    name = (parts.hostname or "").lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        ip = ipaddress.ip_address(name)
-    except ValueError:
-        if name == "localhost" or name.endswith(".localhost"):
-            return f"loopback:{port}", "loopback", "loopback"
-        return f"{name}:{port}", name, name
-    if ip.is_loopback:
-        return f"loopback:{port}", "loopback", "loopback"
-    subnet = ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False)
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}", str(ip), str(subnet)
-
-
-def parse_peer_list(text: str) -> list[str]:
-    """``--peers`` (comma-separated URLs) as a list; raises ConfigError naming the
-    first URL that :func:`check_peer_url` refuses, instead of dropping it."""
-    urls = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        problem = check_peer_url(part)
-        if problem is not None:
-            raise ConfigError(f"--peers: {problem} (give comma-separated URLs such as "
-                              f"http://127.0.0.1:5001)")
-        urls.append(normalize(part))
-    return urls
-
-
-def normalize(url: str) -> str:
-    """The table's spelling of a peer URL: scheme and host in lower case, no
-    trailing ``/``."""
-    url = url.rstrip("/")
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.lower()}{sep}{rest.lower()}" if sep and "/" not in rest else url
-
-
-@dataclass
-class Peer:
-    url: str
-    pinned: bool = False     # given with --peers: never evicted
-    delivered: bool = False  # our sync from it connected a block: protected
-    failures: int = 0        # consecutive; reset by any answer
-    next_try: float = 0.0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    last_error: str = ""
-    last_seen: float = 0.0
-    height: int | None = None
-    seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
-    peers: frozenset = frozenset()  # the peer's own peers, from its answer to our announce
-    announced: float = -ANNOUNCE_SECONDS  # when it last answered an announce listing us
-    gzip: bool = True  # False once it refused a gzip body (an older node): send it plain
-    cost: float = 0.0  # decayed seconds of our time (and bytes) it cost; see PeerTable._charge
-    quick_sends: int = 0  # gossip sends (tx, inv, block) it answered within FREE_SECONDS
-    cost_at: float = 0.0
-
-    def available(self, now: float) -> bool:
-        return now >= self.next_try
-
-    @property
-    def evictable(self) -> bool:
-        return not self.pinned and self.failures >= (PROTECTED_EVICT_AFTER if self.delivered
-                                                      else EVICT_AFTER_FAILURES)
-
-    def to_dict(self) -> dict:
-        return {"url": self.url, "failures": self.failures, "height": self.height,
-                "source": "command line" if self.pinned else "learned", "delivered": self.delivered,
-                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
-                "last_error": self.last_error, "cost": round(self.cost, 2),
-                "last_seen_s_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
-                "backoff_seconds": round(max(0.0, self.next_try - time.monotonic()), 1)}
-
-
-class PeerTable:
+class PeerTable(PeerCounters):
     """Known peers with back-off, eviction, seen-sets and byte counters; thread-safe
     (one lock, held only for dictionary work, never during I/O)."""
 
@@ -217,8 +75,7 @@ class PeerTable:
                                                                            LOOPBACK_PEERS)
         self._former: OrderedDict[str, float] = OrderedDict()  # evicted learned peer -> retry after
         self.refused_peers: dict[str, int] = {}  # reason -> peers refused since start
-        #: message type -> [bytes sent, bytes received, messages, seconds in our requests, requests]
-        self._by_type: dict[str, list] = {}
+        self._init_counters()  # peer_counters.py
         for url in urls:
             self.add(url, pinned=True)
 
@@ -232,8 +89,10 @@ class PeerTable:
         code: a bad URL, ``peer-host-full``, ``peer-subnet-full``,
         ``peer-table-full``). ``pinned``: given on the command line, never refused
         by the caps. When full, the learned peer with the most consecutive
-        failures (at least :data:`EVICT_AFTER_FAILURES`, or
-        :data:`PROTECTED_EVICT_AFTER` if it is protected) makes room and becomes
+        failures (at least
+        :data:`~learningchain.node.p2p.peer_record.EVICT_AFTER_FAILURES`, or
+        :data:`~learningchain.node.p2p.peer_record.PROTECTED_EVICT_AFTER` if it
+        is protected) makes room and becomes
         a *former* peer, offered again later."""
         refusal = peer_url_refusal(url)
         if refusal is not None:
@@ -375,63 +234,6 @@ class PeerTable:
             peer.last_error = why
             delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (peer.failures - 1))
             peer.next_try = time.monotonic() + delay
-
-    # --- counters -------------------------------------------------------------------
-    def traffic(self) -> dict:
-        with self._lock:
-            by_type = {k: {"sent": v[0], "received": v[1], "messages": v[2]}
-                       for k, v in sorted(self._by_type.items())}
-            return {"sent": sum(p.bytes_sent for p in self._peers.values()),
-                    "received": sum(p.bytes_received for p in self._peers.values()),
-                    "by_type": by_type}
-
-    def gossip_time(self) -> tuple[float, int]:
-        """Seconds spent in our own requests to peers (send + answer), and how many."""
-        with self._lock:
-            return sum(v[3] for v in self._by_type.values()), sum(v[4] for v in self._by_type.values())
-
-    def _count(self, kind: str, sent: int, received: int, seconds: float | None = None) -> None:
-        """(lock held) add one exchange to the per-type counters."""
-        row = self._by_type.setdefault(kind, [0, 0, 0, 0.0, 0])
-        row[0] += sent
-        row[1] += received
-        row[2] += 1
-        if seconds is not None:
-            row[3] += seconds
-            row[4] += 1
-
-    def _count_outbound(self, peer: Peer | None, kind: str, sent: int, received: int, seconds: float) -> None:
-        if peer is None:
-            return
-        with self._lock:
-            peer.bytes_sent += sent + HEADER_ESTIMATE
-            peer.bytes_received += received + HEADER_ESTIMATE
-            self._count(kind, sent + HEADER_ESTIMATE, received + HEADER_ESTIMATE, seconds)
-            if seconds <= FREE_SECONDS and kind in GOSSIP_KINDS:
-                peer.quick_sends += 1
-            self._charge(peer, max(0.0, seconds - FREE_SECONDS)
-                         + max(0, sent + received - FREE_BYTES) / BYTES_PER_COST_SECOND)
-
-    def _charge(self, peer: Peer, cost: float) -> None:
-        """(lock held) add ``cost`` to the peer's decayed cost; over the budget it
-        backs off :data:`COST_BACKOFF` seconds per cost second over (at most
-        :data:`BACKOFF_MAX`)."""
-        now = time.monotonic()
-        peer.cost = peer.cost * 0.5 ** ((now - peer.cost_at) / COST_HALF_LIFE) + cost
-        peer.cost_at = now
-        if peer.cost > COST_BUDGET:
-            peer.next_try = max(peer.next_try, now + min(BACKOFF_MAX, (peer.cost - COST_BUDGET) * COST_BACKOFF))
-
-    def count_inbound(self, url: str | None, received: int, sent: int, kind: str = "other") -> None:
-        """Bytes of a request a peer made to us (``received``) and of our answer (``sent``)."""
-        if not url:
-            return
-        with self._lock:
-            peer = self._peers.get(normalize(url))
-            if peer is not None:
-                peer.bytes_received += received
-                peer.bytes_sent += sent
-                self._count(kind, sent, received)
 
     # --- seen-sets ------------------------------------------------------------------
     def _targets(self, key: str, exclude: str | None) -> list[str]:

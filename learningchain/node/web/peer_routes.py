@@ -19,7 +19,7 @@ from learningchain.node.p2p.relay import rebuild_compact
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.headers import MAX_HEADERS_PAGE
 from learningchain.ledger.tx import UpdateTx
-from learningchain.node.p2p.peer_table import peer_url_refusal
+from learningchain.node.p2p.peer_urls import peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES, PeerSet
 from learningchain.node.web.request_input import INV_BODY_BYTES, SMALL_BODY_BYTES, ApiError, body, peer_header
 

@@ -15,7 +15,7 @@ import re
 from flask import current_app, request
 
 from learningchain.core.encoding import EncodingError, is_hex, parse_json
-from learningchain.node.p2p.peer_table import check_peer_url
+from learningchain.node.p2p.peer_urls import check_peer_url
 from learningchain.node.p2p.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, gunzip_capped,
                                         is_gzip, is_identity)
 

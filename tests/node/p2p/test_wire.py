@@ -15,7 +15,7 @@ import requests
 
 from learningchain.core.encoding import canonical_json
 from learningchain.learning.models import ModelSpec
-from learningchain.node.p2p.peer_table import HEADER_ESTIMATE
+from learningchain.node.p2p.peer_counters import HEADER_ESTIMATE
 from learningchain.node.p2p.peers import PeerSet, max_reply_bytes
 from learningchain.node.p2p.wire import (MAX_RATIO, RATIO_FLOOR, ContentEncodingError, RatioError, TooLargeError,
                                 accepts_gzip, gunzip_capped, gzip_encode)
