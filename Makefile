@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(PY) node.py demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -72,7 +72,7 @@ BLOCK_BAD_MINER_KEY = "block-bad-miner-key"
 
 # Mempool refusals (not consensus rules: a full or busy node may refuse a valid tx).
 MEMPOOL_FULL = "mempool-full"
-#: a tx already confirmed in the main chain: a replay of an old update (ledger.py).
+#: a tx already confirmed in the main chain: a replay of an old update (chainstate.py).
 TX_REPLAY = "tx-replay"
 
 # Relay refusals (local policy, not consensus: a block refused here may still be
@@ -94,9 +94,9 @@ SYNC_TOO_MANY_HEADERS = "sync-too-many-headers"
 
 # Local refusals of a node that cannot do its part (not consensus: the block may be valid).
 #: the block store could not be written (disk full, I/O error): the block was not
-#: added in memory either and is not relayed; it can come back by sync (ledger.py).
+#: added in memory either and is not relayed; it can come back by sync (chainstate.py).
 STORE_WRITE_FAILED = "store-write-failed"
-#: peer-table refusals (peer_table.py): a URL with a path (peers are hosts), too
+#: peer-table refusals (peer_urls.py, peer_table.py): a URL with a path (peers are hosts), too
 #: many learned peers on one host or subnet, a full table, a failed or busy handshake.
 PEER_URL_PATH = "peer-url-path"
 PEER_HOST_FULL = "peer-host-full"

@@ -2,7 +2,7 @@
 
 A block travels as header, commitment and tx ids, and the receiver rebuilds it
 from its mempool and chain, fetching only the txs it lacks from the sender.
-:mod:`learningchain.node.p2p.peers` sends them; :mod:`learningchain.node.web.peer_routes`
+:mod:`learningchain.node.p2p.gossip` sends them; :mod:`learningchain.node.web.peer_routes`
 receives them, checks them here (:func:`check_compact`, against the narrow
 :class:`CompactContext` a node provides) and rebuilds them in the node layer
 (:func:`learningchain.node.p2p.relay.rebuild_compact`, the only part that does I/O).

@@ -17,6 +17,8 @@ from learningchain.core import crypto
 from learningchain.ledger.block import ZERO_HASH, Block, make_block
 from learningchain.core.encoding import EncodingError, canonical_json, is_hex
 from learningchain.core.errors import ConfigError
+from learningchain.learning.energy import EnergyProfile, random_profiles
+from learningchain.learning.selection import minimum_selected, parse_selection
 from learningchain.learning.models import ModelSpec, build_model, default_spec
 
 #: Miner field of every genesis header: the compressed public key of secret 1
@@ -165,8 +167,6 @@ class NetworkConfig:
         object.__setattr__(self, "allow_list", keys)
 
     def _check_participants(self) -> None:
-        from learningchain.learning.energy import EnergyProfile
-        from learningchain.learning.selection import minimum_selected, parse_selection
         profiles: dict = {}
         if self.participants is not None:
             if isinstance(self.participants, (str, Mapping)):
@@ -351,7 +351,6 @@ def with_participants(config: NetworkConfig, pubkeys: list[str], policy: str = "
     choosing ``k`` of them per round (``all``: no selection)."""
     from dataclasses import replace
 
-    from learningchain.learning.energy import random_profiles
     profiles = random_profiles(len(pubkeys), energy_seed)
     return replace(config, allow_list=None,
                    participants=tuple({"pubkey": key, "energy": p.to_dict()} for key, p in zip(pubkeys, profiles)),

@@ -6,7 +6,7 @@ A node that syncs from a peer first downloads the peer's *headers* after a
 locator, checks each against its parent with the header rules that need no
 transactions (height, target, proof of work, timestamps: :func:`check_next_header`)
 and sums their work. Only when that header chain has more work than our tip does
-it download the blocks, by hash, along it (:mod:`learningchain.node.p2p.peers`). A fork
+it download the blocks, by hash, along it (:mod:`learningchain.node.p2p.peer_sync`). A fork
 of any depth is then followed, because the locator of the next page is built
 from the headers received so far, not from our main chain (the old page-by-page
 block sync asked again with the same locator once its first page had landed as

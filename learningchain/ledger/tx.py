@@ -26,6 +26,7 @@ from learningchain.core import crypto, errors
 from learningchain.core.encoding import (EncodingError, canonical_json, decode_metric, decode_weights,
                                     encode_metrics, encode_weights, is_hex, sha256)
 from learningchain.core.errors import ValidationError
+from learningchain.learning import compression
 
 TX_TYPE = "update"
 SKIP_TYPE = "skip"
@@ -190,7 +191,6 @@ class UpdateTx:
         decoded on each call."""
         if self.compression is None:
             return self.decoded_weights
-        from learningchain.learning import compression
         return compression.decode(self.compression, self.weights, base)
 
     def decoded_metrics(self) -> dict[str, float]:
@@ -220,7 +220,6 @@ class UpdateTx:
             raise ValidationError(errors.TX_BAD_SAMPLES, "num_samples must be at least 1")
         if self.is_skip or self.compression is not None:
             if self.compression is not None:
-                from learningchain.learning import compression
                 compression.check(self.compression, self.weights, expected)
             if verify_signature:
                 self.verify_signature()

@@ -113,7 +113,7 @@ def tip_summary(node: StatusSource) -> dict:
     with node.lock:
         return {"height": node.chain.height, "tip": node.chain.tip.hash,
                 "work": f"{node.chain.tip_work:x}",
-                "genesis": node.genesis.hash}  # the peer handshake checks it (peers.py)
+                "genesis": node.genesis.hash}  # the peer handshake checks it (peer_offers.py)
 
 
 def status(node: StatusSource) -> dict:

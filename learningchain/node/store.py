@@ -21,12 +21,12 @@ one block is one SQL transaction. ``synchronous=FULL`` makes every committed
 block durable across power loss too (NORMAL in WAL mode may drop the last
 commits on power loss); a block per second costs nothing measurable here.
 
-A block is written before the chain connects it in memory (ledger.py): a
+A block is written before the chain connects it in memory (chainstate.py): a
 write that fails (disk full) leaves both as they were. Side-branch blocks
 evicted by the chain's caps (see :mod:`learningchain.ledger.side_branches`) are deleted right
 after; if that fails the store holds a few more than the caps, and the next
 replay trims them. A stored block that no longer replays is moved to the
-``set_aside`` table, never fatal (ledger.py, ``_set_aside``).
+``set_aside`` table, never fatal (chainstate.py, ``_set_aside``).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     received_at INTEGER NOT NULL    -- unix ms when this node stored it
 );
 CREATE INDEX IF NOT EXISTS blocks_by_height ON blocks (height);
-CREATE TABLE IF NOT EXISTS set_aside (  -- stored blocks a replay could not apply (ledger.py)
+CREATE TABLE IF NOT EXISTS set_aside (  -- stored blocks a replay could not apply (chainstate.py)
     hash        TEXT PRIMARY KEY,
     height      INTEGER NOT NULL,
     prev_hash   TEXT NOT NULL,

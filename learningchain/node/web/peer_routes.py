@@ -171,7 +171,7 @@ def peers():
 @peer_routes.post("/peers")
 def post_peer():
     """Someone names a peer (itself, usually). A malformed URL or one with a
-    path is 400; otherwise the URL is *offered* (peers.py): it joins our table
+    path is 400; otherwise the URL is *offered* (peer_offers.py): it joins our table
     only once it answers ``GET /tip`` with our genesis, so ``added`` is false
     and ``status`` says what happens: ``pending`` (handshake queued), ``known``,
     ``self``, or the refusal (``peer-host-full``, ``peer-subnet-full``,
