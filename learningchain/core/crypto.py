@@ -27,12 +27,14 @@ from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
 CURVE = SECP256k1
 ORDER = SECP256k1.order
 HALF_ORDER = ORDER // 2
-NOT_PEM = "not a valid PEM EC key"
-WRONG_CURVE = "not a key on secp256k1"
 
 
 class InvalidKey(ValueError):
-    """The bytes are not a compressed secp256k1 public key."""
+    """The bytes are not a valid secp256k1 key (a compressed public key, or a PEM private key)."""
+
+
+class WrongCurve(InvalidKey):
+    """A well-formed EC key on another curve than secp256k1."""
 
 
 class InvalidSignature(ValueError):
@@ -149,14 +151,14 @@ class PrivateKey:
 
     @classmethod
     def from_pem(cls, data: bytes) -> "PrivateKey":
-        """The key in PEM ``data``; :class:`InvalidKey` if it is no PEM EC key
-        (:data:`NOT_PEM`) or not on secp256k1 (:data:`WRONG_CURVE`)."""
+        """The key in PEM ``data``; :class:`InvalidKey` if it is no PEM EC key,
+        :class:`WrongCurve` if it is one on another curve."""
         try:
             sk = SigningKey.from_pem(data, hashfunc=hashlib.sha256)
         except Exception:
-            raise InvalidKey(NOT_PEM) from None
+            raise InvalidKey("not a valid PEM EC key") from None
         if sk.curve != CURVE:
-            raise InvalidKey(WRONG_CURVE)
+            raise WrongCurve("not a key on secp256k1")
         return cls(sk)
 
     def __repr__(self) -> str:  # never show the secret

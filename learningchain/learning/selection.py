@@ -54,6 +54,7 @@ All arithmetic is on integers. Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from learningchain.learning.energy import DEFAULT_PROFILE, EnergyProfile, planned_cost_nj
@@ -203,7 +204,6 @@ def _explore(by_draw: Sequence[str], taken: Sequence[str], score: Mapping[str, i
 def mark_selected(records: Mapping[str, Record], chosen: frozenset[str] | None,
                   round: int) -> dict[str, Record]:
     """Stamp ``last_selected = round`` on the chosen senders (the age energy-aware rotates on)."""
-    from dataclasses import replace
     out = dict(records)
     for c in sorted(chosen or ()):
         out[c] = replace(out.get(c, Record()), last_selected=round)
@@ -213,7 +213,6 @@ def mark_selected(records: Mapping[str, Record], chosen: frozenset[str] | None,
 def charge(records: Mapping[str, Record], senders: Sequence[str], profiles: Mapping[str, EnergyProfile],
            *, epochs: int, update_bytes: int, model_bytes: int) -> dict[str, Record]:
     """Add each sender's planned cost of the round just closed to its ``spent_nj``."""
-    from dataclasses import replace
     out = dict(records)
     default_samples = _median_samples(records)
     for s in senders:

@@ -59,7 +59,7 @@ def check_header_work(header: BlockHeader, pow_limit: int, plausible: int | None
     ``plausible`` (:func:`plausible_target_limit`; ``block-target-too-easy``: local
     policy), and the header hashes below it. Checked before a block whose parent
     we lack, or whose txs we lack, costs us anything (a fetch, a sync); the exact
-    target is checked against the parent when the block connects (chain.py)."""
+    target is checked against the parent when the block connects (header_rules.check_header)."""
     if header.target > pow_limit:
         raise ValidationError(errors.BLOCK_BAD_TARGET,
                               f"target {header.target:064x} is easier than the pow limit {pow_limit:064x}")

@@ -9,8 +9,11 @@ anchor, not a mined claim); see docs/protocol.md, "Genesis".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
+
+import numpy as np
 
 from learningchain.learning import aggregation
 from learningchain.core import crypto
@@ -282,9 +285,6 @@ def min_update_bytes(shapes: Mapping[str, tuple[str, tuple[int, ...]]]) -> int:
     """Bytes of the canonical wire form of the largest plain update tx without
     metrics for a model of these arrays (name -> (dtype, shape)): every integer
     field at 2^53 - 1, a 72-byte DER signature (docs/protocol.md section 3, size)."""
-    import math
-
-    import numpy as np
     weights = {name: {"data": "A" * (4 * -(-math.prod(shape) * np.dtype(dtype).itemsize // 3)),
                       "dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in shapes.items()}
     big = 2**53 - 1
@@ -331,7 +331,6 @@ def open_network(config: NetworkConfig, stamp_bits: int = OPEN_STAMP_BITS,
                  max_samples: int | None = None) -> NetworkConfig:
     """``config`` as an open network (anyone may submit), priced against Sybils: a
     ``stamp_bits`` stamp on every tx and FedAvg claims capped at ``max_samples``."""
-    from dataclasses import replace
     return replace(config, allow_list=None, participants=None, stamp_bits=stamp_bits or None,
                    max_samples=max_samples)
 
@@ -340,7 +339,6 @@ def permissioned(config: NetworkConfig, pubkeys: list[str]) -> NetworkConfig:
     """``config`` with ``pubkeys`` as its allow-list: the default for every network
     whose node keys are known when genesis is written (demo, tmux demo, ``genesis
     --allow-list``); docs/protocol.md section 6."""
-    from dataclasses import replace
     return replace(config, allow_list=tuple(pubkeys))
 
 
@@ -349,7 +347,6 @@ def with_participants(config: NetworkConfig, pubkeys: list[str], policy: str = "
     """``config`` with ``pubkeys`` as its participants, each with an energy profile
     drawn from ``energy_seed`` (energy.random_profiles), and selection ``policy``
     choosing ``k`` of them per round (``all``: no selection)."""
-    from dataclasses import replace
 
     profiles = random_profiles(len(pubkeys), energy_seed)
     return replace(config, allow_list=None,

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from learningchain.core.crypto import WRONG_CURVE, InvalidKey, PrivateKey
+from learningchain.core.crypto import InvalidKey, PrivateKey, WrongCurve
 from learningchain.core.errors import KeyFileError
 from learningchain.node.store import store_path
 
@@ -42,10 +42,10 @@ def load_key(data_dir: str | os.PathLike) -> PrivateKey:
         raise KeyFileError(f"key file {path} is readable by others (mode {mode:o}): run 'chmod 600 {path}'")
     try:
         return PrivateKey.from_pem(path.read_bytes())
-    except InvalidKey as exc:
-        if str(exc) == WRONG_CURVE:
-            raise KeyFileError(f"key file {path} is not on secp256k1: generate a new one with "
-                               f"'python node.py keygen'") from None
+    except WrongCurve:
+        raise KeyFileError(f"key file {path} is not on secp256k1: generate a new one with "
+                           f"'python node.py keygen'") from None
+    except (OSError, InvalidKey):
         raise KeyFileError(f"key file {path} is not a valid PEM secp256k1 key: restore it from a backup "
                            f"or move it away and run 'python node.py keygen --data-dir {data_dir}'") from None
 

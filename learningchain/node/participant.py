@@ -73,7 +73,7 @@ class Role:
         return self.dp_sigma > 0
 
 
-def _seed(*parts: object) -> int:
+def derive_seed(*parts: object) -> int:
     """A 64-bit seed derived from the parts (stable across processes and runs)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
 
@@ -107,7 +107,7 @@ class Participant:
         # what the txs claim: a DP node publishes a power-of-two bucket, not its size
         self.published_samples = privacy.published_samples(len(self.X)) if self.role.dp else len(self.X)
         if self.role.attack == "label-flip":
-            rng = np.random.default_rng(_seed(self.seed, self.key.address, "labels"))
+            rng = np.random.default_rng(derive_seed(self.seed, self.key.address, "labels"))
             self.y = attacks.poison_labels(self.y, self.spec.n_outputs, rng)
 
     @property
@@ -116,7 +116,7 @@ class Participant:
 
     def train(self, round: int, base: Mapping[str, np.ndarray]):
         """Honest local training from G(r-1); deterministic per (seed, node, round)."""
-        return self.model.train(base, self.X, self.y, seed=_seed(self.seed, self.key.address, round))
+        return self.model.train(base, self.X, self.y, seed=derive_seed(self.seed, self.key.address, round))
 
     def make_update(self, round: int, base: Mapping[str, np.ndarray], base_digest: str,
                     timestamp: int, benign: Sequence[Mapping[str, np.ndarray]] | None = None,
@@ -127,7 +127,7 @@ class Participant:
         ``benign``, ``n_total`` and ``n_byzantine`` inform colluding attacks (ALIE)
         in the simulator; a live attacker passes nothing and estimates alone."""
         weights = trained if trained is not None else self.train(round, base)
-        rng = np.random.default_rng(_seed(self.seed, self.key.address, round, "noise"))
+        rng = np.random.default_rng(derive_seed(self.seed, self.key.address, round, "noise"))
         if self.role.dp:  # the seeded rng stays for attacks and compression: public post-processing
             noise = rng if self.reproducible_noise else privacy.os_rng()
             weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, noise)

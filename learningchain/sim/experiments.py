@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 from learningchain.learning import aggregation
 from learningchain.learning.aggregation.params import trim_count
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import decimal_string
+from learningchain.learning.models import build_model, decimal_string
 from learningchain.sim.results import (cumulative_energy, plot_byzantine_sweep, plot_dp_sweep, plot_energy,
                                    primary_metric)
 from learningchain.sim.simulator import SimConfig, simulate
@@ -182,7 +182,6 @@ def compression_sweep(base: SimConfig, schemes: Sequence[str], topk_fraction: fl
                       progress: Callable[[str, dict], None] | None = None) -> dict:
     """Uncompressed, then each scheme (``q8``, ``topk``, ``skip``): final metric,
     bytes per update tx, binary payload against raw float32, energy."""
-    from learningchain.learning.models import build_model
     raw = sum(4 * math.prod(shape) for _, shape in build_model(base.model_spec()).expected_shapes().values())
     out: dict = {"nodes": base.nodes, "rounds": base.rounds, "raw_float32_bytes": raw, "schemes": {}}
     for scheme in ["none"] + [s for s in schemes if s != "none"]:

@@ -36,7 +36,7 @@ from learningchain.core.encoding import canonical_json, encode_weights, parse_js
 from learningchain.core.errors import LearningChainError, ValidationError
 from learningchain.ledger.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
 from learningchain.learning.models import build_model, decimal_string
-from learningchain.node.participant import Participant, Role, _seed
+from learningchain.node.participant import Participant, Role, derive_seed
 from learningchain.sim.config import SimConfig
 from learningchain.ledger.tx import UpdateTx
 from miner.pow import search
@@ -56,7 +56,7 @@ class Simulation:
     """A network of ``cfg.nodes`` participants and ``cfg.n_full`` full nodes."""
 
     def __init__(self, cfg: SimConfig):
-        from learningchain.node.chainstate import Ledger  # the ledger core imports much; keep the CLI light
+        from learningchain.node.chainstate import Ledger  # chainstate imports the store and sqlite3: keep `node.py --help` light
         self.cfg = cfg
         self.spec = cfg.model_spec()
         self.dataset = data.load_dataset(cfg.dataset, cfg.seed)
@@ -66,7 +66,7 @@ class Simulation:
         self.attackers = sorted(int(i) for i in order[:cfg.byzantine])
         self.participants = []
         budget = None if cfg.energy_budget_j is None else int(cfg.energy_budget_j * 1e9)
-        self.profiles = energy.random_profiles(cfg.nodes, _seed(cfg.seed, "energy"), budget, hash_nj=cfg.hash_nj)
+        self.profiles = energy.random_profiles(cfg.nodes, derive_seed(cfg.seed, "energy"), budget, hash_nj=cfg.hash_nj)
         for i, (X, y) in enumerate(self.parts):
             honest = i not in self.attackers
             role = Role(attack=None if honest else cfg.attack,
@@ -74,11 +74,11 @@ class Simulation:
                         compression=cfg.compression,
                         topk_fraction=float(cfg.topk_fraction),
                         skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
-            key = PrivateKey.from_secret(_seed(cfg.seed, "participant", i))
+            key = PrivateKey.from_secret(derive_seed(cfg.seed, "participant", i))
             self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed,
                                                  reproducible_noise=cfg.dp_noise == "seeded"))
         self.attacker_keys = {self.participants[i].key.public_hex for i in self.attackers}
-        self.miner_keys = [PrivateKey.from_secret(_seed(cfg.seed, "full-node", j)) for j in range(cfg.n_full)]
+        self.miner_keys = [PrivateKey.from_secret(derive_seed(cfg.seed, "full-node", j)) for j in range(cfg.n_full)]
         keys = [p.key.public_hex for p in self.participants]
         self.names = {k: f"node{i}" for i, k in enumerate(keys)}
         self.energy_profiles = {f"node{i}": prof for i, prof in enumerate(self.profiles)}
@@ -107,7 +107,7 @@ class Simulation:
         self.ledgers = [Ledger(self.genesis) for _ in range(cfg.n_full)]
         self.model = build_model(self.spec)
         self.now_ms = DEMO_TIMESTAMP
-        self._miner_rng = random.Random(_seed(cfg.seed, "miners"))
+        self._miner_rng = random.Random(derive_seed(cfg.seed, "miners"))
         self.blocks_mined = 0
         self.hashes = 0
         self.activity: dict[str, energy.Activity] | None = None  # this round's, while it runs
@@ -212,7 +212,7 @@ class Simulation:
         t4 = time.perf_counter()
         metrics = self.evaluate(chain.tip_state.model)
         timing["evaluate"] = time.perf_counter() - t4
-        from learningchain.sim.results import round_entry
+        from learningchain.sim.results import round_entry  # results imports matplotlib: only when a round closes
         attacker_ids = [tx.id for tx in txs if tx.sender in self.attacker_keys]
         spent = [p.privacy_spent() for p in self.participants]
         eps = max(s[0] for s in spent) if spent and spent[0] is not None else None

@@ -230,7 +230,10 @@ def l_nearest_miner_reference(out: Path) -> Outcome:
     from learningchain.learning import data
     from learningchain.cli.processes import Network, wait_ready
     n, attackers = 5, 2
-    config = demo_like_config(out, n, kind="softmax", rule="l-nearest", params={"l": 2})
+    # a round timeout of 30 blocks (6 s): on a loaded machine 6 blocks could pass
+    # before any honest update arrives, and the attackers' two updates alone would
+    # then close the round (that is the quorum's business, not the reference's)
+    config = demo_like_config(out, n, kind="softmax", rule="l-nearest", params={"l": 2}, round_timeout=30)
     parts = data.write_partitions(out / "parts", "digits", n, "iid")
     genesis = out / "genesis.json"
     genesis.write_text(json.dumps(config.to_dict()))

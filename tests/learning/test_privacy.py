@@ -18,14 +18,14 @@ from learningchain.core.encoding import weights_digest
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import build_model, default_spec
 from learningchain.node.threads import participate_once
-from learningchain.node.participant import Participant, Role, _seed
+from learningchain.node.participant import Participant, Role, derive_seed
 from learningchain.learning.privacy import (PrivacyAccountant, best_order, epsilon, noise_multiplier,
                                    privatize, rdp_gaussian, release_epsilon)
-from learningchain.node.releases import RELEASES_FILE, ReleaseLog
+from learningchain.node.releases import RELEASES_FILE
 from learningchain.node.service import Node
 from learningchain.sim.simulator import SimConfig, Simulation
 from tests.helpers import KEYS, next_block, tiny_config
-from tests.cli.test_cli import assert_one_line_error, node_py
+from tests.cli.test_main import assert_one_line_error, node_py
 from tests.served import wait_for
 from tests.node.test_service import write_partition
 
@@ -152,7 +152,7 @@ def dp_update(reproducible: bool, role: Role = DP):
 def regenerated(p: Participant) -> "OrderedDict[str, np.ndarray]":
     """What an observer computes from public facts (seed 0, address, round) if the
     noise were derived from them."""
-    rng = np.random.default_rng(_seed(0, p.key.address, 3, "noise"))
+    rng = np.random.default_rng(derive_seed(0, p.key.address, 3, "noise"))
     return privatize(TRAINED, G0, DP.dp_clip, DP.dp_sigma, rng)
 
 
@@ -319,48 +319,6 @@ def test_run_refuses_sigma_without_clip_in_process(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a clip norm" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "d").exists()
-
-
-def test_release_journal_ignores_a_torn_last_line_and_refuses_a_corrupt_one(tmp_path):
-    _, a = dp_update(False)
-    _, b = dp_update(False)
-    log = ReleaseLog(tmp_path)
-    log.record(a)
-    log.record(b)
-    assert ReleaseLog(tmp_path).ids == {a.id, b.id} and ReleaseLog(tmp_path).find(3, a.base).id == b.id
-    path = tmp_path / RELEASES_FILE
-    whole = path.read_text()
-    path.write_text(whole[:-40])  # a crash while writing b: b never left the node
-    assert ReleaseLog(tmp_path).ids == {a.id}
-    path.write_text("{not json\n" + whole)
-    with pytest.raises(ConfigError, match="line 1 is not an update tx"):
-        ReleaseLog(tmp_path)
-
-
-def test_release_journal_cuts_a_torn_line_so_the_next_release_is_not_lost(tmp_path):
-    """After a crash mid-write, the next tx must not be glued onto the fragment:
-    it would vanish at the following start (an uncounted release, maybe trained
-    again with fresh noise) and one more record would make start-up fail."""
-    (_, a), (_, b), (_, c), (_, d) = (dp_update(False) for _ in range(4))
-    log = ReleaseLog(tmp_path)
-    log.record(a)
-    log.record(b)
-    path = tmp_path / RELEASES_FILE
-    path.write_bytes(path.read_bytes()[:-40])  # a crash while writing b
-    restarted = ReleaseLog(tmp_path)
-    assert restarted.ids == {a.id} and len(restarted) == 1
-    assert path.read_bytes() == a.serialize() + b"\n"  # the fragment is gone from disk
-    restarted.record(c)
-    again = ReleaseLog(tmp_path)
-    assert again.ids == {a.id, c.id} and len(again) == 2
-    assert again.find(3, c.base).serialize() == c.serialize()  # the last one for the round, read from disk
-    with open(path, "ab") as fh:  # a write that failed half-way (disk full) leaves a fragment behind
-        fh.write(d.serialize()[:100])
-    again.record(d)
-    last = ReleaseLog(tmp_path)
-    assert last.ids == {a.id, c.id, d.id} and len(last) == 3
-    assert path.read_bytes() == b"".join(t.serialize() + b"\n" for t in (a, c, d))
-    assert last.find(3, a.base).id == d.id and last.find(4, a.base) is None
 
 
 def test_dp_node_publishes_a_size_bucket_and_status_hides_its_training_work(tmp_path):

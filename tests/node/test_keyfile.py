@@ -51,3 +51,7 @@ def test_load_key_refuses_a_corrupt_file(tmp_path):
         fh.write(b"-----BEGIN EC PRIVATE KEY-----\nnot base64 at all\n-----END EC PRIVATE KEY-----\n")
     message = load_error(tmp_path)
     assert "is not a valid PEM secp256k1 key" in message and "restore it from a backup" in message
+    # a key file that cannot be read as a file at all (here: a directory) is the same one line
+    other = tmp_path / "other"
+    keyfile.key_path(other).mkdir(parents=True, mode=0o700)
+    assert "is not a valid PEM secp256k1 key" in load_error(other)

@@ -2,6 +2,7 @@
 and the :class:`Model` API (:mod:`.model`). Pure, no I/O."""
 from __future__ import annotations
 
+from learningchain.core.errors import ConfigError
 from learningchain.learning.models.model import Model
 from learningchain.learning.models.spec import KINDS, TASKS, ModelSpec, decimal_string
 
@@ -22,7 +23,6 @@ def build_model(spec: ModelSpec) -> Model:
 def default_spec(dataset: str, kind: str = "mlp", *, seed: int = 0) -> ModelSpec:
     """Tuned defaults for the bundled datasets (see bench/learning_targets.py).
     For a user's own data use :func:`spec_for` (``node.py genesis --data FILE``)."""
-    from learningchain.core.errors import ConfigError
     if dataset not in _DATASETS:
         raise ConfigError(f"no default model for dataset {dataset!r}; known: "
                           f"{', '.join(_DATASETS)} (for your own data use --data FILE)")
@@ -35,7 +35,6 @@ def spec_for(task: str, n_features: int, n_outputs: int, kind: str = "mlp", *,
     """The model ``kind`` for any data shape, with the recipe tuned on the bundled
     sets (digits for classification, diabetes for regression). Raises ConfigError
     when ``kind`` cannot do ``task`` (linear: regression; softmax: classification)."""
-    from learningchain.core.errors import ConfigError
     if kind not in KINDS:
         raise ConfigError(f"model kind {kind!r} unknown; choose one of {', '.join(KINDS)}")
     if kind == "linear":

@@ -28,7 +28,7 @@ from learningchain.core import errors
 from learningchain.core.encoding import EncodingError
 from learningchain.core.errors import ValidationError
 from learningchain.ledger.genesis import NetworkConfig
-from learningchain.node.mining_auth import write_token
+from learningchain.node.web.mining_auth import write_token
 from learningchain.node.p2p.peer_counters import HEADER_ESTIMATE, message_type
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.p2p.wire import compress_reply

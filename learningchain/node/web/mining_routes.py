@@ -1,6 +1,6 @@
 """The mining routes of the API (a Flask blueprint): ``GET /mining/template``
 and ``POST /mining/submit``, served only to a holder of the node's miner token
-(:mod:`learningchain.node.mining_auth`; ``python -m miner``). Documented in
+(:mod:`learningchain.node.web.mining_auth`; ``python -m miner``). Documented in
 docs/api.md.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from learningchain.core import errors
 from learningchain.ledger.block import Block
-from learningchain.node.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches
+from learningchain.node.web.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches
 from learningchain.node.web.request_input import SMALL_BODY_BYTES, ApiError, body
 
 mining_routes = Blueprint("mining_routes", __name__)
@@ -32,7 +32,7 @@ def node() -> MiningNode:
 
 def mining_client() -> str:
     """The caller of ``/mining/*`` if it holds the node's miner token
-    (:mod:`learningchain.node.mining_auth`), else 403 ``mining-forbidden``. Returns
+    (:mod:`learningchain.node.web.mining_auth`), else 403 ``mining-forbidden``. Returns
     its template bucket: ``X-Miner-Id`` if given (several miners on one host),
     else its address."""
     if not token_matches(current_app.config["MINER_TOKEN"], request.headers.get(MINER_TOKEN_HEADER)):

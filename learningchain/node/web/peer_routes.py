@@ -14,13 +14,13 @@ from learningchain.core import errors
 from learningchain.core.encoding import is_hex
 from learningchain.ledger.block import Block, BlockHeader
 from learningchain.ledger.chain import Chain
-from learningchain.ledger.compact import check_compact
-from learningchain.node.p2p.relay import rebuild_compact
+from learningchain.ledger.compact import CompactContext, check_compact
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.headers import MAX_HEADERS_PAGE
 from learningchain.ledger.tx import UpdateTx
 from learningchain.node.p2p.peer_urls import peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES, PeerSet
+from learningchain.node.p2p.relay import RelayNode, rebuild_compact
 from learningchain.node.web.request_input import INV_BODY_BYTES, SMALL_BODY_BYTES, ApiError, body, peer_header
 
 MAX_SYNC_PAGE = 500
@@ -28,10 +28,11 @@ MAX_SYNC_PAGE = 500
 peer_routes = Blueprint("peer_routes", __name__)
 
 
-class PeerFacingNode(Protocol):
+class PeerFacingNode(CompactContext, RelayNode, Protocol):
     """What the peer routes use of the node (:class:`~learningchain.node.service.Node`).
     ``POST /blocks`` also hands it to :func:`~learningchain.ledger.compact.check_compact`
-    and :func:`~learningchain.node.p2p.relay.rebuild_compact`, which name their own needs."""
+    and :func:`~learningchain.node.p2p.relay.rebuild_compact`, so it includes their
+    needs (:class:`CompactContext`, :class:`RelayNode`)."""
     url: str
     lock: AbstractContextManager
     config: NetworkConfig

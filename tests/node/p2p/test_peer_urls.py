@@ -17,7 +17,7 @@ def test_peer_url_syntax():
 def test_bad_peer_urls_on_the_command_line_are_an_error(tmp_path, capsys):
     from learningchain.cli import main as cli
     from learningchain.node.p2p.peer_urls import parse_peer_list
-    from tests.cli.test_cli import assert_one_line_error, node_py
+    from tests.cli.test_main import assert_one_line_error, node_py
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--peers",
                    "http://127.0.0.1:5001,ftp://x", timeout=60)  # a real process: one line, exit 1
     line = assert_one_line_error(proc, 1)

@@ -1,4 +1,4 @@
-"""The command line (learningchain/cli/main.py, inspect_cli.py): real ``node.py``
+"""The command line (learningchain/cli/main.py, inspection.py): real ``node.py``
 processes where the exact output matters (one line, no traceback, exit status),
 in-process calls of :func:`learningchain.cli.main.main` elsewhere."""
 from __future__ import annotations
