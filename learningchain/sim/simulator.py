@@ -36,7 +36,7 @@ from learningchain.core.encoding import canonical_json, encode_weights, parse_js
 from learningchain.core.errors import LearningChainError, ValidationError
 from learningchain.ledger.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
 from learningchain.learning.models import build_model, decimal_string
-from learningchain.node.participant import Participant, Role, derive_seed
+from learningchain.node.participant import Participant, derive_seed
 from learningchain.sim.config import SimConfig
 from learningchain.ledger.tx import UpdateTx
 from miner.pow import search
@@ -69,11 +69,9 @@ class Simulation:
         self.profiles = energy.random_profiles(cfg.nodes, derive_seed(cfg.seed, "energy"), budget, hash_nj=cfg.hash_nj)
         for i, (X, y) in enumerate(self.parts):
             honest = i not in self.attackers
-            role = Role(attack=None if honest else cfg.attack,
-                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip), dp_delta=cfg.dp_delta,
-                        compression=cfg.compression,
-                        topk_fraction=float(cfg.topk_fraction),
-                        skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
+            role = cfg.role(attack=None if honest else cfg.attack, compression=cfg.compression,
+                            topk_fraction=float(cfg.topk_fraction),
+                            skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
             key = PrivateKey.from_secret(derive_seed(cfg.seed, "participant", i))
             self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed,
                                                  reproducible_noise=cfg.dp_noise == "seeded"))
