@@ -11,6 +11,7 @@ drawn from either means the same thing (``results.json``)::
                    "precision", "recall",              # of rejection as attacker detection
                    "timing": {phase: seconds}, "bytes": tx bytes,
                    "epsilon": eps, "delta": delta,     # only with DP: (eps, delta)-DP spent so far
+                   "dp_mode": "node" | "sample",       # only with DP (simulator)
                    # optional (simulator): "selected", "attackers_selected", "skipped",
                    # "bytes_per_update", "energy": {"total_j", "train_j", "comm_j",
                    # "pow_j", "per_node": {name: J}}  (learningchain/learning/energy.py)
@@ -20,7 +21,9 @@ drawn from either means the same thing (``results.json``)::
      "baselines": {"centralized": {metric: value},   # null when skipped (--no-baselines)
                    "local_only": {metric: mean over nodes, "per_node": [{...}]},   # or null
                    "centralized_sklearn": {...}},     # optional
-     "elapsed_s": seconds}
+     "elapsed_s": seconds,
+     "privacy":  {node name: {"mode", "epsilon", "delta", "rounds", "noise_multiplier",
+                  "target_epsilon", "relation", ...}}}   # optional, only DP nodes (learning/privacy.py)
 
 Metric names: ``accuracy precision recall f1`` (classification, macro
 averages) or ``rmse mae r2`` (regression).

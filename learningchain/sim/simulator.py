@@ -221,6 +221,8 @@ class Simulation:
                             nbytes=sum(tx.size for tx in txs), epsilon=eps,
                             delta=cfg.dp_delta if eps is not None else None)
         entry["blocks"] = self.blocks_mined
+        if eps is not None:
+            entry["dp_mode"] = self.participants[0].accountant.mode
         news = len(canonical_json(closing.commitment)) + 189  # every participant learns the outcome
         for p in self.participants:
             act[self.names[p.key.public_hex]].add(received=news)
@@ -257,7 +259,9 @@ class Simulation:
         results = {"config": self.describe(tip, digest), "initial": initial, "rounds": rounds,
                    "final": dict(rounds[-1]["metrics"]) if rounds else dict(initial),
                    "baselines": self.baselines() if with_baselines else {},
-                   "simulation_s": round(sim_s, 3)}
+                   "simulation_s": round(sim_s, 3),
+                   "privacy": {self.names[p.key.public_hex]: p.accountant.report()
+                               for p in self.participants if p.accountant is not None}}
         results["elapsed_s"] = round(time.perf_counter() - start, 3)
         return results
 
