@@ -349,3 +349,31 @@ def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: s
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_dp_curves(path: str | os.PathLike, curves: Mapping[str, Mapping], delta: float = 1e-5) -> Path:
+    """Accuracy against epsilon, one panel per setup, from ``{setup: {"points":
+    [(eps, accuracy)], "no_dp": acc, "centralized": acc}}`` (bench/dp.py)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(curves)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.ravel(), curves.items()):
+        pts = sorted(c["points"])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="DP-SGD (sample mode)")
+        ax.axhline(c["no_dp"], color="tab:green", linestyle="--", label=f"non-private {c['no_dp']:.3f}")
+        ax.axhline(c["centralized"], color="tab:gray", linestyle=":", label=f"centralized {c['centralized']:.3f}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"record-level epsilon (delta {delta:g})")
+        ax.set_ylabel("final accuracy")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
