@@ -451,3 +451,17 @@ def test_sim_config_names_the_bad_dp_key():
         SimConfig.from_dict({"dp_mode": "bogus", "dp_epsilon": 1.0})
     with pytest.raises(ConfigError, match="dp_sample_rate"):
         SimConfig.from_dict({"dp_mode": "sample", "dp_epsilon": 1.0, "dp_sample_rate": 2.0})
+
+
+def test_live_node_stops_releasing_when_its_planned_rounds_are_spent(tmp_path, capsys):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=data, dp_mode="sample", dp_epsilon=2.0,
+                dp_rounds=1, port=5991)
+    try:
+        node.participant.accountant.step()  # as if round 1's release had been restored from the journal
+        participate_once(node)
+        assert own_in_mempool(node) == [] and node.privacy_report()["rounds"] == 1
+        assert "not training, the privacy budget is spent" in capsys.readouterr().out
+        assert node.privacy_report()["planned_rounds"] == 1 and node.privacy_report()["epsilon"] <= 2.0
+    finally:
+        node.stop()
