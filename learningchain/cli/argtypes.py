@@ -55,3 +55,46 @@ def fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
     return value
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1 (a DP delta)."""
+    value = non_negative(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in (0, 1)")
+    return value
+
+
+#: the differential-privacy flags shared by ``run``, ``simulate`` and ``demo``
+DP_FLAGS = ("dp_mode", "dp_epsilon", "dp_delta", "dp_sigma", "dp_clip", "dp_sample_rate")
+
+
+def add_dp_flags(p: argparse.ArgumentParser, defaults: bool = True, sigma: bool = True) -> None:
+    """--dp-mode/--dp-epsilon/--dp-delta/--dp-clip/--dp-sample-rate (and --dp-sigma).
+    ``defaults=False`` leaves them None (simulate: a config file may set them)."""
+    d = (lambda v: v) if defaults else (lambda v: None)
+    p.add_argument("--dp-mode", choices=("node", "sample"), default=None,
+                   help="differential privacy: node = noise on the whole update (node-level), "
+                        "sample = DP-SGD in local training (record-level); default node when DP is on")
+    p.add_argument("--dp-epsilon", type=non_negative, default=d(0.0),
+                   help="target epsilon over all rounds: calibrates the noise (dp-accounting)")
+    p.add_argument("--dp-delta", type=probability, default=d(1e-5), help="delta of (epsilon, delta) (1e-5)")
+    if sigma:
+        p.add_argument("--dp-sigma", type=non_negative, default=d(0.0),
+                       help="node mode: noise std in units of C; sample mode: noise multiplier z (0 = off)")
+    p.add_argument("--dp-clip", type=non_negative, default=d(0.0),
+                   help="clip norm C: of the update (node mode), of each example's gradient (sample, default 1)")
+    p.add_argument("--dp-sample-rate", type=fraction, default=d(0.0),
+                   help="sample mode: Poisson sampling rate q of DP-SGD (default 0.25)")
+
+
+def dp_argv(args: argparse.Namespace, rounds: int) -> tuple[str, ...]:
+    """The DP flags of ``args`` as ``node.py run`` arguments (the demo passes them on)."""
+    out: list[str] = []
+    for name in DP_FLAGS:
+        value = getattr(args, name, None)
+        if value not in (None, 0, 0.0) and not (name == "dp_delta" and value == 1e-5):
+            out += [f"--{name.replace('_', '-')}", f"{value}" if isinstance(value, str) else repr(value)]
+    if out and getattr(args, "dp_epsilon", 0):
+        out += ["--dp-rounds", str(rounds)]
+    return tuple(out)

@@ -136,8 +136,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--byzantine needs --attack NAME (e.g. --attack sign-flip)")
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
         raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
+    _dp_role(args)  # the DP flags: the one check of participant.Role, before any process starts
     if args.base_port and args.base_port + args.nodes - 1 > 65535:
         raise ConfigError(f"--base-port {args.base_port} + {args.nodes} nodes goes past port 65535")
+
+
+def _dp_role(args: argparse.Namespace):
+    from learningchain.node.participant import Role
+    return Role(dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, dp_sigma=args.dp_sigma,
+                dp_clip=args.dp_clip, dp_sample_rate=args.dp_sample_rate,
+                dp_rounds=args.rounds if args.dp_epsilon else 0)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -171,13 +179,13 @@ def _run_demo(args: argparse.Namespace) -> int:
         config = permissioned(config, pubkeys)
     genesis = write_genesis(config, out / "genesis.json")
     tty = sys.stdout.isatty()
-    extra = ("--compression", args.compression) if args.compression else ()
+    extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
     print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}; "
           f"genesis {make_genesis(config).hash[:16]}; logs in {out}", flush=True)
     first_bad = args.nodes - args.byzantine
-    keep, entries, late = False, [], []
+    keep, entries, late, privacy = False, [], [], {}
     # While nodes may run, a signal is only noted; Network.check_alive (every poll
     # loop) acts on it. No KeyboardInterrupt can then land between a Popen and its
     # bookkeeping, or in the except/finally below before the nodes are stopped
@@ -195,6 +203,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             digest, tips = check_agreement(net, args.rounds)
             print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
             complete_entries(net, entries)
+            privacy = {n.name: get(n.url, "/status").get("privacy") for n in net.nodes}
             net.check_alive()
             keep = args.keep
             if keep:
@@ -226,9 +235,12 @@ def _run_demo(args: argparse.Namespace) -> int:
                           "byzantine": args.byzantine, "attack": args.attack,
                           "attackers": list(range(first_bad, args.nodes)) if args.byzantine else [],
                           "compression": args.compression, "selection": args.selection,
+                          "dp_mode": _dp_role(args).mode, "dp_epsilon": args.dp_epsilon or None,
+                          "dp_delta": args.dp_delta,
                           "genesis": make_genesis(config).hash, "partitions": str(part_dir)},
                "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
-               "baselines": base, "elapsed_s": round(elapsed, 3)}
+               "baselines": base, "elapsed_s": round(elapsed, 3),
+               "privacy": {k: v for k, v in privacy.items() if v is not None}}
     path = write_results(out, results)
     plots = plot_results(out, results)
     name = "accuracy" if "accuracy" in initial else "rmse"
@@ -266,4 +278,5 @@ def register(sub) -> None:
                    help="participant selection policy; nodes get energy profiles in genesis")
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    argtypes.add_dp_flags(p)
     p.set_defaults(func=run_demo)

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.cli.argtypes import fraction, non_negative, port, positive_int
+from learningchain.cli.argtypes import add_dp_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
 PROG = "node.py"
@@ -84,8 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from learningchain.node.p2p.peer_urls import parse_peer_list
     peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
     # the learner settings are checked (participant.Role) before anything is written
-    Role(attack=args.attack, dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, compression=args.compression,
-         topk_fraction=args.topk_fraction, skip_threshold=args.skip_threshold)
+    dp = dict(dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon,
+              dp_delta=args.dp_delta, dp_sample_rate=args.dp_sample_rate,
+              dp_rounds=args.dp_rounds if args.dp_epsilon else 0)
+    Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
+         skip_threshold=args.skip_threshold, **dp)
     config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
@@ -94,9 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   attack=args.attack)
     if args.workers is not None:
         kwargs["mine_workers"] = args.workers
-    if args.dp_sigma:
-        kwargs["dp_sigma"] = args.dp_sigma
-        kwargs["dp_clip"] = args.dp_clip
+    if Role(**dp).dp:
+        kwargs.update(dp)
     if args.compression or args.skip_threshold:
         kwargs.update(compression=args.compression, topk_fraction=args.topk_fraction,
                       skip_threshold=args.skip_threshold)
@@ -240,8 +242,10 @@ def _add_run(sub) -> None:
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
-    p.add_argument("--dp-sigma", type=non_negative, default=0.0, help="DP noise multiplier (0 = off)")
-    p.add_argument("--dp-clip", type=non_negative, default=0.0, help="DP clip norm C of the update")
+    add_dp_flags(p)
+    p.add_argument("--dp-rounds", type=positive_int, default=30,
+                   help="rounds this node plans to train in: --dp-epsilon is spread over them, and the node "
+                        "stops releasing updates when they are spent (default 30)")
     p.add_argument("--compression", choices=("q8", "topk"), help="send updates as 8-bit quantised or "
                                                                 "top-k sparsified deltas (compression.py)")
     p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learningchain.learning import aggregation, data
-from learningchain.cli.argtypes import count, non_negative, positive_int
+from learningchain.cli.argtypes import add_dp_flags, count, non_negative, positive_int
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import KINDS
 from learningchain.node.participant import ATTACKS
@@ -36,6 +36,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "split": "split", "alpha": "alpha",
             "model": "model", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
             "dp_sigma": "dp_sigma", "dp_clip": "dp_clip", "dp_delta": "dp_delta", "dp_noise": "dp_noise",
+            "dp_mode": "dp_mode", "dp_epsilon": "dp_epsilon", "dp_sample_rate": "dp_sample_rate",
             "seed": "seed", "quorum": "quorum",
             "full_nodes": "full_nodes", "out": "out", "selection": "selection", "select_k": "select_k",
             "compression": "compression", "topk_fraction": "topk_fraction",
@@ -95,6 +96,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
     m = primary_metric(results["final"])
     print(f"initial {m} {results['initial'][m]:.4f}  final {results['final'][m]:.4f}")
+    for name, rep in list(results.get("privacy", {}).items())[:1]:
+        print(f"privacy ({rep['mode']} mode, {rep['relation']}): epsilon {rep['epsilon']:.4f}, "
+              f"delta {rep['delta']:g}, noise multiplier {rep['noise_multiplier']:.4f} (every node alike)")
     if not args.no_baselines:
         for name, base in results["baselines"].items():
             gap = results["final"][m] - base[m]
@@ -197,9 +201,7 @@ def register(subparsers) -> None:
     p.add_argument("--agg-param", action="append", metavar="NAME=VALUE", help="aggregation parameter")
     p.add_argument("--byzantine", type=count, help="number of attacking participants")
     p.add_argument("--attack", choices=ATTACKS)
-    p.add_argument("--dp-sigma", type=non_negative, help="DP noise multiplier")
-    p.add_argument("--dp-clip", type=non_negative, help="DP clip norm C (needs --dp-sigma)")
-    p.add_argument("--dp-delta", type=non_negative, help="delta of the (epsilon, delta) reported (1e-5)")
+    add_dp_flags(p, defaults=False)
     p.add_argument("--dp-noise", choices=("seeded", "os"),
                    help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
     p.add_argument("--seed", type=count)

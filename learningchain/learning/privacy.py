@@ -39,6 +39,25 @@ Privacy", CSF 2017), for a Gaussian mechanism with noise multiplier ``z``
   ``eps = rdp(a) + log((a - 1) / a) - (log delta + log a) / (a - 1)``,
   minimised numerically over ``a`` (``conversion="improved"``).
 
+Since issue 12 (part B) the accountant of record is a maintained library,
+Google's ``dp-accounting`` (:class:`Accountant`, :func:`calibrate`), for both
+modes a participant may run (``Role.dp_mode``):
+
+* ``"node"``: the mechanism above (the whole update clipped to C, noise
+  ``sigma * C``, sensitivity 2C, replace-one of the node's data set), accounted
+  as ``GaussianDpEvent(sigma / 2)`` self-composed over the rounds released.
+  The closed form above stays (:func:`release_epsilon`) as a check: it is an
+  upper bound of the library's RDP value (the library tries the same orders
+  and more, and the tighter conversion).
+* ``"sample"``: DP-SGD in local training (:mod:`learningchain.learning.models.dpsgd`):
+  per-example clipping to C, noise ``N(0, (z C)^2)`` on each step's sum of
+  clipped gradients, Poisson subsampling with rate q. Record-level,
+  add/remove-one of one example: ``PoissonSampledDpEvent(q, GaussianDpEvent(z))``
+  self-composed over every local step of every round released.
+
+A later ``"distributed"`` mode (noise shares under secure aggregation) builds
+on :class:`Accountant` and :func:`calibrate` with its own event.
+
 The noise must be secret: anyone who can regenerate it subtracts it and
 recovers the clipped update. A live node therefore draws it from OS entropy
 (:func:`os_rng`); only the simulator may seed it, for reproducible
@@ -46,13 +65,16 @@ experiments that are *not* private.
 """
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import dp_accounting
 import numpy as np
+from dp_accounting.rdp import RdpAccountant
 from scipy.optimize import minimize_scalar
 
 from learningchain.core.errors import ConfigError
@@ -153,36 +175,139 @@ def release_epsilon(sigma: float, rounds: int, delta: float, conversion: str = "
     return epsilon(noise_multiplier(sigma), rounds, delta, conversion)
 
 
-@dataclass
-class PrivacyAccountant:
-    """Tracks the cumulative ``(eps, delta)`` of one node's released updates;
-    ``sigma`` is the noise std in units of the clip norm C, as in :func:`privatize`."""
+# --- the accountant of record: dp-accounting (issue 12, part B) ---------------------------------
 
-    sigma: float
+MODES = ("node", "sample")
+#: RDP orders tried by the library accountant: integers only (the library's
+#: fractional orders below 2 fail to converge for Poisson-subsampled Gaussians
+#: and only log warnings), dense where the optimum lies for eps in 1..10.
+RDP_ORDERS = tuple(range(2, 65)) + (80, 96, 128, 192, 256, 384, 512, 1024)
+
+
+def dp_event(mode: str, noise_multiplier: float, releases: int, steps_per_release: int = 1,
+             sample_rate: float = 1.0) -> "dp_accounting.DpEvent":
+    """The dp-accounting event of ``releases`` released updates.
+
+    ``node``: ``GaussianDpEvent(z)`` per release, ``z`` the noise std over the
+    sensitivity 2C (:func:`noise_multiplier` of sigma). ``sample``:
+    ``PoissonSampledDpEvent(q, GaussianDpEvent(z))`` for each of the
+    ``steps_per_release`` local DP-SGD steps of each release."""
+    if mode not in MODES:
+        raise ConfigError(f"dp mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "node":
+        return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), releases)
+    step = dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier))
+    return dp_accounting.SelfComposedDpEvent(step, releases * steps_per_release)
+
+
+def _fresh() -> RdpAccountant:
+    return RdpAccountant(RDP_ORDERS)  # add/remove-one; node mode's 2C sensitivity is in z
+
+
+@functools.lru_cache(maxsize=4096)
+def library_epsilon(mode: str, noise_multiplier: float, releases: int, delta: float,
+                    steps_per_release: int = 1, sample_rate: float = 1.0) -> float:
+    """``eps`` of ``releases`` updates by dp-accounting's RDP accountant (cached)."""
+    if releases == 0:
+        return 0.0
+    if noise_multiplier <= 0:
+        return math.inf
+    acc = _fresh()
+    acc.compose(dp_event(mode, noise_multiplier, releases, steps_per_release, sample_rate))
+    return float(acc.get_epsilon(delta))
+
+
+@functools.lru_cache(maxsize=256)
+def calibrate(target_eps: float, delta: float, steps: int, q: float = 1.0) -> float:
+    """The smallest noise multiplier z (noise std / L2 sensitivity) whose
+    ``steps`` compositions of a Gaussian mechanism, Poisson-subsampled with rate
+    ``q`` (``q = 1``: not subsampled), spend at most ``target_eps`` at ``delta``
+    (``dp_accounting.calibrate_dp_mechanism``: bisection over z)."""
+    if not (target_eps > 0 and math.isfinite(target_eps)):
+        raise ConfigError(f"dp epsilon must be a finite number > 0, got {target_eps}")
+    if not 0 < delta < 1:
+        raise ConfigError(f"dp delta must lie in (0, 1), got {delta}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"dp steps must be a positive integer, got {steps!r}")
+    if not 0 < q <= 1:
+        raise ConfigError(f"dp sample rate must lie in (0, 1], got {q}")
+
+    def event(z: float):
+        if q == 1:
+            return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), steps)
+        return dp_accounting.SelfComposedDpEvent(
+            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), steps)
+
+    z = dp_accounting.calibrate_dp_mechanism(_fresh, event, float(target_eps), float(delta),
+                                             dp_accounting.LowerEndpointAndGuess(1e-2, 1.0), tol=1e-4)
+    return float(z)
+
+
+@dataclass
+class Accountant:
+    """The cumulative ``(eps, delta)`` of one node's released updates, by
+    dp-accounting. ``noise_multiplier`` is z (noise std over L2 sensitivity:
+    ``sigma / 2`` in node mode); in sample mode each release is
+    ``steps_per_release`` Poisson-sampled steps at rate ``sample_rate``.
+    ``target_epsilon`` (if the noise was calibrated) is reported beside it."""
+
+    mode: str
+    noise_multiplier: float
     delta: float = 1e-5
-    conversion: str = "classic"
+    steps_per_release: int = 1
+    sample_rate: float = 1.0
+    target_epsilon: float | None = None
     rounds: int = 0
-    history: list[float] = field(default_factory=list)   # eps after each round
+    history: list[float] = field(default_factory=list)   # eps after each release
 
     def __post_init__(self) -> None:
-        _check(self.sigma, self.rounds, self.delta)
+        if self.mode not in MODES:
+            raise ConfigError(f"dp mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        _check(self.noise_multiplier, self.rounds, self.delta)
+        if not 0 < self.sample_rate <= 1 or self.steps_per_release < 1:
+            raise ConfigError("dp sample rate must lie in (0, 1] and steps per release be >= 1")
+
+    def epsilon_after(self, releases: int) -> float:
+        return library_epsilon(self.mode, float(self.noise_multiplier), int(releases), float(self.delta),
+                               int(self.steps_per_release), float(self.sample_rate))
 
     def step(self, rounds: int = 1) -> float:
         """Record ``rounds`` more releases; returns the new cumulative eps."""
         for _ in range(rounds):
             self.rounds += 1
-            self.history.append(release_epsilon(self.sigma, self.rounds, self.delta, self.conversion))
+            self.history.append(self.epsilon_after(self.rounds))
         return self.epsilon()
 
     def epsilon(self) -> float:
-        """Cumulative eps after the rounds recorded so far."""
-        return release_epsilon(self.sigma, self.rounds, self.delta, self.conversion)
+        return self.epsilon_after(self.rounds)
 
     @property
     def per_round(self) -> list[float]:
-        """The eps spent by each round (differences of the cumulative history)."""
         prev = [0.0] + self.history[:-1]
         return [b - a for a, b in zip(prev, self.history)]
+
+    def report(self) -> dict:
+        """What /status, results.json and the explorer show."""
+        doc = {"mode": self.mode, "epsilon": self.epsilon(), "delta": self.delta, "rounds": self.rounds,
+               "noise_multiplier": self.noise_multiplier, "target_epsilon": self.target_epsilon}
+        if self.mode == "sample":
+            doc.update(sample_rate=self.sample_rate, steps=self.rounds * self.steps_per_release,
+                       steps_per_round=self.steps_per_release,
+                       relation="record-level, add/remove-one example")
+        else:
+            doc["relation"] = "node-level, replace-one (the node's whole data set)"
+        return doc
+
+
+def node_accountant(sigma: float, delta: float = 1e-5, target_epsilon: float | None = None) -> Accountant:
+    """Node mode: noise std ``sigma * C`` on sensitivity 2C, i.e. ``z = sigma / 2``."""
+    return Accountant("node", noise_multiplier(sigma), delta, target_epsilon=target_epsilon)
+
+
+def node_sigma_for(target_eps: float, delta: float, rounds: int) -> float:
+    """Node mode: the sigma (noise std in units of C) that spends ``target_eps``
+    over ``rounds`` releases: twice the calibrated z (sensitivity 2C)."""
+    return SENSITIVITY_IN_C * calibrate(target_eps, delta, rounds, 1.0)
 
 
 def published_samples(n: int) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 from learningchain.learning import attacks, compression, privacy
 from learningchain.core.crypto import PrivateKey
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import ModelSpec, build_model
+from learningchain.learning.models import ModelSpec, build_model, dpsgd
 from learningchain.ledger.tx import UpdateTx
 
 ATTACKS = ("sign-flip", "scale", "gaussian", "alie", "label-flip")
@@ -35,11 +35,26 @@ ATTACKS = ("sign-flip", "scale", "gaussian", "alie", "label-flip")
 @dataclass(frozen=True)
 class Role:
     """How a participant behaves: honest (attack None) or one named attack; and
-    its optional differential privacy (noise multiplier sigma, clip norm C)."""
+    its optional differential privacy (learning/privacy.py):
+
+    * ``dp_mode="node"`` (the default when DP is asked for without a mode): the
+      whole update clipped to ``dp_clip`` and noised with std ``dp_sigma * C``;
+      ``dp_epsilon`` instead of ``dp_sigma`` calibrates sigma for ``dp_rounds``.
+    * ``dp_mode="sample"``: DP-SGD in local training; ``dp_epsilon`` calibrates
+      the noise multiplier z over ``dp_rounds`` rounds of ``ceil(E / q)`` steps
+      (``dp_sigma``, if given, is z itself). ``dp_clip``, ``dp_sample_rate``,
+      ``dp_epochs`` and ``dp_lr`` default (0) to the tuned ``dpsgd.Recipe``: the
+      participant's own local hyper-parameters, not the genesis spec's."""
     attack: str | None = None
     dp_sigma: float = 0.0
     dp_clip: float = 0.0
     dp_delta: float = 1e-5
+    dp_mode: str | None = None
+    dp_epsilon: float = 0.0          # a target: calibrates the noise (0: use dp_sigma)
+    dp_rounds: int = 0               # rounds planned, for the calibration
+    dp_sample_rate: float = 0.0      # sample mode: Poisson rate q (0: Recipe)
+    dp_epochs: int = 0               # sample mode: local epochs (0: Recipe)
+    dp_lr: float = 0.0               # sample mode: learning rate (0: Recipe)
     compression: str | None = None   # None, "q8" or "topk" (learningchain/learning/compression.py)
     topk_fraction: float = 0.1       # share of each array's entries a topk update sends
     skip_threshold: float = 0.0      # send a skip tx when ||w - G(r-1)||_2 is below this
@@ -49,7 +64,8 @@ class Role:
         (they turn the ConfigError into their one-line error). Every number must be
         finite: ``nan > 0`` is False, so a NaN sigma would otherwise switch DP off
         silently, and an infinite one would fail only inside the first round."""
-        for name in ("dp_sigma", "dp_clip", "dp_delta", "topk_fraction", "skip_threshold"):
+        for name in ("dp_sigma", "dp_clip", "dp_delta", "dp_epsilon", "dp_sample_rate", "dp_lr",
+                     "topk_fraction", "skip_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
@@ -59,18 +75,72 @@ class Role:
             raise ConfigError("topk_fraction must be in (0, 1] and skip_threshold >= 0")
         if self.attack is not None and self.attack not in ATTACKS:
             raise ConfigError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
-        if self.dp_sigma < 0 or self.dp_clip < 0:
-            raise ConfigError(f"dp sigma and clip must be >= 0, got {self.dp_sigma} and {self.dp_clip}")
-        if self.dp_sigma > 0 and self.dp_clip <= 0:
+        if self.dp_sigma < 0 or self.dp_clip < 0 or self.dp_epsilon < 0 or self.dp_lr < 0:
+            raise ConfigError(f"dp sigma, clip, epsilon and lr must be >= 0, got {self.dp_sigma}, "
+                              f"{self.dp_clip}, {self.dp_epsilon} and {self.dp_lr}")
+        if self.dp_mode not in (None, *privacy.MODES):
+            raise ConfigError(f"unknown dp mode {self.dp_mode!r}; choose one of {', '.join(privacy.MODES)}")
+        for name in ("dp_rounds", "dp_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        if not 0 <= self.dp_sample_rate <= 1:
+            raise ConfigError(f"dp sample rate must lie in (0, 1], got {self.dp_sample_rate}")
+        noised = self.dp_sigma > 0 or self.dp_epsilon > 0
+        if self.dp_sigma > 0 and self.dp_epsilon > 0:
+            raise ConfigError("pass --dp-sigma or --dp-epsilon, not both (epsilon calibrates the noise)")
+        if self.dp_mode is not None and not noised:
+            raise ConfigError(f"--dp-mode {self.dp_mode} needs --dp-epsilon (or --dp-sigma)")
+        if self.mode == "node" and noised and self.dp_clip <= 0:
             raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
-        if self.dp_clip > 0 and self.dp_sigma <= 0:
-            raise ConfigError("--dp-clip needs --dp-sigma (a clip without noise is not private)")
+        if self.dp_clip > 0 and not noised:
+            raise ConfigError("--dp-clip needs --dp-sigma or --dp-epsilon (a clip without noise is not private)")
+        if self.mode != "sample" and (self.dp_sample_rate or self.dp_epochs or self.dp_lr):
+            raise ConfigError("--dp-sample-rate (and dp epochs, lr) apply to --dp-mode sample only")
+        if self.dp_epsilon > 0 and self.dp_rounds < 1:
+            raise ConfigError("--dp-epsilon needs the number of rounds planned (dp_rounds >= 1) to calibrate")
         if not 0 < self.dp_delta < 1:
             raise ConfigError(f"dp delta must lie in (0, 1), got {self.dp_delta}")
 
     @property
+    def mode(self) -> str | None:
+        """"node", "sample" or None (no DP); DP without a mode is node mode."""
+        if self.dp_mode is not None:
+            return self.dp_mode
+        return "node" if self.dp_sigma > 0 or self.dp_epsilon > 0 else None
+
+    @property
     def dp(self) -> bool:
-        return self.dp_sigma > 0
+        return self.mode is not None
+
+    @property
+    def sample_rate(self) -> float:
+        return self.dp_sample_rate or dpsgd.Recipe.sample_rate
+
+    @property
+    def clip(self) -> float:
+        return self.dp_clip or (dpsgd.Recipe.clip if self.mode == "sample" else 0.0)
+
+    @property
+    def local_steps(self) -> int:
+        """Sample mode: DP-SGD steps per round, ``ceil(E / q)``."""
+        return dpsgd.steps_per_round(self.dp_epochs or dpsgd.Recipe.epochs, self.sample_rate)
+
+    def lr(self, kind: str) -> float:
+        return self.dp_lr or dpsgd.Recipe.lr[kind]
+
+    def make_accountant(self) -> "privacy.Accountant | None":
+        """The accountant of this role's releases, its noise calibrated from
+        ``dp_epsilon`` over ``dp_rounds`` when a target is given."""
+        target = self.dp_epsilon or None
+        if self.mode == "node":
+            sigma = self.dp_sigma or privacy.node_sigma_for(self.dp_epsilon, self.dp_delta, self.dp_rounds)
+            return privacy.node_accountant(sigma, self.dp_delta, target)
+        if self.mode == "sample":
+            steps, q = self.local_steps, self.sample_rate
+            z = self.dp_sigma or privacy.calibrate(self.dp_epsilon, self.dp_delta, self.dp_rounds * steps, q)
+            return privacy.Accountant("sample", z, self.dp_delta, steps, q, target)
+        return None
 
 
 def derive_seed(*parts: object) -> int:
@@ -102,8 +172,7 @@ class Participant:
                               f"the network's model expects {self.spec.n_features}")
         self.model = build_model(self.spec)
         self.memory: dict = {}  # top-k error feedback: the part of past deltas not yet sent
-        self.accountant = privacy.PrivacyAccountant(self.role.dp_sigma, self.role.dp_delta) \
-            if self.role.dp else None
+        self.accountant = self.role.make_accountant()
         # what the txs claim: a DP node publishes a power-of-two bucket, not its size
         self.published_samples = privacy.published_samples(len(self.X)) if self.role.dp else len(self.X)
         if self.role.attack == "label-flip":
@@ -115,8 +184,27 @@ class Participant:
         return self.role.attack is not None
 
     def train(self, round: int, base: Mapping[str, np.ndarray]):
-        """Honest local training from G(r-1); deterministic per (seed, node, round)."""
+        """Honest local training from G(r-1); deterministic per (seed, node, round),
+        except DP-SGD (sample mode) on a live node: its samples and noise come
+        from OS entropy."""
+        if self.role.mode == "sample":
+            rng = np.random.default_rng(derive_seed(self.seed, self.key.address, round, "dp-sgd")) \
+                if self.reproducible_noise else privacy.os_rng()
+            return self.model.train_dp(base, self.X, self.y, steps=self.role.local_steps,
+                                       sample_rate=self.role.sample_rate, clip=self.role.clip,
+                                       noise_multiplier=self.accountant.noise_multiplier,
+                                       lr=self.role.lr(self.spec.kind), rng=rng)
         return self.model.train(base, self.X, self.y, seed=derive_seed(self.seed, self.key.address, round))
+
+    @property
+    def sigma(self) -> float:
+        """Node mode: the noise std in units of C (given, or calibrated from epsilon)."""
+        return self.accountant.noise_multiplier * privacy.SENSITIVITY_IN_C
+
+    def budget_spent(self) -> bool:
+        """With a target epsilon: every planned round is released (one more would exceed it)."""
+        return (self.accountant is not None and self.role.dp_epsilon > 0
+                and self.accountant.rounds >= self.role.dp_rounds)
 
     def make_update(self, round: int, base: Mapping[str, np.ndarray], base_digest: str,
                     timestamp: int, benign: Sequence[Mapping[str, np.ndarray]] | None = None,
@@ -128,9 +216,10 @@ class Participant:
         in the simulator; a live attacker passes nothing and estimates alone."""
         weights = trained if trained is not None else self.train(round, base)
         rng = np.random.default_rng(derive_seed(self.seed, self.key.address, round, "noise"))
-        if self.role.dp:  # the seeded rng stays for attacks and compression: public post-processing
+        if self.role.mode == "node":  # the seeded rng stays for attacks and compression: public post-processing
             noise = rng if self.reproducible_noise else privacy.os_rng()
-            weights = privacy.privatize(weights, base, self.role.dp_clip, self.role.dp_sigma, noise)
+            weights = privacy.privatize(weights, base, self.role.dp_clip, self.sigma, noise)
+        if self.role.dp:  # sample mode: train() was DP-SGD already
             self.accountant.step()
         if self.role.attack and self.role.attack != "label-flip":
             weights = attacks.poison_update(self.role.attack, weights, base, rng, benign=benign,

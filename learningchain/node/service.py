@@ -74,7 +74,8 @@ class Node:
                  mine: bool = False, mine_workers: int = 1, attack: str | None = None,
                  dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
-                 skip_threshold: float = 0.0):
+                 skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
+                 dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = genesis_config
@@ -112,6 +113,8 @@ class Node:
             X, y = load_partition(dataset_path)
             self.participant = Participant(self.key, genesis_config.model_spec, X, y,
                                            Role(attack=attack, dp_sigma=dp_sigma, dp_clip=dp_clip,
+                                                dp_mode=dp_mode, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+                                                dp_sample_rate=dp_sample_rate, dp_rounds=dp_rounds,
                                                 compression=compression, topk_fraction=topk_fraction,
                                                 skip_threshold=skip_threshold))
             test_path = Path(dataset_path).with_name("test.npz")

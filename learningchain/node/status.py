@@ -142,6 +142,9 @@ def privacy_report(node: StatusSource) -> dict | None:
     acc = node.participant.accountant if node.participant is not None else None
     if acc is None:
         return None
-    role = node.participant.role
-    return {"sigma": role.dp_sigma, "clip": role.dp_clip, "delta": role.dp_delta,
-            "rounds": acc.rounds, "epsilon": acc.epsilon()}
+    p = node.participant
+    doc = {"sigma": p.sigma if acc.mode == "node" else acc.noise_multiplier, "clip": p.role.clip,
+           **acc.report()}
+    if p.role.dp_epsilon:
+        doc["planned_rounds"] = p.role.dp_rounds
+    return doc

@@ -183,6 +183,10 @@ def participate_once(node: LearnerNode) -> None:
         node.log(f"round {r}: resending our update {sent.id[:12]} released before the restart")
         _submit_own(node, sent, r)
         return
+    if node.participant.budget_spent():  # one more release would exceed the target epsilon
+        node.log(f"round {r}: not training, the privacy budget is spent (epsilon "
+                 f"{node.participant.accountant.epsilon():.4f} over {node.participant.role.dp_rounds} rounds)")
+        return
     t0 = time.perf_counter()
     tx = node.participant.make_update(r, base, digest, now_ms())
     node.add_timing("train", time.perf_counter() - t0)

@@ -42,6 +42,11 @@ class SimConfig:
     dp_clip: float = 0.0
     dp_delta: float = 1e-5             # the delta of the (epsilon, delta) reported per round
     dp_noise: str = "seeded"           # "seeded": reproducible experiments, NOT private; "os": OS entropy
+    dp_mode: str | None = None         # None (DP off, or node mode with dp_sigma), "node" or "sample"
+    dp_epsilon: float = 0.0            # target epsilon over all rounds: calibrates the noise (0: dp_sigma)
+    dp_sample_rate: float = 0.0        # sample mode: Poisson rate q (0: the tuned recipe, dpsgd.Recipe)
+    dp_epochs: int = 0                 # sample mode: local epochs per round (0: the recipe)
+    dp_lr: float = 0.0                 # sample mode: learning rate (0: the recipe)
     seed: int = 0
     quorum: int | None = None          # default: every node (nodes)
     full_nodes: int | None = None      # default: min(nodes, 3)
@@ -83,7 +88,13 @@ class SimConfig:
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         need(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0,
              f"alpha must be a number > 0, got {self.alpha!r}")
-        Role(dp_sigma=self.dp_sigma, dp_clip=self.dp_clip, dp_delta=self.dp_delta)  # the DP rules live there
+        try:
+            self.role()  # the DP rules live there
+        except ConfigError as exc:
+            key = next((k for k in ("dp_mode", "dp_epsilon", "dp_sample_rate", "dp_epochs", "dp_lr",
+                                    "dp_sigma", "dp_clip", "dp_delta") if k in str(exc) or
+                        k.replace("_", "-") in str(exc) or k.replace("_", " ") in str(exc)), "dp")
+            raise ConfigError(f"{key}: {exc}") from None
         need(self.dp_noise in ("seeded", "os"), f"dp_noise must be seeded or os, got {self.dp_noise!r}")
         for name in ("quorum", "full_nodes"):
             v = getattr(self, name)
@@ -110,6 +121,13 @@ class SimConfig:
              "energy_budget_j must be > 0 or null")
 
     # --- derived --------------------------------------------------------------
+    def role(self, **extra: Any) -> Role:
+        """The DP settings of every participant (plus ``extra``: attack, compression ...)."""
+        return Role(dp_sigma=self.dp_sigma, dp_clip=self.dp_clip, dp_delta=self.dp_delta,
+                    dp_mode=self.dp_mode, dp_epsilon=self.dp_epsilon, dp_rounds=self.rounds,
+                    dp_sample_rate=self.dp_sample_rate, dp_epochs=self.dp_epochs, dp_lr=self.dp_lr,
+                    **extra)
+
     @property
     def n_quorum(self) -> int:
         return self.quorum or self.nodes

@@ -11,6 +11,7 @@ drawn from either means the same thing (``results.json``)::
                    "precision", "recall",              # of rejection as attacker detection
                    "timing": {phase: seconds}, "bytes": tx bytes,
                    "epsilon": eps, "delta": delta,     # only with DP: (eps, delta)-DP spent so far
+                   "dp_mode": "node" | "sample",       # only with DP (simulator)
                    # optional (simulator): "selected", "attackers_selected", "skipped",
                    # "bytes_per_update", "energy": {"total_j", "train_j", "comm_j",
                    # "pow_j", "per_node": {name: J}}  (learningchain/learning/energy.py)
@@ -20,7 +21,9 @@ drawn from either means the same thing (``results.json``)::
      "baselines": {"centralized": {metric: value},   # null when skipped (--no-baselines)
                    "local_only": {metric: mean over nodes, "per_node": [{...}]},   # or null
                    "centralized_sklearn": {...}},     # optional
-     "elapsed_s": seconds}
+     "elapsed_s": seconds,
+     "privacy":  {node name: {"mode", "epsilon", "delta", "rounds", "noise_multiplier",
+                  "target_epsilon", "relation", ...}}}   # optional, only DP nodes (learning/privacy.py)
 
 Metric names: ``accuracy precision recall f1`` (classification, macro
 averages) or ``rmse mae r2`` (regression).
@@ -343,6 +346,34 @@ def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: s
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_dp_curves(path: str | os.PathLike, curves: Mapping[str, Mapping], delta: float = 1e-5) -> Path:
+    """Accuracy against epsilon, one panel per setup, from ``{setup: {"points":
+    [(eps, accuracy)], "no_dp": acc, "centralized": acc}}`` (bench/dp.py)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(curves)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.ravel(), curves.items()):
+        pts = sorted(c["points"])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="DP-SGD (sample mode)")
+        ax.axhline(c["no_dp"], color="tab:green", linestyle="--", label=f"non-private {c['no_dp']:.3f}")
+        ax.axhline(c["centralized"], color="tab:gray", linestyle=":", label=f"centralized {c['centralized']:.3f}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"record-level epsilon (delta {delta:g})")
+        ax.set_ylabel("final accuracy")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -36,7 +36,7 @@ from learningchain.core.encoding import canonical_json, encode_weights, parse_js
 from learningchain.core.errors import LearningChainError, ValidationError
 from learningchain.ledger.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
 from learningchain.learning.models import build_model, decimal_string
-from learningchain.node.participant import Participant, Role, derive_seed
+from learningchain.node.participant import Participant, derive_seed
 from learningchain.sim.config import SimConfig
 from learningchain.ledger.tx import UpdateTx
 from miner.pow import search
@@ -69,11 +69,9 @@ class Simulation:
         self.profiles = energy.random_profiles(cfg.nodes, derive_seed(cfg.seed, "energy"), budget, hash_nj=cfg.hash_nj)
         for i, (X, y) in enumerate(self.parts):
             honest = i not in self.attackers
-            role = Role(attack=None if honest else cfg.attack,
-                        dp_sigma=float(cfg.dp_sigma), dp_clip=float(cfg.dp_clip), dp_delta=cfg.dp_delta,
-                        compression=cfg.compression,
-                        topk_fraction=float(cfg.topk_fraction),
-                        skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
+            role = cfg.role(attack=None if honest else cfg.attack, compression=cfg.compression,
+                            topk_fraction=float(cfg.topk_fraction),
+                            skip_threshold=float(cfg.skip_threshold) if honest else 0.0)
             key = PrivateKey.from_secret(derive_seed(cfg.seed, "participant", i))
             self.participants.append(Participant(key, self.spec, X, y, role, seed=cfg.seed,
                                                  reproducible_noise=cfg.dp_noise == "seeded"))
@@ -223,6 +221,8 @@ class Simulation:
                             nbytes=sum(tx.size for tx in txs), epsilon=eps,
                             delta=cfg.dp_delta if eps is not None else None)
         entry["blocks"] = self.blocks_mined
+        if eps is not None:
+            entry["dp_mode"] = self.participants[0].accountant.mode
         news = len(canonical_json(closing.commitment)) + 189  # every participant learns the outcome
         for p in self.participants:
             act[self.names[p.key.public_hex]].add(received=news)
@@ -259,7 +259,9 @@ class Simulation:
         results = {"config": self.describe(tip, digest), "initial": initial, "rounds": rounds,
                    "final": dict(rounds[-1]["metrics"]) if rounds else dict(initial),
                    "baselines": self.baselines() if with_baselines else {},
-                   "simulation_s": round(sim_s, 3)}
+                   "simulation_s": round(sim_s, 3),
+                   "privacy": {self.names[p.key.public_hex]: p.accountant.report()
+                               for p in self.participants if p.accountant is not None}}
         results["elapsed_s"] = round(time.perf_counter() - start, 3)
         return results
 

@@ -219,3 +219,52 @@ def test_a_fresh_data_dir_gets_a_key_but_a_stored_chain_does_not(tmp_path):
     build_store(tmp_path / "old", rounds=1)
     with pytest.raises(KeyFileError):
         keyfile.load_or_create_key(tmp_path / "old")
+
+
+@pytest.mark.parametrize("argv, status, says", [
+    (["simulate", "--dp-mode", "laplace"], 2, "argument --dp-mode: invalid choice"),
+    (["simulate", "--dp-delta", "1"], 2, "argument --dp-delta: '1' must lie in (0, 1)"),
+    (["simulate", "--dp-sample-rate", "0"], 2, "argument --dp-sample-rate: '0' must be in (0, 1]"),
+    (["simulate", "--dp-epsilon", "nan"], 2, "argument --dp-epsilon: 'nan' must be a finite number >= 0"),
+    (["simulate", "--dp-mode", "sample"], 2, "--dp-mode sample needs --dp-epsilon"),
+    (["simulate", "--dp-sample-rate", "0.5", "--dp-sigma", "1", "--dp-clip", "1"], 2, "sample only"),
+    (["run", "--data-dir", "D", "--port", "5990", "--dp-mode", "sample"], 1, "--dp-mode sample needs --dp-epsilon"),
+    (["run", "--data-dir", "D", "--port", "5990", "--dp-epsilon", "8"], 1, "needs a clip norm"),
+    (["run", "--data-dir", "D", "--port", "5990", "--dp-delta", "0"], 2, "'0' must lie in (0, 1)"),
+    (["demo", "--out", "D", "--dp-mode", "sample"], 1, "--dp-mode sample needs --dp-epsilon"),
+    (["demo", "--out", "D", "--dp-sample-rate", "2"], 2, "'2' must be in (0, 1]"),
+])
+def test_dp_flags_refused_with_one_line(tmp_path, capsys, argv, status, says):
+    argv = [str(tmp_path / "d") if a == "D" else a for a in argv]
+    if argv[0] == "simulate":
+        argv += ["--nodes", "2", "--rounds", "1", "--out", str(tmp_path / "d")]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == status and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()
+
+
+def test_simulate_sample_mode_prints_and_writes_its_privacy(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli.main(["simulate", "--nodes", "2", "--rounds", "2", "--model", "softmax", "--dp-mode", "sample",
+                     "--dp-epsilon", "3", "--dp-delta", "1e-6", "--dp-clip", "0.5", "--dp-sample-rate", "0.5",
+                     "--no-baselines", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "privacy (sample mode, record-level, add/remove-one example): epsilon " in printed
+    assert 2.9 < float(printed.split("add/remove-one example): epsilon ")[1].split(",")[0]) <= 3.0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["dp_mode"] == "sample" and res["config"]["dp_sample_rate"] == 0.5
+    rep = res["privacy"]["node0"]
+    assert rep["delta"] == 1e-6 and rep["sample_rate"] == 0.5 and rep["steps"] == 4 and rep["epsilon"] <= 3
+
+
+def test_demo_passes_its_dp_flags_to_every_node():
+    from argparse import Namespace
+    from learningchain.cli.argtypes import dp_argv
+    args = Namespace(dp_mode="sample", dp_epsilon=8.0, dp_delta=1e-5, dp_sigma=0.0, dp_clip=0.0, dp_sample_rate=0.0)
+    assert dp_argv(args, 12) == ("--dp-mode", "sample", "--dp-epsilon", "8.0", "--dp-rounds", "12")
+    args = Namespace(dp_mode=None, dp_epsilon=0.0, dp_delta=1e-6, dp_sigma=2.0, dp_clip=0.5, dp_sample_rate=0.0)
+    assert dp_argv(args, 12) == ("--dp-delta", "1e-06", "--dp-sigma", "2.0", "--dp-clip", "0.5")

@@ -19,8 +19,8 @@ from learningchain.core.errors import ConfigError
 from learningchain.learning.models import build_model, default_spec
 from learningchain.node.threads import participate_once
 from learningchain.node.participant import Participant, Role, derive_seed
-from learningchain.learning.privacy import (PrivacyAccountant, best_order, epsilon, noise_multiplier,
-                                   privatize, rdp_gaussian, release_epsilon)
+from learningchain.learning.privacy import (best_order, epsilon, library_epsilon, node_accountant,
+                                            noise_multiplier, privatize, rdp_gaussian, release_epsilon)
 from learningchain.node.releases import RELEASES_FILE
 from learningchain.node.service import Node
 from learningchain.sim.simulator import SimConfig, Simulation
@@ -120,17 +120,17 @@ def test_release_epsilon_is_the_closed_form_with_sensitivity_2c(sigma, T, delta)
 
 
 def test_accountant_tracks_rounds():
-    acc = PrivacyAccountant(sigma=1.0, delta=1e-5)
+    acc = node_accountant(sigma=1.0, delta=1e-5)
     assert acc.epsilon() == 0.0
     acc.step()
     acc.step(2)
     assert acc.rounds == 3 and len(acc.history) == 3
-    assert acc.epsilon() == pytest.approx(closed_form_release(1.0, 3, 1e-5), rel=1e-12)
-    assert acc.history[0] == pytest.approx(closed_form_release(1.0, 1, 1e-5), rel=1e-12)
+    assert acc.epsilon() == pytest.approx(library_epsilon("node", 0.5, 3, 1e-5), rel=1e-12)
+    assert acc.epsilon() <= closed_form_release(1.0, 3, 1e-5)
     assert sum(acc.per_round) == pytest.approx(acc.epsilon())
     assert all(x > 0 for x in acc.per_round)
     with pytest.raises(ConfigError):
-        PrivacyAccountant(sigma=1.0, delta=2.0)
+        node_accountant(sigma=1.0, delta=2.0)
 
 
 # --- the participant: secret noise, no local metrics ------------------------------------
@@ -195,7 +195,9 @@ def test_simulated_rounds_report_epsilon_and_delta():
     assert res["config"]["dp_delta"] == 1e-6 and res["config"]["dp_noise"] == "seeded"
     for r, entry in enumerate(res["rounds"], 1):
         assert entry["delta"] == 1e-6
-        assert entry["epsilon"] == pytest.approx(closed_form_release(2.0, r, 1e-6), rel=1e-12)
+        assert entry["epsilon"] == pytest.approx(library_epsilon("node", 1.0, r, 1e-6), rel=1e-12)
+        assert entry["epsilon"] <= closed_form_release(2.0, r, 1e-6) and entry["dp_mode"] == "node"
+    assert res["privacy"]["node0"]["mode"] == "node" and res["privacy"]["node0"]["delta"] == 1e-6
 
 
 # --- the live node: /status and the log ----------------------------------------------------
@@ -206,10 +208,13 @@ def test_status_reports_privacy_spent_and_the_log_says_it(tmp_path, capsys):
     plain = Node(tmp_path / "p", tiny_config(), dataset_path=data, quiet=True, port=5997)
     try:
         status = create_app(node).test_client().get("/status").get_json()
-        assert status["privacy"] == {"sigma": 2.0, "clip": 0.5, "delta": 1e-5, "rounds": 0, "epsilon": 0.0}
+        priv = status["privacy"]
+        assert {k: priv[k] for k in ("sigma", "clip", "delta", "rounds", "epsilon", "mode")} == \
+            {"sigma": 2.0, "clip": 0.5, "delta": 1e-5, "rounds": 0, "epsilon": 0.0, "mode": "node"}
+        assert priv["noise_multiplier"] == 1.0 and "replace-one" in priv["relation"]
         participate_once(node)  # trains, privatises, signs and submits round 1
         status = create_app(node).test_client().get("/status").get_json()
-        eps = closed_form_release(2.0, 1, 1e-5)
+        eps = library_epsilon("node", 1.0, 1, 1e-5)
         assert status["privacy"]["rounds"] == 1 and status["privacy"]["epsilon"] == pytest.approx(eps)
         assert f"privacy after round 1: epsilon {eps:.4f}, delta 1e-05" in capsys.readouterr().out
         assert create_app(plain).test_client().get("/status").get_json()["privacy"] is None
@@ -229,7 +234,7 @@ def test_restart_keeps_the_privacy_spent_and_never_releases_a_round_twice(tmp_pa
     again: a second noisy copy of the same clipped delta would halve the noise
     variance by averaging (training is deterministic from public facts)."""
     data, cfg = write_partition(tmp_path), tiny_config(quorum=2, round_timeout=50)
-    eps1 = closed_form_release(2.0, 1, 1e-5)
+    eps1 = library_epsilon("node", 1.0, 1, 1e-5)
     first = Node(tmp_path / "n", cfg, dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True)
     first.start()
     try:
@@ -344,3 +349,119 @@ def test_dp_node_publishes_a_size_bucket_and_status_hides_its_training_work(tmp_
     finally:
         node.stop()
         plain.stop()
+
+
+# --- the library accountant (dp-accounting) and calibration -----------------------------------
+
+import dp_accounting  # noqa: E402
+from dp_accounting.rdp import RdpAccountant  # noqa: E402
+
+from learningchain.learning.privacy import RDP_ORDERS, Accountant, calibrate, node_sigma_for  # noqa: E402
+
+
+@pytest.mark.parametrize("eps,steps,q", [(8.0, 120, 0.25), (1.0, 120, 0.25), (4.0, 300, 0.1), (8.0, 30, 1.0)])
+def test_calibration_spends_at_most_the_target_and_close_to_it(eps, steps, q):
+    z = calibrate(eps, 1e-5, steps, q)
+    mode = "node" if q == 1.0 else "sample"
+    spent = Accountant(mode, z, 1e-5, steps_per_release=1 if q == 1.0 else steps, sample_rate=q)
+    spent.step(steps if q == 1.0 else 1)
+    assert spent.epsilon() <= eps and spent.epsilon() > 0.99 * eps
+    looser = Accountant(mode, z * 0.97, 1e-5, steps_per_release=1 if q == 1.0 else steps, sample_rate=q)
+    looser.step(steps if q == 1.0 else 1)
+    assert looser.epsilon() > eps  # z is (about) the smallest that fits
+
+
+def test_accountant_matches_dp_accounting_directly():
+    acc = Accountant("sample", 1.3, 1e-5, steps_per_release=4, sample_rate=0.25)
+    acc.step(5)
+    direct = RdpAccountant(list(RDP_ORDERS))
+    direct.compose(dp_accounting.PoissonSampledDpEvent(0.25, dp_accounting.GaussianDpEvent(1.3)), 20)
+    assert acc.epsilon() == pytest.approx(direct.get_epsilon(1e-5), rel=1e-12)
+    node = node_accountant(sigma=3.0)
+    node.step(7)
+    direct = RdpAccountant(list(RDP_ORDERS))
+    direct.compose(dp_accounting.GaussianDpEvent(1.5), 7)
+    assert node.epsilon() == pytest.approx(direct.get_epsilon(1e-5), rel=1e-12)
+    assert node.report()["mode"] == "node" and acc.report()["steps"] == 20
+
+
+@pytest.mark.parametrize("sigma,T,delta", [(0.5, 1, 1e-5), (1.0, 10, 1e-5), (3.0, 10, 1e-6), (10.0, 100, 1e-3)])
+def test_node_mode_library_epsilon_agrees_with_the_old_closed_form(sigma, T, delta):
+    new = library_epsilon("node", noise_multiplier(sigma), T, delta)
+    old = release_epsilon(sigma, T, delta)
+    assert new <= old * (1 + 1e-9)  # the closed form is an RDP bound at one real order: never tighter
+    assert new >= 0.7 * old  # ... and only as loose as the conversion: the same order of magnitude
+
+
+def test_node_sigma_is_calibrated_from_epsilon():
+    sigma = node_sigma_for(8.0, 1e-5, 30)
+    acc = node_accountant(sigma)
+    acc.step(30)
+    assert 7.9 < acc.epsilon() <= 8.0
+
+
+def test_role_calibrates_and_refuses_bad_dp_settings():
+    role = Role(dp_mode="sample", dp_epsilon=8.0, dp_rounds=30)
+    acc = role.make_accountant()
+    assert acc.mode == "sample" and acc.steps_per_release == 4 and acc.sample_rate == 0.25 and role.clip == 1.0
+    acc.step(30)
+    assert 7.9 < acc.epsilon() <= 8.0
+    node = Role(dp_epsilon=8.0, dp_clip=1.0, dp_rounds=10)
+    assert node.mode == "node" and node.make_accountant().noise_multiplier > 0
+    for kwargs, msg in [(dict(dp_mode="sample"), "needs --dp-epsilon"),
+                        (dict(dp_mode="sample", dp_epsilon=8.0), "dp_rounds"),
+                        (dict(dp_mode="bogus", dp_epsilon=1.0, dp_rounds=1), "unknown dp mode"),
+                        (dict(dp_sigma=1.0, dp_epsilon=1.0, dp_clip=1.0, dp_rounds=1), "not both"),
+                        (dict(dp_epsilon=8.0, dp_rounds=3), "clip norm"),
+                        (dict(dp_sigma=1.0, dp_clip=1.0, dp_sample_rate=0.5), "sample only"),
+                        (dict(dp_mode="sample", dp_epsilon=8.0, dp_rounds=3, dp_sample_rate=1.5), "sample rate")]:
+        with pytest.raises(ConfigError, match=msg):
+            Role(**kwargs)
+
+
+def test_sample_mode_participant_trains_with_dp_sgd_and_accounts_every_step():
+    role = Role(dp_mode="sample", dp_epsilon=4.0, dp_rounds=3)
+    p = Participant(PrivateKey.from_secret(9), SPEC, X, Y, role, seed=0, reproducible_noise=True)
+    tx = p.make_update(1, G0, weights_digest(G0), 1234)
+    assert tx.metrics == {} and tx.num_samples == 32 and p.accountant.rounds == 1
+    again = Participant(PrivateKey.from_secret(9), SPEC, X, Y, role, seed=0, reproducible_noise=True)
+    assert again.make_update(1, G0, weights_digest(G0), 1234).id == tx.id  # seeded: reproducible
+    live = Participant(PrivateKey.from_secret(9), SPEC, X, Y, role, seed=0)
+    assert live.make_update(1, G0, weights_digest(G0), 1234).id != tx.id  # live: OS entropy
+    p.accountant.step(2)
+    assert p.budget_spent() and p.accountant.epsilon() <= 4.0
+
+
+def test_sample_mode_simulation_is_deterministic_and_reports_mode_epsilon_delta(tmp_path):
+    from learningchain.sim.results import read_results, write_results
+    cfg = SimConfig(nodes=2, rounds=2, model="softmax", dp_mode="sample", dp_epsilon=2.0, dp_delta=1e-6)
+    a, b = Simulation(cfg).run(with_baselines=False), Simulation(cfg).run(with_baselines=False)
+    assert a["config"]["model_digest"] == b["config"]["model_digest"]
+    assert a["rounds"][-1]["epsilon"] == pytest.approx(2.0, rel=0.01) and a["rounds"][-1]["epsilon"] <= 2.0
+    assert a["rounds"][-1]["dp_mode"] == "sample" and a["rounds"][-1]["delta"] == 1e-6
+    rep = a["privacy"]["node1"]
+    assert rep["mode"] == "sample" and rep["target_epsilon"] == 2.0 and "add/remove-one" in rep["relation"]
+    a["baselines"] = {"centralized": None, "local_only": None}
+    back = read_results(write_results(tmp_path, a))
+    assert back["privacy"]["node0"]["epsilon"] == rep["epsilon"]
+
+
+def test_sim_config_names_the_bad_dp_key():
+    with pytest.raises(ConfigError, match="dp_mode"):
+        SimConfig.from_dict({"dp_mode": "bogus", "dp_epsilon": 1.0})
+    with pytest.raises(ConfigError, match="dp_sample_rate"):
+        SimConfig.from_dict({"dp_mode": "sample", "dp_epsilon": 1.0, "dp_sample_rate": 2.0})
+
+
+def test_live_node_stops_releasing_when_its_planned_rounds_are_spent(tmp_path, capsys):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=data, dp_mode="sample", dp_epsilon=2.0,
+                dp_rounds=1, port=5991)
+    try:
+        node.participant.accountant.step()  # as if round 1's release had been restored from the journal
+        participate_once(node)
+        assert own_in_mempool(node) == [] and node.privacy_report()["rounds"] == 1
+        assert "not training, the privacy budget is spent" in capsys.readouterr().out
+        assert node.privacy_report()["planned_rounds"] == 1 and node.privacy_report()["epsilon"] <= 2.0
+    finally:
+        node.stop()

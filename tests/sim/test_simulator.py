@@ -207,3 +207,16 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main(["simulate", "--config", str(tmp_path / "missing.json")]) == 2
     assert cli.main(["experiment", "byzantine", "--nodes", "4", "--max-byzantine", "4"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_sample_dp_at_epsilon_8_is_within_5_points_of_non_private():
+    """Issue 12's acceptance: node.py simulate --nodes 4 --rounds 30 --dataset digits
+    --split iid --model softmax --dp-mode sample --dp-epsilon 8 --dp-delta 1e-5, with
+    the defaults of sample mode (the tuned recipe), against the same without DP."""
+    from learningchain.sim.config import SimConfig
+    base = dict(nodes=4, rounds=30, dataset="digits", split="iid", model="softmax")
+    plain = Simulation(SimConfig(**base)).run(with_baselines=False)
+    dp = Simulation(SimConfig(**base, dp_mode="sample", dp_epsilon=8.0, dp_delta=1e-5)).run(with_baselines=False)
+    assert dp["rounds"][-1]["epsilon"] <= 8.0
+    assert plain["final"]["accuracy"] - dp["final"]["accuracy"] <= 0.05

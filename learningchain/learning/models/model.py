@@ -13,7 +13,7 @@ import numpy as np
 from sklearn import metrics
 
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import network
+from learningchain.learning.models import dpsgd, network
 from learningchain.learning.models.spec import ModelSpec
 
 
@@ -90,6 +90,29 @@ class Model:
         network.sgd_epochs(params, X, self._target(y), self.classification, s.epochs,
                            s.batch_size, s.lr, s.l2, np.random.default_rng(seed))
         return self._pack(params)
+
+    def train_dp(self, weights: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, steps: int,
+                 sample_rate: float, clip: float, noise_multiplier: float, lr: float,
+                 rng: np.random.Generator) -> "OrderedDict[str, np.ndarray]":
+        """``steps`` steps of sample-level DP-SGD (:mod:`.dpsgd`) from ``weights``
+        with the spec's L2 penalty; ``rng`` draws the Poisson samples and the noise."""
+        X = self._check_X(X)
+        if X.shape[0] == 0:
+            raise ConfigError("cannot train on an empty data set")
+        params = self._params(weights)
+        dpsgd.dp_sgd(params, X, self._target(y), self.classification, steps, sample_rate, clip,
+                     noise_multiplier, lr, self.spec.l2, rng)
+        return self._pack(params)
+
+    def per_example_grads(self, weights: Mapping[str, np.ndarray], X: np.ndarray,
+                          y: np.ndarray) -> "OrderedDict[str, np.ndarray]":
+        """Each example's gradient of the data loss, per array name: (n, *shape)."""
+        grads = dpsgd.per_example_grads(self._params(weights), self._check_X(X), self._target(y),
+                                        self.classification)
+        out = {}
+        for i in range(len(grads) // 2):
+            out[f"W{i}"], out[f"b{i}"] = grads[2 * i], grads[2 * i + 1]
+        return OrderedDict((name, out[name]) for name in sorted(out))
 
     def predict(self, weights: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
         out, _ = network.forward(self._params(weights), self._check_X(X), self.classification)

@@ -84,3 +84,25 @@ def test_index_shows_a_rejected_update_with_its_reason(tmp_path):
     assert f'<code title="{attacker.id}">{attacker.id[:10]}</code> {reason}' in row
     for tx in honest:  # listed as accepted, not under the reasons
         assert f'<code title="{tx.id}">' in row.split('class="bad reasons"')[0]
+
+
+def test_index_shows_the_nodes_dp_mode_epsilon_and_delta(tmp_path):
+    from learningchain.node.service import Node
+    from learningchain.node.threads import participate_once
+    from learningchain.node.web.api import create_app
+    from tests.helpers import tiny_config
+    from tests.node.test_service import write_partition
+
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(), dataset_path=data, dp_mode="sample", dp_epsilon=4.0,
+                dp_rounds=10, quiet=True, port=5993)
+    plain = Node(tmp_path / "p", tiny_config(), quiet=True, port=5992)
+    try:
+        participate_once(node)
+        page = create_app(node).test_client().get("/").get_data(as_text=True)
+        eps = node.privacy_report()["epsilon"]
+        assert 0 < eps < 4.0 and f"privacy <b>sample</b> · ε <b>{eps:.3f}</b> of 4 · δ <b>1e-05</b>" in page
+        assert "privacy <b>off</b>" in create_app(plain).test_client().get("/").get_data(as_text=True)
+    finally:
+        node.stop()
+        plain.stop()
