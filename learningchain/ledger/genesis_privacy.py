@@ -110,9 +110,12 @@ def default_params(n: int, round_timeout: int, clip: str = "0.5", threshold: int
     largest power-of-two scale with N * clip * scale <= 2^28 (4x room for noise
     below the 2^30 bound), phase_timeout = round_timeout."""
     if scale is None:
-        per = Decimal(clip) * n
+        try:  # no roster or a bad clip: genesis refuses them when the config is built
+            per = Decimal(clip) * max(n, 1)
+        except InvalidOperation:
+            per = Decimal(0)
         scale = 1
-        while per * scale * 2 <= (1 << 28):
+        while per > 0 and per * scale * 2 <= (1 << 28):
             scale *= 2
     return SecAggParams(threshold if threshold is not None else 2 * n // 3 + 1, clip, scale,
                         phase_timeout if phase_timeout is not None else round_timeout)

@@ -10,7 +10,7 @@ from learningchain.core.errors import ValidationError
 from learningchain.core.encoding import weights_digest
 from learningchain.core.secagg_crypto import pair_seed, prg
 from learningchain.ledger.secagg_close import DISQUALIFIED
-from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
+from learningchain.ledger.secagg_tx import INPUT, UNMASK, SecAggTx
 from learningchain.learning import secagg
 from learningchain.node.secagg_client import SecAggClient, flatten
 from tests.helpers import KEYS, next_block, now, rebuild, refused, update_tx
