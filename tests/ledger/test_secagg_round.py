@@ -13,6 +13,7 @@ from learningchain.ledger.secagg_close import DISQUALIFIED
 from learningchain.ledger.secagg_tx import INPUT, UNMASK, SecAggTx
 from learningchain.learning import secagg
 from learningchain.node.secagg_client import SecAggClient, flatten
+from learningchain.ledger.chain import Chain
 from tests.helpers import KEYS, next_block, now, rebuild, refused, update_tx
 from tests.secagg_net import WIDE_SPEC, SaNet
 
@@ -316,3 +317,29 @@ def test_the_ablation_without_a_self_mask_leaks_and_the_test_catches_it(monkeypa
     best = _signed(_attack(net, ins, victim))
     assert np.array_equal(best, qs[victim])  # the exact update: the leak
     assert np.corrcoef(best, qs[victim])[0, 1] > 0.99  # what the test above would have seen
+
+
+def test_each_branch_keeps_its_own_phases_and_the_reveal_rule_holds_across_a_reorg():
+    net = SaNet(10)
+    b1 = net.block(net.setups())
+    other = Chain(net.genesis)
+    other.add_block(b1, now(b1))
+    net.block(net.inputs())  # branch A: every input, so u is counted there
+    w, u = net.members()[0], net.members()[4]
+    on_a = net.clients[w].unmask(net.state)
+    assert on_a.fields["self_shares"][4] is not None and net.clients[w].journal[1][u] == "self"
+    ins = [net.clients[m].input(net.delta(m), other.tip_state, 10) for m in net.members() if m != u]
+    branch_b = [next_block(other, ins)]
+    other.add_block(branch_b[0], now(branch_b[0]))
+    while other.tip_state.phase == "input":  # u never sends: the input phase times out
+        b = next_block(other)
+        other.add_block(b, now(b))
+        branch_b.append(b)
+    assert other.tip_state.phase == "unmask"
+    on_b = net.clients[w].unmask(other.tip_state)
+    assert on_b.fields["mask_shares"] == [None]  # u's self share went out on branch A: no mask share
+    helper = net.clients[net.members()[1]].unmask(other.tip_state)
+    assert helper.fields["mask_shares"][0] is not None
+    results = [net.chain.add_block(b, now(b)) for b in branch_b]
+    assert "reorg" in [r.status for r in results] and net.state.phase == "unmask" and net.chain.tip.hash == other.tip.hash
+    assert code_of(net, on_a) == errors.SA_MALFORMED  # branch A's unmask lists 10 self shares, C has 9 here
