@@ -343,3 +343,26 @@ def test_each_branch_keeps_its_own_phases_and_the_reveal_rule_holds_across_a_reo
     results = [net.chain.add_block(b, now(b)) for b in branch_b]
     assert "reorg" in [r.status for r in results] and net.state.phase == "unmask" and net.chain.tip.hash == other.tip.hash
     assert code_of(net, on_a) == errors.SA_MALFORMED  # branch A's unmask lists 10 self shares, C has 9 here
+
+
+def test_a_wrong_mask_share_and_a_complaint_against_a_member_without_setup_are_refused():
+    net = SaNet(10, quorum=9, phase_timeout=2)
+    setups = net.setups()
+    net.block(setups[:9])  # member 9 has no setup
+    tx = net.inputs([0])[0]
+    me = next(k for k in net.keys if k.public_hex == tx.sender)
+    absent = setups[9]
+    point, proof = ec.dleq_prove(me.secret_scalar(), absent.enc_key)
+    against = [{"against": absent.sender, "point": ec.point_hex(point), "proof": proof}]
+    assert code_of(net, resign(net, tx, complaints=against)) == errors.SA_NO_SETUP
+    net.block(net.inputs(range(1, 9)))  # member 0 never sends its input: dropped after setup
+    while net.state.phase == "input":
+        net.block()
+    un = net.unmasks(range(1, 9))
+    assert [len(un[0].fields[k]) for k in ("self_shares", "mask_shares", "seeds")] == [8, 1, 0]
+    bad = resign(net, un[0], mask_shares=[ec.scalar_hex(int(un[0].fields["mask_shares"][0], 16) ^ 1)])
+    with pytest.raises(ValidationError, match="mask share for") as exc:
+        net.chain.validate_tx(bad)
+    assert exc.value.code == errors.SA_BAD_SHARE
+    closing = net.block(un)
+    assert closing.commitment["secure_aggregation"]["dropped"] == [tx.sender]
