@@ -366,3 +366,26 @@ def test_a_wrong_mask_share_and_a_complaint_against_a_member_without_setup_are_r
     assert exc.value.code == errors.SA_BAD_SHARE
     closing = net.block(un)
     assert closing.commitment["secure_aggregation"]["dropped"] == [tx.sender]
+
+
+# --- section 14.6 from the document alone (tests/secagg_verifier.py) ------------------------
+@pytest.mark.parametrize("scenario", ["all", "dropped", "complaint"])
+def test_an_independent_recomputation_from_the_spec_matches_the_commitment(scenario):
+    from tests import secagg_verifier
+    net = SaNet(10)
+    g0, _ = net.chain.model()
+    if scenario == "complaint":
+        setups = net.setups()
+        shares = list(setups[2].fields["shares"])
+        shares[4] = "A" * 107 + "="
+        net.block([resign(net, setups[2], shares=shares)] + setups[:2] + setups[3:])
+        net.block(net.inputs())
+        closing = net.block(net.unmasks())
+    else:
+        closing, _ = net.full_round(drop_after_setup=[3, 8] if scenario == "dropped" else ())
+    txs = [t.to_dict() for h in range(1, closing.height + 1) for t in net.chain.block_at(h).txs]
+    sa = closing.commitment["secure_aggregation"]
+    assert bool(sa["dropped"]) == (scenario == "dropped") and bool(sa["disqualified"]) == (scenario == "complaint")
+    got = secagg_verifier.aggregate(txs, sa, net.members(), net.params.threshold, net.params.scale,
+                                    {k: np.asarray(v) for k, v in g0.items()})
+    assert got == (sa["sum_digest"], closing.commitment["model_digest"])
