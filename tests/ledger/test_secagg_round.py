@@ -195,7 +195,14 @@ def test_an_input_from_outside_the_roster_is_refused_under_selection():
     left_out = next(k for k in net.keys if k.public_hex not in roster)
     tx = SecAggClient(left_out, net.config).setup(1, roster, net.state.model_digest)
     assert code_of(net, tx) == errors.SA_NOT_IN_ROSTER
-    closing, _ = net.full_round()
+    to_input_phase(net)
+    stray = SecAggTx.create(left_out, INPUT, 1, net.state.model_digest,
+                            {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1,
+                             "complaints": []})
+    assert code_of(net, stray) == errors.SA_NOT_IN_ROSTER  # an input from outside the roster
+    block_refuses(net, [stray], errors.SA_NOT_IN_ROSTER)
+    net.block(net.inputs())
+    closing = net.block(net.unmasks())
     assert len(closing.commitment["selected_next"]) == 8
     rec = net.state.records[roster[0]]
     assert (rec.rounds, rec.accepted, rec.score) == (1, 1, 1) and rec.spent_nj > 0
