@@ -17,12 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learningchain.ledger.chain import Chain  # noqa: E402
 from learningchain.ledger.mempool import Mempool  # noqa: E402
+from learningchain.learning.models import default_spec  # noqa: E402
+from learningchain.ledger.tx import UpdateTx  # noqa: E402
 from tests.helpers import now  # noqa: E402
 from tests.secagg_net import SaNet  # noqa: E402
 
 
-def one(n: int) -> dict:
-    net = SaNet(n, max_tx_bytes=200_000)
+def one(n: int, spec=None) -> dict:
+    net = SaNet(n, max_tx_bytes=200_000) if spec is None else SaNet(n, max_tx_bytes=200_000, spec=spec)
     t0 = time.perf_counter()
     closing, _ = net.full_round()
     played = time.perf_counter() - t0
@@ -42,18 +44,26 @@ def one(n: int) -> dict:
         pool.on_new_tip(warm, warm.add_block(b, now(b)))
         blocks_s += time.perf_counter() - t0
     assert cold.tip.hash == warm.tip.hash == closing.hash
-    return {"n": n, "t": net.params.threshold, "blocks": len(blocks), "txs": sum(len(b.txs) for b in blocks),
+    model, digest = net.chain.model()
+    plain = UpdateTx.create(net.keys[0], 2, digest, model, 10).size
+    per = sum(t.size for b in blocks for t in b.txs) / n
+    return {"bytes_per_member": per, "plain_update_bytes": plain, "spec": net.config.model_spec.kind,
+            "d": sum(a.size for a in model.values()),"n": n, "t": net.params.threshold, "blocks": len(blocks), "txs": sum(len(b.txs) for b in blocks),
             "play_s": played, "validate_cold_s": cold_s, "mempool_s": pool_s, "validate_warm_s": blocks_s}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[10, 30])
-    for n in ap.parse_args().n:
-        r = one(n)
-        print(f"N={r['n']:3d} t={r['t']:3d}: {r['txs']} txs in {r['blocks']} blocks; members built them in "
-              f"{r['play_s']:.2f} s; a fresh node validates the round in {r['validate_cold_s']:.3f} s cold, "
-              f"or {r['mempool_s']:.3f} s in its mempool + {r['validate_warm_s']:.3f} s for the blocks")
+    for spec in (None, default_spec("digits", "mlp")):
+        for n in ap.parse_args().n:
+            r = one(n, spec)
+            print(f"{r['spec']} d={r['d']} N={r['n']:3d} t={r['t']:3d}: {r['txs']} txs in {r['blocks']} blocks; "
+                  f"members built them in {r['play_s']:.2f} s; a fresh node validates the round in "
+                  f"{r['validate_cold_s']:.3f} s cold, or {r['mempool_s']:.3f} s in its mempool + "
+                  f"{r['validate_warm_s']:.3f} s for the blocks; {r['bytes_per_member']:.0f} bytes on chain per "
+                  f"member ({r['bytes_per_member'] / r['plain_update_bytes']:.2f}x a plain update of "
+                  f"{r['plain_update_bytes']} bytes)")
     return 0
 
 
