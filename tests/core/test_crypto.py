@@ -153,3 +153,9 @@ def test_public_key_parsing_rejects_bad_keys():
     # OpenSSL agrees the off-curve point is no key
     with pytest.raises(ValueError):
         openssl_public(bad["off the curve"])
+
+
+def test_secret_scalar_is_the_key_behind_the_public_key():
+    from learningchain.core import ec as points
+    key = crypto.PrivateKey.from_secret(4242)
+    assert points.point_hex(points.base_mul(key.secret_scalar())) == key.public_hex

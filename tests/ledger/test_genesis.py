@@ -188,3 +188,73 @@ def test_a_model_whose_updates_cannot_fit_max_tx_bytes_is_refused():
     with pytest.raises(ConfigError, match=f"below the {need} bytes a plain update of this model needs"):
         replace(config, max_tx_bytes=need - 1)
     assert replace(config, max_tx_bytes=need).max_tx_bytes == need
+
+
+# --- secure aggregation (docs/protocol.md section 14.1) ------------------------------------
+SA_KEYS = [crypto.PrivateKey.from_secret(900 + i).public_hex for i in range(10)]
+
+
+def sa(threshold=7, clip="0.5", scale=1 << 20, phase_timeout=3):
+    return {"secure_aggregation": {"threshold": threshold, "clip": clip, "scale": scale,
+                                   "phase_timeout": phase_timeout}}
+
+
+def sa_config(privacy=None, **overrides):
+    base = dict(allow_list=tuple(SA_KEYS), quorum=10, privacy=sa() if privacy is None else privacy)
+    return tiny_config(**{**base, **overrides})
+
+
+def test_secure_aggregation_round_trips_and_absent_keeps_every_hash():
+    cfg = sa_config()
+    assert cfg.secure_aggregation.threshold == 7 and cfg.secure_aggregation.clip_value == 0.5
+    back = NetworkConfig.from_dict(cfg.to_dict())
+    assert back == cfg and make_genesis(back).hash == make_genesis(cfg).hash
+    plain = tiny_config(allow_list=tuple(SA_KEYS), quorum=10)
+    assert "privacy" not in plain.to_dict() and plain.secure_aggregation is None
+    assert make_genesis(cfg.with_secure_aggregation(None)).hash == make_genesis(plain).hash
+    assert make_genesis(cfg).hash != make_genesis(plain).hash
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(allow_list=None), "needs a known roster: write genesis with --allow-list or --participants"),
+    (dict(aggregation={"rule": "krum", "params": {"f": 1}}),
+     "robust rule krum cannot run under secure aggregation: it must see each update"),
+    (dict(privacy=sa(threshold=5)), r"threshold 5 must be in \[floor\(N/2\)\+1, N\] = \[6, 10\]"),
+    (dict(privacy=sa(threshold=11)), "threshold 11 must be in"),
+    (dict(privacy=sa(clip="0")), "clip must be a positive decimal string"),
+    (dict(privacy=sa(clip=0.5)), "clip must be a positive decimal string"),
+    (dict(privacy=sa(scale=0)), "scale must be an integer"),
+    (dict(privacy=sa(scale=1 << 28)), r"N \* ceil\(clip \* scale\) = 1342177280 exceeds 2\^30"),
+    (dict(privacy=sa(phase_timeout=0)), "phase_timeout must be an integer"),
+    (dict(privacy={"secure_aggregation": {**sa()["secure_aggregation"], "noise": 1}}), "unknown key"),
+    (dict(privacy={"secure_aggregation": {"threshold": 7}}), "missing key"),
+    (dict(privacy={"other": {}}), "privacy must be"),
+    (dict(quorum=6), "quorum 6 is below the secure_aggregation threshold t=7"),
+])
+def test_secure_aggregation_refusals(change, words):
+    with pytest.raises(ConfigError, match=words):
+        sa_config(**change)
+
+
+def test_secure_aggregation_refuses_a_selection_that_may_pick_fewer_than_t():
+    from learningchain.ledger.genesis import with_participants
+    base = tiny_config(quorum=10)
+    with pytest.raises(ConfigError, match="may select 5 sender.s., fewer than the secure_aggregation threshold"):
+        with_participants(base, SA_KEYS, "random-k", 5).with_secure_aggregation(sa_config().secure_aggregation)
+    ok = with_participants(base, SA_KEYS, "random-k", 8).with_secure_aggregation(
+        sa_config(privacy=sa(threshold=6), quorum=8).secure_aggregation)
+    assert ok.secure_aggregation.threshold == 6
+
+
+def test_cli_writes_a_secure_aggregation_genesis_with_its_defaults(tmp_path, capsys):
+    from learningchain.cli.main import main
+    out = tmp_path / "g.json"
+    assert main(["genesis", "--nodes", "10", "--allow-list", ",".join(SA_KEYS), "--out", str(out),
+                 "--secure-aggregation", "--round-timeout", "9"]) == 0
+    cfg = NetworkConfig.from_dict(__import__("json").loads(out.read_text()))
+    p = cfg.secure_aggregation
+    assert (p.threshold, p.clip, p.phase_timeout) == (7, "0.5", 9)
+    assert 10 * 0.5 * p.scale <= 1 << 28 < 10 * 0.5 * p.scale * 2
+    assert main(["genesis", "--nodes", "3", "--open", "--out", str(tmp_path / "h.json"),
+                 "--secure-aggregation"]) == 1
+    assert "needs a known roster" in capsys.readouterr().err
