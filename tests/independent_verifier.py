@@ -33,7 +33,7 @@ GENESIS_MINER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81
 
 
 class Invalid(Exception):
-    pass
+    code: str | None = None  # the reason code of section 14, where one is named
 
 
 METRIC = re.compile(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{6}")  # section 3: a full match
@@ -314,6 +314,11 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
     state = {"round": 1, "start": 0, "pending": []}
     prev, ancestors, closed = gh, [gh], 0
     prev_hash = sha(header_bytes(gh)).hex()
+    sa = sa_genesis(config)  # section 14: secure aggregation replaces sections 3 and 7's tx and close rules
+    if sa is not None:
+        sa_state, records = sa_start(config, prev_hash)
+        ctx = {"config": config, "sa": sa, "model": model, "digest": digest, "records": records,
+               "d": sum(a.size for a in model.values())}
     for block in blocks[1:]:
         h = block["header"]
         raw = header_bytes(h)
@@ -346,6 +351,13 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
             raise Invalid(f"{where}: commitment hash")
         if block["config"] is not None or len(canon(block)) > config["max_block_bytes"]:
             raise Invalid(f"{where}: config or size")
+        if sa is not None:
+            sa_state, ended = sa_block(block, ids, sa_state, ctx, where)
+            closed += ended
+            digest = ctx["digest"]
+            prev, prev_hash = h, bhash.hex()
+            ancestors.append(h)
+            continue
         senders = {u["tx"]["sender"] for u in state["pending"]}
         for tx, txid in zip(block["txs"], ids):
             if type(tx["version"]) is not int or tx["version"] != 1:
@@ -414,3 +426,637 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
         prev, prev_hash = h, bhash.hex()
         ancestors.append(h)
     return {"height": prev["height"], "tip": prev_hash, "model_digest": digest, "rounds_closed": closed}
+
+
+# ======================================================================================
+# Secure aggregation (docs/protocol.md section 14), from the text alone: secp256k1 in
+# plain Python integers (Jacobian coordinates), HKDF / ChaCha20-Poly1305 / ChaCha20 from
+# `cryptography`, numpy as uint32 / int64 / float64 arithmetic.
+# ======================================================================================
+from decimal import Decimal, InvalidOperation  # noqa: E402
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: E402
+from cryptography.exceptions import InvalidTag  # noqa: E402
+
+FP = 2**256 - 2**32 - 977
+GPT = (0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
+       0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
+DISQUALIFIED = "secure-aggregation: sender disqualified by a proven complaint"
+HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX66 = re.compile(r"0[23][0-9a-f]{64}")
+
+
+class SaInvalid(Invalid):
+    """A refusal of section 14 with its reason code (``code``)."""
+
+    def __init__(self, code: str, detail: str = ""):
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+# --- secp256k1 (14.2) ----------------------------------------------------------------
+# A point is an affine (x, y) tuple, the point at infinity None.
+
+def _jdouble(p):
+    x, y, z = p
+    if z == 0 or y == 0:
+        return (0, 1, 0)
+    yy = y * y % FP
+    s = 4 * x * yy % FP
+    m = 3 * x * x % FP
+    x3 = (m * m - 2 * s) % FP
+    return x3, (m * (s - x3) - 8 * yy * yy) % FP, 2 * y * z % FP
+
+
+def _jadd_affine(p, q):
+    """Jacobian p plus affine q (q not infinity)."""
+    x1, y1, z1 = p
+    if z1 == 0:
+        return q[0], q[1], 1
+    zz = z1 * z1 % FP
+    u2, s2 = q[0] * zz % FP, q[1] * zz * z1 % FP
+    h, r = (u2 - x1) % FP, (s2 - y1) % FP
+    if h == 0:
+        return _jdouble(p) if r == 0 else (0, 1, 0)
+    hh = h * h % FP
+    hhh = h * hh % FP
+    v = x1 * hh % FP
+    x3 = (r * r - hhh - 2 * v) % FP
+    return x3, (r * (v - x3) - y1 * hhh) % FP, z1 * h % FP
+
+
+def _affine(p):
+    x, y, z = p
+    if z == 0:
+        return None
+    zi = pow(z, -1, FP)
+    return x * zi * zi % FP, y * zi * zi * zi % FP
+
+
+def ec_mul(k: int, pt):
+    """k·pt (double and add, most significant bit first)."""
+    k %= N
+    if pt is None or k == 0:
+        return None
+    acc = (0, 1, 0)
+    for bit in bin(k)[2:]:
+        acc = _jdouble(acc)
+        if bit == "1":
+            acc = _jadd_affine(acc, pt)
+    return _affine(acc)
+
+
+def ec_add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return _affine(_jadd_affine((a[0], a[1], 1), b))
+
+
+def ec_neg(a):
+    return None if a is None else (a[0], (-a[1]) % FP)
+
+
+def point(text):
+    """A point as it travels (14.2): 66 lowercase hex, prefix 02/03, x on the curve; else None."""
+    if not isinstance(text, str) or not HEX66.fullmatch(text):
+        return None
+    x = int(text[2:], 16)
+    if x >= FP:
+        return None
+    rhs = (x * x * x + 7) % FP
+    y = pow(rhs, (FP + 1) // 4, FP)
+    if y * y % FP != rhs:
+        return None
+    if y % 2 != int(text[1]) % 2:
+        y = FP - y
+    return x, y
+
+
+def pt33(p) -> bytes:
+    return bytes([2 + p[1] % 2]) + p[0].to_bytes(32, "big")
+
+
+def scalar(text):
+    """A scalar as it travels: 64 lowercase hex, value in [0, n); else None."""
+    if not isinstance(text, str) or not HEX64.fullmatch(text):
+        return None
+    v = int(text, 16)
+    return v if v < N else None
+
+
+def H(tag: bytes, *parts: bytes) -> bytes:
+    return sha(tag + b"".join(parts))
+
+
+def feldman_ok(share: int, i: int, commitments: list) -> bool:
+    """share·G == Σ_j (i^j mod n)·C_j (Horner: C_0 + i·(C_1 + i·(...)))."""
+    right = None
+    for c in reversed(commitments):
+        right = ec_add(ec_mul(i, right) if right is not None else None, c)
+    return ec_mul(share, GPT) == right
+
+
+def lagrange0(shares: dict[int, int]) -> int:
+    total = 0
+    for i, s in shares.items():
+        num = den = 1
+        for j in shares:
+            if j != i:
+                num, den = num * (-j) % N, den * (i - j) % N
+        total = (total + s * num * pow(den, -1, N)) % N
+    return total
+
+
+def dleq_ok(A, P, K, proof) -> bool:
+    if not isinstance(proof, dict) or set(proof) != {"c", "z"}:
+        return False
+    c, z = scalar(proof["c"]), scalar(proof["z"])
+    if not c or not z:  # None, or 0: both in [1, n)
+        return False
+    U = ec_add(ec_mul(z, GPT), ec_neg(ec_mul(c, A)))
+    V = ec_add(ec_mul(z, P), ec_neg(ec_mul(c, K)))
+    if U is None or V is None:
+        return False
+    return c == int.from_bytes(H(b"learningchain-dleq", pt33(A), pt33(P), pt33(K), pt33(U), pt33(V)), "big") % N
+
+
+def share_key(ecdh_point, rnd: int, dealer: str, recipient: str) -> bytes:
+    info = b"learningchain-secagg-share" + rnd.to_bytes(8, "big") + bytes.fromhex(dealer) + bytes.fromhex(recipient)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(ecdh_point[0].to_bytes(32, "big"))
+
+
+def prg(seed32: bytes, d: int) -> np.ndarray:
+    stream = Cipher(algorithms.ChaCha20(seed32, bytes(16)), mode=None).encryptor().update(bytes(4 * d))
+    return np.frombuffer(stream, dtype="<u4").astype(np.uint32)
+
+
+def self_seed(b: int) -> bytes:
+    return H(b"learningchain-secagg-self", b.to_bytes(32, "big"))
+
+
+def pair_seed(rnd: int, p) -> bytes:
+    return H(b"learningchain-secagg-pair", rnd.to_bytes(8, "big"), pt33(p))
+
+
+def _canonical_b64(text: str):
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return raw if base64.b64encode(raw).decode() == text else None
+
+
+# --- genesis (14.1) ------------------------------------------------------------------
+
+def _json_int(v) -> bool:
+    return type(v) is int
+
+
+def candidates(config: dict) -> list[str]:
+    if config.get("allow_list") is not None:
+        return sorted(config["allow_list"])
+    return sorted(p["pubkey"] for p in config.get("participants") or [])
+
+
+def sa_genesis(config: dict) -> dict | None:
+    """The secure_aggregation parameters, with the refusals of 14.1 a verifier can
+    see (raised as Invalid in the document's order); None in plain mode."""
+    privacy = config.get("privacy")
+    if privacy is None:
+        return None
+    if not isinstance(privacy, dict) or set(privacy) != {"secure_aggregation"}:
+        raise Invalid("genesis: privacy must be {\"secure_aggregation\": {...}}")
+    sa = privacy["secure_aggregation"]
+    if not isinstance(sa, dict) or set(sa) != {"threshold", "clip", "scale", "phase_timeout"}:
+        raise Invalid("genesis: secure_aggregation needs exactly threshold, clip, scale, phase_timeout")
+    t, clip, scale, k = sa["threshold"], sa["clip"], sa["scale"], sa["phase_timeout"]
+    try:
+        dclip = Decimal(clip) if isinstance(clip, str) else None
+    except InvalidOperation:
+        dclip = None
+    if not (_json_int(t) and _json_int(scale) and scale >= 1 and _json_int(k) and k >= 1
+            and dclip is not None and dclip.is_finite() and dclip > 0 and str(dclip) == clip):
+        raise Invalid("genesis: secure_aggregation field malformed")
+    if config.get("allow_list") is None and config.get("participants") is None:
+        raise Invalid("secure aggregation needs a known roster: write genesis with --allow-list or --participants")
+    rule = config["aggregation"]["rule"]
+    if rule != "fedavg":
+        raise Invalid(f"robust rule {rule} cannot run under secure aggregation")
+    n = len(candidates(config))
+    if not n // 2 + 1 <= t <= n:
+        raise Invalid("genesis: secure_aggregation threshold out of [floor(N/2)+1, N]")
+    if n * math.ceil(dclip * scale) > 2**30:
+        raise Invalid("genesis: secure_aggregation N * ceil(clip * scale) > 2^30")
+    if config["quorum"] < t:
+        raise Invalid("genesis: quorum below the secure_aggregation threshold")
+    sel = config.get("selection")
+    if sel is not None and sel["policy"] != "all":
+        p = sel.get("params", {})
+        if p.get("min_k", p.get("k")) < t:
+            raise Invalid("genesis: a selection policy may select fewer than t")
+    return {"t": t, "clip": clip, "scale": scale, "phase_timeout": k}
+
+
+# --- selection (section 11; random-k and top-k) ----------------------------------------
+
+def select(config: dict, records: dict, parent: str, next_round: int) -> list[str] | None:
+    sel = config.get("selection")
+    if sel is None or sel["policy"] == "all":
+        return None
+    cands = candidates(config)
+    seed = sha(b"learningchain-select" + bytes.fromhex(parent) + next_round.to_bytes(8, "big"))
+    draw = {c: sha(seed + bytes.fromhex(c)) for c in cands}
+    params = sel.get("params", {})
+    k = min(params["k"], len(cands))
+    score = {c: records.get(c, {}).get("score", 0) for c in cands}
+    if sel["policy"] == "random-k":
+        return sorted(sorted(cands, key=lambda c: draw[c])[:k])
+    if sel["policy"] == "top-k":
+        explore = params.get("explore", 0)
+        by_score = sorted(cands, key=lambda c: (-score[c], draw[c]))
+        first = by_score[:k - explore]
+        rest = [c for c in by_score if c not in first]
+        explored = sorted((c for c in rest if score[c] >= 0), key=lambda c: draw[c])[:explore]
+        tail = [c for c in rest if c not in explored]
+        return sorted((first + explored + tail)[:k])
+    raise Invalid(f"selection policy {sel['policy']} is not covered by this verifier")
+
+
+# --- transactions (14.3, 14.4) ---------------------------------------------------------
+TYPE_PHASE = {"sa-setup": "setup", "sa-input": "input", "sa-unmask": "unmask"}
+PHASES = ("setup", "input", "unmask")
+COMMON = {"type", "version", "sender", "round", "base", "timestamp", "signature"}
+EXTRA = {"sa-setup": {"mask_key", "enc_key", "commitments", "shares"},
+         "sa-input": {"input", "num_samples", "complaints"},
+         "sa-unmask": {"self_shares", "mask_shares", "seeds"}}
+
+
+def _is_str_list(v, nulls=False) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) or (nulls and x is None) for x in v)
+
+
+def _is_proof(p) -> bool:
+    return isinstance(p, dict) and set(p) == {"c", "z"} and all(isinstance(p[k], str) for k in p)
+
+
+def sa_read(tx) -> None:
+    """The read stage of 14.3 (tx-malformed, then tx-malformed-key, tx-bad-signature)."""
+    bad = SaInvalid("tx-malformed")
+    if not isinstance(tx, dict) or tx.get("type") not in EXTRA or set(tx) != COMMON | EXTRA[tx["type"]]:
+        raise bad
+    if not (_json_int(tx["version"]) and tx["version"] == 1
+            and all(_json_int(tx[f]) and 0 <= tx[f] < 2**53 for f in ("round", "timestamp"))
+            and isinstance(tx["base"], str) and HEX64.fullmatch(tx["base"])):
+        raise bad
+    kind = tx["type"]
+    if kind == "sa-setup":
+        c = tx["commitments"]
+        if not (isinstance(tx["mask_key"], str) and isinstance(tx["enc_key"], str) and isinstance(c, dict)
+                and set(c) == {"self", "mask"} and _is_str_list(c["self"]) and _is_str_list(c["mask"])
+                and _is_str_list(tx["shares"])):
+            raise bad
+    elif kind == "sa-input":
+        cs = tx["complaints"]
+        if not (isinstance(tx["input"], dict) and _json_int(tx["num_samples"]) and isinstance(cs, list)
+                and all(isinstance(x, dict) and set(x) == {"against", "point", "proof"}
+                        and isinstance(x["against"], str) and isinstance(x["point"], str) and _is_proof(x["proof"])
+                        for x in cs)):
+            raise bad
+    else:
+        if not (_is_str_list(tx["self_shares"], True) and _is_str_list(tx["mask_shares"], True)
+                and isinstance(tx["seeds"], list)
+                and all(s is None or (isinstance(s, dict) and set(s) == {"point", "proof"}
+                                      and isinstance(s["point"], str) and _is_proof(s["proof"]))
+                        for s in tx["seeds"])):
+            raise bad
+    try:
+        canon(tx)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not isinstance(tx["sender"], str):
+        raise SaInvalid("tx-malformed-key")
+    if not isinstance(tx["signature"], str):
+        raise SaInvalid("tx-bad-signature")
+
+
+class SaRound:
+    """The round state of sections 7 and 14.5 under secure aggregation."""
+
+    def __init__(self, rnd: int, start: int, roster: list[str], selected):
+        self.round, self.round_start = rnd, start
+        self.phase, self.phase_start = "setup", start
+        self.roster, self.selected = roster, selected
+        self.pending: list[dict] = []
+        self.sset: list[str] = []
+        self.C: list[str] = []
+        self.D: list[str] = []
+        self.X: list[str] = []
+
+    def index(self, key: str) -> int:
+        return self.roster.index(key) + 1
+
+    def of(self, kind: str, sender: str, extra=()):
+        for r in list(self.pending) + list(extra):
+            if r["type"] == kind and r["sender"] == sender:
+                return r
+        return None
+
+
+def sa_check_tx(tx: dict, txid: bytes, st: SaRound, ctx: dict, earlier: list[dict]) -> dict:
+    """Every check of 14.3 and 14.4 in the document's order; returns the parsed tx."""
+    config, sa = ctx["config"], ctx["sa"]
+    if isinstance(tx, dict) and tx.get("type") in ("update", "skip"):
+        pass  # read by section 3's parser; refused below as sa-plain-tx
+    else:
+        sa_read(tx)
+    # 14.4, against the parent's state
+    if tx["round"] < st.round:
+        raise SaInvalid("tx-late")
+    if tx["round"] > st.round:
+        raise SaInvalid("tx-round-not-open")
+    if tx["base"] != ctx["digest"]:
+        raise SaInvalid("tx-wrong-base-model")
+    allowed = config["allow_list"] if config.get("allow_list") is not None else \
+        [p["pubkey"] for p in config.get("participants") or []]
+    if tx["sender"] not in allowed:
+        raise SaInvalid("tx-unknown-sender")
+    if tx["type"] in ("update", "skip"):
+        raise SaInvalid("sa-plain-tx")
+    sender, kind = tx["sender"], tx["type"]
+    if sender not in st.roster:
+        raise SaInvalid("sa-not-in-roster")
+    want, have = PHASES.index(TYPE_PHASE[kind]), PHASES.index(st.phase)
+    if want < have:
+        raise SaInvalid("sa-phase-closed", f"the {PHASES[want]} phase of round {st.round} is closed: "
+                                           f"its {st.phase} phase opened at height {st.phase_start}")
+    if want > have:
+        raise SaInvalid("sa-phase-not-open")
+    if st.of(kind, sender, earlier) is not None:
+        raise SaInvalid("tx-duplicate-sender-round")
+    if kind != "sa-setup" and st.of("sa-setup", sender) is None:
+        raise SaInvalid("sa-no-setup")
+    bits = config.get("stamp_bits")
+    if bits and int.from_bytes(txid, "big") >> (256 - bits) != 0:
+        raise SaInvalid("tx-insufficient-stamp")
+    # 14.3, context-free
+    me = point(sender)
+    if me is None:
+        raise SaInvalid("tx-malformed-key")
+    if len(canon(tx)) > config["max_tx_bytes"]:
+        raise SaInvalid("tx-too-large")
+    rec = {"id": txid.hex(), "type": kind, "sender": sender, "tx": tx}
+    t = ctx["sa"]["t"]
+    if kind == "sa-setup":
+        pts = [point(tx["mask_key"]), point(tx["enc_key"])] + [point(c) for c in tx["commitments"]["self"]] \
+            + [point(c) for c in tx["commitments"]["mask"]]
+        if any(p is None for p in pts):
+            raise SaInvalid("sa-bad-point")
+        if len(tx["commitments"]["self"]) != t or len(tx["commitments"]["mask"]) != t:
+            raise SaInvalid("sa-malformed", "commitments not of length t")
+        if tx["commitments"]["mask"][0] != tx["mask_key"]:
+            raise SaInvalid("sa-malformed", "mask[0] != mask_key")
+        shares = []
+        for j, s in enumerate(tx["shares"]):
+            raw = _canonical_b64(s)
+            if raw is None or len(raw) != 80:
+                raise SaInvalid("sa-malformed", f"share {j}")
+            shares.append(raw)
+        rec.update(M=pts[0], E=pts[1], self=pts[2:2 + t], mask=pts[2 + t:], shares=shares)
+    elif kind == "sa-input":
+        if tx["num_samples"] < 1:
+            raise SaInvalid("tx-bad-sample-count")
+        for c in tx["complaints"]:
+            if point(c["point"]) is None or point(c["against"]) is None:
+                raise SaInvalid("sa-bad-point")
+        against = [c["against"] for c in tx["complaints"]]
+        if any(a >= b for a, b in zip(against, against[1:])):
+            raise SaInvalid("sa-malformed", "complaints not strictly sorted")
+        if sender in against:
+            raise SaInvalid("sa-malformed", "complaint against the sender")
+        arr = tx["input"]
+        if arr.get("shape") != [ctx["d"]]:
+            raise SaInvalid("tx-shape-mismatch")
+        if arr.get("dtype") != "<u4":
+            raise SaInvalid("tx-dtype-mismatch")
+        raw = _canonical_b64(arr.get("data")) if isinstance(arr.get("data"), str) else None
+        if set(arr) != {"data", "dtype", "shape"} or raw is None or len(raw) != 4 * ctx["d"]:
+            raise SaInvalid("tx-malformed", "input undecodable")
+        rec["y"] = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+    else:
+        for s in tx["self_shares"] + tx["mask_shares"]:
+            if s is not None and scalar(s) is None:
+                raise SaInvalid("sa-bad-point")
+        for s in tx["seeds"]:
+            if s is not None and point(s["point"]) is None:
+                raise SaInvalid("sa-bad-point")
+    try:
+        verify_signature(sender, txid, tx["signature"])
+    except (Invalid, ValueError):
+        raise SaInvalid("tx-bad-signature") from None
+    # 14.4, after the context-free checks
+    if kind == "sa-setup":
+        if len(tx["shares"]) != len(st.roster) - 1:
+            raise SaInvalid("sa-malformed", "shares not of length N_r - 1")
+    elif kind == "sa-input":
+        for c in tx["complaints"]:
+            dealer = st.of("sa-setup", c["against"])
+            if dealer is None:
+                raise SaInvalid("sa-no-setup", "complaint against a member without setup")
+            K = point(c["point"])
+            if not dleq_ok(me, dealer["E"], K, c["proof"]):
+                raise SaInvalid("sa-bad-proof")
+            pos = [m for m in st.roster if m != c["against"]].index(sender)
+            try:
+                plain = ChaCha20Poly1305(share_key(K, st.round, c["against"], sender)).decrypt(
+                    bytes(12), dealer["shares"][pos], None)
+            except InvalidTag:
+                plain = None
+            if plain is not None:
+                f, g = int.from_bytes(plain[:32], "big"), int.from_bytes(plain[32:], "big")
+                i = st.index(sender)
+                if feldman_ok(f, i, dealer["self"]) and feldman_ok(g, i, dealer["mask"]):
+                    raise SaInvalid("sa-false-complaint")
+    else:
+        XD = [u for u in st.X if u not in st.D]
+        if (len(tx["self_shares"]), len(tx["mask_shares"]), len(tx["seeds"])) != (len(st.C), len(XD), len(st.D)):
+            raise SaInvalid("sa-malformed", "unmask lengths")
+        if sender not in st.C and any(s is not None for s in tx["seeds"]):
+            raise SaInvalid("sa-malformed", "a seed from a sender not counted")
+        i = st.index(sender)
+        for v, s in zip(st.C, tx["self_shares"]):
+            if s is not None and not feldman_ok(scalar(s), i, st.of("sa-setup", v)["self"]):
+                raise SaInvalid("sa-bad-share", f"self share for {v[:16]}")
+        for u, s in zip(XD, tx["mask_shares"]):
+            if s is not None and not feldman_ok(scalar(s), i, st.of("sa-setup", u)["mask"]):
+                raise SaInvalid("sa-bad-share", f"mask share for {u[:16]}")
+        M = st.of("sa-setup", sender)["M"]
+        for u, s in zip(st.D, tx["seeds"]):
+            if s is not None and not dleq_ok(M, st.of("sa-setup", u)["M"], point(s["point"]), s["proof"]):
+                raise SaInvalid("sa-bad-seed", f"seed for {u[:16]}")
+    return rec
+
+
+# --- phases, the aggregate and the commitment (14.5, 14.6) ----------------------------
+
+def _first_t(unmasks: list[dict], field: str, pos: int, st: SaRound, t: int):
+    """Lagrange at 0 over the first t non-null shares at ``pos``, unmasks in sender-key order."""
+    got: dict[int, int] = {}
+    for u in unmasks:
+        s = u["tx"][field][pos]
+        if s is not None and len(got) < t:
+            got[st.index(u["sender"])] = scalar(s)
+    return lagrange0(got) if len(got) == t else None
+
+
+def sa_sum(st: SaRound, pending: list[dict], ctx: dict):
+    """The mod 2^32 sum of 14.6, or None if it is not computable from ``pending``."""
+    t, d, r = ctx["sa"]["t"], ctx["d"], st.round
+    unmasks = sorted((p for p in pending if p["type"] == "sa-unmask"), key=lambda p: p["sender"])
+    XD = [u for u in st.X if u not in st.D]
+    b = {v: _first_t(unmasks, "self_shares", j, st, t) for j, v in enumerate(st.C)}
+    m = {u: _first_t(unmasks, "mask_shares", j, st, t) for j, u in enumerate(XD)}
+    by_sender = {p["sender"]: p for p in unmasks}
+    if any(x is None for x in list(b.values()) + list(m.values())):
+        return None
+    for v in st.C:
+        if st.D and (v not in by_sender or any(s is None for s in by_sender[v]["tx"]["seeds"])):
+            return None
+    total = np.zeros(d, dtype=np.uint32)
+    for v in st.C:
+        y = st.of("sa-input", v, pending)["y"] - prg(self_seed(b[v]), d)
+        Mv = st.of("sa-setup", v)["M"]
+        for u in st.X:
+            if u in m:
+                p = ec_mul(m[u], Mv)
+            else:
+                p = point(by_sender[v]["tx"]["seeds"][st.D.index(u)]["point"])
+            mask = prg(pair_seed(r, p), d)
+            y = y - mask if v < u else y + mask
+        total = total + y
+    return total
+
+
+def sa_model(model: dict, total: np.ndarray, scale: int, count: int) -> dict:
+    signed = total.astype(np.int64)
+    signed = np.where(signed >= 2**31, signed - 2**32, signed)
+    avg = signed.astype(np.float64) / float(scale * count)
+    out, at = {}, 0
+    for name in sorted(model):
+        a = model[name]
+        out[name] = (a.astype(np.float64) + avg[at:at + a.size].reshape(a.shape)).astype("<f4")
+        at += a.size
+    return out
+
+
+def sa_update_records(records: dict, st: SaRound, pending: list[dict], success: bool, input_closed: bool):
+    """14.6: the reputation update that replaces section 11's under secure aggregation."""
+    for s in sorted(st.sset):
+        rec = records.setdefault(s, {"score": 0, "accepted": 0, "rejected": 0, "rounds": 0, "samples": 0})
+        decay = rec["score"] - rec["score"] // 8
+        if success and s in st.C:
+            rec["score"], rec["accepted"] = decay + 1, rec["accepted"] + 1
+            rec["samples"] = st.of("sa-input", s, pending)["tx"]["num_samples"]
+        elif input_closed and s in st.D:
+            rec["score"], rec["rejected"] = decay - 8, rec["rejected"] + 1
+        else:
+            rec["score"] = decay
+        rec["rounds"] += 1
+
+
+def sa_block(block: dict, ids: list[bytes], st: SaRound, ctx: dict, where: str):
+    """Check block ``block`` under secure aggregation; returns the state after it
+    (the same object, or a new round's) and whether it ended a round."""
+    config, sa = ctx["config"], ctx["sa"]
+    h = block["header"]["height"]
+    known = {p["id"] for p in st.pending}
+    seen: list[dict] = []
+    for index, (tx, txid) in enumerate(zip(block["txs"], ids)):
+        if txid.hex() in known or any(s["id"] == txid.hex() for s in seen):
+            raise SaInvalid("block-duplicate-tx", f"{where}: tx {index}")
+        try:
+            seen.append(sa_check_tx(tx, txid, st, ctx, seen))
+        except SaInvalid as e:
+            raise SaInvalid(e.code, f"{where}: block-bad-tx: tx {index} ({txid.hex()}): {e}") from None
+    pending = st.pending + seen
+    timed_out = h - st.phase_start >= sa["phase_timeout"]
+    t = sa["t"]
+    failed = None
+    ends = False
+    input_closed = False
+    total = None
+    if st.phase == "setup":
+        setups = sorted(p["sender"] for p in pending if p["type"] == "sa-setup")
+        quorum = config["quorum"] if st.selected is None else max(1, min(config["quorum"], len(st.selected)))
+        if len(setups) >= quorum or timed_out:
+            st.sset = setups
+            if len(setups) < t:
+                failed, ends = f"{len(setups)} setups, fewer than the threshold t={t}", True
+            else:
+                st.phase, st.phase_start = "input", h
+    elif st.phase == "input":
+        inputs = {p["sender"] for p in pending if p["type"] == "sa-input"}
+        if set(st.sset) <= inputs or timed_out:
+            input_closed = True
+            st.D = sorted({c["against"] for p in pending if p["type"] == "sa-input" for c in p["tx"]["complaints"]})
+            st.C = sorted(s for s in st.sset if s not in st.D and s in inputs)
+            st.X = sorted(s for s in st.sset if s not in st.C)
+            left = len([s for s in st.sset if s not in st.D])
+            if not st.C:
+                failed, ends = "no input counted", True
+            elif left < t:
+                failed, ends = f"{left} setups not disqualified, fewer than the threshold t={t}", True
+            else:
+                st.phase, st.phase_start = "unmask", h
+    else:
+        input_closed = True
+        total = sa_sum(st, pending, ctx)
+        if total is not None:
+            ends = True
+        elif timed_out:
+            failed, ends = f"the sum was not computable at the unmask timeout (height {h})", True
+    c = block["commitment"]
+    if not ends:
+        if c is not None:
+            raise SaInvalid("block-unexpected-commitment", where)
+        st.pending = pending
+        return st, False
+    if c is None:
+        raise SaInvalid("block-missing-commitment", where)
+    inputs = {p["sender"]: p["id"] for p in pending if p["type"] == "sa-input"}
+    XD = [u for u in st.X if u not in st.D]
+    want = {"round": st.round, "rule": "fedavg", "params": config["aggregation"]["params"],
+            "updates": sorted(inputs.values())}
+    sets = {"setups": st.sset, "counted": st.C, "dropped": XD, "disqualified": st.D} if input_closed else \
+        {"setups": st.sset, "counted": [], "dropped": [], "disqualified": []}
+    if failed is None:
+        new = sa_model(ctx["model"], total, sa["scale"], len(st.C))
+        want.update(accepted=sorted(inputs[v] for v in st.C),
+                    rejected={inputs[u]: DISQUALIFIED for u in st.D if u in inputs},
+                    model_digest=weights_digest(new),
+                    secure_aggregation={**sets, "sum_digest": sha(total.astype("<u4").tobytes()).hex()})
+    else:
+        new = ctx["model"]
+        want.update(accepted=[], rejected={i: failed for i in inputs.values()}, model_digest=ctx["digest"],
+                    failed=failed, secure_aggregation={**sets, "sum_digest": None})
+    records, selected = ctx["records"], None
+    if config.get("selection") is not None and config["selection"]["policy"] != "all":
+        sa_update_records(records, st, pending, failed is None, input_closed)
+        selected = select(config, records, block["header"]["prev_hash"], st.round + 1)
+        want["selected_next"] = selected
+    if canon(c) != canon(want):
+        differ = sorted(k for k in set(c) | set(want) if c.get(k) != want.get(k)) if isinstance(c, dict) else ["*"]
+        raise SaInvalid("block-bad-commitment", f"{where}: differs in {', '.join(differ)}")
+    ctx["model"], ctx["digest"] = new, want["model_digest"]
+    roster = candidates(config) if selected is None else sorted(selected)
+    return SaRound(st.round + 1, h, roster, selected), True
+
+
+def sa_start(config: dict, genesis_hash: str) -> tuple[SaRound, dict]:
+    records: dict = {}
+    selected = select(config, records, genesis_hash, 1)
+    roster = candidates(config) if selected is None else sorted(selected)
+    return SaRound(1, 0, roster, selected), records
