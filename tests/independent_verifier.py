@@ -768,7 +768,7 @@ class SaRound:
 
 def sa_check_tx(tx: dict, txid: bytes, st: SaRound, ctx: dict, earlier: list[dict]) -> dict:
     """Every check of 14.3 and 14.4 in the document's order; returns the parsed tx."""
-    config, sa = ctx["config"], ctx["sa"]
+    config = ctx["config"]
     if isinstance(tx, dict) and tx.get("type") in ("update", "skip"):
         pass  # read by section 3's parser; refused below as sa-plain-tx
     else:

@@ -429,3 +429,226 @@ def test_verifier_follows_the_open_network_skip_rule():
     assert b1.commitment is None and b2.commitment is not None
     blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
     assert verify_chain(blocks, now_ms=now(b2))["rounds_closed"] == 1
+
+
+# --- section 14, secure aggregation: the independent verifier on SA chains ------------------
+# Chains from tests/secagg_net.py (N honest SecAggClients on a real chain); every forged block
+# is refused by the verifier with the reason code of section 14, and by the code alike.
+
+def _sa_blocks(net):
+    return [json.loads(b.serialize()) for b in net.chain.main_chain(0, net.chain.height + 1)]
+
+
+def _sa_verify(net, extra=None):
+    from tests.independent_verifier import verify_chain as vc
+    blocks = _sa_blocks(net) + ([json.loads(extra.serialize())] if extra is not None else [])
+    return vc(blocks, now_ms=blocks[-1]["header"]["timestamp"])
+
+
+def _sa_accepts(net, rounds):
+    report = _sa_verify(net)
+    assert report["tip"] == net.chain.tip.hash and report["rounds_closed"] == rounds
+    assert report["model_digest"] == net.chain.tip_state.model_digest
+    return report
+
+
+def _sa_refuses(net, block, code, chain_code=None):
+    """Both the independent verifier and the chain refuse ``block`` (on the tip) with ``code``."""
+    from tests.independent_verifier import SaInvalid
+    from tests.helpers import refused
+    with pytest.raises(SaInvalid) as exc:
+        _sa_verify(net, block)
+    assert exc.value.code == code, exc.value
+    err = refused(net.chain, block, chain_code or "block-bad-tx")
+    if chain_code is None:
+        assert f": {code}:" in err.detail, err.detail
+
+
+def _resign(net, tx, **changes):
+    from learningchain.ledger.secagg_tx import SecAggTx
+    key = next(k for k in net.keys if k.public_hex == tx.sender)
+    return SecAggTx.create(key, tx.kind, tx.round, tx.base, {**tx.fields, **changes}, tx.timestamp)
+
+
+def _bad_dealer_setups(net, dealer=2, victim_pos=4):
+    """The setups of every member, the dealer's ciphertext at ``victim_pos`` garbled."""
+    setups = net.setups()
+    shares = list(setups[dealer].fields["shares"])
+    shares[victim_pos] = "A" * 107 + "="
+    return [_resign(net, setups[dealer], shares=shares)] + setups[:dealer] + setups[dealer + 1:]
+
+
+def _to_input(net):
+    net.block(net.setups())
+    while net.state.phase == "setup":
+        net.block()
+
+
+def _to_unmask(net, setups=None):
+    net.block(setups if setups is not None else net.setups())
+    while net.state.phase == "setup":
+        net.block()
+    net.block(net.inputs())
+    while net.state.phase == "input":
+        net.block()
+
+
+@pytest.mark.parametrize("scenario", ["all", "dropped-after-setup", "dropped-after-input", "mixed"])
+def test_verifier_accepts_secure_aggregation_rounds(scenario):
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    drops = {"all": ((), ()), "dropped-after-setup": ((1, 4, 8), ()), "dropped-after-input": ((), (0, 5, 9)),
+             "mixed": ((3,), (6, 7))}[scenario]
+    closing, _ = net.full_round(*drops)
+    net.full_round()  # a second round on the new model, everyone in
+    sa = closing.commitment["secure_aggregation"]
+    assert len(sa["dropped"]) == len(drops[0]) and len(sa["counted"]) == 10 - len(drops[0])
+    _sa_accepts(net, 2)
+
+
+def test_verifier_accepts_an_mlp_secure_aggregation_round():
+    from learningchain.learning.models import ModelSpec
+    from tests.secagg_net import SaNet
+    net = SaNet(6, spec=ModelSpec("mlp", "classification", 6, 3, (5,), 0, 1, 8, 0.1))
+    net.full_round(drop_after_setup=(2,))
+    _sa_accepts(net, 1)
+
+
+def test_verifier_accepts_a_round_with_a_disqualified_dealer():
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    net.block(_bad_dealer_setups(net))
+    net.block(net.inputs())
+    closing = net.block(net.unmasks())
+    assert len(closing.commitment["secure_aggregation"]["disqualified"]) == 1
+    _sa_accepts(net, 1)
+
+
+@pytest.mark.parametrize("where", ["setup", "unmask"])
+def test_verifier_accepts_failed_rounds(where):
+    """Fewer setups than t at the setup timeout; too few unmasks at the unmask timeout."""
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    if where == "setup":
+        net.block(net.setups(range(5)))
+        while net.state.round == 1:
+            net.block()
+    else:
+        _to_unmask(net)
+        net.block(net.unmasks(range(3)))
+        while net.state.round == 1:
+            net.block()
+    assert net.chain.tip.commitment.get("failed") is not None
+    net.full_round()
+    _sa_accepts(net, 2)
+
+
+def test_verifier_accepts_rounds_under_a_selection_policy():
+    from tests.secagg_net import SaNet
+    net = SaNet(10, threshold=6, quorum=8, policy="random-k", k=8)
+    closing, _ = net.full_round(drop_after_setup=(1,))
+    assert len(closing.commitment["selected_next"]) == 8
+    net.full_round()
+    _sa_accepts(net, 2)
+
+
+def test_verifier_refuses_an_unmask_with_a_wrong_share():
+    from learningchain.core import ec
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    _to_unmask(net)
+    un = net.unmasks()
+    bad = _resign(net, un[3], self_shares=[un[3].fields["self_shares"][0][:-1] + "0"
+                                           if un[3].fields["self_shares"][0][-1] != "0" else
+                                           un[3].fields["self_shares"][0][:-1] + "1"]
+                  + list(un[3].fields["self_shares"][1:]))
+    assert ec  # the share stays a scalar: only Feldman refuses it
+    _sa_refuses(net, rebuild(next_block(net.chain, un), txs=un[:3] + [bad] + un[4:]), "sa-bad-share")
+
+
+def test_verifier_refuses_a_wrong_seed():
+    from learningchain.core import ec
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    net.block(_bad_dealer_setups(net))
+    net.block(net.inputs())
+    un = net.unmasks()
+    seeds = list(un[0].fields["seeds"])
+    seeds[0] = {**seeds[0], "point": ec.point_hex(ec.base_mul(7))}
+    _sa_refuses(net, rebuild(next_block(net.chain, un), txs=[_resign(net, un[0], seeds=seeds)] + un[1:]),
+                "sa-bad-seed")
+
+
+def test_verifier_refuses_a_false_complaint():
+    from learningchain.core import ec
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    _to_input(net)
+    ins = net.inputs()
+    tx = ins[0]
+    me = next(k for k in net.keys if k.public_hex == tx.sender)
+    target = net.members()[1]
+    enc = next(t for t in net.state.pending if t.sender == target).enc_key
+    K, proof = ec.dleq_prove(me.secret_scalar(), enc)
+    false = _resign(net, tx, complaints=[{"against": target, "point": ec.point_hex(K), "proof": proof}])
+    _sa_refuses(net, rebuild(next_block(net.chain, ins), txs=[false] + ins[1:]), "sa-false-complaint")
+
+
+@pytest.mark.parametrize("field", ["sum_digest", "model_digest"])
+def test_verifier_refuses_a_wrong_digest_in_the_commitment(field):
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    _to_unmask(net)
+    good = next_block(net.chain, net.unmasks())
+    c = copy.deepcopy(good.commitment)
+    if field == "sum_digest":
+        c["secure_aggregation"]["sum_digest"] = "00" * 32
+    else:
+        c["model_digest"] = "00" * 32
+    _sa_refuses(net, rebuild(good, commitment=c), "block-bad-commitment", "block-bad-commitment")
+
+
+def test_verifier_refuses_a_commitment_on_a_phase_closing_block():
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    good = next_block(net.chain, net.setups())
+    _sa_refuses(net, rebuild(good, commitment={"round": 1}), "block-unexpected-commitment",
+                "block-unexpected-commitment")
+
+
+def test_verifier_refuses_an_input_in_the_setup_phase():
+    import numpy as np
+    from learningchain.ledger.secagg_tx import INPUT, SecAggTx
+    from tests.helpers import next_block, rebuild
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    tx = SecAggTx.create(net.keys[0], INPUT, 1, net.state.model_digest,
+                         {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1,
+                          "complaints": []})
+    _sa_refuses(net, rebuild(next_block(net.chain), txs=[tx]), "sa-phase-not-open")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"aggregation": {"rule": "median", "params": {}}}, "robust rule median"),
+    ({"quorum": 3}, "quorum below"),
+    ({"privacy": {"secure_aggregation": {"threshold": 2, "clip": "0.5", "scale": 1024, "phase_timeout": 3}}},
+     "threshold out of"),
+    ({"privacy": {"secure_aggregation": {"threshold": 7, "clip": "5e-1", "scale": 1024, "phase_timeout": 3}}},
+     "malformed"),
+    ({"privacy": {"secure_aggregation": {"threshold": 7, "clip": "0.5", "scale": 2**28, "phase_timeout": 3}}},
+     "2^30"),
+])
+def test_verifier_refuses_a_genesis_section_14_1_refuses(change, message):
+    """A genesis the code would never write (ConfigError), forged with a matching commitment hash."""
+    from tests.independent_verifier import Invalid as Inv, canon, sha
+    from tests.secagg_net import SaNet
+    g = _sa_blocks(SaNet(10))[0]
+    g["config"].update(copy.deepcopy(change))
+    g["header"]["commitment_hash"] = sha(canon({"commitment": None, "config": g["config"]})).hex()
+    with pytest.raises(Inv, match=message.replace("^", r"\^")):
+        verify_chain([g], now_ms=g["header"]["timestamp"])
