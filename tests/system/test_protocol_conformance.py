@@ -543,9 +543,15 @@ def test_verifier_accepts_failed_rounds(where):
     _sa_accepts(net, 2)
 
 
-def test_verifier_accepts_rounds_under_a_selection_policy():
+@pytest.mark.parametrize("policy", ["random-k", "top-k"])
+def test_verifier_accepts_rounds_under_a_selection_policy(policy):
+    """14.6's records replace section 11's; a candidate not selected is outside R_r:
+    sa-not-in-roster (not section 11's tx-sender-not-selected), for the verifier and the code."""
     from tests.secagg_net import SaNet
-    net = SaNet(10, threshold=6, quorum=8, policy="random-k", k=8)
+    net = SaNet(10, threshold=6, quorum=8, policy=policy, k=8)
+    outsider = next(k for k in net.config.candidates if k not in net.state.selected)
+    stray = net.clients[outsider].setup(1, net.members(), net.state.model_digest)
+    assert _first_code(net, [stray]) == ("sa-not-in-roster", "sa-not-in-roster")
     closing, _ = net.full_round(drop_after_setup=(1,))
     assert len(closing.commitment["selected_next"]) == 8
     net.full_round()
@@ -652,3 +658,143 @@ def test_verifier_refuses_a_genesis_section_14_1_refuses(change, message):
     g["header"]["commitment_hash"] = sha(canon({"commitment": None, "config": g["config"]})).hex()
     with pytest.raises(Inv, match=message.replace("^", r"\^")):
         verify_chain([g], now_ms=g["header"]["timestamp"])
+
+
+# --- section 14.3/14.4's check order: the verifier and the code name the same first failure --
+
+def _phase_net(phase):
+    """N=10 with member 9 never set up; in ``phase`` "input" or "unmask" member 8 sends no input."""
+    from tests.secagg_net import SaNet
+    net = SaNet(10)
+    if phase == "setup":
+        return net
+    # in "unmask", member 2 dealt member 4 a bad share: 4's complaint disqualifies it
+    net.block(_bad_dealer_setups(net)[:9] if phase == "unmask" else net.setups(range(9)))
+    while net.state.phase == "setup":
+        net.block()
+    if phase == "unmask":
+        net.block(net.inputs(range(8)))
+        while net.state.phase == "input":
+            net.block()
+    assert net.state.phase == phase
+    return net
+
+
+def _first_code(net, txs):
+    """(verifier code, code's code) for a block on the tip carrying ``txs``."""
+    import re as _re
+    from learningchain.core.errors import ValidationError
+    from tests.helpers import next_block, now, rebuild
+    from tests.independent_verifier import SaInvalid
+    block = rebuild(next_block(net.chain), txs=txs)
+    try:
+        _sa_verify(net, block)
+        ours = None
+    except SaInvalid as e:
+        ours = e.code
+    try:
+        net.chain.add_block(block, now(block))
+        theirs = None
+    except ValidationError as e:
+        m = _re.search(r"\): ([a-z0-9-]+):", e.detail or "")
+        theirs = m.group(1) if e.code == "block-bad-tx" and m else e.code
+    return ours, theirs
+
+
+def _cases(net, phase):
+    """name -> (txs of the block, the code section 14 names)."""
+    from dataclasses import replace
+    import numpy as np
+    from learningchain.core import ec
+    from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
+    from tests.helpers import update_tx
+    keys = {k.public_hex: k for k in net.keys}
+    members = net.members()
+    s, digest = net.state, net.state.model_digest
+
+    def make(who, kind, fields, round_=None, base=None):
+        return SecAggTx.create(keys[members[who]], kind, round_ or s.round, base or digest, fields)
+
+    zero_input = {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1, "complaints": []}
+    cases = {"plain update": ([update_tx(net.chain, net.keys[0])], "sa-plain-tx"),
+             "late round": ([make(0, INPUT, zero_input, round_=s.round + 1)], "tx-round-not-open"),
+             "wrong base": ([make(0, INPUT, zero_input, base="11" * 32)], "tx-wrong-base-model")}
+    if phase == "setup":
+        good = net.setups([0])[0]
+        f = good.fields
+        other = net.setups([1])[0]
+        cases.update({
+            "input in setup": ([make(0, INPUT, zero_input)], "sa-phase-not-open"),
+            "short shares": ([_resign(net, good, shares=f["shares"][:-1])], "sa-malformed"),
+            "short shares, bad signature": ([replace(_resign(net, good, shares=f["shares"][:-1]),
+                                                     signature=other.signature)], "tx-bad-signature"),
+            "short self": ([_resign(net, good, commitments={"self": f["commitments"]["self"][:-1],
+                                                            "mask": f["commitments"]["mask"]})], "sa-malformed"),
+            "mask[0] != mask_key": ([_resign(net, good, mask_key=other.fields["mask_key"])], "sa-malformed"),
+            "79-byte share": ([_resign(net, good, shares=["A" * 104 + "=="] + f["shares"][1:])], "sa-malformed"),
+            "enc_key off curve": ([_resign(net, good, enc_key="02" + "00" * 31 + "05")], "sa-bad-point"),
+            "bad point and short shares": ([_resign(net, good, enc_key="02" + "00" * 31 + "05",
+                                                    shares=f["shares"][:-1])], "sa-bad-point"),
+            "duplicate setup": ([good, net.setups([0])[0]], "tx-duplicate-sender-round"),
+        })
+    elif phase == "input":
+        good = net.inputs([0])[0]
+        f = good.fields
+        target, me = members[1], keys[members[0]]
+        enc = next(t for t in s.pending if t.sender == target).enc_key
+        K, proof = ec.dleq_prove(me.secret_scalar(), enc)
+        K2, proof2 = ec.dleq_prove(me.secret_scalar(),
+                                   next(t for t in s.pending if t.sender == members[2]).enc_key)
+        false1 = {"against": target, "point": ec.point_hex(K), "proof": proof}
+        false2 = {"against": members[2], "point": ec.point_hex(K2), "proof": proof2}
+        cases.update({
+            "setup in input": ([net.setups([0])[0]], "sa-phase-closed"),
+            "input without setup": ([make(9, INPUT, zero_input)], "sa-no-setup"),
+            "zero samples": ([_resign(net, good, num_samples=0)], "tx-bad-sample-count"),
+            "short input": ([_resign(net, good, input=SecAggTx.encode_input(np.zeros(14, np.uint32)))],
+                            "tx-shape-mismatch"),
+            "i4 input": ([_resign(net, good, input={**f["input"], "dtype": "<i4"})], "tx-dtype-mismatch"),
+            "unsorted complaints": ([_resign(net, good, complaints=sorted([false1, false2],
+                                                                        key=lambda c: c["against"])[::-1])],
+                                    "sa-malformed"),
+            "complaint against self": ([_resign(net, good, complaints=[{**false1, "against": members[0]}])],
+                                       "sa-malformed"),
+            "complaint without setup": ([_resign(net, good, complaints=[{**false1, "against": members[9]}])],
+                                        "sa-no-setup"),
+            "complaint, bad proof": ([_resign(net, good, complaints=[{**false1, "proof": proof2}])], "sa-bad-proof"),
+            "false complaint": ([_resign(net, good, complaints=[false1])], "sa-false-complaint"),
+            "two inputs": ([good, net.inputs([0])[0]], "tx-duplicate-sender-round"),
+        })
+    else:
+        un = net.unmasks([0, 1, 8])
+        good, dropped = un[0], un[2]
+        f = good.fields
+        cases.update({
+            "input in unmask": ([make(8, INPUT, zero_input)], "sa-phase-closed"),
+            "unmask without setup": ([make(9, UNMASK, {"self_shares": f["self_shares"],
+                                                       "mask_shares": f["mask_shares"], "seeds": []})],
+                                     "sa-no-setup"),
+            "share >= n": ([_resign(net, good, self_shares=["ff" * 32] + f["self_shares"][1:])], "sa-bad-point"),
+            "wrong lengths": ([_resign(net, good, mask_shares=[])], "sa-malformed"),
+            "seed from a dropped member": ([_resign(net, dropped, seeds=f["seeds"])], "sa-malformed"),
+            "wrong seed": ([_resign(net, good, seeds=[{**f["seeds"][0], "point": ec.point_hex(ec.base_mul(7))}])],
+                           "sa-bad-seed"),
+            "wrong mask share": ([_resign(net, good, mask_shares=[ec.scalar_hex(int(f["mask_shares"][0], 16) ^ 1)])],
+                                 "sa-bad-share"),
+            "dropped member's unmask": ([dropped], None),
+        })
+    return cases
+
+
+@pytest.mark.parametrize("phase", ["setup", "input", "unmask"])
+def test_verifier_and_code_name_the_same_first_failure(phase):
+    net = _phase_net(phase)
+    wrong = {}
+    for name, (txs, code) in _cases(net, phase).items():
+        ours, theirs = _first_code(net, txs)
+        if code is None:  # a valid block: both accept it (it goes on the chain; keep it last)
+            assert ours is None and theirs is None, (name, ours, theirs)
+            continue
+        if (ours, theirs) != (code, code):
+            wrong[name] = {"section 14": code, "verifier": ours, "code": theirs}
+    assert not wrong, wrong
