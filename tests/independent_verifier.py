@@ -745,7 +745,8 @@ def sa_read(tx) -> None:
             raise bad
     elif kind == "sa-input":
         cs = tx["complaints"]
-        if not (isinstance(tx["input"], dict) and _json_int(tx["num_samples"]) and isinstance(cs, list)
+        if not (isinstance(tx["input"], dict) and _json_int(tx["num_samples"]) and 0 <= tx["num_samples"] < 2**53
+                and isinstance(cs, list)
                 and all(isinstance(x, dict) and set(x) == {"against", "point", "proof"}
                         and isinstance(x["against"], str) and isinstance(x["point"], str) and _is_proof(x["proof"])
                         for x in cs)):

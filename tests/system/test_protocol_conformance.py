@@ -555,7 +555,11 @@ def test_verifier_accepts_rounds_under_a_selection_policy(policy):
     closing, _ = net.full_round(drop_after_setup=(1,))
     assert len(closing.commitment["selected_next"]) == 8
     net.full_round()
-    _sa_accepts(net, 2)
+    net.block(net.setups(range(5)))  # a third round fails at the setup timeout: 5 setups < t=6
+    while net.state.round == 3:
+        net.block()
+    assert net.chain.tip.commitment["failed"] and len(net.chain.tip.commitment["selected_next"]) == 8
+    _sa_accepts(net, 3)
 
 
 def test_verifier_refuses_an_unmask_with_a_wrong_share():
@@ -706,7 +710,7 @@ def _cases(net, phase):
     from dataclasses import replace
     import numpy as np
     from learningchain.core import ec
-    from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
+    from learningchain.ledger.secagg_tx import INPUT, UNMASK, SecAggTx
     from tests.helpers import update_tx
     keys = {k.public_hex: k for k in net.keys}
     members = net.members()
@@ -798,3 +802,42 @@ def test_verifier_and_code_name_the_same_first_failure(phase):
         if (ours, theirs) != (code, code):
             wrong[name] = {"section 14": code, "verifier": ours, "code": theirs}
     assert not wrong, wrong
+
+
+def test_verifier_and_code_read_sa_txs_alike():
+    """14.3's read stage: the verifier's reading and the code's parse_tx give the same code
+    (num_samples is a JSON integer in [0, 2^53), as in section 3: the text used to say "an integer")."""
+    from learningchain.core.errors import ValidationError
+    from learningchain.ledger.txs import parse_tx
+    from tests.independent_verifier import SaInvalid, sa_read
+    from tests.secagg_net import SaNet
+    net = SaNet(5)
+    setup = net.setups([0])[0].to_dict()
+    net.block(net.setups())
+    inp = net.inputs([0])[0].to_dict()
+    proof = {"c": "a", "z": "b"}
+    cases = [dict(inp, num_samples=2**53), dict(inp, num_samples=-1), dict(inp, num_samples=True),
+             dict(inp, num_samples=1.0), dict(inp, version=True), dict(inp, round=2**53),
+             dict(inp, complaints=[{"against": "x", "point": "y", "proof": proof, "e": 1}]),
+             dict(inp, complaints=[{"against": "x", "point": "y", "proof": {**proof, "e": "1"}}]),
+             dict(inp, complaints=[{"against": "x", "point": "y", "proof": {"c": 1, "z": "b"}}]),
+             dict(inp, complaints=[{"against": "\ud800", "point": "y", "proof": proof}]),
+             dict(inp, input=[1]), dict(inp, sender=5), dict(inp, signature=5), dict(inp, metrics={}),
+             dict(inp, base=inp["base"].upper()), dict(setup, commitments=dict(setup["commitments"], x=[])),
+             dict(setup, shares=[1]), dict(setup, mask_key=1), inp, setup]
+
+    def ours(d):
+        try:
+            sa_read(d)
+        except SaInvalid as e:
+            return e.code
+
+    def theirs(d):
+        try:
+            parse_tx(d)
+        except ValidationError as e:
+            return e.code
+
+    got = [(ours(d), theirs(d)) for d in cases]
+    assert all(a == b for a, b in got), got
+    assert got[0] == ("tx-malformed", "tx-malformed") and got[-1] == (None, None)
