@@ -11,7 +11,18 @@ elementwise float64 arithmetic: sums, medians and orders are written out here.
 Also followed: skip txs (section 11: counted toward the quorum once the round
 has an update, never aggregated, listed in `skipped`), the genesis stamp and
 claim cap (section 6: `stamp_bits`, `max_samples`). Not covered: compressed
-updates and selection policies (section 11).
+updates and selection policies (section 11) in plain mode.
+
+Secure aggregation (section 14, a genesis with `privacy`): the genesis refusals
+of 14.1 a verifier can see; each SA tx read (14.3), checked in context and
+context-free in the order of 14.4 (every refusal is an `SaInvalid` whose `code`
+is the section's reason code); complaints (DLEQ, HKDF + ChaCha20-Poly1305,
+Feldman), unmask shares (Feldman) and seeds (DLEQ); the phase rules of 14.5;
+the aggregate (Lagrange, the ChaCha20 masks, mod 2^32, one float64 division,
+one float32 cast) and the commitment of 14.6 byte for byte, failed rounds
+included; 14.6's records under `random-k` and `top-k` selection (not
+`energy-aware`). secp256k1 is plain Python integers here (Jacobian, and a
+4-bit window table for G); OpenSSL only verifies the ECDSA signatures.
 """
 from __future__ import annotations
 
