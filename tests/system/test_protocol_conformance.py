@@ -524,12 +524,24 @@ def test_verifier_accepts_a_round_with_a_disqualified_dealer():
     _sa_accepts(net, 1)
 
 
-@pytest.mark.parametrize("where", ["setup", "unmask"])
+@pytest.mark.parametrize("where", ["setup", "input", "unmask"])
 def test_verifier_accepts_failed_rounds(where):
-    """Fewer setups than t at the setup timeout; too few unmasks at the unmask timeout."""
+    """Fewer setups than t at the setup timeout; four dealers disqualified (6 left < t=7)
+    at the input close; too few unmasks at the unmask timeout."""
     from tests.secagg_net import SaNet
     net = SaNet(10)
-    if where == "setup":
+    if where == "input":
+        setups = net.setups()
+        for d in (2, 3, 4, 5):  # each garbles its ciphertext for member 0 (position 0 without the dealer)
+            shares = list(setups[d].fields["shares"])
+            shares[0] = "A" * 107 + "="
+            setups[d] = _resign(net, setups[d], shares=shares)
+        net.block(setups)
+        closing = net.block(net.inputs())
+        c = closing.commitment
+        assert c["failed"] == "6 setups not disqualified, fewer than the threshold t=7"
+        assert len(c["secure_aggregation"]["disqualified"]) == 4 and set(c["rejected"].values()) == {c["failed"]}
+    elif where == "setup":
         net.block(net.setups(range(5)))
         while net.state.round == 1:
             net.block()
