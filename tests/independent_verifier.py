@@ -20,8 +20,8 @@ is the section's reason code); complaints (DLEQ, HKDF + ChaCha20-Poly1305,
 Feldman), unmask shares (Feldman) and seeds (DLEQ); the phase rules of 14.5;
 the aggregate (Lagrange, the ChaCha20 masks, mod 2^32, one float64 division,
 one float32 cast) and the commitment of 14.6 byte for byte, failed rounds
-included; 14.6's records under `random-k` and `top-k` selection (not
-`energy-aware`). secp256k1 is plain Python integers here (Jacobian, and a
+included; 14.6's records (and section 11's `spent_nj` charge and
+`last_selected`) under `random-k`, `top-k` and `energy-aware` selection. secp256k1 is plain Python integers here (Jacobian, and a
 4-bit window table for G); OpenSSL only verifies the ECDSA signatures.
 """
 from __future__ import annotations
@@ -696,7 +696,76 @@ def sa_genesis(config: dict) -> dict | None:
     return {"t": t, "clip": clip, "scale": scale, "phase_timeout": k}
 
 
-# --- selection (section 11; random-k and top-k) ----------------------------------------
+# --- selection (section 11: random-k, top-k, energy-aware) -----------------------------
+
+DEFAULT_PROFILE = {"train_nj": 24000, "send_nj": 400, "recv_nj": 200, "hash_nj": 4000}
+
+
+def _record(records: dict, key: str) -> dict:
+    return records.setdefault(key, {"score": 0, "accepted": 0, "rejected": 0, "outliers": 0, "rounds": 0,
+                                    "samples": 0, "spent_nj": 0, "last_selected": 0})
+
+
+def _profiles(config: dict) -> dict:
+    return {p["pubkey"]: p["energy"] for p in config.get("participants") or []}
+
+
+def cost(config: dict, records: dict, key: str, green_round: int | None = None, discount: int = 0) -> int:
+    """Section 11's cost(k); with ``green_round``, discounted if that round is green for k."""
+    prof = _profiles(config).get(key, DEFAULT_PROFILE)
+    known = sorted(r["samples"] for r in records.values() if r["samples"] > 0)
+    own = records.get(key, {}).get("samples", 0)
+    samples = own if own > 0 else (known[(len(known) - 1) // 2] if known else 1)
+    g = g0(config["model"])
+    size = sum(4 * math.ceil(4 * a.size / 3) + 64 for a in g.values())
+    c = prof["train_nj"] * samples * config["model"]["epochs"] + prof["send_nj"] * size + prof["recv_nj"] * size
+    ren = prof.get("renewable")
+    if green_round is not None and ren is not None and (green_round - 1) % ren["period"] in ren["on"]:
+        c = c * (100 - discount) // 100
+    return c
+
+
+def _energy_aware(config, records, cands, draw, params, next_round) -> list[str]:
+    k = min(params["k"], len(cands))
+    min_k = min(params.get("min_k", params["k"]), len(cands))
+    explore, sw = params.get("explore", 1), params.get("security_weight", 64)
+    gd, tol = params.get("green_discount", 50), params.get("tolerance", 4)
+    max_age = params.get("max_age", 0) or math.ceil(2 * len(cands) / k)
+    rec = {c: records.get(c, {"score": 0, "outliers": 0, "rounds": 0, "spent_nj": 0, "last_selected": 0})
+           for c in cands}
+    prof = _profiles(config)
+    cst = {c: cost(config, records, c, next_round, gd) for c in cands}
+
+    def in_budget(c):
+        b = prof.get(c, {}).get("budget_nj")
+        return b is None or rec[c]["spent_nj"] + cst[c] <= b
+
+    def key(c):
+        return cst[c] * 1024 // max(1, 1024 + sw * rec[c]["score"])
+
+    trusted = [c for c in cands if rec[c]["score"] >= -tol and rec[c]["outliers"] * 4 <= rec[c]["rounds"]
+               and in_budget(c)]
+    chosen: list[str] = []
+    overdue = sorted((c for c in trusted if next_round - rec[c]["last_selected"] >= max_age
+                      and rec[c]["rounds"] >= 1 and rec[c]["score"] > 0),
+                     key=lambda c: (rec[c]["last_selected"], key(c), draw[c]))
+    chosen += overdue[:k - explore]
+    for c in sorted(trusted, key=lambda c: (key(c), draw[c])):
+        if len(chosen) >= k - explore:
+            break
+        if c not in chosen:
+            chosen.append(c)
+    others = [c for c in trusted if c not in chosen]
+    ordered = sorted((c for c in others if rec[c]["score"] >= 0), key=lambda c: draw[c]) \
+        + sorted((c for c in others if rec[c]["score"] < 0), key=lambda c: (-rec[c]["score"], draw[c]))
+    chosen += ordered[:k - len(chosen)]
+    if len(chosen) < min_k:
+        distrusted = [c for c in cands if c not in trusted]
+        fill = sorted((c for c in distrusted if in_budget(c)), key=lambda c: (-rec[c]["score"], draw[c])) \
+            + sorted((c for c in distrusted if not in_budget(c)), key=lambda c: (rec[c]["spent_nj"], draw[c]))
+        chosen += fill[:min_k - len(chosen)]
+    return sorted(chosen)
+
 
 def select(config: dict, records: dict, parent: str, next_round: int) -> list[str] | None:
     sel = config.get("selection")
@@ -718,6 +787,8 @@ def select(config: dict, records: dict, parent: str, next_round: int) -> list[st
         explored = sorted((c for c in rest if score[c] >= 0), key=lambda c: draw[c])[:explore]
         tail = [c for c in rest if c not in explored]
         return sorted((first + explored + tail)[:k])
+    if sel["policy"] == "energy-aware":
+        return _energy_aware(config, records, cands, draw, params, next_round)
     raise Invalid(f"selection policy {sel['policy']} is not covered by this verifier")
 
 
@@ -988,10 +1059,11 @@ def sa_model(model: dict, total: np.ndarray, scale: int, count: int) -> dict:
     return out
 
 
-def sa_update_records(records: dict, st: SaRound, pending: list[dict], success: bool, input_closed: bool):
+def sa_update_records(config: dict, records: dict, st: SaRound, pending: list[dict], success: bool,
+                      input_closed: bool):
     """14.6: the reputation update that replaces section 11's under secure aggregation."""
     for s in sorted(st.sset):
-        rec = records.setdefault(s, {"score": 0, "accepted": 0, "rejected": 0, "rounds": 0, "samples": 0})
+        rec = _record(records, s)
         decay = rec["score"] - rec["score"] // 8
         if success and s in st.C:
             rec["score"], rec["accepted"] = decay + 1, rec["accepted"] + 1
@@ -1001,6 +1073,9 @@ def sa_update_records(records: dict, st: SaRound, pending: list[dict], success: 
         else:
             rec["score"] = decay
         rec["rounds"] += 1
+    charges = {s: cost(config, records, s) for s in st.sset}  # records after the update, no discount
+    for s, c in charges.items():
+        records[s]["spent_nj"] += c
 
 
 def sa_block(block: dict, ids: list[bytes], st: SaRound, ctx: dict, where: str):
@@ -1080,8 +1155,10 @@ def sa_block(block: dict, ids: list[bytes], st: SaRound, ctx: dict, where: str):
                     failed=failed, secure_aggregation={**sets, "sum_digest": None})
     records, selected = ctx["records"], None
     if config.get("selection") is not None and config["selection"]["policy"] != "all":
-        sa_update_records(records, st, pending, failed is None, input_closed)
+        sa_update_records(config, records, st, pending, failed is None, input_closed)
         selected = select(config, records, block["header"]["prev_hash"], st.round + 1)
+        for key in selected:
+            _record(records, key)["last_selected"] = st.round + 1
         want["selected_next"] = selected
     if canon(c) != canon(want):
         differ = sorted(k for k in set(c) | set(want) if c.get(k) != want.get(k)) if isinstance(c, dict) else ["*"]
@@ -1094,5 +1171,7 @@ def sa_block(block: dict, ids: list[bytes], st: SaRound, ctx: dict, where: str):
 def sa_start(config: dict, genesis_hash: str) -> tuple[SaRound, dict]:
     records: dict = {}
     selected = select(config, records, genesis_hash, 1)
+    for key in selected or ():
+        _record(records, key)["last_selected"] = 1
     roster = candidates(config) if selected is None else sorted(selected)
     return SaRound(1, 0, roster, selected), records

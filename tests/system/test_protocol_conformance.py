@@ -555,7 +555,7 @@ def test_verifier_accepts_failed_rounds(where):
     _sa_accepts(net, 2)
 
 
-@pytest.mark.parametrize("policy", ["random-k", "top-k"])
+@pytest.mark.parametrize("policy", ["random-k", "top-k", "energy-aware"])
 def test_verifier_accepts_rounds_under_a_selection_policy(policy):
     """14.6's records replace section 11's; a candidate not selected is outside R_r:
     sa-not-in-roster (not section 11's tx-sender-not-selected), for the verifier and the code."""
