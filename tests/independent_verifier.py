@@ -21,8 +21,9 @@ Feldman), unmask shares (Feldman) and seeds (DLEQ); the phase rules of 14.5;
 the aggregate (Lagrange, the ChaCha20 masks, mod 2^32, one float64 division,
 one float32 cast) and the commitment of 14.6 byte for byte, failed rounds
 included; 14.6's records (and section 11's `spent_nj` charge and
-`last_selected`) under `random-k`, `top-k` and `energy-aware` selection. secp256k1 is plain Python integers here (Jacobian, and a
-4-bit window table for G); OpenSSL only verifies the ECDSA signatures.
+`last_selected`) under `random-k`, `top-k` and `energy-aware` selection.
+secp256k1 is plain Python integers here (Jacobian, and a 4-bit window table
+for G); OpenSSL only verifies the ECDSA signatures.
 """
 from __future__ import annotations
 
