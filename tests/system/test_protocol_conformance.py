@@ -853,3 +853,13 @@ def test_verifier_and_code_read_sa_txs_alike():
     got = [(ours(d), theirs(d)) for d in cases]
     assert all(a == b for a, b in got), got
     assert got[0] == ("tx-malformed", "tx-malformed") and got[-1] == (None, None)
+
+
+def test_verifier_and_code_check_an_sa_tx_size_before_its_points():
+    """14.3: tx-too-large comes before sa-bad-point and the contextual sa-malformed of the shares."""
+    from tests.secagg_net import SaNet
+    net = SaNet(10, max_tx_bytes=2000)  # a setup at N=10, t=7 is about 2.5 kB
+    good = net.setups([0])[0]
+    for tx in (good, _resign(net, good, enc_key="02" + "00" * 31 + "05"),
+               _resign(net, good, shares=good.fields["shares"][:-1])):
+        assert _first_code(net, [tx]) == ("tx-too-large", "tx-too-large")
