@@ -190,6 +190,14 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                           "their keys are created if missing) for a permissioned network, or --open for "
                           "a network any key may join, priced by a proof-of-work stamp per tx "
                           "(docs/protocol.md section 6)")
+    if args.secure_aggregation:
+        from learningchain.ledger.genesis_privacy import default_params
+        config = config.with_secure_aggregation(default_params(
+            len(config.candidates), args.round_timeout, args.sa_clip, args.sa_threshold, args.sa_scale,
+            args.sa_phase_timeout))
+    elif any(v is not None for v in (args.sa_threshold, args.sa_scale, args.sa_phase_timeout)) \
+            or args.sa_clip != "0.5":
+        raise ConfigError("--sa-threshold, --sa-clip, --sa-scale and --sa-phase-timeout need --secure-aggregation")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
     if (args.stamp_bits is not None or args.max_samples is not None) and not args.open:
@@ -299,6 +307,17 @@ def _add_admin(sub) -> None:
                    help="participant selection policy (needs --participants and --select-k)")
     p.add_argument("--select-k", type=positive_int, help="senders selected per round")
     p.add_argument("--energy-seed", type=int, default=0, help="seed of the participants' energy profiles")
+    p.add_argument("--secure-aggregation", action="store_true",
+                   help="masked updates: only the sum of a round's deltas is ever revealed (docs/protocol.md "
+                        "section 14; needs --allow-list or --participants and the fedavg rule)")
+    p.add_argument("--sa-threshold", type=positive_int, metavar="T",
+                   help="members whose shares rebuild a secret (default floor(2N/3)+1)")
+    p.add_argument("--sa-clip", default="0.5", metavar="C",
+                   help="each delta coordinate is clipped to [-C, C] (a decimal, default 0.5)")
+    p.add_argument("--sa-scale", type=positive_int, metavar="S",
+                   help="fixed-point scale (default: the largest power of two with N*C*S <= 2^28)")
+    p.add_argument("--sa-phase-timeout", type=positive_int, metavar="K",
+                   help="blocks after which a phase closes anyway (default --round-timeout)")
     p.set_defaults(func=cmd_genesis)
 
 

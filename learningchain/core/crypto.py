@@ -146,6 +146,12 @@ class PrivateKey:
                                                  sigencode=sigencode_der_canonize)
         return sig.hex()
 
+    def secret_scalar(self) -> int:
+        """The secret exponent, for secure aggregation's ECDH only (the keys of the
+        shares a dealer seals to this member, and the proofs of a complaint;
+        docs/protocol.md section 14.2). Never serialised."""
+        return int(self._sk.privkey.secret_multiplier)
+
     def to_pem(self) -> bytes:
         return self._sk.to_pem()
 

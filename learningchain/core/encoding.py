@@ -26,7 +26,8 @@ import numpy as np
 from learningchain.core.errors import EncodingError
 
 #: dtypes an array may carry on the wire (little-endian only).
-WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8", "|u1")  # |u1: uint8 (8-bit quantised updates)
+WIRE_DTYPES = ("<f4", "<f8", "<i4", "<i8", "|u1", "<u4")  # |u1: uint8 (8-bit quantised updates);
+# <u4: uint32, the masked inputs of secure aggregation (docs/protocol.md section 14)
 #: deepest nesting accepted in a document (defends the decoder). The nesting
 #: level of a value is the number of arrays and objects that contain it,
 #: itself included: a scalar at top level is at level 0, ``[]`` and ``{}`` at

@@ -51,6 +51,32 @@ TX_BAD_SAMPLES = "tx-bad-sample-count"
 TX_NOT_SELECTED = "tx-sender-not-selected"
 TX_INSUFFICIENT_STAMP = "tx-insufficient-stamp"  # id above the genesis stamp target (protocol.md §6)
 
+# Secure aggregation reject reasons (docs/protocol.md section 14).
+#: a plain update or skip on a network whose genesis asks for secure aggregation.
+SA_PLAIN_TX = "sa-plain-tx"
+#: a secure-aggregation tx from a sender outside the round's roster R_r.
+SA_NOT_IN_ROSTER = "sa-not-in-roster"
+#: the tx's phase (setup, input, unmask) of the round is over.
+SA_PHASE_CLOSED = "sa-phase-closed"
+#: the tx's phase has not begun (a node holds such a tx as early and offers it again).
+SA_PHASE_NOT_OPEN = "sa-phase-not-open"
+#: an input or unmask from a sender without a setup in the round, or a complaint
+#: against a member without one.
+SA_NO_SETUP = "sa-no-setup"
+#: a list of the wrong length, a ciphertext of the wrong size, D_0 != mask_key,
+#: unsorted or repeated complaints, a seed from a sender outside C.
+SA_MALFORMED = "sa-malformed"
+#: a point that is not a compressed point of secp256k1 (or a scalar out of range).
+SA_BAD_POINT = "sa-bad-point"
+#: a complaint whose DLEQ proof does not verify.
+SA_BAD_PROOF = "sa-bad-proof"
+#: a complaint whose ciphertext decrypts to shares that pass Feldman's check.
+SA_FALSE_COMPLAINT = "sa-false-complaint"
+#: a revealed self or mask share that fails Feldman's check against its dealer's commitments.
+SA_BAD_SHARE = "sa-bad-share"
+#: a revealed pairwise seed point whose DLEQ proof does not verify.
+SA_BAD_SEED = "sa-bad-seed"
+
 # Block reject reasons.
 BLOCK_MALFORMED = "block-malformed"
 BLOCK_BAD_POW = "block-insufficient-work"

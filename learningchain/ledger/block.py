@@ -25,7 +25,7 @@ from typing import Any
 from learningchain.core import crypto, errors
 from learningchain.core.encoding import EncodingError, canonical_hash, canonical_json, is_hex, sha256
 from learningchain.core.errors import ValidationError
-from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.txs import Tx, parse_tx
 
 HEADER_VERSION = 1
 HEADER_SIZE = 189
@@ -136,7 +136,7 @@ class BlockHeader:
 @dataclass(frozen=True)
 class Block:
     header: BlockHeader
-    txs: tuple[UpdateTx, ...] = ()
+    txs: tuple[Tx, ...] = ()
     commitment: dict | None = None  # the round commitment, when this block closes a round
     config: dict | None = None  # the network configuration, genesis only
 
@@ -177,7 +177,7 @@ class Block:
         txs = []
         for i, t in enumerate(doc["txs"]):
             try:
-                txs.append(UpdateTx.parse(t))
+                txs.append(parse_tx(t))
             except ValidationError as exc:
                 raise ValidationError(errors.BLOCK_BAD_TX, f"tx {i}: {exc.code}: {exc.detail}") from None
         return cls(header=header, txs=tuple(txs), commitment=doc["commitment"], config=doc["config"])
@@ -197,7 +197,7 @@ class Block:
 
 
 def make_block(height: int, prev_hash: str, timestamp: int, target: int, miner: str,
-               txs: tuple[UpdateTx, ...] = (), commitment: dict | None = None,
+               txs: tuple[Tx, ...] = (), commitment: dict | None = None,
                config: dict | None = None, nonce: int = 0) -> Block:
     """An unmined block (nonce as given) with its merkle root and commitment hash filled in."""
     header = BlockHeader(height=height, prev_hash=prev_hash,

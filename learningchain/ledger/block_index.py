@@ -159,7 +159,8 @@ class BlockIndex:
         if e.state.model is not None:
             p = e.parent  # a round's light states are equal: share the parent's
             same = (p is not None and p.state.model is None and p.state.round == e.state.round
-                    and p.state.round_start == e.state.round_start)
+                    and p.state.round_start == e.state.round_start and p.state.phase == e.state.phase
+                    and p.state.phase_start == e.state.phase_start)
             e.state = p.state if same else e.state.light()  # type: ignore[union-attr]
 
     def remember_model(self, digest: str, model) -> None:

@@ -43,8 +43,8 @@ from learningchain.ledger.fork_choice import AddResult
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.header_rules import check_genesis_header, check_header, median_time, next_target
 from learningchain.ledger.round_index import RoundIndex
-from learningchain.ledger.rounds import (RoundState, VerifiedCache, check_tx, close_round, initial_state,
-                                         must_close, next_state)
+from learningchain.ledger.rounds import (RoundState, VerifiedCache, block_commitment, check_tx, initial_state,
+                                         next_state, taken_key)
 from learningchain.ledger.side_branches import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, SideBranches
 from learningchain.ledger.tx import UpdateTx
 
@@ -146,7 +146,7 @@ class Chain:
         dup = set(ids) & state.pending_ids or (len(set(ids)) != len(ids))
         if dup:
             raise ValidationError(errors.BLOCK_DUPLICATE_TX, "a transaction appears twice on this branch")
-        senders: set[str] = set()
+        senders: set = set()  # senders, and (sender, type) pairs (rounds.taken_key)
         for i, tx in enumerate(block.txs):
             try:
                 check_tx(tx, state, self.config, self.expected_shapes, self.verified, senders,
@@ -154,7 +154,7 @@ class Chain:
             except ValidationError as exc:
                 raise ValidationError(errors.BLOCK_BAD_TX,
                                       f"tx {i} ({tx.id}): {exc.code}: {exc.detail}") from None
-            senders.add(tx.sender)
+            senders.update((tx.sender, taken_key(tx)))
 
     def validate_tx(self, tx: UpdateTx, verified: VerifiedCache | None = None) -> None:
         """Raise the TX_* ValidationError unless ``tx`` may enter the next block on the tip."""
@@ -354,15 +354,12 @@ class Chain:
         block must close the round, the commitment every validator will expect."""
         parent = self.index.tip
         state = parent.state
-        senders: set[str] = set()
+        senders: set = set()
         for tx in txs:
             check_tx(tx, state, self.config, self.expected_shapes, self.verified, senders)
-            senders.add(tx.sender)
+            senders.update((tx.sender, taken_key(tx)))
         height = parent.height + 1
-        commitment = None
-        if must_close(state, self.config, height, txs):
-            commitment = close_round(state, self.config, state.pending + tuple(txs), miner_pubkey,
-                                     parent.hash).commitment
+        commitment = block_commitment(state, self.config, height, txs, miner_pubkey, parent.hash)
         return make_block(height=height, prev_hash=parent.hash,
                           timestamp=max(now_ms, median_time(parent) + 1),
                           target=next_target(parent, self.config), miner=miner_pubkey,

@@ -23,6 +23,7 @@ from learningchain.core.errors import ConfigError
 from learningchain.learning.energy import EnergyProfile, random_profiles
 from learningchain.learning.selection import minimum_selected, parse_selection
 from learningchain.learning.models import ModelSpec, build_model, default_spec
+from learningchain.ledger.genesis_privacy import SecAggParams, parse_privacy
 
 #: Miner field of every genesis header: the compressed public key of secret 1
 #: (the secp256k1 generator G). Nobody is rewarded by genesis; the key is public.
@@ -34,16 +35,16 @@ DEMO_TIMESTAMP = 1_700_000_000_000
 _INT_FIELDS = ("quorum", "round_timeout", "target_block_ms", "retarget_window", "max_tx_bytes",
                "max_block_bytes", "max_future_ms", "timestamp")
 _FIELDS = {"network", "model", "aggregation", "initial_target", "pow_limit", "allow_list",
-           "participants", "selection", "stamp_bits", "max_samples", *_INT_FIELDS}
+           "participants", "selection", "stamp_bits", "max_samples", "privacy", *_INT_FIELDS}
 _DEFAULTS = {"max_future_ms": None, "allow_list": None, "participants": None, "selection": None,
-             "stamp_bits": None, "max_samples": None}
+             "stamp_bits": None, "max_samples": None, "privacy": None}
 #: max_future_ms is at most this many block intervals (and is that when absent):
 #: a clock allowance much longer than a block lets one block's timestamp weigh
 #: on a retarget window (docs/protocol.md sections 5 and 6; issue 10 item 10).
 MAX_FUTURE_BLOCKS = 4
 #: optional fields written by ``to_dict`` only when set, so that a network
 #: without them keeps the genesis hash it always had.
-_OMITTED_WHEN_NULL = ("participants", "selection", "stamp_bits", "max_samples")
+_OMITTED_WHEN_NULL = ("participants", "selection", "stamp_bits", "max_samples", "privacy")
 #: the most leading zero bits a genesis may ask of every tx id (2^32 hashes of a body)
 MAX_STAMP_BITS = 32
 #: stamp of ``genesis --open`` (about 65k tries, ~0.5 s for a digits MLP update on one core)
@@ -92,6 +93,9 @@ class NetworkConfig:
     # many zero bits (None = no stamp); FedAvg counts a claim as at most max_samples
     stamp_bits: int | None = None
     max_samples: int | None = None
+    # {"secure_aggregation": {"threshold", "clip", "scale", "phase_timeout"}} (docs/protocol.md
+    # section 14.1); None = plain mode
+    privacy: dict | None = None
     _spec: ModelSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +121,10 @@ class NetworkConfig:
         self._check_aggregation()
         self._check_allow_list()
         self._check_participants()
+        secagg = parse_privacy(self)
+        object.__setattr__(self, "_secagg", secagg)
+        if secagg is not None:
+            object.__setattr__(self, "privacy", {"secure_aggregation": secagg.to_dict()})
 
     def _check_sizes(self) -> None:
         """Limits every honest block and update can meet: the clock allowance is
@@ -228,6 +236,11 @@ class NetworkConfig:
         return self._selection  # type: ignore[attr-defined]
 
     @property
+    def secure_aggregation(self) -> SecAggParams | None:
+        """The secure-aggregation parameters (docs/protocol.md section 14), None in plain mode."""
+        return self._secagg  # type: ignore[attr-defined]
+
+    @property
     def rule(self) -> str:
         return self.aggregation["rule"]
 
@@ -248,6 +261,10 @@ class NetworkConfig:
                 "timestamp": self.timestamp,
                 **{k: (list(getattr(self, k)) if k == "participants" else getattr(self, k))
                    for k in _OMITTED_WHEN_NULL if getattr(self, k) is not None}}
+
+    def with_secure_aggregation(self, params: SecAggParams | None) -> "NetworkConfig":
+        """This configuration in secure-aggregation mode (``params``), or plain (None)."""
+        return replace(self, privacy=None if params is None else {"secure_aggregation": params.to_dict()})
 
     @classmethod
     def from_dict(cls, d: Any) -> "NetworkConfig":

@@ -14,6 +14,7 @@ id order), so two miners with the same mempool build the same block body.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Iterator, Mapping
 
@@ -24,6 +25,7 @@ from learningchain.core.errors import ValidationError
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp_ok
 from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.txs import is_secagg
 
 #: bytes a block needs besides its txs: header, framing, and the commitment
 #: (round, rule, params, digest). Per update the commitment adds its id up to
@@ -72,10 +74,10 @@ class Mempool:
         if tx.id in self._txs:
             return "known"
         chain.validate_tx(tx)
-        if any(t.sender == tx.sender and t.round == tx.round for t in self._txs.values()):
+        if any(slot(t) == slot(tx) for t in self._txs.values()):
             raise ValidationError(errors.TX_DUPLICATE_SENDER,
-                                  f"sender {tx.sender[:16]}... already has an update for round {tx.round} "
-                                  f"waiting in the mempool")
+                                  f"sender {tx.sender[:16]}... already has {'an update' if len(slot(tx)) == 2 else 'an ' + tx.kind} "
+                                  f"for round {tx.round} waiting in the mempool")
         if self._full(tx) and not self._make_room(tx, chain):
             raise ValidationError(errors.MEMPOOL_FULL,
                                   f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "
@@ -150,20 +152,23 @@ class Mempool:
 
     def select(self, chain: Chain, max_block_bytes: int | None = None) -> list[UpdateTx]:
         """Txs for the next block on ``chain``'s tip: open round only, one per
-        sender, in tx id order, within the block size budget."""
+        sender (under secure aggregation: the open phase's txs only, one per sender
+        and type), in tx id order, within the block size budget."""
         state = chain.tip_state
         limit = max_block_bytes if max_block_bytes is not None else chain.config.max_block_bytes
         budget = limit - BLOCK_OVERHEAD_BYTES - COMMITMENT_BYTES_PER_UPDATE * len(state.pending)
-        taken = set(state.pending_senders)
+        taken = {slot(t) for t in state.pending}
         out = []
         for tx in self:
-            if tx.round != state.round or tx.sender in taken:
+            if tx.round != state.round or slot(tx) in taken:
+                continue
+            if state.phase is not None and getattr(tx, "phase", None) != state.phase:
                 continue
             cost = tx.size + 1 + COMMITMENT_BYTES_PER_UPDATE
             if cost > budget:
                 continue
             budget -= cost
-            taken.add(tx.sender)
+            taken.add(slot(tx))
             out.append(tx)
         return out
 
@@ -194,13 +199,24 @@ class Mempool:
                 self.remove(tx.id)
 
 
+def _held_key(tx):
+    return (tx.sender, tx.kind) if is_secagg(tx) else tx.sender
+
+
+def slot(tx) -> tuple:
+    """What one tx occupies: (sender, round) for an update or skip, (sender, round,
+    type) for a secure-aggregation tx (one of each type per sender and round)."""
+    return (tx.sender, tx.round, tx.kind) if is_secagg(tx) else (tx.sender, tx.round)
+
+
 def _neg_id(txid: str) -> str:
     """Sort key putting larger hex ids first."""
     return "".join("fedcba9876543210"["0123456789abcdef".index(c)] for c in txid)
 
 
 class EarlyTxs:
-    """Updates for the round after the open one, held until a block opens it.
+    """Updates for the round after the open one, held until a block opens it (and
+    secure-aggregation txs whose phase has not opened yet, held until it opens).
 
     A peer that closed round r trains for r+1 and gossips at once, often before
     the closing block has reached us; refusing (``tx-round-not-open``) would make
@@ -215,7 +231,8 @@ class EarlyTxs:
 
     def __init__(self, capacity: int = 64):
         self.capacity = capacity
-        self._by_sender: dict[str, tuple[UpdateTx, str | None]] = {}
+        # sender (an update), or (sender, type) (a secure-aggregation tx) -> (tx, peer)
+        self._by_sender: dict = {}
 
     def hold(self, tx: UpdateTx, open_round: int, peer: str | None, config: NetworkConfig | None = None,
              expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> bool:
@@ -226,6 +243,13 @@ class EarlyTxs:
         return self.insert(tx, open_round, peer)
 
     @staticmethod
+    def early_for(tx, open_round: int) -> bool:
+        """Whether ``tx`` is early while ``open_round`` is open: for the next round, or
+        a secure-aggregation tx of the open round (its phase not open yet: the chain
+        answered ``sa-phase-not-open``)."""
+        return tx.round == open_round + 1 or (is_secagg(tx) and tx.round == open_round)
+
+    @staticmethod
     def admissible(tx: UpdateTx, open_round: int, config: NetworkConfig | None = None,
                    expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> bool:
         """May ``tx`` be held while ``open_round`` is open? False if it is for another
@@ -233,7 +257,7 @@ class EarlyTxs:
         ``config``; shape, size, signature faults) rather than hold it. Touches no
         state: the node calls it without its lock (a signature check and a weights
         decode cost milliseconds), then takes the lock only to :meth:`insert`."""
-        if tx.round != open_round + 1:
+        if not EarlyTxs.early_for(tx, open_round):
             return False
         allowed = config.allowed if config is not None else None
         if allowed is not None and tx.sender not in allowed:
@@ -242,7 +266,11 @@ class EarlyTxs:
         if config is not None and not stamp_ok(tx.id_bytes, config.stamp_bits):
             raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
                                   f"tx id {tx.id[:16]}... lacks the {config.stamp_bits}-bit stamp")
-        if config is not None and expected_shapes is not None:
+        sa = config.secure_aggregation if config is not None else None
+        if is_secagg(tx) and sa is not None and expected_shapes is not None:
+            d = sum(math.prod(shape) for _, shape in expected_shapes.values())
+            tx.check(sa.threshold, d, config.max_tx_bytes)  # type: ignore[union-attr, call-arg]
+        elif config is not None and expected_shapes is not None and not is_secagg(tx):
             tx.check(expected_shapes, config.max_tx_bytes)  # signature included
         else:
             tx.verify_signature()
@@ -252,16 +280,19 @@ class EarlyTxs:
         """Hold ``tx``, already found :meth:`admissible`, if ``open_round`` (read again
         by the caller, under its lock) is still the round before it: False if the
         chain has moved on meanwhile."""
-        if tx.round != open_round + 1:
+        if not self.early_for(tx, open_round):
             return False
-        self._by_sender.pop(tx.sender, None)
-        self._by_sender[tx.sender] = (tx, peer)
+        key = _held_key(tx)
+        self._by_sender.pop(key, None)
+        self._by_sender[key] = (tx, peer)
         while len(self._by_sender) > self.capacity:
             self._by_sender.pop(next(iter(self._by_sender)))
         return True
 
     def take(self, open_round: int) -> list[tuple[UpdateTx, str | None]]:
-        """The held txs of ``open_round`` (removed), dropping those of past rounds."""
+        """The held txs of ``open_round`` (removed), dropping those of past rounds. A
+        secure-aggregation tx whose phase is still not open is refused again with
+        ``sa-phase-not-open`` when offered, and held again (node/intake.py)."""
         out = [v for v in self._by_sender.values() if v[0].round == open_round]
         self._by_sender = {s: v for s, v in self._by_sender.items() if v[0].round > open_round}
         return out

@@ -13,8 +13,9 @@ state per block so that each branch is judged on its own history.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
@@ -25,6 +26,7 @@ from learningchain.learning import reputation, selection
 from learningchain.learning.aggregation import AggregationError, Update, aggregate
 from learningchain.core.encoding import canonical_json, encode_weights, weights_digest
 from learningchain.core.errors import ValidationError
+from learningchain.ledger import secagg_close, secagg_round
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp_ok
 from learningchain.ledger.tx import UpdateTx
@@ -45,6 +47,10 @@ class RoundState:
     selected: frozenset[str] | None = None
     # sender -> reputation.Record up to the previous close (only kept when a policy selects)
     records: Mapping = field(default_factory=dict, compare=False, repr=False)
+    # secure aggregation (docs/protocol.md section 14): "setup" | "input" | "unmask", and the
+    # height of the block that opened the phase; None / 0 on a plain network
+    phase: str | None = None
+    phase_start: int = 0
 
     def light(self) -> "RoundState":
         """This state without G(r-1) and the round's pending txs: what the chain keeps
@@ -53,7 +59,7 @@ class RoundState:
         block is retired; :class:`~learningchain.ledger.block_index.BlockIndex` rebuilds the full
         state from the store when a fork or a query needs it."""
         return RoundState(self.round, self.round_start, None, self.model_digest, (),  # type: ignore[arg-type]
-                          self.selected, self.records)
+                          self.selected, self.records, self.phase, self.phase_start)
 
     @cached_property
     def pending_ids(self) -> frozenset[str]:
@@ -69,7 +75,8 @@ def initial_state(config: NetworkConfig, model: "OrderedDict[str, np.ndarray]",
     """The state after genesis; round 1's selection is seeded by the genesis hash."""
     chosen = choose_next(config, {}, model, 1, genesis_hash)
     return RoundState(round=1, round_start=0, model=model, model_digest=weights_digest(model),
-                      selected=chosen, records=selection.mark_selected({}, chosen, 1))
+                      selected=chosen, records=selection.mark_selected({}, chosen, 1),
+                      phase="setup" if config.secure_aggregation is not None else None)
 
 
 def _sizes(model: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -122,6 +129,21 @@ class VerifiedCache:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def seen(self, key: tuple) -> bool:
+        """Whether an expensive check keyed by ``key`` passed before (secure
+        aggregation's proofs and Feldman checks: tx id, signature and the round
+        context they were checked in)."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return True
+        return False
+
+    def note(self, key: tuple) -> None:
+        self._items[key] = None  # type: ignore[index]
+        self._items.move_to_end(key)  # type: ignore[arg-type]
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -132,7 +154,8 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
              verify_signatures: bool = True) -> None:
     """Contextual validity of ``tx`` for the open round of ``state``; raises the
     tx-level ValidationError (TX_*). ``taken_senders`` are senders already
-    included earlier in the same block."""
+    included earlier in the same block (and, for secure aggregation, their
+    (sender, type) pairs: :func:`taken_key`)."""
     if tx.round < state.round:
         raise ValidationError(errors.TX_LATE, f"round {tx.round} is closed; round {state.round} is open")
     if tx.round > state.round:
@@ -144,6 +167,10 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
     allowed = config.allowed
     if allowed is not None and tx.sender not in allowed:
         raise ValidationError(errors.TX_UNKNOWN_SENDER, f"sender {tx.sender[:16]}... is not on the allow list")
+    if config.secure_aggregation is not None:  # section 14.5: sa-plain-tx, the roster, the phases
+        d = sum(math.prod(shape) for _, shape in expected_shapes.values())
+        secagg_round.check_sa_tx(tx, state, config, d, verified, taken_senders, verify_signatures)
+        return
     if state.selected is not None and tx.sender not in state.selected:
         raise ValidationError(errors.TX_NOT_SELECTED,
                               f"sender {tx.sender[:16]}... was not selected for round {state.round}")
@@ -164,13 +191,21 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
         verified.add(tx)
 
 
+def taken_key(tx) -> tuple[str, str]:
+    """What a tx takes in its block besides its sender: one tx per (sender, type)."""
+    return (tx.sender, tx.kind)
+
+
 def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx]) -> bool:
     """Whether the block at ``height`` adding ``txs`` must close the round: at the
     quorum, or at the timeout. Skips alone never close a round: they count toward
     the quorum only once the round holds an update, and only in a permissioned
     network (in an open one a skip is the cheapest tx to stamp, so a crowd of
     stamped skips would close rounds before the honest updates arrive);
-    docs/protocol.md section 7."""
+    docs/protocol.md section 7. Under secure aggregation: whether the block ends
+    the round (section 14.4.1)."""
+    if config.secure_aggregation is not None:
+        return secagg_round.advance(state, config, height, txs, quorum_of(state, config)).ends_round
     updates = sum(not t.is_skip for t in state.pending) + sum(not t.is_skip for t in txs)
     skips = len(state.pending) + len(txs) - updates
     counted = updates + (skips if config.allowed is not None else 0)
@@ -246,10 +281,60 @@ def check_commitment(got: dict | None, expected: dict) -> None:
                           f"commitment differs from the recomputed one in field(s): {', '.join(diff)}")
 
 
+def close_sa_round(state: RoundState, config: NetworkConfig, step: secagg_round.Step,
+                   parent_hash: str) -> RoundClose:
+    """The end of a secure-aggregation round (docs/protocol.md 14.6): the commitment
+    and G(r), and under a selection policy section 14.1's records and the next selection."""
+    commitment, model, digest = secagg_close.close_commitment(step, state.round, config, state.model,
+                                                              state.model_digest)
+    if config.selection_policy[0] == "all":
+        return RoundClose(commitment=commitment, model=model, model_digest=digest)
+    assert step.view is not None
+    records = secagg_close.update_records(state.records, step.view, step.failed is not None)
+    upd, mdl = _sizes(state.model)
+    records = selection.charge(records, list(step.view.sset), config.profiles,
+                               epochs=config.model_spec.epochs, update_bytes=upd, model_bytes=mdl)
+    chosen = choose_next(config, records, model, state.round + 1, parent_hash)
+    commitment["selected_next"] = sorted(chosen)
+    return RoundClose(commitment, model, digest, chosen, selection.mark_selected(records, chosen, state.round + 1))
+
+
+def block_commitment(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx],
+                     miner: str, parent_hash: str) -> dict | None:
+    """The commitment a block at ``height`` adding ``txs`` must carry (None if it does not close the round)."""
+    if config.secure_aggregation is not None:
+        step = secagg_round.advance(state, config, height, txs, quorum_of(state, config))
+        return close_sa_round(state, config, step, parent_hash).commitment if step.ends_round else None
+    if not must_close(state, config, height, txs):
+        return None
+    return close_round(state, config, state.pending + tuple(txs), miner, parent_hash).commitment
+
+
+def _next_sa_state(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx],
+                   commitment: dict | None, parent_hash: str) -> RoundState:
+    step = secagg_round.advance(state, config, height, txs, quorum_of(state, config))
+    if not step.ends_round:  # blocks that close setup or input carry no commitment
+        if commitment is not None:
+            raise ValidationError(errors.BLOCK_UNEXPECTED_COMMITMENT,
+                                  f"round {state.round} is not closing at height {height} "
+                                  f"(its {step.phase} phase is open)")
+        start = state.phase_start if step.phase == state.phase else height
+        return replace(state, pending=state.pending + tuple(txs), phase=step.phase, phase_start=start)
+    if commitment is None:
+        raise ValidationError(errors.BLOCK_MISSING_COMMITMENT,
+                              f"this block must close round {state.round} but carries no commitment")
+    closed = close_sa_round(state, config, step, parent_hash)
+    check_commitment(commitment, closed.commitment)
+    return RoundState(state.round + 1, height, closed.model, closed.model_digest, (), closed.selected,
+                      closed.records, "setup", height)
+
+
 def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx],
                commitment: dict | None, miner: str, parent_hash: str = "00" * 32) -> RoundState:
     """The state after a block whose txs were already checked: enforces the
     closing rule and returns the new state."""
+    if config.secure_aggregation is not None:
+        return _next_sa_state(state, config, height, txs, commitment, parent_hash)
     if not must_close(state, config, height, txs):
         if commitment is not None:
             raise ValidationError(errors.BLOCK_UNEXPECTED_COMMITMENT,

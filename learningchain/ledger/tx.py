@@ -27,6 +27,8 @@ from learningchain.core.encoding import (EncodingError, canonical_json, decode_m
                                     encode_metrics, encode_weights, is_hex, sha256)
 from learningchain.core.errors import ValidationError
 from learningchain.learning import compression
+from learningchain.ledger.tx_body import is_int as _is_int
+from learningchain.ledger.tx_body import verify_signature as _verify_signature
 
 TX_TYPE = "update"
 SKIP_TYPE = "skip"
@@ -36,10 +38,6 @@ _FIELDS = {"type", "version", "sender", "round", "base", "weights", "num_samples
 #: a skip tx: "I trained from G(r-1) and my update would change it too little to send".
 _SKIP_FIELDS = _FIELDS - {"weights"}
 MAX_METRICS = 16
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -198,12 +196,7 @@ class UpdateTx:
 
     # --- context-free checks -------------------------------------------------
     def verify_signature(self) -> None:
-        try:
-            crypto.verify(self.sender, self.id_bytes, self.signature)
-        except crypto.InvalidKey as exc:
-            raise ValidationError(errors.TX_MALFORMED_KEY, str(exc)) from None
-        except crypto.InvalidSignature as exc:
-            raise ValidationError(errors.TX_BAD_SIGNATURE, str(exc)) from None
+        _verify_signature(self.sender, self.id_bytes, self.signature)
 
     def check(self, expected: Mapping[str, tuple[str, tuple[int, ...]]], max_bytes: int,
               verify_signature: bool = True) -> None:

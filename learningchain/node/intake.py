@@ -79,7 +79,8 @@ def refuse(node: IntakeNode, exc: ValidationError, what: str, origin: str) -> No
 
 def submit_tx(node: IntakeNode, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
     """Add to our mempool and gossip; returns "accepted", "known" or "early" (from a
-    peer, for the next round: held until it opens, see EarlyTxs). Raises ValidationError."""
+    peer, for the next round, or a secure-aggregation tx for a phase not open yet:
+    held until it opens, see EarlyTxs). Raises ValidationError."""
     origin = "own" if own else (peer or "api")
     try:
         with node.lock:
@@ -88,7 +89,8 @@ def submit_tx(node: IntakeNode, tx: UpdateTx, peer: str | None = None, own: bool
                 node.mempool_version += 1
     except ValidationError as exc:
         refusal = exc
-        if exc.code == errors.TX_ROUND_NOT_OPEN and node.peers.is_peer(peer):  # gossip from a peer only
+        # gossip from a peer only: the next round's tx, or a secure-aggregation tx whose phase is not open
+        if exc.code in (errors.TX_ROUND_NOT_OPEN, errors.SA_PHASE_NOT_OPEN) and node.peers.is_peer(peer):
             try:
                 held = hold_early(node, tx, peer)
             except ValidationError as why:  # off the allow-list, malformed, forged
@@ -107,7 +109,8 @@ def submit_tx(node: IntakeNode, tx: UpdateTx, peer: str | None = None, own: bool
 
 
 def hold_early(node: IntakeNode, tx: UpdateTx, peer: str | None) -> bool:
-    """Hold an update for the next round (EarlyTxs): its signature and weights
+    """Hold an update for the next round, or a secure-aggregation tx for a phase
+    not open yet (EarlyTxs): its signature and weights
     are checked without the lock (milliseconds that HTTP handlers and the
     miner would otherwise wait for), the lock is taken only to insert it."""
     with node.lock:
