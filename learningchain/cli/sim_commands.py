@@ -40,7 +40,10 @@ def _overrides(args: argparse.Namespace) -> dict:
             "seed": "seed", "quorum": "quorum",
             "full_nodes": "full_nodes", "out": "out", "selection": "selection", "select_k": "select_k",
             "compression": "compression", "topk_fraction": "topk_fraction",
-            "skip_threshold": "skip_threshold", "energy_budget": "energy_budget_j", "hash_nj": "hash_nj"}
+            "skip_threshold": "skip_threshold", "energy_budget": "energy_budget_j", "hash_nj": "hash_nj",
+            "sa_threshold": "sa_threshold", "sa_clip": "sa_clip", "sa_scale": "sa_scale",
+            "sa_phase_timeout": "sa_phase_timeout", "sa_drop_after_setup": "sa_drop_after_setup",
+            "sa_drop_after_input": "sa_drop_after_input"}
     out = {cfg: getattr(args, arg, None) for arg, cfg in keys.items()}
     if getattr(args, "agg_param", None):
         params = {}
@@ -52,6 +55,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["aggregator_params"] = params
     if getattr(args, "explore", None) is not None:
         out["selection_params"] = {"explore": args.explore}
+    if getattr(args, "secure_aggregation", False):
+        out["secure_aggregation"] = True
     return out
 
 
@@ -77,6 +82,14 @@ def print_round(entry: dict, metric: str) -> None:
           flush=True)
 
 
+def _sa_line(sim) -> str:
+    p = sim.network.secure_aggregation
+    if p is None:
+        return ""
+    return (f", secure aggregation t={p.threshold} clip={p.clip} scale={p.scale} phase_timeout={p.phase_timeout}"
+            f" (drop {sim.cfg.sa_drop_after_setup} after setup, {sim.cfg.sa_drop_after_input} after input)")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from learningchain.sim.results import plot_results, primary_metric, write_results
     from learningchain.sim.simulator import Simulation
@@ -89,7 +102,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     metric = "accuracy" if sim.spec.task == "classification" else "rmse"
     print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
           f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator}, "
-          f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}")
+          f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}" + _sa_line(sim))
     print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
     results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric))
     if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline
@@ -216,6 +229,14 @@ def register(subparsers) -> None:
     p.add_argument("--compression", choices=("q8", "topk"), help="send compressed deltas")
     p.add_argument("--topk-fraction", type=non_negative, help="share of entries a topk update sends (0.1)")
     p.add_argument("--skip-threshold", type=non_negative, help="skip when ||w - G(r-1)|| is below this")
+    p.add_argument("--secure-aggregation", action="store_true",
+                   help="secure aggregation (docs/protocol.md section 14): masked inputs, only their sum revealed")
+    p.add_argument("--sa-threshold", type=positive_int, help="shares that rebuild a secret (default 2N/3 + 1)")
+    p.add_argument("--sa-clip", metavar="C", help="per-coordinate clipping range of a delta (default 0.5)")
+    p.add_argument("--sa-scale", type=positive_int, help="fixed-point scale (default: the largest that fits)")
+    p.add_argument("--sa-phase-timeout", type=positive_int, help="blocks per phase (default round timeout)")
+    p.add_argument("--sa-drop-after-setup", type=count, help="members that vanish after setup, each round")
+    p.add_argument("--sa-drop-after-input", type=count, help="members that vanish after input, each round")
     p.add_argument("--no-baselines", action="store_true", help="skip centralized/local-only training")
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)

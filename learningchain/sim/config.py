@@ -9,6 +9,7 @@ every bad value is a :class:`~learningchain.core.errors.ConfigError` naming the 
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,6 +65,13 @@ class SimConfig:
     compression: str | None = None     # None, "q8" or "topk"
     topk_fraction: float = 0.1
     skip_threshold: float = 0.0        # honest nodes send a skip tx when ||delta|| is below this
+    secure_aggregation: bool = False   # genesis privacy.secure_aggregation (docs/protocol.md section 14)
+    sa_threshold: int | None = None    # t (default floor(2N/3) + 1)
+    sa_clip: str | float = "0.5"       # per-coordinate clipping range of a delta (a decimal)
+    sa_scale: int | None = None        # fixed-point scale (default: genesis_privacy.default_params)
+    sa_phase_timeout: int | None = None  # blocks (default round_timeout)
+    sa_drop_after_setup: int = 0       # members (seeded choice per round) that vanish after setup
+    sa_drop_after_input: int = 0       # ... after input (they never unmask)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,6 +127,7 @@ class SimConfig:
              f"hash_nj (nanojoules per hash) must be an integer >= 0, got {self.hash_nj!r}")
         need(self.energy_budget_j is None or (isinstance(self.energy_budget_j, (int, float)) and self.energy_budget_j > 0),
              "energy_budget_j must be > 0 or null")
+        check_secure_aggregation(self, need)
 
     # --- derived --------------------------------------------------------------
     def role(self, **extra: Any) -> Role:
@@ -127,6 +136,14 @@ class SimConfig:
                     dp_mode=self.dp_mode, dp_epsilon=self.dp_epsilon, dp_rounds=self.rounds,
                     dp_sample_rate=self.dp_sample_rate, dp_epochs=self.dp_epochs, dp_lr=self.dp_lr,
                     **extra)
+
+    def sa_params(self):
+        """The genesis SecAggParams of this run (None in plain mode)."""
+        if not self.secure_aggregation:
+            return None
+        from learningchain.ledger.genesis_privacy import default_params
+        return default_params(self.nodes, self.round_timeout, sa_clip_text(self.sa_clip), self.sa_threshold,
+                              self.sa_scale, self.sa_phase_timeout)
 
     @property
     def n_quorum(self) -> int:
@@ -161,6 +178,57 @@ class SimConfig:
             return cls(**d)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def sa_clip_text(clip: str | float) -> str:
+    """The clipping range as genesis writes it: a plain decimal string."""
+    if isinstance(clip, bool) or not isinstance(clip, (str, int, float)):
+        raise ConfigError(f"sa_clip must be a positive decimal, got {clip!r}")
+    text = clip if isinstance(clip, str) else repr(float(clip))
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"sa_clip must be a positive decimal, got {clip!r}") from None
+    if not d.is_finite() or d <= 0:
+        raise ConfigError(f"sa_clip must be a positive decimal, got {clip!r}")
+    return str(d.normalize()) if "E" not in str(d.normalize()) else format(d, "f")
+
+
+def check_secure_aggregation(cfg: SimConfig, need) -> None:
+    """The combinations secure aggregation cannot run (one line each)."""
+    sa_keys = ("sa_threshold", "sa_scale", "sa_phase_timeout")
+    if not cfg.secure_aggregation:
+        need(all(getattr(cfg, k) is None for k in sa_keys) and cfg.sa_clip in ("0.5", 0.5)
+             and not cfg.sa_drop_after_setup and not cfg.sa_drop_after_input,
+             "sa_threshold, sa_clip, sa_scale, sa_phase_timeout and sa_drop_after_* need secure_aggregation")
+        return
+    need(cfg.secure_aggregation is True, f"secure_aggregation must be true or false, got {cfg.secure_aggregation!r}")
+    for k in sa_keys:
+        v = getattr(cfg, k)
+        need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+             f"{k} must be a positive integer or null, got {v!r}")
+    for k in ("sa_drop_after_setup", "sa_drop_after_input"):
+        v = getattr(cfg, k)
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{k} must be an integer >= 0, got {v!r}")
+    sa_clip_text(cfg.sa_clip)
+    need(cfg.aggregator == "fedavg",
+         f"aggregator {cfg.aggregator} cannot run under secure aggregation: a robust rule must see each update, "
+         f"and only the sum of the masked updates is revealed; use fedavg (the clipping range sa_clip bounds "
+         f"each participant's influence instead)")
+    need(cfg.selection == "all", "secure aggregation in the simulator runs with selection all (the roster is "
+                                 "every participant)")
+    need(cfg.dp_mode is None and cfg.dp_sigma == 0 and cfg.dp_epsilon == 0,
+         "differential privacy together with secure aggregation (distributed DP) is not in the simulator yet")
+    need(cfg.compression is None and cfg.skip_threshold == 0,
+         "compression and skip txs do not exist under secure aggregation (every member sends one masked input)")
+    p = cfg.sa_params()
+    t, n = p.threshold, cfg.nodes
+    need(n // 2 + 1 <= t <= n, f"sa_threshold {t} must be in [floor(N/2)+1, N] = [{n // 2 + 1}, {n}] for N={n} nodes")
+    need(cfg.n_quorum >= t, f"quorum {cfg.n_quorum} is below the secure-aggregation threshold t={t}")
+    gone = cfg.sa_drop_after_setup + cfg.sa_drop_after_input
+    need(n - gone >= t, f"dropping {cfg.sa_drop_after_setup} after setup and {cfg.sa_drop_after_input} after "
+                        f"input leaves {n - gone} of {n} members to unmask, fewer than the threshold t={t}: "
+                        f"every round would fail (at most n - t = {n - t} may drop)")
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:

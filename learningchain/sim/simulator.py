@@ -33,18 +33,15 @@ from learningchain.ledger.block import Block
 from learningchain.learning.compression import payload_bytes
 from learningchain.core.crypto import PrivateKey
 from learningchain.core.encoding import canonical_json, encode_weights, parse_json
-from learningchain.core.errors import LearningChainError, ValidationError
+from learningchain.core.errors import ValidationError
 from learningchain.ledger.genesis import DEMO_TIMESTAMP, NetworkConfig, make_genesis, target_for_hashes
 from learningchain.learning.models import build_model, decimal_string
 from learningchain.node.participant import Participant, derive_seed
+from learningchain.sim import sa_round
 from learningchain.sim.config import SimConfig
-from learningchain.ledger.tx import UpdateTx
+from learningchain.sim.errors import SimulationError
+from learningchain.ledger.txs import Tx, parse_tx
 from miner.pow import search
-
-
-class SimulationError(LearningChainError):
-    """The simulated network broke an invariant (full nodes disagree, a valid
-    block was refused, a round never closed)."""
 
 
 def _canonical_params(params: Mapping[str, Any]) -> dict:
@@ -101,6 +98,8 @@ class Simulation:
             allow_list=None if selecting else tuple(keys), timestamp=DEMO_TIMESTAMP,
             participants=tuple({"pubkey": k, "energy": prof.to_dict()} for k, prof in zip(keys, self.profiles))
             if selecting else None, selection=sel_doc)
+        if cfg.secure_aggregation:
+            self.network = self.network.with_secure_aggregation(cfg.sa_params())
         self.genesis = make_genesis(self.network)
         self.ledgers = [Ledger(self.genesis) for _ in range(cfg.n_full)]
         self.model = build_model(self.spec)
@@ -109,11 +108,13 @@ class Simulation:
         self.blocks_mined = 0
         self.hashes = 0
         self.activity: dict[str, energy.Activity] | None = None  # this round's, while it runs
+        self.clients = sa_round.make_clients(self) if cfg.secure_aggregation else {}
+        self.sa_deltas: dict[str, np.ndarray] = {}  # SA: last round's w - G(r-1) per input sender (flat)
 
     # --- transport ------------------------------------------------------------
     @staticmethod
-    def _deliver_tx(tx: UpdateTx) -> UpdateTx:
-        return UpdateTx.parse(parse_json(tx.serialize()))
+    def _deliver_tx(tx: Tx) -> Tx:
+        return parse_tx(parse_json(tx.serialize()))
 
     @staticmethod
     def _deliver_block(block: Block) -> Block:
@@ -122,7 +123,7 @@ class Simulation:
     def _tick(self) -> None:
         self.now_ms += self.cfg.target_block_ms
 
-    def gossip_tx(self, tx: UpdateTx) -> str | None:
+    def gossip_tx(self, tx: Tx) -> str | None:
         """Hand ``tx`` to every full node; the reject code of the first that refuses, if any."""
         code = None
         for ledger in self.ledgers:
@@ -169,7 +170,10 @@ class Simulation:
 
     def run_round(self) -> dict:
         """Train, sign and gossip every participant's update for the open round,
-        then mine until the round closes; the round's entry of results.json."""
+        then mine until the round closes; the round's entry of results.json.
+        Under secure aggregation: :func:`learningchain.sim.sa_round.run_sa_round`."""
+        if self.cfg.secure_aggregation:
+            return sa_round.run_sa_round(self)
         cfg, chain = self.cfg, self.ledgers[0].chain
         timing: dict[str, float] = defaultdict(float)
         state = chain.tip_state
@@ -276,6 +280,8 @@ class Simulation:
         return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
                 "attackers": self.attackers, "spec": self.spec.to_dict(),
                 "energy_profiles": {k: p.to_dict() for k, p in self.energy_profiles.items()},
+                "secure_aggregation_params": None if self.network.secure_aggregation is None
+                else self.network.secure_aggregation.to_dict(),
                 "genesis": self.genesis.hash, "tip": tip, "model_digest": digest,
                 "blocks": self.blocks_mined, "hashes": self.hashes}
 
