@@ -39,7 +39,8 @@ from learningchain.node.participant import Participant
 from learningchain.node.releases import ReleaseLog, released_ids
 from learningchain.node.secagg_learner import SaLearner, sa_participate_once
 
-#: a new template is taken when the mempool changed and the current one is this old.
+#: a new template is taken when the mempool changed and the current one is this old
+#: (or at once when the current one carries no tx).
 TEMPLATE_REFRESH_S = 1.0
 
 
@@ -351,9 +352,9 @@ def mine_once(node: MinerNode, miner: Miner) -> None:
     _tid, block = node.new_template()
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
-    def should_stop() -> bool:
+    def should_stop() -> bool:  # an empty template is refreshed as soon as txs arrive (a block is not wasted)
         return (node.stop_event.is_set() or node.chain.tip.hash != prev
-                or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and node.mempool_version != version))
+                or (node.mempool_version != version and (not block.txs or time.monotonic() - t0 > TEMPLATE_REFRESH_S)))
 
     t_search = time.perf_counter()
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)

@@ -74,6 +74,13 @@ def test_sa_network_learns_agrees_and_survives_a_member_killed_after_its_setup(t
         first_input = next(u for u in round_doc(h.nodes[0], r0)["updates"] if u["type"] == "input")
         shown = get(h.nodes[0].url, f"/txs/{first_input['id']}")
         assert shown["secure_aggregation"]["masked"] is True and "weights" not in shown["tx"]
+        html = {"Accept": "text/html"}
+        page = requests.get(h.nodes[0].url + f"/blocks/{first_input['height']}", headers=html, timeout=10).text
+        assert "masked input" in page and "not decodable to weights" in page and "phase <b>" in page
+        close = requests.get(h.nodes[0].url + f"/blocks/{docs[0]['block']}", headers=html, timeout=10).text
+        assert f"<b>{N} counted</b>" in close
+        index = requests.get(h.nodes[0].url + "/", headers=html, timeout=10).text
+        assert 'id="secure-aggregation"' in index and f"{N} counted" in index
 
         # node 3 (not a miner) is frozen the moment its setup of the open round reaches node 0,
         # then SIGKILLed: it set up, and never sends its input

@@ -44,7 +44,9 @@ def rounds_overview(node, limit: int = ROUNDS_PAGE, start: int | None = None) ->
                     "block": info.get("block"), "updates": info["updates"], "skipped": info["skipped"],
                     "accepted": len(c.get("accepted", [])), "rejected": len(c.get("rejected", {})),
                     "rejected_reasons": c.get("rejected", {}), "accepted_ids": c.get("accepted", []),
-                    "model_digest": c.get("model_digest"), "metrics": node.metrics.get(r)})
+                    "model_digest": c.get("model_digest"), "metrics": node.metrics.get(r),
+                    "secure_aggregation": dict(c["secure_aggregation"], failed=c.get("failed"))
+                    if isinstance(c.get("secure_aggregation"), dict) else None})
     return out, current
 
 
@@ -157,6 +159,12 @@ def render_block(node, block):
     txs = [{"id": t.id, "sender": address(t.sender), "round": t.round, "num_samples": t.num_samples,
             "metrics": getattr(t, "metrics", None) or {}, "skip": t.is_skip, "type": tx_kind(t),
             "sa": tx_summary(t)} for t in block.txs]
-    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs,
+    phase = None
+    if node.config.secure_aggregation is not None:
+        with node.lock:
+            entry = node.chain.entry(block.hash)
+        if entry is not None:
+            phase = {"round": entry.state.round, "phase": entry.state.phase, "start": entry.state.phase_start}
+    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs, phase=phase,
                            commitment=block.commitment, time=_when(block.header.timestamp),
                            miner=address(block.header.miner), network=node.config.network)
