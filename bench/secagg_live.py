@@ -32,12 +32,18 @@ from learningchain.ledger.genesis_privacy import default_params  # noqa: E402
 from learningchain.node.keyfile import load_or_create_key  # noqa: E402
 
 
-def run(n: int, rounds: int, out: Path, secure: bool) -> dict:
+def fetch(url: str, path: str, net, what: str):
+    """GET with retries: a node of an overloaded machine may miss a 3 s deadline."""
+    return processes.wait_for(lambda: processes.get(url, path), 60, what, net, interval=0.5)
+
+
+def run(n: int, rounds: int, out: Path, secure: bool, phase_timeout: int | None = None) -> dict:
     part_dir = demo.partitions_for("digits", n, out.parent)
     keys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)]
     config = permissioned(demo.make_config(n, "digits", "fedavg", 0), keys)
     if secure:
-        config = config.with_secure_aggregation(default_params(n, config.round_timeout))
+        config = config.with_secure_aggregation(default_params(n, config.round_timeout,
+                                                               phase_timeout=phase_timeout))
     genesis = demo.write_genesis(config, out / "genesis.json")
     net = processes.Network(out)
     t_start = time.monotonic()
@@ -48,15 +54,15 @@ def run(n: int, rounds: int, out: Path, secure: bool) -> dict:
         last = rounds + 1
         timeout = 120 + 60 * rounds * (1 + n // 10)
         processes.wait_for(lambda: demo_rounds.closed_round(hub, last), timeout, f"round {last}", net, interval=1.0)
-        docs = [processes.get(hub, f"/rounds/{r}") for r in range(1, last + 1)]
-        stamps = [processes.get(hub, f"/blocks/{d['block']}")["header"]["timestamp"] for d in docs]
+        docs = [fetch(hub, f"/rounds/{r}", net, f"/rounds/{r}") for r in range(1, last + 1)]
+        stamps = [fetch(hub, f"/blocks/{d['block']}", net, "a block")["header"]["timestamp"] for d in docs]
         times = [(b - a) / 1000 for a, b in zip(stamps, stamps[1:])]
         heights = [d["closed_at"] for d in docs]
         blocks = [b - a for a, b in zip(heights, heights[1:])]
-        digests = {(demo_rounds.closed_round(x.url, last) or {}).get("model_digest") for x in net.nodes}
+        digests = {fetch(x.url, f"/rounds/{last}", net, "a round").get("model_digest") for x in net.nodes}
         sa = [d.get("secure_aggregation") or {} for d in docs[1:]]
         return {"median_s": statistics.median(times), "times": times, "blocks": statistics.median(blocks),
-                "accuracy": docs[-1]["metrics"]["accuracy"], "agree": len(digests) == 1 and None not in digests,
+                "accuracy": (docs[-1].get("metrics") or {}).get("accuracy", float("nan")), "agree": len(digests) == 1 and None not in digests,
                 "counted": [len(s.get("counted", [])) for s in sa] if secure else None,
                 "failed": sum(1 for s in sa if s.get("failed")) if secure else 0, "startup_s": started,
                 "accepted": [len(d.get("accepted", [])) for d in docs[1:]]}
@@ -69,6 +75,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, nargs="+", default=[10, 30])
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     ap.add_argument("--out", help="work dir (default: a temporary one)")
+    ap.add_argument("--sa-phase-timeout", type=int, help="blocks a phase may last (default the demo's 20)")
     args = ap.parse_args()
     base = Path(args.out or tempfile.mkdtemp(prefix="secagg-live-"))
     rows = []
@@ -77,13 +84,14 @@ def main() -> int:
             mode = "secure-agg" if secure else "plain"
             print(f"running {n} nodes, {mode}, {args.rounds} timed rounds ...", file=sys.stderr, flush=True)
             try:
-                res = run(n, args.rounds, base / f"n{n}-{mode}", secure)
+                res = run(n, args.rounds, base / f"n{n}-{mode}", secure, args.sa_phase_timeout)
             except Exception as exc:  # a size the machine cannot run: say so in the table
                 res = {"error": f"{type(exc).__name__}: {str(exc)[:100]}"}
             rows.append((n, mode, res))
             print(f"  {res}", file=sys.stderr, flush=True)
     print(f"\nlive round time, digits MLP, node.py demo genesis, {args.rounds} timed rounds after 1 warm-up, "
-          f"2 miners, on this machine ({processes_cores()} cores)")
+          f"2 miners, on this machine ({processes_cores()} cores); SA phase timeout "
+          f"{args.sa_phase_timeout or 20} blocks")
     print(f"{'nodes':>5}  {'mode':<10}  {'median round':>12}  {'ratio':>6}  {'blocks/round':>12}  "
           f"{'final acc':>9}  {'agree':>5}  {'counted/round':<16}  failed")
     plain: dict[int, float] = {}

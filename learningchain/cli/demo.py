@@ -162,6 +162,9 @@ def check_sa_args(args: argparse.Namespace) -> None:
     if args.compression:
         raise ConfigError("--compression does not apply under --secure-aggregation: inputs are fixed-point "
                           "vectors in Z_(2^32) already")
+    t, n = args.sa_threshold, args.nodes
+    if t is not None and not n // 2 + 1 <= t <= n:
+        raise ConfigError(f"--sa-threshold {t} must be in [floor(N/2)+1, N] = [{n // 2 + 1}, {n}] for --nodes {n}")
 
 
 def sa_config(config, args: argparse.Namespace):

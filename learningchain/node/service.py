@@ -86,6 +86,9 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0):
+        if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
+            raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
+                              "genesis): an input is a masked fixed-point vector, sent whole every round")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = genesis_config

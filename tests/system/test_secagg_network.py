@@ -114,8 +114,9 @@ def test_sa_network_learns_agrees_and_survives_a_member_killed_after_its_setup(t
 
 # --- an attacker with a valid roster key ------------------------------------------------------
 
-def _post(session, url: str, tx) -> str:
-    resp = session.post(url + "/txs", json=tx.to_dict(), timeout=10)
+def _post(session, url: str, tx, as_peer: str | None = None) -> str:
+    resp = session.post(url + "/txs", json=tx.to_dict(), timeout=10,
+                        headers={"X-Peer": as_peer} if as_peer else None)
     doc = resp.json()
     return doc.get("reason") or doc.get("status", "")
 
@@ -137,7 +138,7 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
     hub = h.nodes[0]
     session = requests.Session()
     client = SecAggClient(attacker, config)
-    want = {errors.TX_DUPLICATE_SENDER, errors.SA_FALSE_COMPLAINT, errors.SA_PHASE_CLOSED, errors.SA_BAD_SHARE}
+    want = {"early", errors.TX_DUPLICATE_SENDER, errors.SA_FALSE_COMPLAINT, errors.SA_PHASE_CLOSED, errors.SA_BAD_SHARE}
     seen: dict[str, str] = {}
     try:
         assert rounds_close(h.nodes, 1, 90)
@@ -168,6 +169,15 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
                 "input": SecAggTx.encode_input(y), "num_samples": 10,
                 "complaints": [_false_complaint(attacker, dealer)]}, int(time.time() * 1000))
             seen[_post(session, hub.url, bad_input)] = "false complaint"
+            # an unmask relayed by a peer before its phase opens is held early, then checked when it opens
+            inputs = sorted(k for k in roster if k != attacker.public_hex)  # C, if every honest input lands
+            shares = [None] * len(inputs)
+            shares[0] = ec.scalar_hex(12345)
+            wrong = SecAggTx.create(attacker, UNMASK, r, base, {"self_shares": shares, "mask_shares": [None],
+                                                              "seeds": []}, int(time.time() * 1000))
+            held = _post(session, hub.url, wrong, as_peer=h.nodes[1].url)
+            if held == "early":
+                seen["early"] = "an unmask before its phase, from a peer"
             got = poll(lambda: (status(hub).get("secure_aggregation") or {}).get("phase") == "unmask"
                        and status(hub), 30, 0.02)
             if not got or got["round"] != r:
@@ -177,13 +187,17 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
             seen[_post(session, hub.url, late)] = "input after its phase"
             inputs = sorted(t.sender for t in _round_txs(hub, r) if t.kind == "sa-input")
             shares = [None] * len(inputs)
-            shares[0] = ec.scalar_hex(12345)
+            shares[0] = ec.scalar_hex(54321)
             wrong = SecAggTx.create(attacker, UNMASK, r, base, {"self_shares": shares, "mask_shares": [None],
                                                               "seeds": []}, int(time.time() * 1000))
             seen[_post(session, hub.url, wrong)] = "wrong share"
         assert want <= set(seen), seen
-        refused = status(hub)["refused"]
+        s = status(hub)
+        refused = s["refused"]
         assert all(refused.get(code, 0) >= 1 for code in want), refused
+        assert "early" in seen and s["early"]["held_total"] >= 1, (seen, s["early"])
+        # the early unmask was offered again when its phase opened, and refused for its share
+        assert refused[errors.SA_BAD_SHARE] >= 2, refused
         assert rounds_close(h.nodes, 2, 90)  # honest rounds keep closing
         assert agree(h.nodes)
     finally:
