@@ -194,7 +194,7 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
         assert want <= set(seen), seen
         s = status(hub)
         refused = s["refused"]
-        assert all(refused.get(code, 0) >= 1 for code in want), refused
+        assert all(refused.get(code, 0) >= 1 for code in want - {"early"}), refused
         assert "early" in seen and s["early"]["held_total"] >= 1, (seen, s["early"])
         # the early unmask was offered again when its phase opened, and refused for its share
         assert refused[errors.SA_BAD_SHARE] >= 2, refused
