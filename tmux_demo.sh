@@ -9,7 +9,8 @@
 # Environment: NODES (default 4), MINERS (default 2: the standalone miner on node 0,
 # and nodes 1 .. MINERS-1 run `--mine`, so one miner dying does not stop the chain),
 # BASE_PORT (default 5000), DATASET (digits), OUT (default ./tmux-demo-out:
-# genesis.json, node data dirs, logs).
+# genesis.json, node data dirs, logs), SECURE_AGGREGATION (0; 1 = masked updates,
+# docs/protocol.md section 14) and SA_THRESHOLD (default floor(2N/3)+1).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -19,6 +20,8 @@ MINERS=${MINERS:-2}
 BASE_PORT=${BASE_PORT:-5000}
 DATASET=${DATASET:-digits}
 OUT=${OUT:-$ROOT/tmux-demo-out}
+SECURE_AGGREGATION=${SECURE_AGGREGATION:-0}
+SA_THRESHOLD=${SA_THRESHOLD:-}
 PY=$ROOT/.venv/bin/python
 
 if ! command -v tmux >/dev/null 2>&1; then
@@ -116,8 +119,16 @@ PARTS=$("$PY" -c 'import sys; from pathlib import Path; from learningchain.cli.d
 print(partitions_for(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))' "$DATASET" "$NODES" "$OUT")
 # the node keys first (created in the data dirs), so genesis allow-lists them
 ALLOW=$(for i in $(seq 0 $((NODES - 1))); do printf '%s,' "$OUT/nodes/node$i"; done)
+SA_FLAGS=()
+if [ "$SECURE_AGGREGATION" = 1 ]; then
+    SA_FLAGS=(--secure-aggregation)
+    if [ -n "$SA_THRESHOLD" ]; then SA_FLAGS+=(--sa-threshold "$SA_THRESHOLD"); fi
+elif [ "$SECURE_AGGREGATION" != 0 ]; then
+    echo "SECURE_AGGREGATION must be 0 or 1, got '$SECURE_AGGREGATION'" >&2
+    exit 1
+fi
 "$PY" node.py genesis --nodes "$NODES" --dataset "$DATASET" --out "$OUT/genesis.json" --force \
-    --allow-list "${ALLOW%,}"
+    --allow-list "${ALLOW%,}" ${SA_FLAGS[@]+"${SA_FLAGS[@]}"}
 
 url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
 # poll node 0 until it answers (the other nodes and the miner need it)

@@ -123,6 +123,12 @@ def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers
     return net.nodes
 
 
+def _sa_label(config) -> str:
+    p = config.secure_aggregation
+    return "" if p is None else (f", secure aggregation t={p.threshold} clip {p.clip} scale {p.scale} "
+                                 f"phase timeout {p.phase_timeout}")
+
+
 def check_args(args: argparse.Namespace) -> None:
     """What argparse cannot check alone (counts are positive already)."""
     if not 0 <= args.byzantine < args.nodes:
@@ -136,9 +142,39 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--byzantine needs --attack NAME (e.g. --attack sign-flip)")
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
         raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
+    check_sa_args(args)
     _dp_role(args)  # the DP flags: the one check of participant.Role, before any process starts
     if args.base_port and args.base_port + args.nodes - 1 > 65535:
         raise ConfigError(f"--base-port {args.base_port} + {args.nodes} nodes goes past port 65535")
+
+
+def check_sa_args(args: argparse.Namespace) -> None:
+    """The bad combinations with --secure-aggregation, before any process starts
+    (genesis refuses the rest: the threshold range, the sum bound, ...)."""
+    sa = getattr(args, "secure_aggregation", False)
+    if not sa:
+        if any(getattr(args, k, None) is not None for k in ("sa_threshold", "sa_clip", "sa_phase_timeout")):
+            raise ConfigError("--sa-threshold, --sa-clip and --sa-phase-timeout need --secure-aggregation")
+        return
+    if args.aggregator != "fedavg":
+        raise ConfigError(f"robust rule {args.aggregator} cannot run under secure aggregation: it must see each "
+                          f"update, and only the sum of the masked updates is ever revealed; use fedavg")
+    if args.compression:
+        raise ConfigError("--compression does not apply under --secure-aggregation: inputs are fixed-point "
+                          "vectors in Z_(2^32) already")
+    t, n = args.sa_threshold, args.nodes
+    if t is not None and not n // 2 + 1 <= t <= n:
+        raise ConfigError(f"--sa-threshold {t} must be in [floor(N/2)+1, N] = [{n // 2 + 1}, {n}] for --nodes {n}")
+
+
+def sa_config(config, args: argparse.Namespace):
+    """``config`` in secure-aggregation mode when ``--secure-aggregation`` is given."""
+    if not getattr(args, "secure_aggregation", False):
+        return config
+    from learningchain.ledger.genesis_privacy import default_params
+    return config.with_secure_aggregation(default_params(
+        len(config.candidates), config.round_timeout, args.sa_clip or "0.5", args.sa_threshold, None,
+        args.sa_phase_timeout))
 
 
 def _dp_role(args: argparse.Namespace):
@@ -177,12 +213,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         config = with_participants(config, pubkeys, args.selection, args.select_k)
     else:
         config = permissioned(config, pubkeys)
+    config = sa_config(config, args)
     genesis = write_genesis(config, out / "genesis.json")
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
     print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
-          f"{f', {args.compression} updates' if args.compression else ''}; "
+          f"{f', {args.compression} updates' if args.compression else ''}"
+          f"{_sa_label(config)}; "
           f"genesis {make_genesis(config).hash[:16]}; logs in {out}", flush=True)
     first_bad = args.nodes - args.byzantine
     keep, entries, late, privacy = False, [], [], {}
@@ -199,7 +237,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index < args.miners else ''}"
                                         f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
                   flush=True)
-            entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty)
+            entries = follow_rounds(net, args.rounds, keys, timeout=30 + 10 * args.rounds, tty=tty,
+                                    secure=config.secure_aggregation is not None)
             digest, tips = check_agreement(net, args.rounds)
             print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
             complete_entries(net, entries)
@@ -279,4 +318,12 @@ def register(sub) -> None:
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
     argtypes.add_dp_flags(p)
+    p.add_argument("--secure-aggregation", action="store_true",
+                   help="masked updates: only the sum of a round's deltas is revealed (docs/protocol.md "
+                        "section 14); fedavg only")
+    p.add_argument("--sa-threshold", type=argtypes.positive_int, metavar="T",
+                   help="members whose shares rebuild a secret (default floor(2N/3)+1)")
+    p.add_argument("--sa-clip", metavar="C", help="each delta coordinate is clipped to [-C, C] (default 0.5)")
+    p.add_argument("--sa-phase-timeout", type=argtypes.positive_int, metavar="K",
+                   help="blocks after which a phase closes anyway (default the round timeout, 20)")
     p.set_defaults(func=run_demo)

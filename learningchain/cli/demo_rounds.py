@@ -39,7 +39,19 @@ def counters(net: Network) -> tuple[int, dict[str, float]]:
     return sent, work
 
 
-def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float, tty: bool) -> list[dict]:
+def sa_columns(doc: dict) -> str:
+    """The secure-aggregation part of a round's row: the heights its phases opened
+    at, its setups / inputs / unmasks, and counted / dropped / disqualified."""
+    sa = doc.get("secure_aggregation") or {}
+    ph = sa.get("phase_heights") or {}
+    heights = "/".join(str(ph.get(k, "-")) for k in ("setup", "input", "unmask"))
+    sets = f"{len(sa.get('counted', []))}/{len(sa.get('dropped', []))}/{len(sa.get('disqualified', []))}"
+    failed = f"  failed: {sa['failed']}" if sa.get("failed") else ""
+    return f"  {heights:>14}  {sa.get('setups', 0):>2}/{sa.get('inputs', 0):>2}/{sa.get('unmasks', 0):>2}  {sets:>8}{failed}"
+
+
+def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float, tty: bool,
+                  secure: bool = False) -> list[dict]:
     """Poll node 0 until round ``rounds`` is closed; a row per closed round.
 
     Each entry's ``timing`` is the round's wall time (``round``) plus the
@@ -53,7 +65,8 @@ def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float,
     hub = net.nodes[0]
     entries, r, t_prev, t0 = [], 1, time.monotonic(), time.monotonic()
     sent_prev, work_prev = 0, {}
-    print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}")
+    print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}"
+          + (f"  {'phases at S/I/U':>14}  {'setup/in/unm':>8}  {'cnt/drp/dq':>8}" if secure else ""))
     deadline = t0 + timeout
     while r <= rounds:
         net.check_alive()
@@ -85,7 +98,10 @@ def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float,
         if tty:
             print("\r" + " " * 79 + "\r", end="")
         print(f"{r:>5}  {entry['height']:>6}  {len(entry['accepted']):>8}  {len(entry['rejected']):>8}"
-              f"  {name + ' ' + format(metrics[name], '.4f'):>16}  {now - t_prev:5.1f}s", flush=True)
+              f"  {name + ' ' + format(metrics[name], '.4f'):>16}  {now - t_prev:5.1f}s"
+              + (sa_columns(doc) if secure else ""), flush=True)
+        if secure:
+            entry["secure_aggregation"] = doc.get("secure_aggregation")
         r, t_prev, sent_prev, work_prev = r + 1, now, sent, work
     return entries
 
@@ -105,12 +121,20 @@ def complete_entries(net: Network, entries: list[dict]) -> None:
         net.check_alive()
         txs = [(get(hub, f"/txs/{i}") or {}).get("tx") for i in entry.pop("update_ids")]
         txs = [t for t in txs if isinstance(t, dict)]
-        updates = [t for t in txs if t.get("type") != SKIP_TYPE]
-        entry.update(bytes=sum(len(canonical_json(t)) for t in txs), skipped=len(txs) - len(updates),
-                     bytes_per_update=(sum(len(canonical_json(t)) for t in updates) / len(updates)
-                                       if updates else 0.0),
-                     payload_per_update=(sum(payload_bytes(t["weights"]) for t in updates) / len(updates)
-                                         if updates else 0.0))
+        sa_txs = [t for t in txs if str(t.get("type", "")).startswith("sa-")]
+        if sa_txs:  # secure aggregation: the round's bytes are its setups, inputs and unmasks, per input
+            inputs = [t for t in sa_txs if t.get("type") == "sa-input"]
+            total = sum(len(canonical_json(t)) for t in sa_txs)
+            entry.update(bytes=total, skipped=0, bytes_per_update=total / max(1, len(inputs)),
+                         payload_per_update=(sum(len(canonical_json(t["input"])) for t in inputs) / len(inputs)
+                                             if inputs else 0.0))
+        else:
+            updates = [t for t in txs if t.get("type") != SKIP_TYPE]
+            entry.update(bytes=sum(len(canonical_json(t)) for t in txs), skipped=len(txs) - len(updates),
+                         bytes_per_update=(sum(len(canonical_json(t)) for t in updates) / len(updates)
+                                           if updates else 0.0),
+                         payload_per_update=(sum(payload_bytes(t["weights"]) for t in updates) / len(updates)
+                                             if updates else 0.0))
         per_node = {n.name: (get(n.url, f"/rounds/{entry['round']}") or {}).get("energy") or {}
                     for n in net.nodes}
         parts = {k: sum(float(e.get(k, 0.0)) for e in per_node.values()) for k in ("train_j", "comm_j", "pow_j")}

@@ -28,6 +28,7 @@ from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.ledger.mempool import Mempool
 from learningchain.node.store import Store, store_path
 from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.txs import parse_tx
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class Ledger:
         dropped = []
         for txid, data in store.mempool_rows():
             try:
-                tx = UpdateTx.parse(parse_json(data))
+                tx = parse_tx(parse_json(data))
                 if tx.id != txid:
                     raise ValidationError(errors.TX_MALFORMED, "stored under another id")
                 self.submit_tx(tx, persist=False)

@@ -235,6 +235,22 @@ class Participant:
         return UpdateTx.create(self.key, round, base_digest, weights, self.published_samples,
                                metrics=metrics, timestamp=timestamp)
 
+    def make_delta(self, round: int, base: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Secure aggregation's input: w - G(r-1) as float64 arrays, after training,
+        node-level DP (clip + noise on the delta) or DP-SGD, and the attack if any;
+        the SecAggClient clips it per coordinate and quantises it. Counts one
+        release in the accountant."""
+        weights = self.train(round, base)
+        rng = np.random.default_rng(derive_seed(self.seed, self.key.address, round, "noise"))
+        if self.role.mode == "node":
+            noise = rng if self.reproducible_noise else privacy.os_rng()
+            weights = privacy.privatize(weights, base, self.role.dp_clip, self.sigma, noise)
+        if self.role.dp:
+            self.accountant.step()
+        if self.role.attack and self.role.attack != "label-flip":
+            weights = attacks.poison_update(self.role.attack, weights, base, rng)
+        return {k: np.asarray(weights[k], np.float64) - np.asarray(base[k], np.float64) for k in base}
+
     def local_metrics(self, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Scores of ``weights`` on the local data, published in the update tx
         (not with DP: they would leak the data outside the accountant)."""

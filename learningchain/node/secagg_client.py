@@ -117,22 +117,16 @@ class SecAggClient:
         sec = self.rounds.get(state.round)
         if sec is None or self.me not in view.setups or sec.roster != view.roster:
             return None
-        i = view.index[self.me]
         w = self.key.secret_scalar()
         complaints = []
         for v in view.sset:
             if v == self.me:
                 continue
-            dealer = view.setups[v]
-            k_point = ec.mul(dealer.enc_key, w)
-            key = share_key(ec.point_bytes(k_point)[1:], state.round, bytes.fromhex(v), bytes.fromhex(self.me))
-            others = [k for k in view.roster if k != v]
-            opened = open_shares(key, dealer.sealed[others.index(self.me)])
-            if (opened is not None and shamir.verify_share(opened[0], i, dealer.self_commitments)
-                    and shamir.verify_share(opened[1], i, dealer.mask_commitments)):
+            opened, k_point = self._open_from(view, v)
+            if opened is not None:
                 sec.received[v] = opened
             else:
-                _, proof = ec.dleq_prove(w, dealer.enc_key)
+                _, proof = ec.dleq_prove(w, view.setups[v].enc_key)
                 complaints.append({"against": v, "point": ec.point_hex(k_point), "proof": proof})
         q = secagg.quantize(flatten(delta), self.params.clip_value, self.params.scale, noise)
         d = q.size
@@ -140,6 +134,20 @@ class SecAggClient:
         y = secagg.mask(q, prg(self_seed(sec.b), d), pairs, self.me)
         fields = {"input": SecAggTx.encode_input(y), "num_samples": int(num_samples), "complaints": complaints}
         return SecAggTx.create(self.key, INPUT, state.round, state.model_digest, fields, timestamp)
+
+    def _open_from(self, view: SaView, v: str) -> tuple[tuple[int, int] | None, ec.Point]:
+        """(f_v(i), g_v(i)) that dealer ``v`` sealed to us, if they decrypt and pass
+        Feldman's check (else None), and the ECDH point K = w·E_v. Needs only our
+        roster key: a member that lost its round secrets can still open them."""
+        dealer, i = view.setups[v], view.index[self.me]
+        k_point = ec.mul(dealer.enc_key, self.key.secret_scalar())
+        key = share_key(ec.point_bytes(k_point)[1:], view.round, bytes.fromhex(v), bytes.fromhex(self.me))
+        others = [k for k in view.roster if k != v]
+        opened = open_shares(key, dealer.sealed[others.index(self.me)])
+        if (opened is not None and shamir.verify_share(opened[0], i, dealer.self_commitments)
+                and shamir.verify_share(opened[1], i, dealer.mask_commitments)):
+            return opened, k_point
+        return None, k_point
 
     def _pair_seed(self, view: SaView, sec: RoundSecrets, v: str) -> bytes:
         return pair_seed(view.round, ec.point_bytes(ec.mul(view.setups[v].mask_key, sec.m)))
@@ -149,19 +157,28 @@ class SecAggClient:
         """The ``sa-unmask`` for ``state`` (unmask phase open): a self share of every
         counted member, a mask share of every dropped one, and (if we are counted)
         the pairwise seed point with every disqualified one; null wherever we hold
-        nothing valid or the reveal rule forbids it. None without secrets or setup."""
+        nothing valid or the reveal rule forbids it. None without a setup of ours on
+        chain. A member that lost its round secrets (a restart) still answers: the
+        shares sealed to it are opened with its roster key; it cannot be counted
+        (it sent no input), and its own shares and seeds are null."""
         view = view_of(state, self.config)
-        sec = self.rounds.get(state.round)
-        if sec is None or self.me not in view.setups:
+        if self.me not in view.setups:
             return None
+        sec = self.rounds.get(state.round)
         i = view.index[self.me]
         said = self.journal.setdefault(state.round, {})
-        own = (shamir.evaluate(sec.f, i), shamir.evaluate(sec.g, i))
+        if sec is not None and sec.roster == view.roster:
+            own: tuple[int, int] | None = (shamir.evaluate(sec.f, i), shamir.evaluate(sec.g, i))
+            received = sec.received
+        else:  # no secrets of this round: only what the chain's setups sealed to us
+            own, sec = None, None
+            received = {v: got for v in view.sset if v != self.me
+                        and (got := self._open_from(view, v)[0]) is not None}
 
         def share(member: str, kind: str) -> str | None:
             if said.get(member, kind) != kind:
                 return None  # the reveal rule: the other kind of this member went out already
-            got = own if member == self.me else sec.received.get(member)
+            got = own if member == self.me else received.get(member)
             if got is None:
                 return None
             said[member] = kind
@@ -171,7 +188,7 @@ class SecAggClient:
         mask_shares = [share(u, MASK) for u in view.dropped]
         seeds: list[dict | None] = []
         for u in view.disqualified:
-            if self.me not in view.counted or said.get(u, MASK) != MASK:
+            if sec is None or self.me not in view.counted or said.get(u, MASK) != MASK:
                 seeds.append(None)
                 continue
             point, proof = ec.dleq_prove(sec.m, view.setups[u].mask_key)

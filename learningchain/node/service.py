@@ -39,6 +39,8 @@ from learningchain.node.keyfile import load_or_create_key
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
+from learningchain.node.secagg_learner import SaLearner
+from learningchain.node.secagg_view import tx_summary
 from learningchain.node.store import Store
 from learningchain.node.threads import (MinerStats, OwnUpdates, evaluator_loop, miner_loop, participant_loop,
                                         restore_releases)
@@ -69,6 +71,14 @@ def check_genesis_file(data_dir: Path, config: NetworkConfig) -> None:
     path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def _with_sa(doc: dict, tx) -> dict:
+    """``/txs/<id>``: an SA tx's kind and what it holds (a masked input stays masked)."""
+    sa = tx_summary(tx)
+    if sa is not None:
+        doc["secure_aggregation"] = sa
+    return doc
+
+
 class Node:
     def __init__(self, data_dir, genesis_config: NetworkConfig, dataset_path=None, peers=(),
                  mine: bool = False, mine_workers: int = 1, attack: str | None = None,
@@ -76,6 +86,9 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0):
+        if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
+            raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
+                              "genesis): an input is a masked fixed-point vector, sent whole every round")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = genesis_config
@@ -128,6 +141,9 @@ class Node:
         self.own_updates = OwnUpdates()  # what the participant loop trained and must offer again
         self.evaluated_through: tuple[int, str] | None = None  # see threads.evaluate_closed_rounds
         self.miner_stats: MinerStats | None = None  # our miner's hash rate, once it runs
+        self.sa: SaLearner | None = None  # secure aggregation (secagg_learner.py): journal loaded now
+        if genesis_config.secure_aggregation is not None and self.participant is not None:
+            self.sa = SaLearner(self.key, genesis_config, self.data_dir)
         self.releases = ReleaseLog(self.data_dir)  # DP: the updates we ever released (releases.py)
         restore_releases(self)  # DP: releases before this start count
 
@@ -225,7 +241,7 @@ class Node:
         with self.lock:
             tx = self.ledger.mempool.get(txid)
             if tx is not None:
-                return {"tx": tx.to_dict(), "status": "mempool", "block": None}
+                return _with_sa({"tx": tx.to_dict(), "status": "mempool", "block": None}, tx)
             found = self.chain.find_tx(txid)
             if found is None:
                 for t in self.chain.tip_state.pending:  # defensive: pending are in the main chain
@@ -234,8 +250,8 @@ class Node:
                 return None
             tx, block_hash = found
             where = self.chain.tx_block(txid)
-            return {"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
-                    "height": where[1] if where else None}
+            return _with_sa({"tx": tx.to_dict(), "status": "confirmed", "block": block_hash,
+                             "height": where[1] if where else None}, tx)
 
     def lookup_tx(self, txid: str) -> UpdateTx | None:
         """A tx by id from the mempool or a recent block (compact block rebuilding:

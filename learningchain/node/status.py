@@ -19,6 +19,7 @@ from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.mempool import EarlyTxs
 from learningchain.node.chainstate import Ledger
 from learningchain.node.participant import Participant
+from learningchain.node.secagg_view import status_sa
 
 
 class PeerCounters(Protocol):
@@ -124,7 +125,8 @@ def status(node: StatusSource) -> dict:
                "work": f"{chain.tip_work:x}", "side_blocks": chain.side_blocks,
                "evicted": chain.evicted_total,
                # valid txs we held that rounds closed without (censorship, seen locally)
-               "not_included": node.ledger.mempool.left_out_report()}
+               "not_included": node.ledger.mempool.left_out_report(),
+               "secure_aggregation": status_sa(chain, node.config)}
     r, m = latest_metrics(node)
     doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
                network=node.config.network, genesis=node.genesis.hash, mining=node.mining,

@@ -32,12 +32,15 @@ from learningchain.ledger.block import Block
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp
+from learningchain.ledger.secagg_tx import SETUP, UNMASK
 from learningchain.ledger.tx import UpdateTx
 from learningchain.node.chainstate import Ledger
 from learningchain.node.participant import Participant
 from learningchain.node.releases import ReleaseLog, released_ids
+from learningchain.node.secagg_learner import SaLearner, sa_participate_once
 
-#: a new template is taken when the mempool changed and the current one is this old.
+#: a new template is taken when the mempool changed and the current one is this old
+#: (or at once when the current one carries no tx).
 TEMPLATE_REFRESH_S = 1.0
 
 
@@ -69,6 +72,7 @@ class LearnerNode(Protocol):
     config: NetworkConfig
     pubkey: str
     participant: Participant | None
+    sa: SaLearner | None  # the member of secure aggregation, on a network that runs it
     releases: ReleaseLog
     own_updates: OwnUpdates
     stop_event: threading.Event
@@ -112,9 +116,10 @@ class EvaluatorNode(Protocol):
 
 def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
+    step = participate_once if node.sa is None else sa_participate_once
     while not node.stop_event.is_set():
         try:
-            participate_once(node)
+            step(node)
         except Exception as exc:  # keep the node alive; say what happened
             node.log(f"participant error: {type(exc).__name__}: {exc}")
         node.wait_tip(0.25)
@@ -148,6 +153,7 @@ def restore_releases(node: LearnerNode) -> int:
         own = [t for b in node.chain.main_chain(1, node.chain.height) for t in b.txs
                if t.sender == node.pubkey]
         own += [t for t in node.ledger.mempool if t.sender == node.pubkey]
+        own = [t for t in own if getattr(t, "kind", None) not in (SETUP, UNMASK)]  # SA: inputs release
     n = len(released_ids(node.releases, own))
     if n:
         acc.step(n)
@@ -346,9 +352,9 @@ def mine_once(node: MinerNode, miner: Miner) -> None:
     _tid, block = node.new_template()
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
-    def should_stop() -> bool:
+    def should_stop() -> bool:  # an empty template is refreshed as soon as txs arrive (a block is not wasted)
         return (node.stop_event.is_set() or node.chain.tip.hash != prev
-                or (time.monotonic() - t0 > TEMPLATE_REFRESH_S and node.mempool_version != version))
+                or (node.mempool_version != version and (not block.txs or time.monotonic() - t0 > TEMPLATE_REFRESH_S)))
 
     t_search = time.perf_counter()
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)

@@ -95,3 +95,18 @@ def test_own_update_refused_as_mempool_full_is_offered_again_not_dropped(tmp_pat
         assert [t.id for t in pool] == [retry[0].id] and node.own_updates.retry is None and pool.evicted == 1
     finally:
         node.stop()
+
+
+def test_secure_aggregation_delta_is_the_trained_update_minus_g0_with_dp_and_attacks_applied():
+    """make_delta (the SA input before clipping and quantisation) = what make_update
+    would send, minus G(r-1): same training, DP on the delta (one release counted),
+    the attack applied."""
+    p = Participant(PrivateKey.from_secret(1), SPEC, X, Y, Role(), seed=5)
+    delta = p.make_delta(1, G0)
+    sent = update()[1].decoded_weights
+    assert all(np.allclose(delta[k], sent[k].astype(np.float64) - G0[k], atol=1e-6) for k in G0)
+    dp = Participant(PrivateKey.from_secret(1), SPEC, X, Y, Role(dp_sigma=1.0, dp_clip=0.5), seed=5)
+    noisy = dp.make_delta(1, G0)
+    assert dp.accountant.rounds == 1 and not all(np.allclose(noisy[k], delta[k]) for k in G0)
+    flip = Participant(PrivateKey.from_secret(1), SPEC, X, Y, Role(attack="sign-flip"), seed=5).make_delta(1, G0)
+    assert sum(float(np.sum(flip[k] * delta[k])) for k in G0) < 0

@@ -13,6 +13,7 @@ from learningchain.core.errors import ValidationError
 from learningchain.ledger.block import Block
 from learningchain.ledger.compact import Compact
 from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.txs import parse_tx
 
 
 class TxFetcher(Protocol):
@@ -52,7 +53,7 @@ def rebuild_compact(node: RelayNode, compact: Compact, peer: str | None) -> Bloc
             return None
         for txid, doc in zip(missing, fetched):
             try:
-                tx = UpdateTx.parse(doc)
+                tx = parse_tx(doc)
             except ValidationError:
                 return None
             if tx.id != txid:

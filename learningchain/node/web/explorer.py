@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, render_template
 from markupsafe import Markup
 
 from learningchain.core.crypto import address
+from learningchain.node.secagg_view import round_sa, tx_kind, tx_summary
 
 # --- read-side views (shared by the JSON API and the HTML pages) ---------------
 
@@ -43,7 +44,9 @@ def rounds_overview(node, limit: int = ROUNDS_PAGE, start: int | None = None) ->
                     "block": info.get("block"), "updates": info["updates"], "skipped": info["skipped"],
                     "accepted": len(c.get("accepted", [])), "rejected": len(c.get("rejected", {})),
                     "rejected_reasons": c.get("rejected", {}), "accepted_ids": c.get("accepted", []),
-                    "model_digest": c.get("model_digest"), "metrics": node.metrics.get(r)})
+                    "model_digest": c.get("model_digest"), "metrics": node.metrics.get(r),
+                    "secure_aggregation": dict(c["secure_aggregation"], failed=c.get("failed"))
+                    if isinstance(c.get("secure_aggregation"), dict) else None})
     return out, current
 
 
@@ -58,8 +61,9 @@ def round_detail(node, r: int) -> dict | None:
             tx = found[0] if found else None
             updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
                             "height": u["height"], "num_samples": u["num_samples"],
-                            "skip": bool(tx is not None and tx.is_skip),
-                            "metrics": tx.metrics if tx else {}})
+                            "skip": bool(tx is not None and tx.is_skip), "type": tx_kind(tx),
+                            "metrics": getattr(tx, "metrics", None) or {}})
+        sa = round_sa(node.chain, node.config, summary) if node.config.secure_aggregation else None
     c = summary.get("commitment") or {}
     detail = {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
               "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
@@ -67,6 +71,8 @@ def round_detail(node, r: int) -> dict | None:
               "rule": c.get("rule"), "model_digest": c.get("model_digest"),
               "metrics": node.metrics.get(r),
               "not_included": node.ledger.mempool.not_included.get(r, [])}  # seen here, left out
+    if sa is not None:
+        detail["secure_aggregation"] = sa
     if "selected" in summary:
         detail.update(selected=summary["selected"], selected_next=c.get("selected_next"))
     if "selected" in summary or "skipped" in c:  # skips are visible under any policy
@@ -151,7 +157,14 @@ def index():
 
 def render_block(node, block):
     txs = [{"id": t.id, "sender": address(t.sender), "round": t.round, "num_samples": t.num_samples,
-            "metrics": t.metrics, "skip": t.is_skip} for t in block.txs]
-    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs,
+            "metrics": getattr(t, "metrics", None) or {}, "skip": t.is_skip, "type": tx_kind(t),
+            "sa": tx_summary(t)} for t in block.txs]
+    phase = None
+    if node.config.secure_aggregation is not None:
+        with node.lock:
+            entry = node.chain.entry(block.hash)
+        if entry is not None:
+            phase = {"round": entry.state.round, "phase": entry.state.phase, "start": entry.state.phase_start}
+    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs, phase=phase,
                            commitment=block.commitment, time=_when(block.header.timestamp),
                            miner=address(block.header.miner), network=node.config.network)

@@ -18,6 +18,7 @@ from learningchain.ledger.compact import CompactContext, check_compact
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.headers import MAX_HEADERS_PAGE
 from learningchain.ledger.tx import UpdateTx
+from learningchain.ledger.txs import parse_tx
 from learningchain.node.p2p.peer_urls import peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES, PeerSet
 from learningchain.node.p2p.relay import RelayNode, rebuild_compact
@@ -127,7 +128,7 @@ def _sync_page(entries) -> list[dict]:
 @peer_routes.post("/txs")
 def post_tx():
     doc = body(node().config.max_tx_bytes + SMALL_BODY_BYTES)
-    t = UpdateTx.parse(doc)  # ValidationError -> 400 with its reason
+    t = parse_tx(doc)  # ValidationError -> 400 with its reason
     status = node().submit_tx(t, peer=peer_header())
     return jsonify({"status": status, "id": t.id}), 202
 
