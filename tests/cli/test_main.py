@@ -285,9 +285,6 @@ def test_genesis_refuses_secure_aggregation_with_a_robust_rule(tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "g.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="ledger bug, reported: genesis_privacy.default_params(0, ...) loops "
-                                       "forever (no roster: per = clip * 0, the scale loop never ends), and "
-                                       "cmd_genesis calls it before the roster refusal")
 def test_genesis_refuses_secure_aggregation_without_a_roster(tmp_path):
     root = Path(__file__).resolve().parents[2]
     try:
