@@ -73,11 +73,14 @@ class Mempool:
         self.just_evicted = []
         if tx.id in self._txs:
             return "known"
-        chain.validate_tx(tx)
+        # the slot first: it costs a comparison, and a sender re-signing its own valid
+        # tx with new timestamps must not make us pay its full checks (an unmask's
+        # are N·t point multiplications) again and again
         if any(slot(t) == slot(tx) for t in self._txs.values()):
             raise ValidationError(errors.TX_DUPLICATE_SENDER,
                                   f"sender {tx.sender[:16]}... already has {'an update' if len(slot(tx)) == 2 else 'an ' + tx.kind} "
                                   f"for round {tx.round} waiting in the mempool")
+        chain.validate_tx(tx)
         if self._full(tx) and not self._make_room(tx, chain):
             raise ValidationError(errors.MEMPOOL_FULL,
                                   f"mempool holds {len(self._txs)} txs / {self._bytes} bytes "

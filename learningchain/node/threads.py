@@ -32,7 +32,7 @@ from learningchain.ledger.block import Block
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.stamp import stamp
-from learningchain.ledger.secagg_tx import SETUP, UNMASK
+from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK
 from learningchain.ledger.tx import UpdateTx
 from learningchain.node.chainstate import Ledger
 from learningchain.node.participant import Participant
@@ -144,8 +144,9 @@ def has_update(node: LearnerNode, r: int) -> bool:
 def restore_releases(node: LearnerNode) -> int:
     """Bring the DP accountant to the number of updates this node has ever
     released (its release journal and the main chain together,
-    :mod:`learningchain.node.releases`), so /status and the log do not restart from
-    epsilon 0. Called once when the node is built; returns that number."""
+    :mod:`learningchain.node.releases`; under secure aggregation also every input its
+    SA journal says it sent, on any branch), so /status and the log do not restart
+    from epsilon 0. Called once when the node is built; returns that number."""
     acc = node.participant.accountant if node.participant is not None else None
     if acc is None or acc.rounds:
         return 0
@@ -154,7 +155,10 @@ def restore_releases(node: LearnerNode) -> int:
                if t.sender == node.pubkey]
         own += [t for t in node.ledger.mempool if t.sender == node.pubkey]
         own = [t for t in own if getattr(t, "kind", None) not in (SETUP, UNMASK)]  # SA: inputs release
-    n = len(released_ids(node.releases, own))
+    released = released_ids(node.releases, own)
+    if node.sa is not None:  # an input counted on a branch that lost was public there too
+        released |= {ids[INPUT] for ids in node.sa.journal.sent.values() if INPUT in ids}
+    n = len(released)
     if n:
         acc.step(n)
         node.log(f"privacy restored: {n} update(s) released before this start, epsilon "
