@@ -33,6 +33,7 @@ import numpy as np
 from learningchain.core import crypto, ec, shamir
 from learningchain.core.secagg_crypto import open_shares, pair_seed, prg, seal_shares, self_seed, share_key
 from learningchain.learning import secagg
+from learningchain.learning.ddp import NoiseShare
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.secagg_round import SaView, view_of
 from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
@@ -69,15 +70,18 @@ def flatten(delta: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
 
 class SecAggClient:
     """One member (``key``) on one network (``config``). ``randbelow`` draws the
-    secrets (``secrets.randbelow``; tests pass a seeded one)."""
+    secrets (``secrets.randbelow``; tests pass a seeded one). ``dp`` (distributed
+    DP, learning/ddp.py): each input's delta is L2-clipped and carries this
+    member's Skellam noise share, added before masking."""
 
     def __init__(self, key: crypto.PrivateKey, config: NetworkConfig,
-                 randbelow: Callable[[int], int] = secrets.randbelow):
+                 randbelow: Callable[[int], int] = secrets.randbelow, dp: "NoiseShare | None" = None):
         if config.secure_aggregation is None:
             raise ValueError("this network does not run secure aggregation")
         self.key, self.config, self.params = key, config, config.secure_aggregation
         self.me = key.public_hex
         self.randbelow = randbelow
+        self.dp = dp
         self.rounds: dict[int, RoundSecrets] = {}
         #: round -> member -> "self" | "mask": what this member revealed (the reveal rule)
         self.journal: dict[int, dict[str, str]] = {}
@@ -134,7 +138,10 @@ class SecAggClient:
             else:
                 _, proof = ec.dleq_prove(w, dealer.enc_key)
                 complaints.append({"against": v, "point": ec.point_hex(k_point), "proof": proof})
-        q = secagg.quantize(flatten(delta), self.params.clip_value, self.params.scale, noise)
+        flat = flatten(delta)
+        if self.dp is not None and noise is None:
+            flat, noise = self.dp.prepare(flat, state.round)
+        q = secagg.quantize(flat, self.params.clip_value, self.params.scale, noise)
         d = q.size
         pairs = {v: prg(self._pair_seed(view, sec, v), d) for v in view.sset if v != self.me}
         y = secagg.mask(q, prg(self_seed(sec.b), d), pairs, self.me)
