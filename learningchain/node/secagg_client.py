@@ -32,7 +32,7 @@ import numpy as np
 
 from learningchain.core import crypto, ec, shamir
 from learningchain.core.secagg_crypto import open_shares, pair_seed, prg, seal_shares, self_seed, share_key
-from learningchain.learning import secagg
+from learningchain.learning import ddp, secagg
 from learningchain.learning.ddp import NoiseShare
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.secagg_round import SaView, view_of
@@ -66,6 +66,23 @@ def flatten(delta: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
     if isinstance(delta, Mapping):
         return np.concatenate([np.asarray(delta[k], dtype=np.float64).reshape(-1) for k in sorted(delta)])
     return np.asarray(delta, dtype=np.float64).reshape(-1)
+
+
+def dp_plan(role: Any, config: NetworkConfig, model: Mapping[str, np.ndarray]) -> ddp.Plan | None:
+    """Distributed DP (``role.mode == "distributed"``): the Skellam share rate of
+    this network, calibrated from the role's target over its planned rounds with
+    the genesis scale, threshold and the model's size; refused (one-line
+    ConfigError) if the sum of every candidate's input could wrap. None otherwise.
+    The member's client then takes ``dp=NoiseShare(plan)`` (OS entropy)."""
+    if getattr(role, "mode", None) != "distributed":
+        return None
+    p = config.secure_aggregation
+    if p is None:
+        raise ValueError("distributed DP needs a network that runs secure aggregation")
+    plan = ddp.calibrate(role.dp_epsilon, role.dp_delta, role.dp_rounds, role.dp_clip, p.scale,
+                         int(flatten(model).size), p.threshold, p.clip_value)
+    ddp.check_no_wrap(plan, len(config.candidates), p.clip_value)
+    return plan
 
 
 class SecAggClient:

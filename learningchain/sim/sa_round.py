@@ -29,24 +29,19 @@ from learningchain.ledger.block import Block
 from learningchain.ledger.secagg_round import roster as sa_roster
 from learningchain.ledger.secagg_tx import INPUT, SA_TYPES, SETUP, UNMASK
 from learningchain.node.participant import derive_seed
-from learningchain.node.secagg_client import SecAggClient, flatten
+from learningchain.node.secagg_client import SecAggClient, dp_plan, flatten
 from learningchain.sim.errors import SimulationError
 
 Simulation = Any  # learningchain.sim.simulator.Simulation (which imports this module)
 
 
-def dp_plan(sim: "Simulation") -> ddp.Plan | None:
+def sim_dp_plan(sim: "Simulation") -> ddp.Plan | None:
     """Distributed DP: the calibrated Skellam share rate of this network (t members'
     noise gives the target epsilon over the planned rounds), refused if the sum
     could wrap; None in any other mode."""
-    cfg = sim.cfg
-    if cfg.dp_mode != "distributed":
+    plan = dp_plan(sim.cfg.role(), sim.network, sim.ledgers[0].chain.tip_state.model)
+    if plan is None:
         return None
-    params = sim.network.secure_aggregation
-    d = int(flatten(sim.ledgers[0].chain.tip_state.model).size)
-    plan = ddp.calibrate(cfg.dp_epsilon, cfg.dp_delta, cfg.rounds, cfg.dp_clip, params.scale, d,
-                         params.threshold, params.clip_value)
-    ddp.check_no_wrap(plan, cfg.nodes, params.clip_value)
     for p in sim.participants:  # the accountant reports the plan's z (>= the Gaussian calibration's)
         p.accountant.noise_multiplier = plan.noise_multiplier()
     return plan
@@ -63,7 +58,7 @@ def noise_share(sim: "Simulation", plan: ddp.Plan | None, i: int) -> ddp.NoiseSh
 def make_clients(sim: "Simulation") -> dict[str, SecAggClient]:
     """One client per participant, its secrets from a seeded generator (see above)."""
     out = {}
-    sim.dp_plan = plan = dp_plan(sim)
+    sim.dp_plan = plan = sim_dp_plan(sim)
     for i, p in enumerate(sim.participants):
         rng = random.Random(derive_seed(sim.cfg.seed, "secagg", i))
         out[p.key.public_hex] = SecAggClient(p.key, sim.network, rng.randrange, dp=noise_share(sim, plan, i))
