@@ -171,10 +171,10 @@ def plot(rows, models) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
-        for n, style, color in ((10, "o", "C0"), (100, "s", "C3")):
+        for n, style, color, path in ((10, "o", "C0", "SA simulator"), (100, "s", "C3", "exact-sum path")):
             pts = [r for r in rows if r[0] == model and r[1] == n]
             eps = [r[2] for r in pts]
-            ax.plot(eps, [r[4] for r in pts], f"-{style}", color=color, label=f"distributed DP (SA), {n} nodes")
+            ax.plot(eps, [r[4] for r in pts], f"-{style}", color=color, label=f"distributed DP, {n} nodes ({path})")
             ax.plot(eps, [r[3] for r in pts], f"--{style}", color=color, mfc="white", label=f"local DP, {n} nodes")
         ax.axhline(0.1, color="grey", lw=0.8, ls=":", label="chance")
         ax.set_xscale("log", base=2)

@@ -33,7 +33,8 @@ Gaussian mechanism with noise multiplier ``z = sqrt(2 t mu) / Delta_2``
 sends an input; no subsampling: every roster member takes part). That is an
 approximation of the Skellam sum; :func:`skellam_epsilon` computes the exact
 Skellam RDP bound of Agarwal et al. (Theorem 3.5 of the NeurIPS paper,
-``eps(a) <= a D2^2 / (4 M) + min(((2a - 1) D2^2 + 6 D1) / (16 M^2), 3 D1 / (4 M))``
+``eps(a) <= a D2^2 / (4 M) + min(((2a - 1) D2^2 + 6 D1) / (16 M^2), 3 D1 / (4 M))``,
+evaluated with ``2a`` in place of ``2a - 1`` (larger, so still a bound)
 for ``Skellam(M)`` per coordinate, ``D1`` the L1 sensitivity) and
 :func:`calibrate` raises ``mu`` until that bound too stays within the target.
 At secure aggregation's scales (``Delta_2`` ~ 10^6..10^7) the two agree to
@@ -75,7 +76,8 @@ def skellam_rdp(order: float, total_mu: float, d2: float, d1: float) -> float:
     """Agarwal et al. (2021), Thm 3.5: RDP of order ``order`` of adding ``Skellam(total_mu)``
     (Poisson(M) - Poisson(M), variance 2M) per coordinate, sensitivities ``d2``, ``d1``."""
     m = total_mu
-    return order * d2 * d2 / (4 * m) + min(((2 * order - 1) * d2 * d2 + 6 * d1) / (16 * m * m), 3 * d1 / (4 * m))
+    # the paper's middle term has (2a - 1) D2^2; 2a D2^2 (as some public implementations write it) bounds it
+    return order * d2 * d2 / (4 * m) + min((2 * order * d2 * d2 + 6 * d1) / (16 * m * m), 3 * d1 / (4 * m))
 
 
 def skellam_epsilon(total_mu: float, d2: float, d1: float, rounds: int, delta: float) -> float:
