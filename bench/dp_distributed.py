@@ -169,7 +169,7 @@ def plot(rows, models) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         for n, style, color, path in ((10, "o", "C0", "SA simulator"), (100, "s", "C3", "exact-sum path")):
             pts = [r for r in rows if r[0] == model and r[1] == n]
@@ -183,8 +183,9 @@ def plot(rows, models) -> None:
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
         ax.set_title(f"digits, {model}, {ROUNDS} rounds")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=110)
 
