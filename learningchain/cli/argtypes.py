@@ -73,9 +73,11 @@ def add_dp_flags(p: argparse.ArgumentParser, defaults: bool = True, sigma: bool 
     """--dp-mode/--dp-epsilon/--dp-delta/--dp-clip/--dp-sample-rate (and --dp-sigma).
     ``defaults=False`` leaves them None (simulate: a config file may set them)."""
     d = (lambda v: v) if defaults else (lambda v: None)
-    p.add_argument("--dp-mode", choices=("node", "sample"), default=None,
+    p.add_argument("--dp-mode", choices=("node", "sample", "distributed"), default=None,
                    help="differential privacy: node = noise on the whole update (node-level), "
-                        "sample = DP-SGD in local training (record-level); default node when DP is on")
+                        "sample = DP-SGD in local training (record-level), distributed = Skellam noise "
+                        "shares in the securely aggregated sum (node-level, needs --secure-aggregation); "
+                        "default node when DP is on")
     p.add_argument("--dp-epsilon", type=non_negative, default=d(0.0),
                    help="target epsilon over all rounds: calibrates the noise (dp-accounting)")
     p.add_argument("--dp-delta", type=probability, default=d(1e-5), help="delta of (epsilon, delta) (1e-5)")
@@ -98,3 +100,12 @@ def dp_argv(args: argparse.Namespace, rounds: int) -> tuple[str, ...]:
     if out and getattr(args, "dp_epsilon", 0):
         out += ["--dp-rounds", str(rounds)]
     return tuple(out)
+
+
+def require_secure_aggregation(dp_mode: str | None, secure_aggregation: bool) -> None:
+    """``--dp-mode distributed`` without secure aggregation: a one-line ConfigError."""
+    if dp_mode == "distributed" and not secure_aggregation:
+        from learningchain.core.errors import ConfigError
+        raise ConfigError("--dp-mode distributed needs secure aggregation (--secure-aggregation, or a genesis "
+                          "with privacy.secure_aggregation): its noise shares are private only inside the "
+                          "securely aggregated sum")

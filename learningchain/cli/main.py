@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from learningchain.cli import argtypes
 from learningchain.cli.argtypes import add_dp_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
@@ -90,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
          skip_threshold=args.skip_threshold, **dp)
     config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
+    argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
@@ -344,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "demo":  # its processes are checked before they start
+            argtypes.require_secure_aggregation(getattr(args, "dp_mode", None),
+                                                bool(getattr(args, "secure_aggregation", False)))
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

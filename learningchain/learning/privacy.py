@@ -55,8 +55,10 @@ modes a participant may run (``Role.dp_mode``):
   add/remove-one of one example: ``PoissonSampledDpEvent(q, GaussianDpEvent(z))``
   self-composed over every local step of every round released.
 
-A later ``"distributed"`` mode (noise shares under secure aggregation) builds
-on :class:`Accountant` and :func:`calibrate` with its own event.
+* ``"distributed"``: integer Skellam noise shares under secure aggregation
+  (:mod:`learningchain.learning.ddp`); the revealed sum is accounted as
+  ``GaussianDpEvent(z)`` per input sent, z the sum's noise std (t members'
+  shares) over its sensitivity, add/remove-one participant's whole update.
 
 The noise must be secret: anyone who can regenerate it subtracts it and
 recovers the clipped update. A live node therefore draws it from OS entropy
@@ -177,7 +179,7 @@ def release_epsilon(sigma: float, rounds: int, delta: float, conversion: str = "
 
 # --- the accountant of record: dp-accounting (issue 12, part B) ---------------------------------
 
-MODES = ("node", "sample")
+MODES = ("node", "sample", "distributed")
 #: RDP orders tried by the library accountant: integers only (the library's
 #: fractional orders below 2 fail to converge for Poisson-subsampled Gaussians
 #: and only log warnings), dense where the optimum lies for eps in 1..10.
@@ -194,7 +196,7 @@ def dp_event(mode: str, noise_multiplier: float, releases: int, steps_per_releas
     ``steps_per_release`` local DP-SGD steps of each release."""
     if mode not in MODES:
         raise ConfigError(f"dp mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "node":
+    if mode in ("node", "distributed"):
         return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), releases)
     step = dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier))
     return dp_accounting.SelfComposedDpEvent(step, releases * steps_per_release)
@@ -294,6 +296,9 @@ class Accountant:
             doc.update(sample_rate=self.sample_rate, steps=self.rounds * self.steps_per_release,
                        steps_per_round=self.steps_per_release,
                        relation="record-level, add/remove-one example")
+        elif self.mode == "distributed":
+            doc["relation"] = ("node-level, add/remove-one participant's whole update, noise shares in the "
+                               "securely aggregated sum (threshold t members assumed honest)")
         else:
             doc["relation"] = "node-level, replace-one (the node's whole data set)"
         return doc

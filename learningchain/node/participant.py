@@ -44,7 +44,11 @@ class Role:
       the noise multiplier z over ``dp_rounds`` rounds of ``ceil(E / q)`` steps
       (``dp_sigma``, if given, is z itself). ``dp_clip``, ``dp_sample_rate``,
       ``dp_epochs`` and ``dp_lr`` default (0) to the tuned ``dpsgd.Recipe``: the
-      participant's own local hyper-parameters, not the genesis spec's."""
+      participant's own local hyper-parameters, not the genesis spec's.
+    * ``dp_mode="distributed"`` (secure aggregation only): the delta clipped to L2
+      norm ``dp_clip`` and a Skellam noise share added to the quantised input
+      before masking (learning/ddp.py); ``dp_epsilon`` is required (the share
+      rate depends on the genesis scale and threshold, known at the first round)."""
     attack: str | None = None
     dp_sigma: float = 0.0
     dp_clip: float = 0.0
@@ -91,7 +95,10 @@ class Role:
             raise ConfigError("pass --dp-sigma or --dp-epsilon, not both (epsilon calibrates the noise)")
         if self.dp_mode is not None and not noised:
             raise ConfigError(f"--dp-mode {self.dp_mode} needs --dp-epsilon (or --dp-sigma)")
-        if self.mode == "node" and noised and self.dp_clip <= 0:
+        if self.mode == "distributed" and (self.dp_sigma > 0 or self.dp_epsilon <= 0):
+            raise ConfigError("--dp-mode distributed needs --dp-epsilon (not --dp-sigma): the noise is "
+                              "calibrated against the securely aggregated sum")
+        if self.mode in ("node", "distributed") and noised and self.dp_clip <= 0:
             raise ConfigError("differential privacy needs a clip norm C > 0 (--dp-clip)")
         if self.dp_clip > 0 and not noised:
             raise ConfigError("--dp-clip needs --dp-sigma or --dp-epsilon (a clip without noise is not private)")
@@ -140,6 +147,10 @@ class Role:
             steps, q = self.local_steps, self.sample_rate
             z = self.dp_sigma or privacy.calibrate(self.dp_epsilon, self.dp_delta, self.dp_rounds * steps, q)
             return privacy.Accountant("sample", z, self.dp_delta, steps, q, target)
+        if self.mode == "distributed":  # z is raised to the plan's (ddp.calibrate) at the first input
+            return privacy.Accountant("distributed", privacy.calibrate(self.dp_epsilon, self.dp_delta,
+                                                                       self.dp_rounds), self.dp_delta,
+                                      target_epsilon=target)
         return None
 
 
@@ -214,6 +225,9 @@ class Participant:
 
         ``benign``, ``n_total`` and ``n_byzantine`` inform colluding attacks (ALIE)
         in the simulator; a live attacker passes nothing and estimates alone."""
+        if self.role.mode == "distributed":
+            raise ConfigError("--dp-mode distributed adds its noise to a secure-aggregation input, "
+                              "never to a plain update")
         weights = trained if trained is not None else self.train(round, base)
         rng = np.random.default_rng(derive_seed(self.seed, self.key.address, round, "noise"))
         if self.role.mode == "node":  # the seeded rng stays for attacks and compression: public post-processing

@@ -32,7 +32,8 @@ import numpy as np
 
 from learningchain.core import crypto, ec, shamir
 from learningchain.core.secagg_crypto import open_shares, pair_seed, prg, seal_shares, self_seed, share_key
-from learningchain.learning import secagg
+from learningchain.learning import ddp, secagg
+from learningchain.learning.ddp import NoiseShare
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.secagg_round import SaView, view_of
 from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
@@ -67,17 +68,37 @@ def flatten(delta: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
     return np.asarray(delta, dtype=np.float64).reshape(-1)
 
 
+def dp_plan(role: Any, config: NetworkConfig, model: Mapping[str, np.ndarray]) -> ddp.Plan | None:
+    """Distributed DP (``role.mode == "distributed"``): the Skellam share rate of
+    this network, calibrated from the role's target over its planned rounds with
+    the genesis scale, threshold and the model's size; refused (one-line
+    ConfigError) if the sum of every candidate's input could wrap. None otherwise.
+    The member's client then takes ``dp=NoiseShare(plan)`` (OS entropy)."""
+    if getattr(role, "mode", None) != "distributed":
+        return None
+    p = config.secure_aggregation
+    if p is None:
+        raise ValueError("distributed DP needs a network that runs secure aggregation")
+    plan = ddp.calibrate(role.dp_epsilon, role.dp_delta, role.dp_rounds, role.dp_clip, p.scale,
+                         int(flatten(model).size), p.threshold, p.clip_value)
+    ddp.check_no_wrap(plan, len(config.candidates), p.clip_value)
+    return plan
+
+
 class SecAggClient:
     """One member (``key``) on one network (``config``). ``randbelow`` draws the
-    secrets (``secrets.randbelow``; tests pass a seeded one)."""
+    secrets (``secrets.randbelow``; tests pass a seeded one). ``dp`` (distributed
+    DP, learning/ddp.py): each input's delta is L2-clipped and carries this
+    member's Skellam noise share, added before masking."""
 
     def __init__(self, key: crypto.PrivateKey, config: NetworkConfig,
-                 randbelow: Callable[[int], int] = secrets.randbelow):
+                 randbelow: Callable[[int], int] = secrets.randbelow, dp: "NoiseShare | None" = None):
         if config.secure_aggregation is None:
             raise ValueError("this network does not run secure aggregation")
         self.key, self.config, self.params = key, config, config.secure_aggregation
         self.me = key.public_hex
         self.randbelow = randbelow
+        self.dp = dp
         self.rounds: dict[int, RoundSecrets] = {}
         #: round -> member -> "self" | "mask": what this member revealed (the reveal rule)
         self.journal: dict[int, dict[str, str]] = {}
@@ -128,7 +149,10 @@ class SecAggClient:
             else:
                 _, proof = ec.dleq_prove(w, view.setups[v].enc_key)
                 complaints.append({"against": v, "point": ec.point_hex(k_point), "proof": proof})
-        q = secagg.quantize(flatten(delta), self.params.clip_value, self.params.scale, noise)
+        flat = flatten(delta)
+        if self.dp is not None and noise is None:
+            flat, noise = self.dp.prepare(flat, state.round)
+        q = secagg.quantize(flat, self.params.clip_value, self.params.scale, noise)
         d = q.size
         pairs = {v: prg(self._pair_seed(view, sec, v), d) for v in view.sset if v != self.me}
         y = secagg.mask(q, prg(self_seed(sec.b), d), pairs, self.me)

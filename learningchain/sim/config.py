@@ -43,7 +43,7 @@ class SimConfig:
     dp_clip: float = 0.0
     dp_delta: float = 1e-5             # the delta of the (epsilon, delta) reported per round
     dp_noise: str = "seeded"           # "seeded": reproducible experiments, NOT private; "os": OS entropy
-    dp_mode: str | None = None         # None (DP off, or node mode with dp_sigma), "node" or "sample"
+    dp_mode: str | None = None         # None (DP off, or node mode with dp_sigma), "node", "sample", "distributed" (SA)
     dp_epsilon: float = 0.0            # target epsilon over all rounds: calibrates the noise (0: dp_sigma)
     dp_sample_rate: float = 0.0        # sample mode: Poisson rate q (0: the tuned recipe, dpsgd.Recipe)
     dp_epochs: int = 0                 # sample mode: local epochs per round (0: the recipe)
@@ -197,6 +197,9 @@ def sa_clip_text(clip: str | float) -> str:
 def check_secure_aggregation(cfg: SimConfig, need) -> None:
     """The combinations secure aggregation cannot run (one line each)."""
     sa_keys = ("sa_threshold", "sa_scale", "sa_phase_timeout")
+    need(cfg.dp_mode != "distributed" or cfg.secure_aggregation is True,
+         "dp_mode distributed needs secure_aggregation (--secure-aggregation): its noise shares are only "
+         "private inside a securely aggregated sum")
     if not cfg.secure_aggregation:
         need(all(getattr(cfg, k) is None for k in sa_keys) and cfg.sa_clip in ("0.5", 0.5)
              and not cfg.sa_drop_after_setup and not cfg.sa_drop_after_input,
@@ -217,8 +220,9 @@ def check_secure_aggregation(cfg: SimConfig, need) -> None:
          f"each participant's influence instead)")
     need(cfg.selection == "all", "secure aggregation in the simulator runs with selection all (the roster is "
                                  "every participant)")
-    need(cfg.dp_mode is None and cfg.dp_sigma == 0 and cfg.dp_epsilon == 0,
-         "differential privacy together with secure aggregation (distributed DP) is not in the simulator yet")
+    need(cfg.dp_mode == "distributed" or (cfg.dp_mode is None and cfg.dp_sigma == 0 and cfg.dp_epsilon == 0),
+         "under secure aggregation the simulator runs dp_mode distributed only (node and sample mode "
+         "publish plain updates)")
     need(cfg.compression is None and cfg.skip_threshold == 0,
          "compression and skip txs do not exist under secure aggregation (every member sends one masked input)")
     p = cfg.sa_params()

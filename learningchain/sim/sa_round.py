@@ -24,23 +24,44 @@ from typing import Any
 import numpy as np
 
 from learningchain.core.encoding import canonical_json, encode_weights
-from learningchain.learning import attacks, energy
+from learningchain.learning import attacks, ddp, energy
 from learningchain.ledger.block import Block
 from learningchain.ledger.secagg_round import roster as sa_roster
 from learningchain.ledger.secagg_tx import INPUT, SA_TYPES, SETUP, UNMASK
 from learningchain.node.participant import derive_seed
-from learningchain.node.secagg_client import SecAggClient, flatten
+from learningchain.node.secagg_client import SecAggClient, dp_plan, flatten
 from learningchain.sim.errors import SimulationError
 
 Simulation = Any  # learningchain.sim.simulator.Simulation (which imports this module)
 
 
+def sim_dp_plan(sim: "Simulation") -> ddp.Plan | None:
+    """Distributed DP: the calibrated Skellam share rate of this network (t members'
+    noise gives the target epsilon over the planned rounds), refused if the sum
+    could wrap; None in any other mode."""
+    plan = dp_plan(sim.cfg.role(), sim.network, sim.ledgers[0].chain.tip_state.model)
+    if plan is None:
+        return None
+    for p in sim.participants:  # the accountant reports the plan's z (>= the Gaussian calibration's)
+        p.accountant.noise_multiplier = plan.noise_multiplier()
+    return plan
+
+
+def noise_share(sim: "Simulation", plan: ddp.Plan | None, i: int) -> ddp.NoiseShare | None:
+    """Participant ``i``'s noise: seeded per (seed, i) with ``dp_noise: seeded``
+    (reproducible, NOT private), OS entropy with ``dp_noise: os``."""
+    if plan is None:
+        return None
+    return ddp.NoiseShare(plan, derive_seed(sim.cfg.seed, "skellam", i) if sim.cfg.dp_noise == "seeded" else None)
+
+
 def make_clients(sim: "Simulation") -> dict[str, SecAggClient]:
     """One client per participant, its secrets from a seeded generator (see above)."""
     out = {}
+    sim.dp_plan = plan = sim_dp_plan(sim)
     for i, p in enumerate(sim.participants):
         rng = random.Random(derive_seed(sim.cfg.seed, "secagg", i))
-        out[p.key.public_hex] = SecAggClient(p.key, sim.network, rng.randrange)
+        out[p.key.public_hex] = SecAggClient(p.key, sim.network, rng.randrange, dp=noise_share(sim, plan, i))
     return out
 
 
@@ -130,6 +151,8 @@ def run_sa_round(sim: "Simulation") -> dict:
             if tx is not None:
                 ins.append(tx)
                 input_ids[k] = tx.id
+                if p.accountant is not None:  # distributed DP: one more noised input released
+                    p.accountant.step()
         timing["sa_client"] += time.perf_counter() - t0
         send(ins)
         closing = mine_phase("input")
@@ -153,7 +176,12 @@ def run_sa_round(sim: "Simulation") -> dict:
         commitment["rejected"] = {**commitment["rejected"], txid: f"refused at submit: {code}"}
     attacker_ids = [input_ids[k] for k in input_ids if k in sim.attacker_keys]
     total = sum(sum(v.values()) for v in sent.values())
-    entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing, nbytes=total)
+    spent = [p.privacy_spent() for p in sim.participants if p.accountant is not None]
+    eps = max(e for e, _ in spent) if spent else None
+    entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing, nbytes=total,
+                        epsilon=eps, delta=cfg.dp_delta if eps is not None else None)
+    if eps is not None:
+        entry["dp_mode"] = "distributed"
     entry["blocks"] = sim.blocks_mined
     sa = commitment["secure_aggregation"]
     entry["secure_aggregation"] = {

@@ -151,7 +151,7 @@ def test_results_record_the_phases_and_the_bytes_by_type():
     ({"aggregator": "median"}, "cannot run under secure aggregation"),
     ({"sa_drop_after_setup": 4}, "fewer than the threshold t=7"),
     ({"sa_threshold": 3}, "must be in"),
-    ({"dp_mode": "node", "dp_epsilon": 8.0, "dp_clip": 1.0}, "not in the simulator"),
+    ({"dp_mode": "node", "dp_epsilon": 8.0, "dp_clip": 1.0}, "runs dp_mode distributed only"),
     ({"secure_aggregation": False, "sa_drop_after_setup": 1}, "need secure_aggregation"),
 ])
 def test_bad_combinations_are_one_line_errors(kw, message):
