@@ -32,7 +32,8 @@ from learningchain.ledger.genesis import NetworkConfig
 from learningchain.ledger.secagg_round import view_of
 from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
 from learningchain.ledger.txs import is_secagg
-from learningchain.node.secagg_client import SecAggClient
+from learningchain.learning.ddp import NoiseShare
+from learningchain.node.secagg_client import SecAggClient, dp_plan
 from learningchain.node.secagg_journal import SecAggJournal
 
 
@@ -44,8 +45,12 @@ class SaLearner:
     """A node's member of secure aggregation: its client (the round secrets, in
     memory only), its journal (on disk) and the delta trained for the open round."""
 
-    def __init__(self, key: PrivateKey, config: NetworkConfig, data_dir):
-        self.client = SecAggClient(key, config)
+    def __init__(self, key: PrivateKey, config: NetworkConfig, data_dir, participant: Any = None,
+                 model: Any = None):
+        plan = dp_plan(participant.role, config, model) if participant is not None and model is not None else None
+        if plan is not None:  # distributed DP: our Skellam share of the sum's noise, from OS entropy
+            participant.accountant.noise_multiplier = plan.noise_multiplier()
+        self.client = SecAggClient(key, config, dp=NoiseShare(plan) if plan is not None else None)
         self.journal = SecAggJournal(data_dir)
         self.client.journal = self.journal.reveals  # the client records its reveals in the journal's dict
         self.me = key.public_hex

@@ -143,7 +143,8 @@ class Node:
         self.miner_stats: MinerStats | None = None  # our miner's hash rate, once it runs
         self.sa: SaLearner | None = None  # secure aggregation (secagg_learner.py): journal loaded now
         if genesis_config.secure_aggregation is not None and self.participant is not None:
-            self.sa = SaLearner(self.key, genesis_config, self.data_dir)
+            self.sa = SaLearner(self.key, genesis_config, self.data_dir, self.participant,
+                                self.model.initial_weights())  # the model's size fixes distributed DP's noise
         self.releases = ReleaseLog(self.data_dir)  # DP: the updates we ever released (releases.py)
         restore_releases(self)  # DP: releases before this start count
 
