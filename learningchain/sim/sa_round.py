@@ -11,8 +11,9 @@ them from ``secrets``.
 
 Dropouts for experiments: ``sa_drop_after_setup`` members (a seeded choice per
 round) never send an input, ``sa_drop_after_input`` others never unmask. An
-attacker's delta is attacked before quantisation, so the clipping range bounds
-it like everyone's.
+attacker's delta is attacked before quantisation by the honest client's code,
+so the clipping range bounds it like everyone's; a real attacker can skip the
+clamp and send any value mod 2^32 (docs/learning.md, "Secure aggregation").
 """
 from __future__ import annotations
 
