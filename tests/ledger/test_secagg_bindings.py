@@ -5,7 +5,6 @@ the setup set, the input set): made for another, it is sa-wrong-context."""
 import base64
 import dataclasses
 
-import numpy as np
 import pytest
 
 from learningchain.core import ec, errors, shamir
