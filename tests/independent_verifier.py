@@ -620,6 +620,20 @@ def dleq_ok(A, P, K, proof) -> bool:
     return c == int.from_bytes(H(b"learningchain-dleq", pt33(A), pt33(P), pt33(K), pt33(U), pt33(V)), "big") % N
 
 
+def pok_ok(P, rnd: int, sender: str, proof) -> bool:
+    """Schnorr proof of knowledge of log_G(P) (14.2): R' = z·G - c·P, c == H(round, sender, P, R')."""
+    if not isinstance(proof, dict) or set(proof) != {"c", "z"}:
+        return False
+    c, z = scalar(proof["c"]), scalar(proof["z"])
+    if not c or not z:
+        return False
+    R = ec_add(g_mul(z), ec_neg(ec_mul(c, P)))
+    if R is None:
+        return False
+    return c == int.from_bytes(H(b"learningchain-secagg-pok", rnd.to_bytes(8, "big"), bytes.fromhex(sender),
+                                 pt33(P), pt33(R)), "big") % N
+
+
 def share_key(ecdh_point, rnd: int, dealer: str, recipient: str) -> bytes:
     info = b"learningchain-secagg-share" + rnd.to_bytes(8, "big") + bytes.fromhex(dealer) + bytes.fromhex(recipient)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(ecdh_point[0].to_bytes(32, "big"))
@@ -797,9 +811,10 @@ def select(config: dict, records: dict, parent: str, next_round: int) -> list[st
 TYPE_PHASE = {"sa-setup": "setup", "sa-input": "input", "sa-unmask": "unmask"}
 PHASES = ("setup", "input", "unmask")
 COMMON = {"type", "version", "sender", "round", "base", "timestamp", "signature"}
-EXTRA = {"sa-setup": {"mask_key", "enc_key", "commitments", "shares"},
-         "sa-input": {"input", "num_samples", "complaints"},
-         "sa-unmask": {"self_shares", "mask_shares", "seeds"}}
+EXTRA = {"sa-setup": {"mask_key", "enc_key", "proofs", "roster", "commitments", "shares"},
+         "sa-input": {"input", "num_samples", "complaints", "setups"},
+         "sa-unmask": {"self_shares", "mask_shares", "seeds", "inputs"}}
+BINDS = {"sa-setup": "roster", "sa-input": "setups", "sa-unmask": "inputs"}
 
 
 def _is_str_list(v, nulls=False) -> bool:
@@ -820,11 +835,14 @@ def sa_read(tx) -> None:
             and isinstance(tx["base"], str) and HEX64.fullmatch(tx["base"])):
         raise bad
     kind = tx["type"]
+    if not (isinstance(tx[BINDS[kind]], str) and HEX64.fullmatch(tx[BINDS[kind]])):
+        raise bad
     if kind == "sa-setup":
-        c = tx["commitments"]
+        c, pr = tx["commitments"], tx["proofs"]
         if not (isinstance(tx["mask_key"], str) and isinstance(tx["enc_key"], str) and isinstance(c, dict)
                 and set(c) == {"self", "mask"} and _is_str_list(c["self"]) and _is_str_list(c["mask"])
-                and _is_str_list(tx["shares"])):
+                and _is_str_list(tx["shares"]) and isinstance(pr, dict) and set(pr) == {"mask", "enc"}
+                and _is_proof(pr["mask"]) and _is_proof(pr["enc"])):
             raise bad
     elif kind == "sa-input":
         cs = tx["complaints"]
@@ -907,6 +925,13 @@ def sa_check_tx(tx: dict, txid: bytes, st: SaRound, ctx: dict, earlier: list[dic
         raise SaInvalid("tx-duplicate-sender-round")
     if kind != "sa-setup" and st.of("sa-setup", sender) is None:
         raise SaInvalid("sa-no-setup")
+    if kind == "sa-setup":
+        context = sha(canon(sorted(st.roster))).hex()
+    else:
+        of = "sa-setup" if kind == "sa-input" else "sa-input"
+        context = sha(",".join(sorted(r["id"] for r in st.pending if r["type"] == of)).encode()).hex()
+    if tx[BINDS[kind]] != context:
+        raise SaInvalid("sa-wrong-context", f"{kind} {BINDS[kind]} is not this round's")
     bits = config.get("stamp_bits")
     if bits and int.from_bytes(txid, "big") >> (256 - bits) != 0:
         raise SaInvalid("tx-insufficient-stamp")
@@ -933,6 +958,9 @@ def sa_check_tx(tx: dict, txid: bytes, st: SaRound, ctx: dict, earlier: list[dic
             if raw is None or len(raw) != 80:
                 raise SaInvalid("sa-malformed", f"share {j}")
             shares.append(raw)
+        for name, P in (("mask", pts[0]), ("enc", pts[1])):
+            if not pok_ok(P, tx["round"], sender, tx["proofs"][name]):
+                raise SaInvalid("sa-bad-proof", f"proofs.{name}")
         rec.update(M=pts[0], E=pts[1], self=pts[2:2 + t], mask=pts[2 + t:], shares=shares)
     elif kind == "sa-input":
         if tx["num_samples"] < 1:

@@ -125,3 +125,38 @@ def dleq_verify(big_a: Point, p: Point, k_point: Point, proof: object) -> bool:
     if u is None or v is None:
         return False
     return _challenge(big_a, p, k_point, u, v) == c
+
+
+def _pok_challenge(round: int, sender: bytes, p: Point, r: Point) -> int:
+    h = hashlib.sha256(b"learningchain-secagg-pok" + int(round).to_bytes(8, "big") + sender
+                       + point_bytes(p) + point_bytes(r))
+    return int.from_bytes(h.digest(), "big") % N
+
+
+def pok_prove(a: int, round: int, sender: bytes) -> dict:
+    """A Schnorr proof of knowledge of a = log_G(a·G), bound to the round and the
+    sender's 33-byte key (docs/protocol.md 14.2): {"c", "z"} with z = k + c·a."""
+    a %= N
+    p = base_mul(a)
+    nonce = int.from_bytes(hashlib.sha256(b"learningchain-secagg-pok-nonce" + scalar_bytes(a)
+                                          + int(round).to_bytes(8, "big") + sender).digest(), "big") % N
+    if nonce == 0:  # probability 2^-256
+        nonce = 1
+    c = _pok_challenge(round, sender, p, base_mul(nonce))
+    return {"c": scalar_hex(c), "z": scalar_hex((nonce + c * a) % N)}
+
+
+def pok_verify(p: Point, round: int, sender: bytes, proof: object) -> bool:
+    """Whether ``proof`` shows knowledge of log_G(P): R' = z·G - c·P, c == H(.., R')."""
+    if not isinstance(proof, dict) or set(proof) != {"c", "z"}:
+        return False
+    try:
+        c, z = parse_scalar(proof["c"]), parse_scalar(proof["z"])
+    except ValueError:
+        return False
+    if c == 0 or z == 0:
+        return False
+    r = add(base_mul(z), mul(p, N - c))
+    if r is None:
+        return False
+    return _pok_challenge(round, sender, p, r) == c

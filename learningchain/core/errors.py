@@ -68,7 +68,8 @@ SA_NO_SETUP = "sa-no-setup"
 SA_MALFORMED = "sa-malformed"
 #: a point that is not a compressed point of secp256k1 (or a scalar out of range).
 SA_BAD_POINT = "sa-bad-point"
-#: a complaint whose DLEQ proof does not verify.
+#: a complaint whose DLEQ proof does not verify, or a setup whose proof of knowledge
+#: of m (mask_key) or e (enc_key) does not.
 SA_BAD_PROOF = "sa-bad-proof"
 #: a complaint whose ciphertext decrypts to shares that pass Feldman's check.
 SA_FALSE_COMPLAINT = "sa-false-complaint"
@@ -76,6 +77,9 @@ SA_FALSE_COMPLAINT = "sa-false-complaint"
 SA_BAD_SHARE = "sa-bad-share"
 #: a revealed pairwise seed point whose DLEQ proof does not verify.
 SA_BAD_SEED = "sa-bad-seed"
+#: a tx bound to another context: a setup whose roster digest is not R_r's (sealed for
+#: another roster), an input masked for another setup set, an unmask for another input set.
+SA_WRONG_CONTEXT = "sa-wrong-context"
 
 # Block reject reasons.
 BLOCK_MALFORMED = "block-malformed"

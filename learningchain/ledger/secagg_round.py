@@ -18,16 +18,27 @@ from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 from learningchain.core import ec, errors, shamir
+from learningchain.core.encoding import canonical_json
 from learningchain.core.errors import ValidationError
 from learningchain.core.secagg_crypto import open_shares, share_key
 from learningchain.ledger.genesis import NetworkConfig
-from learningchain.ledger.secagg_tx import INPUT, PHASES, SETUP, UNMASK, SecAggTx
+from learningchain.ledger.secagg_tx import BINDING, INPUT, PHASES, SETUP, UNMASK, SecAggTx
 from learningchain.ledger.stamp import stamp_ok
 
 
 def roster(state: Any, config: NetworkConfig) -> tuple[str, ...]:
     """R_r: the sorted selected senders when a policy selects, else the sorted candidates."""
     return tuple(sorted(state.selected)) if state.selected is not None else config.candidates
+
+
+def roster_digest(members: Sequence[str]) -> str:
+    """A setup's ``roster``: SHA-256 of the canonical JSON of the sorted roster list."""
+    return hashlib.sha256(canonical_json(sorted(members))).hexdigest()
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """An input's ``setups`` / an unmask's ``inputs``: SHA-256 of the sorted tx ids joined by ","."""
+    return hashlib.sha256(",".join(sorted(ids)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,12 +96,31 @@ class SaView:
         d = set(self.disqualified)
         return tuple(s for s in self.uncounted if s not in d)
 
+    @cached_property
+    def roster_digest(self) -> str:
+        return roster_digest(self.roster)
+
+    @cached_property
+    def setups_digest(self) -> str:
+        """What an sa-input's ``setups`` must be: the digest of the round's setup tx ids."""
+        return ids_digest(t.id for t in self.setups.values())
+
+    @cached_property
+    def inputs_digest(self) -> str:
+        """What an sa-unmask's ``inputs`` must be: the digest of the round's input tx ids."""
+        return ids_digest(t.id for t in self.inputs.values())
+
+    def binding(self, kind: str) -> str:
+        """The context a ``kind`` tx must name (section 14.3): roster, setups or inputs."""
+        return {SETUP: self.roster_digest, INPUT: self.setups_digest, UNMASK: self.inputs_digest}[kind]
+
     def fingerprint(self, kind: str) -> str:
-        """What the checks of a ``kind`` tx depend on: the round's setups (an input's
-        complaints), or its setups and inputs (an unmask's shares and seeds)."""
+        """What the checks of a ``kind`` tx depend on: the roster and the round's setups
+        (an input's complaints), or its roster, setups and inputs (an unmask's shares
+        and seeds). A check made under one selected set is never reused under another."""
         kinds = (SETUP,) if kind == INPUT else (SETUP, INPUT)
         ids = sorted(t.id for t in self.txs if t.kind in kinds)
-        return hashlib.sha256(",".join(ids).encode()).hexdigest()
+        return hashlib.sha256((self.roster_digest + ";" + ",".join(ids)).encode()).hexdigest()
 
     def computable(self, t: int) -> bool:
         """Whether the unmask txs hold what the sum needs (section 14.4.1)."""
@@ -189,6 +219,12 @@ def check_sa_tx(tx: Any, state: Any, config: NetworkConfig, d: int, verified: An
                               f"sender {tx.sender[:16]}... already has an {tx.kind} in round {state.round}")
     if tx.kind != SETUP and tx.sender not in view.setups:
         raise ValidationError(errors.SA_NO_SETUP, f"sender {tx.sender[:16]}... has no setup in round {state.round}")
+    field = BINDING[tx.kind]
+    if tx.fields.get(field) != view.binding(tx.kind):
+        what = {SETUP: "sealed for another roster", INPUT: "masked for another setup set",
+                UNMASK: "revealing for another input set"}[tx.kind]
+        raise ValidationError(errors.SA_WRONG_CONTEXT, f"{tx.kind} {field} does not match round {state.round}: "
+                                                       f"{what}")
     if not stamp_ok(tx.id_bytes, config.stamp_bits):
         raise ValidationError(errors.TX_INSUFFICIENT_STAMP,
                               f"tx id {tx.id[:16]}... does not start with the {config.stamp_bits} zero bits "

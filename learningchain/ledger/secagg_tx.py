@@ -5,14 +5,16 @@ The common body (type, version 1, sender, round, base, timestamp), the id and
 the signature are those of every tx (:mod:`learningchain.ledger.tx_body`); each
 type adds exactly its own fields::
 
-    sa-setup   mask_key, enc_key, commitments {"self": [..t], "mask": [..t]}, shares [N_r - 1 ciphertexts]
-    sa-input   input (array "<u4" [d]), num_samples, complaints [{"against", "point", "proof"}]
-    sa-unmask  self_shares [hex32|null], mask_shares [hex32|null], seeds [{"point", "proof"}|null]
+    sa-setup   mask_key, enc_key, proofs {"mask", "enc"}, roster, commitments {"self": [..t], "mask": [..t]},
+               shares [N_r - 1 ciphertexts]
+    sa-input   input (array "<u4" [d]), num_samples, complaints [{"against", "point", "proof"}], setups
+    sa-unmask  self_shares [hex32|null], mask_shares [hex32|null], seeds [{"point", "proof"}|null], inputs
 
 :meth:`SecAggTx.parse` checks the JSON shape (``tx-malformed``);
 :meth:`SecAggTx.check` the context-free rules: key, size, sample count, points
 and scalars (``sa-bad-point``), the lengths genesis fixes and the ciphertext
-sizes (``sa-malformed``), the input array, then the signature. What needs the
+sizes (``sa-malformed``), the setup's proofs of knowledge of m and e
+(``sa-bad-proof``), the input array, then the signature. What needs the
 round (the roster, the setups, complaints, revealed shares) is checked in
 :mod:`learningchain.ledger.secagg_round`.
 """
@@ -38,9 +40,11 @@ SA_TYPES = (SETUP, INPUT, UNMASK)
 #: the phase of the round each type belongs to, in order
 PHASE_OF = {SETUP: "setup", INPUT: "input", UNMASK: "unmask"}
 PHASES = ("setup", "input", "unmask")
-_FIELDS = {SETUP: {"mask_key", "enc_key", "commitments", "shares"},
-           INPUT: {"input", "num_samples", "complaints"},
-           UNMASK: {"self_shares", "mask_shares", "seeds"}}
+_FIELDS = {SETUP: {"mask_key", "enc_key", "proofs", "roster", "commitments", "shares"},
+           INPUT: {"input", "num_samples", "complaints", "setups"},
+           UNMASK: {"self_shares", "mask_shares", "seeds", "inputs"}}
+#: the binding field of each type: a SHA-256 (64 lowercase hex) of its context (section 14.3)
+BINDING = {SETUP: "roster", INPUT: "setups", UNMASK: "inputs"}
 SEALED_B64 = 4 * -(-SEALED_BYTES // 3)  # 108 chars of standard base64
 
 
@@ -78,9 +82,17 @@ def _proof_shape(p: Any, what: str) -> None:
 
 def _check_shape(kind: str, doc: dict) -> None:
     """tx-malformed: the JSON types of the per-type fields."""
+    b = doc[BINDING[kind]]
+    if not isinstance(b, str) or len(b) != 64 or any(ch not in "0123456789abcdef" for ch in b):
+        raise malformed(f"{BINDING[kind]} must be a SHA-256 digest as 64 lowercase hex chars")
     if kind == SETUP:
         if not isinstance(doc["mask_key"], str) or not isinstance(doc["enc_key"], str):
             raise malformed("mask_key and enc_key must be point hex strings")
+        pr = doc["proofs"]
+        if not isinstance(pr, dict) or set(pr) != {"mask", "enc"}:
+            raise malformed('proofs must be {"mask": {...}, "enc": {...}}')
+        _proof_shape(pr["mask"], "proofs.mask")
+        _proof_shape(pr["enc"], "proofs.enc")
         c = doc["commitments"]
         if not isinstance(c, dict) or set(c) != {"self", "mask"}:
             raise malformed('commitments must be {"self": [...], "mask": [...]}')
@@ -231,7 +243,7 @@ class SecAggTx(SignedBody):
     def check(self, threshold: int, d: int, max_bytes: int, verify_signature: bool = True) -> None:
         """Key, size, sample count, points and scalars, the lengths genesis fixes
         (``threshold`` commitments; an input of ``d`` uint32), D_0 = mask_key,
-        ciphertext sizes, sorted complaints; then, unless already done, the signature."""
+        ciphertext sizes, the setup's proofs of knowledge, sorted complaints; then, unless already done, the signature."""
         check_key_and_size(self.sender, self.size, max_bytes)
         if self.kind == SETUP:
             self._check_setup(threshold)
@@ -250,6 +262,10 @@ class SecAggTx(SignedBody):
         if self.fields["commitments"]["mask"][0] != self.fields["mask_key"]:
             raise _sa_malformed("commitments.mask[0] (D_0) must equal mask_key")
         _ = self.sealed
+        me = bytes.fromhex(self.sender)
+        for name, point, what in (("mask", self.mask_key, "m (mask_key)"), ("enc", self.enc_key, "e (enc_key)")):
+            if not ec.pok_verify(point, self.round, me, self.fields["proofs"][name]):
+                raise ValidationError(errors.SA_BAD_PROOF, f"proofs.{name}: the proof of knowledge of {what} fails")
 
     def _check_input(self, d: int) -> None:
         if self.num_samples < 1:

@@ -35,7 +35,7 @@ from learningchain.core.secagg_crypto import open_shares, pair_seed, prg, seal_s
 from learningchain.learning import ddp, secagg
 from learningchain.learning.ddp import NoiseShare
 from learningchain.ledger.genesis import NetworkConfig
-from learningchain.ledger.secagg_round import SaView, view_of
+from learningchain.ledger.secagg_round import SaView, roster_digest, view_of
 from learningchain.ledger.secagg_tx import INPUT, SETUP, UNMASK, SecAggTx
 
 SELF, MASK = "self", "mask"
@@ -122,6 +122,8 @@ class SecAggClient:
             key = share_key(x, round, me_b, bytes.fromhex(w))
             sealed.append(_b64(seal_shares(key, shamir.evaluate(f, i), shamir.evaluate(g, i))))
         fields = {"mask_key": ec.point_hex(ec.base_mul(g[0])), "enc_key": ec.point_hex(ec.base_mul(e)),
+                  "proofs": {"mask": ec.pok_prove(g[0], round, me_b), "enc": ec.pok_prove(e, round, me_b)},
+                  "roster": roster_digest(roster),
                   "commitments": {"self": [ec.point_hex(ec.base_mul(a)) for a in f],
                                   "mask": [ec.point_hex(ec.base_mul(a)) for a in g]},
                   "shares": sealed}
@@ -156,7 +158,8 @@ class SecAggClient:
         d = q.size
         pairs = {v: prg(self._pair_seed(view, sec, v), d) for v in view.sset if v != self.me}
         y = secagg.mask(q, prg(self_seed(sec.b), d), pairs, self.me)
-        fields = {"input": SecAggTx.encode_input(y), "num_samples": int(num_samples), "complaints": complaints}
+        fields = {"input": SecAggTx.encode_input(y), "num_samples": int(num_samples), "complaints": complaints,
+                  "setups": view.setups_digest}
         return SecAggTx.create(self.key, INPUT, state.round, state.model_digest, fields, timestamp)
 
     def _open_from(self, view: SaView, v: str) -> tuple[tuple[int, int] | None, ec.Point]:
@@ -218,7 +221,8 @@ class SecAggClient:
             point, proof = ec.dleq_prove(sec.m, view.setups[u].mask_key)
             said[u] = MASK
             seeds.append({"point": ec.point_hex(point), "proof": proof})
-        fields = {"self_shares": self_shares, "mask_shares": mask_shares, "seeds": seeds}
+        fields = {"self_shares": self_shares, "mask_shares": mask_shares, "seeds": seeds,
+                  "inputs": view.inputs_digest}
         return SecAggTx.create(self.key, UNMASK, state.round, state.model_digest, fields, timestamp)
 
 

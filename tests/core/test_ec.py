@@ -56,3 +56,28 @@ def test_dleq_verifies_for_its_statement_only():
     for bad in (None, {}, {"c": proof["c"]}, {"c": proof["c"], "z": "00" * 32}, {**proof, "x": 1},
                 {"c": "zz", "z": proof["z"]}):
         assert not ec.dleq_verify(big_a, p, k_point, bad)
+
+
+def test_a_proof_of_knowledge_verifies_only_for_its_point_round_and_sender():
+    sender, other = bytes.fromhex(ec.point_hex(ec.base_mul(11))), bytes.fromhex(ec.point_hex(ec.base_mul(12)))
+    a = 0x1234567
+    p, proof = ec.base_mul(a), ec.pok_prove(a, 3, sender)
+    assert ec.pok_verify(p, 3, sender, proof)
+    assert proof == ec.pok_prove(a, 3, sender)  # deterministic nonce
+    assert not ec.pok_verify(p, 4, sender, proof)            # another round
+    assert not ec.pok_verify(p, 3, other, proof)             # another sender: a copied proof
+    assert not ec.pok_verify(ec.base_mul(a + 1), 3, sender, proof)  # another point (an offset key)
+    z = int(proof["z"], 16)
+    for bad in ({**proof, "z": ec.scalar_hex(z + 1)}, {**proof, "c": ec.scalar_hex(0)},
+                {**proof, "z": ec.scalar_hex(0)}, {"c": proof["c"]}, {**proof, "e": "00"},
+                {**proof, "z": "ff" * 32}, None, [proof["c"], proof["z"]]):
+        assert not ec.pok_verify(p, 3, sender, bad)
+
+
+def test_the_independent_verifier_accepts_the_same_proofs_of_knowledge():
+    from tests.independent_verifier import point, pok_ok
+    sender = ec.point_hex(ec.base_mul(11))
+    for a in (1, 2, ec.N - 1, 0xdeadbeef):
+        proof = ec.pok_prove(a, 7, bytes.fromhex(sender))
+        pt = point(ec.point_hex(ec.base_mul(a)))
+        assert pok_ok(pt, 7, sender, proof) and not pok_ok(pt, 8, sender, proof)

@@ -7,6 +7,7 @@ import pytest
 from learningchain.core import errors
 from learningchain.core.errors import ValidationError
 from learningchain.ledger.mempool import EarlyTxs, Mempool
+from learningchain.ledger.secagg_round import ids_digest
 from learningchain.ledger.secagg_tx import SecAggTx
 from learningchain.node.secagg_client import SecAggClient
 from tests.helpers import next_block, now
@@ -54,7 +55,8 @@ def test_a_tx_whose_phase_is_not_open_is_refused_then_held_until_it_opens():
     net.block(setups[:9])  # quorum 10: setup still open
     lone = net.members()[9]
     key = next(k for k in net.keys if k.public_hex == setups[0].sender)
-    fields = {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1, "complaints": []}
+    fields = {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1, "complaints": [],
+              "setups": ids_digest(t.id for t in setups)}  # the setup set it will be checked under
     early = SecAggTx.create(key, "sa-input", 1, net.state.model_digest, fields)
     with pytest.raises(ValidationError) as exc:
         Mempool().add(early, net.chain)

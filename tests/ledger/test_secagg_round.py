@@ -349,7 +349,10 @@ def test_each_branch_keeps_its_own_phases_and_the_reveal_rule_holds_across_a_reo
     assert helper.fields["mask_shares"][0] is not None
     results = [net.chain.add_block(b, now(b)) for b in branch_b]
     assert "reorg" in [r.status for r in results] and net.state.phase == "unmask" and net.chain.tip.hash == other.tip.hash
-    assert code_of(net, on_a) == errors.SA_MALFORMED  # branch A's unmask lists 10 self shares, C has 9 here
+    # branch A's unmask names branch A's inputs (10 of them; C has 9 here): revealing for another input set
+    assert code_of(net, on_a) == errors.SA_WRONG_CONTEXT
+    assert code_of(net, resign(net, on_a, inputs=net.clients[w].unmask(net.state).fields["inputs"])) \
+        == errors.SA_MALFORMED  # with this branch's binding, its 10 self shares do not fit |C| = 9
 
 
 def test_a_wrong_mask_share_and_a_complaint_against_a_member_without_setup_are_refused():

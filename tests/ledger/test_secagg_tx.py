@@ -51,7 +51,7 @@ def test_a_setup_round_trips_through_the_wire_and_offers_the_tx_interface(setup)
     assert again.size == len(setup.serialize()) and again.kind == "sa-setup" and again.phase == "setup"
     again.check(T, D, 60_000)
     body = setup.body()
-    assert set(body) == {"type", "version", "sender", "round", "base", "timestamp", "mask_key", "enc_key",
+    assert set(body) == {"type", "version", "sender", "round", "base", "timestamp", "mask_key", "enc_key", "proofs", "roster",
                          "commitments", "shares"}
     assert len(setup.fields["shares"]) == 9 and all(len(s) == 108 for s in setup.fields["shares"])
 

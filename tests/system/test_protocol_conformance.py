@@ -651,7 +651,7 @@ def test_verifier_refuses_an_input_in_the_setup_phase():
     net = SaNet(10)
     tx = SecAggTx.create(net.keys[0], INPUT, 1, net.state.model_digest,
                          {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1,
-                          "complaints": []})
+                          "complaints": [], "setups": "00" * 32})
     _sa_refuses(net, rebuild(next_block(net.chain), txs=[tx]), "sa-phase-not-open")
 
 
@@ -731,7 +731,10 @@ def _cases(net, phase):
     def make(who, kind, fields, round_=None, base=None):
         return SecAggTx.create(keys[members[who]], kind, round_ or s.round, base or digest, fields)
 
-    zero_input = {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1, "complaints": []}
+    from learningchain.ledger.secagg_round import ids_digest, roster_digest, view_of
+    view = view_of(s, net.config)
+    zero_input = {"input": SecAggTx.encode_input(np.zeros(15, np.uint32)), "num_samples": 1, "complaints": [],
+                  "setups": view.setups_digest}
     cases = {"plain update": ([update_tx(net.chain, net.keys[0])], "sa-plain-tx"),
              "late round": ([make(0, INPUT, zero_input, round_=s.round + 1)], "tx-round-not-open"),
              "wrong base": ([make(0, INPUT, zero_input, base="11" * 32)], "tx-wrong-base-model")}
@@ -752,6 +755,25 @@ def _cases(net, phase):
             "bad point and short shares": ([_resign(net, good, enc_key="02" + "00" * 31 + "05",
                                                     shares=f["shares"][:-1])], "sa-bad-point"),
             "duplicate setup": ([good, net.setups([0])[0]], "tx-duplicate-sender-round"),
+            # attack A: another member's mask_key (and D_0) without its secret m
+            "copied mask_key": ([_resign(net, good, mask_key=other.fields["mask_key"],
+                                         commitments={"self": f["commitments"]["self"],
+                                                      "mask": [other.fields["mask_key"]]
+                                                      + f["commitments"]["mask"][1:]})], "sa-bad-proof"),
+            # attack B: enc_key = E_x + k·G, whose secret the sender does not know
+            "offset enc_key": ([_resign(net, good, enc_key=ec.point_hex(ec.add(other.enc_key, ec.base_mul(5))))],
+                               "sa-bad-proof"),
+            "another's proofs": ([_resign(net, good, proofs=other.fields["proofs"])], "sa-bad-proof"),
+            "bad proof, bad signature": ([replace(_resign(net, good, proofs=other.fields["proofs"]),
+                                                  signature=other.signature)], "sa-bad-proof"),
+            "copied mask_key, short shares": ([_resign(net, good, mask_key=other.fields["mask_key"],
+                                                       commitments={"self": f["commitments"]["self"],
+                                                                    "mask": [other.fields["mask_key"]]
+                                                                    + f["commitments"]["mask"][1:]},
+                                                       shares=f["shares"][:-1])], "sa-bad-proof"),
+            "another roster": ([_resign(net, good, roster=roster_digest(members[:9]))], "sa-wrong-context"),
+            "another roster, bad point": ([_resign(net, good, roster=roster_digest(members[:9]),
+                                                   enc_key="02" + "00" * 31 + "05")], "sa-wrong-context"),
         })
     elif phase == "input":
         good = net.inputs([0])[0]
@@ -780,6 +802,13 @@ def _cases(net, phase):
             "complaint, bad proof": ([_resign(net, good, complaints=[{**false1, "proof": proof2}])], "sa-bad-proof"),
             "false complaint": ([_resign(net, good, complaints=[false1])], "sa-false-complaint"),
             "two inputs": ([good, net.inputs([0])[0]], "tx-duplicate-sender-round"),
+            # masked for another setup set (a reorg): here Sset with member 9's setup too
+            "stale input": ([_resign(net, good, setups=ids_digest([*(t.id for t in view.setups.values()),
+                                                                   "ab" * 32]))], "sa-wrong-context"),
+            "stale input, short": ([_resign(net, good, setups="00" * 32,
+                                            input=SecAggTx.encode_input(np.zeros(14, np.uint32)))],
+                                   "sa-wrong-context"),
+            "input without setup, stale": ([make(9, INPUT, {**zero_input, "setups": "00" * 32})], "sa-no-setup"),
         })
     else:
         un = net.unmasks([0, 1, 8])
@@ -788,8 +817,14 @@ def _cases(net, phase):
         cases.update({
             "input in unmask": ([make(8, INPUT, zero_input)], "sa-phase-closed"),
             "unmask without setup": ([make(9, UNMASK, {"self_shares": f["self_shares"],
-                                                       "mask_shares": f["mask_shares"], "seeds": []})],
+                                                       "mask_shares": f["mask_shares"], "seeds": [],
+                                                       "inputs": f["inputs"]})],
                                      "sa-no-setup"),
+            "unmask for another input set": ([_resign(net, good, inputs=ids_digest([t.id for t in
+                                                                                    view.inputs.values()][:-1]))],
+                                             "sa-wrong-context"),
+            "another input set, wrong lengths": ([_resign(net, good, inputs="00" * 32, mask_shares=[])],
+                                                 "sa-wrong-context"),
             "share >= n": ([_resign(net, good, self_shares=["ff" * 32] + f["self_shares"][1:])], "sa-bad-point"),
             "wrong lengths": ([_resign(net, good, mask_shares=[])], "sa-malformed"),
             "seed from a dropped member": ([_resign(net, dropped, seeds=f["seeds"])], "sa-malformed"),
@@ -836,7 +871,10 @@ def test_verifier_and_code_read_sa_txs_alike():
              dict(inp, complaints=[{"against": "\ud800", "point": "y", "proof": proof}]),
              dict(inp, input=[1]), dict(inp, sender=5), dict(inp, signature=5), dict(inp, metrics={}),
              dict(inp, base=inp["base"].upper()), dict(setup, commitments=dict(setup["commitments"], x=[])),
-             dict(setup, shares=[1]), dict(setup, mask_key=1), inp, setup]
+             dict(setup, shares=[1]), dict(setup, mask_key=1), dict(setup, proofs={"mask": proof}),
+             dict(setup, proofs={"mask": proof, "enc": {"c": 1, "z": "b"}}), dict(setup, roster="AB" * 32),
+             dict(setup, roster=None), dict(inp, setups="ab" * 31), {k: v for k, v in inp.items() if k != "setups"},
+             dict(setup, roster="ab" * 32), inp, setup]
 
     def ours(d):
         try:

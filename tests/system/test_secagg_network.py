@@ -19,6 +19,7 @@ from learningchain.cli.processes import get
 from learningchain.core import ec, errors
 from learningchain.ledger.genesis import default_config, permissioned
 from learningchain.ledger.genesis_privacy import default_params
+from learningchain.ledger.secagg_round import ids_digest
 from learningchain.ledger.secagg_tx import INPUT, UNMASK, SecAggTx
 from learningchain.ledger.txs import parse_tx
 from learningchain.node.keyfile import load_or_create_key
@@ -167,14 +168,17 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
             y = np.zeros(size, dtype=np.uint32)
             bad_input = SecAggTx.create(attacker, INPUT, r, base, {
                 "input": SecAggTx.encode_input(y), "num_samples": 10,
-                "complaints": [_false_complaint(attacker, dealer)]}, int(time.time() * 1000))
+                "complaints": [_false_complaint(attacker, dealer)],
+                "setups": ids_digest(t.id for t in txs if t.kind == "sa-setup")}, int(time.time() * 1000))
             seen[_post(session, hub.url, bad_input)] = "false complaint"
-            # an unmask relayed by a peer before its phase opens is held early, then checked when it opens
+            # an unmask relayed by a peer before its phase opens is held early, then checked when it opens:
+            # made before the inputs exist, it cannot name them (sa-wrong-context then)
             inputs = sorted(k for k in roster if k != attacker.public_hex)  # C, if every honest input lands
             shares = [None] * len(inputs)
             shares[0] = ec.scalar_hex(12345)
             wrong = SecAggTx.create(attacker, UNMASK, r, base, {"self_shares": shares, "mask_shares": [None],
-                                                              "seeds": []}, int(time.time() * 1000))
+                                                              "seeds": [], "inputs": "00" * 32},
+                                    int(time.time() * 1000))
             held = _post(session, hub.url, wrong, as_peer=h.nodes[1].url)
             if held == "early":
                 seen["early"] = "an unmask before its phase, from a peer"
@@ -183,21 +187,23 @@ def test_sa_attacker_with_a_roster_key_is_refused_with_each_reason(tmp_path):
             if not got or got["round"] != r:
                 continue
             late = SecAggTx.create(attacker, INPUT, r, base, {"input": SecAggTx.encode_input(y), "num_samples": 10,
-                                                            "complaints": []}, int(time.time() * 1000))
+                                                            "complaints": [], "setups": "00" * 32},
+                                   int(time.time() * 1000))
             seen[_post(session, hub.url, late)] = "input after its phase"
-            inputs = sorted(t.sender for t in _round_txs(hub, r) if t.kind == "sa-input")
-            shares = [None] * len(inputs)
+            in_txs = [t for t in _round_txs(hub, r) if t.kind == "sa-input"]
+            shares = [None] * len(in_txs)
             shares[0] = ec.scalar_hex(54321)
             wrong = SecAggTx.create(attacker, UNMASK, r, base, {"self_shares": shares, "mask_shares": [None],
-                                                              "seeds": []}, int(time.time() * 1000))
+                                                              "seeds": [], "inputs": ids_digest(t.id for t in in_txs)},
+                                    int(time.time() * 1000))
             seen[_post(session, hub.url, wrong)] = "wrong share"
         assert want <= set(seen), seen
         s = status(hub)
         refused = s["refused"]
         assert all(refused.get(code, 0) >= 1 for code in want - {"early"}), refused
         assert "early" in seen and s["early"]["held_total"] >= 1, (seen, s["early"])
-        # the early unmask was offered again when its phase opened, and refused for its share
-        assert refused[errors.SA_BAD_SHARE] >= 2, refused
+        # the early unmask was offered again when its phase opened, and refused: it names no input set
+        assert refused.get(errors.SA_WRONG_CONTEXT, 0) >= 1, refused
         assert rounds_close(h.nodes, 2, 90)  # honest rounds keep closing
         assert agree(h.nodes)
     finally:
