@@ -84,7 +84,7 @@ def check_against(config: Any, p: SecAggParams) -> None:
     if config.rule != "fedavg":
         raise ConfigError(f"robust rule {config.rule} cannot run under secure aggregation: it must see each "
                           f"update, and only the sum of the masked updates is ever revealed; use fedavg "
-                          f"(the clipping range bounds each participant's influence instead)")
+                          f"(an honest member's delta is clipped instead; a malicious one is bounded only by the sum's range)")
     n = len(config.candidates)
     t = p.threshold
     if not n // 2 + 1 <= t <= n:

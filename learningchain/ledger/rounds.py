@@ -203,7 +203,7 @@ def must_close(state: RoundState, config: NetworkConfig, height: int, txs: Seque
     network (in an open one a skip is the cheapest tx to stamp, so a crowd of
     stamped skips would close rounds before the honest updates arrive);
     docs/protocol.md section 7. Under secure aggregation: whether the block ends
-    the round (section 14.4.1)."""
+    the round (section 14.5)."""
     if config.secure_aggregation is not None:
         return secagg_round.advance(state, config, height, txs, quorum_of(state, config)).ends_round
     updates = sum(not t.is_skip for t in state.pending) + sum(not t.is_skip for t in txs)

@@ -123,7 +123,7 @@ class SaView:
         return hashlib.sha256((self.roster_digest + ";" + ",".join(ids)).encode()).hexdigest()
 
     def computable(self, t: int) -> bool:
-        """Whether the unmask txs hold what the sum needs (section 14.4.1)."""
+        """Whether the unmask txs hold what the sum needs (section 14.5)."""
         masks = self.unmasks.values()
         pos = {k: j for j, k in enumerate(self.counted)}
         for v in self.counted:
@@ -164,7 +164,7 @@ class Step:
 
 
 def advance(state: Any, config: NetworkConfig, height: int, txs: Sequence[Any], quorum: int) -> Step:
-    """The phase close rules (section 14.4.1) for the block at ``height`` adding ``txs``."""
+    """The phase close rules (section 14.5) for the block at ``height`` adding ``txs``."""
     p = config.secure_aggregation
     assert p is not None
     t, timed_out = p.threshold, height - state.phase_start >= p.phase_timeout

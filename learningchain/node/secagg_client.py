@@ -11,7 +11,7 @@ The node (or the simulator) calls, for round r on its tip:
   quantised delta y and the complaints against dealers whose shares for us
   are bad;
 * :meth:`SecAggClient.unmask` when the unmask phase opens: the shares and
-  seeds the sum needs, following the reveal rule (section 14.4.4): never both
+  seeds the sum needs, following the reveal rule (section 14.7): never both
   a self share and a mask share or seed of one member in one round. What was
   revealed is in :attr:`SecAggClient.journal`; the caller persists it (fsync
   before sending the tx) and gives it back on restart, so a reorg that would

@@ -4,7 +4,7 @@
 * never two txs of one type for one round (a second setup would compete with
   the first in peers' mempools; whichever is mined, a member holding the
   other's secrets would mask its input with keys nobody else uses);
-* the reveal rule (docs/protocol.md section 14.4.4): never a self share *and* a
+* the reveal rule (docs/protocol.md section 14.7): never a self share *and* a
   mask share or seed of one member in one round, on any branch. What
   :class:`~learningchain.node.secagg_client.SecAggClient` revealed is its
   ``journal``; this file keeps it across restarts.

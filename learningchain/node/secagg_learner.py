@@ -116,7 +116,7 @@ def sa_participate_once(node: Any) -> None:
         tx = sa.client.unmask(state, now_ms())  # records its reveals in sa.journal.reveals
         if tx is None:
             return
-        sa.journal.record(r, UNMASK, tx.id)  # reveals on disk before the tx leaves (section 14.4.4)
+        sa.journal.record(r, UNMASK, tx.id)  # reveals on disk before the tx leaves (section 14.7)
         given = sum(s is not None for s in tx.self_shares) + sum(s is not None for s in tx.mask_shares)
         node.log(f"round {r}: unmask {tx.id[:12]} ({given} share(s), {len(tx.seeds)} seed slot(s))")
         _submit(node, tx, r)
