@@ -110,16 +110,23 @@ def dleq_prove(a: int, p: Point) -> tuple[Point, dict]:
     return k_point, {"c": scalar_hex(c), "z": scalar_hex(z)}
 
 
-def dleq_verify(big_a: Point, p: Point, k_point: Point, proof: object) -> bool:
-    """Whether ``proof`` shows log_G(A) = log_P(K). Malformed proofs are False."""
+def _proof_scalars(proof: object) -> tuple[int, int] | None:
+    """(c, z) of a proof {"c": hex32, "z": hex32}, both in [1, n); None if malformed."""
     if not isinstance(proof, dict) or set(proof) != {"c", "z"}:
-        return False
+        return None
     try:
         c, z = parse_scalar(proof["c"]), parse_scalar(proof["z"])
     except ValueError:
+        return None
+    return None if c == 0 or z == 0 else (c, z)
+
+
+def dleq_verify(big_a: Point, p: Point, k_point: Point, proof: object) -> bool:
+    """Whether ``proof`` shows log_G(A) = log_P(K). Malformed proofs are False."""
+    parsed = _proof_scalars(proof)
+    if parsed is None:
         return False
-    if c == 0 or z == 0:
-        return False
+    c, z = parsed
     u = add(base_mul(z), mul(big_a, N - c))
     v = add(mul(p, z), mul(k_point, N - c))
     if u is None or v is None:
@@ -148,14 +155,10 @@ def pok_prove(a: int, round: int, sender: bytes) -> dict:
 
 def pok_verify(p: Point, round: int, sender: bytes, proof: object) -> bool:
     """Whether ``proof`` shows knowledge of log_G(P): R' = z·G - c·P, c == H(.., R')."""
-    if not isinstance(proof, dict) or set(proof) != {"c", "z"}:
+    parsed = _proof_scalars(proof)
+    if parsed is None:
         return False
-    try:
-        c, z = parse_scalar(proof["c"]), parse_scalar(proof["z"])
-    except ValueError:
-        return False
-    if c == 0 or z == 0:
-        return False
+    c, z = parsed
     r = add(base_mul(z), mul(p, N - c))
     if r is None:
         return False
