@@ -220,9 +220,6 @@ def check_secure_aggregation(cfg: SimConfig, need) -> None:
          f"each participant's influence instead)")
     need(cfg.selection == "all", "secure aggregation in the simulator runs with selection all (the roster is "
                                  "every participant)")
-    need(cfg.dp_mode == "distributed" or (cfg.dp_mode is None and cfg.dp_sigma == 0 and cfg.dp_epsilon == 0),
-         "under secure aggregation the simulator runs dp_mode distributed only (node and sample mode "
-         "publish plain updates)")
     need(cfg.compression is None and cfg.skip_threshold == 0,
          "compression and skip txs do not exist under secure aggregation (every member sends one masked input)")
     p = cfg.sa_params()

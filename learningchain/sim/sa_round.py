@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from learningchain.core.encoding import canonical_json, encode_weights
-from learningchain.learning import attacks, ddp, energy
+from learningchain.learning import attacks, ddp, energy, privacy
 from learningchain.ledger.block import Block
 from learningchain.ledger.secagg_round import roster as sa_roster
 from learningchain.ledger.secagg_tx import INPUT, SA_TYPES, SETUP, UNMASK
@@ -77,7 +77,13 @@ def drops(seed: int, round: int, keys: list[str], after_setup: int, after_input:
 def attacked_delta(sim: "Simulation", p: Any, round: int, base, weights, benign, n_total: int,
                    n_byzantine: int) -> np.ndarray:
     """w − G(r−1) in float64 (flat, arrays in sorted name order), the attack applied
-    to w first (label-flip already poisoned the training data)."""
+    to w first (label-flip already poisoned the training data). Node-level DP
+    (``dp_mode node``) noises the update before the attack, as on a live node;
+    sample mode's DP-SGD already ran in training."""
+    if p.role.mode == "node":
+        noise = np.random.default_rng(derive_seed(sim.cfg.seed, p.key.address, round, "noise")) \
+            if p.reproducible_noise else privacy.os_rng()
+        weights = privacy.privatize(weights, base, p.role.dp_clip, p.sigma, noise)
     if p.role.attack and p.role.attack != "label-flip":
         rng = np.random.default_rng(derive_seed(sim.cfg.seed, p.key.address, round, "noise"))
         weights = attacks.poison_update(p.role.attack, weights, base, rng, benign=benign,
@@ -182,7 +188,7 @@ def run_sa_round(sim: "Simulation") -> dict:
     entry = round_entry(r, closing.height, metrics, commitment, attacker_ids, timing, nbytes=total,
                         epsilon=eps, delta=cfg.dp_delta if eps is not None else None)
     if eps is not None:
-        entry["dp_mode"] = "distributed"
+        entry["dp_mode"] = sim.participants[0].role.mode
     entry["blocks"] = sim.blocks_mined
     sa = commitment["secure_aggregation"]
     entry["secure_aggregation"] = {
