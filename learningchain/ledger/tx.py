@@ -17,18 +17,17 @@ open, the base digest right and the sender allowed is decided by the chain
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Mapping
 
 import numpy as np
 
 from learningchain.core import crypto, errors
 from learningchain.core.encoding import (EncodingError, canonical_json, decode_metric, decode_weights,
-                                    encode_metrics, encode_weights, is_hex, sha256)
+                                    encode_metrics, encode_weights, is_hex)
 from learningchain.core.errors import ValidationError
 from learningchain.learning import compression
 from learningchain.ledger.tx_body import is_int as _is_int
-from learningchain.ledger.tx_body import verify_signature as _verify_signature
+from learningchain.ledger.tx_body import SignedBody  # id, wire form, size, signature check
 
 TX_TYPE = "update"
 SKIP_TYPE = "skip"
@@ -41,7 +40,7 @@ MAX_METRICS = 16
 
 
 @dataclass(frozen=True)
-class UpdateTx:
+class UpdateTx(SignedBody):
     sender: str
     round: int
     base: str
@@ -98,12 +97,6 @@ class UpdateTx:
             doc["compression"] = self.compression
         return doc
 
-    def to_dict(self) -> dict:
-        return {**self.body(), "signature": self.signature}
-
-    def serialize(self) -> bytes:
-        return canonical_json(self.to_dict())
-
     @classmethod
     def parse(cls, doc: Any) -> "UpdateTx":
         """Build from a decoded JSON document, checking every field's type and form."""
@@ -155,20 +148,6 @@ class UpdateTx:
             raise ValidationError(errors.TX_BAD_SIGNATURE, "signature must be a DER hex string")
         return tx
 
-    # --- identity -----------------------------------------------------------
-    @cached_property
-    def id_bytes(self) -> bytes:
-        return sha256(canonical_json(self.body()))
-
-    @property
-    def id(self) -> str:
-        return self.id_bytes.hex()
-
-    @cached_property
-    def size(self) -> int:
-        """Bytes on the wire (canonical form), the figure size limits apply to."""
-        return len(self.serialize())
-
     @property
     def decoded_weights(self):
         """The named arrays (sorted by name) as carried; for a compressed tx see
@@ -195,9 +174,6 @@ class UpdateTx:
         return {k: decode_metric(v) for k, v in self.metrics.items()}
 
     # --- context-free checks -------------------------------------------------
-    def verify_signature(self) -> None:
-        _verify_signature(self.sender, self.id_bytes, self.signature)
-
     def check(self, expected: Mapping[str, tuple[str, tuple[int, ...]]], max_bytes: int,
               verify_signature: bool = True) -> None:
         """Key, size, sample count, weights against the model spec (name -> (dtype,
