@@ -57,13 +57,13 @@ def fmt_s(x, unit="s"):
 
 # --- 1 and 2: the demo network --------------------------------------------------------
 
-def run_network(n: int, rounds: int, out: Path, compression: str | None = None) -> dict:
+def run_network(n: int, rounds: int, out: Path, compression: str | None = None, miners: int = 2) -> dict:
     part_dir = demo.partitions_for("digits", n, out)
     config = demo.make_config(n, "digits", "fedavg", 0)
     genesis = demo.write_genesis(config, out / "genesis.json")
     net = processes.Network(out)
     try:
-        demo.start_network(net, n, part_dir, genesis,
+        demo.start_network(net, n, part_dir, genesis, miners=miners,
                            extra=("--compression", compression) if compression else ())
         t0 = time.monotonic()
         # counters between the closes of round 1 and round R+1: both snapshots fall
@@ -87,7 +87,9 @@ def run_network(n: int, rounds: int, out: Path, compression: str | None = None) 
         for m in TRAINED.finditer((out / f"node{i}.log").read_text()):
             train[(int(m.group(1)), m.group(3))] = float(m.group(2))
     return {"config": config, "details": details, "tx_ts": tx_ts, "blocks": blocks, "train": train,
-            "wall": wall, "sent": [b["traffic"]["sent"] - a["traffic"]["sent"] for a, b in zip(before, after)],
+            "wall": wall, "found": sum(((b.get("miner") or {}).get("blocks_found", 0)
+                                        - (a.get("miner") or {}).get("blocks_found", 0)) for a, b in zip(before, after)),
+            "grown": after[0]["height"] - before[0]["height"], "sent": [b["traffic"]["sent"] - a["traffic"]["sent"] for a, b in zip(before, after)],
             "by_type": [diff_types(a, b) for a, b in zip(before, after)],
             "timings": [diff_timings(a, b) for a, b in zip(before, after)],
             "rounds": rounds, "store": out / "nodes" / "node0", "compression": compression}
@@ -129,6 +131,17 @@ def breakdown(run: dict) -> list[tuple[str, str, str]]:
     rows.append(("  last update ready -> closing block built", fmt_s(med(ready_s)),
                  "tx gossip to the miner + waiting for the next template"))
     rows.append(("  blocks per round", f"{med(n_blocks):.1f}" if n_blocks else "n/a", "/rounds/<r>"))
+    heights = sorted(h for h in ts if h > 0)  # genesis carries the network's fixed timestamp
+    if len(heights) > 1:
+        first, last = heights[0], heights[-1]
+        rows.append(("block interval (mean, whole run)", f"{(ts[last] - ts[first]) / (last - first):.1f} ms",
+                     f"header timestamps; genesis target_block_ms = {run['config'].target_block_ms} ms"))
+    found, grown = run["found"], run["grown"]
+    if found:
+        stale = max(0, found - grown)
+        rows.append(("stale blocks (found by the miners, not on the main chain)",
+                     f"{stale} / {found} = {100 * stale / found:.1f} %",
+                     "miners' /status blocks_found against the main chain's growth, rounds 2..R+1"))
     rows += counter_rows(run)
     rows += replay_costs(run["store"], run["config"])
     rows.append(("rounds run / wall time", f"{run['rounds'] + 1} / {run['wall']:.1f} s",
@@ -312,12 +325,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--sync-blocks", type=int, default=1000)
     ap.add_argument("--compression", choices=("q8", "topk"), help="updates sent compressed by every node")
+    ap.add_argument("--miners", type=int, default=2, help="nodes that mine (the demo's default, 2)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
         tmp = Path(tmp)
         print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg"
               f"{', ' + args.compression + ' updates' if args.compression else ''})")
-        run = run_network(args.nodes, args.rounds, tmp / "demo", args.compression)
+        run = run_network(args.nodes, args.rounds, tmp / "demo", args.compression, args.miners)
         print()
         print(table(f"time per round (median over rounds 2..{args.rounds + 1})", breakdown(run)))
         print()

@@ -11,9 +11,13 @@ is the order of the big-endian integers.
 
 :class:`Miner` spreads a search over worker processes that stay alive across
 blocks. Workers receive only ints and bytes; each searches a disjoint stripe of
-the nonce space in chunks of :data:`CHUNK` nonces and checks a shared job
-number between chunks, so a found nonce or a new tip stops them all within one
-chunk (~25 ms).
+the nonce space in chunks of :data:`POOL_CHUNK` nonces and checks a shared job
+number between chunks, so a found nonce, a new tip or :meth:`Miner.interrupt`
+(called from another thread the moment the node's template goes stale) stops
+them all within one chunk (~3 ms). A node mines in a worker process even with
+one worker (``in_process=False``), so the search never holds the node's GIL,
+and may lower the workers' priority (``nice``): on a machine shared with
+training and validation, hashing then takes only the CPU they leave idle.
 """
 from __future__ import annotations
 
@@ -31,8 +35,11 @@ if TYPE_CHECKING:  # keep worker start-up light: workers import only this module
     from learningchain.ledger.block import BlockHeader
 
 NONCE_SPACE = 1 << 64
-#: nonces per chunk between checks of the stop flag (~25 ms at ~2.8 M H/s).
+#: nonces per chunk between checks of the stop flag, searching in-process (~25 ms at ~2.8 M H/s).
 CHUNK = 1 << 16
+#: nonces per chunk in a worker process between looks at the shared job number
+#: (~3 ms): how long an interrupt takes to reach a worker.
+POOL_CHUNK = 1 << 13
 #: how often mine() looks at results and calls should_stop().
 POLL_SECONDS = 0.01
 _pack_nonce = struct.Struct(">Q").pack
@@ -85,40 +92,50 @@ def format_rate(hashrate: float) -> str:
     return f"{hashrate:.0f} H/s"
 
 
-def _worker_main(index: int, jobs, results, active, progress) -> None:
+def _worker_main(index: int, jobs, results, active, progress, nice: int = 0) -> None:
     """Worker process loop. A job is ``(job_id, prefix, target, start, stride)``;
-    the worker searches chunks ``start + (k*stride + index)*CHUNK`` while the shared
-    ``active`` job number equals its job id, then reports exactly one
+    the worker searches chunks ``start + (k*stride + index)*POOL_CHUNK`` while the
+    shared ``active`` job number equals its job id, then reports exactly one
     ``(job_id, index, nonce or -1, hashes)``. ``None`` ends the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass  # not allowed here: search at normal priority
     while True:
         job = jobs.get()
         if job is None:
             return
         job_id, prefix, target, start, stride = job
         done, found = 0, -1
-        chunk_start = start + index * CHUNK
+        chunk_start = start + index * POOL_CHUNK
         while active.value == job_id and chunk_start < NONCE_SPACE:
-            nonce, hashes = search(prefix, target, chunk_start, CHUNK)
+            nonce, hashes = search(prefix, target, chunk_start, POOL_CHUNK)
             done += hashes
             progress[index] = done
             if nonce is not None:
                 found = nonce
                 break
-            chunk_start += stride * CHUNK
+            chunk_start += stride * POOL_CHUNK
         results.put((job_id, index, found, done))
 
 
 class Miner:
     """Searches nonces with ``workers`` processes kept alive across blocks
-    (``workers=1`` searches in-process: cheap enough to call thousands of times
-    at simulator difficulty). Use as a context manager or call :meth:`close`."""
+    (``workers=1`` searches in-process unless ``in_process=False``: cheap enough
+    to call thousands of times at simulator difficulty). ``nice``: added to the
+    worker processes' nice value. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, workers: int | None = None, context: str = "spawn"):
+    def __init__(self, workers: int | None = None, context: str = "spawn", in_process: bool | None = None,
+                 nice: int = 0):
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.in_process = self.workers == 1 if in_process is None else bool(in_process and self.workers == 1)
+        self.nice = max(0, int(nice))
         self._context_name = context
         self._procs: list = []
         self._job_id = 0
+        self._interrupted = False  # in-process search: checked between chunks
 
     # --- worker pool ----------------------------------------------------------
     def _start(self) -> None:
@@ -131,7 +148,7 @@ class Miner:
         self._jobs = [ctx.Queue() for _ in range(self.workers)]
         for i in range(self.workers):
             p = ctx.Process(target=_worker_main, name=f"miner-worker-{i}", daemon=True,
-                            args=(i, self._jobs[i], self._results, self._active, self._progress))
+                            args=(i, self._jobs[i], self._results, self._active, self._progress, self.nice))
             p.start()
             self._procs.append(p)
 
@@ -169,6 +186,15 @@ class Miner:
             pass
 
     # --- searching ------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the search running now (from any thread): its :meth:`mine` returns
+        without a nonce within one chunk. A search started after the call is not
+        affected (the caller's ``should_stop`` covers that race). Costs one write
+        to shared memory."""
+        self._interrupted = True
+        if self._procs:
+            self._active.value = 0
+
     def mine(self, prefix: bytes, target: int, should_stop: Callable[[], bool] | None = None,
              start_nonce: int = 0,
              on_progress: Callable[[int, float], None] | None = None,
@@ -177,7 +203,8 @@ class Miner:
         exhausted, or ``should_stop()`` (called about every 10 ms) returns true.
         ``on_progress(hashes, seconds)`` is called about every ``progress_seconds``."""
         t0 = time.perf_counter()
-        if self.workers == 1:
+        self._interrupted = False
+        if self.in_process:
             nonce, hashes = self._mine_here(prefix, target, should_stop, start_nonce, on_progress,
                                             progress_seconds, t0)
         else:
@@ -194,7 +221,7 @@ class Miner:
             if nonce is not None:
                 return nonce, done
             start += CHUNK
-            if should_stop is not None and should_stop():
+            if (should_stop is not None and should_stop()) or self._interrupted:
                 break
             if on_progress is not None and time.perf_counter() >= next_report:
                 on_progress(done, time.perf_counter() - t0)

@@ -79,9 +79,15 @@ def partitions_for(dataset: str, n: int, out: Path) -> Path:
     return data.write_partitions(out / "data" / f"{dataset}-{n}-iid", dataset, n, "iid")
 
 
-def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int = 20):
+def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int | None = None,
+                block_ms: int | None = None):
+    """The demo's genesis: quorum n, blocks every ``block_ms`` (default
+    ``LOCAL_BLOCK_MS``, fit for one machine), and a round that waits about
+    ``LOCAL_ROUND_TIMEOUT_MS`` for a slow node (``round_timeout`` blocks, if given)."""
     from learningchain.learning import aggregation
-    from learningchain.ledger.genesis import default_config
+    from learningchain.ledger.genesis import LOCAL_BLOCK_MS, LOCAL_ROUND_TIMEOUT_MS, blocks_for, default_config
+    block_ms = block_ms or LOCAL_BLOCK_MS
+    round_timeout = round_timeout or blocks_for(LOCAL_ROUND_TIMEOUT_MS, block_ms)
     params = aggregation.default_params(aggregator, n)
     if byzantine:
         try:
@@ -90,7 +96,7 @@ def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_tim
         except ImportError:
             pass
     return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
-                          round_timeout=round_timeout)
+                          round_timeout=round_timeout, target_block_ms=block_ms)
 
 
 def write_genesis(config, path: Path) -> Path:
@@ -202,7 +208,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         old.unlink()
     t_start = time.monotonic()
     part_dir = partitions_for(args.dataset, args.nodes, out)
-    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine)
+    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine,
+                         block_ms=getattr(args, "block_ms", None))
     # The keys exist before the nodes start: they go into genesis, so the demo
     # network is permissioned (allow_list, or the participants under a selection
     # policy) and a stranger's key is refused before its signature is checked.
@@ -317,6 +324,9 @@ def register(sub) -> None:
                    help="participant selection policy; nodes get energy profiles in genesis")
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    p.add_argument("--block-ms", type=argtypes.positive_int, default=None, metavar="MS",
+                   help="genesis target block interval (default 50: one machine; docs/protocol.md section 5 "
+                        "says how to choose it for a WAN); a round waits about 10 s for a slow node")
     argtypes.add_dp_flags(p)
     p.add_argument("--secure-aggregation", action="store_true",
                    help="masked updates: only the sum of a round's deltas is revealed (docs/protocol.md "
@@ -325,5 +335,5 @@ def register(sub) -> None:
                    help="members whose shares rebuild a secret (default floor(2N/3)+1)")
     p.add_argument("--sa-clip", metavar="C", help="each delta coordinate is clipped to [-C, C] (default 0.5)")
     p.add_argument("--sa-phase-timeout", type=argtypes.positive_int, metavar="K",
-                   help="blocks after which a phase closes anyway (default the round timeout, 20)")
+                   help="blocks after which a phase closes anyway (default the round timeout: about 10 s)")
     p.set_defaults(func=run_demo)

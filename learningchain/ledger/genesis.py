@@ -49,6 +49,17 @@ _OMITTED_WHEN_NULL = ("participants", "selection", "stamp_bits", "max_samples", 
 MAX_STAMP_BITS = 32
 #: stamp of ``genesis --open`` (about 65k tries, ~0.5 s for a digits MLP update on one core)
 OPEN_STAMP_BITS = 16
+#: the block interval of a network on one machine (``node.py demo``, ``tmux_demo.sh``):
+#: a block reaches and is validated by every local node in a few ms, an order of
+#: magnitude less (docs/protocol.md section 5, "Choosing the interval").
+LOCAL_BLOCK_MS = 50
+#: how long a round of those networks waits for a slow node before it closes anyway.
+LOCAL_ROUND_TIMEOUT_MS = 10_000
+
+
+def blocks_for(ms: int, target_block_ms: int) -> int:
+    """Blocks that take about ``ms`` at ``target_block_ms`` per block (at least 1)."""
+    return max(1, -(-int(ms) // int(target_block_ms)))
 
 
 def _uint(name: str, value: Any, minimum: int = 1) -> int:

@@ -26,6 +26,7 @@ from learningchain.ledger.side_branches import MAX_SIDE_BLOCKS, MAX_SIDE_BYTES
 from learningchain.core.encoding import EncodingError, parse_json
 from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.ledger.mempool import Mempool
+from learningchain.ledger.rounds import must_close
 from learningchain.node.store import Store, store_path
 from learningchain.ledger.tx import UpdateTx
 from learningchain.ledger.txs import parse_tx
@@ -204,6 +205,18 @@ class Ledger:
                                   f"block {block.hash[:16]}... at height {block.height} is valid but the "
                                   f"store refused it ({exc}); it was not added and will be fetched again "
                                   f"by sync once the store can be written") from None
+
+    def would_close(self) -> bool:
+        """Would a block on the tip carrying the mempool's selection close the open
+        round (its quorum is here, or the timeout is due)? What the miner asks
+        when a tx arrives: a template that would not close stays until it would
+        (the round closes in the block that carries its quorum). Selection's
+        checks only, no signature: a wrong guess costs one template."""
+        chain = self._chain
+        try:
+            return must_close(chain.tip_state, chain.config, chain.height + 1, self._mempool.select(chain))
+        except ValidationError:
+            return True
 
     def template(self, miner_pubkey: str, now_ms: int) -> Block:
         """An unmined block on the tip with the mempool's selection, trimmed until

@@ -10,7 +10,6 @@ keeps thin methods (``Node.submit_tx``, ``Node.submit_block``, ...) calling them
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from typing import Any, ContextManager, Protocol
@@ -57,7 +56,6 @@ class IntakeNode(Protocol):
     early_held: int
     orphans: int
     mempool_version: int
-    tip_changed: threading.Condition
 
     @property
     def chain(self) -> Chain: ...
@@ -69,6 +67,12 @@ class IntakeNode(Protocol):
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
     def plausible_target_limit(self) -> int: ...
+
+    def tip_moved(self) -> None: ...
+
+    def mempool_changed(self) -> None: ...
+
+    def hold_miner(self) -> None: ...
 
 
 def refuse(node: IntakeNode, exc: ValidationError, what: str, origin: str) -> None:
@@ -86,7 +90,7 @@ def submit_tx(node: IntakeNode, tx: UpdateTx, peer: str | None = None, own: bool
         with node.lock:
             status = node.ledger.submit_tx(tx) or "accepted"
             if status == "accepted":
-                node.mempool_version += 1
+                node.mempool_changed()
     except ValidationError as exc:
         refusal = exc
         # gossip from a peer only: the next round's tx, or a secure-aggregation tx whose phase is not open
@@ -129,6 +133,8 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
     ``solicited``: fetched by headers-first sync along a heavier header chain
     (exempt from side-branch admission, side_branches.py)."""
     node.observe_energy()
+    if peer is not None and block.header.prev_hash == node.chain.tip.hash and block.header.check_pow():
+        node.hold_miner()  # a peer's block on our tip: stop searching on the old one while we validate it
     try:
         with node.lock:
             t0 = time.perf_counter()
@@ -149,11 +155,10 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
     if result.status != "known":
         node.add_timing("validate_closing" if block.commitment else "validate", spent)
     if result.status in ("connected", "reorg"):
-        log_result(node, result)
-        with node.tip_changed:
-            node.tip_changed.notify_all()
-        if relay:
+        if relay:  # first: the sooner peers have it, the fewer blocks are mined on the old tip
             node.peers.broadcast_block(block, exclude=peer)
+        node.tip_moved()
+        log_result(node, result)
         submit_early(node)
     elif result.status == "side":
         node.log(f"block {block.height} {block.hash[:12]} on a side branch")
@@ -164,6 +169,19 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
                  f"{chain.side_blocks} side blocks kept (cap {chain.max_side_blocks}), "
                  f"{chain.evicted_total} evicted since start")
     return result.status
+
+
+def submit_mined(node: IntakeNode, block: Block) -> str:
+    """A block our own miner just found on the template our ledger built: its
+    compact form goes to the peers *before* we validate it (as BIP 152 lets a
+    node announce a block whose header checks out), so the other miners stop
+    searching on the old tip a validation sooner. Each peer validates it fully
+    anyway; the gossip seen-set keeps :func:`submit_block` from sending it twice."""
+    with node.lock:
+        extends = block.header.prev_hash == node.chain.tip.hash
+    if extends and block.header.check_pow():
+        node.peers.broadcast_block(block)
+    return submit_block(node, block)
 
 
 def note_orphan(node: IntakeNode, header: BlockHeader, peer: str | None) -> str:
@@ -192,7 +210,10 @@ def check_header_on_parent(node: IntakeNode, header: BlockHeader) -> bool:
             raise ValidationError(errors.BLOCK_BAD_POW, f"header hash {header.hash} is not below its target")
         node.chain.check_side_admission(parent, header)
         check_next_header(header, parent, node.config, now_ms())
-        return True
+        extends = parent.hash == node.chain.tip.hash
+    if extends:
+        node.hold_miner()  # our search is on a tip this block replaces (if its body checks out)
+    return True
 
 
 def submit_early(node: IntakeNode) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -53,6 +54,8 @@ REBROADCAST_MAX = 64
 REBROADCAST_AFTER_S = 4.0
 #: mining clients (token holders, by X-Miner-Id or address) whose templates are kept.
 MAX_TEMPLATE_CLIENTS = 8
+#: how long our miner waits for a block on our tip to be validated (seconds; hold_miner).
+MINER_HOLD_S = 0.1
 
 
 def check_genesis_file(data_dir: Path, config: NetworkConfig) -> None:
@@ -117,7 +120,14 @@ class Node:
         self.early_held = 0  # updates for the next round held since start (EarlyTxs)
         self.orphans = 0  # blocks with an unknown parent received since start
         self.tip_changed = threading.Condition()
+        self.tip_seq = 0  # bumped under tip_changed whenever the tip moves (wait_tip)
+        self.learner_idle = threading.Event()  # set while our learner has nothing to do for the tip
         self.mempool_version = 0
+        self.template_epoch = 0  # bumped whenever our miner's template goes stale (template_stale)
+        self.own_template: Block | None = None  # what our miner searches now
+        self.miner = None  # the miner.pow.Miner of our miner thread, while it runs
+        self.miner_hold_until = 0.0  # monotonic time before which our miner waits (hold_miner) ...
+        self.miner_hold_seq = 0  # ... for the tip to move on from this tip_seq
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self.participant: Participant | None = None
@@ -133,6 +143,8 @@ class Node:
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
+        if self.participant is None:
+            self.learner_idle.set()  # no learner to wait for: the evaluator runs on every tip
         self.peers = PeerSet(self, self.url, peers)
         # energy.py: our own estimate, priced with the profile we declared in genesis (if any)
         self.energy = EnergyMeter(genesis_config.profiles.get(self.pubkey))
@@ -151,7 +163,13 @@ class Node:
     # --- logging ------------------------------------------------------------------
     def log(self, line: str) -> None:
         if not self.quiet:
-            print(f"{time.strftime('%H:%M:%S')} [{self.port}] {line}", flush=True)
+            now = time.time()  # milliseconds: a round takes a tenth of a second
+            text = f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d} [{self.port}] {line}\n"
+            try:  # one write per line: print() writes the newline separately, and threads' lines merged
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed (the terminal went away): keep serving
 
     # --- queries (lock held briefly) -------------------------------------------------
     @property
@@ -278,6 +296,9 @@ class Node:
                      solicited: bool = False) -> str:
         return intake.submit_block(self, block, peer, relay, solicited)
 
+    def submit_mined(self, block: Block) -> str:
+        return intake.submit_mined(self, block)
+
     def receive_block_doc(self, doc: Any, peer: str | None = None, relay: bool = True,
                           solicited: bool = False, expect: str | None = None) -> str:
         return intake.receive_block_doc(self, doc, peer, relay, solicited, expect)
@@ -358,13 +379,62 @@ class Node:
         t.start()
         self._threads.append(t)
 
-    def wait_tip(self, seconds: float) -> None:
-        """Sleep until the tip changes or ``seconds`` pass."""
+    def wait_tip(self, seconds: float, seen: int | None = None) -> None:
+        """Sleep until the tip changes or ``seconds`` pass. ``seen``: the
+        :attr:`tip_seq` the caller last acted on; if the tip moved since, return
+        at once (no wake-up is lost between looking at the tip and waiting)."""
         with self.tip_changed:
-            self.tip_changed.wait(seconds)
+            if seen is None:
+                self.tip_changed.wait(seconds)
+            else:
+                self.tip_changed.wait_for(lambda: self.tip_seq != seen or self.stop_event.is_set(), seconds)
+
+    # --- events that move a round on (intake.py calls them) -------------------------
+    def tip_moved(self) -> None:
+        """A block moved our tip: wake the learner (it trains on the new round at
+        once), hold the evaluator back until the learner is done, and drop our
+        miner's template (it built on the old tip)."""
+        with self.tip_changed:
+            self.tip_seq += 1
+            if self.participant is not None:
+                self.learner_idle.clear()
+            self.tip_changed.notify_all()
+        self.template_stale()
+
+    def mempool_changed(self) -> None:
+        """A tx entered our mempool (lock held). Our miner's template is rebuilt
+        at once if it carries no tx, or if the mempool now holds what closes the
+        round and the template would not close it: the round closes in the block
+        that carries its quorum, not one template later."""
+        self.mempool_version += 1
+        t = self.own_template
+        if self.miner is not None and t is not None and t.commitment is None \
+                and (not t.txs or self.ledger.would_close()):
+            self.template_stale()
+
+    def hold_miner(self) -> None:
+        """A block on our tip whose header checked out is arriving: stop our search
+        now and start the next one only when the tip moved, or after
+        :data:`MINER_HOLD_S` if the block turned out invalid. Mining on the old tip
+        meanwhile could only find a block that loses to it (a stale block). A
+        header's proof of work is real work, so a peer can hold us only by mining."""
+        if self.miner is None:
+            return
+        self.miner_hold_seq = self.tip_seq  # the tip it waits to move from
+        self.miner_hold_until = time.monotonic() + MINER_HOLD_S
+        self.template_stale()
+
+    def template_stale(self) -> None:
+        """Our miner's search is for a template that is out of date: stop it now."""
+        self.template_epoch += 1
+        miner = self.miner
+        if miner is not None:
+            miner.interrupt()
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.template_stale()
+        self.learner_idle.set()
         with self.tip_changed:
             self.tip_changed.notify_all()
         self.peers.stop()

@@ -5,12 +5,17 @@
   train from ``tip_state.model`` = G(r-1), sign, submit to our own ledger and
   gossip (:class:`~learningchain.node.participant.Participant`, the learner role).
   If the update is refused because a reorg changed G(r-1) under it, it trains
-  again from the new tip (updates are remembered by round *and* base);
+  again from the new tip (updates are remembered by round *and* base). It is
+  woken by the block that opens the round (``Node.tip_moved``), not by a timer;
 * :func:`evaluator_loop`: evaluate G(r) of every closed round on the held-out
-  ``test.npz``, newest first. The models come from the chain, so after a
-  restart every round's metrics are rebuilt, and a reorg re-evaluates the
-  rounds whose model changed;
+  ``test.npz``, newest first, once the learner is done with the tip (off the
+  round's critical path: evaluating never delays our update). The models come
+  from the chain, so after a restart every round's metrics are rebuilt, and a
+  reorg re-evaluates the rounds whose model changed;
 * :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
+  The search runs in a worker process at lower priority, and is interrupted the
+  moment its template goes stale (``Node.template_stale``: a new tip, or the
+  round's quorum reached the mempool).
 
 None of them holds the node's lock while training, evaluating or searching.
 Each loop names what it uses of the node in a Protocol (:class:`LearnerNode`,
@@ -40,8 +45,17 @@ from learningchain.node.releases import ReleaseLog, released_ids
 from learningchain.node.secagg_learner import SaLearner, sa_participate_once
 
 #: a new template is taken when the mempool changed and the current one is this old
-#: (or at once when the current one carries no tx).
+#: (at once when the current one carries no tx, or when the round's quorum arrived:
+#: Node.mempool_changed).
 TEMPLATE_REFRESH_S = 1.0
+#: nice value added to our miner's worker process: hashing takes the CPU that
+#: training, validation and the API leave idle (difficulty retargets to it).
+MINER_NICE = 10
+#: the longest wait (seconds) of a learner or evaluator for an event before it looks
+#: again anyway (a fallback: tip changes wake them at once).
+IDLE_WAIT_S = 1.0
+#: the longest the evaluator defers to a learner still working on the tip (seconds).
+EVAL_DEFER_S = 2.0
 
 
 def now_ms() -> int:
@@ -76,13 +90,15 @@ class LearnerNode(Protocol):
     releases: ReleaseLog
     own_updates: OwnUpdates
     stop_event: threading.Event
+    tip_seq: int
+    learner_idle: threading.Event
 
     @property
     def chain(self) -> Chain: ...
 
     def log(self, line: str) -> None: ...
 
-    def wait_tip(self, seconds: float) -> None: ...
+    def wait_tip(self, seconds: float, seen: int | None = None) -> None: ...
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
@@ -103,13 +119,15 @@ class EvaluatorNode(Protocol):
     metric_digests: dict[int, str]
     evaluated_through: tuple[int, str] | None
     stop_event: threading.Event
+    tip_seq: int
+    learner_idle: threading.Event
 
     @property
     def chain(self) -> Chain: ...
 
     def log(self, line: str) -> None: ...
 
-    def wait_tip(self, seconds: float) -> None: ...
+    def wait_tip(self, seconds: float, seen: int | None = None) -> None: ...
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
@@ -118,20 +136,26 @@ def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
     step = participate_once if node.sa is None else sa_participate_once
     while not node.stop_event.is_set():
+        seen = node.tip_seq  # read before looking at the tip: a block during the step wakes the wait below
         try:
             step(node)
         except Exception as exc:  # keep the node alive; say what happened
             node.log(f"participant error: {type(exc).__name__}: {exc}")
-        node.wait_tip(0.25)
+        if node.tip_seq == seen:
+            node.learner_idle.set()  # done with this tip: the evaluator may run
+        # woken by the next block; the timeout only retries a refused own update
+        node.wait_tip(OWN_RETRY_S if node.own_updates.retry is not None else IDLE_WAIT_S, seen)
 
 
 def evaluator_loop(node: EvaluatorNode) -> None:
     while not node.stop_event.is_set():
+        node.learner_idle.wait(EVAL_DEFER_S)  # our own update first: it is on the round's path
+        seen = node.tip_seq
         try:
             evaluate_closed_rounds(node)
         except Exception as exc:
             node.log(f"evaluator error: {type(exc).__name__}: {exc}")
-        node.wait_tip(0.25)
+        node.wait_tip(IDLE_WAIT_S, seen)
 
 
 def has_update(node: LearnerNode, r: int) -> bool:
@@ -292,6 +316,7 @@ class MinerStats:
 
     def __init__(self, workers: int, log_every_s: float = HASHRATE_LOG_S):
         self.workers = workers
+        self.found = 0  # blocks our miner found (on the main chain or not: the stale rate's denominator)
         self.hashes, self.seconds = 0, 0.0
         self._win_hashes, self._win_seconds = 0, 0.0
         self._last_rate = 0.0
@@ -312,7 +337,8 @@ class MinerStats:
 
     def report(self) -> dict:
         rate = self.hashes / self.seconds if self.seconds > 0 else 0.0
-        return {"workers": self.workers, "hashes": self.hashes, "search_s": round(self.seconds, 3),
+        return {"workers": self.workers, "blocks_found": self.found, "hashes": self.hashes,
+                "search_s": round(self.seconds, 3),
                 "hashrate": round(rate, 1), "hashrate_recent": round(self._last_rate or rate, 1)}
 
 
@@ -322,6 +348,11 @@ class MinerNode(Protocol):
     mine_workers: int
     miner_stats: MinerStats | None
     mempool_version: int
+    template_epoch: int
+    own_template: Block | None
+    miner: Miner | None
+    miner_hold_until: float
+    miner_hold_seq: int
     stop_event: threading.Event
 
     @property
@@ -331,8 +362,9 @@ class MinerNode(Protocol):
 
     def new_template(self, client: str = "own") -> tuple[str, Block]: ...
 
-    def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
-                     solicited: bool = False) -> str: ...
+    def submit_mined(self, block: Block) -> str: ...
+
+    def wait_tip(self, seconds: float, seen: int | None = None) -> None: ...
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
@@ -341,24 +373,36 @@ class MinerNode(Protocol):
 
 def miner_loop(node: MinerNode) -> None:
     node.miner_stats = MinerStats(node.mine_workers)
-    with Miner(workers=node.mine_workers) as miner:
-        while not node.stop_event.is_set():
-            try:
-                mine_once(node, miner)
-            except ValidationError:
-                pass  # counted and logged by submit_block
-            except Exception as exc:
-                node.log(f"miner error: {type(exc).__name__}: {exc}")
-                node.stop_event.wait(1.0)
+    with Miner(workers=node.mine_workers, in_process=False, nice=MINER_NICE) as miner:
+        node.miner = miner  # Node.template_stale interrupts it
+        try:
+            while not node.stop_event.is_set():
+                try:
+                    mine_once(node, miner)
+                except ValidationError:
+                    pass  # counted and logged by submit_block
+                except Exception as exc:
+                    node.log(f"miner error: {type(exc).__name__}: {exc}")
+                    node.stop_event.wait(1.0)
+        finally:
+            node.miner = None
 
 
 def mine_once(node: MinerNode, miner: Miner) -> None:
+    hold = node.miner_hold_until - time.monotonic()
+    if hold > 0:  # a block on our tip is being validated (Node.hold_miner): until it connects
+        node.wait_tip(hold, node.miner_hold_seq)
+    epoch = node.template_epoch  # before the template: a change while it is built makes it stale
     _tid, block = node.new_template()
+    node.own_template = block
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
-    def should_stop() -> bool:  # an empty template is refreshed as soon as txs arrive (a block is not wasted)
-        return (node.stop_event.is_set() or node.chain.tip.hash != prev
+    def should_stop() -> bool:  # the fallback of Node.template_stale's interrupt (a race, a lost wake-up)
+        return (node.stop_event.is_set() or node.template_epoch != epoch or node.chain.tip.hash != prev
                 or (node.mempool_version != version and (not block.txs or time.monotonic() - t0 > TEMPLATE_REFRESH_S)))
+
+    if should_stop():
+        return
 
     t_search = time.perf_counter()
     result = miner.mine(block.header.prefix(), block.header.target, should_stop)
@@ -372,4 +416,6 @@ def mine_once(node: MinerNode, miner: Miner) -> None:
     if result.nonce is None:
         return
     mined = Block(block.header.with_nonce(result.nonce), block.txs, block.commitment, block.config)
-    node.submit_block(mined)
+    if stats is not None:
+        stats.found += 1
+    node.submit_mined(mined)

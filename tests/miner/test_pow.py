@@ -106,3 +106,30 @@ def test_single_worker_should_stop():
     calls = []
     result = m.mine(header().prefix(), IMPOSSIBLE, lambda: calls.append(1) or len(calls) >= 3)
     assert result.nonce is None and result.hashes == 3 * CHUNK
+
+
+def test_interrupt_stops_a_worker_process_search_from_another_thread():
+    with Miner(workers=1, in_process=False, nice=5) as m:  # a node's miner: one worker, out of process
+        h = header(target=IMPOSSIBLE)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=m.mine(h.prefix(), h.target)))  # no should_stop
+        t.start()
+        assert poll(lambda: bool(m._procs) and sum(m._progress) > 0, 30)  # the worker is hashing
+        m.interrupt()
+        t.join(10)
+        assert not t.is_alive() and out["r"].nonce is None and out["r"].hashes > 0
+        again = m.mine(header().prefix(), EASY)  # an interrupt does not reach the next search
+        assert again.nonce is not None
+
+
+def test_interrupt_stops_an_in_process_search():
+    m = Miner(workers=1)
+    calls = []
+
+    def stop_after_two() -> bool:
+        calls.append(1)
+        if len(calls) == 2:
+            m.interrupt()
+        return False  # only the interrupt can stop it
+    result = m.mine(header().prefix(), IMPOSSIBLE, stop_after_two)
+    assert result.nonce is None and result.hashes == 2 * CHUNK

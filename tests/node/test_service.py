@@ -2,6 +2,7 @@
 it restarts from its store."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,5 +112,60 @@ def test_the_evaluator_reads_only_new_closes_and_follows_a_reorg(tmp_path):
         assert evaluate_closed_rounds(node) == 1  # round 1's model changed: measured again
         assert node.metric_digests[1] == side.tip_state.model_digest
         assert evaluate_closed_rounds(node) == 0
+    finally:
+        node.stop()
+
+
+def test_the_miners_template_goes_stale_when_the_quorum_arrives_not_before(tmp_path):
+    """Event-driven templates (issue 13): a tx makes our miner's template stale
+    at once if the template carried none, or if the mempool now closes the round;
+    a tx that does not reach the quorum leaves a template with txs alone."""
+    from miner.pow import Miner
+    cfg = tiny_config(quorum=3, round_timeout=50, allow_list=[k.public_hex for k in KEYS[:3]])
+    node = Node(tmp_path / "n", cfg, quiet=True)
+    node.miner = Miner(workers=1)  # not searching: the test drives the template by hand
+    try:
+        node.own_template = node.new_template()[1]
+        assert not node.own_template.txs
+        epoch = node.template_epoch
+        node.submit_tx(update_tx(node.chain, KEYS[0]))
+        assert node.template_epoch == epoch + 1  # the empty template is stale: a tx is waiting
+        node.own_template = node.new_template()[1]
+        assert len(node.own_template.txs) == 1 and node.own_template.commitment is None
+        node.submit_tx(update_tx(node.chain, KEYS[1]))
+        assert node.template_epoch == epoch + 1  # 2 of 3: no close yet, the template stays
+        node.own_template = node.new_template()[1]
+        node.submit_tx(update_tx(node.chain, KEYS[2]))
+        assert node.template_epoch == epoch + 2  # the quorum is in: rebuilt at once
+        closing = node.new_template()[1]
+        assert len(closing.txs) == 3 and closing.commitment is not None  # the block that carries it closes
+    finally:
+        node.stop()
+
+
+def test_a_tip_change_wakes_the_learner_and_holds_the_evaluator(tmp_path):
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", config(), dataset_path=data, quiet=True)  # not started: no threads
+    try:
+        seen = node.tip_seq
+        node.learner_idle.set()
+        node.submit_block(next_block(node.chain))
+        assert node.tip_seq == seen + 1 and not node.learner_idle.is_set()  # evaluator waits for the learner
+        t0 = time.monotonic()
+        node.wait_tip(30, seen)  # the tip moved after `seen`: no wake-up is lost, it returns at once
+        assert time.monotonic() - t0 < 10
+    finally:
+        node.stop()
+
+
+def test_a_peers_block_on_our_tip_holds_our_miner_until_it_connects(tmp_path):
+    from miner.pow import Miner
+    node = Node(tmp_path / "n", tiny_config(), quiet=True)
+    node.miner = Miner(workers=1)
+    try:
+        epoch = node.template_epoch
+        node.submit_block(next_block(node.chain), peer="http://127.0.0.1:9")
+        assert node.miner_hold_until > time.monotonic() - 1 and node.template_epoch > epoch
+        assert node.miner_hold_seq == node.tip_seq - 1  # held on the tip it replaced: released by its move
     finally:
         node.stop()

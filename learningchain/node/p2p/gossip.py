@@ -100,7 +100,7 @@ class Gossip:
         futures = []
         compact = compact_block(block)
         for url in self._targets(block.hash, exclude and normalize(exclude)):
-            future = self._submit(url, block.hash, self._send_block, block, compact)
+            future = self._submit(url, block.hash, self._send_block, block, compact, urgent=True)
             if future is not None:
                 futures.append(future)
         return futures

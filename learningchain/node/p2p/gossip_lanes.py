@@ -44,13 +44,15 @@ class GossipLanes:
         self._running: set[str] = set()  # peers with a send queued on a lane or running
         self.dropped = 0  # gossip sends dropped because a peer's queue was full
 
-    def _submit(self, url: str, key: str, fn, *args) -> Future | None:
+    def _submit(self, url: str, key: str, fn, *args, urgent: bool = False) -> Future | None:
         """Queue one gossip send to ``url`` on that peer's own queue, unless
         :data:`PEER_QUEUE` are queued or running for it already (then drop it,
         count it, and un-mark ``key`` so a rebroadcast retries). A peer has at
         most one send running; each next one goes to the lane (:meth:`_lane`) its
         cost earns *then*, so a peer that turned slow never leaves a backlog on
-        the lane everyone shares."""
+        the lane everyone shares. ``urgent`` (blocks): queued ahead of the
+        peer's waiting sends, so a block never waits behind tx bodies (every ms
+        a block spends in flight is a ms the other miners search on a stale tip)."""
         future: Future = Future()
         with self._lock:
             queue = self._queues.setdefault(url, deque())
@@ -58,7 +60,11 @@ class GossipLanes:
                 self.dropped += 1
                 full = True
             else:
-                queue.append((future, key, fn, args))
+                item = (future, key, fn, args, urgent)
+                if urgent:  # behind the urgent ones already queued (blocks stay in order), ahead of the rest
+                    queue.insert(sum(1 for queued in queue if queued[4]), item)
+                else:
+                    queue.append(item)
                 full = False
                 start = url not in self._running
                 if start:
@@ -96,7 +102,7 @@ class GossipLanes:
             queue = self._queues.get(url)
             item = queue.popleft() if queue else None
         if item is not None:
-            future, _key, fn, args = item
+            future, _key, fn, args, _urgent = item
             if future.set_running_or_notify_cancel():
                 try:
                     fn(url, *args)

@@ -33,3 +33,23 @@ def test_gossip_to_a_slow_peer_is_bounded_and_dropped_with_a_counter(network, fa
     assert len(futures) == PEER_QUEUE
     traffic = a.node.peers.traffic()
     assert traffic["dropped"] == 20 and traffic["queued"] <= PEER_QUEUE
+
+
+def test_blocks_go_ahead_of_waiting_tx_sends_and_stay_in_order(network):
+    import threading
+    a = network("a")
+    stop_sync_loop(a)
+    peers, url = a.node.peers, "http://127.0.0.1:9"  # never contacted: the sends are recorded
+    release, order = threading.Event(), []
+
+    def send(_url, name):
+        if name == "tx1":
+            release.wait(10)  # the peer's one running send: the others queue behind it
+        order.append(name)
+    futures = [peers._submit(url, "tx1", send, "tx1")]
+    futures += [peers._submit(url, "tx2", send, "tx2"), peers._submit(url, "b1", send, "b1", urgent=True),
+                peers._submit(url, "tx3", send, "tx3"), peers._submit(url, "b2", send, "b2", urgent=True)]
+    release.set()
+    for f in futures:
+        f.result(10)
+    assert order == ["tx1", "b1", "b2", "tx2", "tx3"]
