@@ -26,12 +26,20 @@ the miner only searches nonces. Contract (the node's API implements exactly this
 
 ``GET {node}/status`` -> 200 JSON with at least ``{"tip": hex, "mempool": int}``.
 
-While searching, the miner polls ``/status`` every :data:`STATUS_SECONDS`; it
-abandons the search and fetches a new template when the tip differs from the
-template's ``prev_hash`` (someone else extended the chain), or when the mempool
-count changed and the template is older than :data:`REFRESH_AFTER` seconds (so
-new transactions get into the block without refetching on every arrival).
-An unreachable node is retried with exponential back-off and a one-line message.
+``POST {node}/mining/wait`` JSON ``{"template_id": str, "timeout": s}`` -> 200
+``{"stale": bool}``: answered the moment the template goes stale (a new tip, or
+the mempool now holds what closes the round), or after ``timeout`` seconds with
+``false``; 429 ``mining-busy`` when the node runs too many already.
+
+While searching, a thread of the miner long-polls ``/mining/wait``, so a new tip
+stops the search as soon as the node knows of it (no timer on a round's path):
+the search is interrupted and a new template fetched. After each
+:data:`REFRESH_AFTER` seconds without news, a template is refreshed if the
+mempool count changed (new transactions get into the block without refetching on
+every arrival). A node that cannot long-poll (429, or an older node: 404) is
+watched by polling ``/status`` every :data:`STATUS_SECONDS` instead, with the
+same two rules. An unreachable node is retried with exponential back-off and a
+one-line message.
 """
 from __future__ import annotations
 
@@ -123,6 +131,7 @@ class NodeClient:
         self.session = session or requests.Session()
         self.token_file = token_file
         self.token = read_token(token_file)
+        self._wait_session: requests.Session | None = None
 
     def _call(self, method: str, path: str, **kw):
         for attempt in (0, 1):
@@ -137,10 +146,12 @@ class NodeClient:
                                 f"with --data-dir <the node's data dir>")
         return code, doc
 
-    def _call_once(self, method: str, path: str, **kw):
+    def _call_once(self, method: str, path: str, session: requests.Session | None = None,
+                   timeout: tuple[float, float] = TIMEOUT, **kw):
         headers = {TOKEN_HEADER: self.token} if self.token and path.startswith("/mining/") else {}
         try:
-            resp = self.session.request(method, self.url + path, timeout=TIMEOUT, headers=headers, **kw)
+            resp = (session or self.session).request(method, self.url + path, timeout=timeout, headers=headers,
+                                                     **kw)
         except requests.RequestException as exc:
             raise NodeUnreachable(f"{type(exc).__name__}") from None
         if resp.status_code >= 500:
@@ -165,6 +176,21 @@ class NodeClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"GET /status: {exc}") from None
 
+    def wait(self, template_id: str, seconds: float) -> bool | None:
+        """``POST /mining/wait`` on its own session (it runs in the watch thread):
+        True once the template is stale, False if it is still current after
+        ``seconds``, None if the node cannot long-poll (404, 429)."""
+        if self._wait_session is None:
+            self._wait_session = requests.Session()
+        code, doc = self._call("POST", "/mining/wait", session=self._wait_session,
+                               timeout=(TIMEOUT[0], seconds + TIMEOUT[1]),
+                               json={"template_id": template_id, "timeout": seconds})
+        if code in (404, 429):
+            return None
+        if code != 200 or not isinstance(doc, dict) or not isinstance(doc.get("stale"), bool):
+            raise ProtocolError(f"POST /mining/wait: HTTP {code}: {_error_of(doc)}")
+        return doc["stale"]
+
     def submit(self, template_id: str, nonce: int) -> tuple[bool, str]:
         """(accepted, block hash or the node's reason)."""
         code, doc = self._call("POST", "/mining/submit", json={"template_id": template_id, "nonce": nonce})
@@ -178,21 +204,62 @@ def _error_of(doc) -> str:
 
 
 class StaleWatch:
-    """``should_stop`` for one template: polls /status at most every
-    STATUS_SECONDS and says stop when the template went stale (or on shutdown)."""
+    """``should_stop`` for one template: true once the template went stale (or
+    on shutdown). A thread long-polls ``/mining/wait`` and interrupts ``miner``
+    the moment the node says so; against a node that cannot long-poll it falls
+    back to polling ``/status`` every STATUS_SECONDS."""
 
     def __init__(self, node: NodeClient, template: Template, mempool: int, stop: threading.Event,
-                 say: Callable[[str], None]):
+                 say: Callable[[str], None], miner: Miner | None = None):
         self.node, self.template, self.mempool, self.stop, self.say = node, template, mempool, stop, say
+        self.miner = miner
         self.fetched = time.monotonic()
         self.next_poll = self.fetched + STATUS_SECONDS
         self.reason = ""
         self._warned = False
+        self._stale = threading.Event()
+        self._closed = False
+        self.longpoll = True
+        threading.Thread(target=self._watch, name="stale-watch", daemon=True).start()
+
+    def close(self) -> None:
+        """The search for this template ended: the watch thread stops after its call."""
+        self._closed = True
+
+    def _mark(self, reason: str) -> None:
+        self.reason = reason
+        self._stale.set()
+        if self.miner is not None and not self._closed:
+            self.miner.interrupt()
+
+    def _watch(self) -> None:
+        while not self._closed and not self.stop.is_set():
+            try:
+                stale = self.node.wait(self.template.template_id, REFRESH_AFTER)
+            except (NodeUnreachable, ProtocolError):
+                stale = None
+            if stale is None:  # no long-poll here: __call__ polls /status
+                self.longpoll = False
+                return
+            if stale:
+                return self._mark("new template")
+            if self._closed:
+                return
+            try:  # still current after REFRESH_AFTER: new txs (not yet a quorum) are taken in now
+                _tip, mempool = self.node.status()
+            except (NodeUnreachable, ProtocolError):
+                continue
+            if mempool != self.mempool:
+                return self._mark("mempool changed")
 
     def __call__(self) -> bool:
         if self.stop.is_set():
             self.reason = "shutdown"
             return True
+        if self._stale.is_set():
+            return True
+        if self.longpoll:
+            return False
         now = time.monotonic()
         if now < self.next_poll:
             return False
@@ -267,10 +334,13 @@ class MiningClient:
                 return
             template, mempool = fetched
             self.templates += 1
-            watch = StaleWatch(self.node, template, mempool, self.stop, self.say)
-            result = self.miner.mine(template.prefix, template.target, should_stop=watch,
-                                     on_progress=self._progress(template),
-                                     progress_seconds=self.progress_seconds)
+            watch = StaleWatch(self.node, template, mempool, self.stop, self.say, self.miner)
+            try:
+                result = self.miner.mine(template.prefix, template.target, should_stop=watch,
+                                         on_progress=self._progress(template),
+                                         progress_seconds=self.progress_seconds)
+            finally:
+                watch.close()
             self.hashes += result.hashes
             self.seconds += result.seconds
             if result.nonce is None:
@@ -316,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"miner: {problem}", file=sys.stderr)
         return 2
-    miner = Miner(workers=args.workers)
+    miner = Miner(workers=args.workers, in_process=False)  # a worker process: an interrupt lands in ~3 ms
     client = MiningClient(NodeClient(args.node, token_file=token_file), miner, quiet=args.quiet)
     client.say(f"mining for {args.node} with {miner.workers} worker(s); Ctrl-C to stop")
     try:

@@ -138,3 +138,5 @@ PEER_HANDSHAKE_BUSY = "peer-handshake-busy"
 # API access refusals (HTTP 403).
 #: /mining/* without this node's miner token (mining_auth.py).
 MINING_FORBIDDEN = "mining-forbidden"
+#: /mining/wait while MAX_MINING_WAITS long-polls run already (HTTP 429).
+MINING_BUSY = "mining-busy"

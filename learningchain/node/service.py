@@ -54,6 +54,8 @@ REBROADCAST_MAX = 64
 REBROADCAST_AFTER_S = 4.0
 #: mining clients (token holders, by X-Miner-Id or address) whose templates are kept.
 MAX_TEMPLATE_CLIENTS = 8
+#: /mining/wait long-polls at once (each holds one HTTP thread until its template is stale).
+MAX_MINING_WAITS = 4
 #: how long our miner waits for a block on our tip to be validated (seconds; hold_miner).
 MINER_HOLD_S = 0.1
 
@@ -114,7 +116,7 @@ class Node:
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
-        #: client -> template id -> (block, issued); see new_template
+        #: client -> template id -> (block, issued, template_epoch then); see new_template
         self.templates: OrderedDict[str, OrderedDict[str, tuple[Block, float]]] = OrderedDict()
         self.early = EarlyTxs()
         self.early_held = 0  # updates for the next round held since start (EarlyTxs)
@@ -125,6 +127,9 @@ class Node:
         self.mempool_version = 0
         self.template_epoch = 0  # bumped whenever our miner's template goes stale (template_stale)
         self.own_template: Block | None = None  # what our miner searches now
+        self.last_template: Block | None = None  # the newest template any miner was given
+        self.template_cv = threading.Condition()  # notified with every template_epoch bump
+        self.mining_waits = 0  # /mining/wait long-polls running now (wait_template)
         self.miner = None  # the miner.pow.Miner of our miner thread, while it runs
         self.miner_hold_until = 0.0  # monotonic time before which our miner waits (hold_miner) ...
         self.miner_hold_seq = 0  # ... for the tip to move on from this tip_seq
@@ -338,7 +343,8 @@ class Node:
             tid = secrets.token_hex(8)
             mine = self.templates.setdefault(client, OrderedDict())
             self.templates.move_to_end(client)
-            mine[tid] = (block, time.monotonic())
+            mine[tid] = (block, time.monotonic(), self.template_epoch)
+            self.last_template = block
             while len(mine) > MAX_TEMPLATES:
                 mine.popitem(last=False)
             while len(self.templates) > MAX_TEMPLATE_CLIENTS:
@@ -407,9 +413,8 @@ class Node:
         round and the template would not close it: the round closes in the block
         that carries its quorum, not one template later."""
         self.mempool_version += 1
-        t = self.own_template
-        if self.miner is not None and t is not None and t.commitment is None \
-                and (not t.txs or self.ledger.would_close()):
+        t = self.last_template
+        if t is not None and t.commitment is None and (not t.txs or self.ledger.would_close()):
             self.template_stale()
 
     def hold_miner(self) -> None:
@@ -425,15 +430,37 @@ class Node:
         self.template_stale()
 
     def template_stale(self) -> None:
-        """Our miner's search is for a template that is out of date: stop it now."""
-        self.template_epoch += 1
+        """Every template issued so far is out of date: stop our miner's search
+        now and answer the standalone miners' ``/mining/wait``."""
+        with self.template_cv:
+            self.template_epoch += 1
+            self.template_cv.notify_all()
         miner = self.miner
         if miner is not None:
             miner.interrupt()
 
+    def wait_template(self, template_id: str, client: str, timeout: float) -> bool | None:
+        """``POST /mining/wait``: block until ``client``'s template ``template_id``
+        is stale (True at once if it is unknown or stale already) or ``timeout``
+        seconds pass (False: still current). None when :data:`MAX_MINING_WAITS`
+        run already (each holds an HTTP thread)."""
+        with self.lock:
+            entry = self.templates.get(client, {}).get(template_id)
+        if entry is None:
+            return True
+        with self.template_cv:
+            if self.mining_waits >= MAX_MINING_WAITS:
+                return None
+            self.mining_waits += 1
+            try:
+                return self.template_cv.wait_for(
+                    lambda: self.template_epoch != entry[2] or self.stop_event.is_set(), max(0.0, timeout))
+            finally:
+                self.mining_waits -= 1
+
     def stop(self) -> None:
         self.stop_event.set()
-        self.template_stale()
+        self.template_stale()  # wakes our miner and every /mining/wait
         self.learner_idle.set()
         with self.tip_changed:
             self.tip_changed.notify_all()

@@ -1,5 +1,6 @@
-"""The mining routes of the API (a Flask blueprint): ``GET /mining/template``
-and ``POST /mining/submit``, served only to a holder of the node's miner token
+"""The mining routes of the API (a Flask blueprint): ``GET /mining/template``,
+``POST /mining/wait`` (a long-poll: returns when the template went stale) and
+``POST /mining/submit``, served only to a holder of the node's miner token
 (:mod:`learningchain.node.web.mining_auth`; ``python -m miner``). Documented in
 docs/api.md.
 """
@@ -25,6 +26,8 @@ class MiningNode(Protocol):
 
     def submit_nonce(self, template_id: str, nonce: int, client: str = "own") -> tuple[str, Block]: ...
 
+    def wait_template(self, template_id: str, client: str, timeout: float) -> bool | None: ...
+
 
 def node() -> MiningNode:
     return current_app.config["NODE"]
@@ -48,6 +51,29 @@ def mining_template():
     tid, b = node().new_template(mining_client())
     return jsonify({"template_id": tid, "height": b.height, "prev_hash": b.header.prev_hash,
                     "prefix": b.header.prefix().hex(), "target": f"{b.header.target:064x}"})
+
+
+#: the longest a /mining/wait may ask to wait (seconds).
+MAX_WAIT_S = 30
+
+
+@mining_routes.post("/mining/wait")
+def mining_wait():
+    """``{"template_id", "timeout"}`` -> ``{"stale": bool}`` once the template is
+    stale (a new tip, or the mempool now holds the round's quorum) or ``timeout``
+    seconds passed: the standalone miner learns of a new tip by push, not by
+    polling ``/status``."""
+    client = mining_client()
+    doc = body(SMALL_BODY_BYTES)
+    tid, timeout = doc.get("template_id"), doc.get("timeout", 10)
+    if not isinstance(tid, str) or len(tid) > 64:
+        raise ApiError(400, "template_id must be the string /mining/template returned", "template-unknown")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 <= timeout <= MAX_WAIT_S:
+        raise ApiError(400, f"timeout must be a number of seconds in [0, {MAX_WAIT_S}]", "bad-query")
+    stale = node().wait_template(tid, client, float(timeout))
+    if stale is None:
+        raise ApiError(429, "too many /mining/wait calls run at once; poll /status instead", errors.MINING_BUSY)
+    return jsonify({"stale": stale})
 
 
 @mining_routes.post("/mining/submit")
