@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import check_agreement, complete_entries, follow_rounds, local_baselines
+from learningchain.cli.demo_rounds import (chain_stats, check_agreement, complete_entries, follow_rounds,
+                                           local_baselines)
 from learningchain.core.errors import ConfigError
 from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
                                      wait_ready)
@@ -54,6 +55,10 @@ def stop_on_term_and_hup() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _fmt(value, unit: str) -> str:
+    return "n/a" if value is None else f"{value:.3f} s" if unit == "s" else f"{value:.1f} {unit}"
 
 
 def say(text: str) -> None:
@@ -230,7 +235,7 @@ def _run_demo(args: argparse.Namespace) -> int:
           f"{_sa_label(config)}; "
           f"genesis {make_genesis(config).hash[:16]}; logs in {out}", flush=True)
     first_bad = args.nodes - args.byzantine
-    keep, entries, late, privacy = False, [], [], {}
+    keep, entries, late, privacy, stats = False, [], [], {}, {}
     # While nodes may run, a signal is only noted; Network.check_alive (every poll
     # loop) acts on it. No KeyboardInterrupt can then land between a Popen and its
     # bookkeeping, or in the except/finally below before the nodes are stopped
@@ -249,6 +254,12 @@ def _run_demo(args: argparse.Namespace) -> int:
             digest, tips = check_agreement(net, args.rounds)
             print(f"agreement: all {args.nodes} nodes hold model {digest[:16]} for round {args.rounds}; {tips}")
             complete_entries(net, entries)
+            stats = chain_stats(net, args.rounds)
+            print(f"chain: median round {_fmt(stats['median_round_s'], 's')} (closing blocks' timestamps), "
+                  f"{stats['height']} blocks, mean interval {_fmt(stats['mean_block_ms'], 'ms')} (target "
+                  f"{config.target_block_ms} ms), {stats['stale_blocks']} of {stats['blocks_found']} blocks found "
+                  f"by {args.miners} miner{'s' if args.miners != 1 else ''} stale "
+                  f"({_fmt(None if stats['stale_rate'] is None else 100 * stats['stale_rate'], '%')})", flush=True)
             privacy = {n.name: get(n.url, "/status").get("privacy") for n in net.nodes}
             net.check_alive()
             keep = args.keep
@@ -282,8 +293,10 @@ def _run_demo(args: argparse.Namespace) -> int:
                           "attackers": list(range(first_bad, args.nodes)) if args.byzantine else [],
                           "compression": args.compression, "selection": args.selection,
                           "dp_mode": _dp_role(args).mode, "dp_epsilon": args.dp_epsilon or None,
-                          "dp_delta": args.dp_delta,
+                          "dp_delta": args.dp_delta, "miners": args.miners,
+                          "target_block_ms": config.target_block_ms, "round_timeout": config.round_timeout,
                           "genesis": make_genesis(config).hash, "partitions": str(part_dir)},
+               "chain": stats,
                "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
                "baselines": base, "elapsed_s": round(elapsed, 3),
                "privacy": {k: v for k, v in privacy.items() if v is not None}}

@@ -177,3 +177,32 @@ def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, di
     epochs = rounds * spec.epochs
     return initial, {"centralized": baselines.centralized(spec, ds, epochs),
                      "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
+
+
+def chain_stats(net: Network, rounds: int, page: int = 500) -> dict:
+    """What the chain itself says about a finished run, from node 0: the median
+    round (close to close of the closing blocks' header timestamps, rounds 2..R:
+    round 1 also waits for the nodes to start), the mean block interval, and the
+    stale blocks: blocks the miners found (their ``/status`` ``blocks_found``)
+    that are not on the main chain (every block but genesis was mined by the
+    network's own miners)."""
+    import statistics
+    hub = net.nodes[0].url
+    status = get(hub, "/status") or {}
+    height = int(status.get("height", 0))
+    stamps: dict[int, int] = {}
+    for start in range(1, height + 1, page):
+        for b in (get(hub, f"/chain?start={start}&limit={page}") or {}).get("blocks", []):
+            stamps[b["height"]] = b["timestamp"]
+    closes = [stamps.get((get(hub, f"/rounds/{r}") or {}).get("closed_at")) for r in range(1, rounds + 1)]
+    closes = [c for c in closes if c is not None]
+    gaps = [(b - a) / 1000 for a, b in zip(closes, closes[1:])]
+    found = sum(int(((get(n.url, "/status") or {}).get("miner") or {}).get("blocks_found", 0)) for n in net.nodes)
+    heights = sorted(stamps)
+    interval = ((stamps[heights[-1]] - stamps[heights[0]]) / (heights[-1] - heights[0])
+                if len(heights) > 1 else None)
+    stale = max(0, found - height)
+    return {"median_round_s": round(statistics.median(gaps), 4) if gaps else None,
+            "mean_block_ms": round(interval, 1) if interval is not None else None,
+            "height": height, "blocks_found": found, "stale_blocks": stale,
+            "stale_rate": round(stale / found, 4) if found else None}
