@@ -8,7 +8,8 @@
 #
 # Environment: NODES (default 4), MINERS (default 2: the standalone miner on node 0,
 # and nodes 1 .. MINERS-1 run `--mine`, so one miner dying does not stop the chain),
-# BASE_PORT (default 5000), DATASET (digits), OUT (default ./tmux-demo-out:
+# BASE_PORT (default 5000), DATASET (digits), BLOCK_MS (genesis block interval, default 50:
+# one machine; a round then waits about 10 s for a slow node), OUT (default ./tmux-demo-out:
 # genesis.json, node data dirs, logs), SECURE_AGGREGATION (0; 1 = masked updates,
 # docs/protocol.md section 14) and SA_THRESHOLD (default floor(2N/3)+1).
 set -euo pipefail
@@ -19,6 +20,7 @@ NODES=${NODES:-4}
 MINERS=${MINERS:-2}
 BASE_PORT=${BASE_PORT:-5000}
 DATASET=${DATASET:-digits}
+BLOCK_MS=${BLOCK_MS:-50}
 OUT=${OUT:-$ROOT/tmux-demo-out}
 SECURE_AGGREGATION=${SECURE_AGGREGATION:-0}
 SA_THRESHOLD=${SA_THRESHOLD:-}
@@ -127,7 +129,9 @@ elif [ "$SECURE_AGGREGATION" != 0 ]; then
     echo "SECURE_AGGREGATION must be 0 or 1, got '$SECURE_AGGREGATION'" >&2
     exit 1
 fi
+case "$BLOCK_MS" in ''|*[!0-9]*|0) echo "BLOCK_MS must be a positive integer (ms), got '$BLOCK_MS'" >&2; exit 1;; esac
 "$PY" node.py genesis --nodes "$NODES" --dataset "$DATASET" --out "$OUT/genesis.json" --force \
+    --block-ms "$BLOCK_MS" --round-timeout $(( (10000 + BLOCK_MS - 1) / BLOCK_MS )) \
     --allow-list "${ALLOW%,}" ${SA_FLAGS[@]+"${SA_FLAGS[@]}"}
 
 url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
