@@ -172,3 +172,32 @@ def test_cli_process_mines_and_exits_cleanly_on_ctrl_c(node):
     assert all(h.check_pow() for h in node.accepted)
     last = out.strip().splitlines()[-1]
     assert last.startswith("miner stopped:") and "block(s) found" in last and "H/s" in last
+
+
+def test_client_long_polls_a_real_node_and_drops_a_stale_template_at_once(tmp_path):
+    """Against a real node the miner's watch thread long-polls /mining/wait: a
+    block from elsewhere makes the node answer at once and the search stops
+    ("new template"), not at the next /status poll (issue 13)."""
+    from miner.client import MiningClient, NodeClient
+    from tests.served import network_factory
+    hard = 1 << 236  # ~1 M hashes a block: the client does not find one before the test's block
+    factory = network_factory(tmp_path)
+    start = next(factory)
+    try:
+        a = start("a", initial_target=hard, pow_limit=hard)
+        lines = []
+        client = MiningClient(NodeClient(a.url, token_file=str(a.node.data_dir / "miner.token")),
+                              Miner(workers=1, in_process=False), out=lines.append)
+        t = run_client(client)
+        try:
+            assert poll(lambda: client.templates >= 1 and a.node.mining_waits >= 1, 30)  # searching, long-polling
+            a.mine_one()  # another miner's block reaches the node
+            assert poll(lambda: any("new template" in line for line in lines), 30), lines
+            assert a.node.refused.get("unknown-route", 0) == 0  # the node answered /mining/wait
+        finally:
+            client.stop.set()
+            t.join(10)
+            client.miner.close()
+        assert not t.is_alive()
+    finally:
+        next(factory, None)

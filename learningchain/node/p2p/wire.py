@@ -37,8 +37,10 @@ from __future__ import annotations
 import zlib
 
 #: bodies up to this size travel as they are: gzip's 18-byte frame and the
-#: header line would eat what it saves.
-MIN_BYTES = 1024
+#: header line would eat what it saves. Above it hex ids and hashes shrink by
+#: about a third: a compact block of an empty block, 515 B of JSON, sends 331 B,
+#: and at 20 blocks a second those are most of a node's messages.
+MIN_BYTES = 256
 LEVEL = 1
 #: decoded/encoded ratio above which a gzip body is refused, once past RATIO_FLOOR.
 MAX_RATIO = 20

@@ -67,3 +67,37 @@ def test_template_mine_submit_extends_the_chain(client, node):
     assert r.status_code == 400 and r.get_json()["reason"] == "template-unknown"
     r = post(client, "/mining/submit", {"template_id": "nope", "nonce": -1})
     assert r.status_code == 400 and r.get_json()["reason"] == "bad-nonce"
+
+
+def test_mining_wait_answers_when_the_template_goes_stale(client, node):
+    """POST /mining/wait is a long-poll (issue 13): current after its timeout,
+    stale the moment a tx reaches a template that had none, or the tip moves."""
+    import threading
+    t = client.get("/mining/template").get_json()
+    r = post(client, "/mining/wait", {"template_id": t["template_id"], "timeout": 0.05})
+    assert r.status_code == 200 and r.get_json() == {"stale": False}  # nothing happened
+    answer = {}
+    waiter = threading.Thread(target=lambda: answer.update(
+        r=post(client.application.test_client(), "/mining/wait", {"template_id": t["template_id"], "timeout": 30},
+               headers={"X-Miner-Token": client.environ_base["HTTP_X_MINER_TOKEN"]}).get_json()))
+    waiter.start()
+    assert post(client, "/txs", update_tx(node.chain, KEYS[0]).to_dict()).status_code == 202
+    waiter.join(20)
+    assert not waiter.is_alive() and answer["r"] == {"stale": True}  # woken by the tx, not the 30 s timeout
+    t2 = client.get("/mining/template").get_json()
+    mine_via_api(client)  # the tip moves: every template so far is stale
+    assert post(client, "/mining/wait", {"template_id": t2["template_id"], "timeout": 30}).get_json() == {"stale": True}
+    assert post(client, "/mining/wait", {"template_id": "nope", "timeout": 1}).get_json() == {"stale": True}
+
+
+def test_mining_wait_refuses_bad_input_and_too_many_waiters(client, node):
+    t = client.get("/mining/template").get_json()
+    for doc in ({"template_id": 5}, {"template_id": t["template_id"], "timeout": 31},
+                {"template_id": t["template_id"], "timeout": "1"}, {"template_id": t["template_id"], "timeout": True}):
+        r = post(client, "/mining/wait", doc)
+        assert r.status_code == 400 and set(r.get_json()) == {"error", "reason"}
+    from learningchain.node.service import MAX_MINING_WAITS
+    node.mining_waits = MAX_MINING_WAITS  # as if that many long-polls held their threads now
+    r = post(client, "/mining/wait", {"template_id": t["template_id"], "timeout": 1})
+    assert r.status_code == 429 and r.get_json()["reason"] == "mining-busy"
+    node.mining_waits = 0
