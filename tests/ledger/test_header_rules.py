@@ -169,3 +169,24 @@ def test_genesis_header_check_names_every_differing_field_and_spares_defaulted_c
     sparse = make_block(height=0, prev_hash=ZERO_HASH, timestamp=cfg.timestamp, target=cfg.initial_target,
                         miner=GENESIS_MINER, txs=(), commitment=None, config=doc, nonce=0)
     assert sparse.hash != g.hash and Chain(sparse).config.max_future_ms == cfg.max_future_ms
+
+
+@pytest.mark.parametrize("speed", [0.3, 3.0])
+def test_retargeting_brings_a_50_ms_network_to_its_interval(speed):
+    """The demo's genesis (LOCAL_BLOCK_MS = 50, 20-block windows, issue 13): miners
+    ``speed`` times as fast as the initial target assumed reach one block about
+    every 50 ms within a few windows (honest timestamps, integer milliseconds)."""
+    from learningchain.ledger.genesis import LOCAL_BLOCK_MS
+    from learningchain.ledger.header_rules import next_target
+    config = Chain(tiny_genesis(retarget_window=20, target_block_ms=LOCAL_BLOCK_MS, max_future_ms=200,
+                                initial_target=EASY >> 24, pow_limit=EASY)).config
+    tip = _Entry(None, config.timestamp, config.initial_target)
+    now, intervals = config.timestamp, []
+    for _ in range(12 * config.retarget_window):
+        target = next_target(tip, config)
+        step = max(1, round(config.target_block_ms * config.initial_target / target / speed))
+        now += step
+        intervals.append(step)
+        tip = _Entry(tip, now, target)
+    last_window = intervals[-config.retarget_window:]
+    assert 0.75 * LOCAL_BLOCK_MS <= sum(last_window) / len(last_window) <= 1.25 * LOCAL_BLOCK_MS
