@@ -354,8 +354,8 @@ def run_ours(out: Path, rounds: int, miners: int) -> dict:
         hub = net.nodes[0].url
 
         def snapshot(r: int) -> list[dict]:
-            processes.wait_for(lambda: closed_round(hub, r), 60 + 10 * rounds, f"round {r} to close", net,
-                               interval=0.05)
+            processes.wait_for(lambda: closed_round(hub, r, wait=1), 60 + 10 * rounds, f"round {r} to close", net,
+                               interval=0.01)  # a long-poll: node 0 answers when round r closes
             return [processes.get(n.url, "/status") for n in net.nodes]
         before = snapshot(1)
         after = snapshot(rounds)

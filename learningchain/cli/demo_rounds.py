@@ -20,8 +20,10 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def closed_round(url: str, r: int) -> dict | None:
-    doc = get(url, f"/rounds/{r}")
+def closed_round(url: str, r: int, wait: int = 0) -> dict | None:
+    """Round ``r`` if it is closed and measured at ``url``, else None; ``wait``:
+    seconds the node may hold the answer until it is (a long-poll)."""
+    doc = get(url, f"/rounds/{r}?wait={wait}" if wait else f"/rounds/{r}", timeout=3.0 + wait)
     if doc and doc.get("status") == "closed" and doc.get("metrics"):
         return doc
     return None
@@ -70,16 +72,18 @@ def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float,
     deadline = t0 + timeout
     while r <= rounds:
         net.check_alive()
-        doc = closed_round(hub.url, r)
+        asked = time.monotonic()
+        doc = closed_round(hub.url, r, wait=1)  # the node answers when round r closes
         if doc is None:
-            status = get(hub.url, "/status") or {}
             if tty:
+                status = get(hub.url, "/tip") or {}
                 print(f"\r{progress_bar(r - 1, rounds)} round {r}/{rounds}  height "
                       f"{status.get('height', '?')}  {time.monotonic() - t0:5.1f} s", end="", flush=True)
             if time.monotonic() > deadline:
                 raise LearningChainError(f"round {r} did not close within {timeout:.0f} s; see the "
                                          f"logs in {net.out}")
-            time.sleep(0.2)
+            if time.monotonic() - asked < 0.1:  # answered at once (its long-polls are taken): do not spin
+                time.sleep(0.2)
             continue
         now, (sent, work) = time.monotonic(), counters(net)
         commitment = {"accepted": doc.get("accepted", []), "rejected": doc.get("rejected", {})}

@@ -56,6 +56,8 @@ REBROADCAST_AFTER_S = 4.0
 MAX_TEMPLATE_CLIENTS = 8
 #: /mining/wait long-polls at once (each holds one HTTP thread until its template is stale).
 MAX_MINING_WAITS = 4
+#: /rounds/<r>?wait= long-polls at once: anyone may ask, and the server has 8 threads.
+MAX_ROUND_WAITS = 2
 #: how long our miner waits for a block on our tip to be validated (seconds; hold_miner).
 MINER_HOLD_S = 0.1
 
@@ -130,6 +132,7 @@ class Node:
         self.last_template: Block | None = None  # the newest template any miner was given
         self.template_cv = threading.Condition()  # notified with every template_epoch bump
         self.mining_waits = 0  # /mining/wait long-polls running now (wait_template)
+        self.round_waits = 0  # /rounds/<r>?wait= long-polls running now (wait_round)
         self.miner = None  # the miner.pow.Miner of our miner thread, while it runs
         self.miner_hold_until = 0.0  # monotonic time before which our miner waits (hold_miner) ...
         self.miner_hold_seq = 0  # ... for the tip to move on from this tip_seq
@@ -394,6 +397,31 @@ class Node:
                 self.tip_changed.wait(seconds)
             else:
                 self.tip_changed.wait_for(lambda: self.tip_seq != seen or self.stop_event.is_set(), seconds)
+
+    def wait_round(self, r: int, seconds: float) -> None:
+        """``GET /rounds/<r>?wait=S``: return once round ``r`` is closed on the main
+        chain and, if we hold a test set, G(r) is measured; or after ``seconds``.
+        At most :data:`MAX_ROUND_WAITS` wait at once (each holds one HTTP thread);
+        beyond that the call returns at once, as a plain ``/rounds/<r>``."""
+        def done() -> bool:
+            if self.stop_event.is_set():
+                return True
+            with self.lock:
+                closed = self.chain.round_close(r) is not None
+            return closed and (self.test_set is None or r in self.metrics)
+        with self.tip_changed:
+            if self.round_waits >= MAX_ROUND_WAITS:
+                return
+            self.round_waits += 1
+            try:
+                self.tip_changed.wait_for(done, max(0.0, seconds))
+            finally:
+                self.round_waits -= 1
+
+    def note_measured(self) -> None:
+        """The evaluator stored a round's metrics: wake ``wait_round``."""
+        with self.tip_changed:
+            self.tip_changed.notify_all()
 
     # --- events that move a round on (intake.py calls them) -------------------------
     def tip_moved(self) -> None:

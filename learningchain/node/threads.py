@@ -131,6 +131,8 @@ class EvaluatorNode(Protocol):
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
+    def note_measured(self) -> None: ...
+
 
 def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
@@ -278,6 +280,7 @@ def evaluate_closed_rounds(node: EvaluatorNode, batch: int = 50) -> int:
         m = node.model.evaluate(weights, X, y)
         node.add_timing("evaluate", time.perf_counter() - t0)
         node.metrics[r], node.metric_digests[r] = m, digest
+        node.note_measured()
         main = "accuracy" if "accuracy" in m else "rmse"
         node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
     if done_through is not None:  # every close up to it is measured (a reorg since: see _first_unchecked)

@@ -19,6 +19,8 @@ from learningchain.node.web.explorer import (MAX_ROUNDS_PAGE, ROUNDS_PAGE, rende
 from learningchain.node.web.request_input import ApiError, hex_id, int_arg, is_number
 
 MAX_CHAIN_PAGE = 500
+#: the longest ``GET /rounds/<r>?wait=S`` may wait (seconds).
+MAX_ROUND_WAIT_S = 30
 
 chain_routes = Blueprint("chain_routes", __name__)
 
@@ -41,6 +43,8 @@ class InspectedNode(Protocol):
     def find_tx(self, txid: str) -> dict | None: ...
 
     def energy_report(self, round: int | None = None) -> dict | None: ...
+
+    def wait_round(self, r: int, seconds: float) -> None: ...
 
 
 def node() -> InspectedNode:
@@ -134,6 +138,9 @@ def rounds():
 def round_detail(r: str):
     if not is_number(r) or int(r) < 1:
         raise ApiError(400, "round must be a positive integer", "bad-id")
+    wait = int_arg("wait", 0, 0, MAX_ROUND_WAIT_S)
+    if wait:  # a long-poll: answer once round r is closed and measured, or after `wait` seconds
+        node().wait_round(int(r), wait)
     detail = round_view(node(), int(r))
     if detail is None:
         raise ApiError(404, f"round {r} has not opened yet")

@@ -86,3 +86,28 @@ def test_rounds_are_paged(client, node):
     for bad in ("limit=0", "limit=201", "start=0", "start=x"):
         r = client.get(f"/rounds?{bad}")
         assert r.status_code == 400 and r.get_json()["reason"] == "bad-query", bad
+
+
+def test_rounds_wait_is_a_long_poll_answered_by_the_closing_block(client, node):
+    """GET /rounds/<r>?wait=S holds the answer until round r closes (issue 13:
+    the demo follows rounds by push); more waiters than MAX_ROUND_WAITS get
+    the answer at once; a bad wait is 400."""
+    import threading
+    import time
+    from learningchain.node.service import MAX_ROUND_WAITS
+    assert client.get("/rounds/1?wait=31").status_code == 400
+    assert client.get("/rounds/1?wait=x").get_json()["reason"] == "bad-query"
+    answer = {}
+    other = client.application.test_client()
+    waiter = threading.Thread(target=lambda: answer.update(r=other.get("/rounds/1?wait=30").get_json()))
+    waiter.start()
+    for k in KEYS[:3]:  # tiny_config: quorum 3
+        assert post(client, "/txs", update_tx(node.chain, k).to_dict()).status_code == 202
+    mine_via_api(client)  # the block that carries the quorum closes round 1
+    waiter.join(20)
+    assert not waiter.is_alive() and answer["r"]["status"] == "closed"
+    node.round_waits = MAX_ROUND_WAITS  # as if that many long-polls held their threads
+    t0 = time.monotonic()
+    assert client.get("/rounds/2?wait=30").get_json()["status"] == "open"  # answered at once
+    assert time.monotonic() - t0 < 20
+    node.round_waits = 0
