@@ -39,6 +39,8 @@ class PeerGossip(Protocol):
 
     def broadcast_tx(self, tx: UpdateTx, exclude: str | None = None, push: bool = False) -> list: ...
 
+    def relay_tx(self, tx: UpdateTx, exclude: str | None = None) -> None: ...
+
     def broadcast_block(self, block: Block, exclude: str | None = None) -> list: ...
 
     def sync_in_background(self, url: str | None) -> bool: ...
@@ -108,7 +110,10 @@ def submit_tx(node: IntakeNode, tx: UpdateTx, peer: str | None = None, own: bool
     node.peers.mark_seen(peer, tx.id)
     if status == "accepted":
         node.log(f"tx {tx.id[:12]} accepted: round {tx.round} from {tx.sender[:12]} ({origin})")
-        node.peers.broadcast_tx(tx, exclude=peer, push=own)
+        if own or peer is None:  # ours, or handed to our API: nobody else has it yet
+            node.peers.broadcast_tx(tx, exclude=peer, push=own)
+        else:
+            node.peers.relay_tx(tx, exclude=peer)
     return status
 
 

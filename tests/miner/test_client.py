@@ -175,12 +175,14 @@ def test_cli_process_mines_and_exits_cleanly_on_ctrl_c(node):
 
 
 def test_client_long_polls_a_real_node_and_drops_a_stale_template_at_once(tmp_path):
-    """Against a real node the miner's watch thread long-polls /mining/wait: a
-    block from elsewhere makes the node answer at once and the search stops
-    ("new template"), not at the next /status poll (issue 13)."""
+    """Against a real node the miner's watch thread long-polls /mining/wait: an
+    update reaching the node while the template carries none makes the node
+    answer at once, and the search stops ("new template"), not at the next
+    /status poll (issue 13)."""
     from miner.client import MiningClient, NodeClient
+    from tests.helpers import KEYS, update_tx
     from tests.served import network_factory
-    hard = 1 << 236  # ~1 M hashes a block: the client does not find one before the test's block
+    hard = 1 << 200  # no block is found during the test: only staleness ends a search
     factory = network_factory(tmp_path)
     start = next(factory)
     try:
@@ -191,13 +193,14 @@ def test_client_long_polls_a_real_node_and_drops_a_stale_template_at_once(tmp_pa
         t = run_client(client)
         try:
             assert poll(lambda: client.templates >= 1 and a.node.mining_waits >= 1, 30)  # searching, long-polling
-            a.mine_one()  # another miner's block reaches the node
+            a.node.submit_tx(update_tx(a.node.chain, KEYS[0]))
             assert poll(lambda: any("new template" in line for line in lines), 30), lines
+            assert poll(lambda: client.templates >= 2, 30)  # a fresh template, with the update
             assert a.node.refused.get("unknown-route", 0) == 0  # the node answered /mining/wait
         finally:
             client.stop.set()
             t.join(10)
             client.miner.close()
-        assert not t.is_alive()
+        assert not t.is_alive() and client.blocks == 0
     finally:
         next(factory, None)

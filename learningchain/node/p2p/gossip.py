@@ -7,7 +7,12 @@ The lanes these sends run on are :mod:`learningchain.node.p2p.gossip_lanes`.
 * Transactions we relay (not our own) are *announced* first
   (``POST /inv {"txs": [id]}``); the peer answers which ids it wants
   (:meth:`Gossip.wanted`), and only those bodies travel. Our own transaction is
-  pushed whole: nobody has it yet.
+  pushed whole: nobody has it yet. A relay is announced :data:`RELAY_DELAY_S`
+  after the tx reached us, to the peers that have not sent it to us by then
+  (a trickle, as Bitcoin delays its inv): its sender pushes it to its own peers
+  at the same moment, and an announcement that overtook that push made the peer
+  ask us for a body it was already receiving (12 % of all bodies on a
+  4-node network).
 * Blocks travel *compact* (the idea of BIP 152): header, commitment and tx ids;
   a peer that cannot rebuild one is sent the full block. Weights therefore
   cross each link about once per round.
@@ -22,6 +27,9 @@ Mixed into :class:`~learningchain.node.p2p.peers.PeerSet` (uses its ``node``,
 """
 from __future__ import annotations
 
+import heapq
+import itertools
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -41,6 +49,10 @@ FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER, errors.COMPACT_TOO_MANY_TXIDS
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
+#: a tx we relay is announced this long after it reached us (seconds): see above.
+RELAY_DELAY_S = 0.25
+#: relays waiting for their moment at most; more are announced at once.
+RELAY_CAPACITY = 10_000
 
 
 class Gossip:
@@ -51,6 +63,10 @@ class Gossip:
     def _init_gossip(self) -> None:
         self._expected: OrderedDict[str, float] = OrderedDict()  # tx id -> deadline of its body
         self._announcing: set[str] = set()  # peers with an announce queued or running
+        self._relays: list = []  # heap of (due, seq, tx, exclude): relays waiting for RELAY_DELAY_S
+        self._relay_seq = itertools.count()
+        self._relay_cv = threading.Condition()
+        self._relay_thread: threading.Thread | None = None
 
     def broadcast_tx(self, tx, exclude: str | None = None, push: bool = False) -> list[Future]:
         """Send ``tx`` to every peer once; returns the futures (tests may wait on them).
@@ -63,6 +79,42 @@ class Gossip:
             if future is not None:
                 futures.append(future)
         return futures
+
+    def relay_tx(self, tx, exclude: str | None = None) -> None:
+        """Announce a tx that reached us from ``exclude`` to our other peers in
+        :data:`RELAY_DELAY_S` (:meth:`broadcast_tx` then; peers that sent it to us
+        meanwhile are skipped, the seen-set knows them)."""
+        with self._relay_cv:
+            if len(self._relays) >= RELAY_CAPACITY or self._stop.is_set():
+                due = None
+            else:
+                due = time.monotonic() + RELAY_DELAY_S
+                heapq.heappush(self._relays, (due, next(self._relay_seq), tx, exclude))
+                if self._relay_thread is None:
+                    self._relay_thread = threading.Thread(target=self._relay_loop, name="gossip-relay",
+                                                          daemon=True)
+                    self._relay_thread.start()
+                self._relay_cv.notify()
+        if due is None:
+            self.broadcast_tx(tx, exclude=exclude)
+
+    def _relay_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._relay_cv:
+                now = time.monotonic()
+                if not self._relays or self._relays[0][0] > now:
+                    self._relay_cv.wait(self._relays[0][0] - now if self._relays else 1.0)
+                    continue
+                _due, _seq, tx, exclude = heapq.heappop(self._relays)
+            try:
+                self.broadcast_tx(tx, exclude=exclude)
+            except Exception:  # a relay must never end the loop
+                pass
+
+    def _stop_relays(self) -> None:
+        with self._relay_cv:
+            self._relays.clear()
+            self._relay_cv.notify_all()
 
     def _send_tx(self, url: str, tx, push: bool) -> None:
         """Announce, then send the body only if the peer wants it (it does not want

@@ -217,6 +217,7 @@ class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, GossipLanes, PeerTable):
 
     def stop(self) -> None:
         self._stop.set()
+        self._stop_relays()
         self._stop_lanes()
         self._stop_sync()
         self._stop_fetch()

@@ -80,3 +80,27 @@ def test_fully_connected_nodes_do_not_relay(network):
         assert by_type["tx body"]["messages"] == 1 and by_type["tx body"]["sent"] < tx.size
         assert by_type["compact block"]["messages"] == 1
         assert "inv" not in by_type
+
+
+def test_a_relay_waits_and_skips_peers_that_sent_the_tx_meanwhile(network):
+    """Relays trickle (gossip.RELAY_DELAY_S): a tx from a peer is announced to our
+    other peers only after the delay, and not to one that sent it to us meanwhile
+    (the origin's push usually reaches every peer first: no duplicate body)."""
+    from learningchain.node.p2p.gossip import RELAY_DELAY_S
+    a, b, c = three(network)
+    sent = []
+    a.node.peers.broadcast_tx = lambda tx, exclude=None, push=False: sent.append((tx.id, exclude)) or []
+    tx = update_tx(a.node.chain, KEYS[0])
+    a.node.peers.relay_tx(tx, exclude=b.url)
+    assert sent == []  # not at once
+    wait_for(lambda: sent, seconds=10 + RELAY_DELAY_S, what="the delayed relay")
+    assert sent == [(tx.id, b.url)]
+    del a.node.peers.broadcast_tx  # the real one again: c already sent us the tx, b is its source
+    queued, submit = [], a.node.peers._submit
+    a.node.peers._submit = lambda url, key, *args, **kw: queued.append((url, key)) or submit(url, key, *args, **kw)
+    tx2, tx3 = update_tx(a.node.chain, KEYS[1]), update_tx(a.node.chain, KEYS[2])
+    a.node.peers.mark_seen(c.url, tx2.id)
+    a.node.peers.relay_tx(tx2, exclude=b.url)
+    a.node.peers.relay_tx(tx3, exclude=b.url)  # nobody sent it back: c gets an announcement
+    wait_for(lambda: queued, seconds=10 + RELAY_DELAY_S, what="the relays to run")
+    assert queued == [(c.url, tx3.id)]
