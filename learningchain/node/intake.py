@@ -76,6 +76,8 @@ class IntakeNode(Protocol):
 
     def hold_miner(self) -> None: ...
 
+    def release_miner(self) -> None: ...
+
 
 def refuse(node: IntakeNode, exc: ValidationError, what: str, origin: str) -> None:
     node.refused[exc.code] += 1
@@ -140,6 +142,17 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
     node.observe_energy()
     if peer is not None and block.header.prev_hash == node.chain.tip.hash and block.header.check_pow():
         node.hold_miner()  # a peer's block on our tip: stop searching on the old one while we validate it
+    try:
+        status = _add_block(node, block, peer, relay, solicited)
+    except BaseException:
+        node.release_miner()
+        raise
+    if status not in ("connected", "reorg"):
+        node.release_miner()
+    return status
+
+
+def _add_block(node: IntakeNode, block: Block, peer: str | None, relay: bool, solicited: bool) -> str:
     try:
         with node.lock:
             t0 = time.perf_counter()

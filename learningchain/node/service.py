@@ -447,15 +447,34 @@ class Node:
 
     def hold_miner(self) -> None:
         """A block on our tip whose header checked out is arriving: stop our search
-        now and start the next one only when the tip moved, or after
-        :data:`MINER_HOLD_S` if the block turned out invalid. Mining on the old tip
-        meanwhile could only find a block that loses to it (a stale block). A
-        header's proof of work is real work, so a peer can hold us only by mining."""
+        now and start the next one when the tip moved, or as soon as the block
+        turns out not to connect (:meth:`release_miner`), or after
+        :data:`MINER_HOLD_S` at most. Mining on the old tip meanwhile could only
+        find a block that loses to it (a stale block). A header's proof of work is
+        real work, and an invalid body releases us at once, so a peer holds us
+        only by mining, and only while we validate what it mined."""
         if self.miner is None:
             return
         self.miner_hold_seq = self.tip_seq  # the tip it waits to move from
         self.miner_hold_until = time.monotonic() + MINER_HOLD_S
         self.template_stale()
+
+    def release_miner(self) -> None:
+        """The block that held our miner did not connect (invalid, a side branch,
+        txs missing): search again now. So a peer that mines invalid blocks holds
+        us for their validation only, not for :data:`MINER_HOLD_S` each."""
+        if self.miner_hold_until:
+            with self.tip_changed:
+                self.miner_hold_until = 0.0
+                self.tip_changed.notify_all()
+
+    def wait_miner_hold(self) -> None:
+        """Our miner's wait while held: until the tip moves, the hold is released
+        or it expires."""
+        with self.tip_changed:
+            self.tip_changed.wait_for(lambda: self.tip_seq != self.miner_hold_seq or self.stop_event.is_set()
+                                      or time.monotonic() >= self.miner_hold_until,
+                                      max(0.0, self.miner_hold_until - time.monotonic()))
 
     def template_stale(self) -> None:
         """Every template issued so far is out of date: stop our miner's search

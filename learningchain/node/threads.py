@@ -355,7 +355,6 @@ class MinerNode(Protocol):
     own_template: Block | None
     miner: Miner | None
     miner_hold_until: float
-    miner_hold_seq: int
     stop_event: threading.Event
 
     @property
@@ -367,7 +366,7 @@ class MinerNode(Protocol):
 
     def submit_mined(self, block: Block) -> str: ...
 
-    def wait_tip(self, seconds: float, seen: int | None = None) -> None: ...
+    def wait_miner_hold(self) -> None: ...
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
@@ -392,9 +391,8 @@ def miner_loop(node: MinerNode) -> None:
 
 
 def mine_once(node: MinerNode, miner: Miner) -> None:
-    hold = node.miner_hold_until - time.monotonic()
-    if hold > 0:  # a block on our tip is being validated (Node.hold_miner): until it connects
-        node.wait_tip(hold, node.miner_hold_seq)
+    if node.miner_hold_until > time.monotonic():  # a block on our tip is being validated (Node.hold_miner)
+        node.wait_miner_hold()
     epoch = node.template_epoch  # before the template: a change while it is built makes it stale
     _tid, block = node.new_template()
     node.own_template = block

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from learningchain.core.errors import ValidationError
 from learningchain.ledger.chain import Chain
 from learningchain.node.web.explorer import round_detail, rounds_overview
 from learningchain.node.threads import has_update, participate_once
@@ -167,5 +169,13 @@ def test_a_peers_block_on_our_tip_holds_our_miner_until_it_connects(tmp_path):
         node.submit_block(next_block(node.chain), peer="http://127.0.0.1:9")
         assert node.miner_hold_until > time.monotonic() - 1 and node.template_epoch > epoch
         assert node.miner_hold_seq == node.tip_seq - 1  # held on the tip it replaced: released by its move
+        bad = next_block(node.chain)
+        bad = type(bad)(bad.header, bad.txs, {"round": 99}, bad.config)  # valid header, wrong commitment
+        with pytest.raises(ValidationError):
+            node.submit_block(bad, peer="http://127.0.0.1:9")
+        assert node.miner_hold_until == 0.0  # an invalid body releases the miner at once
+        t0 = time.monotonic()
+        node.wait_miner_hold()
+        assert time.monotonic() - t0 < 5
     finally:
         node.stop()

@@ -48,6 +48,8 @@ class PeerFacingNode(CompactContext, RelayNode, Protocol):
 
     def note_orphan(self, header: BlockHeader, peer: str | None) -> str: ...
 
+    def release_miner(self) -> None: ...
+
 
 def node() -> PeerFacingNode:
     return current_app.config["NODE"]
@@ -154,8 +156,13 @@ def post_block():
             return jsonify({"status": "known", "hash": compact.header.hash}), 202
         if not compact.parent_known:  # fetch nothing for it: sync from the sender brings it
             return jsonify({"status": n.note_orphan(compact.header, peer), "hash": compact.header.hash}), 202
-        b = rebuild_compact(n, compact, peer)
+        try:  # a compact block on our tip holds our miner (check_header_on_parent) until it connects
+            b = rebuild_compact(n, compact, peer)
+        except BaseException:
+            n.release_miner()
+            raise
         if b is None:
+            n.release_miner()
             return jsonify({"status": "missing-txs",
                             "error": "some transactions are unknown here; send the full block"}), 202
     else:
