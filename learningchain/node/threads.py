@@ -71,8 +71,10 @@ OWN_RETRY_S = 1.0
 @dataclass
 class OwnUpdates:
     """What the learner remembers of its own updates: the (round, base digest)
-    pairs it trained for, and the update a full mempool refused with when
-    (offered again every :data:`OWN_RETRY_S`, the same signed bytes)."""
+    pairs it trained for, and the update to offer again (the same signed bytes)
+    with when it was last offered: one a full mempool refused (again every
+    :data:`OWN_RETRY_S`), or one whose round a reorg closed again while we
+    trained (at once, when that round reopens on the same base)."""
 
     trained: set[tuple[int, str]] = field(default_factory=set)
     retry: tuple[UpdateTx, float] | None = None
@@ -199,7 +201,7 @@ def participate_once(node: LearnerNode) -> None:
         if has_update(node, r):
             return
         if (r, digest) in node.own_updates.trained:
-            retry = node.own_updates.retry  # (tx, when) refused as mempool-full
+            retry = node.own_updates.retry  # (tx, when): refused as mempool-full, or its round reorged away
             if retry is None or (retry[0].round, retry[0].base) != (r, digest) \
                     or time.monotonic() - retry[1] < OWN_RETRY_S:
                 return
@@ -207,7 +209,7 @@ def participate_once(node: LearnerNode) -> None:
             retry = None
         selected = state.selected
     if retry is not None:  # the same signed bytes again: never retrain (DP: one release per round)
-        node.log(f"round {r}: offering our update {retry[0].id[:12]} again (the mempool was full)")
+        node.log(f"round {r}: offering our update {retry[0].id[:12]} again (same signed bytes)")
         _submit_own(node, retry[0], r)
         return
     node.own_updates.trained.add((r, digest))
@@ -249,7 +251,14 @@ def _submit_own(node: LearnerNode, tx: UpdateTx, r: int) -> None:
         if exc.code == errors.MEMPOOL_FULL:  # the round is not done: offer it again (issue 10, item 6)
             node.own_updates.retry = (tx, time.monotonic())
             node.log(f"round {r}: our update {tx.id[:12]} met a full mempool; retrying every {OWN_RETRY_S:g} s")
-        elif exc.code in (errors.TX_LATE, errors.TX_ROUND_NOT_OPEN):
+        elif exc.code == errors.TX_ROUND_NOT_OPEN:
+            # a reorg took the block that opened round r away while we trained: the same
+            # signed update is offered again the moment a block opens round r on the same
+            # G(r-1) (competing closing blocks of one round usually carry the same updates)
+            node.own_updates.retry = (tx, 0.0)
+            node.log(f"round {r} is not open any more (a reorg while training); our update "
+                     f"{tx.id[:12]} waits for it to open again")
+        elif exc.code == errors.TX_LATE:
             node.log(f"round {r} closed while training ({exc.code}); moving to the next round")
         elif exc.code == errors.TX_WRONG_BASE:
             node.log(f"round {r}: the base model changed while training (reorg); training again")

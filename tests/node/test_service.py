@@ -179,3 +179,43 @@ def test_a_peers_block_on_our_tip_holds_our_miner_until_it_connects(tmp_path):
         assert time.monotonic() - t0 < 5
     finally:
         node.stop()
+
+
+def test_own_update_whose_round_a_reorg_reopened_later_is_offered_again_unchanged(tmp_path):
+    """Competing closing blocks (two miners, issue 13): we train round 2 on one,
+    a heavier branch where round 1 is still open wins meanwhile (tx-round-not-open),
+    then it closes round 1 with the same updates: the same signed update is
+    offered again at once, never retrained and never lost for the round."""
+    data = write_partition(tmp_path)
+    node = Node(tmp_path / "n", tiny_config(quorum=2, round_timeout=50), dataset_path=data, quiet=True)
+    try:
+        ups = [update_tx(node.chain, KEYS[0]), update_tx(node.chain, KEYS[1])]
+        b1 = next_block(node.chain, ups)
+        assert node.submit_block(b1, relay=False) == "connected"  # round 1 closed: G1
+        g1 = node.chain.tip_state.model_digest
+        side = Chain(node.genesis)  # heavier, round 1 still open
+        for _ in range(2):
+            e = next_block(side)
+            side.add_block(e, now(e))
+        side_blocks = side.main_chain(1, 2)
+        real = node.participant.make_update
+        made = []
+
+        def train_during_reorg(*args):
+            made.append(real(*args))  # round 2 on G1 ...
+            for b in side_blocks:  # ... while the heavier branch arrives
+                node.submit_block(b, relay=False)
+            return made[-1]
+        node.participant.make_update = train_during_reorg
+        participate_once(node)
+        assert node.chain.tip_state.round == 1 and node.refused["tx-round-not-open"] == 1
+        assert node.own_updates.retry is not None and node.own_updates.retry[0].id == made[0].id
+        c3 = next_block(side, ups)  # the winning branch closes round 1 with the same updates
+        assert node.submit_block(c3, relay=False) == "connected"
+        assert node.chain.tip_state.round == 2 and node.chain.tip_state.model_digest == g1
+        node.participant.make_update = real
+        participate_once(node)
+        assert len(made) == 1  # not trained again
+        assert [t.id for t in node.ledger.mempool if t.sender == node.pubkey] == [made[0].id]
+    finally:
+        node.stop()
