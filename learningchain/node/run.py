@@ -9,6 +9,7 @@ SIGTERM, SIGINT or SIGHUP, stops the server and then the node.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 from learningchain.ledger.genesis import NetworkConfig
@@ -16,10 +17,17 @@ from learningchain.node.service import Node
 from learningchain.node.web.api import create_app
 from learningchain.node.web.http_server import create_http_server, serve_until
 
+#: how often the interpreter hands the GIL to another thread (default 0.005 s).
+SWITCH_INTERVAL_S = 0.0005
+
 
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
              **kw) -> None:
     """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
+    # The learner's training holds the GIL in short numpy steps; at the default 5 ms
+    # switch interval a block arriving meanwhile waited tens of ms for each of the
+    # GIL hand-overs its handling needs, and the other miner searched a stale tip.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     node = Node(data_dir, genesis_config, host=host, port=port, **kw)
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "

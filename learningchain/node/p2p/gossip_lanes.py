@@ -5,8 +5,9 @@ Issue 10, item 5: gossip once ran on one 8-thread pool with an unbounded queue,
 so a few peers that answer slowly held every thread and the queue grew without
 end. Now:
 
-* each peer has its own queue of at most :data:`PEER_QUEUE` sends; past it a
-  send is dropped and counted (``dropped``), and its id un-marked so a later
+* each peer has its own queue of at most :data:`PEER_QUEUE` sends (and one of
+  blocks beside it: blocks never wait behind tx bodies); past it a send is
+  dropped and counted (``dropped``), and its id un-marked so a later
   rebroadcast retries;
 * a peer has one send running at a time, and each next send goes to the lane
   the peer's record earns *then* (:meth:`GossipLanes._lane`): peers we chose
@@ -29,6 +30,8 @@ PEER_QUEUE = 32
 WORKERS, TRUSTED_WORKERS, SMALL_LANE_WORKERS = 8, 4, 2
 #: a peer costing more than this (peer_counters.py: cost) sends on the costly lane.
 COSTLY = 1.0
+#: threads of the block lane: each peer's blocks, one at a time per peer (see _submit).
+BLOCK_WORKERS = 4
 
 
 class GossipLanes:
@@ -40,40 +43,41 @@ class GossipLanes:
         self._trusted_pool = ThreadPoolExecutor(max_workers=TRUSTED_WORKERS, thread_name_prefix="gossip-trusted")
         self._costly_pool = ThreadPoolExecutor(max_workers=SMALL_LANE_WORKERS, thread_name_prefix="gossip-costly")
         self._new_pool = ThreadPoolExecutor(max_workers=SMALL_LANE_WORKERS, thread_name_prefix="gossip-new")
-        self._queues: dict[str, deque] = {}  # peer -> its gossip sends waiting (see _submit)
-        self._running: set[str] = set()  # peers with a send queued on a lane or running
+        self._block_pool = ThreadPoolExecutor(max_workers=BLOCK_WORKERS, thread_name_prefix="gossip-blocks")
+        #: (peer, urgent) -> its gossip sends waiting (see _submit): blocks and the rest queue apart
+        self._queues: dict[tuple[str, bool], deque] = {}
+        self._running: set[tuple[str, bool]] = set()  # queues with a send queued on a lane or running
         self.dropped = 0  # gossip sends dropped because a peer's queue was full
 
     def _submit(self, url: str, key: str, fn, *args, urgent: bool = False) -> Future | None:
         """Queue one gossip send to ``url`` on that peer's own queue, unless
-        :data:`PEER_QUEUE` are queued or running for it already (then drop it,
-        count it, and un-mark ``key`` so a rebroadcast retries). A peer has at
+        :data:`PEER_QUEUE` are queued or running there already (then drop it,
+        count it, and un-mark ``key`` so a rebroadcast retries). A queue has at
         most one send running; each next one goes to the lane (:meth:`_lane`) its
         cost earns *then*, so a peer that turned slow never leaves a backlog on
-        the lane everyone shares. ``urgent`` (blocks): queued ahead of the
-        peer's waiting sends, so a block never waits behind tx bodies (every ms
-        a block spends in flight is a ms the other miners search on a stale tip)."""
+        the lane everyone shares. ``urgent`` (blocks): a queue of their own per
+        peer, on the block lane (:data:`BLOCK_WORKERS` threads), in order among
+        themselves and never behind a tx body: a block that waited for a 13 kB
+        push (and the peer's validation of it) reached the other miner 80 ms late,
+        and every ms a block spends in flight the other miners search a stale tip."""
         future: Future = Future()
+        qkey = (url, urgent)
         with self._lock:
-            queue = self._queues.setdefault(url, deque())
-            if len(queue) + (url in self._running) >= PEER_QUEUE:
+            queue = self._queues.setdefault(qkey, deque())
+            if len(queue) + (qkey in self._running) >= PEER_QUEUE:
                 self.dropped += 1
                 full = True
             else:
-                item = (future, key, fn, args, urgent)
-                if urgent:  # behind the urgent ones already queued (blocks stay in order), ahead of the rest
-                    queue.insert(sum(1 for queued in queue if queued[4]), item)
-                else:
-                    queue.append(item)
+                queue.append((future, key, fn, args))
                 full = False
-                start = url not in self._running
+                start = qkey not in self._running
                 if start:
-                    self._running.add(url)
+                    self._running.add(qkey)
         if full:
             self._unsee(url, key)
             return None
         if start:
-            self._kick(url)
+            self._kick(qkey)
         return future
 
     def _lane(self, url: str) -> ThreadPoolExecutor:
@@ -87,36 +91,37 @@ class GossipLanes:
                 return self._new_pool
             return self._pool
 
-    def _kick(self, url: str) -> None:
+    def _kick(self, qkey: tuple[str, bool]) -> None:
+        url, urgent = qkey
         try:
-            self._lane(url).submit(self._run_next, url)
+            (self._block_pool if urgent else self._lane(url)).submit(self._run_next, qkey)
         except RuntimeError:  # shut down: the node is stopping
             with self._lock:
-                queue = self._queues.pop(url, deque())
-                self._running.discard(url)
+                queue = self._queues.pop(qkey, deque())
+                self._running.discard(qkey)
             for future, *_ in queue:
                 future.cancel()
 
-    def _run_next(self, url: str) -> None:
+    def _run_next(self, qkey: tuple[str, bool]) -> None:
         with self._lock:
-            queue = self._queues.get(url)
+            queue = self._queues.get(qkey)
             item = queue.popleft() if queue else None
         if item is not None:
-            future, _key, fn, args, _urgent = item
+            future, _key, fn, args = item
             if future.set_running_or_notify_cancel():
                 try:
-                    fn(url, *args)
+                    fn(qkey[0], *args)
                     future.set_result(None)
                 except Exception as exc:  # a send must never kill the lane
                     future.set_exception(exc)
         with self._lock:
-            queue = self._queues.get(url)
+            queue = self._queues.get(qkey)
             more = bool(queue)
             if not more:
-                self._queues.pop(url, None)
-                self._running.discard(url)
+                self._queues.pop(qkey, None)
+                self._running.discard(qkey)
         if more:
-            self._kick(url)
+            self._kick(qkey)
 
     def lanes_report(self) -> dict:
         """``dropped`` (since start) and ``queued`` (now) gossip sends."""
@@ -125,5 +130,5 @@ class GossipLanes:
                     "queued": sum(len(q) for q in self._queues.values()) + len(self._running)}
 
     def _stop_lanes(self) -> None:
-        for pool in (self._pool, self._trusted_pool, self._costly_pool, self._new_pool):
+        for pool in (self._pool, self._trusted_pool, self._costly_pool, self._new_pool, self._block_pool):
             pool.shutdown(wait=False, cancel_futures=True)

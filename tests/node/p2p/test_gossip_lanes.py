@@ -35,7 +35,7 @@ def test_gossip_to_a_slow_peer_is_bounded_and_dropped_with_a_counter(network, fa
     assert traffic["dropped"] == 20 and traffic["queued"] <= PEER_QUEUE
 
 
-def test_blocks_go_ahead_of_waiting_tx_sends_and_stay_in_order(network):
+def test_blocks_never_wait_behind_tx_sends_and_stay_in_order(network):
     import threading
     a = network("a")
     stop_sync_loop(a)
@@ -49,7 +49,10 @@ def test_blocks_go_ahead_of_waiting_tx_sends_and_stay_in_order(network):
     futures = [peers._submit(url, "tx1", send, "tx1")]
     futures += [peers._submit(url, "tx2", send, "tx2"), peers._submit(url, "b1", send, "b1", urgent=True),
                 peers._submit(url, "tx3", send, "tx3"), peers._submit(url, "b2", send, "b2", urgent=True)]
+    futures[2].result(10)
+    futures[4].result(10)
+    assert order == ["b1", "b2"]  # sent while tx1 still runs: the blocks' own queue
     release.set()
     for f in futures:
         f.result(10)
-    assert order == ["tx1", "b1", "b2", "tx2", "tx3"]
+    assert order == ["b1", "b2", "tx1", "tx2", "tx3"]
