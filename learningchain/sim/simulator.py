@@ -56,7 +56,7 @@ class Simulation:
         from learningchain.node.chainstate import Ledger  # chainstate imports the store and sqlite3: keep `node.py --help` light
         self.cfg = cfg
         self.spec = cfg.model_spec()
-        self.dataset = data.load_dataset(cfg.dataset, cfg.seed)
+        self.dataset = data.load_dataset(cfg.dataset, cfg.seed, cfg.generate_samples)
         self.parts = data.partition(self.dataset.X_train, self.dataset.y_train, cfg.nodes, cfg.split,
                                     cfg.alpha, cfg.seed)
         order = np.random.default_rng(cfg.seed + 1).permutation(cfg.nodes)
@@ -277,7 +277,12 @@ class Simulation:
                 "centralized_sklearn": baselines.centralized_sklearn(self.dataset)}
 
     def describe(self, tip: str, digest: str) -> dict:
+        sizes = [len(y) for _, y in self.parts]
         return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
+                "data": {"samples": self.cfg.n_samples, "sized_by": "samples" if self.cfg.samples is not None else
+                         "default" if self.cfg.dataset in data.SYNTHETIC else "fixed",
+                         "train": len(self.dataset.y_train), "test": len(self.dataset.y_test),
+                         "per_node_min": min(sizes), "per_node_max": max(sizes)},
                 "attackers": self.attackers, "spec": self.spec.to_dict(),
                 "energy_profiles": {k: p.to_dict() for k, p in self.energy_profiles.items()},
                 "secure_aggregation_params": None if self.network.secure_aggregation is None
