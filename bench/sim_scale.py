@@ -17,8 +17,11 @@ Growth: for each figure, the ratio between the largest and the smallest size
 scaled to a 10x step in N (``(b/a) ** (1 / log10(N_b/N_a))``) and the exponent
 k of a least-squares fit of ``figure ~ N**k`` over all sizes: k = 1 is linear.
 
-``--profile`` also writes a cProfile listing per size (``out/bench/sim_scale/
-profile-N.txt``, top functions by own time). Prints figures, asserts nothing.
+``--profile`` runs each size under cProfile (its timings are then inflated),
+writes a listing per size (``out/bench/sim_scale/profile-N.txt``, top functions
+by own time) and prints, between the smallest and the largest size, the
+functions whose calls per round grow faster than N (none: the round's work is
+linear) and those whose own time grows most beyond N. Prints figures, asserts nothing.
 Run: ``.venv/bin/python bench/sim_scale.py [--sizes 100,300,1000] [--rounds 20]``.
 """
 from __future__ import annotations
@@ -63,6 +66,7 @@ def child(nodes: int, rounds: int, out: Path, profile: Path | None) -> None:
     res = sim.run(with_baselines=False)
     if profile is not None:
         prof.disable()
+        prof.dump_stats(str(profile.with_suffix(".pstats")))  # pstats' own marshal format
         with profile.open("w") as f:
             pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(40)
     stages = {s: sum(e["timing"].get(s, 0.0) for e in res["rounds"]) / rounds for s in STAGES}
@@ -103,6 +107,38 @@ def growth(xs: list[int], ys: list[float]) -> tuple[float, float]:
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
     k = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
     return per10, k
+
+
+def superlinear(rows: list[dict], profile_dir: Path, top: int = 8) -> None:
+    """From the cProfile data of the smallest and the largest size: the functions
+    whose calls per round grow faster than N (exact, whatever the machine's load:
+    the first sign of per-round work that is not linear), and those whose own
+    time grows most beyond N (timing, so noisier)."""
+    import pstats
+    small, large = rows[0], rows[-1]
+    a, b = (pstats.Stats(str(profile_dir / f"profile-{r['nodes']}.pstats")).stats for r in (small, large))
+    scale = large["nodes"] / small["nodes"]
+
+    def name(key) -> str:
+        return f"{Path(key[0]).name}:{key[1]} {key[2]}"
+    calls, excess = [], []
+    for key, (_, ncalls, tottime, _, _) in b.items():
+        _, ncalls0, tottime0, _, _ = a.get(key, (0, 0, 0.0, 0, {}))
+        per_round, per_round0 = ncalls / large["rounds"], ncalls0 / small["rounds"]
+        if per_round > scale * per_round0 * 1.05 and per_round >= 1000:
+            calls.append((per_round / max(per_round0, 1), per_round, per_round0, name(key)))
+        excess.append((tottime / large["rounds"] - scale * tottime0 / small["rounds"], tottime / large["rounds"],
+                       tottime0 / small["rounds"], name(key)))
+    total = [sum(v[2] for v in st.values()) for st in (a, b)]
+    print(f"\ncProfile, {small['nodes']} -> {large['nodes']} nodes (x{scale:g}): own time per round "
+          f"{total[0] / small['rounds']:.2f} -> {total[1] / large['rounds']:.2f} s "
+          f"(x{total[1] / large['rounds'] / (total[0] / small['rounds']):.2f})")
+    print(f"  functions whose calls per round grow faster than N (>= 1000 calls a round): {len(calls)}")
+    for ratio, n1, n0, fn in sorted(calls, reverse=True)[:top]:
+        print(f"    x{ratio:8.1f}  {n0:>10.0f} -> {n1:>10.0f} calls/round  {fn}")
+    print(f"  own time per round beyond x{scale:g} (s): largest {top}")
+    for ex, t1, t0, fn in sorted(excess, reverse=True)[:top]:
+        print(f"    {ex:+7.3f}  {t0:7.3f} -> {t1:7.3f} s/round  {fn}")
 
 
 def main() -> int:
@@ -156,6 +192,7 @@ def main() -> int:
         per10, k = growth(xs, ys)
         print(f"  {name:<34} " + " ".join(f"{y:>9.3f}" for y in ys) + f"   x{per10:>6.2f} per 10x   k = {k:.2f}")
     if profile_dir is not None:
+        superlinear(rows, profile_dir)
         print(f"\ncProfile listings: {', '.join(str(profile_dir / f'profile-{n}.txt') for n in xs)}")
     return 0
 
