@@ -33,7 +33,7 @@ def _fail(command: str, exc: Exception) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "split": "split", "alpha": "alpha",
+    keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "samples": "samples", "split": "split", "alpha": "alpha",
             "model": "model", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
             "dp_sigma": "dp_sigma", "dp_clip": "dp_clip", "dp_delta": "dp_delta", "dp_noise": "dp_noise",
             "dp_mode": "dp_mode", "dp_epsilon": "dp_epsilon", "dp_sample_rate": "dp_sample_rate",
@@ -128,6 +128,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from learningchain.sim.simulator import SimConfig
     try:
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
+                         samples=args.samples,
                          split=args.split, alpha=args.alpha, model=args.model, attack=args.attack,
                          seed=args.seed, byzantine=args.byzantine,
                          aggregator=args.aggregator or "fedavg")
@@ -182,16 +183,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     try:
         if args.dataset is None:
+            if args.samples is not None:
+                raise ConfigError("--samples needs --dataset (the shipped partitions have fixed sizes)")
             paths = data.regenerate(args.out or "data", seed=args.seed)
         else:
             name = f"{args.dataset}-{args.nodes}-{args.split}" + (f"-{args.alpha:g}" if args.split != "iid" else "")
             paths = [data.write_partitions(Path(args.out or "data") / name, args.dataset, args.nodes,
-                                           args.split, args.alpha, args.seed)]
+                                           args.split, args.alpha, args.seed, args.samples)]
     except ConfigError as exc:
         return _fail("data", exc)
     for p in paths:
         print(f"wrote {p}/ (node*.npz, test.npz, meta.json)")
     return 0
+
+
+def add_samples_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--samples", type=positive_int, metavar="N",
+        help=f"samples to generate for {' / '.join(data.SYNTHETIC)} (training and the "
+             f"{round(100 * data.TEST_SIZE)} %% hold-out); default: {data.SYNTHETIC_SAMPLES}, or enough for "
+             f"{data.SYNTHETIC_PER_NODE} training samples per node when there are more nodes "
+             f"(e.g. {data.default_samples(data.SYNTHETIC[0], 1000)} for 1000). The other datasets "
+             f"have a fixed size and refuse it")
 
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -207,6 +220,7 @@ def register(subparsers) -> None:
     p.add_argument("--nodes", type=positive_int)
     p.add_argument("--rounds", type=positive_int)
     p.add_argument("--dataset", choices=data.DATASETS)
+    add_samples_flag(p)
     p.add_argument("--split", choices=data.SPLITS)
     p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
     p.add_argument("--model", choices=KINDS)
@@ -244,6 +258,7 @@ def register(subparsers) -> None:
     p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
     p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
     p.add_argument("--dataset", choices=data.DATASETS, default="digits")
+    add_samples_flag(p)
     p.add_argument("--nodes", type=positive_int, default=10)
     p.add_argument("--rounds", type=positive_int, default=10)
     p.add_argument("--split", choices=data.SPLITS, default="iid")
@@ -269,6 +284,7 @@ def register(subparsers) -> None:
 
     p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
+    add_samples_flag(p)
     p.add_argument("--nodes", type=positive_int, default=4)
     p.add_argument("--split", choices=data.SPLITS, default="iid")
     p.add_argument("--alpha", type=non_negative, default=0.5)

@@ -30,6 +30,7 @@ flattened to one row per sample, in C order.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,15 @@ DATASETS = ("digits", "diabetes", "breast-cancer", "synthetic-classification",
 SPLITS = ("iid", "dirichlet", "quantity")
 #: fewest samples any node receives from :func:`partition`.
 MIN_PER_NODE = 5
+#: the generated datasets, whose size is a parameter (``n_samples``); the others are fixed.
+SYNTHETIC = ("synthetic-classification", "synthetic-regression")
+#: samples generated for a synthetic dataset when none is asked for, at small node counts.
+SYNTHETIC_SAMPLES = 2000
+#: training samples per node the default size of a synthetic dataset grows by
+#: (:func:`default_samples`): enough for a few mini-batches per local epoch.
+SYNTHETIC_PER_NODE = 40
+#: share of a dataset held out for testing (:func:`load_dataset`).
+TEST_SIZE = 0.25
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,62 @@ class Dataset:
         return int(self.X_train.shape[1])
 
 
-def _raw(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def default_samples(name: str, n_nodes: int) -> int | None:
+    """Samples :func:`load_dataset` generates for a synthetic set run on ``n_nodes``
+    nodes when no size is asked for: ``SYNTHETIC_SAMPLES`` (2000), or more when
+    that would give a node fewer than ``SYNTHETIC_PER_NODE`` training samples
+    (then ``n_nodes * SYNTHETIC_PER_NODE`` training samples plus the hold-out).
+    None for a fixed-size dataset."""
+    if name not in SYNTHETIC:
+        return None
+    return max(SYNTHETIC_SAMPLES, math.ceil(n_nodes * SYNTHETIC_PER_NODE / (1 - TEST_SIZE)))
+
+
+def train_size(n_samples: int) -> int:
+    """Training samples :func:`load_dataset` keeps of ``n_samples`` (scikit-learn's
+    ``train_test_split`` rounds the test share up)."""
+    return n_samples - math.ceil(TEST_SIZE * n_samples)
+
+
+#: the bundled fixed-size datasets and their sample counts (scikit-learn's copies).
+FIXED_SIZES = {"digits": 1797, "breast-cancer": 569, "diabetes": 442}
+
+
+def check_size(name: str, n_nodes: int, n_samples: int | None = None) -> int:
+    """The sample count of ``name`` for ``n_nodes`` nodes (``n_samples``, or the
+    default of :func:`default_samples`, or the fixed size), checked before any
+    data is loaded: ConfigError (one line, saying what would work) when
+    ``n_samples`` is asked of a fixed-size dataset or when the training part
+    cannot give every node ``MIN_PER_NODE`` samples."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    need = n_nodes * MIN_PER_NODE
+    if name in FIXED_SIZES:
+        size = FIXED_SIZES[name]
+        if n_samples is not None:
+            raise ConfigError(f"samples: dataset {name} has a fixed size ({size} samples) and cannot be "
+                              f"resized; samples applies to {' and '.join(SYNTHETIC)} only")
+        if train_size(size) < need:
+            raise ConfigError(f"dataset {name} is too small for {n_nodes} nodes: its {train_size(size)} "
+                              f"training samples cannot give each node {MIN_PER_NODE}; use at most "
+                              f"{train_size(size) // MIN_PER_NODE} nodes, or a synthetic dataset "
+                              f"({', '.join(SYNTHETIC)}) with samples")
+        return size
+    if n_samples is None:
+        return default_samples(name, n_nodes)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ConfigError(f"samples must be a positive integer or null, got {n_samples!r}")
+    if train_size(n_samples) < need:
+        least = math.ceil(need / (1 - TEST_SIZE))
+        while train_size(least) < need:
+            least += 1
+        raise ConfigError(f"samples {n_samples} is too few for {n_nodes} nodes: {train_size(n_samples)} "
+                          f"training samples cannot give each node {MIN_PER_NODE}; use at least {least} "
+                          f"(or leave samples out: {default_samples(name, n_nodes)} by default)")
+    return n_samples
+
+
+def _raw(name: str, seed: int, n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     if name == "digits":
         X, y = datasets.load_digits(return_X_y=True)
         return X, y, "classification"
@@ -75,22 +140,26 @@ def _raw(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
         X, y = datasets.load_diabetes(return_X_y=True)
         return X, y, "regression"
     if name == "synthetic-classification":
-        X, y = datasets.make_classification(n_samples=2000, n_features=20, n_informative=10,
-                                            n_classes=2, random_state=seed)
+        X, y = datasets.make_classification(n_samples=n_samples or SYNTHETIC_SAMPLES, n_features=20,
+                                            n_informative=10, n_classes=2, random_state=seed)
         return X, y, "classification"
     if name == "synthetic-regression":
-        X, y = datasets.make_regression(n_samples=2000, n_features=20, n_informative=10,
-                                        noise=10.0, random_state=seed)
+        X, y = datasets.make_regression(n_samples=n_samples or SYNTHETIC_SAMPLES, n_features=20,
+                                        n_informative=10, noise=10.0, random_state=seed)
         return X, y, "regression"
     raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def load_dataset(name: str, seed: int = 0) -> Dataset:
+def load_dataset(name: str, seed: int = 0, n_samples: int | None = None) -> Dataset:
     """25 % hold-out (stratified for classification, ``random_state=seed``),
-    features standardised on the training part; float32 features."""
-    X, y, task = _raw(name, seed)
+    features standardised on the training part; float32 features. ``n_samples``:
+    the size of a synthetic set (``SYNTHETIC_SAMPLES`` when None); a fixed-size
+    set refuses it (:func:`check_size`)."""
+    if n_samples is not None and name not in SYNTHETIC:
+        check_size(name, 1, n_samples)
+    X, y, task = _raw(name, seed, n_samples)
     strat = y if task == "classification" else None
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=seed,
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=TEST_SIZE, random_state=seed,
                                               stratify=strat)
     scaler = StandardScaler().fit(X_tr)
     X_tr = scaler.transform(X_tr).astype(np.float32)
@@ -172,9 +241,11 @@ def partition(X: np.ndarray, y: np.ndarray, n_nodes: int, split: str, alpha: flo
 # --- files --------------------------------------------------------------------
 
 def write_partitions(out_dir: str | os.PathLike, dataset: str, n_nodes: int, split: str,
-                     alpha: float = 0.5, seed: int = 0) -> Path:
-    """Write ``node{i}.npz``, ``test.npz`` and ``meta.json`` into ``out_dir``."""
-    ds = load_dataset(dataset, seed)
+                     alpha: float = 0.5, seed: int = 0, n_samples: int | None = None) -> Path:
+    """Write ``node{i}.npz``, ``test.npz`` and ``meta.json`` into ``out_dir``;
+    ``n_samples`` sizes a synthetic dataset (:func:`check_size`)."""
+    size = check_size(dataset, n_nodes, n_samples)
+    ds = load_dataset(dataset, seed, size if dataset in SYNTHETIC else None)
     parts = partition(ds.X_train, ds.y_train, n_nodes, split, alpha, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +253,7 @@ def write_partitions(out_dir: str | os.PathLike, dataset: str, n_nodes: int, spl
         np.savez_compressed(out / f"node{i}.npz", X=X, y=y)
     np.savez_compressed(out / "test.npz", X=ds.X_test, y=ds.y_test)
     meta = {"dataset": dataset, "split": split, "alpha": str(alpha), "seed": seed,
-            "n_nodes": n_nodes, "task": ds.task, "n_classes": ds.n_classes,
+            "n_nodes": n_nodes, "samples": size, "task": ds.task, "n_classes": ds.n_classes,
             "n_features": ds.n_features}
     (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -41,6 +41,7 @@ class Mempool:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self._txs: dict[str, UpdateTx] = {}
+        self._slots: dict[tuple, str] = {}  # slot(tx) -> tx id: the one-per-slot check costs a lookup, not a scan
         self._bytes = 0
         #: senders whose txs outrank every other (the node's own key): local policy
         self.priority_senders: set[str] = set()
@@ -76,7 +77,7 @@ class Mempool:
         # the slot first: it costs a comparison, and a sender re-signing its own valid
         # tx with new timestamps must not make us pay its full checks (an unmask's
         # are N·t point multiplications) again and again
-        if any(slot(t) == slot(tx) for t in self._txs.values()):
+        if slot(tx) in self._slots:
             raise ValidationError(errors.TX_DUPLICATE_SENDER,
                                   f"sender {tx.sender[:16]}... already has {'an update' if len(slot(tx)) == 2 else 'an ' + tx.kind} "
                                   f"for round {tx.round} waiting in the mempool")
@@ -120,6 +121,7 @@ class Mempool:
 
     def _put(self, tx: UpdateTx) -> None:
         self._txs[tx.id] = tx
+        self._slots[slot(tx)] = tx.id
         self._bytes += tx.size
 
     def remove(self, txid: str) -> None:
@@ -127,6 +129,7 @@ class Mempool:
         self._arrived.pop(txid, None)
         if tx is not None:
             self._bytes -= tx.size
+            del self._slots[slot(tx)]
 
     def _note_left_out(self, block) -> None:
         """At the block closing round r: every tx of round r still here (valid on the

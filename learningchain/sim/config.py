@@ -31,6 +31,7 @@ class SimConfig:
     nodes: int = 4
     rounds: int = 10
     dataset: str = "digits"
+    samples: int | None = None         # synthetic datasets: samples generated (default: data.default_samples)
     split: str = "iid"
     alpha: float = 0.5
     model: str = "mlp"
@@ -86,6 +87,7 @@ class SimConfig:
                  f"{name} must be a positive integer, got {v!r}")
         need(self.dataset in data.DATASETS,
              f"unknown dataset {self.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+        data.check_size(self.dataset, self.nodes, self.samples)  # one line: too small, or not resizable
         need(self.split in data.SPLITS, f"unknown split {self.split!r}; choose one of {', '.join(data.SPLITS)}")
         need(self.model in KINDS, f"unknown model {self.model!r}; choose one of {', '.join(KINDS)}")
         need(self.aggregator in aggregation.RULES,
@@ -144,6 +146,18 @@ class SimConfig:
         from learningchain.ledger.genesis_privacy import default_params
         return default_params(self.nodes, self.round_timeout, sa_clip_text(self.sa_clip), self.sa_threshold,
                               self.sa_scale, self.sa_phase_timeout)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of the whole dataset (training and hold-out): ``samples``, the
+        default for a synthetic set at this node count, or the fixed size."""
+        return data.check_size(self.dataset, self.nodes, self.samples)
+
+    @property
+    def generate_samples(self) -> int | None:
+        """What :func:`~learningchain.learning.data.load_dataset` is asked to generate
+        (None for a fixed-size dataset)."""
+        return self.n_samples if self.dataset in data.SYNTHETIC else None
 
     @property
     def n_quorum(self) -> int:

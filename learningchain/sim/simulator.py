@@ -15,6 +15,14 @@ participants do not need a hundred copies of the chain to be validated; every
 full node still validates everything. Miners rotate among full nodes with a
 seeded choice.
 
+Scale (bench/sim_scale.py): a round costs time linear in N, each update
+trained, signed, parsed from its bytes and validated by each full node once.
+Nothing per round may scan the other participants per participant: the
+mempool's one-per-sender check is an index lookup, the attack context is
+counted once per round, and each tx and block is serialised once and parsed
+by each receiving full node. Memory grows with N x rounds: every full node
+keeps every block (no store here).
+
 The configuration (:class:`~learningchain.sim.config.SimConfig`) and its
 validation live in :mod:`learningchain.sim.config`.
 """
@@ -56,7 +64,7 @@ class Simulation:
         from learningchain.node.chainstate import Ledger  # chainstate imports the store and sqlite3: keep `node.py --help` light
         self.cfg = cfg
         self.spec = cfg.model_spec()
-        self.dataset = data.load_dataset(cfg.dataset, cfg.seed)
+        self.dataset = data.load_dataset(cfg.dataset, cfg.seed, cfg.generate_samples)
         self.parts = data.partition(self.dataset.X_train, self.dataset.y_train, cfg.nodes, cfg.split,
                                     cfg.alpha, cfg.seed)
         order = np.random.default_rng(cfg.seed + 1).permutation(cfg.nodes)
@@ -113,22 +121,23 @@ class Simulation:
 
     # --- transport ------------------------------------------------------------
     @staticmethod
-    def _deliver_tx(tx: Tx) -> Tx:
-        return parse_tx(parse_json(tx.serialize()))
+    def _deliver_tx(wire: bytes) -> Tx:
+        """What a full node makes of a tx's bytes: its own parsed copy."""
+        return parse_tx(parse_json(wire))
 
     @staticmethod
-    def _deliver_block(block: Block) -> Block:
-        return Block.parse(parse_json(block.serialize()))
+    def _deliver_block(wire: bytes) -> Block:
+        return Block.parse(parse_json(wire))
 
     def _tick(self) -> None:
         self.now_ms += self.cfg.target_block_ms
 
     def gossip_tx(self, tx: Tx) -> str | None:
         """Hand ``tx`` to every full node; the reject code of the first that refuses, if any."""
-        code = None
+        code, wire = None, tx.serialize()  # serialised once, as a gossiping node sends it
         for ledger in self.ledgers:
             try:
-                ledger.submit_tx(self._deliver_tx(tx))
+                ledger.submit_tx(self._deliver_tx(wire))
             except ValidationError as exc:
                 code = code or exc.code
         return code
@@ -150,9 +159,10 @@ class Simulation:
             for k in range(len(self.ledgers)):
                 if k != j:
                     self.activity[f"full{k}"].add(received=block.size)
+        wire = block.serialize() if len(self.ledgers) > 1 else b""
         for k in [j] + [k for k in range(len(self.ledgers)) if k != j]:
             try:
-                self.ledgers[k].submit_block(block if k == j else self._deliver_block(block), self.now_ms)
+                self.ledgers[k].submit_block(block if k == j else self._deliver_block(wire), self.now_ms)
             except ValidationError as exc:
                 raise SimulationError(f"full node {k} refused block {block.height} mined by node {j}: "
                                       f"{exc.code}: {exc.detail}") from None
@@ -185,8 +195,9 @@ class Simulation:
         trained = [p.train(r, base) for p in active]  # not selected: no training, no upload
         t1 = time.perf_counter()
         benign = [w for p, w in zip(active, trained) if not p.attacking]
+        n_byzantine = len(active) - len(benign)
         txs = [p.make_update(r, base, digest, self.now_ms, benign=benign, n_total=len(active),
-                             n_byzantine=sum(p.attacking for p in active), trained=w)
+                             n_byzantine=n_byzantine, trained=w)
                for p, w in zip(active, trained)]
         t2 = time.perf_counter()
         refused = {}
@@ -277,7 +288,12 @@ class Simulation:
                 "centralized_sklearn": baselines.centralized_sklearn(self.dataset)}
 
     def describe(self, tip: str, digest: str) -> dict:
+        sizes = [len(y) for _, y in self.parts]
         return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
+                "data": {"samples": self.cfg.n_samples, "sized_by": "samples" if self.cfg.samples is not None else
+                         "default" if self.cfg.dataset in data.SYNTHETIC else "fixed",
+                         "train": len(self.dataset.y_train), "test": len(self.dataset.y_test),
+                         "per_node_min": min(sizes), "per_node_max": max(sizes)},
                 "attackers": self.attackers, "spec": self.spec.to_dict(),
                 "energy_profiles": {k: p.to_dict() for k, p in self.energy_profiles.items()},
                 "secure_aggregation_params": None if self.network.secure_aggregation is None

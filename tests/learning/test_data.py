@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from learningchain.learning.data import (DATASETS, MIN_PER_NODE, load_dataset, load_meta, load_partition,
-                                partition, regenerate, write_partitions)
+from learningchain.learning.data import (DATASETS, FIXED_SIZES, MIN_PER_NODE, SYNTHETIC_PER_NODE,
+                                         SYNTHETIC_SAMPLES, check_size, default_samples, load_dataset, load_meta,
+                                         load_partition, partition, regenerate, train_size, write_partitions)
 from learningchain.core.errors import ConfigError
 
 
@@ -141,3 +142,57 @@ def test_user_npy_pairs_are_flattened_and_described(tmp_path):
     np.save(tmp_path / "y.npy", np.ones(4))
     with pytest.raises(ConfigError, match="one value per row"):
         load_partition(tmp_path / "X.npy")
+
+
+# --- sizes: synthetic sets grow with the node count ---------------------------
+
+def test_synthetic_default_size_grows_with_the_nodes():
+    assert default_samples("synthetic-classification", 4) == SYNTHETIC_SAMPLES  # small runs unchanged
+    n = default_samples("synthetic-regression", 1000)
+    assert train_size(n) >= 1000 * SYNTHETIC_PER_NODE > train_size(n - 2)
+    assert default_samples("digits", 1000) is None
+    assert check_size("synthetic-classification", 1000) == n
+
+
+def test_load_dataset_generates_the_samples_asked_for_and_1000_nodes_partition():
+    ds = load_dataset("synthetic-classification", seed=1, n_samples=default_samples("synthetic-classification", 1000))
+    assert len(ds.y_train) == train_size(len(ds.y_train) + len(ds.y_test)) >= 40_000
+    parts = partition(ds.X_train, ds.y_train, 1000, "iid", seed=1)
+    assert len(parts) == 1000 and min(len(y) for _, y in parts) >= SYNTHETIC_PER_NODE
+    small = load_dataset("synthetic-regression", n_samples=300)
+    assert (len(small.y_train), len(small.y_test)) == (225, 75)
+    assert np.array_equal(load_dataset("synthetic-classification").y_train,  # None: the 2000 of before
+                          load_dataset("synthetic-classification", n_samples=SYNTHETIC_SAMPLES).y_train)
+
+
+@pytest.mark.parametrize("name", sorted(FIXED_SIZES))
+def test_fixed_sizes_are_those_of_the_bundled_sets(name):
+    ds = load_dataset(name)
+    assert len(ds.y_train) + len(ds.y_test) == FIXED_SIZES[name]
+    assert len(ds.y_train) == train_size(FIXED_SIZES[name])
+
+
+@pytest.mark.parametrize("args,words", [
+    (("digits", 1000, None), ["digits is too small for 1000 nodes", "1347 training samples", "at most 269 nodes"]),
+    (("digits", 10, 5000), ["fixed size (1797 samples)", "cannot be resized"]),
+    (("synthetic-classification", 1000, 5000), ["samples 5000 is too few for 1000 nodes", "at least 6667"]),
+    (("synthetic-regression", 10, 0), ["positive integer"]),
+    (("mnist", 10, None), ["unknown dataset"])])
+def test_size_refusals_are_one_line_and_say_what_works(args, words):
+    with pytest.raises(ConfigError) as exc:
+        check_size(*args)
+    assert "\n" not in str(exc.value) and all(w in str(exc.value) for w in words)
+    if args[0] == "synthetic-classification":  # the least it names is enough
+        assert check_size(args[0], args[1], 6667) == 6667
+
+
+def test_load_dataset_refuses_samples_of_a_fixed_set():
+    with pytest.raises(ConfigError, match="fixed size"):
+        load_dataset("breast-cancer", n_samples=100)
+
+
+def test_write_partitions_records_the_samples(tmp_path):
+    out = write_partitions(tmp_path / "s", "synthetic-classification", 60, "iid", n_samples=400)
+    assert load_meta(out)["samples"] == 400
+    assert sum(len(load_partition(out / f"node{i}.npz")[1]) for i in range(60)) == train_size(400)
+    assert load_meta(write_partitions(tmp_path / "d", "diabetes", 2, "iid"))["samples"] == 442

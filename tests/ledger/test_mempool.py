@@ -27,6 +27,18 @@ def test_accepts_once_and_refuses_invalid():
     assert exc.value.code == errors.TX_ROUND_NOT_OPEN
 
 
+
+def test_a_removed_tx_frees_its_senders_slot():
+    """The slot index follows removals (a dropped tx's sender may send again)."""
+    chain, pool = Chain(tiny_genesis()), Mempool()
+    first, second = update_tx(chain, KEYS[0]), update_tx(chain, KEYS[0], num_samples=3)
+    pool.add(first, chain)
+    pool.remove(first.id)
+    assert pool.add(second, chain) == "accepted" and len(pool) == 1
+    with pytest.raises(ValidationError) as exc:
+        pool.add(first, chain)
+    assert exc.value.code == errors.TX_DUPLICATE_SENDER
+
 def test_signature_verified_once_shared_with_chain():
     chain, pool = Chain(tiny_genesis()), Mempool()
     tx = update_tx(chain, KEYS[0])

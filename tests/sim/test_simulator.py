@@ -220,3 +220,34 @@ def test_sample_dp_at_epsilon_8_is_within_5_points_of_non_private():
     dp = Simulation(SimConfig(**base, dp_mode="sample", dp_epsilon=8.0, dp_delta=1e-5)).run(with_baselines=False)
     assert dp["rounds"][-1]["epsilon"] <= 8.0
     assert plain["final"]["accuracy"] - dp["final"]["accuracy"] <= 0.05
+
+
+def test_simulate_sizes_a_synthetic_set_and_records_its_samples(tmp_path, capsys):
+    """30 nodes x 2 rounds through node.py's entry: --samples sizes the generated
+    set and results.json records the count, the split and the per-node share."""
+    out = tmp_path / "s"
+    assert cli.main(["simulate", "--nodes", "30", "--rounds", "2", "--dataset", "synthetic-classification",
+                     "--samples", "1200", "--model", "softmax", "--no-baselines", "--out", str(out)]) == 0
+    doc = results.read_results(out)
+    assert doc["config"]["samples"] == 1200
+    assert doc["config"]["data"] == {"samples": 1200, "sized_by": "samples", "train": 900, "test": 300,
+                                     "per_node_min": 30, "per_node_max": 30}
+    assert [len(e["accepted"]) for e in doc["rounds"]] == [30, 30]
+    assert doc["final"]["accuracy"] > doc["initial"]["accuracy"]
+    capsys.readouterr()
+    sim = Simulation(SimConfig(nodes=30, rounds=1, dataset="synthetic-regression", model="linear"))
+    assert sim.describe("t", "d")["data"]["sized_by"] == "default"
+    assert sim.describe("t", "d")["data"]["samples"] == 2000
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["simulate", "--nodes", "1000", "--dataset", "digits"], "digits is too small for 1000 nodes"),
+    (["simulate", "--nodes", "10", "--dataset", "digits", "--samples", "500"], "cannot be resized"),
+    (["simulate", "--nodes", "1000", "--dataset", "synthetic-classification", "--samples", "5000"],
+     "at least 6667"),
+    (["experiment", "byzantine", "--dataset", "breast-cancer", "--samples", "500"], "cannot be resized"),
+    (["data", "--samples", "500"], "--samples needs --dataset")])
+def test_size_errors_are_one_line_and_exit_2(argv, says, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err
