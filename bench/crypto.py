@@ -1,7 +1,8 @@
 """Signature rates: ECDSA secp256k1/SHA-256 verification with python-ecdsa, a
 plain ``VerifyingKey.from_string`` key vs :func:`learningchain.core.crypto.verify`
-(cached, precomputed key, strict DER/low-S checks included); whether gmpy2 is
-active; signing rate; OpenSSL (``cryptography``) for reference.
+(cached key, strict DER/low-S checks included) with each backend (libsecp256k1
+through coincurve, python-ecdsa with a precomputed key); whether gmpy2 is
+active; signing rates; OpenSSL (``cryptography``) for reference.
 
 Block validation (the ledger issue's "transactions per second for a block of
 100 update transactions whose signatures were already checked when they
@@ -43,7 +44,7 @@ def rate(fn: Callable[[], int], repeats: int) -> tuple[float, float]:
 
 
 def row(label: str, value: float, unit: str, note: str = "") -> None:
-    print(f"  {label:<58}{value:>10,.0f} {unit}{('  ' + note) if note else ''}")
+    print(f"  {label:<70}{value:>10,.0f} {unit}{('  ' + note) if note else ''}")
 
 
 # --- signatures ----------------------------------------------------------------------
@@ -52,10 +53,8 @@ def bench_signatures(n: int, repeats: int) -> None:
           f"gmpy2 active: {bool(ecdsa.ellipticcurve.GMPY)}; {n} signatures, median of {repeats}")
     key = crypto.PrivateKey.from_secret(42)
     digests = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
-    sign_rate, _ = rate(lambda: len([key.sign_digest(d) for d in digests]), repeats)
     sigs = [key.sign_digest(d) for d in digests]
     raw_sigs = [bytes.fromhex(s) for s in sigs]
-    row("sign (RFC 6979, low-S DER)", sign_rate, "sig/s")
 
     plain = VerifyingKey.from_string(bytes.fromhex(key.public_hex), curve=SECP256k1, hashfunc=hashlib.sha256)
 
@@ -70,9 +69,18 @@ def bench_signatures(n: int, repeats: int) -> None:
         return n
 
     plain_rate, _ = rate(verify_plain, repeats)
-    ours_rate, _ = rate(verify_ours, repeats)
     row("verify, VerifyingKey.from_string (no precompute)", plain_rate, "sig/s")
-    row("verify, crypto.verify (cached precomputed key)", ours_rate, "sig/s", f"{ours_rate / plain_rate:.2f}x")
+    before = crypto.backend()
+    try:
+        for name in crypto.BACKENDS:
+            crypto.use_backend(name)
+            sign_rate, _ = rate(lambda: len([key.sign_digest(d) for d in digests]), repeats)
+            ours_rate, _ = rate(verify_ours, repeats)
+            row(f"sign, crypto backend {name} (RFC 6979, low-S DER)", sign_rate, "sig/s")
+            row(f"verify, crypto.verify, backend {name} (cached key, strict checks)", ours_rate, "sig/s",
+                f"{ours_rate / plain_rate:.2f}x plain python-ecdsa")
+    finally:
+        crypto.use_backend(before)
     try:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec

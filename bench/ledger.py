@@ -95,7 +95,7 @@ def main() -> None:
                  f"{args.blocks / dt:,.1f} blocks/s", f"{args.blocks * args.txs / dt:,.0f} txs/s"))
 
     print(f"ledger bench: {args.txs} digits-MLP updates per block ({txs[0].size:,} B/tx, "
-          f"block {block.size / 1e6:.2f} MB), gmpy2={crypto.ecdsa.ellipticcurve.GMPY}")
+          f"block {block.size / 1e6:.2f} MB), ECDSA backend {crypto.backend()}")
     width = max(len(r[0]) for r in rows)
     print(f"{'case':<{width}}  {'rate':>18}  {'':>16}")
     for label, a, b in rows:

@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 from learningchain.core import crypto
 
 P = SECP256K1_P = 2**256 - 2**32 - 977
-N = int(crypto.ORDER)  # an mpz when gmpy2 is active; cryptography wants a plain int
+N = crypto.ORDER
 
 
 def openssl_public(pubkey_hex: str) -> ec.EllipticCurvePublicKey:
@@ -159,3 +159,136 @@ def test_secret_scalar_is_the_key_behind_the_public_key():
     from learningchain.core import ec as points
     key = crypto.PrivateKey.from_secret(4242)
     assert points.point_hex(points.base_mul(key.secret_scalar())) == key.public_hex
+
+
+# --- (e) the two backends: libsecp256k1 (coincurve) and python-ecdsa agree on everything ---
+@pytest.fixture
+def restore_backend():
+    before = crypto.backend()
+    yield
+    crypto.use_backend(before)
+
+
+def outcome(backend: str, pubkey, digest, signature) -> str:
+    """'ok' or the exception's class and message, verified by ``backend``."""
+    crypto.use_backend(backend)
+    try:
+        crypto.verify(pubkey, digest, signature)
+    except (crypto.InvalidKey, crypto.InvalidSignature) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def negative_r_signature() -> bytes:
+    """SIG with r's sign byte dropped (an INTEGER with the high bit set reads as negative), if r has one."""
+    r, s = decode_dss_signature(SIG)
+    for key_secret in range(5, 200):
+        key = crypto.PrivateKey.from_secret(key_secret)
+        sig = bytes.fromhex(key.sign_digest(DIGEST))
+        r, s = decode_dss_signature(sig)
+        if r.bit_length() == 256:  # DER needs 33 bytes for r: 00 + high bit
+            body = b"\x02\x20" + r.to_bytes(32, "big") + der_int(s)
+            return key.public_hex, b"\x30" + bytes([len(body)]) + body
+    raise AssertionError("no key with a high-bit r")
+
+
+def vectors() -> dict[str, tuple]:
+    """(pubkey, digest, signature) cases: valid, and every way to be wrong."""
+    r, s = decode_dss_signature(SIG)
+    other = crypto.PrivateKey.from_secret(6)
+    public = openssl_public(KEY.public_hex)
+    body = der_int(r) + der_int(s)
+    neg_key, neg_sig = negative_r_signature()
+    cases = {
+        "valid": (KEY.public_hex, DIGEST, SIG.hex()),
+        "valid, other key": (other.public_hex, DIGEST, other.sign_digest(DIGEST)),
+        "high S twin": (KEY.public_hex, DIGEST, encode_dss_signature(r, N - s).hex()),
+        "wrong key": (other.public_hex, DIGEST, SIG.hex()),
+        "wrong digest": (KEY.public_hex, hashlib.sha256(b"other").digest(), SIG.hex()),
+        "short digest": (KEY.public_hex, DIGEST[:31], SIG.hex()),
+        "r = 0": (KEY.public_hex, DIGEST, encode_dss_signature(0, s).hex()),
+        "s = 0": (KEY.public_hex, DIGEST, encode_dss_signature(r, 0).hex()),
+        "r = n": (KEY.public_hex, DIGEST, encode_dss_signature(N, s).hex()),
+        "r + n": (KEY.public_hex, DIGEST, encode_dss_signature(r + N, s).hex()),
+        "s = n/2 + 1": (KEY.public_hex, DIGEST, encode_dss_signature(r, N // 2 + 1).hex()),
+        "negative r": (neg_key, DIGEST, neg_sig.hex()),
+        "trailing byte": (KEY.public_hex, DIGEST, (SIG + b"\x00").hex()),
+        "padded r": (KEY.public_hex, DIGEST, (b"\x30" + bytes([len(body) + 1]) + der_int(r, pad=1)
+                                              + der_int(s)).hex()),
+        "long-form length": (KEY.public_hex, DIGEST, (b"\x30\x81" + bytes([len(body)]) + body).hex()),
+        "wrong tag": (KEY.public_hex, DIGEST, (b"\x31" + SIG[1:]).hex()),
+        "truncated": (KEY.public_hex, DIGEST, SIG[:-1].hex()),
+        "uppercase signature": (KEY.public_hex, DIGEST, SIG.hex().upper()),
+        "too long signature": (KEY.public_hex, DIGEST, "30" * 73),
+        "signature not a string": (KEY.public_hex, DIGEST, SIG),
+        "uncompressed key": (public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint).hex(),
+                             DIGEST, SIG.hex()),
+        "off-curve key": ("02" + x_not_on_curve().to_bytes(32, "big").hex(), DIGEST, SIG.hex()),
+        "x >= p": ("03" + (P + 1).to_bytes(32, "big").hex(), DIGEST, SIG.hex()),
+        "uppercase key": (KEY.public_hex.upper(), DIGEST, SIG.hex()),
+        "key as bytes": (bytes.fromhex(KEY.public_hex), DIGEST, SIG.hex()),
+    }
+    rng = __import__("random").Random(13)
+    for i in range(20):  # garbage of every length a signature can have
+        cases[f"garbage signature {i}"] = (KEY.public_hex, DIGEST, rng.randbytes(rng.randint(0, 72)).hex())
+        cases[f"garbage key {i}"] = (bytes([2 + i % 2]) + rng.randbytes(32)).hex(), DIGEST, SIG.hex()
+    return cases
+
+
+def test_both_backends_accept_and_reject_the_same_vectors_with_the_same_messages(restore_backend):
+    cases = vectors()
+    got = {name: (outcome("coincurve", *case), outcome("python-ecdsa", *case)) for name, case in cases.items()}
+    for name, (ours, fallback) in got.items():
+        assert ours == fallback, name
+    accepted = {name for name, (ours, _) in got.items() if ours == "ok"}
+    assert accepted == {"valid", "valid, other key"}
+    assert "high S" in got["high S twin"][0] and "does not verify" in got["wrong key"][0]
+    assert got["negative r"][0].startswith("InvalidSignature")
+    assert got["off-curve key"][0] == "InvalidKey: public key is not a point on secp256k1"
+    # about half of random x are on the curve, and those keys parse, then the signature fails
+    assert {got[f"garbage key {i}"][0] for i in range(20)} == {
+        "InvalidKey: public key is not a point on secp256k1",
+        "InvalidSignature: signature does not verify against the sender's key"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(message=st.binary(max_size=64), secret=st.integers(min_value=1, max_value=2**256))
+def test_both_backends_sign_byte_identically_and_verify_each_other(message, secret):
+    before = crypto.backend()
+    digest = hashlib.sha256(message).digest()
+    try:
+        key = crypto.PrivateKey.from_secret(secret)
+        sigs = {}
+        for name in crypto.BACKENDS:
+            crypto.use_backend(name)
+            sigs[name] = key.sign_digest(digest)
+        assert sigs["coincurve"] == sigs["python-ecdsa"]
+        for name in crypto.BACKENDS:
+            crypto.use_backend(name)
+            crypto.verify(key.public_hex, digest, sigs["coincurve"])
+    finally:
+        crypto.use_backend(before)
+
+
+def run_python(code: str, **env: str):
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+
+
+def test_the_backend_is_chosen_by_environment_and_falls_back_without_coincurve():
+    show = "from learningchain.core import crypto; print(crypto.backend())"
+    env = crypto.ENV_VAR
+    assert run_python(show, **{env: ""}).stdout.strip() == "coincurve"
+    assert run_python(show, **{env: "python-ecdsa"}).stdout.strip() == "python-ecdsa"
+    blocked = "import sys; sys.modules['coincurve'] = None; " + show  # coincurve not importable
+    assert run_python(blocked, **{env: ""}).stdout.strip() == "python-ecdsa"
+    bad = run_python(show, **{env: "openssl"})
+    assert bad.returncode != 0 and "must be one of coincurve, python-ecdsa" in bad.stderr
+
+
+def test_an_unknown_backend_is_refused(restore_backend):
+    with pytest.raises(ValueError, match="must be one of"):
+        crypto.use_backend("openssl")
