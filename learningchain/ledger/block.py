@@ -150,7 +150,13 @@ class Block:
 
     @cached_property
     def size(self) -> int:
-        return len(self.serialize())
+        """``len(serialize())`` from its parts, without encoding the txs again:
+        canonical JSON of an object nested in another is the same bytes as on its
+        own, so ``{"commitment":C,"config":K,"header":H,"txs":[t1,t2,..]}`` counts
+        each tx's own wire size."""
+        parts = canonical_json({"commitment": self.commitment, "config": self.config,
+                                "header": self.header.to_dict(), "txs": []})
+        return len(parts) + sum(t.size for t in self.txs) + max(0, len(self.txs) - 1)
 
     def to_dict(self) -> dict:
         return {"header": self.header.to_dict(), "txs": [t.to_dict() for t in self.txs],

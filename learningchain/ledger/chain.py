@@ -137,11 +137,12 @@ class Chain:
         """All rules for ``block`` on ``parent``; returns the state after it."""
         check_header(block, parent, self.config, now_ms)
         state = self.index.full_state(parent)
-        self._check_txs(block, state, verify_signatures)
+        decoded: dict = {}  # weights decoded by the tx checks, aggregated if the block closes the round
+        self._check_txs(block, state, verify_signatures, decoded)
         return next_state(state, self.config, block.height, block.txs, block.commitment,
-                          block.header.miner, parent.hash)
+                          block.header.miner, parent.hash, decoded)
 
-    def _check_txs(self, block: Block, state: RoundState, verify_signatures: bool) -> None:
+    def _check_txs(self, block: Block, state: RoundState, verify_signatures: bool, decoded: dict) -> None:
         ids = [t.id for t in block.txs]
         dup = set(ids) & state.pending_ids or (len(set(ids)) != len(ids))
         if dup:
@@ -150,7 +151,7 @@ class Chain:
         for i, tx in enumerate(block.txs):
             try:
                 check_tx(tx, state, self.config, self.expected_shapes, self.verified, senders,
-                         verify_signatures)
+                         verify_signatures, decoded)
             except ValidationError as exc:
                 raise ValidationError(errors.BLOCK_BAD_TX,
                                       f"tx {i} ({tx.id}): {exc.code}: {exc.detail}") from None

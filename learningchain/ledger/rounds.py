@@ -151,11 +151,12 @@ class VerifiedCache:
 def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
              expected_shapes: Mapping[str, tuple[str, tuple[int, ...]]],
              verified: VerifiedCache | None, taken_senders: Iterable[str] = (),
-             verify_signatures: bool = True) -> None:
+             verify_signatures: bool = True, decoded: dict | None = None) -> None:
     """Contextual validity of ``tx`` for the open round of ``state``; raises the
     tx-level ValidationError (TX_*). ``taken_senders`` are senders already
     included earlier in the same block (and, for secure aggregation, their
-    (sender, type) pairs: :func:`taken_key`)."""
+    (sender, type) pairs: :func:`taken_key`). ``decoded``: tx id -> the float32
+    weights decoded on the way (for :func:`close_round`)."""
     if tx.round < state.round:
         raise ValidationError(errors.TX_LATE, f"round {tx.round} is closed; round {state.round} is open")
     if tx.round > state.round:
@@ -182,11 +183,13 @@ def check_tx(tx: UpdateTx, state: RoundState, config: NetworkConfig,
                               f"tx id {tx.id[:16]}... does not start with the {config.stamp_bits} zero bits "
                               f"this network's genesis asks of every tx (stamp_bits)")
     need_sig = verify_signatures and (verified is None or tx not in verified)
-    tx.check(expected_shapes, config.max_tx_bytes, verify_signature=need_sig)
+    tx.check(expected_shapes, config.max_tx_bytes, verify_signature=need_sig, decoded=decoded)
     if tx.compression is not None:  # decoded against G(r-1): base + delta may overflow
         full = tx.full_weights(state.model)
         if not all(np.isfinite(a).all() for a in full.values()):
             raise ValidationError(errors.TX_NON_FINITE, "base + decoded delta holds infinite values")
+        if decoded is not None:
+            decoded[tx.id] = full
     if need_sig and verified is not None:
         verified.add(tx)
 
@@ -228,7 +231,7 @@ class RoundClose:
 
 
 def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx],
-                miner: str, parent_hash: str = "00" * 32) -> RoundClose:
+                miner: str, parent_hash: str = "00" * 32, decoded: Mapping | None = None) -> RoundClose:
     """Aggregate the round's updates into G(r) and the commitment that names it.
     If the rule cannot run (too few updates, or none after a timeout) the model
     is carried over unchanged and every update is rejected with the error text.
@@ -236,11 +239,13 @@ def close_round(state: RoundState, config: NetworkConfig, txs: Sequence[UpdateTx
     ``miner`` (the unsigned ``header.miner``) no longer enters G(r): l-nearest
     takes the median of the updates as its reference. Under a selection policy
     the commitment also names ``selected_next``, chosen from the reputation
-    records updated with this round (seeded by ``parent_hash``)."""
+    records updated with this round (seeded by ``parent_hash``). ``decoded``: tx
+    id -> full weights already decoded by :func:`check_tx` (the rest are decoded here)."""
     updates = [t for t in txs if not t.is_skip]
     skips = sorted(t.id for t in txs if t.is_skip)
     ids = sorted(t.id for t in updates)
-    full = [(t, t.full_weights(state.model)) for t in updates]
+    decoded = decoded or {}
+    full = [(t, decoded[t.id] if t.id in decoded else t.full_weights(state.model)) for t in updates]
     try:
         result = aggregate(config.rule, [Update(t.id, t.sender, w, counted_samples(t, config)) for t, w in full],
                            config.params)
@@ -330,9 +335,10 @@ def _next_sa_state(state: RoundState, config: NetworkConfig, height: int, txs: S
 
 
 def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Sequence[UpdateTx],
-               commitment: dict | None, miner: str, parent_hash: str = "00" * 32) -> RoundState:
+               commitment: dict | None, miner: str, parent_hash: str = "00" * 32,
+               decoded: Mapping | None = None) -> RoundState:
     """The state after a block whose txs were already checked: enforces the
-    closing rule and returns the new state."""
+    closing rule and returns the new state. ``decoded``: as for :func:`close_round`."""
     if config.secure_aggregation is not None:
         return _next_sa_state(state, config, height, txs, commitment, parent_hash)
     if not must_close(state, config, height, txs):
@@ -344,7 +350,7 @@ def next_state(state: RoundState, config: NetworkConfig, height: int, txs: Seque
     if commitment is None:  # refuse before paying for the aggregation
         raise ValidationError(errors.BLOCK_MISSING_COMMITMENT,
                               f"this block must close round {state.round} but carries no commitment")
-    closed = close_round(state, config, state.pending + tuple(txs), miner, parent_hash)
+    closed = close_round(state, config, state.pending + tuple(txs), miner, parent_hash, decoded)
     check_commitment(commitment, closed.commitment)
     return RoundState(state.round + 1, height, closed.model, closed.model_digest, (),
                       closed.selected, closed.records)

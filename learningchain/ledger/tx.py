@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from learningchain.core import crypto, errors
-from learningchain.core.encoding import (EncodingError, canonical_json, decode_metric, decode_weights,
+from learningchain.core.encoding import (EncodingError, decode_metric, decode_weights,
                                     encode_metrics, encode_weights, is_hex)
 from learningchain.core.errors import ValidationError
 from learningchain.learning import compression
@@ -138,10 +138,7 @@ class UpdateTx(SignedBody):
         tx = cls(sender=doc["sender"], round=doc["round"], base=doc["base"], weights=weights,
                  num_samples=doc["num_samples"], metrics=metrics, timestamp=doc["timestamp"],
                  signature=doc["signature"], kind=kind, compression=compression)
-        try:
-            canonical_json(tx.body())
-        except EncodingError as exc:
-            raise bad(str(exc)) from None
+        tx.check_canonical()  # tx-malformed unless canonical; computes the id on the way
         if not isinstance(doc["sender"], str):  # after every tx-malformed check (protocol.md §3)
             raise ValidationError(errors.TX_MALFORMED_KEY, "sender must be a hex public key")
         if not isinstance(doc["signature"], str):
@@ -175,10 +172,12 @@ class UpdateTx(SignedBody):
 
     # --- context-free checks -------------------------------------------------
     def check(self, expected: Mapping[str, tuple[str, tuple[int, ...]]], max_bytes: int,
-              verify_signature: bool = True) -> None:
+              verify_signature: bool = True, decoded: dict | None = None) -> None:
         """Key, size, sample count, weights against the model spec (name -> (dtype,
         shape)), finiteness and, unless already done, the signature: in the order
-        of docs/protocol.md section 3, so a tx with two faults names the first."""
+        of docs/protocol.md section 3, so a tx with two faults names the first.
+        ``decoded``: where to leave the arrays decoded for the finiteness check
+        (``decoded[id] = weights``), so the block's aggregation need not decode them again."""
         try:  # cached, and cheap once the key has been seen
             crypto.check_public_key(self.sender)
         except crypto.InvalidKey as exc:
@@ -210,9 +209,12 @@ class UpdateTx(SignedBody):
             enc = self.weights[name]
             if isinstance(enc, dict) and enc.get("dtype") != dtype:
                 raise ValidationError(errors.TX_DTYPE_MISMATCH, f"{name} must be {dtype}, got {enc.get('dtype')!r}")
-        for name, arr in self.decoded_weights.items():
+        weights = self.decoded_weights
+        for name, arr in weights.items():
             if not np.isfinite(arr).all():
                 raise ValidationError(errors.TX_NON_FINITE, f"{name} holds NaN or infinite values")
         self.__dict__["_checked"] = checked
+        if decoded is not None:
+            decoded[self.id] = weights
         if verify_signature:
             self.verify_signature()

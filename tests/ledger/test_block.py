@@ -45,6 +45,19 @@ def test_round_trip_and_structure():
     back.check_structure()
 
 
+@pytest.mark.parametrize("n_txs", [0, 1, 3])
+def test_size_is_the_length_of_the_canonical_form(n_txs):
+    """Block.size is counted from its parts (header, commitment, each tx's size)
+    without encoding the block: it must equal len(serialize()), also for a
+    genesis with a config, a skip tx and a parsed block."""
+    block = sample_block(n_txs)
+    skip = UpdateTx.create_skip(crypto.PrivateKey.from_secret(99), 1, "00" * 32, 5, {"loss": 0.25})
+    with_skip = make_block(1, "11" * 32, 1, EASY, KEY.public_hex, block.txs + (skip,),
+                           commitment={"round": 1, "note": "é\u2028\"\\"}, config={"a": [1, {"b": None}]})
+    for b in (block, with_skip, Block.parse(with_skip.to_dict())):
+        assert b.size == len(b.serialize())
+
+
 def test_work_is_inverse_of_target():
     assert work_of((1 << 256) - 1) == 1
     assert work_of(EASY) > work_of(EASY * 2)

@@ -42,6 +42,18 @@ def test_signing_is_deterministic_and_low_s():
     assert s <= crypto.HALF_ORDER
 
 
+@pytest.mark.parametrize("signature", ["", "3006020101020101", "é", 'a"b\\', "\u2028\x00"])
+def test_size_counts_the_canonical_wire_form_whatever_the_signature(signature):
+    """size is counted from the body's encoding plus the signature member (the body
+    is not encoded twice): equal to len(serialize()) for any signature string."""
+    tx = UpdateTx(**{**make_tx().__dict__, "signature": signature})
+    assert tx.size == len(tx.serialize())
+    parsed = UpdateTx.parse(tx.to_dict())
+    assert parsed.size == len(parsed.serialize()) and parsed.id == tx.id
+    skip = UpdateTx.create_skip(KEY, 1, "ab" * 32, 3)
+    assert skip.size == len(skip.serialize())
+
+
 def expect(code, tx, shapes=SHAPES, limit=LIMIT):
     with pytest.raises(ValidationError) as info:
         tx.check(shapes, limit)

@@ -17,6 +17,7 @@ Determinism (every validator must derive the same bytes):
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -62,22 +63,22 @@ def _stack(updates: Sequence[Update]) -> tuple[np.ndarray, list[tuple[str, tuple
     """Rows of flattened float64 weights (in the given order) and the layout."""
     first = updates[0].weights
     layout = [(name, tuple(np.shape(first[name]))) for name in sorted(first)]
-    size = sum(int(np.prod(shape)) for _, shape in layout)
-    X = np.empty((len(updates), size), dtype=np.float64)
+    names = [name for name, _ in layout]
+    spans, pos = [], 0  # (name, shape, start, end) of each array in a row
+    for name, shape in layout:
+        spans.append((name, shape, pos, pos + math.prod(shape)))
+        pos += math.prod(shape)
+    X = np.empty((len(updates), pos), dtype=np.float64)
     for row, upd in enumerate(updates):
-        if sorted(upd.weights) != [name for name, _ in layout]:
-            raise AggregationError(f"update {upd.id} has arrays {sorted(upd.weights)}, "
-                                   f"expected {[name for name, _ in layout]}")
-        pos = 0
-        for name, shape in layout:
+        if sorted(upd.weights) != names:
+            raise AggregationError(f"update {upd.id} has arrays {sorted(upd.weights)}, expected {names}")
+        for name, shape, start, end in spans:
             arr = np.asarray(upd.weights[name])
             if arr.shape != shape:
                 raise AggregationError(f"update {upd.id}: {name} has shape {arr.shape}, "
                                        f"expected {shape}")
-            count = int(np.prod(shape))
-            X[row, pos:pos + count] = arr.reshape(-1)
-            pos += count
-        if not np.isfinite(X[row]).all():
+            X[row, start:end] = arr.reshape(-1)
+        if not np.isfinite(X[row]).all():  # row by row: the first fault in order names the error
             raise AggregationError(f"update {upd.id} contains NaN or infinite values")
     return X, layout
 
