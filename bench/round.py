@@ -1,6 +1,7 @@
 """Round cost of the default demo network, bytes on the wire, and sync rate.
 
     .venv/bin/python bench/round.py [--rounds 10] [--nodes 4] [--sync-blocks 1000] [--compression q8|topk]
+    .venv/bin/python bench/round.py --sync-only [--sync-blocks 1000]     (section 3 alone)
 
 1. Runs the default demo network (real processes, real HTTP) and reports the
    time per round and what it is made of. Sources, named in the table:
@@ -326,9 +327,14 @@ def main() -> int:
     ap.add_argument("--sync-blocks", type=int, default=1000)
     ap.add_argument("--compression", choices=("q8", "topk"), help="updates sent compressed by every node")
     ap.add_argument("--miners", type=int, default=2, help="nodes that mine (the demo's default, 2)")
+    ap.add_argument("--sync-only", action="store_true", help="only section 3 (sync), no demo network")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
         tmp = Path(tmp)
+        if args.sync_only:
+            print(f"== sync of a fresh node from a peer holding {args.sync_blocks} blocks")
+            print(table("sync", sync_rate(tmp / "sync", args.sync_blocks)))
+            return 0
         print(f"== demo network: {args.nodes} nodes, {args.rounds} rounds (digits, fedavg"
               f"{', ' + args.compression + ' updates' if args.compression else ''})")
         run = run_network(args.nodes, args.rounds, tmp / "demo", args.compression, args.miners)
