@@ -44,6 +44,27 @@ def test_parse_refuses_deep_nesting_without_recursion_error():
         parse_json("[" * 100000 + "]" * 100000)
 
 
+DEEP = "[" * 33 + "1" + "]" * 33
+
+
+@pytest.mark.parametrize("text, error", [
+    (DEEP, "nested"), ("[" * 33 + "]" * 32, "nested"), ("[" * 33 + "NaN" + "]" * 33, "nested"),
+    ("[" * 33 + "1" * 100 + "]" * 33, "nested"), ('{"a":' * 33 + "1" + "}" * 33, "nested"),
+    ("[" * 1200 + "]" * 1200, "nested"), ("[" * 32 + "]" * 31, "malformed"), ("[" * 32 + "NaN" + "]" * 32, "NaN"),
+    ('{"a":' * 10 + "[" + ",".join(["[" * 5 + "]" * 5] * 10) + "]" + "}" * 10, None)])
+def test_parse_first_or_scan_first_refuse_alike(text, error, monkeypatch):
+    """parse_json parses first and measures the depth on the document, or (when the
+    recursion limit is raised) scans the text first: the same verdict and error."""
+    from learningchain.core import encoding
+    for limit in (10**9, 0):
+        monkeypatch.setattr(encoding, "_SAFE_RECURSION_LIMIT", limit)  # 0: scan first
+        if error is None:
+            assert parse_json(text) == json.loads(text)
+        else:
+            with pytest.raises(EncodingError, match=error):
+                parse_json(text)
+
+
 def _nested(levels: int, inner=None):
     doc = [] if inner is None else inner
     for _ in range(levels - (1 if inner is None else 0)):
