@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from learningchain.core.encoding import (EncodingError, canonical_json, decode_array, decode_metric,
+from learningchain.core.encoding import (MAX_DEPTH, EncodingError, canonical_json, decode_array, decode_metric,
                                     decode_weights, encode_array, encode_metric, encode_weights,
                                     parse_json, weights_digest)
 
@@ -202,3 +202,45 @@ def test_nesting_scan_counts_levels_exactly_across_chunks(doc, chunk):
         assert encoding.nesting_depth(json.dumps(doc, ensure_ascii=False)) == _depth(doc)
     finally:
         encoding._SCAN_CHUNK = saved
+
+
+def _check_by_definition(obj, depth=0):
+    """protocol.md section 1, written as directly as possible (recursive): what
+    encoding._check must refuse, and which fault it names first."""
+    if obj is None or isinstance(obj, (bool, str, int)):
+        return
+    if isinstance(obj, float):
+        raise EncodingError("floats are not canonical; use integers or decimal strings")
+    if isinstance(obj, (list, tuple, dict)) and depth + 1 > MAX_DEPTH:
+        raise EncodingError(f"document nested deeper than {MAX_DEPTH} levels")
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _check_by_definition(item, depth + 1)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise EncodingError("object keys must be strings")
+            _check_by_definition(value, depth + 1)
+    else:
+        raise EncodingError(f"type {type(obj).__name__} cannot be encoded canonically")
+
+
+_any_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3) | st.just(b"x") | st.just(set()),
+    lambda c: st.lists(c, max_size=3) | st.tuples(c, c)
+    | st.dictionaries(st.text(max_size=2) | st.integers(0, 3) | st.none() | st.booleans(), c, max_size=3),
+    max_leaves=40)
+
+
+@given(_any_values, st.integers(0, 33))
+@settings(max_examples=300)
+def test_the_check_before_encoding_refuses_as_the_definition_and_names_the_first_fault(doc, depth):
+    from learningchain.core import encoding
+
+    def verdict(check):
+        try:
+            check(doc, depth)
+        except EncodingError as exc:
+            return str(exc)
+        return None
+    assert verdict(encoding._check) == verdict(_check_by_definition)

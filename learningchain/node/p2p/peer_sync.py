@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from learningchain.core import errors
 from learningchain.core.errors import ValidationError
@@ -132,34 +132,53 @@ class PeerSync:
 
     def _fetch_blocks(self, url: str, hashes: list[str], deadline: float) -> tuple[int, bool]:
         """Fetch and submit the blocks ``hashes`` (a header chain, lowest first) from
-        ``url``, :data:`SYNC_PAGE` a request; (new blocks, all fetched and accepted)."""
+        ``url``, :data:`SYNC_PAGE` a request; (new blocks, all fetched and accepted).
+        The next page is requested while this one is validated (one request ahead,
+        so at most two pages in memory): the peer serves and the network carries
+        it while we check, instead of after."""
         added, i = 0, 0
-        while i < len(hashes):
-            if time.monotonic() >= deadline or self.node.stop_event.is_set():
-                return added, False
-            batch = hashes[i:i + SYNC_PAGE]
-            reply = self.request(url, "POST", "/sync/blocks", {"hashes": batch})
-            if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
-                return added, False
-            docs = reply[1].get("blocks")
-            if not isinstance(docs, list) or not docs:
-                self._sync_fault(url, "blocks: the peer did not send the blocks of its own headers")
-                return added, False
-            for want, doc in zip(batch, docs):
-                status = self.node.receive_block_doc(doc, peer=url, relay=False, solicited=True, expect=want)
-                if status in ("connected", "reorg", "side"):
-                    added += 1
-                    if status != "side":  # a URL we chose delivered work: protect it
-                        self.mark_delivered(url)
-                elif status == errors.STORE_WRITE_FAILED:  # our disk, not the peer's fault
-                    self.node.log(f"sync with {url} paused: our store cannot be written")
+        ahead: tuple[int, Future] | None = None  # (offset, reply) of the page asked for ahead
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-fetch")
+        try:
+            while i < len(hashes):
+                if time.monotonic() >= deadline or self.node.stop_event.is_set():
                     return added, False
-                elif status != "known":  # a block that is not its header's, or invalid: the peer lied
-                    self._sync_fault(url, f"blocks: {status}",
-                                     penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
+                batch = hashes[i:i + SYNC_PAGE]
+                if ahead is not None and ahead[0] == i:
+                    reply = ahead[1].result()
+                else:  # nothing ahead, or the peer sent a shorter page than asked
+                    reply = self._blocks_page(url, batch)
+                ahead = None
+                if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
                     return added, False
-            i += min(len(docs), len(batch))  # zip ignored any extra blocks
-        return added, True
+                docs = reply[1].get("blocks")
+                if not isinstance(docs, list) or not docs:
+                    self._sync_fault(url, "blocks: the peer did not send the blocks of its own headers")
+                    return added, False
+                following = i + min(len(docs), len(batch))  # zip below ignores any extra blocks
+                if following < len(hashes):
+                    ahead = (following, prefetch.submit(self._blocks_page, url,
+                                                        hashes[following:following + SYNC_PAGE]))
+                for want, doc in zip(batch, docs):
+                    status = self.node.receive_block_doc(doc, peer=url, relay=False, solicited=True, expect=want)
+                    if status in ("connected", "reorg", "side"):
+                        added += 1
+                        if status != "side":  # a URL we chose delivered work: protect it
+                            self.mark_delivered(url)
+                    elif status == errors.STORE_WRITE_FAILED:  # our disk, not the peer's fault
+                        self.node.log(f"sync with {url} paused: our store cannot be written")
+                        return added, False
+                    elif status != "known":  # a block that is not its header's, or invalid: the peer lied
+                        self._sync_fault(url, f"blocks: {status}",
+                                         penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
+                        return added, False
+                i = following
+            return added, True
+        finally:
+            prefetch.shutdown(wait=False, cancel_futures=True)  # a request in flight ends on its own deadline
+
+    def _blocks_page(self, url: str, batch: list[str]):
+        return self.request(url, "POST", "/sync/blocks", {"hashes": batch})
 
     def _sync_fault(self, url: str, why: str, penalize: bool = False) -> None:
         """A peer sent sync data we cannot use: log it and count a failure.
