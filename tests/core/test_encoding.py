@@ -1,4 +1,6 @@
 """Canonical encoding: one byte form per document, arrays round-trip exactly."""
+import base64
+import binascii
 import json
 import math
 
@@ -244,3 +246,28 @@ def test_the_check_before_encoding_refuses_as_the_definition_and_names_the_first
             return str(exc)
         return None
     assert verdict(encoding._check) == verdict(_check_by_definition)
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+@given(st.one_of(st.text(alphabet=_B64 + " \n-_é", max_size=14),
+                 st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()),
+                 st.tuples(st.binary(max_size=12), st.integers(0, 20), st.sampled_from(_B64)).map(
+                     lambda t: (lambda e: e[:t[1]] + t[2] + e[t[1] + 1:])(base64.b64encode(t[0]).decode()))))
+@settings(max_examples=500)
+def test_array_data_is_accepted_iff_it_is_the_canonical_base64_of_its_bytes(data):
+    """decode_array checks canonical base64 by length and last quad: it accepts
+    exactly the texts that are b64encode of what they decode to (any text, any
+    one-character change to a valid one)."""
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+        want = "ok" if base64.b64encode(raw).decode("ascii") == data else "not canonical"
+    except (binascii.Error, UnicodeEncodeError):
+        want = "not valid"
+    doc = {"dtype": "|u1", "shape": [len(raw) if want == "ok" else 0], "data": data}
+    try:
+        got = "ok" if decode_array(doc).tobytes() == raw else "wrong bytes"
+    except EncodingError as exc:
+        got = "not canonical" if "not canonical" in str(exc) else "not valid" if "not valid" in str(exc) else str(exc)
+    assert got == want
