@@ -238,6 +238,10 @@ def encode_array(arr: np.ndarray) -> dict:
             "data": base64.b64encode(raw).decode("ascii")}
 
 
+_ARRAY_FIELDS = {"dtype", "shape", "data"}
+_ITEMSIZE = {code: np.dtype(code).itemsize for code in WIRE_DTYPES}
+
+
 def _is_canonical_base64(text: bytes, raw: bytes) -> bool:
     """``text == base64.b64encode(raw)`` for a ``text`` that ``b64decode(...,
     validate=True)`` decoded to ``raw``, without encoding ``raw`` again: only the
@@ -253,7 +257,7 @@ def _is_canonical_base64(text: bytes, raw: bytes) -> bool:
 
 def decode_array(doc: Any) -> np.ndarray:
     """Inverse of :func:`encode_array`; every malformed field is a named error."""
-    if not isinstance(doc, dict) or set(doc) != {"dtype", "shape", "data"}:
+    if not isinstance(doc, dict) or doc.keys() != _ARRAY_FIELDS:
         raise EncodingError("an array must be an object with exactly dtype, shape and data")
     code, shape, data = doc["dtype"], doc["shape"], doc["data"]
     if code not in WIRE_DTYPES:
@@ -271,9 +275,9 @@ def decode_array(doc: Any) -> np.ndarray:
     if not _is_canonical_base64(text, raw):
         raise EncodingError("array data is not canonical base64")
     count = math.prod(shape)
-    if count * np.dtype(code).itemsize != len(raw):
+    if count * _ITEMSIZE[code] != len(raw):
         raise EncodingError(f"array data holds {len(raw)} bytes, shape {shape} of {code} needs "
-                            f"{count * np.dtype(code).itemsize}")
+                            f"{count * _ITEMSIZE[code]}")
     return np.frombuffer(raw, dtype=code).reshape(shape).copy()
 
 

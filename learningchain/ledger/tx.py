@@ -192,7 +192,8 @@ class UpdateTx(SignedBody):
             if verify_signature:
                 self.verify_signature()
             return
-        checked = (max_bytes, tuple(sorted(expected.items())))
+        spec = tuple(sorted(expected.items()))
+        checked = (max_bytes, spec)
         if self.__dict__.get("_checked") == checked:  # the weights below passed before: decode once
             if verify_signature:
                 self.verify_signature()
@@ -200,12 +201,12 @@ class UpdateTx(SignedBody):
         if set(self.weights) != set(expected):
             raise ValidationError(errors.TX_SHAPE_MISMATCH,
                                   f"weights must be named {sorted(expected)}, got {sorted(self.weights)}")
-        for name, (_, shape) in sorted(expected.items()):  # every shape before any dtype
+        for name, (_, shape) in spec:  # every shape before any dtype
             enc = self.weights[name]
             if isinstance(enc, dict) and enc.get("shape") != list(shape):
                 raise ValidationError(errors.TX_SHAPE_MISMATCH,
                                       f"{name} must have shape {list(shape)}, got {enc.get('shape')!r}")
-        for name, (dtype, _) in sorted(expected.items()):
+        for name, (dtype, _) in spec:
             enc = self.weights[name]
             if isinstance(enc, dict) and enc.get("dtype") != dtype:
                 raise ValidationError(errors.TX_DTYPE_MISMATCH, f"{name} must be {dtype}, got {enc.get('dtype')!r}")
