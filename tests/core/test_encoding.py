@@ -235,7 +235,7 @@ _any_values = st.recursive(
 
 
 @given(_any_values, st.integers(0, 33))
-@settings(max_examples=300)
+@settings(max_examples=200)
 def test_the_check_before_encoding_refuses_as_the_definition_and_names_the_first_fault(doc, depth):
     from learningchain.core import encoding
 
@@ -255,7 +255,7 @@ _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
                  st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()),
                  st.tuples(st.binary(max_size=12), st.integers(0, 20), st.sampled_from(_B64)).map(
                      lambda t: (lambda e: e[:t[1]] + t[2] + e[t[1] + 1:])(base64.b64encode(t[0]).decode()))))
-@settings(max_examples=500)
+@settings(max_examples=200)
 def test_array_data_is_accepted_iff_it_is_the_canonical_base64_of_its_bytes(data):
     """decode_array checks canonical base64 by length and last quad: it accepts
     exactly the texts that are b64encode of what they decode to (any text, any
