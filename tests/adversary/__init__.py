@@ -96,6 +96,8 @@ def honest_network(out: Path, n: int = 3, *, miners: int = 1, config: NetworkCon
         peers = [nodes[0].url] if nodes else []
         nodes.append(net.start(i, peers=peers, dataset=parts / f"node{i}.npz", genesis=genesis,
                                mine=i < miners, extra=extra))
+        if i == 0:  # as the demo does: a node whose seed is not up yet backs off from it for seconds
+            wait_ready(net, nodes)
     wait_ready(net, nodes)
     return HonestNet(net, nodes, parts, genesis, config)
 

@@ -30,8 +30,6 @@ PEER_QUEUE = 32
 WORKERS, TRUSTED_WORKERS, SMALL_LANE_WORKERS = 8, 4, 2
 #: a peer costing more than this (peer_counters.py: cost) sends on the costly lane.
 COSTLY = 1.0
-#: threads of the block lane: each peer's blocks, one at a time per peer (see _submit).
-BLOCK_WORKERS = 4
 
 
 class GossipLanes:
@@ -43,7 +41,6 @@ class GossipLanes:
         self._trusted_pool = ThreadPoolExecutor(max_workers=TRUSTED_WORKERS, thread_name_prefix="gossip-trusted")
         self._costly_pool = ThreadPoolExecutor(max_workers=SMALL_LANE_WORKERS, thread_name_prefix="gossip-costly")
         self._new_pool = ThreadPoolExecutor(max_workers=SMALL_LANE_WORKERS, thread_name_prefix="gossip-new")
-        self._block_pool = ThreadPoolExecutor(max_workers=BLOCK_WORKERS, thread_name_prefix="gossip-blocks")
         #: (peer, urgent) -> its gossip sends waiting (see _submit): blocks and the rest queue apart
         self._queues: dict[tuple[str, bool], deque] = {}
         self._running: set[tuple[str, bool]] = set()  # queues with a send queued on a lane or running
@@ -56,10 +53,11 @@ class GossipLanes:
         most one send running; each next one goes to the lane (:meth:`_lane`) its
         cost earns *then*, so a peer that turned slow never leaves a backlog on
         the lane everyone shares. ``urgent`` (blocks): a queue of their own per
-        peer, on the block lane (:data:`BLOCK_WORKERS` threads), in order among
-        themselves and never behind a tx body: a block that waited for a 13 kB
-        push (and the peer's validation of it) reached the other miner 80 ms late,
-        and every ms a block spends in flight the other miners search a stale tip."""
+        peer, on the same lane, in order among themselves and never behind a tx
+        body for that peer: a block that waited for a 13 kB push (and the peer's
+        validation of it) reached the other miner 80 ms late, and every ms a
+        block spends in flight the other miners search a stale tip. (One block
+        lane for all peers let slow peers hold its threads: the lane by cost stays.)"""
         future: Future = Future()
         qkey = (url, urgent)
         with self._lock:
@@ -92,9 +90,8 @@ class GossipLanes:
             return self._pool
 
     def _kick(self, qkey: tuple[str, bool]) -> None:
-        url, urgent = qkey
         try:
-            (self._block_pool if urgent else self._lane(url)).submit(self._run_next, qkey)
+            self._lane(qkey[0]).submit(self._run_next, qkey)
         except RuntimeError:  # shut down: the node is stopping
             with self._lock:
                 queue = self._queues.pop(qkey, deque())
@@ -130,5 +127,5 @@ class GossipLanes:
                     "queued": sum(len(q) for q in self._queues.values()) + len(self._running)}
 
     def _stop_lanes(self) -> None:
-        for pool in (self._pool, self._trusted_pool, self._costly_pool, self._new_pool, self._block_pool):
+        for pool in (self._pool, self._trusted_pool, self._costly_pool, self._new_pool):
             pool.shutdown(wait=False, cancel_futures=True)
