@@ -92,6 +92,21 @@ def format_rate(hashrate: float) -> str:
     return f"{hashrate:.0f} H/s"
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this process only on CPU time nothing else wants: SCHED_IDLE where the
+    OS has it (Linux: preempted at once by any normal thread that wakes, such as
+    a node validating a block), else ``nice`` added to its nice value."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(nice)
+    except OSError:
+        pass  # not allowed here: search at normal priority
+
+
 def _worker_main(index: int, jobs, results, active, progress, nice: int = 0) -> None:
     """Worker process loop. A job is ``(job_id, prefix, target, start, stride)``;
     the worker searches chunks ``start + (k*stride + index)*POOL_CHUNK`` while the
@@ -99,10 +114,7 @@ def _worker_main(index: int, jobs, results, active, progress, nice: int = 0) -> 
     ``(job_id, index, nonce or -1, hashes)``. ``None`` ends the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     if nice > 0:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass  # not allowed here: search at normal priority
+        _lower_priority(nice)
     while True:
         job = jobs.get()
         if job is None:

@@ -244,6 +244,7 @@ def deferred_signals(message: str | None = STILL_STOPPING) -> Iterator[list[int]
 # --- HTTP helpers -----------------------------------------------------------------
 
 _session = requests.Session()
+_session.trust_env = False  # local node processes: no proxy lookup in os.environ per request
 
 
 def get(url: str, path: str, timeout: float = 3.0):

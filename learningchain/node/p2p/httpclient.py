@@ -187,6 +187,10 @@ class BoundedSession:
     def __init__(self, timeout: tuple[float, float], deadline: float, max_bytes: int):
         self.timeout, self.deadline, self.max_bytes = timeout, deadline, max_bytes
         self._session = requests.Session()
+        # Peers are addressed directly: no proxy, .netrc or CA bundle from the environment.
+        # With trust_env, requests scanned all of os.environ for proxies on every
+        # request (getproxies_environment): the largest single cost of a node's gossip.
+        self._session.trust_env = False
         self._session.headers["Accept-Encoding"] = "gzip"  # the only coding _read decodes
         adapter = _Adapter()
         self._session.mount("http://", adapter)

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from learningchain.core import errors
 from learningchain.core.errors import ValidationError
-from learningchain.ledger.block import BlockHeader
+from learningchain.ledger.block import BlockHeader, work_of
 from learningchain.ledger.headers import MAX_HEADERS_PAGE, MAX_SYNC_HEADERS, HeaderChain
 from learningchain.node.p2p.peer_host import PeerHost
 from learningchain.node.p2p.peer_table import MAX_PEERS
@@ -41,6 +41,9 @@ SYNC_IDLE_SECONDS = 60.0
 MAX_HEADER_PAGES = MAX_SYNC_HEADERS // MAX_HEADERS_PAGE + 10
 #: seconds a peer whose sync data broke a rule is not synced from again.
 SYNC_PENALTY_SECONDS = 600.0
+#: a peer at most this many blocks' work ahead, with a tip new since the last
+#: tick, is left to gossip for one tick (PeerSet._gossip_will_bring).
+GOSSIP_GRACE_BLOCKS = 2
 #: hashes in a locator we send (the server's limit is 200).
 MAX_LOCATOR = 200
 #: threads that run syncs queued by orphans (gossip has its own lanes).
@@ -62,6 +65,7 @@ class PeerSync:
         self._sync_pending: set[str] = set()  # peers with a queued or running background sync
         self._syncing: set[str] = set()
         self._sync_penalty: OrderedDict[str, float] = OrderedDict()  # url -> no sync before (monotonic)
+        self._ahead_last: dict[str, str] = {}  # url -> its tip that was ahead of ours at the last tick
 
     def sync_with(self, url: str) -> int:
         """Headers-first sync with one peer (docs/protocol.md section 8, "Sync"):
@@ -204,7 +208,10 @@ class PeerSync:
             return self._sync_penalty.get(normalize(url), 0.0) > time.monotonic()
 
     def sync_once(self) -> None:
+        """Poll every peer's tip; sync with one that is ahead, unless gossip is about
+        to bring what it has (:meth:`_gossip_will_bring`)."""
         my_height, my_tip = self.node.tip_info()
+        ahead_now: dict[str, str] = {}
         for url in self.available_urls():
             reply = self.request(url, "GET", "/tip")  # height, tip, work: a tenth of /status
             if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
@@ -214,8 +221,32 @@ class PeerSync:
                 with self._lock:
                     if url in self._peers:
                         self._peers[url].height = height
-            if self._ahead(height, tip, work, my_height, my_tip) and self.sync_with(url):
+            if not self._ahead(height, tip, work, my_height, my_tip):
+                continue
+            ahead_now[url] = tip
+            if self._gossip_will_bring(url, tip, work):
+                continue
+            if self.sync_with(url):
                 my_height, my_tip = self.node.tip_info()
+        self._ahead_last = ahead_now
+
+    def _gossip_will_bring(self, url: str, tip: str, work) -> bool:
+        """A peer ahead of us by at most :data:`GOSSIP_GRACE_BLOCKS` blocks' work
+        with a tip we did not see ahead at the last tick: its block is most likely
+        in flight to us (at 20 blocks a second a peer is a block ahead at almost
+        every tick). A full sync then fetched by request what gossip delivered a
+        few ms later, and was most of a node's CPU. Still ahead with the same
+        tip at the next tick, or further ahead, and we sync."""
+        if self._ahead_last.get(url) == tip:
+            return False
+        entry = self.node.chain_entry(self.node.tip_info()[1])
+        if entry is None or not isinstance(work, str):
+            return False
+        try:
+            lead = int(work, 16) - self.node.tip_work()
+        except ValueError:
+            return False
+        return lead <= GOSSIP_GRACE_BLOCKS * work_of(entry.header.target)
 
     def _ahead(self, height, tip, work, my_height: int, my_tip: str) -> bool:
         """Does the peer claim more work than us (or, without a work figure, more height)?"""
