@@ -125,6 +125,7 @@ class Node:
         self.orphans = 0  # blocks with an unknown parent received since start
         self.tip_changed = threading.Condition()
         self.tip_seq = 0  # bumped under tip_changed whenever the tip moves (wait_tip)
+        self.tip_moved_at = time.monotonic()  # when it last moved (tip_age)
         self.learner_idle = threading.Event()  # set while our learner has nothing to do for the tip
         self.mempool_version = 0
         self.template_epoch = 0  # bumped whenever our miner's template goes stale (template_stale)
@@ -191,6 +192,10 @@ class Node:
     def tip_work(self) -> int:
         with self.lock:
             return self.chain.tip_work
+
+    def tip_age(self) -> float:
+        """Seconds since a block last moved our tip (or since start)."""
+        return time.monotonic() - self.tip_moved_at
 
     def knows_block(self, block_hash: str) -> bool:
         with self.lock:
@@ -428,6 +433,7 @@ class Node:
         """A block moved our tip: wake the learner (it trains on the new round at
         once), hold the evaluator back until the learner is done, and drop our
         miner's template (it built on the old tip)."""
+        self.tip_moved_at = time.monotonic()
         with self.tip_changed:
             self.tip_seq += 1
             if self.participant is not None:

@@ -35,6 +35,10 @@ class PeerHost(Protocol):
 
     def tip_work(self) -> int: ...
 
+    def tip_age(self) -> float:
+        """Seconds since our tip last moved (a block connected)."""
+        ...
+
     def chain_entry(self, block_hash: str) -> Entry | None:
         """Our index entry of a block we hold, or None."""
         ...

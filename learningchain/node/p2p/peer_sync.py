@@ -44,6 +44,8 @@ SYNC_PENALTY_SECONDS = 600.0
 #: a peer at most this many blocks' work ahead, with a tip new since the last
 #: tick, is left to gossip for one tick (PeerSet._gossip_will_bring).
 GOSSIP_GRACE_BLOCKS = 2
+#: ... and only while our own tip moved within this many seconds.
+GOSSIP_FRESH_S = 1.0
 #: hashes in a locator we send (the server's limit is 200).
 MAX_LOCATOR = 200
 #: threads that run syncs queued by orphans (gossip has its own lanes).
@@ -232,13 +234,14 @@ class PeerSync:
 
     def _gossip_will_bring(self, url: str, tip: str, work) -> bool:
         """A peer ahead of us by at most :data:`GOSSIP_GRACE_BLOCKS` blocks' work
-        with a tip we did not see ahead at the last tick: its block is most likely
+        with a tip we did not see ahead at the last tick, while blocks reach us
+        (our tip moved within :data:`GOSSIP_FRESH_S`): its block is most likely
         in flight to us (at 20 blocks a second a peer is a block ahead at almost
         every tick). A full sync then fetched by request what gossip delivered a
         few ms later, and was most of a node's CPU. Still ahead with the same
         tip at the next tick, or further ahead, and we sync."""
-        if self._ahead_last.get(url) == tip:
-            return False
+        if self._ahead_last.get(url) == tip or self.node.tip_age() > GOSSIP_FRESH_S:
+            return False  # the same tip still ahead, or no block reached us lately: gossip is not bringing it
         entry = self.node.chain_entry(self.node.tip_info()[1])
         if entry is None or not isinstance(work, str):
             return False
