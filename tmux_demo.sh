@@ -8,7 +8,7 @@
 #
 # Environment: NODES (default 4), MINERS (default 2: the standalone miner on node 0,
 # and nodes 1 .. MINERS-1 run `--mine`, so one miner dying does not stop the chain),
-# BASE_PORT (default 5000), DATASET (digits), BLOCK_MS (genesis block interval, default 50:
+# BASE_PORT (default 5000), DATASET (digits), BLOCK_MS (genesis block interval, default 200:
 # one machine; a round then waits about 10 s for a slow node), OUT (default ./tmux-demo-out:
 # genesis.json, node data dirs, logs), SECURE_AGGREGATION (0; 1 = masked updates,
 # docs/protocol.md section 14) and SA_THRESHOLD (default floor(2N/3)+1).
@@ -20,7 +20,7 @@ NODES=${NODES:-4}
 MINERS=${MINERS:-2}
 BASE_PORT=${BASE_PORT:-5000}
 DATASET=${DATASET:-digits}
-BLOCK_MS=${BLOCK_MS:-50}
+BLOCK_MS=${BLOCK_MS:-200}
 OUT=${OUT:-$ROOT/tmux-demo-out}
 SECURE_AGGREGATION=${SECURE_AGGREGATION:-0}
 SA_THRESHOLD=${SA_THRESHOLD:-}

@@ -338,7 +338,7 @@ def register(sub) -> None:
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
     p.add_argument("--block-ms", type=argtypes.positive_int, default=None, metavar="MS",
-                   help="genesis target block interval (default 50: one machine; docs/protocol.md section 5 "
+                   help="genesis target block interval (default 200: one machine; docs/protocol.md section 5 "
                         "says how to choose it for a WAN); a round waits about 10 s for a slow node")
     argtypes.add_dp_flags(p)
     p.add_argument("--secure-aggregation", action="store_true",

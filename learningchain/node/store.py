@@ -21,7 +21,7 @@ one block is one SQL transaction. ``synchronous=NORMAL``: in WAL mode a
 committed block survives a crash of the node process; only a power loss or an
 OS crash may drop the last commits, and the node then syncs them again from
 its peers. FULL would fsync every block and every mempool tx (about 5 ms each
-measured here), on the path of every round at 20 blocks per second. What must
+measured here), on the path of every round at 5 to 20 blocks per second. What must
 survive a power loss (the DP release journal, the secure-aggregation journal)
 is fsynced in its own file before it leaves the node.
 

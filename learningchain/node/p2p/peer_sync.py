@@ -236,7 +236,7 @@ class PeerSync:
         """A peer ahead of us by at most :data:`GOSSIP_GRACE_BLOCKS` blocks' work
         with a tip we did not see ahead at the last tick, while blocks reach us
         (our tip moved within :data:`GOSSIP_FRESH_S`): its block is most likely
-        in flight to us (at 20 blocks a second a peer is a block ahead at almost
+        in flight to us (at 5 to 20 blocks a second a peer is a block ahead at almost
         every tick). A full sync then fetched by request what gossip delivered a
         few ms later, and was most of a node's CPU. Still ahead with the same
         tip at the next tick, or further ahead, and we sync."""

@@ -39,7 +39,7 @@ import zlib
 #: bodies up to this size travel as they are: gzip's 18-byte frame and the
 #: header line would eat what it saves. Above it hex ids and hashes shrink by
 #: about a third: a compact block of an empty block, 515 B of JSON, sends 331 B,
-#: and at 20 blocks a second those are most of a node's messages.
+#: and at several blocks a second those are most of a node's messages.
 MIN_BYTES = 256
 LEVEL = 1
 #: decoded/encoded ratio above which a gzip body is refused, once past RATIO_FLOOR.
