@@ -131,8 +131,11 @@ def _sync_page(entries) -> list[dict]:
 def post_tx():
     doc = body(node().config.max_tx_bytes + SMALL_BODY_BYTES)
     t = parse_tx(doc)  # ValidationError -> 400 with its reason
-    status = node().submit_tx(t, peer=peer_header())
-    return jsonify({"status": status, "id": t.id}), 202
+    peer = peer_header()
+    status = node().submit_tx(t, peer=peer)
+    # a peer (X-Peer) gets the status alone: it knows the id, and every node answers
+    # N-1 of these per round (bytes per node per round, issue 13)
+    return jsonify({"status": status} if peer else {"status": status, "id": t.id}), 202
 
 
 @peer_routes.post("/inv")
@@ -168,7 +171,7 @@ def post_block():
     else:
         b = Block.parse(doc)
     status = n.submit_block(b, peer=peer)
-    return jsonify({"status": status, "hash": b.hash}), 202
+    return jsonify({"status": status} if peer else {"status": status, "hash": b.hash}), 202
 
 
 @peer_routes.get("/peers")
