@@ -295,6 +295,11 @@ class EarlyTxs:
             self._by_sender.pop(next(iter(self._by_sender)))
         return True
 
+    def holds(self, txid: str) -> bool:
+        """Is the tx ``txid`` held here? (An announcement of it is not answered with
+        "want": its body is here already.)"""
+        return any(tx.id == txid for tx, _peer in self._by_sender.values())
+
     def take(self, open_round: int) -> list[tuple[UpdateTx, str | None]]:
         """The held txs of ``open_round`` (removed), dropping those of past rounds. A
         secure-aggregation tx whose phase is still not open is refused again with

@@ -128,6 +128,8 @@ class Node:
         self.tip_moved_at = time.monotonic()  # when it last moved (tip_age)
         self.learner_idle = threading.Event()  # set while our learner has nothing to do for the tip
         self.mempool_version = 0
+        self.mempool_seq = 0  # bumped with mempool_cv notified for every tx taken in (await_txs)
+        self.mempool_cv = threading.Condition()
         self.template_epoch = 0  # bumped whenever our miner's template goes stale (template_stale)
         self.own_template: Block | None = None  # what our miner searches now
         self.last_template: Block | None = None  # the newest template any miner was given
@@ -296,10 +298,26 @@ class Node:
             found = self.chain.find_tx(txid, stored=False)
             return found[0] if found else None
 
+    def await_txs(self, txids: list[str], seconds: float) -> None:
+        """Wait up to ``seconds`` until every one of ``txids`` can be looked up
+        (:meth:`lookup_tx`): woken by each tx our mempool takes in."""
+        deadline = time.monotonic() + seconds
+        while True:
+            seen = self.mempool_seq  # before looking: a tx in between ends the wait below
+            if all(self.lookup_tx(t) is not None for t in txids):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop_event.is_set():
+                return
+            with self.mempool_cv:
+                self.mempool_cv.wait_for(lambda: self.mempool_seq != seen, left)
+
     def has_tx(self, txid: str) -> bool:
-        """In the mempool or the main chain? (``/inv``: no body is read for it.)"""
+        """In the mempool, held for the next round, or in the main chain? (``/inv``:
+        no body is read for it.)"""
         with self.lock:
-            return txid in self.ledger.mempool or self.chain.tx_block(txid) is not None
+            return (txid in self.ledger.mempool or self.early.holds(txid)
+                    or self.chain.tx_block(txid) is not None)
 
     # --- writes: txs and blocks taken in (intake.py) -------------------------------------
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
@@ -447,6 +465,9 @@ class Node:
         round and the template would not close it: the round closes in the block
         that carries its quorum, not one template later."""
         self.mempool_version += 1
+        with self.mempool_cv:
+            self.mempool_seq += 1
+            self.mempool_cv.notify_all()
         t = self.last_template
         if t is not None and t.commitment is None and (not t.txs or self.ledger.would_close()):
             self.template_stale()

@@ -219,3 +219,37 @@ def test_own_update_whose_round_a_reorg_reopened_later_is_offered_again_unchange
         assert [t.id for t in node.ledger.mempool if t.sender == node.pubkey] == [made[0].id]
     finally:
         node.stop()
+
+
+def test_await_txs_returns_when_the_pushed_tx_arrives(tmp_path):
+    """A compact block missing a tx waits for its author's push before fetching
+    it (relay.PUSH_WAIT_S): Node.await_txs is woken by the tx entering the mempool."""
+    import threading
+    node = Node(tmp_path / "n", tiny_config(), quiet=True)
+    try:
+        tx = update_tx(node.chain, KEYS[0])
+        pusher = threading.Timer(0.05, lambda: node.submit_tx(tx))
+        t0 = time.monotonic()
+        pusher.start()
+        node.await_txs([tx.id], 30)
+        assert node.lookup_tx(tx.id) is not None and time.monotonic() - t0 < 20  # woken, not timed out
+        t1 = time.monotonic()
+        node.await_txs(["ab" * 32], 0.2)  # never comes: returns at its deadline
+        assert time.monotonic() - t1 >= 0.2
+    finally:
+        node.stop()
+
+
+def test_a_tx_held_for_the_next_round_is_not_wanted_again(tmp_path):
+    """/inv answers: a tx held in EarlyTxs is a tx we have (its body is not asked twice)."""
+    node = Node(tmp_path / "n", tiny_config(quorum=1), quiet=True)
+    try:
+        later = Chain(node.genesis)
+        b1 = next_block(later, [update_tx(later, KEYS[0])])
+        later.add_block(b1, now(b1))
+        early = update_tx(later, KEYS[1])  # round 2, while round 1 is open here
+        with node.lock:
+            assert node.early.insert(early, node.chain.tip_state.round, "http://127.0.0.1:9")
+        assert node.has_tx(early.id)
+    finally:
+        node.stop()

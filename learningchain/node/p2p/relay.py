@@ -16,6 +16,15 @@ from learningchain.ledger.tx import UpdateTx
 from learningchain.ledger.txs import parse_tx
 
 
+#: how long a compact block with a few unknown txs waits for their authors' pushes
+#: before fetching them from its sender (seconds): the last update of a round is
+#: pushed to every node at once, and a closing block could overtake it at a node;
+#: fetching it then sent its body twice (6 % of a node's bytes per round).
+PUSH_WAIT_S = 0.05
+#: ... only when it misses at most this many.
+PUSH_WAIT_MAX_TXS = 8
+
+
 class TxFetcher(Protocol):
     """The peer set's side of fetching a compact block's missing txs."""
 
@@ -34,6 +43,8 @@ class RelayNode(Protocol):
 
     def lookup_tx(self, txid: str) -> UpdateTx | None: ...
 
+    def await_txs(self, txids: list[str], seconds: float) -> None: ...
+
 
 def rebuild_compact(node: RelayNode, compact: Compact, peer: str | None) -> Block | None:
     """The block of a checked compact block (:func:`~learningchain.ledger.compact.check_compact`,
@@ -46,6 +57,10 @@ def rebuild_compact(node: RelayNode, compact: Compact, peer: str | None) -> Bloc
     URL); without such a sender it is ``compact-unknown-peer``."""
     found = {txid: node.lookup_tx(txid) for txid in compact.txids}
     missing = [txid for txid, tx in found.items() if tx is None]
+    if missing and len(missing) <= PUSH_WAIT_MAX_TXS:  # their authors' pushes are most likely in flight
+        node.await_txs(missing, PUSH_WAIT_S)
+        found.update({txid: node.lookup_tx(txid) for txid in missing})
+        missing = [txid for txid, tx in found.items() if tx is None]
     if missing:
         source = node.peers.fetch_source(peer)  # raises compact-unknown-peer
         fetched = node.peers.fetch_txs(source, missing)
