@@ -93,14 +93,10 @@ def format_rate(hashrate: float) -> str:
 
 
 def _lower_priority(nice: int) -> None:
-    """Run this process only on CPU time nothing else wants: SCHED_IDLE where the
-    OS has it (Linux: preempted at once by any normal thread that wakes, such as
-    a node validating a block), else ``nice`` added to its nice value."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
+    """Add ``nice`` to this process's nice value: hashing then yields to the node's
+    own threads (training, validation, the API). Not SCHED_IDLE: on a machine that
+    is never idle (a loaded test run) an idle-class miner got no CPU at all, and a
+    chain whose round timeouts count blocks stopped."""
     try:
         os.nice(nice)
     except OSError:
