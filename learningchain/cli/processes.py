@@ -53,14 +53,28 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+#: environment variable narrowing free_port's choice to "LO-HI" (exclusive HI): each
+#: worker of a parallel test run takes its own slice, so two never pick one port.
+PORT_RANGE_ENV = "LEARNINGCHAIN_PORT_RANGE"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free to listen on, chosen *below* the kernel's ephemeral range:
     a port the kernel handed out with bind(0) is taken back just as readily for
     an outgoing connection (gossip opens many) before the node binds it."""
     low, _ = _ephemeral_range()
+    first, last = 20000, max(low, 20001)
+    narrowed = os.environ.get(PORT_RANGE_ENV, "")  # e.g. "20000-26383": parallel test workers take apart
+    if narrowed:
+        try:
+            a, b = (int(x) for x in narrowed.split("-"))
+            if 1024 <= a < b <= 65535:
+                first, last = a, b
+        except ValueError:
+            pass
     rng = random.SystemRandom()
     for _ in range(200):
-        port = rng.randrange(20000, max(low, 20001))
+        port = rng.randrange(first, last)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
