@@ -140,8 +140,12 @@ def submit_block(node: IntakeNode, block: Block, peer: str | None = None, relay:
     ``solicited``: fetched by headers-first sync along a heavier header chain
     (exempt from side-branch admission, side_branches.py)."""
     node.observe_energy()
-    if peer is not None and block.header.prev_hash == node.chain.tip.hash and block.header.check_pow():
-        node.hold_miner()  # a peer's block on our tip: stop searching on the old one while we validate it
+    if peer is not None and block.header.prev_hash == node.chain.tip.hash:
+        try:  # a peer's block on our tip: its header's rules first (the target our chain requires,
+            # not the one it claims), then our miner stops searching on the old tip while we validate
+            check_header_on_parent(node, block.header)
+        except ValidationError:
+            pass  # refused with its reason by the validation below; our miner searches on
     try:
         status = _add_block(node, block, peer, relay, solicited)
     except BaseException:

@@ -473,18 +473,20 @@ class Node:
             self.template_stale()
 
     def hold_miner(self) -> None:
-        """A block on our tip whose header checked out is arriving: stop our search
+        """A block on our tip whose header checked out (its proof of work against
+        the target our chain requires: intake.check_header_on_parent) is arriving: stop our search
         now and start the next one when the tip moved, or as soon as the block
         turns out not to connect (:meth:`release_miner`), or after
         :data:`MINER_HOLD_S` at most. Mining on the old tip meanwhile could only
         find a block that loses to it (a stale block). A header's proof of work is
         real work, and an invalid body releases us at once, so a peer holds us
         only by mining, and only while we validate what it mined."""
-        if self.miner is None:
-            return
+        miner = self.miner
+        if miner is None or self.miner_hold_seq == self.tip_seq and self.miner_hold_until > time.monotonic():
+            return  # held already on this tip: a second header (its full block) changes nothing
         self.miner_hold_seq = self.tip_seq  # the tip it waits to move from
         self.miner_hold_until = time.monotonic() + MINER_HOLD_S
-        self.template_stale()
+        miner.interrupt()  # our own search only: standalone miners learn of the block when it connects
 
     def release_miner(self) -> None:
         """The block that held our miner did not connect (invalid, a side branch,

@@ -253,3 +253,27 @@ def test_a_tx_held_for_the_next_round_is_not_wanted_again(tmp_path):
         assert node.has_tx(early.id)
     finally:
         node.stop()
+
+
+def test_a_block_claiming_an_easy_target_does_not_hold_or_stale_anything(tmp_path):
+    """Review of issue 13: a header's proof of work against the target it claims
+    is free (target 2^256 - 1); only a header that meets the target our chain
+    requires may stop our miner, and a refused one makes no template stale."""
+    from miner.pow import Miner
+    from learningchain.ledger.block import make_block
+    cfg = tiny_config(initial_target=1 << 240, pow_limit=1 << 255)
+    node = Node(tmp_path / "n", cfg, quiet=True)
+    node.miner = Miner(workers=1)
+    try:
+        good = next_block(node.chain)
+        h = good.header
+        fake = make_block(height=h.height, prev_hash=h.prev_hash, timestamp=h.timestamp, target=(1 << 256) - 1,
+                          miner=h.miner, txs=(), commitment=None)  # any nonce passes its own target
+        assert fake.header.check_pow()
+        epoch = node.template_epoch
+        for _ in range(20):
+            with pytest.raises(ValidationError):
+                node.submit_block(fake, peer="http://127.0.0.1:9")
+        assert node.miner_hold_until == 0.0 and node.template_epoch == epoch
+    finally:
+        node.stop()
