@@ -7,7 +7,8 @@ two cores that leaves room for training and validation; two, so that one miner
 dying does not stop the chain); the others peer with node 0 and learn about each
 other through its peer list. With ``--byzantine K`` the *last* K nodes attack,
 so the miners are honest (under l-nearest the rule centres on the miner's own
-update). The demo polls the nodes' ``/status`` and ``/rounds/<r>``, prints a
+update). The demo follows node 0's rounds with the ``/rounds/<r>?wait=`` long-poll (and
+reads every node's ``/status`` once a round), prints a
 row per closed round, stops after R rounds, checks that every node derived the
 same model digest for round R, writes ``results.json`` and plots
 (:mod:`learningchain.sim.results`, the simulator's schema) and shuts every process

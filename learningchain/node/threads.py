@@ -93,6 +93,7 @@ class LearnerNode(Protocol):
     own_updates: OwnUpdates
     stop_event: threading.Event
     tip_seq: int
+    tip_changed: threading.Condition
     learner_idle: threading.Event
 
     @property
@@ -145,8 +146,9 @@ def participant_loop(node: LearnerNode) -> None:
             step(node)
         except Exception as exc:  # keep the node alive; say what happened
             node.log(f"participant error: {type(exc).__name__}: {exc}")
-        if node.tip_seq == seen:
-            node.learner_idle.set()  # done with this tip: the evaluator may run
+        with node.tip_changed:  # under the condition tip_moved clears it with: no set after a move
+            if node.tip_seq == seen:
+                node.learner_idle.set()  # done with this tip: the evaluator may run
         # woken by the next block; the timeout only retries a refused own update
         node.wait_tip(OWN_RETRY_S if node.own_updates.retry is not None else IDLE_WAIT_S, seen)
 

@@ -49,8 +49,9 @@ FULL_BLOCK_REASONS = (errors.COMPACT_UNKNOWN_PEER, errors.COMPACT_TOO_MANY_TXIDS
 #: refused for this long: the body is on its way (Bitcoin's in-flight request table).
 EXPECT_SECONDS = 5.0
 EXPECT_CAPACITY = 10_000
-#: a tx we relay is announced this long after it reached us (seconds): see above.
-RELAY_DELAY_S = 0.25
+#: a tx we relay is announced this long after it reached us (seconds): see above. It is
+#: on a round's path where peers are not all connected to each other (one hop each).
+RELAY_DELAY_S = 0.1
 #: relays waiting for their moment at most; more are announced at once.
 RELAY_CAPACITY = 10_000
 

@@ -9,7 +9,8 @@ end. Now:
   blocks beside it: blocks never wait behind tx bodies); past it a send is
   dropped and counted (``dropped``), and its id un-marked so a later
   rebroadcast retries;
-* a peer has one send running at a time, and each next send goes to the lane
+* each of a peer's two queues (blocks, the rest) has one send running at a
+  time, so a slow peer holds at most two lane threads, and each next send goes to the lane
   the peer's record earns *then* (:meth:`GossipLanes._lane`): peers we chose
   (``--peers``) or that delivered blocks to our sync (:data:`TRUSTED_WORKERS`
   threads); peers failing or costing more than :data:`COSTLY` (peer_counters.py:

@@ -67,7 +67,7 @@ class PeerSync:
         self._sync_pending: set[str] = set()  # peers with a queued or running background sync
         self._syncing: set[str] = set()
         self._sync_penalty: OrderedDict[str, float] = OrderedDict()  # url -> no sync before (monotonic)
-        self._ahead_last: dict[str, str] = {}  # url -> its tip that was ahead of ours at the last tick
+        self._ahead_last: dict[str, str] = {}  # url -> its tip, for the peers ahead of us at the last tick
 
     def sync_with(self, url: str) -> int:
         """Headers-first sync with one peer (docs/protocol.md section 8, "Sync"):
@@ -234,14 +234,16 @@ class PeerSync:
 
     def _gossip_will_bring(self, url: str, tip: str, work) -> bool:
         """A peer ahead of us by at most :data:`GOSSIP_GRACE_BLOCKS` blocks' work
-        with a tip we did not see ahead at the last tick, while blocks reach us
+        that was not ahead at the last tick, while blocks reach us
         (our tip moved within :data:`GOSSIP_FRESH_S`): its block is most likely
         in flight to us (at 5 to 20 blocks a second a peer is a block ahead at almost
         every tick). A full sync then fetched by request what gossip delivered a
-        few ms later, and was most of a node's CPU. Still ahead with the same
-        tip at the next tick, or further ahead, and we sync."""
-        if self._ahead_last.get(url) == tip or self.node.tip_age() > GOSSIP_FRESH_S:
-            return False  # the same tip still ahead, or no block reached us lately: gossip is not bringing it
+        few ms later, and was most of a node's CPU. Still ahead at the next tick
+        (whatever its tip), or further ahead now, and we sync: one tick of delay
+        at most."""
+        if url in self._ahead_last or self.node.tip_age() > GOSSIP_FRESH_S:
+            return False  # ahead at the last tick too (one tick of grace in a row at most), or no block
+            # reached us lately: gossip is not bringing it
         entry = self.node.chain_entry(self.node.tip_info()[1])
         if entry is None or not isinstance(work, str):
             return False

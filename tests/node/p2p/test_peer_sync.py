@@ -4,6 +4,7 @@ sync is counted once."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -91,3 +92,31 @@ def test_a_bad_block_from_sync_is_counted_once(network, fake_peer):
     assert b.status()["refused"] == {"block-bad-tx": 1}
     assert b.node.receive_block_doc({"header": 5}, peer=source.url) == "block-malformed"
     assert b.status()["refused"] == {"block-bad-tx": 1, "block-malformed": 1}
+
+
+def test_the_sync_tick_leaves_a_near_peer_to_gossip_for_one_tick_at_most(tmp_path):
+    """peer_sync._gossip_will_bring (issue 13): a peer 1 block ahead is left to
+    gossip while our tip moved lately, but synced at the next tick if it is still
+    ahead; a node whose tip has not moved lately syncs at once."""
+    from tests.served import network_factory
+    factory = network_factory(tmp_path)
+    start = next(factory)
+    try:
+        a = start("a")
+        b = start("b")
+        for s in (a, b):
+            s.node.peers._stop.set()
+            s.node.peers._thread.join(timeout=10)
+        b.node.peers.add(a.url)
+        a.mine_one()  # a is one block ahead; b learns of it only by syncing
+        b.node.tip_moved_at = time.monotonic()  # as if blocks reached b a moment ago
+        b.node.peers.sync_once()
+        assert b.node.chain.height == 0  # left to gossip for this tick
+        b.node.peers.sync_once()
+        assert b.node.chain.height == 1  # still ahead at the next tick: synced
+        a.mine_one()
+        b.node.tip_moved_at = time.monotonic() - 60  # nothing reached b lately
+        b.node.peers.sync_once()
+        assert b.node.chain.height == 2  # no grace: synced at once
+    finally:
+        next(factory, None)
