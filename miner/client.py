@@ -131,7 +131,7 @@ class NodeClient:
         self.session = session or requests.Session()
         self.token_file = token_file
         self.token = read_token(token_file)
-        self._wait_session: requests.Session | None = None
+        self._wait_sessions = threading.local()  # wait(): one session per watch thread
 
     def _call(self, method: str, path: str, **kw):
         for attempt in (0, 1):
@@ -177,12 +177,14 @@ class NodeClient:
             raise ProtocolError(f"GET /status: {exc}") from None
 
     def wait(self, template_id: str, seconds: float) -> bool | None:
-        """``POST /mining/wait`` on its own session (it runs in the watch thread):
-        True once the template is stale, False if it is still current after
-        ``seconds``, None if the node cannot long-poll (404, 429)."""
-        if self._wait_session is None:
-            self._wait_session = requests.Session()
-        code, doc = self._call("POST", "/mining/wait", session=self._wait_session,
+        """``POST /mining/wait`` on a session of the calling thread's own (watch
+        threads of successive templates may overlap; a Session is not
+        thread-safe): True once the template is stale, False if it is still
+        current after ``seconds``, None if the node cannot long-poll (404, 429)."""
+        session = getattr(self._wait_sessions, "session", None)
+        if session is None:
+            session = self._wait_sessions.session = requests.Session()
+        code, doc = self._call("POST", "/mining/wait", session=session,
                                timeout=(TIMEOUT[0], seconds + TIMEOUT[1]),
                                json={"template_id": template_id, "timeout": seconds})
         if code in (404, 429):

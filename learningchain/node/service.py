@@ -125,6 +125,7 @@ class Node:
         self.orphans = 0  # blocks with an unknown parent received since start
         self.tip_changed = threading.Condition()
         self.tip_seq = 0  # bumped under tip_changed whenever the tip moves (wait_tip)
+        self.progress_seq = 0  # ... and with every round measured too (wait_round)
         self.tip_moved_at = time.monotonic()  # when it last moved (tip_age)
         self.learner_idle = threading.Event()  # set while our learner has nothing to do for the tip
         self.mempool_version = 0
@@ -426,24 +427,31 @@ class Node:
         chain and, if we hold a test set, G(r) is measured; or after ``seconds``.
         At most :data:`MAX_ROUND_WAITS` wait at once (each holds one HTTP thread);
         beyond that the call returns at once, as a plain ``/rounds/<r>``."""
-        def done() -> bool:
-            if self.stop_event.is_set():
-                return True
-            with self.lock:
-                closed = self.chain.round_close(r) is not None
-            return closed and (self.test_set is None or r in self.metrics)
         with self.tip_changed:
             if self.round_waits >= MAX_ROUND_WAITS:
                 return
             self.round_waits += 1
-            try:
-                self.tip_changed.wait_for(done, max(0.0, seconds))
-            finally:
+        deadline = time.monotonic() + seconds
+        try:
+            while not self.stop_event.is_set():
+                seen = self.progress_seq  # before looking: a close or a measurement after it wakes us
+                with self.lock:  # never under tip_changed: a long validation must not hold its waiters
+                    closed = self.chain.round_close(r) is not None
+                if closed and (self.test_set is None or r in self.metrics):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                with self.tip_changed:
+                    self.tip_changed.wait_for(lambda: self.progress_seq != seen or self.stop_event.is_set(), left)
+        finally:
+            with self.tip_changed:
                 self.round_waits -= 1
 
     def note_measured(self) -> None:
         """The evaluator stored a round's metrics: wake ``wait_round``."""
         with self.tip_changed:
+            self.progress_seq += 1
             self.tip_changed.notify_all()
 
     # --- events that move a round on (intake.py calls them) -------------------------
@@ -454,6 +462,7 @@ class Node:
         self.tip_moved_at = time.monotonic()
         with self.tip_changed:
             self.tip_seq += 1
+            self.progress_seq += 1
             if self.participant is not None:
                 self.learner_idle.clear()
             self.tip_changed.notify_all()

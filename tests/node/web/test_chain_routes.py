@@ -101,6 +101,10 @@ def test_rounds_wait_is_a_long_poll_answered_by_the_closing_block(client, node):
     other = client.application.test_client()
     waiter = threading.Thread(target=lambda: answer.update(r=other.get("/rounds/1?wait=30").get_json()))
     waiter.start()
+    deadline = time.monotonic() + 20
+    while node.round_waits != 1 and time.monotonic() < deadline:  # the request is waiting in the node
+        time.sleep(0.01)
+    assert node.round_waits == 1
     for k in KEYS[:3]:  # tiny_config: quorum 3
         assert post(client, "/txs", update_tx(node.chain, k).to_dict()).status_code == 202
     mine_via_api(client)  # the block that carries the quorum closes round 1
