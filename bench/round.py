@@ -127,7 +127,7 @@ def breakdown(run: dict) -> list[tuple[str, str, str]]:
         prev_close = close
     rows.append(("round (close to close)", fmt_s(med(round_s)), "closing blocks' header timestamps"))
     rows.append(("  round opens -> last node starts training", fmt_s(med(start_s)),
-                 "tx timestamps (tip gossip + 0.25 s participant poll)"))
+                 "tx timestamps against the closing header's (its template time: the search is in it)"))
     rows.append(("  train (slowest node)", fmt_s(med(train_s)), "node logs: 'trained round r in X s'"))
     rows.append(("  last update ready -> closing block built", fmt_s(med(ready_s)),
                  "tx gossip to the miner + waiting for the next template"))
