@@ -94,13 +94,7 @@ def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_tim
     from learningchain.ledger.genesis import LOCAL_BLOCK_MS, LOCAL_ROUND_TIMEOUT_MS, blocks_for, default_config
     block_ms = block_ms or LOCAL_BLOCK_MS
     round_timeout = round_timeout or blocks_for(LOCAL_ROUND_TIMEOUT_MS, block_ms)
-    params = aggregation.default_params(aggregator, n)
-    if byzantine:
-        try:
-            from learningchain.sim.experiments import robust_params
-            params = robust_params(aggregator, n, byzantine) or params
-        except ImportError:
-            pass
+    params = {**aggregation.default_params(aggregator, n), **aggregation.robust_params(aggregator, n, byzantine)}
     return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
                           round_timeout=round_timeout, target_block_ms=block_ms)
 

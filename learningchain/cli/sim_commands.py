@@ -8,6 +8,7 @@ A bad flag or config ends with ONE line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -101,8 +102,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(cfg.out or f"out/{cfg.name}")
     metric = "accuracy" if sim.spec.task == "classification" else "rmse"
     print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
-          f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator}, "
+          f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator} "
+          f"{json.dumps(sim.rule_params, sort_keys=True)}, "
           f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}" + _sa_line(sim))
+    if sim.undersized:
+        print(f"warning: {sim.undersized}; recorded in results.json (config.aggregator_params_warning)",
+              file=sys.stderr)
     print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
     results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric))
     if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline

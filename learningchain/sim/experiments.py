@@ -21,33 +21,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from learningchain.learning import aggregation
-from learningchain.learning.aggregation.params import trim_count
+from learningchain.learning.aggregation.params import robust_params
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import build_model, decimal_string
+from learningchain.learning.models import build_model
 from learningchain.sim.results import (cumulative_energy, plot_byzantine_sweep, plot_dp_sweep, plot_energy,
                                    primary_metric)
 from learningchain.sim.simulator import SimConfig, simulate
 
 DEFAULT_AGGREGATORS = ("fedavg", "median", "trimmed-mean", "krum")
-
-
-def robust_params(rule: str, nodes: int, f: int) -> dict:
-    """Parameters that let ``rule`` tolerate ``f`` attackers among ``nodes``
-    (the bound is known in advance and fixed in genesis, not tuned per run)."""
-    if rule == "trimmed-mean":  # trim at least f per side of each coordinate
-        hundredths = min(49, math.ceil(100 * f / nodes))
-        while hundredths < 49 and trim_count(nodes, hundredths / 100) < f:  # float64 floor, as validators
-            hundredths += 1
-        return {"beta": decimal_string(hundredths / 100)}
-    if rule == "krum":
-        return {"f": f}
-    if rule == "multi-krum":
-        return {"f": f, "m": 0}
-    if rule == "bulyan":  # needs n >= 4f + 3
-        return {"f": max(0, min(f, (nodes - 3) // 4))}
-    if rule == "l-nearest":
-        return {"l": max(1, nodes - f)}
-    return {}
 
 
 def parse_list(text: str, allowed: Sequence[str], what: str) -> list[str]:

@@ -88,7 +88,12 @@ class Simulation:
         full_profile = replace(energy.DEFAULT_PROFILE, hash_nj=cfg.hash_nj)
         self.energy_profiles.update({f"full{j}": full_profile for j in range(cfg.n_full)})
         selecting = cfg.selection != "all"
-        rule_params = {**aggregation.default_params(cfg.aggregator, cfg.n_quorum), **cfg.aggregator_params}
+        # sized for the attackers as demo and experiment size them; explicit --agg-param wins
+        rule_params = {**aggregation.default_params(cfg.aggregator, cfg.n_quorum),
+                       **aggregation.robust_params(cfg.aggregator, cfg.nodes, cfg.byzantine),
+                       **cfg.aggregator_params}
+        self.rule_params = rule_params
+        self.undersized = aggregation.undersized(cfg.aggregator, rule_params, cfg.nodes, cfg.byzantine)
         sel_doc = None
         if selecting:
             params = {"k": cfg.select_k, **cfg.selection_params}
@@ -290,6 +295,10 @@ class Simulation:
     def describe(self, tip: str, digest: str) -> dict:
         sizes = [len(y) for _, y in self.parts]
         return {**self.cfg.to_dict(), "quorum": self.cfg.n_quorum, "full_nodes": self.cfg.n_full,
+                # every parameter the rule ran with (defaults and the sizing for --byzantine included),
+                # and what the user gave
+                "aggregator_params": dict(self.network.params), "aggregator_params_given": self.cfg.aggregator_params,
+                "aggregator_params_warning": self.undersized,
                 "data": {"samples": self.cfg.n_samples, "sized_by": "samples" if self.cfg.samples is not None else
                          "default" if self.cfg.dataset in data.SYNTHETIC else "fixed",
                          "train": len(self.dataset.y_train), "test": len(self.dataset.y_test),

@@ -251,3 +251,24 @@ def test_size_errors_are_one_line_and_exit_2(argv, says, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err and "Traceback" not in err
+
+
+def test_simulate_sizes_robust_rules_for_the_attackers_and_records_what_ran(tmp_path, capsys):
+    """Issue 14, item 1: simulate sizes Multi-Krum's f from --byzantine as demo and
+    experiment do (it kept f=1, accepted both attackers every round and ended near
+    0.54); results.json records every parameter the rule ran with; an explicit
+    --agg-param below the attack is kept, warned about and recorded."""
+    base = ["simulate", "--nodes", "7", "--rounds", "3", "--aggregator", "multi-krum", "--byzantine", "2",
+            "--attack", "sign-flip", "--dataset", "digits", "--no-baselines"]
+    assert cli.main(base + ["--out", str(tmp_path / "sized")]) == 0
+    doc = results.read_results(tmp_path / "sized")
+    assert doc["config"]["aggregator_params"] == {"f": 2, "m": 0} and doc["config"]["aggregator_params_warning"] is None
+    assert all(e["attackers_accepted"] == 0 and e["attackers_rejected"] == 2 for e in doc["rounds"])
+    assert doc["final"]["accuracy"] > 0.9
+    capsys.readouterr()
+    assert cli.main(base + ["--agg-param", "f=1", "--out", str(tmp_path / "under")]) == 0
+    err = capsys.readouterr().err
+    doc = results.read_results(tmp_path / "under")
+    assert doc["config"]["aggregator_params"]["f"] == 1 and doc["config"]["aggregator_params_given"] == {"f": 1}
+    assert "tolerates fewer than the 2 attackers" in doc["config"]["aggregator_params_warning"]
+    assert "warning: multi-krum f=1" in err

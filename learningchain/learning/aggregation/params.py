@@ -132,3 +132,48 @@ def min_updates(rule: str, params: Mapping[str, Any] | None) -> int:
             n += 1
         return n
     return 1
+
+
+def robust_params(rule: str, nodes: int, f: int) -> dict:
+    """Parameters that let ``rule`` tolerate ``f`` attackers among ``nodes`` (the
+    bound is known in advance and fixed in genesis, not tuned per run): what
+    ``demo``, ``simulate`` and ``experiment`` all use when given ``--byzantine f``
+    (``simulate`` used to keep the rule's defaults, so Multi-Krum with f=1 let two
+    attackers in every round). Empty for rules without such a parameter."""
+    if f <= 0:
+        return {}
+    if rule == "trimmed-mean":  # trim at least f per side of each coordinate
+        hundredths = min(49, math.ceil(100 * f / nodes))
+        while hundredths < 49 and trim_count(nodes, hundredths / 100) < f:  # float64 floor, as validators
+            hundredths += 1
+        return {"beta": format(hundredths / 100, "f").rstrip("0").rstrip(".")}
+    if rule == "krum":
+        return {"f": f}
+    if rule == "multi-krum":
+        return {"f": f, "m": 0}
+    if rule == "bulyan":  # needs n >= 4f + 3
+        return {"f": max(0, min(f, (nodes - 3) // 4))}
+    if rule == "l-nearest":
+        return {"l": max(1, nodes - f)}
+    return {}
+
+
+def undersized(rule: str, params: Mapping[str, Any], nodes: int, f: int) -> str | None:
+    """What is wrong when ``params`` let ``rule`` tolerate fewer than ``f``
+    attackers among ``nodes`` (an explicit ``--agg-param`` below the attack), or
+    None. Reported and recorded, not refused: an experiment may want exactly that."""
+    need = robust_params(rule, nodes, f)
+    if not need:
+        return None
+    if rule in ("krum", "multi-krum", "bulyan"):
+        have = int(params.get("f", 0))
+        return None if have >= need["f"] else (f"{rule} f={have} tolerates fewer than the {f} attackers "
+                                                f"(f={need['f']} would)")
+    if rule == "l-nearest":
+        have = int(params.get("l", nodes))
+        return None if have <= need["l"] else f"l-nearest l={have} lets attackers in (l={need['l']} would not)"
+    if rule == "trimmed-mean":
+        have = float(params.get("beta", 0))
+        return None if trim_count(nodes, have) >= f else (f"trimmed-mean beta={params.get('beta')} trims fewer "
+                                                           f"than the {f} attackers (beta={need['beta']} would)")
+    return None
