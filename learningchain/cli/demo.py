@@ -202,14 +202,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     from learningchain.ledger.genesis import make_genesis
     from learningchain.sim.results import plot_results, write_results
     out = Path(args.out).resolve()
+    t_start = time.monotonic()
+    # everything that can refuse the arguments (an unknown dataset, a rule the quorum
+    # cannot run) first: a failed demo must not delete the previous run's chains and logs
+    part_dir = partitions_for(args.dataset, args.nodes, out)
+    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine,
+                         block_ms=getattr(args, "block_ms", None))
     shutil.rmtree(out / "nodes", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("node*.log"):
         old.unlink()
-    t_start = time.monotonic()
-    part_dir = partitions_for(args.dataset, args.nodes, out)
-    config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine,
-                         block_ms=getattr(args, "block_ms", None))
     # The keys exist before the nodes start: they go into genesis, so the demo
     # network is permissioned (allow_list, or the participants under a selection
     # policy) and a stranger's key is refused before its signature is checked.

@@ -294,3 +294,18 @@ def test_genesis_refuses_secure_aggregation_without_a_roster(tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("node.py genesis --secure-aggregation --open hangs (default_params with N = 0)")
     assert done.returncode == 1 and "secure aggregation needs a known roster" in done.stderr, done.stderr
+
+
+def test_a_demo_refused_for_its_dataset_leaves_the_previous_run_alone(tmp_path, capsys):
+    """Issue 14, item 2: `demo --dataset mnist` after a run deleted out/demo/nodes
+    and the logs before it found the dataset unknown."""
+    from learningchain.cli.main import main
+    out = tmp_path / "demo"
+    (out / "nodes" / "node0").mkdir(parents=True)
+    (out / "nodes" / "node0" / "chain.sqlite3").write_bytes(b"previous run")
+    (out / "node0.log").write_text("previous log\n")
+    code = main(["demo", "--out", str(out), "--dataset", "mnist"])
+    err = capsys.readouterr().err
+    assert code != 0 and "mnist" in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "nodes" / "node0" / "chain.sqlite3").read_bytes() == b"previous run"
+    assert (out / "node0.log").read_text() == "previous log\n"
