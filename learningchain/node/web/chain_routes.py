@@ -81,6 +81,18 @@ def chain():
     return jsonify({"height": height, "blocks": blocks})
 
 
+def wants_html() -> bool:
+    """Content negotiation: ``?format=json|html`` wins; else the Accept header's
+    best match between JSON and HTML, JSON first on a tie (``*/*``: curl, scripts).
+    Not ``accept_mimetypes.best``: Chromium's header ends with
+    ``application/signed-exchange;v=b3;q=0.7``, which Werkzeug ranked best, and
+    browsers got raw JSON (issue 14)."""
+    fmt = request.args.get("format")
+    if fmt in ("json", "html"):
+        return fmt == "html"
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 @chain_routes.get("/blocks/<ref>")
 def block(ref: str):
     n = node()
@@ -91,7 +103,7 @@ def block(ref: str):
             b = n.chain.get_block(hex_id(ref, "block hash"))
     if b is None:
         raise ApiError(404, f"no block {ref}")
-    if request.accept_mimetypes.best == "text/html":
+    if wants_html():
         return render_block(n, b)
     return jsonify({**b.to_dict(), "hash": b.hash})
 

@@ -115,3 +115,18 @@ def test_rounds_wait_is_a_long_poll_answered_by_the_closing_block(client, node):
     assert client.get("/rounds/2?wait=30").get_json()["status"] == "open"  # answered at once
     assert time.monotonic() - t0 < 20
     node.round_waits = 0
+
+
+def test_a_block_page_is_html_for_chromium_json_for_scripts(client, node):
+    """Issue 14, item 3: Chromium's real Accept header gets the HTML page (Werkzeug's
+    ``best`` picked application/signed-exchange from it); curl's */* and
+    Accept: application/json get JSON; ?format= wins over the header."""
+    mine_via_api(client)
+    chromium = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,"
+                "*/*;q=0.8,application/signed-exchange;v=b3;q=0.7")
+    assert client.get("/blocks/1", headers={"Accept": chromium}).mimetype == "text/html"
+    assert client.get("/blocks/1", headers={"Accept": "*/*"}).mimetype == "application/json"
+    assert client.get("/blocks/1", headers={"Accept": "application/json"}).mimetype == "application/json"
+    assert client.get("/blocks/1").mimetype == "application/json"
+    assert client.get("/blocks/1?format=json", headers={"Accept": chromium}).mimetype == "application/json"
+    assert client.get("/blocks/1?format=html").mimetype == "text/html"
