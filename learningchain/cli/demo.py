@@ -313,7 +313,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from learningchain.learning.aggregation import RULES
-    from learningchain.node.participant import ATTACKS
+    from learningchain.learning.attacks import ATTACKS
 
     p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
     p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")

@@ -239,7 +239,7 @@ def _keys_of(items: str) -> list[str]:
 # --- parser -------------------------------------------------------------------
 
 def _add_run(sub) -> None:
-    from learningchain.node.participant import ATTACKS
+    from learningchain.learning.attacks import ATTACKS
     p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
     p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
     p.add_argument("--port", type=port, required=True, help="HTTP port of the node API")

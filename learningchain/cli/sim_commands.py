@@ -18,7 +18,7 @@ from learningchain.learning import aggregation, data
 from learningchain.cli.argtypes import add_dp_flags, count, non_negative, positive_int
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import KINDS
-from learningchain.node.participant import ATTACKS
+from learningchain.learning.attacks import ATTACKS
 
 PROG = "node.py"
 

@@ -37,9 +37,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn import datasets
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from learningchain.core.errors import ConfigError
 
@@ -130,6 +127,7 @@ def check_size(name: str, n_nodes: int, n_samples: int | None = None) -> int:
 
 
 def _raw(name: str, seed: int, n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    from sklearn import datasets  # here, not at import: a CLI command that loads no data starts 1 s sooner
     if name == "digits":
         X, y = datasets.load_digits(return_X_y=True)
         return X, y, "classification"
@@ -157,6 +155,8 @@ def load_dataset(name: str, seed: int = 0, n_samples: int | None = None) -> Data
     set refuses it (:func:`check_size`)."""
     if n_samples is not None and name not in SYNTHETIC:
         check_size(name, 1, n_samples)
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
     X, y, task = _raw(name, seed, n_samples)
     strat = y if task == "classification" else None
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=TEST_SIZE, random_state=seed,

@@ -29,7 +29,7 @@ from learningchain.core.errors import ConfigError
 from learningchain.learning.models import ModelSpec, build_model, dpsgd
 from learningchain.ledger.tx import UpdateTx
 
-ATTACKS = ("sign-flip", "scale", "gaussian", "alie", "label-flip")
+ATTACKS = attacks.ATTACKS  # the names: one list, in learning.attacks
 
 
 @dataclass(frozen=True)

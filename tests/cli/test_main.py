@@ -309,3 +309,18 @@ def test_a_demo_refused_for_its_dataset_leaves_the_previous_run_alone(tmp_path, 
     assert code != 0 and "mnist" in err and len(err.strip().splitlines()) == 1, err
     assert (out / "nodes" / "node0" / "chain.sqlite3").read_bytes() == b"previous run"
     assert (out / "node0.log").read_text() == "previous log\n"
+
+
+def test_the_command_line_starts_without_the_learning_stack():
+    """Issue 14 (a fast CLI): building node.py's parser and running an inspection
+    command's set-up import neither scikit-learn, SciPy, dp-accounting nor
+    matplotlib (they took `node.py --help` 2.6 s; it takes about 0.3 s now)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys; from learningchain.cli.main import build_parser; build_parser().parse_args(['status']); "
+            "heavy = [m for m in ('sklearn', 'scipy', 'dp_accounting', 'matplotlib') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert done.returncode == 0, done.stdout + done.stderr
