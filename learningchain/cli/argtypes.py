@@ -109,3 +109,18 @@ def require_secure_aggregation(dp_mode: str | None, secure_aggregation: bool) ->
         raise ConfigError("--dp-mode distributed needs secure aggregation (--secure-aggregation, or a genesis "
                           "with privacy.secure_aggregation): its noise shares are private only inside the "
                           "securely aggregated sum")
+
+
+def node_py() -> str:
+    """How to run node.py again in a printed hint: the interpreter running now
+    (``.venv/bin/python`` when it is the project's venv), not a bare ``python``,
+    which on most machines lacks the requirements and ends in a traceback."""
+    import os
+    import sys
+    from pathlib import Path
+    exe = Path(sys.executable)
+    try:
+        rel = os.path.relpath(exe, Path.cwd())
+    except ValueError:
+        rel = str(exe)
+    return f"{rel if not rel.startswith('..') else exe} node.py"

@@ -263,7 +263,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             if keep:
                 print("network left running (--keep): inspect with")
                 for n in net.nodes:
-                    print(f"  python node.py status --node {n.url}")
+                    print(f"  {argtypes.node_py()} status --node {n.url}")
                 print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
         except Stopped as exc:
             say(f"\ninterrupted ({signal.Signals(exc.signum).name}): stopping the nodes")
@@ -307,7 +307,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"update tx: {mean_bytes:,.0f} B on average"
           f"{f' ({args.compression})' if args.compression else ''}")
     print(f"results: {path}\nplots:   {', '.join(str(p) for p in plots)}\nlogs:    {out}/node*.log")
-    print(f"inspect a stored chain: python node.py verify --data-dir {out / 'nodes' / 'node0'}")
+    print(f"inspect a stored chain: {argtypes.node_py()} verify --data-dir {out / 'nodes' / 'node0'}")
     return 0
 
 

@@ -46,7 +46,7 @@ def load_genesis_file(path: str | os.PathLike):
         doc = json.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such genesis file; write one with "
-                          f"'python node.py genesis --nodes N --dataset D --out {p}'") from None
+                          f"'{argtypes.node_py()} genesis --nodes N --dataset D --out {p}'") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{p}: not a readable JSON genesis file ({exc})") from None
     if isinstance(doc, dict) and "config" in doc and "network" not in doc:
@@ -71,7 +71,7 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
         from learningchain.learning.data import load_meta
         if not (Path(dataset).parent / "meta.json").is_file():
             raise ConfigError(f"no genesis for {dataset}: write one shared by every node with "
-                              f"'python node.py genesis --nodes N --data {dataset} --out "
+                              f"'{argtypes.node_py()} genesis --nodes N --data {dataset} --out "
                               f"{Path(data_dir) / GENESIS_FILE}' (or pass --genesis FILE)")
         meta = load_meta(Path(dataset).parent)
         return gen.open_network(gen.default_config(int(meta.get("n_nodes", 4)), dataset=meta.get("dataset", "digits")))

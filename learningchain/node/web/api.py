@@ -126,6 +126,12 @@ def create_app(node_obj: ApiNode) -> Flask:
         app.register_blueprint(blueprint)
     register_errors(app)
 
+    @app.get("/favicon.ico")
+    def favicon():
+        """No icon: 204, and not a refusal (a browser asks on every page; /status
+        counted them as unknown-route)."""
+        return "", 204
+
     @app.after_request
     def compress_and_count(resp):
         resp = compress_reply(resp, request.headers.get("Accept-Encoding"))  # counted as sent

@@ -98,3 +98,20 @@ def test_disk_full_refuses_blocks_with_503_and_the_node_keeps_serving(tmp_path):
         assert again.chain.tip.hash == block.hash
     finally:
         again.stop()
+
+
+def test_a_browsers_favicon_request_is_no_refusal(client):
+    """Issue 14: every page view asked /favicon.ico and /status counted unknown-route."""
+    for _ in range(3):
+        assert client.get("/favicon.ico").status_code == 204
+    assert "unknown-route" not in client.get("/status").get_json()["refused"]
+
+
+def test_printed_hints_name_the_interpreter_that_runs(tmp_path):
+    """Issue 14: hints said `python node.py ...`, a traceback with the system interpreter."""
+    from learningchain.cli.argtypes import node_py
+    from learningchain.cli.main import load_genesis_file
+    assert node_py().endswith(" node.py") and not node_py().startswith("python ")
+    with pytest.raises(ConfigError) as refused:
+        load_genesis_file(tmp_path / "none.json")
+    assert f"'{node_py()} genesis" in str(refused.value) and "'python node.py" not in str(refused.value)
