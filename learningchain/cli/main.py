@@ -104,6 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.compression or args.skip_threshold:
         kwargs.update(compression=args.compression, topk_fraction=args.topk_fraction,
                       skip_threshold=args.skip_threshold)
+    if args.until_round:
+        kwargs["until_round"] = args.until_round
     node_run.run_node(**kwargs)
     return 0
 
@@ -250,6 +252,8 @@ def _add_run(sub) -> None:
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
                                      "else the default network for the dataset)")
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
+    p.add_argument("--until-round", type=positive_int, metavar="R",
+                   help="stop (exit 0) once round R is closed on our chain and, with a test set, measured")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     add_dp_flags(p)

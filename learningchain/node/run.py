@@ -22,8 +22,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
-             **kw) -> None:
-    """Build the node, start its threads and serve the API until SIGTERM/SIGINT."""
+             until_round: int | None = None, **kw) -> None:
+    """Build the node, start its threads and serve the API until SIGTERM/SIGINT,
+    or until round ``until_round`` is closed (and measured, with a test set)."""
     # The learner's training holds the GIL in short numpy steps; at the default 5 ms
     # switch interval a block arriving meanwhile waited tens of ms for each of the
     # GIL hand-overs its handling needs, and the other miner searched a stale tip.
@@ -45,6 +46,17 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # HUP: its terminal closed
         signal.signal(sig, shutdown)
     node.start()
+    if until_round:
+        def watch() -> None:  # woken by every close and measurement (Node.wait_round), no poll
+            while not stop.is_set():
+                node.wait_round(until_round, 5.0, limited=False)
+                with node.lock:
+                    closed = node.chain.round_close(until_round) is not None
+                if closed and (node.test_set is None or until_round in node.metrics):
+                    node.log(f"round {until_round} closed (--until-round): stopping")
+                    stop.set()
+                    return
+        threading.Thread(target=watch, name="until-round", daemon=True).start()
     try:
         serve_until(server, stop)
     finally:

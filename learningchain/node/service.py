@@ -422,15 +422,16 @@ class Node:
             else:
                 self.tip_changed.wait_for(lambda: self.tip_seq != seen or self.stop_event.is_set(), seconds)
 
-    def wait_round(self, r: int, seconds: float) -> None:
+    def wait_round(self, r: int, seconds: float, limited: bool = True) -> None:
         """``GET /rounds/<r>?wait=S``: return once round ``r`` is closed on the main
         chain and, if we hold a test set, G(r) is measured; or after ``seconds``.
         At most :data:`MAX_ROUND_WAITS` wait at once (each holds one HTTP thread);
-        beyond that the call returns at once, as a plain ``/rounds/<r>``."""
+        beyond that the call returns at once, as a plain ``/rounds/<r>``.
+        ``limited=False``: our own ``--until-round`` watch, neither limited nor counted."""
         with self.tip_changed:
-            if self.round_waits >= MAX_ROUND_WAITS:
+            if limited and self.round_waits >= MAX_ROUND_WAITS:
                 return
-            self.round_waits += 1
+            self.round_waits += limited
         deadline = time.monotonic() + seconds
         try:
             while not self.stop_event.is_set():
@@ -446,7 +447,7 @@ class Node:
                     self.tip_changed.wait_for(lambda: self.progress_seq != seen or self.stop_event.is_set(), left)
         finally:
             with self.tip_changed:
-                self.round_waits -= 1
+                self.round_waits -= limited
 
     def note_measured(self) -> None:
         """The evaluator stored a round's metrics: wake ``wait_round``."""

@@ -43,3 +43,24 @@ def test_run_node_serves_and_stops_on_sigterm(tmp_path):
     assert proc.returncode == 0, out
     assert "block 1 " in out and "stopped" in out and "Traceback" not in out
     assert "BEGIN" not in out and "PRIVATE" not in out  # keys never logged
+
+
+def test_run_node_until_round_exits_by_itself_once_that_round_is_closed(tmp_path):
+    """Issue 14 (networks never stop): with until_round the node exits 0 when the
+    round closes (quorum 1 here, the node's own miner closes rounds at its timeout)."""
+    port = free_port()
+    (tmp_path / "genesis.json").write_text(json.dumps(config().to_dict()))
+    code = ("import json, sys; from learningchain.ledger.genesis import NetworkConfig; "
+            "from learningchain.node.run import run_node; "
+            f"run_node({str(tmp_path / 'd')!r}, NetworkConfig.from_dict(json.load(open({str(tmp_path / 'genesis.json')!r}))), "
+            f"port={port}, mine=True, until_round=2)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "round 2 closed (--until-round): stopping" in out and "stopped" in out and "Traceback" not in out
