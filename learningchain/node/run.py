@@ -8,10 +8,12 @@ SIGTERM, SIGINT or SIGHUP, stops the server and then the node.
 """
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
 
+from learningchain.core.errors import ConfigError
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.service import Node
 from learningchain.node.web.api import create_app
@@ -33,7 +35,14 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
                  f"the API has no authentication")
-    server = create_http_server(create_app(node), host=host, port=port, threads=8)
+    try:
+        server = create_http_server(create_app(node), host=host, port=port, threads=8)
+    except OSError as exc:  # one line that names the address and what to do (issue 14)
+        node.stop()
+        what = {errno.EADDRINUSE: "is in use (another node on it?): pick another --port or stop that process",
+                errno.EACCES: "needs privileges here: use a port above 1023",
+                errno.EADDRNOTAVAIL: "is not an address of this machine: check --host"}.get(exc.errno, exc.strerror)
+        raise ConfigError(f"cannot listen on {host}:{port}: it {what}") from None
     node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
              f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
 

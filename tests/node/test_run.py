@@ -64,3 +64,18 @@ def test_run_node_until_round_exits_by_itself_once_that_round_is_closed(tmp_path
             proc.communicate()
     assert proc.returncode == 0, out
     assert "round 2 closed (--until-round): stopping" in out and "stopped" in out and "Traceback" not in out
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path):
+    """Issue 14 (rough errors): `Address already in use` did not say which address."""
+    import socket
+    import pytest
+    from learningchain.core.errors import ConfigError
+    from learningchain.node.run import run_node
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError) as refused:
+            run_node(tmp_path / "d", config(), port=port)
+    assert f"cannot listen on 127.0.0.1:{port}: it is in use" in str(refused.value)
