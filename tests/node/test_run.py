@@ -15,15 +15,20 @@ from tests.node.test_service import config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_run_node_serves_and_stops_on_sigterm(tmp_path):
-    port = free_port()
+def node_process(tmp_path, port: int, extra: str = "") -> subprocess.Popen:
+    """``run_node`` of a mining node in a process of its own (``extra``: more keyword arguments)."""
     (tmp_path / "genesis.json").write_text(json.dumps(config().to_dict()))
     code = ("import json, sys; from learningchain.ledger.genesis import NetworkConfig; "
             "from learningchain.node.run import run_node; "
             f"run_node({str(tmp_path / 'd')!r}, NetworkConfig.from_dict(json.load(open({str(tmp_path / 'genesis.json')!r}))), "
-            f"port={port}, mine=True)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+            f"port={port}, mine=True{extra})")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+
+def test_run_node_serves_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    proc = node_process(tmp_path, port)
     try:
         def height():
             try:
@@ -48,14 +53,7 @@ def test_run_node_serves_and_stops_on_sigterm(tmp_path):
 def test_run_node_until_round_exits_by_itself_once_that_round_is_closed(tmp_path):
     """Issue 14 (networks never stop): with until_round the node exits 0 when the
     round closes (quorum 1 here, the node's own miner closes rounds at its timeout)."""
-    port = free_port()
-    (tmp_path / "genesis.json").write_text(json.dumps(config().to_dict()))
-    code = ("import json, sys; from learningchain.ledger.genesis import NetworkConfig; "
-            "from learningchain.node.run import run_node; "
-            f"run_node({str(tmp_path / 'd')!r}, NetworkConfig.from_dict(json.load(open({str(tmp_path / 'genesis.json')!r}))), "
-            f"port={port}, mine=True, until_round=2)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = node_process(tmp_path, free_port(), ", until_round=2")
     try:
         out, _ = proc.communicate(timeout=120)
     finally:
