@@ -104,3 +104,24 @@ def test_a_relay_waits_and_skips_peers_that_sent_the_tx_meanwhile(network):
     a.node.peers.relay_tx(tx3, exclude=b.url)  # nobody sent it back: c gets an announcement
     wait_for(lambda: queued, seconds=10 + RELAY_DELAY_S, what="the relays to run")
     assert queued == [(c.url, tx3.id)]
+
+
+def test_a_flood_of_free_work_blocks_over_http_never_touches_the_miner(network):
+    """Attack on issue 13's miner hold, over real HTTP: blocks on the tip claiming
+    target 2^256-1 (any nonce passes its own target) are refused with their reason,
+    and neither hold the node's miner nor make any template stale."""
+    from miner.pow import Miner
+    from learningchain.ledger.block import make_block
+    from tests.helpers import next_block
+    a = network("a", initial_target=1 << 240, pow_limit=1 << 255)
+    a.node.miner = Miner(workers=1)
+    h = next_block(a.node.chain).header
+    epoch = a.node.template_epoch
+    for i in range(30):
+        fake = make_block(height=h.height, prev_hash=h.prev_hash, timestamp=h.timestamp + i,
+                          target=(1 << 256) - 1, miner=h.miner, txs=(), commitment=None)
+        r = requests.post(a.url + "/blocks", json=fake.to_dict(), headers={"X-Peer": "http://127.0.0.1:9"},
+                          timeout=5)
+        assert r.status_code == 400 and r.json()["reason"] == "block-wrong-target", r.text
+    assert a.node.miner_hold_until == 0.0 and a.node.template_epoch == epoch
+    assert a.node.status()["refused"]["block-wrong-target"] == 30
