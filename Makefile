@@ -1,4 +1,6 @@
 # Two commands: `make demo` and `make test`. Both create .venv on first use.
+# make test: --dist loadgroup keeps a module marked xdist_group (the browser tests) on one worker,
+# so its network and browser start once; every other test is spread as with the default.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
