@@ -26,6 +26,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: a desktop window: the screenshots and the tests see the layout a newcomer does.
 VIEWPORT = {"width": 1280, "height": 900}
+#: how long a query waits for its element (Playwright's default is 30 s): the pages are
+#: rendered by the server, so a missing hook fails in seconds, not half a minute.
+TIMEOUT_MS = 5_000
 MISSING = (f"Chromium is not installed at {CHROMIUM}: run `apt-get update && apt-get install -y chromium "
            f"chromium-driver` (.ci/run does it on CI); the browser tests need Debian's Chromium, never a "
            f"downloaded one")
@@ -45,9 +48,11 @@ def missing() -> str | None:
 def launch(playwright, user_data_dir: Path):
     """A headless Chromium context (its own fresh profile in ``user_data_dir``),
     desktop-sized. Close it with ``.close()``."""
-    return playwright.chromium.launch_persistent_context(
+    context = playwright.chromium.launch_persistent_context(
         str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
         viewport=VIEWPORT, service_workers="block")
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
 
 
 @contextmanager

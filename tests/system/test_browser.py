@@ -1,8 +1,7 @@
 """The explorer in a real browser: Debian's Chromium, headless, driven by
 Playwright, against a live network of three real ``node.py run`` processes
 (tests/chromium.py; node 0 mines a block every ~0.2 s and the rounds close as
-they go). The URL and DOM hooks checked are the explorer contract of issue 14
-(docs/api.md).
+they go). The URL and DOM hooks checked are the explorer contract of issue 14.
 
 Every page of the explorer: it renders (``main[data-page]``) with the nav and
 the search form, logs no console error, requests nothing but the node it came
@@ -349,6 +348,17 @@ def test_the_participants_page_names_every_node(network, tabs):
     assert text.count("(this node)") == 1, "node 0 is not marked (this node) once"
     for n in network.nodes:
         assert n.name in text, f"{n.name} is not listed by name"
+
+
+def test_a_request_off_the_machine_is_caught_and_never_sent(browser, tabs):
+    """The recorder behind "nothing off the machine" sees what a page asks of
+    another host, and the route refuses it before it leaves (``.invalid`` never
+    resolves anyway)."""
+    v = tabs("/status")
+    v.page.evaluate("""() => new Promise(done => { const img = new Image();
+        img.onerror = img.onload = done; img.src = 'http://off-the-machine.invalid/pixel.png'; })""")
+    assert "http://off-the-machine.invalid/pixel.png" in v.requests
+    assert any("off-the-machine.invalid" in e and "request failed" in e for e in v.errors), v.errors
 
 
 SEARCHES = {  # name: (query from ids(), path the browser must land on, data-page)
