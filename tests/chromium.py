@@ -11,6 +11,7 @@ fresh directory per launch.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from contextlib import contextmanager
@@ -38,9 +39,7 @@ def missing() -> str | None:
     """Why the browser cannot be started here, or None."""
     if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
         return MISSING
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         return "the playwright package is missing: pip install -r requirements-test.txt"
     return None
 
