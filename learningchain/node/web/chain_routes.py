@@ -145,7 +145,7 @@ def tx(txid: str):
         raise ApiError(404, f"no tx {txid} in the mempool or the main chain")
     if wants_html():
         return pages.tx_page(node(), found)
-    return jsonify(found)
+    return jsonify({**found, "id": full})  # the full id, for a client that gave a prefix
 
 
 @chain_routes.get("/mempool")

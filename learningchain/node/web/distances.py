@@ -2,8 +2,9 @@
 
 An update's weights are decoded as the chain decodes them (``full_weights`` on
 the round's base G(r-1): a compressed delta becomes full weights) and compared
-with G(r), the model after the round's closing block, with the same sum as
-reputation (:func:`learningchain.learning.reputation.squared_distance`). A
+with G(r), the model after the round's closing block: the L2 norm of the
+difference in float64 (for display: reputation's exact ``math.fsum`` order
+statistic is not needed here, and NumPy's sum is ~50x faster on a large model). A
 masked secure-aggregation input cannot be decoded (only the round's sum ever
 is): no distance. Skips carry no weights: none either.
 
@@ -18,7 +19,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from learningchain.learning.reputation import squared_distance
+import numpy as np
+
 from learningchain.ledger.txs import is_secagg
 
 #: rounds kept in the cache (a round of 8 updates is 8 floats).
@@ -26,6 +28,15 @@ CACHE_ROUNDS = 512
 
 _cache: "OrderedDict[str, dict[str, float]]" = OrderedDict()
 _lock = threading.Lock()
+
+
+def l2_distance(weights, model) -> float:
+    """sqrt(sum over arrays of sum((w - m)^2)), in float64."""
+    total = 0.0
+    for k in model:
+        d = np.asarray(weights[k], dtype=np.float64) - np.asarray(model[k], dtype=np.float64)
+        total += float(np.dot(d.ravel(), d.ravel()))
+    return math.sqrt(total)
 
 
 def round_distances(node: Any, summary: dict) -> dict[str, float]:
@@ -52,7 +63,7 @@ def round_distances(node: Any, summary: dict) -> dict[str, float]:
     out = {}
     for tx in txs:
         try:
-            out[tx.id] = math.sqrt(squared_distance(tx.full_weights(base), aggregate))
+            out[tx.id] = l2_distance(tx.full_weights(base), aggregate)
         except (ValueError, KeyError):  # cannot happen for a valid tx; never fail a page on it
             continue
     with _lock:

@@ -242,8 +242,14 @@ def traffic_table(traffic: dict) -> Markup:
                    f'</tr>' for k, v in sorted((traffic.get("by_type") or {}).items()))
     total = (f'<tr><th>total</th><th class="num">{human_bytes(traffic.get("sent"))}</th>'
              f'<th class="num">{human_bytes(traffic.get("received"))}</th><th></th></tr>')
-    extra = "".join(f'<tr><td>{escape(k)}</td><td colspan="3">{escape(str(traffic[k]))}</td></tr>'
-                    for k in ("dropped", "queued", "refused_peers") if k in traffic)
+    def text(v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {n}" for k, n in sorted(v.items())) or "none"
+        return str(v)
+    labels = {"dropped": "gossip sends dropped (full queues)", "queued": "gossip sends queued now",
+              "refused_peers": "offered peers refused"}
+    extra = "".join(f'<tr><td>{labels[k]}</td><td colspan="3">{escape(text(traffic[k]))}</td></tr>'
+                    for k in labels if k in traffic)
     return Markup(f'<table id="traffic"><tr><th>message</th><th class="num">sent</th><th class="num">received</th>'
                   f'<th class="num">messages</th></tr>{rows}{total}{extra}</table>')
 
@@ -252,8 +258,8 @@ def peer_graph(self_url: str, peers: list[dict]) -> tuple[Markup, str]:
     """``svg#peer-graph``: this node in the centre, its peers on a circle around
     it, a line to each; a line between two peers when one lists the other (the
     lists peers sent us in answer to our announce). Without any list: a star."""
-    w = h = 420
-    cx = cy = w / 2
+    w, h = 560, 420
+    cx, cy = w / 2, h / 2
     radius = 150
     urls = [p["url"] for p in peers]
     pos = {self_url: (cx, cy)}
