@@ -30,6 +30,8 @@ VIEWPORT = {"width": 1280, "height": 900}
 #: how long a query waits for its element (Playwright's default is 30 s): the pages are
 #: rendered by the server, so a missing hook fails in seconds, not half a minute.
 TIMEOUT_MS = 5_000
+#: a page load on a loaded CI machine (the round page computes its distances once).
+NAVIGATION_MS = 20_000
 MISSING = (f"Chromium is not installed at {CHROMIUM}: run `apt-get update && apt-get install -y chromium "
            f"chromium-driver` (.ci/run does it on CI); the browser tests need Debian's Chromium, never a "
            f"downloaded one")
@@ -51,6 +53,7 @@ def launch(playwright, user_data_dir: Path):
         str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
         viewport=VIEWPORT, service_workers="block")
     context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(NAVIGATION_MS)
     return context
 
 
