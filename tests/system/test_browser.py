@@ -44,8 +44,15 @@ def evaluated_rounds(url: str) -> list[int]:
     return [r["round"] for r in doc.get("rounds", []) if r.get("metrics")]
 
 
+def fail_without_chromium() -> None:
+    why = chromium.missing()
+    if why:
+        pytest.fail(why, pytrace=False)  # never a skip: CI must have the browser
+
+
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
+    fail_without_chromium()  # before the network is started for nothing
     with chromium.explorer_network(tmp_path_factory.mktemp("browser-net")) as net:
         hub = net.nodes[0]
         wait_for(lambda: len(evaluated_rounds(hub.url)) >= 2, DEADLINE, "two evaluated rounds", net)
@@ -116,9 +123,7 @@ def on_machine(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def browser(network, tmp_path_factory):
-    why = chromium.missing()
-    if why:
-        pytest.fail(why, pytrace=False)
+    fail_without_chromium()
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         context = chromium.launch(p, tmp_path_factory.mktemp("chromium-profile"))
