@@ -12,7 +12,6 @@ fresh directory per launch.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Iterator
 
 from learningchain.cli.demo import start_network
 from learningchain.cli.processes import Network
-from learningchain.ledger.genesis import default_config, permissioned
+from tests.netutil import fault_network
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,17 +59,9 @@ def launch(playwright, user_data_dir: Path):
 @contextmanager
 def explorer_network(out: Path, n: int = 3, block_ms: int = 200, round_timeout: int = 10) -> Iterator[Network]:
     """``n`` real node processes on 127.0.0.1 (node 0 mines; softmax on digits,
-    FedAvg, quorum ``n``), permissioned like the demo's network, so the explorer
-    names them node0, node1, ... Always stopped at the end."""
-    from learningchain.learning import data
-    from learningchain.node.keyfile import load_or_create_key
-    parts = data.write_partitions(out / "parts", "digits", n, "iid")
-    pubkeys = [load_or_create_key(out / "nodes" / f"node{i}").public_hex for i in range(n)]
-    config = permissioned(default_config(n, dataset="digits", kind="softmax", round_timeout=round_timeout,
-                                         target_block_ms=block_ms), pubkeys)
-    genesis = out / "genesis.json"
-    genesis.write_text(json.dumps(config.to_dict()))
-    net = Network(out)
+    FedAvg, quorum ``n``; tests/netutil.py's network), permissioned like the
+    demo's, so the explorer names them node0, node1, ... Always stopped at the end."""
+    net, parts, genesis, _ = fault_network(out, n, round_timeout=round_timeout, target_block_ms=block_ms)
     try:
         start_network(net, n, parts, genesis)
         yield net
