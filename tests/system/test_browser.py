@@ -280,6 +280,18 @@ def test_the_index_follows_new_blocks_and_rounds_without_a_reload(network, tabs)
     assert not v.errors, v.errors
 
 
+def test_the_index_links_every_block_and_round_it_lists(tabs):
+    page = tabs("/").page
+    blocks = page.query_selector_all("#blocks tr[data-height]")
+    rounds = page.query_selector_all("#rounds tr[data-round]")
+    assert blocks and rounds
+    for row in blocks:
+        assert row.query_selector('a[href^="/blocks/"]') is not None, row.inner_text()
+    for row in rounds:
+        r = row.get_attribute("data-round")
+        assert row.query_selector(f'a[href="/rounds/{r}"]') is not None, row.inner_text()
+
+
 def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, tabs):
     v = tabs("/")
     page = v.page
@@ -366,6 +378,35 @@ def test_a_request_off_the_machine_is_caught_and_never_sent(browser, tabs):
         img.onerror = img.onload = done; img.src = 'http://off-the-machine.invalid/pixel.png'; })""")
     assert "http://off-the-machine.invalid/pixel.png" in v.requests
     assert any("off-the-machine.invalid" in e and "request failed" in e for e in v.errors), v.errors
+
+
+def shared_prefix(url: str) -> str | None:
+    """A prefix (>= 4 hex, not all digits: that would be a height) that two main-chain
+    block hashes share, or None yet."""
+    hashes = sorted(b["hash"] for b in (get(url, "/chain?start=0&limit=500") or {}).get("blocks", []))
+    for a, b in zip(hashes, hashes[1:]):
+        common = len(a) - len(a.lstrip("0123456789"))  # the first letter's index
+        if common >= len(a):
+            continue
+        n = max(4, common + 1)
+        if a[:n] == b[:n]:
+            return a[:n]
+    return None
+
+
+def test_an_ambiguous_prefix_shows_the_candidates(browser, network, tabs):
+    """A prefix that names several blocks: the browser lands on the search page
+    listing them. Blocks mined at genesis' target all start with 0000 (about 2^19
+    hashes a block), so two soon share a prefix with a letter in it; and
+    ``/search?q=0000`` is both block 0's height and a prefix of the others."""
+    prefix = wait_for(lambda: shared_prefix(network.nodes[0].url), DEADLINE, "two blocks sharing a prefix",
+                      network)
+    for path in (f"/blocks/{prefix}", "/search?q=0000"):
+        v = tabs(path)
+        main = v.page.query_selector("main[data-page]")
+        assert main is not None and main.get_attribute("data-page") == "search", (path, v.page.url)
+        candidates = {path_of(browser, h) for h in hrefs(v.page, 'main a[href^="/blocks/"]')}
+        assert len(candidates) >= 2, (path, candidates)
 
 
 SEARCHES = {  # name: (query from ids(), path the browser must land on, data-page)
