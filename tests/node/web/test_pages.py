@@ -367,3 +367,91 @@ def test_tx_prefix_index_catches_up_and_follows_a_reorg():
     assert idx.starting(came.id[:6], 10) == [came.id]
     live = [t for t in idx.starting(gone.id[:6], 10) if t in chain.index.tx_index]
     assert live == []
+
+
+def _node_on(tmp_path, chain: Chain, config) -> Node:
+    """A Node whose store holds ``chain``'s main chain (replayed at start)."""
+    load_or_create_key(tmp_path / "node")  # before the store: a store without a key is refused
+    with Store(tmp_path / "node") as store:
+        for h in chain.index.main:
+            store.put(chain.get_block(h))
+    return Node(tmp_path / "node", config, quiet=True, port=5995)
+
+
+def test_secure_aggregation_round_block_and_tx_pages(tmp_path):
+    """A whole secure-aggregation round (4 members, real masks and shares): the
+    round page lists every SA tx with its verdict and no distance (a masked input
+    cannot be decoded), the block and tx pages show what each SA tx holds."""
+    from tests.secagg_net import SaNet
+    net = SaNet(4, phase_timeout=2)
+    closing, _ = net.full_round()
+    node = _node_on(tmp_path, net.chain, net.config)
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/rounds/1?format=json").get_json()
+        kinds = {u["type"]: u for u in doc["updates"]}
+        assert set(kinds) == {"setup", "input", "unmask"}
+        assert kinds["input"]["verdict"] == "accepted" and kinds["input"]["distance"] is None
+        assert kinds["setup"]["verdict"] == "not-counted" and "setup" in kinds["setup"]["reason"]
+        page = client.get("/rounds/1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        assert 'id="secure-aggregation"' in page and "4 counted" in page
+        assert page.count('<td class="distance num">-</td>') == len(doc["updates"])
+        block = client.get(f"/blocks/{closing.hash}", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        assert 'id="secure-aggregation"' in block and "secure-aggregation phase" in block
+        for kind in ("setup", "input", "unmask"):
+            r = client.get(f"/txs/{kinds[kind]['id']}", headers={"Accept": CHROMIUM})
+            assert r.status_code == 200 and '<table id="secure-aggregation">' in r.get_data(as_text=True), kind
+        assert client.get("/status", headers={"Accept": CHROMIUM}).status_code == 200
+    finally:
+        node.stop()
+
+
+def test_participants_show_the_chains_reputation_under_a_selection_policy(tmp_path):
+    """Under a selection policy the chain keeps reputation records: the participants
+    list and page show each one's score, and the energy profile genesis declares."""
+    from learningchain.ledger.genesis import with_participants
+    keys = KEYS[:3]
+    cfg = with_participants(tiny_config(), [k.public_hex for k in keys], "random-k", 3)
+    chain = Chain(make_genesis(cfg))
+    b = next_block(chain, [update_tx(chain, k) for k in keys])
+    chain.add_block(b, now(b))
+    assert chain.tip_state.round == 2
+    node = _node_on(tmp_path, chain, cfg)
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/participants?format=json").get_json()
+        assert doc["reputation"] is True
+        rows = doc["participants"][:3]
+        assert [p["name"] for p in rows] == ["node0", "node1", "node2"]
+        assert all(p["reputation"]["rounds"] == 1 and p["energy_profile"]["train_nj"] > 0 for p in rows)
+        records = chain.tip_state.records
+        assert [p["reputation"]["score"] for p in rows] == [records[k.public_hex].score for k in keys]
+        page = client.get("/participants/node1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        rep = re.search(r'<td id="reputation">(.*?)</td>', page, re.S).group(1)
+        assert f"score <b>{records[keys[1].public_hex].score}</b>" in rep
+        assert "declared profile: train_nj=" in page
+    finally:
+        node.stop()
+
+
+def test_an_open_network_names_senders_by_address(tmp_path):
+    """No genesis list: senders are shown by their address prefix, listed from the
+    newest rounds, and reachable by address."""
+    chain = Chain(make_genesis(tiny_config()))
+    txs = [update_tx(chain, k) for k in KEYS[:3]]
+    b = next_block(chain, txs)
+    chain.add_block(b, now(b))
+    node = _node_on(tmp_path, chain, tiny_config())
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/participants?format=json").get_json()
+        assert doc["listed"] == 0 and doc["participants"][0]["this_node"] is True
+        got = {p["address"]: p["name"] for p in doc["participants"][1:]}
+        assert got == {address(k.public_hex): address(k.public_hex)[:12] for k in KEYS[:3]}
+        one = client.get(f"/participants/{address(KEYS[2].public_hex)}?format=json").get_json()
+        assert one["pubkey"] == KEYS[2].public_hex and [u["id"] for u in one["updates"]] == [txs[2].id]
+        page = client.get("/rounds/1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        a = address(KEYS[0].public_hex)
+        assert f'<a href="/participants/{a}" title="{KEYS[0].public_hex}">{a[:12]}</a>' in page
+    finally:
+        node.stop()
