@@ -455,3 +455,16 @@ def test_an_open_network_names_senders_by_address(tmp_path):
         assert f'<a href="/participants/{a}" title="{KEYS[0].public_hex}">{a[:12]}</a>' in page
     finally:
         node.stop()
+
+
+def test_no_page_answers_500_to_garbage(net):
+    """Every GET route as HTML with odd ids and queries: 2xx, 3xx or 4xx, never 500."""
+    odd = ("x", "99999", "node99", "ABCD", "%00", "a" * 70, "..%2F..")
+    rules = [r.rule for r in net.client.application.url_map.iter_rules() if "GET" in r.methods]
+    for rule in rules:
+        for v in odd:
+            path = re.sub(r"<[^>]+>", v, rule)
+            for q in ("", "?start=0&limit=x&q=" + v):
+                r = net.get(path + q)
+                assert r.status_code < 500, (path + q, r.status_code)
+                assert "Traceback" not in r.get_data(as_text=True)
