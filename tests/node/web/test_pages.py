@@ -330,9 +330,23 @@ def test_peer_graph_draws_known_links_else_a_star():
 def test_chromium_gets_html_over_real_http(tmp_path):
     """Through waitress and a real socket: Chromium's exact Accept header gets HTML
     for every page, curl's */* gets JSON."""
+    import argparse
+    from learningchain.cli.inspection import NodeClient, show_block, show_tx
     s = Served(tmp_path, "n")
     try:
-        s.mine_one()
+        txs = [update_tx(s.node.chain, k) for k in KEYS[:3]]
+        for t in txs:
+            assert s.node.submit_tx(t) == "accepted"
+        b = s.mine_one()
+        # the CLI's own path: ``node.py tx <the 16 characters a table shows>``, ``node.py block <prefix>``
+        cli = NodeClient(s.url)
+        try:
+            doc = show_tx(cli, argparse.Namespace(txid=txs[1].id[:16], json=True))
+            assert doc["id"] == txs[1].id and doc["block"] == b.hash
+            short = next(b.hash[:k] for k in range(8, 65) if not b.hash[:k].isdigit())
+            assert f"hash {b.hash}" in " ".join(show_block(cli, argparse.Namespace(block=short, json=False)).split())
+        finally:
+            cli.close()
         for path in ("/blocks/1", "/rounds", "/rounds/1", "/model", "/peers", "/mempool", "/status",
                      "/participants", "/search?q=zzzz"):
             r = requests.get(s.url + path, headers={"Accept": CHROMIUM}, timeout=10)
