@@ -47,6 +47,13 @@ class AmbiguousId(Exception):
         self.what, self.prefix, self.matches = what, prefix, matches
 
 
+def is_height(text: str) -> bool:
+    """Digits read as a height: without a leading zero, or too short for a prefix.
+    ``00000047`` is no height but a hash prefix (proof-of-work hashes start with
+    zeros); a height above the tip with 4+ digits is tried as a prefix too."""
+    return _DIGITS.fullmatch(text) is not None and (len(text) < MIN_PREFIX or not text.startswith("0"))
+
+
 def is_prefix(text: str) -> bool:
     """``text`` can name an id: 4 to 64 lowercase hex characters."""
     return isinstance(text, str) and _HEX.fullmatch(text) is not None
@@ -172,7 +179,7 @@ def search(node: Any, q: str) -> list[dict]:
         prepare_tx_index(node)
     with node.lock:
         current, main = node.chain.tip_state.round, node.chain.index.main
-        if _DIGITS.fullmatch(q) and int(q) < len(main):
+        if is_height(q) and int(q) < len(main):
             add("block", main[int(q)], f"/blocks/{main[int(q)]}", f"block at height {int(q)}")
         if m and 1 <= int(m.group(1)) <= current:
             r = int(m.group(1))

@@ -223,9 +223,13 @@ def test_ids_by_unique_prefix_in_routes_and_the_cli_path(net):
         doc = net.get(f"/txs/{t.id[:k]}", accept="application/json").get_json()
         assert doc["tx"] == t.to_dict() and doc["id"] == t.id
     assert net.get(f"/txs/{net.pending.id[:10]}", accept="application/json").get_json()["status"] == "mempool"
-    short = next(net.b2.hash[:k] for k in range(6, 65) if not net.b2.hash[:k].isdigit())  # digits: a height
+    short = next(net.b2.hash[:k] for k in range(6, 65) if not lookup.is_height(net.b2.hash[:k]))
     assert net.get(f"/blocks/{short}", accept="application/json").get_json()["hash"] == net.b2.hash
     assert net.get(f"/blocks/{short}").mimetype == "text/html"
+    # proof-of-work hashes start with zeros: 0-led digits of 4+ are a prefix, not a height
+    assert lookup.is_height("2") and lookup.is_height("007") and lookup.is_height("1234")
+    assert not lookup.is_height("0000") and not lookup.is_height("00000047") and not lookup.is_height("ab12")
+    assert net.get("/blocks/002", accept="application/json").get_json()["hash"] == net.b2.hash
     for bad in ("abc", "ABCD", "zzzz", "a" * 65):  # too short, not lowercase hex, too long
         r = net.get(f"/txs/{bad}", accept="application/json")
         assert r.status_code == 400 and r.get_json()["reason"] == "bad-id", bad
@@ -343,7 +347,7 @@ def test_chromium_gets_html_over_real_http(tmp_path):
         try:
             doc = show_tx(cli, argparse.Namespace(txid=txs[1].id[:16], json=True))
             assert doc["id"] == txs[1].id and doc["block"] == b.hash
-            short = next(b.hash[:k] for k in range(8, 65) if not b.hash[:k].isdigit())
+            short = next(b.hash[:k] for k in range(8, 65) if not lookup.is_height(b.hash[:k]))
             assert f"hash {b.hash}" in " ".join(show_block(cli, argparse.Namespace(block=short, json=False)).split())
         finally:
             cli.close()
