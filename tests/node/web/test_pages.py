@@ -486,3 +486,24 @@ def test_no_page_answers_500_to_garbage(net):
                 r = net.get(path + q)
                 assert r.status_code < 500, (path + q, r.status_code)
                 assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_peers_page_draws_the_links_peers_report(tmp_path):
+    """Three real nodes: c knows a and b; a's answer to c's announce lists b, so
+    the graph of c has the a-b line besides the two spokes."""
+    from tests.served import wait_for
+    a = Served(tmp_path, "a")
+    b = Served(tmp_path, "b", peers=[a.url])
+    c = Served(tmp_path, "c", peers=[a.url])
+    try:
+        def linked():
+            doc = requests.get(c.url + "/peers", timeout=10).json()
+            urls = {p["url"] for p in doc["peers"]}
+            return urls == {a.url, b.url} and any(b.url in p["peers"] for p in doc["peers"] if p["url"] == a.url)
+        wait_for(linked, 30, "c to know a and b, and a's peer list")
+        page = requests.get(c.url + "/peers", headers={"Accept": CHROMIUM}, timeout=10).text
+        assert page.count('<g class="peer') == 3 and 'data-url="%s"' % b.url in page
+        assert f'data-from="{a.url}" data-to="{b.url}"' in page or f'data-from="{b.url}" data-to="{a.url}"' in page
+    finally:
+        for s in (c, b, a):
+            s.close()
