@@ -21,7 +21,7 @@ from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.chainstate import Ledger
 from learningchain.node.web import pages
 from learningchain.node.web.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, round_detail as round_view, rounds_overview
-from learningchain.node.web.lookup import MIN_PREFIX, AmbiguousId, is_prefix, resolve_block, resolve_tx
+from learningchain.node.web.lookup import MIN_PREFIX, AmbiguousId, is_height, is_prefix, resolve_block, resolve_tx
 from learningchain.node.web.lookup import search as lookup_search
 from learningchain.node.web.request_input import ApiError, int_arg, is_number
 
@@ -119,10 +119,11 @@ def ambiguous(exc: AmbiguousId):
 @chain_routes.get("/blocks/<ref>")
 def block(ref: str):
     n = node()
-    if is_number(ref):
+    b = None
+    if is_height(ref):
         with n.lock:
             b = n.chain.block_at(int(ref))
-    else:
+    if b is None and (not is_height(ref) or len(ref) >= MIN_PREFIX):  # 00004d or a 4+ digit non-height
         if not is_prefix(ref):
             raise _ref_error("block hash")
         full = resolve_block(n, ref)

@@ -12,7 +12,8 @@ block or a tx wherever a full id does (``/blocks/ab12``, ``/txs/ab12``,
   chain's tx index, caught up incrementally with the blocks connected since the
   last query (a reorg is followed back to the fork, as the round index does);
   ids that left the main chain stay in the list and are filtered out by the
-  chain's own tx index;
+  chain's own tx index (built on first use: the ids are copied under the node's
+  lock and sorted outside it);
 * mempool txs: the same range query over the store's mempool table.
 
 :func:`search` answers ``/search?q=``: a height, a block hash or prefix, a tx id
@@ -44,6 +45,13 @@ class AmbiguousId(Exception):
         super().__init__(f"{what} prefix {prefix} names {len(matches)}{'+' if len(matches) >= MAX_MATCHES else ''} "
                          f"ids; give more characters")
         self.what, self.prefix, self.matches = what, prefix, matches
+
+
+def is_height(text: str) -> bool:
+    """Digits read as a height: without a leading zero, or too short for a prefix.
+    ``00000047`` is no height but a hash prefix (proof-of-work hashes start with
+    zeros); a height above the tip with 4+ digits is tried as a prefix too."""
+    return _DIGITS.fullmatch(text) is not None and (len(text) < MIN_PREFIX or not text.startswith("0"))
 
 
 def is_prefix(text: str) -> bool:
@@ -91,8 +99,24 @@ class TxPrefixIndex:
 _tx_indexes: "weakref.WeakKeyDictionary[Any, TxPrefixIndex]" = weakref.WeakKeyDictionary()
 
 
+def prepare_tx_index(node: Any) -> None:
+    """Build the node's tx index on first use (call without the node's lock): the
+    ids are copied under the lock and sorted outside it (400k ids: ~10 ms held,
+    ~0.5 s of sorting; bench/explorer_lookup.py), then caught up under the lock."""
+    chain = node.chain
+    if chain in _tx_indexes:
+        return
+    with node.lock:
+        ids, tip = list(chain.index.tx_index), chain.index.tip
+    idx = TxPrefixIndex()
+    idx.ids, idx.entry = sorted(ids), tip
+    with node.lock:
+        _tx_indexes.setdefault(chain, idx)
+
+
 def tx_ids_from(node: Any, prefix: str, limit: int = MAX_MATCHES) -> list[str]:
-    """(node lock held) ids of main-chain and mempool txs starting with ``prefix``."""
+    """(node lock held) ids of main-chain and mempool txs starting with ``prefix``
+    (after :func:`prepare_tx_index`, else the first call builds it under the lock)."""
     chain = node.chain
     idx = _tx_indexes.get(chain)
     if idx is None:
@@ -133,6 +157,7 @@ def resolve_tx(node: Any, ref: str) -> str | None:
     """The full id of the tx ``ref`` names (main chain or mempool), as :func:`resolve_block`."""
     if len(ref) == 64:
         return ref
+    prepare_tx_index(node)
     with node.lock:
         return _unique("tx id", ref, tx_ids_from(node, ref))
 
@@ -150,9 +175,11 @@ def search(node: Any, q: str) -> list[dict]:
             out.append({"kind": kind, "id": ident, "url": url, "label": label})
 
     m = _ROUND.fullmatch(q)
+    if is_prefix(q):
+        prepare_tx_index(node)
     with node.lock:
         current, main = node.chain.tip_state.round, node.chain.index.main
-        if _DIGITS.fullmatch(q) and int(q) < len(main):
+        if is_height(q) and int(q) < len(main):
             add("block", main[int(q)], f"/blocks/{main[int(q)]}", f"block at height {int(q)}")
         if m and 1 <= int(m.group(1)) <= current:
             r = int(m.group(1))

@@ -159,10 +159,16 @@ def participant_row(node: Any, key: str) -> dict:
 
 def participants_doc(node: Any) -> dict:
     """``/participants``: the genesis list in order, then the node itself if it is
-    not listed, then any other key the reputation records hold."""
+    not listed, then any other key the reputation records hold; on an open network
+    (no list) also the senders of the newest :data:`PARTICIPANT_ROUNDS` rounds."""
     keys = names.listed(node)
     with node.lock:
         recorded = sorted(node.chain.tip_state.records or {})
+        if not keys:  # an open network: the senders of the newest rounds (bounded)
+            current = node.chain.tip_state.round
+            for r in range(max(1, current - PARTICIPANT_ROUNDS + 1), current + 1):
+                summary = node.chain.round_summary(r) or {"updates": []}
+                recorded += [u["sender"] for u in summary["updates"]]
     seen = set(keys)
     for k in [node.pubkey] + recorded:
         if k not in seen:

@@ -223,9 +223,13 @@ def test_ids_by_unique_prefix_in_routes_and_the_cli_path(net):
         doc = net.get(f"/txs/{t.id[:k]}", accept="application/json").get_json()
         assert doc["tx"] == t.to_dict() and doc["id"] == t.id
     assert net.get(f"/txs/{net.pending.id[:10]}", accept="application/json").get_json()["status"] == "mempool"
-    short = next(net.b2.hash[:k] for k in range(6, 65) if not net.b2.hash[:k].isdigit())  # digits: a height
+    short = next(net.b2.hash[:k] for k in range(6, 65) if not lookup.is_height(net.b2.hash[:k]))
     assert net.get(f"/blocks/{short}", accept="application/json").get_json()["hash"] == net.b2.hash
     assert net.get(f"/blocks/{short}").mimetype == "text/html"
+    # proof-of-work hashes start with zeros: 0-led digits of 4+ are a prefix, not a height
+    assert lookup.is_height("2") and lookup.is_height("007") and lookup.is_height("1234")
+    assert not lookup.is_height("0000") and not lookup.is_height("00000047") and not lookup.is_height("ab12")
+    assert net.get("/blocks/002", accept="application/json").get_json()["hash"] == net.b2.hash
     for bad in ("abc", "ABCD", "zzzz", "a" * 65):  # too short, not lowercase hex, too long
         r = net.get(f"/txs/{bad}", accept="application/json")
         assert r.status_code == 400 and r.get_json()["reason"] == "bad-id", bad
@@ -330,9 +334,23 @@ def test_peer_graph_draws_known_links_else_a_star():
 def test_chromium_gets_html_over_real_http(tmp_path):
     """Through waitress and a real socket: Chromium's exact Accept header gets HTML
     for every page, curl's */* gets JSON."""
+    import argparse
+    from learningchain.cli.inspection import NodeClient, show_block, show_tx
     s = Served(tmp_path, "n")
     try:
-        s.mine_one()
+        txs = [update_tx(s.node.chain, k) for k in KEYS[:3]]
+        for t in txs:
+            assert s.node.submit_tx(t) == "accepted"
+        b = s.mine_one()
+        # the CLI's own path: ``node.py tx <the 16 characters a table shows>``, ``node.py block <prefix>``
+        cli = NodeClient(s.url)
+        try:
+            doc = show_tx(cli, argparse.Namespace(txid=txs[1].id[:16], json=True))
+            assert doc["id"] == txs[1].id and doc["block"] == b.hash
+            short = next(b.hash[:k] for k in range(8, 65) if not lookup.is_height(b.hash[:k]))
+            assert f"hash {b.hash}" in " ".join(show_block(cli, argparse.Namespace(block=short, json=False)).split())
+        finally:
+            cli.close()
         for path in ("/blocks/1", "/rounds", "/rounds/1", "/model", "/peers", "/mempool", "/status",
                      "/participants", "/search?q=zzzz"):
             r = requests.get(s.url + path, headers={"Accept": CHROMIUM}, timeout=10)
@@ -367,3 +385,125 @@ def test_tx_prefix_index_catches_up_and_follows_a_reorg():
     assert idx.starting(came.id[:6], 10) == [came.id]
     live = [t for t in idx.starting(gone.id[:6], 10) if t in chain.index.tx_index]
     assert live == []
+
+
+def _node_on(tmp_path, chain: Chain, config) -> Node:
+    """A Node whose store holds ``chain``'s main chain (replayed at start)."""
+    load_or_create_key(tmp_path / "node")  # before the store: a store without a key is refused
+    with Store(tmp_path / "node") as store:
+        for h in chain.index.main:
+            store.put(chain.get_block(h))
+    return Node(tmp_path / "node", config, quiet=True, port=5995)
+
+
+def test_secure_aggregation_round_block_and_tx_pages(tmp_path):
+    """A whole secure-aggregation round (4 members, real masks and shares): the
+    round page lists every SA tx with its verdict and no distance (a masked input
+    cannot be decoded), the block and tx pages show what each SA tx holds."""
+    from tests.secagg_net import SaNet
+    net = SaNet(4, phase_timeout=2)
+    closing, _ = net.full_round()
+    node = _node_on(tmp_path, net.chain, net.config)
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/rounds/1?format=json").get_json()
+        kinds = {u["type"]: u for u in doc["updates"]}
+        assert set(kinds) == {"setup", "input", "unmask"}
+        assert kinds["input"]["verdict"] == "accepted" and kinds["input"]["distance"] is None
+        assert kinds["setup"]["verdict"] == "not-counted" and "setup" in kinds["setup"]["reason"]
+        page = client.get("/rounds/1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        assert 'id="secure-aggregation"' in page and "4 counted" in page
+        assert page.count('<td class="distance num">-</td>') == len(doc["updates"])
+        block = client.get(f"/blocks/{closing.hash}", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        assert 'id="secure-aggregation"' in block and "secure-aggregation phase" in block
+        for kind in ("setup", "input", "unmask"):
+            r = client.get(f"/txs/{kinds[kind]['id']}", headers={"Accept": CHROMIUM})
+            assert r.status_code == 200 and '<table id="secure-aggregation">' in r.get_data(as_text=True), kind
+        assert client.get("/status", headers={"Accept": CHROMIUM}).status_code == 200
+    finally:
+        node.stop()
+
+
+def test_participants_show_the_chains_reputation_under_a_selection_policy(tmp_path):
+    """Under a selection policy the chain keeps reputation records: the participants
+    list and page show each one's score, and the energy profile genesis declares."""
+    from learningchain.ledger.genesis import with_participants
+    keys = KEYS[:3]
+    cfg = with_participants(tiny_config(), [k.public_hex for k in keys], "random-k", 3)
+    chain = Chain(make_genesis(cfg))
+    b = next_block(chain, [update_tx(chain, k) for k in keys])
+    chain.add_block(b, now(b))
+    assert chain.tip_state.round == 2
+    node = _node_on(tmp_path, chain, cfg)
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/participants?format=json").get_json()
+        assert doc["reputation"] is True
+        rows = doc["participants"][:3]
+        assert [p["name"] for p in rows] == ["node0", "node1", "node2"]
+        assert all(p["reputation"]["rounds"] == 1 and p["energy_profile"]["train_nj"] > 0 for p in rows)
+        records = chain.tip_state.records
+        assert [p["reputation"]["score"] for p in rows] == [records[k.public_hex].score for k in keys]
+        page = client.get("/participants/node1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        rep = re.search(r'<td id="reputation">(.*?)</td>', page, re.S).group(1)
+        assert f"score <b>{records[keys[1].public_hex].score}</b>" in rep
+        assert "declared profile: train_nj=" in page
+    finally:
+        node.stop()
+
+
+def test_an_open_network_names_senders_by_address(tmp_path):
+    """No genesis list: senders are shown by their address prefix, listed from the
+    newest rounds, and reachable by address."""
+    chain = Chain(make_genesis(tiny_config()))
+    txs = [update_tx(chain, k) for k in KEYS[:3]]
+    b = next_block(chain, txs)
+    chain.add_block(b, now(b))
+    node = _node_on(tmp_path, chain, tiny_config())
+    try:
+        client = create_app(node).test_client()
+        doc = client.get("/participants?format=json").get_json()
+        assert doc["listed"] == 0 and doc["participants"][0]["this_node"] is True
+        got = {p["address"]: p["name"] for p in doc["participants"][1:]}
+        assert got == {address(k.public_hex): address(k.public_hex)[:12] for k in KEYS[:3]}
+        one = client.get(f"/participants/{address(KEYS[2].public_hex)}?format=json").get_json()
+        assert one["pubkey"] == KEYS[2].public_hex and [u["id"] for u in one["updates"]] == [txs[2].id]
+        page = client.get("/rounds/1", headers={"Accept": CHROMIUM}).get_data(as_text=True)
+        a = address(KEYS[0].public_hex)
+        assert f'<a href="/participants/{a}" title="{KEYS[0].public_hex}">{a[:12]}</a>' in page
+    finally:
+        node.stop()
+
+
+def test_no_page_answers_500_to_garbage(net):
+    """Every GET route as HTML with odd ids and queries: 2xx, 3xx or 4xx, never 500."""
+    odd = ("x", "99999", "node99", "ABCD", "%00", "a" * 70, "..%2F..")
+    rules = [r.rule for r in net.client.application.url_map.iter_rules() if "GET" in r.methods]
+    for rule in rules:
+        for v in odd:
+            path = re.sub(r"<[^>]+>", v, rule)
+            for q in ("", "?start=0&limit=x&q=" + v):
+                r = net.get(path + q)
+                assert r.status_code < 500, (path + q, r.status_code)
+                assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_peers_page_draws_the_links_peers_report(tmp_path):
+    """Three real nodes: c knows a and b; a's answer to c's announce lists b, so
+    the graph of c has the a-b line besides the two spokes."""
+    from tests.served import wait_for
+    a = Served(tmp_path, "a")
+    b = Served(tmp_path, "b", peers=[a.url])
+    c = Served(tmp_path, "c", peers=[a.url])
+    try:
+        def linked():
+            doc = requests.get(c.url + "/peers", timeout=10).json()
+            urls = {p["url"] for p in doc["peers"]}
+            return urls == {a.url, b.url} and any(b.url in p["peers"] for p in doc["peers"] if p["url"] == a.url)
+        wait_for(linked, 30, "c to know a and b, and a's peer list")
+        page = requests.get(c.url + "/peers", headers={"Accept": CHROMIUM}, timeout=10).text
+        assert page.count('<g class="peer') == 3 and 'data-url="%s"' % b.url in page
+        assert f'data-from="{a.url}" data-to="{b.url}"' in page or f'data-from="{b.url}" data-to="{a.url}"' in page
+    finally:
+        for s in (c, b, a):
+            s.close()
