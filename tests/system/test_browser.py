@@ -299,8 +299,9 @@ def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, ta
     assert chart is not None, "no svg#chart"
     plotted = int(chart.get_attribute("data-rounds"))
     assert 2 <= plotted <= get(network.nodes[0].url, "/status")["round"], plotted
-    for line in page.query_selector_all("svg#chart .baseline"):
-        assert line.get_attribute("data-name") in BASELINES, line.get_attribute("data-name")
+    names = [line.get_attribute("data-name") for line in page.query_selector_all("svg#chart .baseline")]
+    assert set(names) <= BASELINES, names
+    assert "g0" in names, f"no G0 baseline (every learning node measures G0): {names}"
     fixed = page.query_selector("#fixed-axis")
     assert fixed is not None and fixed.get_attribute("type") == "checkbox", "no #fixed-axis checkbox"
     assert fixed.is_checked(), "the fixed [0, 1] axis is not the default"
