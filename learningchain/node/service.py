@@ -116,6 +116,7 @@ class Node:
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
         #: client -> template id -> (block, issued, template_epoch then); see new_template
