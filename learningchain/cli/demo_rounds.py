@@ -6,7 +6,6 @@ launches the network and runs these; ``bench/round.py`` times a round with them.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -199,10 +198,8 @@ class BackgroundBaselines(threading.Thread):
         self._error: BaseException | None = None
 
     def run(self) -> None:
-        try:  # Linux: a thread is a task with its own nice value
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        from learningchain.node.local_baseline import lower_thread_priority
+        lower_thread_priority()
         try:
             self._result = local_baselines(self.spec, self.part_dir, len(self.node_dirs), self.rounds)
             self._write(*self._result)

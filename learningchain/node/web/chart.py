@@ -107,15 +107,18 @@ def metric_chart(points: list[tuple[int, float]], label: str, baselines: list[Ba
                      f'class="baseline" data-name="{b.name}" data-value="{b.value:.6g}"/>'
                      f'<text x="{right + 6}" y="{ly:.1f}" class="baseline-label" data-name="{b.name}">'
                      f'{b.name} {b.value:.4f}{off}</text>')
-    poly = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in plotted)
+    g0_off = g0 is not None and not y0 <= g0 <= y1  # the data-scaled axis: G0 drawn at its edge
+    poly = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in plotted if not (x == 0 and g0_off))
     parts.append(f'<polyline points="{poly}" class="series"/>')
     for x, y in plotted:
-        cls = "point g0" if x == 0 else "point"
+        cls = ("point g0 off-axis" if g0_off else "point g0") if x == 0 else "point"
         what = "G0 (genesis model)" if x == 0 else f"round {x}"
         parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{4 if x == 0 else 3}" class="{cls}" '
                      f'data-round="{x}" data-value="{y:.6g}"><title>{what}: {y:.4f}</title></circle>')
     if g0 is not None:
-        parts.append(f'<text x="{sx(0) + 6:.1f}" y="{sy(g0) - 6:.1f}" class="g0-label">G0</text>')
+        text = f"G0 {g0:.4f}, {'below' if g0 < y0 else 'above'} the axis" if g0_off else "G0"
+        parts.append(f'<text x="{sx(0) + 6:.1f}" y="{sy(g0) + (-6 if g0 <= y1 else 16):.1f}" '
+                     f'class="g0-label">{text}</text>')
     scale = "fixed axis" if fixed else "axis scaled to the rounds' values"
     parts.append(f'<text x="{(LEFT + right) / 2}" y="{CHART_H - 8}" text-anchor="middle">round</text>'
                  f'<text x="{(LEFT + right) / 2}" y="16" text-anchor="middle">global {escape(label)} on this '

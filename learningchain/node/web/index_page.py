@@ -24,6 +24,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from learningchain.core.crypto import address
 from learningchain.node.baselines_file import dataset_digest, read_baselines
+from learningchain.node.local_baseline import EVERY_ROUNDS, LocalBaseline
 from learningchain.node.web.chart import CHART_ROUNDS, Baseline, metric_chart
 from learningchain.node.web.explorer import _when, rounds_overview
 from learningchain.node.web.names import name_of
@@ -37,6 +38,8 @@ class IndexNode(Protocol):
     data_dir: Path  # its baselines.json
     test_set: Any  # (X, y) of the held-out test.npz, or None
     g0_metrics: dict[str, float] | None
+    local_baseline: LocalBaseline | None
+    participant: Any  # its role says whether it runs under DP
     pubkey: str
     address: str
     peers: Any  # len(): how many
@@ -66,27 +69,39 @@ def held_out_digest(n) -> str | None:
 
 
 def baselines_doc(n) -> dict:
-    """``GET /baselines``: G0 and the baselines this node can show, and why not the others."""
+    """``GET /baselines``: G0 and the baselines this node can show, each with where
+    it comes from (``null`` when unknown; ``note`` says why)."""
     label = metric_label(n)
     found, note = read_baselines(n.data_dir, held_out_digest(n))
     found = found or {}
-    g0, g0_source = n.g0_metrics, "measured by this node on its held-out set"
-    if g0 is None and "g0" in found:
-        g0, g0_source = found["g0"], f"baselines.json: {found['source']}"
-    test_n = len(n.test_set[1]) if n.test_set is not None else None
-    return {"metric": label, "test_samples": test_n,
-            "g0": g0, "g0_source": g0_source if g0 is not None else
-            "not measured yet (the node measures G0 once it has a held-out set, test.npz)",
-            "local_only": found.get("local_only"), "local_only_mean": found.get("local_only_mean"),
-            "centralized": found.get("centralized"), "rounds": found.get("rounds"),
-            "epochs": found.get("epochs"), "source": found.get("source"), "note": note}
+    dp = n.participant is not None and n.participant.role.dp
+    horizon = {"rounds": found.get("rounds"), "epochs": found.get("epochs")}
+    g0 = ({"metrics": n.g0_metrics, "source": "measured by this node on its held-out set"}
+          if n.g0_metrics is not None else
+          {"metrics": found["g0"], "source": "baselines.json"} if "g0" in found else None)
+    local = None
+    if "local_only" in found and not dp:
+        local = {"metrics": found["local_only"], **horizon, "mean_over_nodes": found.get("local_only_mean"),
+                 "source": "baselines.json: this node's partition alone, trained by node.py demo"}
+    elif "local_only" in found:
+        note += "; local-only left out: this node runs with differential privacy, and the figure " \
+                "describes its private data outside the accountant"
+    elif n.local_baseline is not None and n.local_baseline.report() is not None:
+        local = {**n.local_baseline.report(), "mean_over_nodes": None,
+                 "source": f"computed by this node in the background (every {EVERY_ROUNDS} rounds)"}
+    central = ({"metrics": found["centralized"], **horizon,
+                "source": "baselines.json: the pooled data of all nodes, trained by node.py demo"}
+               if "centralized" in found else None)
+    return {"metric": label, "test_samples": len(n.test_set[1]) if n.test_set is not None else None,
+            "g0": g0, "local_only": local, "centralized": central, "note": note,
+            "file_source": found.get("source")}
 
 
 def chart_baselines(doc: dict) -> list[Baseline]:
     label = doc["metric"]
-    return [Baseline(name, doc[key][label]) for name, key in
+    return [Baseline(name, doc[key]["metrics"][label]) for name, key in
             (("g0", "g0"), ("local-only", "local_only"), ("centralized", "centralized"))
-            if doc.get(key) and label in doc[key]]
+            if doc.get(key) and label in doc[key]["metrics"]]
 
 
 def block_rows(n) -> list[dict]:

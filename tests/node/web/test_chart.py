@@ -55,6 +55,10 @@ def test_the_data_scaled_axis_marks_baselines_outside_it():
     assert 'data-axis="data"' in svg and "0.0" not in re.findall(r'text-anchor="end">([^<]*)<', svg)
     assert "g0 0.0400 (below the axis)" in svg and "centralized 0.9700</text>" in svg
     assert len(attrs(svg, "line", "baseline")) == 3  # drawn at the edge, still there
+    (g0,) = attrs(svg, "circle", "point g0")
+    assert "off-axis" in g0["class"] and "G0 0.0400, below the axis" in svg
+    first = re.search(r'<polyline points="([\d.]+),', svg).group(1)
+    assert float(first) > float(g0["cx"])  # the line starts at round 1, not at a G0 drawn out of place
 
 
 def test_an_empty_chart_is_still_the_chart_element():

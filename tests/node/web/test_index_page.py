@@ -118,8 +118,11 @@ def test_baselines_json_draws_both_baselines_and_a_bad_one_is_ignored_with_a_not
     assert lines == {"g0": pytest.approx(node.g0_metrics["accuracy"], 1e-5), "local-only": 0.7, "centralized": 0.9}
     assert "pooled data of all nodes" in page.text["baselines"] and "5 epochs" in page.text["baselines"]
     doc = client.get("/baselines").get_json()
-    assert doc["centralized"] == {"accuracy": 0.9} and doc["local_only"] == {"accuracy": 0.7}
-    assert doc["g0"] == node.g0_metrics and doc["metric"] == "accuracy" and doc["test_samples"] == 60
+    assert doc["centralized"]["metrics"] == {"accuracy": 0.9} and doc["centralized"]["epochs"] == 5
+    assert doc["local_only"]["metrics"] == {"accuracy": 0.7} and "baselines.json" in doc["local_only"]["source"]
+    assert doc["local_only"]["mean_over_nodes"] == {"accuracy": 0.75}
+    assert doc["g0"] == {"metrics": node.g0_metrics, "source": "measured by this node on its held-out set"}
+    assert doc["metric"] == "accuracy" and doc["test_samples"] == 60
     assert doc["note"] == "from baselines.json: node.py demo: test"
 
     (node.data_dir / FILE).write_text(json.dumps({"format": 1, "centralized": {"accuracy": "x"}}))
@@ -128,6 +131,16 @@ def test_baselines_json_draws_both_baselines_and_a_bad_one_is_ignored_with_a_not
     assert "baselines.json ignored: centralized.accuracy must be a finite number" in page.text["baselines"]
     doc = client.get("/baselines").get_json()
     assert doc["centralized"] is None and doc["note"].startswith("baselines.json ignored")
+
+
+def test_without_baselines_json_the_node_draws_its_own_local_only_line(node):
+    node.local_baseline.advance(1)  # what its background thread does (test_local_baseline.py)
+    page = get_page(node)
+    lines = {a["data-name"]: float(a["data-value"]) for a in page.find("line", class_="baseline")}
+    assert lines["local-only"] == pytest.approx(node.local_baseline.metrics["accuracy"], 1e-5)
+    assert "centralized" not in lines and "computed by this node in the background" in page.text["baselines"]
+    doc = create_app(node).test_client().get("/baselines").get_json()
+    assert doc["local_only"]["rounds"] == 1 and doc["local_only"]["epochs"] == node.config.model_spec.epochs
 
 
 def test_live_is_small_and_the_script_is_served_by_the_node(node):
@@ -140,3 +153,18 @@ def test_live_is_small_and_the_script_is_served_by_the_node(node):
     assert script.status_code == 200 and script.mimetype == "text/javascript"
     text = script.get_data(as_text=True)
     assert 'fetch("/live"' in text and not re.search(r"https?://", text)  # same origin only
+
+
+def test_a_dp_node_does_not_serve_its_local_only_figure(tmp_path):
+    data = write_partition(tmp_path)
+    n = Node(tmp_path / "dp", tiny_config(), dataset_path=data, dp_mode="sample", dp_epsilon=4.0, dp_rounds=10,
+             quiet=True, port=5987)
+    try:
+        write_baselines(n.data_dir, {"source": "node.py demo: test", "rounds": 5, "epochs": 5,
+                                     "test_digest": held_out_digest(n), "centralized": {"accuracy": 0.9},
+                                     "local_only": {"accuracy": 0.7}})
+        doc = create_app(n).test_client().get("/baselines").get_json()
+        assert doc["local_only"] is None and doc["centralized"]["metrics"] == {"accuracy": 0.9}
+        assert "differential privacy" in doc["note"]
+    finally:
+        n.stop()
