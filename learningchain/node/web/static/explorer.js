@@ -52,6 +52,7 @@
   }
 
   function tick() {
+    if (document.hidden) { setTimeout(tick, POLL_MS); return; }  // a background tab costs the node nothing
     fetch("/live", {headers: {Accept: "application/json"}, cache: "no-store"})
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
