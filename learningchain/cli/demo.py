@@ -230,6 +230,8 @@ def _run_demo(args: argparse.Namespace) -> int:
                                     [out / "nodes" / f"node{i}" for i in range(args.nodes)])
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
+    if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14
+        extra += ("--rest-after-round", str(args.rounds + args.keep_rounds))
     print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}"
@@ -266,7 +268,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             net.check_alive()
             keep = args.keep
             if keep:
-                print("network left running (--keep): inspect with")
+                print(f"network left running (--keep): it learns until round {args.rounds + args.keep_rounds}, "
+                      f"then stops learning and mining and keeps serving; inspect with")
                 for n in net.nodes:
                     print(f"  {argtypes.node_py()} status --node {n.url}")
                 print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
@@ -339,6 +342,9 @@ def register(sub) -> None:
                    help="participant selection policy; nodes get energy profiles in genesis")
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    p.add_argument("--keep-rounds", type=argtypes.positive_int, default=50, metavar="K",
+                   help="with --keep: rounds the network runs on after the demo's, before it rests (stops learning "
+                        "and mining, keeps serving the explorer and API; default 50)")
     p.add_argument("--block-ms", type=argtypes.positive_int, default=None, metavar="MS",
                    help="genesis target block interval (default 200: one machine; docs/protocol.md section 5 "
                         "says how to choose it for a WAN); a round waits about 10 s for a slow node")

@@ -143,6 +143,8 @@ class Node:
         self.miner_hold_until = 0.0  # monotonic time before which our miner waits (hold_miner) ...
         self.miner_hold_seq = 0  # ... for the tip to move on from this tip_seq
         self.stop_event = threading.Event()
+        #: set by :meth:`rest`: the learner and our miner stop, the API keeps serving.
+        self.resting = threading.Event()
         self._threads: list[threading.Thread] = []
         self.participant: Participant | None = None
         self.test_set = None
@@ -553,6 +555,15 @@ class Node:
                     lambda: self.template_epoch != entry[2] or self.stop_event.is_set(), max(0.0, timeout))
             finally:
                 self.mining_waits -= 1
+
+    def rest(self) -> None:
+        """Stop learning and mining for good but keep serving the chain, the API and
+        the explorer (``run --rest-after-round``; ``demo --keep`` ends its network's
+        rounds this way instead of letting it run forever: issue 14)."""
+        self.resting.set()
+        self.template_stale()  # interrupts our miner's search
+        with self.tip_changed:
+            self.tip_changed.notify_all()  # wakes the learner
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -218,6 +218,18 @@ class Store:
         """(txid, canonical JSON) of every stored mempool tx, oldest first."""
         return self._db.execute("SELECT txid, data FROM mempool ORDER BY added_at, rowid").fetchall()
 
+    def block_hashes_from(self, prefix: str, limit: int) -> list[str]:
+        """Stored block hashes starting with ``prefix`` (lowercase hex), at most
+        ``limit``: a range over the primary key (``hash >= p AND hash < p || 'g'``,
+        since every hex digit sorts below ``g``), never a scan (explorer prefixes)."""
+        return [h for (h,) in self._db.execute("SELECT hash FROM blocks WHERE hash >= ? AND hash < ? "
+                                                "ORDER BY hash LIMIT ?", (prefix, prefix + "g", limit))]
+
+    def mempool_ids_from(self, prefix: str, limit: int) -> list[str]:
+        """Stored mempool tx ids starting with ``prefix``, at most ``limit`` (as above)."""
+        return [i for (i,) in self._db.execute("SELECT txid FROM mempool WHERE txid >= ? AND txid < ? "
+                                                "ORDER BY txid LIMIT ?", (prefix, prefix + "g", limit))]
+
     def has(self, block_hash: str) -> bool:
         return self._db.execute("SELECT 1 FROM blocks WHERE hash = ?", (block_hash,)).fetchone() is not None
 

@@ -92,6 +92,7 @@ class LearnerNode(Protocol):
     releases: ReleaseLog
     own_updates: OwnUpdates
     stop_event: threading.Event
+    resting: threading.Event
     tip_seq: int
     tip_changed: threading.Condition
     learner_idle: threading.Event
@@ -142,7 +143,7 @@ class EvaluatorNode(Protocol):
 def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
     step = participate_once if node.sa is None else sa_participate_once
-    while not node.stop_event.is_set():
+    while not (node.stop_event.is_set() or node.resting.is_set()):
         seen = node.tip_seq  # read before looking at the tip: a block during the step wakes the wait below
         try:
             step(node)
@@ -373,6 +374,7 @@ class MinerNode(Protocol):
     miner: Miner | None
     miner_hold_until: float
     stop_event: threading.Event
+    resting: threading.Event
 
     @property
     def chain(self) -> Chain: ...
@@ -395,7 +397,7 @@ def miner_loop(node: MinerNode) -> None:
     with Miner(workers=node.mine_workers, in_process=False, nice=MINER_NICE) as miner:
         node.miner = miner  # Node.template_stale interrupts it
         try:
-            while not node.stop_event.is_set():
+            while not (node.stop_event.is_set() or node.resting.is_set()):
                 try:
                     mine_once(node, miner)
                 except ValidationError:
@@ -416,7 +418,7 @@ def mine_once(node: MinerNode, miner: Miner) -> None:
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
     def should_stop() -> bool:  # the fallback of Node.template_stale's interrupt (a race, a lost wake-up)
-        return (node.stop_event.is_set() or node.template_epoch != epoch or node.chain.tip.hash != prev
+        return (node.stop_event.is_set() or node.resting.is_set() or node.template_epoch != epoch or node.chain.tip.hash != prev
                 or (node.mempool_version != version and (not block.txs or time.monotonic() - t0 > TEMPLATE_REFRESH_S)))
 
     if should_stop():

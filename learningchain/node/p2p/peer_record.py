@@ -56,4 +56,5 @@ class Peer:
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "last_error": self.last_error, "cost": round(self.cost, 2),
                 "last_seen_s_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
-                "backoff_seconds": round(max(0.0, self.next_try - time.monotonic()), 1)}
+                "backoff_seconds": round(max(0.0, self.next_try - time.monotonic()), 1),
+                "peers": sorted(self.peers)}  # its own peers, as it answered our announce (the explorer's graph)

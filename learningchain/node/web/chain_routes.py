@@ -1,24 +1,32 @@
 """The chain inspection routes of the API (a Flask blueprint): ``/status``,
-``/tip``, ``/chain``, ``/blocks/<ref>`` (JSON, or the explorer's HTML page),
-``/txs/<id>``, ``/mempool``, ``/model`` and ``/rounds``: reads only, under the
-node's lock. Documented in docs/api.md.
+``/tip``, ``/chain``, ``/blocks/<ref>``, ``/txs/<ref>``, ``/mempool``,
+``/model``, ``/rounds``, ``/participants`` and ``/search``: reads only, under
+the node's lock. Each answers JSON as documented in docs/api.md, or for a
+browser (:func:`wants_html`) the explorer's page of the same resource
+(:mod:`learningchain.node.web.pages`). A block hash or tx id may be any unique
+prefix of at least 4 hex characters (:mod:`learningchain.node.web.lookup`).
 """
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from flask import Blueprint, current_app, jsonify, request
+import re
+
+from flask import Blueprint, current_app, jsonify, redirect, request
 
 from learningchain.core.encoding import encode_weights
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.chainstate import Ledger
-from learningchain.node.web.explorer import (MAX_ROUNDS_PAGE, ROUNDS_PAGE, render_block, round_detail as round_view,
-                                             rounds_overview)
-from learningchain.node.web.request_input import ApiError, hex_id, int_arg, is_number
+from learningchain.node.web import pages
+from learningchain.node.web.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, round_detail as round_view, rounds_overview
+from learningchain.node.web.lookup import MIN_PREFIX, AmbiguousId, is_height, is_prefix, resolve_block, resolve_tx
+from learningchain.node.web.lookup import search as lookup_search
+from learningchain.node.web.request_input import ApiError, int_arg, is_number
 
 MAX_CHAIN_PAGE = 500
+_NODE_NAME = re.compile(r"node[0-9]{1,6}")
 #: the longest ``GET /rounds/<r>?wait=S`` may wait (seconds).
 MAX_ROUND_WAIT_S = 30
 
@@ -61,7 +69,8 @@ def summary(entry) -> dict:
 
 @chain_routes.get("/status")
 def status():
-    return jsonify(node().status())
+    doc = node().status()
+    return pages.status_page(node(), doc) if wants_html() else jsonify(doc)
 
 
 @chain_routes.get("/tip")
@@ -93,27 +102,51 @@ def wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
+def _ref_error(what: str) -> ApiError:
+    return ApiError(400, f"{what} must be 64 lowercase hex characters, or a unique prefix of at least "
+                         f"{MIN_PREFIX} of them", "bad-id")
+
+
+@chain_routes.errorhandler(AmbiguousId)
+def ambiguous(exc: AmbiguousId):
+    """A prefix naming several ids: 409 with the candidates; a browser gets the
+    search page listing them."""
+    if wants_html():
+        return redirect(f"/search?q={exc.prefix}")
+    return jsonify({"error": str(exc), "reason": "ambiguous-id", "matches": exc.matches}), 409
+
+
 @chain_routes.get("/blocks/<ref>")
 def block(ref: str):
     n = node()
-    with n.lock:
-        if is_number(ref):
+    b = None
+    if is_height(ref):
+        with n.lock:
             b = n.chain.block_at(int(ref))
-        else:
-            b = n.chain.get_block(hex_id(ref, "block hash"))
+    if b is None and (not is_height(ref) or len(ref) >= MIN_PREFIX):  # 00004d or a 4+ digit non-height
+        if not is_prefix(ref):
+            raise _ref_error("block hash")
+        full = resolve_block(n, ref)
+        with n.lock:
+            b = n.chain.get_block(full) if full else None
     if b is None:
         raise ApiError(404, f"no block {ref}")
     if wants_html():
-        return render_block(n, b)
+        return pages.block_page(n, b)
     return jsonify({**b.to_dict(), "hash": b.hash})
 
 
 @chain_routes.get("/txs/<txid>")
 def tx(txid: str):
-    found = node().find_tx(hex_id(txid, "tx id"))
+    if not is_prefix(txid):
+        raise _ref_error("tx id")
+    full = resolve_tx(node(), txid)
+    found = node().find_tx(full) if full else None
     if found is None:
         raise ApiError(404, f"no tx {txid} in the mempool or the main chain")
-    return jsonify(found)
+    if wants_html():
+        return pages.tx_page(node(), found)
+    return jsonify({**found, "id": full})  # the full id, for a client that gave a prefix
 
 
 @chain_routes.get("/mempool")
@@ -122,7 +155,8 @@ def mempool():
     with n.lock:
         txs = [{"id": t.id, "sender": t.sender, "round": t.round, "num_samples": t.num_samples,
                 "size": t.size} for t in n.ledger.mempool]
-    return jsonify({"count": len(txs), "bytes": sum(t["size"] for t in txs), "txs": txs})
+    doc = {"count": len(txs), "bytes": sum(t["size"] for t in txs), "txs": txs}
+    return pages.mempool_page(n, doc) if wants_html() else jsonify(doc)
 
 
 @chain_routes.get("/model")
@@ -131,6 +165,8 @@ def model():
     with n.lock:
         state = n.chain.tip_state
         weights, digest, r = state.model, state.model_digest, state.round - 1
+    if wants_html():  # shapes and norms; the weights only as JSON
+        return pages.model_page(n, r, digest, weights, n.metrics.get(r))
     return jsonify({"round": r, "digest": digest, "metrics": n.metrics.get(r),
                     "weights": encode_weights(weights)})
 
@@ -141,6 +177,8 @@ def rounds():
     (default 50, at most 200), oldest first; ``current`` to page from."""
     limit = int_arg("limit", ROUNDS_PAGE, 1, MAX_ROUNDS_PAGE)
     start = int_arg("start", 0, 1, 2**53) if "start" in request.args else None
+    if wants_html():
+        return pages.rounds_page(node(), limit, start)
     page, current = rounds_overview(node(), limit, start)
     return jsonify({"current": current, "start": page[0]["round"] if page else start, "limit": limit,
                     "rounds": page})
@@ -157,4 +195,53 @@ def round_detail(r: str):
     if detail is None:
         raise ApiError(404, f"round {r} has not opened yet")
     detail["energy"] = node().energy_report(int(r))  # this node's own estimate (energy.py), or null
+    if "wait" not in request.args and wants_html():  # a long-poll is JSON only
+        return pages.round_page(node(), detail)
     return jsonify(detail)
+
+
+@chain_routes.get("/participants")
+def participants():
+    """The genesis participants (node0, node1, ...), with reputation and energy profile."""
+    doc = pages.participants_doc(node())
+    return pages.participants_page(node(), doc) if wants_html() else jsonify(doc)
+
+
+@chain_routes.get("/participants/<who>")
+def participant(who: str):
+    """One participant by name (``node3``), address or public key: its updates with
+    their verdicts in a page of rounds (``start``), reputation and energy."""
+    start = int_arg("start", 0, 1, 2**53) if "start" in request.args else None
+    doc = pages.participant_doc(node(), who, start)
+    if doc is None:
+        raise ApiError(404 if _NODE_NAME.fullmatch(who) else 400,
+                       f"no participant {who}: give node<i> (the i-th genesis participant), an address "
+                       f"(40 hex) or a public key (66 hex)", None if _NODE_NAME.fullmatch(who) else "bad-id")
+    return pages.participant_page(node(), doc, who) if wants_html() else jsonify(doc)
+
+
+@chain_routes.get("/search")
+def search():
+    """``?q=``: a height, block hash or prefix, tx id or prefix, address, public key,
+    node name or round. JSON: ``{"query", "matches": [{"kind", "id", "url", "label"}]}``;
+    a browser is redirected to a single match, else shown the candidates."""
+    q = request.args.get("q", "")[:200]
+    matches = lookup_search(node(), q)
+    if not wants_html():
+        return jsonify({"query": q, "matches": matches})
+    if len(matches) == 1:
+        return redirect(matches[0]["url"], 302)
+    note = None
+    if q.strip() and not matches and len(q.strip()) < MIN_PREFIX:
+        note = f"An id prefix needs at least {MIN_PREFIX} hex characters."
+    return pages.search_page(node(), q, matches, note)
+
+
+@chain_routes.app_template_filter("bytes")
+def bytes_filter(n):
+    return pages.human_bytes(n)
+
+
+@chain_routes.app_template_filter("rate")
+def rate_filter(h):
+    return pages.hash_rate(h)

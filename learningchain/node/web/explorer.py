@@ -2,17 +2,19 @@
 ``templates/``), no external assets.
 
 The index ``GET /`` (its chart, live updates and baselines) is
-:mod:`learningchain.node.web.index_page`. ``GET /blocks/<hash>`` with ``Accept:
-text/html`` renders one block (see :func:`render_block`).
+:mod:`learningchain.node.web.index_page`; the other pages (block, tx, rounds, ...)
+are rendered by :mod:`learningchain.node.web.pages`; :func:`rounds_overview`,
+:func:`round_detail` and :func:`verdict_of` here serve both the JSON and the pages.
 """
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, render_template
+from flask import Blueprint
 
 from learningchain.core.crypto import address
-from learningchain.node.secagg_view import round_sa, tx_kind, tx_summary
+from learningchain.node.secagg_view import round_sa, tx_kind
+from learningchain.node.web.distances import round_distances
 
 # --- read-side views (shared by the JSON API and the HTML pages) ---------------
 
@@ -47,25 +49,48 @@ def rounds_overview(node, limit: int = ROUNDS_PAGE, start: int | None = None) ->
     return out, current
 
 
+def verdict_of(txid: str, kind: str, commitment: dict | None) -> dict:
+    """An update's ``verdict`` in its round and the ``reason``: "open" until the
+    round closes; then "accepted" or "rejected" (the rule's reason) as the
+    commitment says, else "not-counted" (a skip, or a secure-aggregation setup,
+    unmask or dropped input: nothing of it entered G(r))."""
+    if commitment is None:
+        return {"verdict": "open", "reason": None}
+    if txid in commitment.get("accepted", ()):
+        return {"verdict": "accepted", "reason": None}
+    if txid in commitment.get("rejected", {}):
+        return {"verdict": "rejected", "reason": commitment["rejected"][txid]}
+    why = {"skip": "skip: the sender had nothing to add", "setup": "secure-aggregation setup",
+           "unmask": "secure-aggregation unmask"}.get(kind, "not counted in the aggregate (dropped)")
+    return {"verdict": "not-counted", "reason": why}
+
+
 def round_detail(node, r: int) -> dict | None:
     with node.lock:
         summary = node.chain.round_summary(r)
         if summary is None:
             return None
         updates = []
+        c = summary.get("commitment") or {}
         for u in summary["updates"]:
             found = node.chain.find_tx(u["id"])
             tx = found[0] if found else None
             updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
                             "height": u["height"], "num_samples": u["num_samples"],
                             "skip": bool(tx is not None and tx.is_skip), "type": tx_kind(tx),
-                            "metrics": getattr(tx, "metrics", None) or {}})
+                            "metrics": getattr(tx, "metrics", None) or {},
+                            **verdict_of(u["id"], tx_kind(tx), c if summary["status"] == "closed" else None)})
         sa = round_sa(node.chain, node.config, summary) if node.config.secure_aggregation else None
-    c = summary.get("commitment") or {}
+    distance = round_distances(node, summary)
+    for u in updates:
+        u["distance"] = distance.get(u["id"])
     detail = {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
               "closed_at": summary["closed_at"], "block": summary["block"], "updates": updates,
               "accepted": c.get("accepted", []), "rejected": c.get("rejected", {}),
               "rule": c.get("rule"), "model_digest": c.get("model_digest"),
+              # the rule and its parameters: the commitment's once closed, else the genesis'
+              "aggregation": {"rule": c.get("rule", node.config.rule),
+                              "params": dict(c.get("params", node.config.params))},
               "metrics": node.metrics.get(r),
               "not_included": node.ledger.mempool.not_included.get(r, [])}  # seen here, left out
     if sa is not None:
@@ -80,18 +105,3 @@ def round_detail(node, r: int) -> dict | None:
 explorer = Blueprint("explorer", __name__, template_folder="templates")
 def _when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-def render_block(node, block):
-    txs = [{"id": t.id, "sender": address(t.sender), "round": t.round, "num_samples": t.num_samples,
-            "metrics": getattr(t, "metrics", None) or {}, "skip": t.is_skip, "type": tx_kind(t),
-            "sa": tx_summary(t)} for t in block.txs]
-    phase = None
-    if node.config.secure_aggregation is not None:
-        with node.lock:
-            entry = node.chain.entry(block.hash)
-        if entry is not None:
-            phase = {"round": entry.state.round, "phase": entry.state.phase, "start": entry.state.phase_start}
-    return render_template("block.html", block=block, header=block.header.to_dict(), txs=txs, phase=phase,
-                           commitment=block.commitment, time=_when(block.header.timestamp),
-                           miner=address(block.header.miner), network=node.config.network)

@@ -1,24 +1,92 @@
-"""Participants by name (a minimal version by explorer-live; explorer-pages owns
-this module and may replace it, keeping :func:`name_of`'s signature):
-``node{i}`` is the key at index i of the genesis participants list (the
-allow-list, else the participants with energy profiles), the node's own key
-gets ``(this node)``, anyone else is shown by an address prefix."""
+"""Names of participants on the explorer's pages: ``node{i}`` for the i-th key of
+the genesis participants list (``participants``, else ``allow_list``: the list a
+``demo`` network is written with, in node order), ``"(this node)"`` after the
+node's own key, and an address prefix for any other sender.
+
+One helper for every page (the index imports :func:`name_of` too), computed
+from the genesis config alone: a table per config, built once.
+"""
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from learningchain.core.crypto import address
+from learningchain.core.encoding import is_hex
 
-#: characters of an address shown for a key that is not in the genesis list.
-PREFIX = 12
+#: hex characters of an address shown for a sender outside the genesis list.
+SHORT = 12
+_NAME = re.compile(r"node([0-9]{1,6})")
 
 
-def name_of(node, pubkey_or_address: str) -> str:
-    """``node3``, ``node3 (this node)``, or the first characters of the address."""
-    listed = node.config.allowed or ()
-    own = pubkey_or_address in (node.pubkey, node.address)
-    for i, key in enumerate(listed):
-        if pubkey_or_address == key or pubkey_or_address == address(key):
-            return f"node{i} (this node)" if own else f"node{i}"
-    if own:
-        return "(this node)"
-    text = pubkey_or_address if len(pubkey_or_address) <= 42 else address(pubkey_or_address)
-    return text[:PREFIX]
+def roster(config: Any) -> tuple[str, ...]:
+    """The genesis list of public keys, in order: ``participants``, else
+    ``allow_list``, else none (an open network)."""
+    if getattr(config, "participants", None) is not None:
+        return tuple(p["pubkey"] for p in config.participants)
+    return tuple(getattr(config, "allow_list", None) or ())
+
+
+class _Table:
+    def __init__(self, config: Any):
+        self.keys = roster(config)
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.by_address = {address(k): k for k in self.keys}
+
+
+_tables: dict[int, tuple[Any, _Table]] = {}
+
+
+def _table(config: Any) -> _Table:
+    held = _tables.get(id(config))
+    if held is None or held[0] is not config:
+        if len(_tables) > 64:  # tests build many configs; a node has one
+            _tables.clear()
+        held = _tables[id(config)] = (config, _Table(config))
+    return held[1]
+
+
+def pubkey_of(node: Any, who: str) -> str | None:
+    """The public key behind ``who`` (a public key, an address of a listed or own
+    key, or a name like ``node3``), or None when it cannot be known."""
+    t = _table(node.config)
+    m = _NAME.fullmatch(who)
+    if m:
+        i = int(m.group(1))
+        return t.keys[i] if i < len(t.keys) else None
+    if who in t.by_address:
+        return t.by_address[who]
+    own = getattr(node, "pubkey", None)
+    if own and who == address(own):
+        return own
+    return who if is_hex(who, 33) else None
+
+
+def address_of(who: str) -> str:
+    """The address of a public key (66 hex); an address stays as it is."""
+    return address(who) if is_hex(who, 33) else who
+
+
+def name_of(node: Any, who: str | None) -> str:
+    """``node3``, ``node3 (this node)``, or the address prefix of a sender
+    outside the genesis list (``who``: a public key or an address)."""
+    if not who:
+        return "-"
+    t = _table(node.config)
+    key = who if who in t.index else t.by_address.get(who, who)
+    own = getattr(node, "pubkey", None)
+    mine = own is not None and (key == own or who == getattr(node, "address", None))
+    base = f"node{t.index[key]}" if key in t.index else address_of(who)[:SHORT]
+    return f"{base} (this node)" if mine else base
+
+
+def ref_of(node: Any, who: str) -> str:
+    """What a participant's URL names: its name when listed, else its address."""
+    t = _table(node.config)
+    key = who if who in t.index else t.by_address.get(who)
+    return f"node{t.index[key]}" if key is not None else address_of(who)
+
+
+def listed(node: Any) -> list[str]:
+    """The genesis list of public keys (see :func:`roster`)."""
+    return list(_table(node.config).keys)

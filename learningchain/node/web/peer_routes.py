@@ -22,6 +22,8 @@ from learningchain.ledger.txs import parse_tx
 from learningchain.node.p2p.peer_urls import peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES, PeerSet
 from learningchain.node.p2p.relay import RelayNode, rebuild_compact
+from learningchain.node.web.chain_routes import wants_html
+from learningchain.node.web.pages import peers_page
 from learningchain.node.web.request_input import INV_BODY_BYTES, SMALL_BODY_BYTES, ApiError, body, peer_header
 
 MAX_SYNC_PAGE = 500
@@ -176,8 +178,12 @@ def post_block():
 
 @peer_routes.get("/peers")
 def peers():
+    """The peer table and traffic; a browser gets the peers page (its graph and tables)."""
     n = node()
-    return jsonify({"self": n.url, "peers": n.peers.snapshot(), "traffic": n.peers.traffic()})
+    doc = {"self": n.url, "peers": n.peers.snapshot(), "traffic": n.peers.traffic()}
+    if wants_html():
+        return peers_page(n, doc)
+    return jsonify(doc)
 
 
 @peer_routes.post("/peers")

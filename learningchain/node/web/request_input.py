@@ -14,7 +14,7 @@ import re
 
 from flask import current_app, request
 
-from learningchain.core.encoding import EncodingError, is_hex, parse_json
+from learningchain.core.encoding import EncodingError, parse_json
 from learningchain.node.p2p.peer_urls import check_peer_url
 from learningchain.node.p2p.wire import (MAX_RATIO, ContentEncodingError, RatioError, TooLargeError, gunzip_capped,
                                         is_gzip, is_identity)
@@ -75,12 +75,6 @@ def request_bytes(cap: int) -> bytes:
                        "body-too-large") from None
     except ContentEncodingError as exc:
         raise ApiError(400, str(exc), "bad-content-encoding") from None
-
-
-def hex_id(value: str, what: str) -> str:
-    if not is_hex(value, 32):
-        raise ApiError(400, f"{what} must be 64 lowercase hex characters", "bad-id")
-    return value
 
 
 def int_arg(name: str, default: int, lo: int, hi: int) -> int:

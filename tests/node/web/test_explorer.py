@@ -26,7 +26,7 @@ def test_skips_are_marked_in_round_json_and_block_page_under_policy_all(tmp_path
         overview = client.get("/rounds").get_json()["rounds"][0]
         assert overview["updates"] == 3 and overview["skipped"] == 1
         page = client.get(f"/blocks/{blk.hash}", headers={"Accept": "text/html"}).get_data(as_text=True)
-        assert page.count("<b>skip</b>") == 1 and f"{skip.id[:16]}</td><td class=\"muted\">skipped" in page
+        assert page.count("<b>skip</b>") == 1 and f"{skip.id[:16]}</a></td><td class=\"muted\">skipped" in page
     finally:
         node.stop()
 
