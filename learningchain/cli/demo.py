@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import (chain_stats, check_agreement, complete_entries, follow_rounds,
-                                           local_baselines)
+from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
+                                           follow_rounds)
 from learningchain.core.errors import ConfigError
 from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
                                      wait_ready)
@@ -224,8 +224,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         config = permissioned(config, pubkeys)
     config = sa_config(config, args)
     genesis = write_genesis(config, out / "genesis.json")
+    # G0, centralized and local-only, computed while the network runs (low priority) and
+    # written to every node's baselines.json for its explorer's chart; results.json reuses them
+    baselines = BackgroundBaselines(config.model_spec, part_dir, args.rounds,
+                                    [out / "nodes" / f"node{i}" for i in range(args.nodes)])
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
+    if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14
+        extra += ("--rest-after-round", str(args.rounds + args.keep_rounds))
     print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}"
@@ -240,6 +246,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     with deferred_signals(message=None) as requested:
         net = Network(out, signals=requested)
         try:
+            baselines.start()
             start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
                           miners=args.miners, extra=extra)
             keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
@@ -261,7 +268,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             net.check_alive()
             keep = args.keep
             if keep:
-                print("network left running (--keep): inspect with")
+                print(f"network left running (--keep): it learns until round {args.rounds + args.keep_rounds}, "
+                      f"then stops learning and mining and keeps serving; inspect with")
                 for n in net.nodes:
                     print(f"  {argtypes.node_py()} status --node {n.url}")
                 print("stop it with: kill " + " ".join(str(n.popen.pid) for n in net.nodes))
@@ -282,7 +290,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         say(f"interrupted ({signal.Signals(late[0]).name}): nodes stopped, no results written")
         return 128 + late[0]
     elapsed = time.monotonic() - t_start
-    initial, base = local_baselines(config.model_spec, part_dir, args.nodes, args.rounds)
+    initial, base = baselines.result()
     results = {"config": {"mode": "live", "dataset": args.dataset, "model": config.model_spec.kind,
                           "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
                           "aggregator": config.rule, "params": config.params,
@@ -334,6 +342,9 @@ def register(sub) -> None:
                    help="participant selection policy; nodes get energy profiles in genesis")
     p.add_argument("--select-k", type=argtypes.positive_int, help="senders selected per round (with --selection)")
     p.add_argument("--keep", action="store_true", help="leave the network running and print its URLs")
+    p.add_argument("--keep-rounds", type=argtypes.positive_int, default=50, metavar="K",
+                   help="with --keep: rounds the network runs on after the demo's, before it rests (stops learning "
+                        "and mining, keeps serving the explorer and API; default 50)")
     p.add_argument("--block-ms", type=argtypes.positive_int, default=None, metavar="MS",
                    help="genesis target block interval (default 200: one machine; docs/protocol.md section 5 "
                         "says how to choose it for a WAN); a round waits about 10 s for a slow node")

@@ -106,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       skip_threshold=args.skip_threshold)
     if args.until_round:
         kwargs["until_round"] = args.until_round
+    if args.rest_after_round:
+        kwargs["rest_after_round"] = args.rest_after_round
     node_run.run_node(**kwargs)
     return 0
 
@@ -254,6 +256,9 @@ def _add_run(sub) -> None:
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
     p.add_argument("--until-round", type=positive_int, metavar="R",
                    help="stop (exit 0) once round R is closed on our chain and, with a test set, measured")
+    p.add_argument("--rest-after-round", type=positive_int, metavar="R",
+                   help="once round R is closed (and measured), stop learning and mining but keep serving "
+                        "the chain, the API and the explorer")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     add_dp_flags(p)

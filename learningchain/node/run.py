@@ -23,10 +23,28 @@ from learningchain.node.web.http_server import create_http_server, serve_until
 SWITCH_INTERVAL_S = 0.0005
 
 
+def watch_round(node: Node, r: int, stop: threading.Event, flag: str, what: str, then) -> None:
+    """Call ``then()`` once round ``r`` is closed on our chain and, with a test
+    set, measured: a thread woken by every close and measurement
+    (:meth:`Node.wait_round`), no poll."""
+    def watch() -> None:
+        while not stop.is_set():
+            node.wait_round(r, 5.0, limited=False)
+            with node.lock:
+                closed = node.chain.round_close(r) is not None
+            if closed and (node.test_set is None or r in node.metrics):
+                node.log(f"round {r} closed ({flag}): {what}")
+                then()
+                return
+    threading.Thread(target=watch, name=flag.strip("-"), daemon=True).start()
+
+
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
-             until_round: int | None = None, **kw) -> None:
+             until_round: int | None = None, rest_after_round: int | None = None, **kw) -> None:
     """Build the node, start its threads and serve the API until SIGTERM/SIGINT,
-    or until round ``until_round`` is closed (and measured, with a test set)."""
+    or until round ``until_round`` is closed (and measured, with a test set).
+    Once round ``rest_after_round`` is closed the node stops learning and mining
+    and goes on serving (:meth:`Node.rest`)."""
     # The learner's training holds the GIL in short numpy steps; at the default 5 ms
     # switch interval a block arriving meanwhile waited tens of ms for each of the
     # GIL hand-overs its handling needs, and the other miner searched a stale tip.
@@ -56,16 +74,10 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
         signal.signal(sig, shutdown)
     node.start()
     if until_round:
-        def watch() -> None:  # woken by every close and measurement (Node.wait_round), no poll
-            while not stop.is_set():
-                node.wait_round(until_round, 5.0, limited=False)
-                with node.lock:
-                    closed = node.chain.round_close(until_round) is not None
-                if closed and (node.test_set is None or until_round in node.metrics):
-                    node.log(f"round {until_round} closed (--until-round): stopping")
-                    stop.set()
-                    return
-        threading.Thread(target=watch, name="until-round", daemon=True).start()
+        watch_round(node, until_round, stop, "--until-round", "stopping", stop.set)
+    if rest_after_round:
+        watch_round(node, rest_after_round, stop, "--rest-after-round",
+                    "learning and mining stop, the API keeps serving", node.rest)
     try:
         serve_until(server, stop)
     finally:

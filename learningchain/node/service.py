@@ -37,6 +37,7 @@ from learningchain.node import intake, status as node_status
 from learningchain.node.chainstate import Ledger
 from learningchain.node.intake import now_ms
 from learningchain.node.keyfile import load_or_create_key
+from learningchain.node.local_baseline import LocalBaseline, local_baseline_loop
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
@@ -116,6 +117,7 @@ class Node:
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
         #: client -> template id -> (block, issued, template_epoch then); see new_template
@@ -141,6 +143,8 @@ class Node:
         self.miner_hold_until = 0.0  # monotonic time before which our miner waits (hold_miner) ...
         self.miner_hold_seq = 0  # ... for the tip to move on from this tip_seq
         self.stop_event = threading.Event()
+        #: set by :meth:`rest`: the learner and our miner stop, the API keeps serving.
+        self.resting = threading.Event()
         self._threads: list[threading.Thread] = []
         self.participant: Participant | None = None
         self.test_set = None
@@ -155,6 +159,12 @@ class Node:
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
+        self.local_baseline: LocalBaseline | None = None  # the explorer's local-only line (local_baseline.py)
+        if (self.participant is not None and self.test_set is not None and not self.participant.role.dp
+                and genesis_config.secure_aggregation is None):
+            listed = list(genesis_config.allowed or ())
+            self.local_baseline = LocalBaseline(genesis_config.model_spec, X, y, self.test_set,
+                                                listed.index(self.pubkey) if self.pubkey in listed else 0)
         if self.participant is None:
             self.learner_idle.set()  # no learner to wait for: the evaluator runs on every tip
         self.peers = PeerSet(self, self.url, peers)
@@ -403,6 +413,8 @@ class Node:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:
             self._spawn(lambda: evaluator_loop(self), "evaluator")
+        if self.local_baseline is not None:
+            self._spawn(lambda: local_baseline_loop(self), "local-baseline")
         if self.mining:
             self._spawn(lambda: miner_loop(self), "miner")
         self.peers.start()
@@ -543,6 +555,15 @@ class Node:
                     lambda: self.template_epoch != entry[2] or self.stop_event.is_set(), max(0.0, timeout))
             finally:
                 self.mining_waits -= 1
+
+    def rest(self) -> None:
+        """Stop learning and mining for good but keep serving the chain, the API and
+        the explorer (``run --rest-after-round``; ``demo --keep`` ends its network's
+        rounds this way instead of letting it run forever: issue 14)."""
+        self.resting.set()
+        self.template_stale()  # interrupts our miner's search
+        with self.tip_changed:
+            self.tip_changed.notify_all()  # wakes the learner
 
     def stop(self) -> None:
         self.stop_event.set()

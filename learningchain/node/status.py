@@ -10,6 +10,8 @@ node threads and the tests.
 """
 from __future__ import annotations
 
+import threading
+
 from collections import Counter
 from typing import Any, ContextManager, Protocol
 
@@ -48,6 +50,7 @@ class StatusSource(Protocol):
     address: str
     pubkey: str
     mining: bool
+    resting: threading.Event
     participant: Participant | None
     metrics: dict[int, dict[str, float]]
     peers: PeerCounters
@@ -129,7 +132,8 @@ def status(node: StatusSource) -> dict:
                "secure_aggregation": status_sa(chain, node.config)}
     r, m = latest_metrics(node)
     doc.update(peers=len(node.peers), address=node.address, pubkey=node.pubkey,
-               network=node.config.network, genesis=node.genesis.hash, mining=node.mining,
+               network=node.config.network, genesis=node.genesis.hash,
+               mining=node.mining and not node.resting.is_set(), resting=node.resting.is_set(),
                miner=node.miner_stats.report() if node.miner_stats is not None else None,
                refused=dict(node.refused), orphans=node.orphans,
                early={"held": len(node.early), "held_total": node.early_held}, metrics=m, metrics_round=r,

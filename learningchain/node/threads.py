@@ -92,6 +92,7 @@ class LearnerNode(Protocol):
     releases: ReleaseLog
     own_updates: OwnUpdates
     stop_event: threading.Event
+    resting: threading.Event
     tip_seq: int
     tip_changed: threading.Condition
     learner_idle: threading.Event
@@ -120,6 +121,8 @@ class EvaluatorNode(Protocol):
     test_set: Any  # (X, y) of the held-out test.npz, or None
     metrics: dict[int, dict[str, float]]
     metric_digests: dict[int, str]
+    g0_metrics: dict[str, float] | None  # the genesis model's, measured once
+    genesis: Block
     evaluated_through: tuple[int, str] | None
     stop_event: threading.Event
     tip_seq: int
@@ -140,7 +143,7 @@ class EvaluatorNode(Protocol):
 def participant_loop(node: LearnerNode) -> None:
     node.ledger.mempool.priority_senders.add(node.pubkey)  # our update outranks strangers' (mempool.py)
     step = participate_once if node.sa is None else sa_participate_once
-    while not node.stop_event.is_set():
+    while not (node.stop_event.is_set() or node.resting.is_set()):
         seen = node.tip_seq  # read before looking at the tip: a block during the step wakes the wait below
         try:
             step(node)
@@ -274,6 +277,10 @@ def evaluate_closed_rounds(node: EvaluatorNode, batch: int = 50) -> int:
     the models, so a tick costs O(new rounds), not O(chain) (issue 10, item 13)."""
     if node.test_set is None:
         return 0
+    if node.g0_metrics is None:  # once: G0 is the chart's round 0 (explorer)
+        with node.lock:
+            g0 = node.chain.model(node.genesis.hash)[0]
+        node.g0_metrics = node.model.evaluate(g0, *node.test_set)
     with node.lock:
         chain = node.chain
         closes = chain.round_closes(_first_unchecked(node, chain))
@@ -367,6 +374,7 @@ class MinerNode(Protocol):
     miner: Miner | None
     miner_hold_until: float
     stop_event: threading.Event
+    resting: threading.Event
 
     @property
     def chain(self) -> Chain: ...
@@ -389,7 +397,7 @@ def miner_loop(node: MinerNode) -> None:
     with Miner(workers=node.mine_workers, in_process=False, nice=MINER_NICE) as miner:
         node.miner = miner  # Node.template_stale interrupts it
         try:
-            while not node.stop_event.is_set():
+            while not (node.stop_event.is_set() or node.resting.is_set()):
                 try:
                     mine_once(node, miner)
                 except ValidationError:
@@ -410,7 +418,7 @@ def mine_once(node: MinerNode, miner: Miner) -> None:
     prev, version, t0 = block.header.prev_hash, node.mempool_version, time.monotonic()
 
     def should_stop() -> bool:  # the fallback of Node.template_stale's interrupt (a race, a lost wake-up)
-        return (node.stop_event.is_set() or node.template_epoch != epoch or node.chain.tip.hash != prev
+        return (node.stop_event.is_set() or node.resting.is_set() or node.template_epoch != epoch or node.chain.tip.hash != prev
                 or (node.mempool_version != version and (not block.txs or time.monotonic() - t0 > TEMPLATE_REFRESH_S)))
 
     if should_stop():

@@ -77,3 +77,37 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path):
         with pytest.raises(ConfigError) as refused:
             run_node(tmp_path / "d", config(), port=port)
     assert f"cannot listen on 127.0.0.1:{port}: it is in use" in str(refused.value)
+
+
+def test_run_node_rest_after_round_stops_learning_and_mining_and_keeps_serving(tmp_path):
+    """Issue 14 (networks never stop; `demo --keep` ran to round 409): with
+    rest_after_round the node stops mining once the round is closed and keeps
+    answering its API. Absence of blocks can only be shown over a window: the
+    tip must not move (but for a block found as it rested) for 5 target block
+    intervals after the node rests."""
+    import time
+    port = free_port()
+    proc = node_process(tmp_path, port, ", rest_after_round=2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def status():
+            try:
+                return requests.get(url + "/status", timeout=1).json()
+            except requests.RequestException:
+                return None
+        doc = wait_for(lambda: (s := status()) and s["resting"] and s, seconds=60, what="the node to rest")
+        assert doc["mining"] is False and doc["round"] >= 3
+        height = doc["height"]
+        window = 5 * config().target_block_ms / 1000
+        deadline = time.monotonic() + window
+        while time.monotonic() < deadline:  # one block found as the node rested may still connect
+            assert status()["height"] <= height + 1, "the resting node went on mining"
+        assert requests.get(url + "/rounds/2", timeout=2).json()["status"] == "closed"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "round 2 closed (--rest-after-round): learning and mining stop" in out and "Traceback" not in out
