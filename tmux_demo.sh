@@ -142,7 +142,7 @@ node_cmd() {
     if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; wait=$(wait_hub); fi
     if [ "$i" -gt 0 ] && [ "$i" -lt "$MINERS" ]; then mine="--mine --workers 1"; fi
     echo "$wait; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
-         "--dataset $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
+         "--data $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
 }
 
 tmux new-session -d -s "$SESSION" -n network -x 200 -y 50 "$(node_cmd 0)"

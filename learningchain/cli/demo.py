@@ -94,7 +94,7 @@ def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_tim
     from learningchain.ledger.genesis import LOCAL_BLOCK_MS, LOCAL_ROUND_TIMEOUT_MS, blocks_for, default_config
     block_ms = block_ms or LOCAL_BLOCK_MS
     round_timeout = round_timeout or blocks_for(LOCAL_ROUND_TIMEOUT_MS, block_ms)
-    params = {**aggregation.default_params(aggregator, n), **aggregation.robust_params(aggregator, n, byzantine)}
+    params = aggregation.sized_params(aggregator, n, byzantine)
     return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
                           round_timeout=round_timeout, target_block_ms=block_ms)
 
@@ -136,7 +136,11 @@ def _sa_label(config) -> str:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """What argparse cannot check alone (counts are positive already)."""
+    """What argparse cannot check alone (counts are positive already): a
+    ConfigError, hence exit status 2 (cli/main.py), before anything is written."""
+    from learningchain.learning.data import DATASETS
+    if args.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if not 0 <= args.byzantine < args.nodes:
         raise ConfigError(f"--byzantine must be in [0, {args.nodes - 1}] with --nodes {args.nodes} "
                           f"(at least one honest node mines), got {args.byzantine}")
@@ -149,6 +153,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
         raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
     check_sa_args(args)
+    # the genesis quorum is --nodes: say so in the demo's flags, not genesis's
+    argtypes.check_rule_fits(args.aggregator, args.nodes, args.byzantine)
     _dp_role(args)  # the DP flags: the one check of participant.Role, before any process starts
     if args.base_port and args.base_port + args.nodes - 1 > 65535:
         raise ConfigError(f"--base-port {args.base_port} + {args.nodes} nodes goes past port 65535")
@@ -321,8 +327,10 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
     p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
-    p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
-    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--dataset", default="digits", help="bundled data set: digits (default), diabetes, "
+                                                       "breast-cancer, synthetic-classification, synthetic-regression")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg",
+                   help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
     p.add_argument("--byzantine", type=argtypes.count, default=0,
                    help="the last K nodes attack (the miners, the first nodes, stay honest)")
     p.add_argument("--miners", type=argtypes.positive_int, default=None,

@@ -23,14 +23,24 @@ class NodeError(LearningChainError):
     """The node answered with an error document (or something that is not JSON)."""
 
 
+class NotANode(NodeError):
+    """The server answered, but not as a LearningChain node does."""
+
+
 class NodeClient:
-    """A tiny JSON client of one node's API."""
+    """A tiny JSON client of one node's API. ``url`` is checked as ``--node`` is
+    (:func:`learningchain.cli.argtypes.node_url`: http(s), a host, a port in
+    1..65535): a bad one is a ConfigError, never a requests error."""
 
     def __init__(self, url: str, timeout: tuple[float, float] = TIMEOUT):
-        url = url.strip().rstrip("/")
-        if "://" not in url:
-            url = "http://" + url
-        self.url = url
+        import argparse
+
+        from learningchain.cli.argtypes import node_url
+        from learningchain.core.errors import ConfigError
+        try:
+            self.url = node_url(url)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(str(exc)) from None
         self.timeout = timeout
         self.session = requests.Session()
 
@@ -43,13 +53,39 @@ class NodeClient:
         try:
             doc = resp.json()
         except ValueError:
-            raise NodeError(f"{self.url}{path} answered HTTP {resp.status_code} with non-JSON "
-                            f"content: is this a LearningChain node?") from None
+            raise NotANode(self.not_a_node(f"its answer to {path} (HTTP {resp.status_code}) is not JSON")) from None
         if resp.status_code >= 400:
-            reason = doc.get("reason") if isinstance(doc, dict) else None
-            error = doc.get("error") if isinstance(doc, dict) else doc
-            raise NodeError(f"{self.url}{path}: {error}" + (f" ({reason})" if reason else ""))
+            if not (isinstance(doc, dict) and "error" in doc):
+                raise NotANode(self.not_a_node(f"it answered {path} with HTTP {resp.status_code} "
+                                               f"but no error document"))
+            reason = doc.get("reason")
+            raise NodeError(f"{self.url}{path}: {doc.get('error')}" + (f" ({reason})" if reason else ""))
+        if path == "/status" and not self.is_status(doc):
+            raise NotANode(self.not_a_node("its /status has no network, genesis and height"))
         return doc
+
+    @staticmethod
+    def is_status(doc: Any) -> bool:
+        """Whether ``doc`` is what a node's ``/status`` answers (docs/api.md)."""
+        return (isinstance(doc, dict) and isinstance(doc.get("genesis"), str) and "network" in doc
+                and isinstance(doc.get("height"), int) and not isinstance(doc.get("height"), bool))
+
+    def not_a_node(self, why: str) -> str:
+        return f"{self.url} is not a LearningChain node ({why}): check the --node URL and port"
+
+    def explain(self, exc: Exception) -> Exception:
+        """What to raise for ``exc``, an error while reading this server's answers
+        (a ValueError, KeyError, ...): NotANode when its ``/status`` is not a
+        node's, else ``exc`` itself (a node's answer we misread is our bug)."""
+        if isinstance(exc, NodeError):
+            return exc
+        try:
+            self.get("/status")
+        except NodeError as not_node:
+            return not_node
+        except requests.RequestException:
+            return exc
+        return exc
 
     def close(self) -> None:
         self.session.close()
@@ -309,10 +345,11 @@ COMMANDS = {
 
 
 def register(sub) -> None:
+    from learningchain.cli.argtypes import node_url
     for name, (func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--node", default="http://127.0.0.1:5000",
-                       help="node URL (default http://127.0.0.1:5000)")
+        p.add_argument("--node", type=node_url, default="http://127.0.0.1:5000",
+                       help="node URL, http(s)://host[:port] (default http://127.0.0.1:5000)")
         p.add_argument("--json", action="store_true", help="print the node's JSON answer")
         if name == "chain":
             p.add_argument("--start", type=int, help="first height (default: the last --limit blocks)")
@@ -331,6 +368,8 @@ def _runner(func):
         client = NodeClient(args.node)
         try:
             out = func(client, args)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise client.explain(exc) from exc  # a server that is not a node: one line saying so
         finally:
             client.close()
         print(json.dumps(out, indent=1) if args.json else out)

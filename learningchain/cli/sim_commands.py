@@ -3,7 +3,8 @@ the sweeps and the partition files.
 
 :func:`register` adds the three subcommands to the node's argparse
 subparsers; :func:`main` runs them standalone (``python -m learningchain.cli.sim_commands``).
-A bad flag or config ends with ONE line on stderr and exit status 2.
+A bad flag or config ends with ONE line on stderr and exit status 2 (a usage
+error, as everywhere in ``node.py``: cli/main.py ``EXIT_CODES``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learningchain.learning import aggregation, data
-from learningchain.cli.argtypes import add_dp_flags, count, non_negative, positive_int
+from learningchain.cli.argtypes import add_dp_flags, check_rule_fits, count, non_negative, number_list, positive_int
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import KINDS
 from learningchain.learning.attacks import ATTACKS
@@ -96,6 +97,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from learningchain.sim.simulator import Simulation
     try:
         cfg = build_config(args)
+        check_rule_fits(cfg.aggregator, cfg.nodes, cfg.byzantine, quorum=cfg.quorum,
+                        explicit=cfg.aggregator_params, params_flag="--agg-param" if cfg.aggregator_params else None)
         sim = Simulation(cfg)
     except ConfigError as exc:
         return _fail("simulate", exc)
@@ -141,6 +144,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         if args.kind == "byzantine":
             rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
+            for rule in rules:  # sized for the most attackers of the sweep
+                check_rule_fits(rule, args.nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
+        elif args.kind in ("selection", "compression"):
+            check_rule_fits(base.aggregator, args.nodes, args.byzantine)
+        if args.kind == "byzantine":
             print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
 
             def show(rule, k, res):
@@ -170,7 +178,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             for scheme, row in sweep["schemes"].items():
                 print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
         else:
-            sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
+            sigmas = args.sigmas
             print(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
 
             def show(sigma, res):
@@ -178,7 +186,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 eps = res["rounds"][-1].get("epsilon")
                 print(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}", flush=True)
             sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         return _fail("experiment", exc)
     paths = experiments.write_sweep(out, args.kind, sweep)
     print(f"{time.perf_counter() - start:.1f}s; wrote {', '.join(str(p) for p in paths)}")
@@ -222,21 +230,23 @@ def register(subparsers) -> None:
     p = _one_line_errors(subparsers.add_parser(
         "simulate", help="run N participants x R rounds in one process on the real ledger core"))
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
-    p.add_argument("--nodes", type=positive_int)
-    p.add_argument("--rounds", type=positive_int)
-    p.add_argument("--dataset", choices=data.DATASETS)
+    p.add_argument("--nodes", type=positive_int, help="participants, one update each per round")
+    p.add_argument("--rounds", type=positive_int, help="rounds to run")
+    p.add_argument("--dataset", choices=data.DATASETS, help="bundled data set (default digits)")
     add_samples_flag(p)
-    p.add_argument("--split", choices=data.SPLITS)
+    p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
     p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
-    p.add_argument("--model", choices=KINDS)
-    p.add_argument("--aggregator", choices=aggregation.RULES)
-    p.add_argument("--agg-param", action="append", metavar="NAME=VALUE", help="aggregation parameter")
+    p.add_argument("--model", choices=KINDS, help="model kind (default mlp)")
+    p.add_argument("--aggregator", choices=aggregation.RULES,
+                   help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
+    p.add_argument("--agg-param", action="append", metavar="NAME=VALUE",
+                   help="aggregation parameter, repeatable (e.g. f=2); overrides the sizing for --byzantine")
     p.add_argument("--byzantine", type=count, help="number of attacking participants")
-    p.add_argument("--attack", choices=ATTACKS)
+    p.add_argument("--attack", choices=ATTACKS, help="what the attackers do (with --byzantine)")
     add_dp_flags(p, defaults=False)
     p.add_argument("--dp-noise", choices=("seeded", "os"),
                    help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
-    p.add_argument("--seed", type=count)
+    p.add_argument("--seed", type=count, help="seed of the data split, keys, training and noise (default 0)")
     p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: nodes)")
     p.add_argument("--full-nodes", type=positive_int, help="validating ledgers (default min(nodes, 3))")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
@@ -260,40 +270,53 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
 
-    p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
-    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
-    p.add_argument("--dataset", choices=data.DATASETS, default="digits")
+    p = _one_line_errors(subparsers.add_parser(
+        "experiment", help="a sweep of simulations: byzantine (rules x attackers), dp (noise), selection "
+                           "(policies: accuracy against energy) or compression (update schemes)"))
+    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"),
+                   help="byzantine: each rule of --aggregators against 0..--max-byzantine attackers; dp: each "
+                        "noise multiplier of --sigmas; selection: each policy of --policies; compression: "
+                        "each scheme of --schemes")
+    p.add_argument("--dataset", choices=data.DATASETS, default="digits", help="bundled data set (default digits)")
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=10)
-    p.add_argument("--rounds", type=positive_int, default=10)
-    p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=non_negative, default=0.5)
-    p.add_argument("--model", choices=KINDS, default="mlp")
-    p.add_argument("--attack", choices=ATTACKS, default="sign-flip")
+    p.add_argument("--nodes", type=positive_int, default=10, help="participants per simulation (default 10)")
+    p.add_argument("--rounds", type=positive_int, default=10, help="rounds per simulation (default 10)")
+    p.add_argument("--split", choices=data.SPLITS, default="iid",
+                   help="how the data is spread over the nodes (default iid)")
+    p.add_argument("--alpha", type=non_negative, default=0.5,
+                   help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
+    p.add_argument("--model", choices=KINDS, default="mlp", help="model kind (default mlp)")
+    p.add_argument("--attack", choices=ATTACKS, default="sign-flip", help="what attackers do (default sign-flip)")
     p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
-                   help="comma-separated rules")
-    p.add_argument("--max-byzantine", type=count, default=3)
-    p.add_argument("--byzantine", type=count, default=0, help="selection: attackers")
+                   help="byzantine: comma-separated rules (default fedavg,median,trimmed-mean,krum)")
+    p.add_argument("--max-byzantine", type=count, default=3,
+                   help="byzantine: attackers from 0 up to this (default 3); robust rules are sized for it")
+    p.add_argument("--byzantine", type=count, default=0, help="selection/compression: attackers (default 0)")
     p.add_argument("--aggregator", choices=aggregation.RULES, help="selection/compression: rule (fedavg)")
     p.add_argument("--policies", default="all,random-k,top-k,energy-aware", help="selection: policies")
     p.add_argument("--k", type=positive_int, default=8, help="selection: participants per round")
     p.add_argument("--explore", type=count, default=4, help="selection: random picks among k")
     p.add_argument("--schemes", default="q8,topk,skip", help="compression: none,q8,topk,skip")
-    p.add_argument("--topk-fraction", type=non_negative, default=0.1)
-    p.add_argument("--skip-threshold", type=non_negative, default=0.85)
-    p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
+    p.add_argument("--topk-fraction", type=non_negative, default=0.1,
+                   help="compression: share of entries a topk update sends (default 0.1)")
+    p.add_argument("--skip-threshold", type=non_negative, default=0.85,
+                   help="compression: skip sends a skip when ||w - G(r-1)|| is below this (default 0.85)")
+    p.add_argument("--sigmas", type=number_list, default=[0.0, 0.3, 1.0, 3.0],
+                   help="dp: comma-separated noise multipliers (default 0,0.3,1,3)")
     p.add_argument("--clip", type=non_negative, default=1.0, help="dp: clip norm C")
-    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--seed", type=count, default=0, help="seed of the data split, keys and training (default 0)")
     p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 
     p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=4)
-    p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=non_negative, default=0.5)
-    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--nodes", type=positive_int, default=4, help="partitions to write, one per node (default 4)")
+    p.add_argument("--split", choices=data.SPLITS, default="iid",
+                   help="iid, dirichlet (label skew, --alpha) or quantity (size skew); default iid")
+    p.add_argument("--alpha", type=non_negative, default=0.5,
+                   help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the split (default 0)")
     p.add_argument("--out", help="root directory (default data/)")
     p.set_defaults(func=cmd_data)
 

@@ -53,7 +53,7 @@ def test_keygen_refuses_to_overwrite(tmp_path):
     assert cli.main(["keygen", "--data-dir", str(tmp_path)]) == 0
     before = keyfile.key_path(tmp_path).read_bytes()
     proc = node_py("keygen", "--data-dir", str(tmp_path))
-    line = assert_one_line_error(proc, 1)
+    line = assert_one_line_error(proc, 2)
     assert "already exists" in line
     assert keyfile.key_path(tmp_path).read_bytes() == before
 
@@ -99,7 +99,7 @@ def test_verify_says_where_a_hand_edited_store_breaks(tmp_path):
 
 
 def test_verify_of_a_missing_dir_is_one_line(tmp_path):
-    line = assert_one_line_error(node_py("verify", "--data-dir", str(tmp_path / "nope")), 1)
+    line = assert_one_line_error(node_py("verify", "--data-dir", str(tmp_path / "nope")), 2)
     assert "no such data directory" in line
 
 
@@ -130,16 +130,16 @@ def test_bad_flags_exit_2_with_one_line(argv):
     (["--rounds", "0"], 2, "argument --rounds: '0' must be a positive integer"),
     (["--byzantine", "-1"], 2, "argument --byzantine: '-1' must be 0 or a positive integer"),
     (["--base-port", "70000"], 2, "argument --base-port: '70000' is not a TCP port"),
-    (["--nodes", "3", "--byzantine", "3", "--attack", "sign-flip"], 1, "--byzantine must be in [0, 2]"),
-    (["--byzantine", "1"], 1, "--byzantine needs --attack NAME"),
-    (["--selection", "top-k"], 1, "--selection top-k needs --select-k in [1, 4]"),
+    (["--nodes", "3", "--byzantine", "3", "--attack", "sign-flip"], 2, "--byzantine must be in [0, 2]"),
+    (["--byzantine", "1"], 2, "--byzantine needs --attack NAME"),
+    (["--selection", "top-k"], 2, "--selection top-k needs --select-k in [1, 4]"),
     (["--miners", "0"], 2, "argument --miners: '0' must be a positive integer"),
-    (["--miners", "3", "--byzantine", "2", "--attack", "sign-flip"], 1,
+    (["--miners", "3", "--byzantine", "2", "--attack", "sign-flip"], 2,
      "--miners 3 and --byzantine 2 overlap with --nodes 4"),
-    (["--secure-aggregation", "--aggregator", "krum"], 1, "robust rule krum cannot run under secure aggregation"),
-    (["--sa-threshold", "3"], 1, "--sa-threshold, --sa-clip and --sa-phase-timeout need --secure-aggregation"),
-    (["--secure-aggregation", "--compression", "q8"], 1, "--compression does not apply under --secure-aggregation"),
-    (["--secure-aggregation", "--sa-threshold", "2"], 1, "--sa-threshold 2 must be in [floor(N/2)+1, N] = [3, 4]"),
+    (["--secure-aggregation", "--aggregator", "krum"], 2, "robust rule krum cannot run under secure aggregation"),
+    (["--sa-threshold", "3"], 2, "--sa-threshold, --sa-clip and --sa-phase-timeout need --secure-aggregation"),
+    (["--secure-aggregation", "--compression", "q8"], 2, "--compression does not apply under --secure-aggregation"),
+    (["--secure-aggregation", "--sa-threshold", "2"], 2, "--sa-threshold 2 must be in [floor(N/2)+1, N] = [3, 4]"),
 ])
 def test_demo_flags_are_checked_before_anything_starts(tmp_path, capsys, argv, status, says):
     from learningchain.cli.main import main
@@ -161,14 +161,14 @@ def test_genesis_writes_a_config_run_accepts(tmp_path, capsys):
     config = cli.load_genesis_file(out)
     assert config.quorum == 3 and config.rule == "median"
     assert config.allow_list == tuple(keyfile.load_or_create_key(d).public_hex for d in dirs)
-    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1  # no silent overwrite
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 2  # no silent overwrite
     assert "--force" in capsys.readouterr().err
 
 
 def test_genesis_makes_the_admission_choice_explicit(tmp_path, capsys):
     """No allow-list and no --open: refused, naming both; --open writes allow_list null."""
     out = tmp_path / "genesis.json"
-    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 1
+    assert cli.main(["genesis", "--nodes", "3", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--allow-list" in err and "--open" in err and not out.exists()
     assert cli.main(["genesis", "--nodes", "3", "--out", str(out), "--open"]) == 0
@@ -180,14 +180,14 @@ def test_run_with_a_broken_genesis_file_is_one_line(tmp_path):
     bad = tmp_path / "genesis.json"
     bad.write_text("{not json")
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "1", "--genesis", str(bad))
-    line = assert_one_line_error(proc, 1)
+    line = assert_one_line_error(proc, 2)
     assert str(bad) in line
 
 
-def test_run_with_a_missing_dataset_file_is_one_line(tmp_path):
+def test_run_with_a_missing_data_file_is_one_line(tmp_path):
     proc = node_py("run", "--data-dir", str(tmp_path / "n"), "--port", "5999",
-                   "--dataset", str(tmp_path / "missing.npz"))
-    assert "missing.npz not found" in assert_one_line_error(proc, 1)
+                   "--data", str(tmp_path / "missing.npz"))
+    assert "missing.npz not found" in assert_one_line_error(proc, 2)
 
 
 # --- key files of `run` ------------------------------------------------------------------
@@ -232,10 +232,10 @@ def test_a_fresh_data_dir_gets_a_key_but_a_stored_chain_does_not(tmp_path):
     (["simulate", "--dp-epsilon", "nan"], 2, "argument --dp-epsilon: 'nan' must be a finite number >= 0"),
     (["simulate", "--dp-mode", "sample"], 2, "--dp-mode sample needs --dp-epsilon"),
     (["simulate", "--dp-sample-rate", "0.5", "--dp-sigma", "1", "--dp-clip", "1"], 2, "sample only"),
-    (["run", "--data-dir", "D", "--port", "5990", "--dp-mode", "sample"], 1, "--dp-mode sample needs --dp-epsilon"),
-    (["run", "--data-dir", "D", "--port", "5990", "--dp-epsilon", "8"], 1, "needs a clip norm"),
+    (["run", "--data-dir", "D", "--port", "5990", "--dp-mode", "sample"], 2, "--dp-mode sample needs --dp-epsilon"),
+    (["run", "--data-dir", "D", "--port", "5990", "--dp-epsilon", "8"], 2, "needs a clip norm"),
     (["run", "--data-dir", "D", "--port", "5990", "--dp-delta", "0"], 2, "'0' must lie in (0, 1)"),
-    (["demo", "--out", "D", "--dp-mode", "sample"], 1, "--dp-mode sample needs --dp-epsilon"),
+    (["demo", "--out", "D", "--dp-mode", "sample"], 2, "--dp-mode sample needs --dp-epsilon"),
     (["demo", "--out", "D", "--dp-sample-rate", "2"], 2, "'2' must be in (0, 1]"),
 ])
 def test_dp_flags_refused_with_one_line(tmp_path, capsys, argv, status, says):
@@ -281,7 +281,7 @@ def test_genesis_refuses_secure_aggregation_with_a_robust_rule(tmp_path, capsys)
     code = main(["genesis", "--nodes", "4", "--out", str(tmp_path / "g.json"), "--secure-aggregation",
                  "--allow-list", keys, "--aggregator", "median"])
     err = capsys.readouterr().err
-    assert code == 1 and "robust rule median cannot run under secure aggregation" in err, err
+    assert code == 2 and "robust rule median cannot run under secure aggregation" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "g.json").exists()
 
 
@@ -293,7 +293,7 @@ def test_genesis_refuses_secure_aggregation_without_a_roster(tmp_path):
                               capture_output=True, text=True, timeout=20, cwd=str(root))
     except subprocess.TimeoutExpired:
         pytest.fail("node.py genesis --secure-aggregation --open hangs (default_params with N = 0)")
-    assert done.returncode == 1 and "secure aggregation needs a known roster" in done.stderr, done.stderr
+    assert done.returncode == 2 and "secure aggregation needs a known roster" in done.stderr, done.stderr
 
 
 def test_a_demo_refused_for_its_dataset_leaves_the_previous_run_alone(tmp_path, capsys):
