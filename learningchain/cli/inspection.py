@@ -30,7 +30,10 @@ class NotANode(NodeError):
 class NodeClient:
     """A tiny JSON client of one node's API. ``url`` is checked as ``--node`` is
     (:func:`learningchain.cli.argtypes.node_url`: http(s), a host, a port in
-    1..65535): a bad one is a ConfigError, never a requests error."""
+    1..65535): a bad one is a ConfigError, never a requests error. The first
+    request makes sure the server is a node (its ``/status``, fetched first when
+    the first request is another path): any other server is :class:`NotANode`,
+    one line, rather than a table of someone else's JSON or a ValueError."""
 
     def __init__(self, url: str, timeout: tuple[float, float] = TIMEOUT):
         import argparse
@@ -43,8 +46,11 @@ class NodeClient:
             raise ConfigError(str(exc)) from None
         self.timeout = timeout
         self.session = requests.Session()
+        self.checked = False  # /status answered as a node's
 
     def get(self, path: str, **params) -> Any:
+        if not self.checked and path != "/status":
+            self.get("/status")
         try:
             resp = self.session.get(self.url + path, params=params or None, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -60,8 +66,10 @@ class NodeClient:
                                                f"but no error document"))
             reason = doc.get("reason")
             raise NodeError(f"{self.url}{path}: {doc.get('error')}" + (f" ({reason})" if reason else ""))
-        if path == "/status" and not self.is_status(doc):
-            raise NotANode(self.not_a_node("its /status has no network, genesis and height"))
+        if path == "/status":
+            if not self.is_status(doc):
+                raise NotANode(self.not_a_node("its /status has no network, genesis and height"))
+            self.checked = True
         return doc
 
     @staticmethod
@@ -72,20 +80,6 @@ class NodeClient:
 
     def not_a_node(self, why: str) -> str:
         return f"{self.url} is not a LearningChain node ({why}): check the --node URL and port"
-
-    def explain(self, exc: Exception) -> Exception:
-        """What to raise for ``exc``, an error while reading this server's answers
-        (a ValueError, KeyError, ...): NotANode when its ``/status`` is not a
-        node's, else ``exc`` itself (a node's answer we misread is our bug)."""
-        if isinstance(exc, NodeError):
-            return exc
-        try:
-            self.get("/status")
-        except NodeError as not_node:
-            return not_node
-        except requests.RequestException:
-            return exc
-        return exc
 
     def close(self) -> None:
         self.session.close()
@@ -368,8 +362,6 @@ def _runner(func):
         client = NodeClient(args.node)
         try:
             out = func(client, args)
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise client.explain(exc) from exc  # a server that is not a node: one line saying so
         finally:
             client.close()
         print(json.dumps(out, indent=1) if args.json else out)

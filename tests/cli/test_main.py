@@ -4,6 +4,7 @@ in-process calls of :func:`learningchain.cli.main.main` elsewhere."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import stat
 import subprocess
@@ -324,3 +325,261 @@ def test_the_command_line_starts_without_the_learning_stack():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=str(Path(__file__).resolve().parents[2]))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- issue 14, rough errors ------------------------------------------------------------------
+
+def run_main(argv) -> tuple[int, str]:
+    """``main(argv)``'s exit status (argparse's SystemExit included) and stderr."""
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue()
+
+
+def test_run_refuses_a_data_dir_whose_parent_is_missing(tmp_path):
+    """`--data-dir /nonexistent/deep/dir` silently made it and a new key there."""
+    deep = tmp_path / "nonexistent" / "deep" / "dir"
+    line = assert_one_line_error(node_py("run", "--data-dir", str(deep), "--port", "5999"), 2)
+    assert f"its parent {deep.parent} does not exist" in line and f"mkdir -p {deep.parent}" in line
+    assert f"keygen --data-dir {deep}'" in line and "'python node.py" not in line
+    assert not (tmp_path / "nonexistent").exists()
+    (tmp_path / "plain").write_text("")
+    code, err = run_main(["run", "--data-dir", str(tmp_path / "plain"), "--port", "5999"])
+    assert code == 2 and "is a file, not a directory" in err
+
+
+def test_a_first_start_in_an_existing_parent_still_makes_the_dir_and_key(tmp_path):
+    """The node gets as far as listening (a busy port then stops it: a runtime
+    failure, exit status 1), with its new data dir and key made on the way."""
+    import socket
+    fresh = tmp_path / "fresh"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, err = run_main(["run", "--data-dir", str(fresh), "--port", str(busy.getsockname()[1])])
+    assert code == 1 and "cannot listen on 127.0.0.1:" in err and len(err.strip().splitlines()) == 1, err
+    assert keyfile.key_path(fresh).is_file()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--aggregator", "bulyan"], "bulyan (f=1) needs at least 7 updates a round, more than the quorum "
+                                         "of 4 (one update per node): pass --nodes 7 or more"),
+    (["demo", "--aggregator", "krum", "--nodes", "6", "--byzantine", "2", "--attack", "sign-flip"],
+     "krum (f=2) needs at least 7 updates a round, more than the quorum of 6 (one update per node): pass "
+     "--nodes 7 or more, or lower --byzantine to 1"),
+    (["simulate", "--aggregator", "bulyan", "--nodes", "4", "--rounds", "1"], "pass --nodes 7 or more"),
+    (["simulate", "--aggregator", "krum", "--nodes", "9", "--quorum", "4", "--rounds", "1"],
+     "more than the quorum of 4: pass --quorum 5 or more"),
+    (["simulate", "--aggregator", "krum", "--nodes", "5", "--agg-param", "f=2", "--rounds", "1"],
+     "pass --nodes 7 or more, or smaller parameters in --agg-param"),
+    (["experiment", "selection", "--aggregator", "krum", "--nodes", "4"], "pass --nodes 5 or more"),
+    (["experiment", "byzantine", "--aggregators", "fedavg,krum", "--nodes", "6", "--max-byzantine", "2"],
+     "pass --nodes 7 or more, or lower --max-byzantine to 1"),
+    (["genesis", "--nodes", "4", "--aggregator", "krum", "--open"],
+     "krum (f=1) needs at least 5 updates a round, more than the quorum of 4 (one update per node): pass "
+     "--nodes 5 or more, or smaller parameters in --params"),
+    (["genesis", "--nodes", "7", "--quorum", "4", "--aggregator", "bulyan", "--open"],
+     "bulyan (f=1) needs at least 7 updates a round, more than the quorum of 4: pass --quorum 7 or more"),
+])
+def test_quorum_errors_name_the_flags_of_the_command_run(tmp_path, argv, says):
+    """Issue 14: demo said "raise quorum or lower the rule's parameters" (it has
+    neither flag) and genesis said "genesis: genesis: ..."."""
+    out = tmp_path / "out"
+    code, err = run_main([*argv, "--out", str(out if argv[0] != "genesis" else tmp_path / "g.json")])
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"node.py {argv[0]}: aggregator ") and "genesis: genesis" not in err
+    assert "raise quorum" not in err and not out.exists() and not (tmp_path / "g.json").exists()
+
+
+def test_the_least_node_count_a_rule_needs_is_what_makes_it_run(tmp_path):
+    """The --nodes the message computes does run (the rules' minima 2f+3, 4f+3)."""
+    from learningchain.cli.demo import make_config
+    from learningchain.learning.aggregation import min_nodes
+    assert [min_nodes("krum", b) for b in range(4)] == [5, 5, 7, 9]
+    assert min_nodes("bulyan", 0) == 7 and min_nodes("krum", 0, {"f": 3}) == 9
+    assert min_nodes("krum", 0, {"f": 10**6}) is None
+    from learningchain.core.errors import ConfigError
+    for rule, b in (("krum", 2), ("bulyan", 0), ("multi-krum", 3), ("trimmed-mean", 2), ("l-nearest", 1)):
+        n = min_nodes(rule, b)
+        make_config(n, "digits", rule, b)  # genesis accepts it
+        if n - 1 > b:  # and one node fewer is refused
+            with pytest.raises(ConfigError, match="quorum"):
+                make_config(n - 1, "digits", rule, b)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--dataset", "mnist"], ["simulate", "--dataset", "mnist"], ["experiment", "dp", "--dataset", "mnist"],
+    ["data", "--dataset", "mnist"], ["genesis", "--nodes", "3", "--aggregator", "mean", "--open"],
+    ["run", "--data-dir", "D", "--port", "5999", "--attack", "nonsense"], ["status", "--node", "ftp://x"],
+    ["block", "0", "--node", "http://127.0.0.1:99999"], ["experiment", "dp", "--sigmas", "1,x"],
+    ["run", "--data-dir", "D", "--port", "5999", "--dataset", "digits"],
+])
+def test_usage_errors_exit_2_from_every_command(tmp_path, argv):
+    """An unknown dataset exited 1 from demo but 2 from simulate: every bad flag
+    value or unknown name is a usage error (exit 2), as argparse's are."""
+    argv = [str(tmp_path / "d") if a == "D" else a for a in argv]
+    if argv[0] in ("demo", "simulate", "experiment", "data"):
+        argv += ["--out", str(tmp_path / "d")]
+    elif argv[0] == "genesis":
+        argv += ["--out", str(tmp_path / "d" / "g.json")]
+    code, err = run_main(argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()
+
+
+def test_runtime_failures_exit_1_and_the_convention_is_in_help(capsys):
+    code, err = run_main(["status", "--node", "http://127.0.0.1:9"])
+    assert code == 1 and "cannot reach node at http://127.0.0.1:9" in err
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 done; 1 the command ran and failed" in text and "2 the command line is wrong" in text
+
+
+def test_node_urls_are_checked_before_any_request():
+    """`ftp://` and port 99999 ended in requests' `No connection adapters...`."""
+    from learningchain.cli.argtypes import node_url
+    from learningchain.cli.inspection import NodeClient
+    from learningchain.core.errors import ConfigError
+    assert node_url("127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert node_url(" https://h.example:443/ ") == "https://h.example:443"
+    for bad, says in (("ftp://x", "scheme 'ftp' is not http or https"), ("http://a:99999", "1..65535"),
+                      ("http://a:0", "1..65535"), ("http://a:x", "1..65535"), ("http://", "http(s)://host"),
+                      ("http://u:p@a:1", "credentials"), ("http://a:1/?q=1", "query")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            NodeClient(bad)
+    proc = node_py("chain", "--node", "ftp://127.0.0.1:5000")
+    line = assert_one_line_error(proc, 2)
+    assert "argument --node: 'ftp://127.0.0.1:5000' is not a node URL" in line and "adapter" not in line
+
+
+class _NotANode:
+    """A tiny HTTP server that is not a LearningChain node: ``body`` for every GET."""
+
+    def __init__(self, body: bytes, content_type: str, status: int = 200):
+        from http.server import BaseHTTPRequestHandler
+
+        from tests.served import serve_handler
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        self.server, self.url = serve_handler(Handler)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        from tests.served import stop_server
+        stop_server(self.server)
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"<html><body>It works!</body></html>", "text/html", 200),
+    (b'{"status": "ok", "version": 3}', "application/json", 200),
+    (b'[1, 2, 3]', "application/json", 200),
+    (b'{"height": "tall", "genesis": 1}', "application/json", 200),
+    (b"<html>Not Found</html>", "text/html", 404),
+    (b'{"detail": "Not Found"}', "application/json", 404),
+])
+@pytest.mark.parametrize("command", [["chain"], ["status"], ["block", "0"], ["round"], ["peers"]])
+def test_a_server_that_is_not_a_node_is_named_so(body, content_type, status, command):
+    """`chain --node <a server that is not a node>` said `unexpected ValueError`."""
+    with _NotANode(body, content_type, status) as other:
+        code, err = run_main([*command, "--node", other.url])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{other.url} is not a LearningChain node" in err and "unexpected" not in err, err
+
+
+def test_not_a_node_is_one_line_without_traceback_from_a_process():
+    with _NotANode(b'{"status": "ok"}', "application/json") as other:
+        line = assert_one_line_error(node_py("chain", "--node", other.url), 1)
+    assert line.startswith(f"node.py chain: {other.url} is not a LearningChain node")
+
+
+def test_run_takes_its_data_file_as_data_and_dataset_file_still_works(tmp_path):
+    """`run --dataset` took a file where every other --dataset takes a name."""
+    from argparse import Namespace
+    import contextlib
+    import io
+    part = tmp_path / "node0.npz"
+    part.write_bytes(b"")
+    assert cli.data_file(Namespace(data=str(part), dataset=None)) == str(part)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.data_file(Namespace(data=None, dataset=str(part))) == str(part)
+    assert err.getvalue() == f"node.py run: warning: --dataset FILE is deprecated, use --data {part}\n"
+    code, err = run_main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5999", "--data", str(part),
+                          "--dataset", str(part)])
+    assert code == 2 and "--data FILE" in err
+    code, err = run_main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5999", "--dataset", "digits"])
+    assert code == 2 and "pass --data FILE, e.g. --data data/digits-4-iid/node0.npz" in err, err
+
+
+def test_every_flag_of_every_command_says_what_it_does():
+    import argparse
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    missing = []
+    for name, command in sub.choices.items():
+        if not (helps.get(name) or "").strip():
+            missing.append(name)
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip():
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+    assert len(sub.choices) >= 14
+
+
+def test_help_texts_that_were_stale():
+    import argparse
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    summary = {c.dest: c.help for c in sub._choices_actions}
+    assert all(kind in summary["experiment"] for kind in ("byzantine", "dp", "selection", "compression"))
+    data_dir = next(a for a in sub.choices["run"]._actions if a.dest == "data_dir").help
+    assert "logs live" not in data_dir and "stdout" in data_dir
+
+
+def test_hints_from_lower_layers_name_the_interpreter_that_runs(tmp_path):
+    """keyfile (the node layer cannot know the interpreter) writes 'node.py keygen';
+    the command line prints a runnable `.venv/bin/python node.py keygen`."""
+    from learningchain.cli.argtypes import node_py as runnable
+    with pytest.raises(KeyFileError) as missing:
+        keyfile.load_key(tmp_path)
+    assert "python node.py" not in str(missing.value) and "'node.py keygen --data-dir" in str(missing.value)
+    assert f"'{runnable()} keygen --data-dir {tmp_path}'" in cli.one_line(missing.value)
+
+
+def test_docs_print_no_bare_python_node_py():
+    """`python node.py ...` with the system interpreter ends in a traceback."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    bad = [f"{p.name}:{i}" for p in docs if p.name != "api.md"
+           for i, line in enumerate(p.read_text().splitlines(), 1)
+           if re.search(r"(?<![/\w])python3? node\.py", line)]
+    assert not bad, bad
+
+
+def test_every_readme_command_parses_as_written():
+    """Each `.venv/bin/python node.py ...` line of the README is a valid command line."""
+    import shlex
+    lines = [line.strip().lstrip("# ") for line in (ROOT / "README.md").read_text().splitlines()]
+    commands = [shlex.split(line.split("node.py", 1)[1].split(" &")[0].split("#")[0].rstrip(" \\"))
+                for line in lines if line.startswith(".venv/bin/python node.py") and "[" not in line]
+    assert len(commands) >= 6
+    parser = cli.build_parser()
+    for argv in commands:
+        parser.parse_args(argv)  # SystemExit(2) names the flag that no longer exists
