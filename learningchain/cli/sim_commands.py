@@ -146,7 +146,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
             for rule in rules:  # sized for the most attackers of the sweep
                 check_rule_fits(rule, args.nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
-        elif args.kind in ("selection", "compression"):
+        else:  # selection, compression, dp: one rule, sized for --byzantine
             check_rule_fits(base.aggregator, args.nodes, args.byzantine)
         if args.kind == "byzantine":
             print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")

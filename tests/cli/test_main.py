@@ -379,6 +379,7 @@ def test_a_first_start_in_an_existing_parent_still_makes_the_dir_and_key(tmp_pat
     (["simulate", "--aggregator", "krum", "--nodes", "5", "--agg-param", "f=2", "--rounds", "1"],
      "pass --nodes 7 or more, or smaller parameters in --agg-param"),
     (["experiment", "selection", "--aggregator", "krum", "--nodes", "4"], "pass --nodes 5 or more"),
+    (["experiment", "dp", "--aggregator", "bulyan", "--nodes", "5"], "pass --nodes 7 or more"),
     (["experiment", "byzantine", "--aggregators", "fedavg,krum", "--nodes", "6", "--max-byzantine", "2"],
      "pass --nodes 7 or more, or lower --max-byzantine to 1"),
     (["genesis", "--nodes", "4", "--aggregator", "krum", "--open"],
@@ -459,54 +460,30 @@ def test_node_urls_are_checked_before_any_request():
     assert "argument --node: 'ftp://127.0.0.1:5000' is not a node URL" in line and "adapter" not in line
 
 
-class _NotANode:
-    """A tiny HTTP server that is not a LearningChain node: ``body`` for every GET."""
-
-    def __init__(self, body: bytes, content_type: str, status: int = 200):
-        from http.server import BaseHTTPRequestHandler
-
-        from tests.served import serve_handler
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        self.server, self.url = serve_handler(Handler)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        from tests.served import stop_server
-        stop_server(self.server)
+@pytest.fixture
+def other_server():
+    """A server that is not a LearningChain node (tests/served.py FakePeer)."""
+    from tests.served import fake_peer_factory
+    yield from fake_peer_factory()
 
 
-@pytest.mark.parametrize("body, content_type, status", [
-    (b"<html><body>It works!</body></html>", "text/html", 200),
-    (b'{"status": "ok", "version": 3}', "application/json", 200),
-    (b'[1, 2, 3]', "application/json", 200),
-    (b'{"height": "tall", "genesis": 1}', "application/json", 200),
-    (b"<html>Not Found</html>", "text/html", 404),
-    (b'{"detail": "Not Found"}', "application/json", 404),
+@pytest.mark.parametrize("body, status", [
+    (b"<html><body>It works!</body></html>", 200), (b'{"status": "ok", "version": 3}', 200),
+    (b'[1, 2, 3]', 200), (b'{"height": "tall", "genesis": 1}', 200),
+    (b"<html>Not Found</html>", 404), (b'{"detail": "Not Found"}', 404),
 ])
 @pytest.mark.parametrize("command", [["chain"], ["status"], ["block", "0"], ["round"], ["peers"]])
-def test_a_server_that_is_not_a_node_is_named_so(body, content_type, status, command):
+def test_a_server_that_is_not_a_node_is_named_so(other_server, body, status, command):
     """`chain --node <a server that is not a node>` said `unexpected ValueError`."""
-    with _NotANode(body, content_type, status) as other:
-        code, err = run_main([*command, "--node", other.url])
+    other = other_server(reply=body, status=status)
+    code, err = run_main([*command, "--node", other.url])
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert f"{other.url} is not a LearningChain node" in err and "unexpected" not in err, err
 
 
-def test_not_a_node_is_one_line_without_traceback_from_a_process():
-    with _NotANode(b'{"status": "ok"}', "application/json") as other:
-        line = assert_one_line_error(node_py("chain", "--node", other.url), 1)
+def test_not_a_node_is_one_line_without_traceback_from_a_process(other_server):
+    other = other_server(reply=b'{"status": "ok"}')
+    line = assert_one_line_error(node_py("chain", "--node", other.url), 1)
     assert line.startswith(f"node.py chain: {other.url} is not a LearningChain node")
 
 
@@ -573,13 +550,27 @@ def test_docs_print_no_bare_python_node_py():
     assert not bad, bad
 
 
-def test_every_readme_command_parses_as_written():
-    """Each `.venv/bin/python node.py ...` line of the README is a valid command line."""
+def test_every_command_of_the_readme_and_docs_parses_as_written():
+    """Each `.venv/bin/python node.py ...` line (with its `\\` continuations) of the
+    README and docs/*.md is a valid command line: no flag the CLI lost or renamed."""
     import shlex
-    lines = [line.strip().lstrip("# ") for line in (ROOT / "README.md").read_text().splitlines()]
-    commands = [shlex.split(line.split("node.py", 1)[1].split(" &")[0].split("#")[0].rstrip(" \\"))
-                for line in lines if line.startswith(".venv/bin/python node.py") and "[" not in line]
-    assert len(commands) >= 6
+    commands = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            text = line.strip().lstrip("# ")
+            if not text.startswith(".venv/bin/python node.py"):
+                continue
+            while text.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                text = text[:-1] + " " + lines[i].strip()
+            argv = text.split("node.py", 1)[1].split(" &")[0].split("  #")[0].split(" # ")[0].split("`")[0]
+            if not any(mark in argv for mark in ("[", "...", "|")):  # placeholders, not commands
+                commands.append((f"{path.name}:{i + 1}", shlex.split(argv)))
+    assert len(commands) >= 20
     parser = cli.build_parser()
-    for argv in commands:
-        parser.parse_args(argv)  # SystemExit(2) names the flag that no longer exists
+    for where, argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{where}: node.py {' '.join(argv)} no longer parses")
