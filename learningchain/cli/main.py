@@ -69,10 +69,10 @@ def load_genesis_file(path: str | os.PathLike):
 
 
 def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
-    """(``dataset``: the node's data file, ``run --data``.)"""
     """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
-    the dataset's partition directory (its meta.json names dataset and node count):
-    open, as no key is known here, so priced by the genesis stamp (``genesis --open``)."""
+    the partition directory of ``dataset`` (the node's data file, ``run --data``;
+    its meta.json names dataset and node count): open, as no key is known here,
+    so priced by the genesis stamp (``genesis --open``)."""
     from learningchain.ledger import genesis as gen
     if dataset and not Path(dataset).is_file():
         raise ConfigError(f"--data: data file {dataset} not found: pass a partition such as "
@@ -217,8 +217,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     if params is None and args.aggregator != "fedavg":
         params = aggregation.default_params(args.aggregator, args.quorum or args.nodes)
     # in this command's flags, before genesis refuses it in its own terms
-    argtypes.check_rule_fits(args.aggregator, args.nodes, quorum=args.quorum,
-                             explicit=params,
+    argtypes.check_rule_fits(args.aggregator, args.nodes, quorum=args.quorum, explicit=params,
                              byzantine_flag=None, params_flag="--params")
     spec, described = None, ""
     if args.data:
