@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import (chain_stats, check_agreement, complete_entries, follow_rounds,
-                                           local_baselines)
+from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
+                                           follow_rounds)
 from learningchain.core.errors import ConfigError
 from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
                                      wait_ready)
@@ -230,6 +230,10 @@ def _run_demo(args: argparse.Namespace) -> int:
         config = permissioned(config, pubkeys)
     config = sa_config(config, args)
     genesis = write_genesis(config, out / "genesis.json")
+    # G0, centralized and local-only, computed while the network runs (low priority) and
+    # written to every node's baselines.json for its explorer's chart; results.json reuses them
+    baselines = BackgroundBaselines(config.model_spec, part_dir, args.rounds,
+                                    [out / "nodes" / f"node{i}" for i in range(args.nodes)])
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
     if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14
@@ -248,6 +252,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     with deferred_signals(message=None) as requested:
         net = Network(out, signals=requested)
         try:
+            baselines.start()
             start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
                           miners=args.miners, extra=extra)
             keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
@@ -291,7 +296,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         say(f"interrupted ({signal.Signals(late[0]).name}): nodes stopped, no results written")
         return 128 + late[0]
     elapsed = time.monotonic() - t_start
-    initial, base = local_baselines(config.model_spec, part_dir, args.nodes, args.rounds)
+    initial, base = baselines.result()
     results = {"config": {"mode": "live", "dataset": args.dataset, "model": config.model_spec.kind,
                           "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
                           "aggregator": config.rule, "params": config.params,

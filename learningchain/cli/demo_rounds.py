@@ -6,6 +6,7 @@ launches the network and runs these; ``bench/round.py`` times a round with them.
 """
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -181,6 +182,50 @@ def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, di
     epochs = rounds * spec.epochs
     return initial, {"centralized": baselines.centralized(spec, ds, epochs),
                      "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
+
+
+class BackgroundBaselines(threading.Thread):
+    """:func:`local_baselines` in a low-priority thread started with the network
+    (off the rounds' path: the nodes keep the CPU first), then each node's
+    ``baselines.json`` (:mod:`learningchain.node.baselines_file`) so its explorer
+    draws them: G0, the centralized baseline, that node's local-only one and the
+    nodes' mean. :meth:`result` waits for it (results.json uses the same figures)."""
+
+    def __init__(self, spec, part_dir: Path, rounds: int, node_dirs: list[Path]):
+        super().__init__(name="baselines", daemon=True)
+        self.spec, self.part_dir, self.rounds, self.node_dirs = spec, part_dir, rounds, node_dirs
+        self._result: tuple[dict, dict] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        from learningchain.node.local_baseline import lower_thread_priority
+        lower_thread_priority()
+        try:
+            self._result = local_baselines(self.spec, self.part_dir, len(self.node_dirs), self.rounds)
+            self._write(*self._result)
+        except Exception as exc:  # raised by result(), where the demo reports errors
+            self._error = exc
+
+    def _write(self, initial: dict, base: dict) -> None:
+        from learningchain.learning.data import load_partition
+        from learningchain.node.baselines_file import dataset_digest, write_baselines
+        digest = dataset_digest(*load_partition(self.part_dir / "test.npz"))
+        local = base["local_only"]
+        mean = {k: v for k, v in local.items() if k != "per_node"}
+        for i, d in enumerate(self.node_dirs):
+            write_baselines(d, {
+                "source": f"node.py demo: the {len(self.node_dirs)} nodes' partitions in {self.part_dir}, "
+                          f"{self.rounds} rounds x {self.spec.epochs} epochs; evaluated on its test.npz",
+                "rounds": self.rounds, "epochs": self.rounds * self.spec.epochs, "test_digest": digest,
+                "g0": initial, "centralized": base["centralized"], "local_only": local["per_node"][i],
+                "local_only_mean": mean})
+
+    def result(self) -> tuple[dict, dict]:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def chain_stats(net: Network, rounds: int, page: int = 500) -> dict:

@@ -25,15 +25,24 @@ from learningchain.learning.data import Dataset
 from learningchain.learning.models import ModelSpec, build_model
 
 
+def train_blocks(spec: ModelSpec, w, X: np.ndarray, y: np.ndarray, start: int, stop: int, seed: int):
+    """Blocks ``start .. stop - 1`` of ``spec.epochs`` epochs each from ``w``
+    (block b seeded ``seed + b``), as rounds would be: training blocks 0..k
+    then k..n gives what 0..n gives (a running node extends its local-only
+    baseline this way, :mod:`learningchain.node.local_baseline`)."""
+    model = build_model(spec)
+    for block in range(start, stop):
+        w = model.train(w, X, y, seed=seed + block)
+    return w
+
+
 def _train_for(spec: ModelSpec, X: np.ndarray, y: np.ndarray, epochs: int, seed: int):
     """``epochs`` epochs from G0, in blocks of ``spec.epochs`` as rounds would be."""
     model = build_model(spec)
-    w = model.initial_weights()
-    done, block = 0, 0
-    while done < epochs:
-        step = min(spec.epochs, epochs - done)
-        w = build_model(replace(spec, epochs=step)).train(w, X, y, seed=seed + block)
-        done, block = done + step, block + 1
+    full, rest = divmod(epochs, spec.epochs)
+    w = train_blocks(spec, model.initial_weights(), X, y, 0, full, seed)
+    if rest:
+        w = build_model(replace(spec, epochs=rest)).train(w, X, y, seed=seed + full)
     return model, w
 
 

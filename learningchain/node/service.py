@@ -37,6 +37,7 @@ from learningchain.node import intake, status as node_status
 from learningchain.node.chainstate import Ledger
 from learningchain.node.intake import now_ms
 from learningchain.node.keyfile import load_or_create_key
+from learningchain.node.local_baseline import LocalBaseline, local_baseline_loop
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
@@ -116,6 +117,7 @@ class Node:
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
         #: client -> template id -> (block, issued, template_epoch then); see new_template
@@ -157,6 +159,12 @@ class Node:
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
+        self.local_baseline: LocalBaseline | None = None  # the explorer's local-only line (local_baseline.py)
+        if (self.participant is not None and self.test_set is not None and not self.participant.role.dp
+                and genesis_config.secure_aggregation is None):
+            listed = list(genesis_config.allowed or ())
+            self.local_baseline = LocalBaseline(genesis_config.model_spec, X, y, self.test_set,
+                                                listed.index(self.pubkey) if self.pubkey in listed else 0)
         if self.participant is None:
             self.learner_idle.set()  # no learner to wait for: the evaluator runs on every tip
         self.peers = PeerSet(self, self.url, peers)
@@ -405,6 +413,8 @@ class Node:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:
             self._spawn(lambda: evaluator_loop(self), "evaluator")
+        if self.local_baseline is not None:
+            self._spawn(lambda: local_baseline_loop(self), "local-baseline")
         if self.mining:
             self._spawn(lambda: miner_loop(self), "miner")
         self.peers.start()

@@ -121,6 +121,8 @@ class EvaluatorNode(Protocol):
     test_set: Any  # (X, y) of the held-out test.npz, or None
     metrics: dict[int, dict[str, float]]
     metric_digests: dict[int, str]
+    g0_metrics: dict[str, float] | None  # the genesis model's, measured once
+    genesis: Block
     evaluated_through: tuple[int, str] | None
     stop_event: threading.Event
     tip_seq: int
@@ -275,6 +277,10 @@ def evaluate_closed_rounds(node: EvaluatorNode, batch: int = 50) -> int:
     the models, so a tick costs O(new rounds), not O(chain) (issue 10, item 13)."""
     if node.test_set is None:
         return 0
+    if node.g0_metrics is None:  # once: G0 is the chart's round 0 (explorer)
+        with node.lock:
+            g0 = node.chain.model(node.genesis.hash)[0]
+        node.g0_metrics = node.model.evaluate(g0, *node.test_set)
     with node.lock:
         chain = node.chain
         closes = chain.round_closes(_first_unchecked(node, chain))

@@ -16,6 +16,8 @@ import pytest
 
 from learningchain.cli.demo import stop_on_term_and_hup
 from learningchain.cli.processes import Network, Stopped, deferred_signals, wait_for
+from learningchain.learning.data import load_partition
+from learningchain.node.baselines_file import dataset_digest, read_baselines
 from learningchain.sim.results import read_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +106,14 @@ def test_a_short_demo_writes_checked_results_and_plots(tmp_path):
     for plot in ("metric.png", "updates.png"):
         assert (tmp_path / "run" / plot).stat().st_size > 1000
     assert node_pids(tmp_path) == {}
+    # every node's explorer gets the baselines results.json reports, on its own held-out set
+    test_set = load_partition(tmp_path / "run" / "data" / "digits-3-iid" / "test.npz")
+    for i in range(3):
+        doc, note = read_baselines(tmp_path / "run" / "nodes" / f"node{i}", dataset_digest(*test_set))
+        assert doc is not None, note
+        assert doc["centralized"] == results["baselines"]["centralized"] and doc["g0"] == results["initial"]
+        assert doc["local_only"] == results["baselines"]["local_only"]["per_node"][i]
+        assert doc["rounds"] == 2 and doc["epochs"] == 2 * 10 and "node.py demo" in doc["source"]
 
 
 def test_a_node_killed_with_sigkill_stops_the_demo_and_every_node(tmp_path):

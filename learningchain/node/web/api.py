@@ -6,7 +6,9 @@ The routes are blueprints, one per seam: chain inspection
 (:mod:`~learningchain.node.web.chain_routes`), what peers send and sync
 (:mod:`~learningchain.node.web.peer_routes`), the node's own miner
 (:mod:`~learningchain.node.web.mining_routes`), and the HTML explorer
-(:mod:`~learningchain.node.web.explorer`); they read their requests with
+(:mod:`~learningchain.node.web.explorer`, its index
+:mod:`~learningchain.node.web.index_page`; scripts under ``static/``, Flask's
+default static folder of this package); they read their requests with
 :mod:`~learningchain.node.web.request_input`. Handlers stay thin: parse, call
 the node, serialise. Errors are registered here, once, so every 4xx has the
 shape ``{"error": text}`` (plus ``"reason": code`` for a validation failure) and
@@ -34,6 +36,7 @@ from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.p2p.wire import compress_reply
 from learningchain.node.web.chain_routes import InspectedNode, chain_routes
 from learningchain.node.web.explorer import explorer
+from learningchain.node.web.index_page import IndexNode, index_page
 from learningchain.node.web.mining_routes import MiningNode, mining_routes
 from learningchain.node.web.peer_routes import PeerFacingNode, peer_routes
 from learningchain.node.web.request_input import ApiError
@@ -53,7 +56,7 @@ class ServedNode(Protocol):
     refused: Counter[str]
 
 
-class ApiNode(ServedNode, InspectedNode, PeerFacingNode, MiningNode, Protocol):
+class ApiNode(ServedNode, InspectedNode, PeerFacingNode, MiningNode, IndexNode, Protocol):
     """Everything :func:`create_app` needs of its node: the app's and its blueprints' needs."""
 
 
@@ -122,7 +125,7 @@ def create_app(node_obj: ApiNode) -> Flask:
     app.config["MINER_TOKEN"] = write_token(node_obj.data_dir)  # a new one at every start
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, node_obj.config.max_block_bytes + (64 << 10))
     app.json.sort_keys = False
-    for blueprint in (chain_routes, peer_routes, mining_routes, explorer):
+    for blueprint in (chain_routes, peer_routes, mining_routes, explorer, index_page):
         app.register_blueprint(blueprint)
     register_errors(app)
 

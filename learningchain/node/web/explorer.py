@@ -1,19 +1,16 @@
 """The block explorer: server-rendered HTML (Jinja templates under
-``learningchain/templates/``), no JavaScript and no external assets.
+``templates/``), no external assets.
 
-``GET /`` shows the latest blocks, every round with its accepted and rejected
-updates (and why), and a line chart of the global metric per round drawn as
-inline SVG built here in Python. The other pages (block, tx, rounds, ...) are
-rendered by :mod:`learningchain.node.web.pages`; :func:`rounds_overview`,
+The index ``GET /`` (its chart, live updates and baselines) is
+:mod:`learningchain.node.web.index_page`; the other pages (block, tx, rounds, ...)
+are rendered by :mod:`learningchain.node.web.pages`; :func:`rounds_overview`,
 :func:`round_detail` and :func:`verdict_of` here serve both the JSON and the pages.
 """
 from __future__ import annotations
 
 import time
-from html import escape
 
-from flask import Blueprint, current_app, render_template
-from markupsafe import Markup
+from flask import Blueprint
 
 from learningchain.core.crypto import address
 from learningchain.node.secagg_view import round_sa, tx_kind
@@ -106,75 +103,5 @@ def round_detail(node, r: int) -> dict | None:
 
 
 explorer = Blueprint("explorer", __name__, template_folder="templates")
-CHART_W, CHART_H, PAD = 1100, 300, 56
-#: the chart shows the newest rounds only (a page must not grow with the chain).
-CHART_ROUNDS = 500
-
-
-def axis_range(ys: list[float]) -> tuple[float, float]:
-    """The y-axis: the data's range plus 5 % on each side, so small changes
-    (0.95 -> 0.98 accuracy) fill the chart instead of a flat line at the top."""
-    lo, hi = min(ys), max(ys)
-    margin = (hi - lo) * 0.05 or max(abs(hi) * 0.01, 1e-3)
-    return lo - margin, hi + margin
-
-
-def metric_chart(points: list[tuple[int, float]], label: str) -> Markup:
-    """An SVG polyline of (round, value) points, full width, y-axis scaled to the
-    data with its min and max marked."""
-    if not points:
-        return Markup('<p class="muted">No round has been evaluated yet.</p>')
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = axis_range(ys)
-    span_x, span_y = max(1, x1 - x0), max(1e-9, y1 - y0)
-
-    def sx(x):
-        return PAD + (x - x0) / span_x * (CHART_W - 2 * PAD)
-
-    def sy(y):
-        return CHART_H - PAD - (y - y0) / span_y * (CHART_H - 2 * PAD)
-
-    poly = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3"><title>round {x}: {y:.4f}</title></circle>'
-                   for x, y in points)
-    lo, hi = min(ys), max(ys)
-    grid = "".join(
-        f'<line x1="{PAD}" x2="{CHART_W - PAD}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" class="grid"/>'
-        f'<text x="{PAD - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.4f}</text>'
-        for v in (y0 + (y1 - y0) * k / 4 for k in range(5)))
-    marks = "".join(
-        f'<line x1="{PAD}" x2="{CHART_W - PAD}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" class="mark"/>'
-        f'<text x="{CHART_W - PAD}" y="{sy(v) + dy:.1f}" text-anchor="end" class="mark">{name} {v:.4f}</text>'
-        for name, v, dy in (("max", hi, -5), ("min", lo, 14)))
-    ticks = "".join(f'<text x="{sx(x):.1f}" y="{CHART_H - PAD + 18}" text-anchor="middle">{x}</text>'
-                    for x in xs if len(xs) <= 30 or x in (x0, x1) or x % max(1, len(xs) // 15) == 0)
-    svg = (f'<svg viewBox="0 0 {CHART_W} {CHART_H}" width="100%" preserveAspectRatio="xMidYMid meet" '
-           f'role="img" aria-label="global {escape(label)} per round">{grid}{marks}'
-           f'<polyline points="{poly}" fill="none" stroke="#2563eb" stroke-width="2"/>{dots}{ticks}'
-           f'<text x="{CHART_W / 2}" y="{CHART_H - 10}" text-anchor="middle">round</text>'
-           f'<text x="{CHART_W / 2}" y="18" text-anchor="middle">global {escape(label)} on this node\'s '
-           f'held-out set (axis scaled to the data)</text></svg>')
-    return Markup(svg)
-
-
 def _when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-@explorer.get("/")
-def index():
-    node = current_app.config["NODE"]
-    status = node.status()
-    with node.lock:
-        blocks = node.chain.main_chain(max(0, node.chain.height - 29), 30)[::-1]
-    rows = [{"height": b.height, "hash": b.hash, "time": _when(b.header.timestamp), "txs": len(b.txs),
-             "miner": address(b.header.miner),
-             "round": b.commitment.get("round") if isinstance(b.commitment, dict) else None}
-            for b in blocks]
-    rounds = rounds_overview(node, limit=50)[0][::-1]
-    label = "accuracy" if node.config.model_spec.task == "classification" else "rmse"
-    points = sorted((r, m[label]) for r, m in dict(node.metrics).items() if label in m)[-CHART_ROUNDS:]
-    return render_template("explorer.html", status=status, blocks=rows, rounds=rounds,
-                           chart=metric_chart(points, label), label=label, address=address)

@@ -1,18 +1,4 @@
-"""The explorer's metric chart: the y-axis follows the data, min and max are marked."""
-from learningchain.node.web.explorer import axis_range, metric_chart
-
-
-def test_axis_is_scaled_to_the_data_not_zero_to_one():
-    lo, hi = axis_range([0.95, 0.97, 0.98])
-    assert 0.9 < lo < 0.95 and 0.98 < hi < 1.0
-    assert axis_range([0.5, 0.5])[0] < 0.5 < axis_range([0.5, 0.5])[1]  # a flat series still has a range
-
-
-def test_chart_marks_min_and_max_and_every_round():
-    svg = str(metric_chart([(1, 0.95), (2, 0.97), (3, 0.98)], "accuracy"))
-    assert "min 0.9500" in svg and "max 0.9800" in svg and 'width="100%"' in svg
-    assert svg.count("<circle") == 3 and "0.0000" not in svg
-    assert "No round" in str(metric_chart([], "accuracy"))
+"""The explorer's round and block views (the index page: test_index_page.py, its chart: test_chart.py)."""
 
 
 def test_skips_are_marked_in_round_json_and_block_page_under_policy_all(tmp_path):
@@ -78,12 +64,12 @@ def test_index_shows_a_rejected_update_with_its_reason(tmp_path):
         page = html.unescape(client.get("/").get_data(as_text=True))
     finally:
         node.stop()
-    rounds_table = page[page.index("<h2>Rounds</h2>"):]
-    row = rounds_table[rounds_table.index("<tr><td>1</td>"):].split("</tr>", 1)[0]
+    rounds_table = page[page.index('<table id="rounds"'):]
+    row = rounds_table[rounds_table.index('<tr data-round="1">'):].split("</tr>", 1)[0]
     assert "closed" in row
-    assert f'<code title="{attacker.id}">{attacker.id[:10]}</code> {reason}' in row
+    assert f'<a href="/txs/{attacker.id}"><code title="{attacker.id}">{attacker.id[:10]}</code></a> {reason}' in row
     for tx in honest:  # listed as accepted, not under the reasons
-        assert f'<code title="{tx.id}">' in row.split('class="bad reasons"')[0]
+        assert f'<a href="/txs/{tx.id}"><code title="{tx.id}">' in row.split('class="bad reasons"')[0]
 
 
 def test_index_shows_the_nodes_dp_mode_epsilon_and_delta(tmp_path):
