@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import (chain_stats, check_agreement, complete_entries, follow_rounds,
-                                           local_baselines)
 from learningchain.core.errors import ConfigError
 from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
                                      wait_ready)
@@ -199,6 +197,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from learningchain.cli.demo_rounds import (chain_stats, check_agreement, complete_entries, follow_rounds,
+                                               local_baselines)
     from learningchain.ledger.genesis import make_genesis
     from learningchain.sim.results import plot_results, write_results
     out = Path(args.out).resolve()
@@ -315,10 +315,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    argtypes.later(sub, sub.add_parser("demo", help="run a local multi-process network and report the learning"),
+                   _demo_flags)
+
+
+def _demo_flags(p) -> None:
     from learningchain.learning.aggregation import RULES
     from learningchain.learning.attacks import ATTACKS
 
-    p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
     p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
     p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")

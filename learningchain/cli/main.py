@@ -243,8 +243,12 @@ def _keys_of(items: str) -> list[str]:
 # --- parser -------------------------------------------------------------------
 
 def _add_run(sub) -> None:
+    argtypes.later(sub, sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)"),
+                   _run_flags)
+
+
+def _run_flags(p) -> None:
     from learningchain.learning.attacks import ATTACKS
-    p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
     p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
     p.add_argument("--port", type=port, required=True, help="HTTP port of the node API")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -274,7 +278,6 @@ def _add_run(sub) -> None:
 
 
 def _add_admin(sub) -> None:
-    from learningchain.learning.aggregation import RULES
     p = sub.add_parser("keygen", help="create this node's key (refuses to overwrite)")
     p.add_argument("--data-dir", required=True)
     p.set_defaults(func=cmd_keygen)
@@ -284,7 +287,12 @@ def _add_admin(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
+    argtypes.later(sub, sub.add_parser("genesis", help="write the genesis.json that every node of a network shares"),
+                   _genesis_flags)
+
+
+def _genesis_flags(p) -> None:
+    from learningchain.learning.aggregation import RULES
     p.add_argument("--nodes", type=positive_int, required=True, help="nodes of the network (quorum default)")
     p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
     p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
@@ -335,7 +343,8 @@ def _add_admin(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="LearningChain: federated learning on a "
                                                   "proof-of-work ledger.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser,
+                                action=argtypes.LazyCommands)  # flags added when their command is parsed
     sub.required = True
     _add_run(sub)
     _add_admin(sub)

@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.learning import aggregation, data
-from learningchain.cli.argtypes import add_dp_flags, count, non_negative, positive_int
+from learningchain.cli.argtypes import add_dp_flags, count, later, non_negative, positive_int
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import KINDS
-from learningchain.learning.attacks import ATTACKS
 
 PROG = "node.py"
 
@@ -129,6 +126,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from learningchain.learning import aggregation
     from learningchain.sim import experiments
     from learningchain.sim.simulator import SimConfig
     try:
@@ -186,6 +184,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from learningchain.learning import data
     try:
         if args.dataset is None:
             if args.samples is not None:
@@ -203,6 +202,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_samples_flag(parser: argparse.ArgumentParser) -> None:
+    from learningchain.learning import data
     parser.add_argument(
         "--samples", type=positive_int, metavar="N",
         help=f"samples to generate for {' / '.join(data.SYNTHETIC)} (training and the "
@@ -218,9 +218,19 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def register(subparsers) -> None:
-    """Add ``simulate``, ``experiment`` and ``data`` to ``subparsers``."""
-    p = _one_line_errors(subparsers.add_parser(
-        "simulate", help="run N participants x R rounds in one process on the real ledger core"))
+    """Add ``simulate``, ``experiment`` and ``data`` to ``subparsers`` (their flags
+    when the command is parsed: :func:`~learningchain.cli.argtypes.later`)."""
+    later(subparsers, _one_line_errors(subparsers.add_parser(
+        "simulate", help="run N participants x R rounds in one process on the real ledger core")), _simulate_flags)
+    later(subparsers, _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations")),
+          _experiment_flags)
+    later(subparsers, _one_line_errors(subparsers.add_parser("data", help="(re)write partition files")), _data_flags)
+
+
+def _simulate_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import aggregation, data
+    from learningchain.learning.attacks import ATTACKS
+    from learningchain.learning.models import KINDS
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
     p.add_argument("--nodes", type=positive_int)
     p.add_argument("--rounds", type=positive_int)
@@ -260,7 +270,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
 
-    p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
+
+def _experiment_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import aggregation, data
+    from learningchain.learning.attacks import ATTACKS
+    from learningchain.learning.models import KINDS
     p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
     p.add_argument("--dataset", choices=data.DATASETS, default="digits")
     add_samples_flag(p)
@@ -287,7 +301,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 
-    p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import data
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
     add_samples_flag(p)
     p.add_argument("--nodes", type=positive_int, default=4)
