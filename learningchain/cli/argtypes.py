@@ -153,6 +153,7 @@ class LazyCommands(argparse._SubParsersAction):
     def __call__(self, parser, namespace, values, option_string=None):
         if values:
             self.fill(values[0])
+        namespace.command_line = [parser.prog, *values]  # as typed, for results' provenance
         super().__call__(parser, namespace, values, option_string)
 
 

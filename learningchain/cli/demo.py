@@ -300,6 +300,11 @@ def _run_demo(args: argparse.Namespace) -> int:
                "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
                "baselines": base, "elapsed_s": round(elapsed, 3),
                "privacy": {k: v for k, v in privacy.items() if v is not None}}
+    from learningchain.learning.data import load_meta
+    from learningchain.sim.provenance import command_line, flags, provenance
+    results["provenance"] = provenance({"flags": flags(args), "network": config.to_dict()},
+                                       {"model": config.model_spec.seed, "partitions": load_meta(part_dir).get("seed")},
+                                       command_line(args))
     path = write_results(out, results)
     plots = plot_results(out, results)
     name = "accuracy" if "accuracy" in initial else "rmse"

@@ -89,6 +89,7 @@ def _sa_line(sim) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from learningchain.sim.provenance import command_line, provenance
     from learningchain.sim.results import plot_results, primary_metric, write_results
     from learningchain.sim.simulator import Simulation
     try:
@@ -118,6 +119,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for name, base in results["baselines"].items():
             gap = results["final"][m] - base[m]
             print(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
+    results["provenance"] = provenance(results["config"], {"seed": cfg.seed, "model": sim.spec.seed,
+                                                          "dp_noise": cfg.dp_noise}, command_line(args))
     write_results(out, results)
     plot_results(out, results)
     print(f"simulation {results['simulation_s']:.1f}s, total {results['elapsed_s']:.1f}s; "
@@ -178,6 +181,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
     except (ConfigError, ValueError) as exc:
         return _fail("experiment", exc)
+    from learningchain.sim.provenance import command_line, flags, provenance
+    sweep["provenance"] = provenance({"flags": flags(args), "base": base.to_dict()}, {"seed": base.seed},
+                                     command_line(args))
     paths = experiments.write_sweep(out, args.kind, sweep)
     print(f"{time.perf_counter() - start:.1f}s; wrote {', '.join(str(p) for p in paths)}")
     return 0
