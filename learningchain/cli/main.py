@@ -140,7 +140,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     genesis = None
     if (data_dir / GENESIS_FILE).exists():
         genesis = make_genesis(load_genesis_file(data_dir / GENESIS_FILE))
-    report = verify_store(data_dir, genesis)
+    from learningchain.cli.progress import Progress
+    with Progress("block", "verify", on=False if args.json else None, delay=1.0) as bar:
+        report = verify_store(data_dir, genesis, progress=bar.goto if bar.on else None)
     if args.json:
         print(json.dumps(asdict(report), indent=1))
         return 0 if report.ok else 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learningchain.cli.argtypes import add_dp_flags, count, later, non_negative, positive_int
+from learningchain.cli.progress import Progress
 from learningchain.core.errors import ConfigError
 
 PROG = "node.py"
@@ -72,12 +73,18 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def print_round(entry: dict, metric: str) -> None:
+def round_row(entry: dict, metric: str) -> str:
     t = entry["timing"]
-    print(f"{entry['round']:>5} {entry['height']:>6} {len(entry['accepted']):>8} {len(entry['rejected']):>8} "
-          f"{entry['metrics'][metric]:>9.4f} {entry['attackers_rejected']:>6}/"
-          f"{entry['attackers_rejected'] + entry['attackers_accepted']:<3} {sum(t.values()):>7.2f}s",
-          flush=True)
+    return (f"{entry['round']:>5} {entry['height']:>6} {len(entry['accepted']):>8} {len(entry['rejected']):>8} "
+            f"{entry['metrics'][metric]:>9.4f} {entry['attackers_rejected']:>6}/"
+            f"{entry['attackers_rejected'] + entry['attackers_accepted']:<3} {sum(t.values()):>7.2f}s")
+
+
+def print_round(entry: dict, metric: str, bar: Progress | None = None) -> None:
+    """The table row of a round, above the rounds' progress bar when there is one."""
+    (bar or Progress("round", "", on=False)).write(round_row(entry, metric))
+    if bar is not None:
+        bar.update()
 
 
 def _sa_line(sim) -> str:
@@ -107,7 +114,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"warning: {sim.undersized}; recorded in results.json (config.aggregator_params_warning)",
               file=sys.stderr)
     print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
-    results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric))
+    with Progress("round", cfg.name, total=cfg.rounds) as bar:
+        results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric, bar))
     if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline
         results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
     m = primary_metric(results["final"])
@@ -132,6 +140,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from learningchain.learning import aggregation
     from learningchain.sim import experiments
     from learningchain.sim.simulator import SimConfig
+    bar = Progress("run", f"experiment {args.kind}")  # on a terminal: a bar on stderr, the rows above it
     try:
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                          samples=args.samples,
@@ -148,7 +157,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 m = next(iter(res["final"]))
                 caught = sum(e["attackers_rejected"] for e in res["rounds"])
                 total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
-                print(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}", flush=True)
+                bar.write(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}")
+                bar.update()
+            bar.start(len(rules) * (args.max_byzantine + 1))
             sweep = experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
         elif args.kind == "selection":
             from learningchain.learning.selection import POLICIES
@@ -157,17 +168,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
             def show(policy, row):
                 hit = row["energy_to_target_j"]
-                print(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
-                      f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}", flush=True)
+                bar.write(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
+                          f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}")
+                bar.update()
+            bar.start(len({"all", *policies}))
             sweep = experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
         elif args.kind == "compression":
             schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
             print(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
 
             def show(scheme, row):
-                print(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
-                      f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}", flush=True)
+                bar.write(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
+                          f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}")
+                bar.update()
+            bar.start(len({"none", *schemes}))
             sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
+            bar.close()
             for scheme, row in sweep["schemes"].items():
                 print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
         else:
@@ -177,10 +193,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             def show(sigma, res):
                 m = next(iter(res["final"]))
                 eps = res["rounds"][-1].get("epsilon")
-                print(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}", flush=True)
+                bar.write(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}")
+                bar.update()
+            bar.start(len(sigmas))
             sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
     except (ConfigError, ValueError) as exc:
+        bar.close()
         return _fail("experiment", exc)
+    bar.close()
     from learningchain.sim.provenance import command_line, flags, provenance
     sweep["provenance"] = provenance({"flags": flags(args), "base": base.to_dict()}, {"seed": base.seed},
                                      command_line(args))
