@@ -303,17 +303,19 @@ def traffic_table(t: dict) -> str:
 
 
 def brief_status(url: str, s: dict) -> str:
-    """One line per node (the tmux status pane): where, how far, how well."""
+    """One line of at most about 60 characters per node (the tmux status pane,
+    a third of a terminal wide): where, height, round, model metric, mempool,
+    peers and hash rate, in fixed-width columns so the lines of several nodes align."""
+    host = url.split("://")[-1]
+    host = host[len("127.0.0.1"):] if host.startswith("127.0.0.1:") else host
     m = s.get("metrics") if isinstance(s.get("metrics"), dict) else {}
-    metric = next(((k, m[k]) for k in ("accuracy", "rmse") if k in m), None)
+    metric = next(((k, m[k]) for k in ("accuracy", "rmse") if isinstance(m.get(k), (int, float))), None)
     miner = s.get("miner") if isinstance(s.get("miner"), dict) else {}
     peers = s.get("peers")
-    parts = [url.split("://")[-1], f"height {fmt(s.get('height'))}", f"round {fmt(s.get('round'))}",
-             f"{metric[0]} {metric[1]:.4f}" if metric else "no metric yet",
-             f"mempool {fmt(s.get('mempool'))}", f"peers {len(peers) if isinstance(peers, list) else fmt(peers)}",
-             f"mining {hashrate(miner.get('hashrate_recent', miner.get('hashrate')))}" if s.get("mining")
-             else "not mining", f"tip {short(s.get('tip'), 12)}"]
-    return "  ".join(parts)
+    rate = hashrate(miner.get("hashrate_recent", miner.get("hashrate"))) if s.get("mining") else "not mining"
+    return (f"{host:<6} h {fmt(s.get('height')):>5}  r {fmt(s.get('round')):>4}  "
+            f"{f'{metric[0][:3]} {metric[1]:.4f}' if metric else 'no metric':<10}  mp {fmt(s.get('mempool')):>2}  "
+            f"peers {len(peers) if isinstance(peers, list) else fmt(peers)}  {rate}")
 
 
 def _block_rows(blocks: list) -> list:
@@ -532,7 +534,7 @@ def register(sub) -> None:
         p.add_argument("--json", action="store_true", help="print the node's JSON answer")
         if name == "status":
             p.add_argument("--brief", action="store_true",
-                           help="one line: height, round, metric, mempool, peers, hash rate (the tmux pane)")
+                           help="one line: height (h), round (r), model metric, mempool (mp), peers, hash rate")
         if name == "chain":
             p.add_argument("--start", type=int, help="first height (default: the last --limit blocks)")
             p.add_argument("--limit", type=int, default=20, help="blocks to show (default 20)")
