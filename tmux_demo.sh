@@ -31,10 +31,14 @@ url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
 # `./tmux_demo.sh status`: one line per node (port, height, round, model metric,
 # mempool, peers, hash rate), once; the status pane runs it every 2 s. Needs no tmux.
 status_once() {
-    local i
-    for i in $(seq 0 $((NODES - 1))); do
-        "$PY" node.py status --brief --node "$(url "$i")" 2>&1 || true
+    local i tmp
+    tmp=$(mktemp -d)
+    for i in $(seq 0 $((NODES - 1))); do  # all at once, so the lines are of one moment
+        ("$PY" node.py status --brief --node "$(url "$i")" >"$tmp/$i" 2>&1 || true) &
     done
+    wait
+    for i in $(seq 0 $((NODES - 1))); do cat "$tmp/$i"; done
+    rm -rf "$tmp"
 }
 if [ "${1:-}" = status ]; then status_once; exit 0; fi
 
@@ -166,8 +170,8 @@ for i in $(seq 1 $((NODES - 1))); do
     tmux select-layout -t "$SESSION:network" tiled >/dev/null
 done
 tmux split-window -t "$SESSION:network" "$(wait_hub); $PY -m miner --node $(url 0) --data-dir $OUT/nodes/node0 --workers 1"
-tmux split-window -t "$SESSION:network" "while true; do clear; date +%T;
-    NODES=$NODES BASE_PORT=$BASE_PORT $ROOT/tmux_demo.sh status; sleep 2; done"
+tmux split-window -t "$SESSION:network" "while true; do
+    s=\$(NODES=$NODES BASE_PORT=$BASE_PORT $ROOT/tmux_demo.sh status); clear; date +%T; printf '%s\\n' \"\$s\"; sleep 2; done"
 tmux select-layout -t "$SESSION:network" tiled >/dev/null
 
 echo "tmux session '$SESSION': $NODES nodes on $(url 0) .. $(url $((NODES - 1))), miner on $(url 0)" \
