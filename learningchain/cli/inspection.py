@@ -82,24 +82,24 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def hashrate(n: Any) -> str:
-    """Hashes per second: 812 H/s, 748.6 kH/s, 1.20 MH/s."""
+def _decimal(n: Any, unit: str, digits: int = 1) -> str:
+    """``n`` with a decimal prefix: 812 B, 45.3 kB, 1.20 MH/s (``digits`` above k)."""
     if not isinstance(n, (int, float)) or isinstance(n, bool):
         return fmt(n)
     for prefix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
-            return f"{n / size:.{2 if prefix != 'k' else 1}f} {prefix}H/s"
-    return f"{n:.0f} H/s"
+            return f"{n / size:.{digits if prefix != 'k' else 1}f} {prefix}{unit}"
+    return f"{n:.0f} {unit}"
+
+
+def hashrate(n: Any) -> str:
+    """Hashes per second: 812 H/s, 748.6 kH/s, 1.20 MH/s."""
+    return _decimal(n, "H/s", 2)
 
 
 def _bytes(n: Any) -> str:
-    """Bytes, readable: 812 B, 45.3 kB, 12.1 MB (powers of 1000)."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return fmt(n)
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
+    """Bytes: 812 B, 45.3 kB, 12.1 MB (powers of 1000)."""
+    return _decimal(n, "B")
 
 
 def seconds(s: Any) -> str:
@@ -124,12 +124,9 @@ def age(ms: Any, now_ms: float | None = None) -> str:
     ago = ((time.time() * 1000 if now_ms is None else now_ms) - ms) / 1000
     if ago < 0:
         return f"in {seconds(-ago)}"
-    if ago < 60:
-        return f"{ago:.0f} s ago"
-    if ago < 3600:
-        return f"{ago // 60:.0f} min ago"
-    if ago < 86400 * 2:
-        return f"{ago // 3600:.0f} h ago"
+    for below, size, unit in ((60, 1, "s"), (3600, 60, "min"), (2 * 86400, 3600, "h")):
+        if ago < below:
+            return f"{ago // size:.0f} {unit} ago"
     return f"{ago // 86400:.0f} days ago"
 
 
