@@ -377,7 +377,7 @@ def show_tx(c: NodeClient, args) -> str:
     if args.json:
         return doc
     tx = doc.get("tx", {})
-    items = [("id", tx_id(tx) or args.txid), ("status", doc.get("status")), ("block", doc.get("block"))]
+    items = [("id", doc.get("id") or tx_id(tx) or args.txid), ("status", doc.get("status")), ("block", doc.get("block"))]
     if "height" in doc:
         items.append(("height", doc.get("height")))
     items += [(k, tx.get(k)) for k in ("type", "sender", "round", "base", "num_samples") if k in tx]
