@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -157,6 +156,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_genesis(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from learningchain.learning import aggregation
     from learningchain.ledger.genesis import default_config, make_genesis
     out = Path(args.out)
