@@ -1,7 +1,7 @@
 """Start-up and answer time of every ``node.py`` inspection command (issue 14,
 target: each under 0.3 s wall on an idle machine).
 
-    .venv/bin/python bench/cli.py [--repeat 5] [--rounds 2] [--out DIR]
+    .venv/bin/python bench/cli.py [--repeat 5] [--rounds 2] [--out DIR] [--against CHECKOUT]
 
 1. Builds a real chain: the demo network (``node.py demo``'s genesis, 2 node
    processes, node 0 mining, real HTTP) until round ``--rounds`` is closed, then
@@ -14,6 +14,9 @@ target: each under 0.3 s wall on an idle machine).
    under 0.3 s. For scale, measured in the same run: the interpreter alone
    (``python -c pass``), ``python -c "import requests"``, and one HTTP GET of
    ``/status`` from an already running interpreter (the floor a CLI cannot beat).
+   With ``--against CHECKOUT`` (e.g. ``git worktree add /tmp/before main~5``) the
+   same commands also run that checkout's node.py, alternately with ours, and the
+   table adds its median and the ratio.
 """
 from __future__ import annotations
 
@@ -58,18 +61,29 @@ def build_chain(out: Path, rounds: int) -> tuple[Path, Path]:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def wall(argv: list[str], repeat: int) -> list[float]:
+def wall(argv: list[str], repeat: int, cwd: Path = ROOT) -> list[float]:
     """Wall times of ``repeat`` runs of ``argv``, after one untimed warm-up run."""
     times = []
     for i in range(repeat + 1):
         t0 = time.perf_counter()
-        done = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=60, env=ENV)
+        done = subprocess.run(argv, cwd=str(cwd), capture_output=True, text=True, timeout=60, env=ENV)
         if i:
             times.append(time.perf_counter() - t0)
-        times.append(time.perf_counter() - t0)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(argv[1:])} failed ({done.returncode}): {done.stderr.strip()}")
     return times
+
+
+def walls(argv: list[str], repeat: int, against: Path | None) -> tuple[list[float], list[float] | None]:
+    """Ours and, with ``against``, that checkout's, alternating run by run."""
+    if against is None:
+        return wall(argv, repeat), None
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeat):
+        ours += wall(argv, 1)
+        theirs += wall(argv, 1, against)
+    return ours, theirs
 
 
 def main() -> int:
@@ -77,7 +91,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the chain inspected")
     ap.add_argument("--out", help="work directory (default: a temporary one)")
+    ap.add_argument("--against", type=Path, help="another checkout whose node.py runs the same commands")
     args = ap.parse_args()
+    against = args.against.resolve() if args.against else None
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-cli-"))
     t0 = time.monotonic()
     data_dir, genesis = build_chain(out, args.rounds)
@@ -97,12 +113,12 @@ def main() -> int:
         rows = []
         for cmd in commands:
             for extra in ([], ["--json"]):
-                if extra and "--brief" in cmd:
+                if "--brief" in cmd and (extra or against):  # new here: nothing to compare with
                     continue
                 argv = [py, "node.py", *cmd, "--node", url, *extra]
                 label = " ".join(cmd[:1] + ([c[:16] + "…" if len(c) > 20 else c for c in cmd[1:]]) + extra)
-                rows.append((label, wall(argv, args.repeat)))
-        rows.append(("--help", wall([py, "node.py", "--help"], args.repeat)))
+                rows.append((label, *walls(argv, args.repeat, against)))
+        rows.append(("--help", *walls([py, "node.py", "--help"], args.repeat, against)))
         floor = [("python -c pass", wall([py, "-c", "pass"], args.repeat)),
                  ("python -c 'import requests'", wall([py, "-c", "import requests"], args.repeat))]
         import requests
@@ -117,22 +133,27 @@ def main() -> int:
         load_after = os.getloadavg()
     finally:
         net.stop_all()
-    width = max(len(label) for label, _ in rows + floor)
+    width = max(len(row[0]) for row in rows + floor)
     print(f"\nmedian of {args.repeat} runs, each a fresh process (wall time, after a warm-up run); "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} cores\n")
-    print(f"{'command':<{width}}  {'median':>8}  {'min':>8}  {'max':>8}  under {TARGET_S} s")
-    print(f"{'-' * width}  {'-' * 8}  {'-' * 8}  {'-' * 8}  {'-' * 11}")
-    for label, times in rows:
+    other = f"  {'against':>8}  {'ratio':>6}" if against else ""
+    print(f"{'command':<{width}}  {'median':>8}  {'min':>8}  {'max':>8}  under {TARGET_S} s{other}")
+    print(f"{'-' * width}  {'-' * 8}  {'-' * 8}  {'-' * 8}  {'-' * 11}" + ("  --------  ------" if against else ""))
+    for label, times, theirs in rows:
         med = statistics.median(times)
+        cmp = (f"  {statistics.median(theirs):>7.3f}s  {med / statistics.median(theirs):>5.2f}x"
+               if theirs else "")
         print(f"{label:<{width}}  {med:>7.3f}s  {min(times):>7.3f}s  {max(times):>7.3f}s  "
-              f"{'yes' if med < TARGET_S else 'NO'}")
+              f"{'yes' if med < TARGET_S else 'NO':<11}{cmp}".rstrip())
+    if against:
+        print(f"(against: {against}, each run alternating with ours)")
     print("\nfor scale (same run)")
     for label, times in floor:
         print(f"{label:<{width}}  {statistics.median(times):>7.3f}s  {min(times):>7.3f}s  {max(times):>7.3f}s")
-    slowest = max(statistics.median(t) for _, t in rows)
+    slowest = max(statistics.median(t) for _, t, _ in rows)
     base = statistics.median(floor[0][1])
     print(f"\nslowest command {slowest:.3f} s = {slowest / base:.1f} x the bare interpreter ({base:.3f} s); "
-          f"{sum(statistics.median(t) < TARGET_S for _, t in rows)}/{len(rows)} under {TARGET_S} s")
+          f"{sum(statistics.median(t) < TARGET_S for _, t, _ in rows)}/{len(rows)} under {TARGET_S} s")
     return 0  # a figure, not a test: `make bench` goes on (a loaded machine is slower)
 
 
