@@ -82,6 +82,15 @@ def test_verify_ok_on_a_good_store(tmp_path, capsys):
     assert out.startswith("OK") and f"height {height}" in out
 
 
+def test_verify_reports_its_progress_block_by_block(tmp_path):
+    """What `node.py verify`'s progress bar is fed (a bar only on a terminal)."""
+    from learningchain.node.chainstate import verify_store
+    height = build_store(tmp_path)
+    seen = []
+    report = verify_store(tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert report.ok and seen == [(i, height + 1) for i in range(1, height + 2)]
+
+
 def test_verify_says_where_a_hand_edited_store_breaks(tmp_path):
     build_store(tmp_path)
     db = sqlite3.connect(store_path(tmp_path))
