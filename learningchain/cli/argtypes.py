@@ -200,3 +200,54 @@ def check_rule_fits(rule: str, nodes: int, byzantine: int = 0, *, quorum: int | 
     raise ConfigError(f"aggregator {rule} ({shown}) needs at least {need} updates a round, more than the "
                       f"quorum of {q}{'' if quorum is not None else ' (one update per node)'}: pass "
                       + (", or ".join(fixes) or "another --aggregator"))
+
+
+class LazyCommands(argparse._SubParsersAction):
+    """Subcommands whose flags are added only when that command is parsed.
+
+    ``node.py --help`` needs every command's name and one-line help, not its
+    flags; the flags of ``run``, ``demo`` or ``simulate`` take their choices from
+    the learning stack (numpy), which an inspection command must not import to
+    start in well under 0.3 s. A command registers its flags with :func:`later`;
+    they are added the moment argparse hands that command its arguments, so the
+    parse, its errors and ``node.py CMD --help`` are exactly those of a parser
+    built in full (:func:`complete` builds every command's flags, e.g. for tests
+    that walk all of them)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, object] = {}
+
+    def later(self, name: str, add_flags) -> None:
+        self._pending[name] = add_flags
+
+    def fill(self, name: str) -> None:
+        add_flags = self._pending.pop(name, None)
+        if add_flags is not None:
+            add_flags()
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values:
+            self.fill(values[0])
+        namespace.command_line = [parser.prog, *values]  # as typed, for results' provenance
+        super().__call__(parser, namespace, values, option_string)
+
+
+def later(sub, parser: argparse.ArgumentParser, add_flags) -> argparse.ArgumentParser:
+    """``add_flags(parser)`` when ``parser``'s command is parsed (``sub`` a
+    :class:`LazyCommands`), else now (a plain argparse subparsers action)."""
+    if isinstance(sub, LazyCommands):
+        name = next(n for n, p in sub._name_parser_map.items() if p is parser)
+        sub.later(name, lambda: add_flags(parser))
+    else:
+        add_flags(parser)
+    return parser
+
+
+def complete(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` with the flags of every lazily registered command added."""
+    for action in parser._actions:
+        if isinstance(action, LazyCommands):
+            for name in list(action._pending):
+                action.fill(name)
+    return parser

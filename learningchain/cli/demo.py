@@ -31,14 +31,15 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
-                                           follow_rounds)
 from learningchain.core.errors import ConfigError
-from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
-                                     wait_ready)
+
+if TYPE_CHECKING:
+    from learningchain.cli.processes import Network
+# learningchain.cli.processes (and what it imports) is imported by the functions
+# that start processes: `node.py --help` and the inspection commands need none of it
 
 __all__ = ["run_demo", "register", "stop_on_term_and_hup"]
 
@@ -48,6 +49,8 @@ def stop_on_term_and_hup() -> Iterator[None]:
     """Turn SIGTERM (``kill``) and SIGHUP (the terminal closed) into
     :class:`Stopped`, like Ctrl-C, while no node runs (setup, results); while
     nodes run, :func:`_run_demo` only notes signals (see there)."""
+    from learningchain.cli.processes import Stopped
+
     def raise_stopped(signum, _frame):
         raise Stopped(signum)
     previous = {sig: signal.signal(sig, raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -76,6 +79,7 @@ def say(text: str) -> None:
 def partitions_for(dataset: str, n: int, out: Path) -> Path:
     """data/<dataset>-<n>-iid if it is there for n nodes, else written under ``out``."""
     from learningchain.learning import data
+    from learningchain.cli.processes import ROOT
     shipped = ROOT / "data" / f"{dataset}-{n}-iid"
     try:
         if data.load_meta(shipped).get("n_nodes") == n:
@@ -113,6 +117,7 @@ def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers
     the chain: issue 10 item 14). The last ``attackers`` nodes run ``--attack``
     (never a miner: :func:`check_args`); ``extra`` goes to every ``node.py run``
     (e.g. ``--compression q8``)."""
+    from learningchain.cli.processes import check_ports_free, wait_ready
     port = (lambda i: base_port + i) if base_port else (lambda i: None)
     if base_port:
         check_ports_free(range(base_port, base_port + n))
@@ -205,6 +210,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
+                                               follow_rounds)
+    from learningchain.cli.processes import Network, NodeDied, Stopped, deferred_signals, get
     from learningchain.ledger.genesis import make_genesis
     from learningchain.sim.results import plot_results, write_results
     out = Path(args.out).resolve()
@@ -311,6 +319,11 @@ def _run_demo(args: argparse.Namespace) -> int:
                "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
                "baselines": base, "elapsed_s": round(elapsed, 3),
                "privacy": {k: v for k, v in privacy.items() if v is not None}}
+    from learningchain.learning.data import load_meta
+    from learningchain.sim.provenance import command_line, flags, provenance
+    results["provenance"] = provenance({"flags": flags(args), "network": config.to_dict()},
+                                       {"model": config.model_spec.seed, "partitions": load_meta(part_dir).get("seed")},
+                                       command_line(args))
     path = write_results(out, results)
     plots = plot_results(out, results)
     name = "accuracy" if "accuracy" in initial else "rmse"
@@ -326,10 +339,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    argtypes.later(sub, sub.add_parser("demo", help="run a local multi-process network and report the learning"),
+                   _demo_flags)
+
+
+def _demo_flags(p) -> None:
     from learningchain.learning.aggregation import RULES
     from learningchain.learning.attacks import ATTACKS
 
-    p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
     p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
     p.add_argument("--dataset", default="digits", help="bundled data set: digits (default), diabetes, "

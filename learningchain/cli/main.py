@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -188,7 +187,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     genesis = None
     if (data_dir / GENESIS_FILE).exists():
         genesis = make_genesis(load_genesis_file(data_dir / GENESIS_FILE))
-    report = verify_store(data_dir, genesis)
+    from learningchain.cli.progress import Progress
+    with Progress("block", "verify", on=False if args.json else None, delay=1.0) as bar:
+        report = verify_store(data_dir, genesis, progress=bar.goto if bar.on else None)
     if args.json:
         print(json.dumps(asdict(report), indent=1))
         return 0 if report.ok else 1
@@ -203,6 +204,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_genesis(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from learningchain.learning import aggregation
     from learningchain.ledger.genesis import default_config, make_genesis
     out = Path(args.out)
@@ -299,8 +302,12 @@ def _keys_of(items: str) -> list[str]:
 # --- parser -------------------------------------------------------------------
 
 def _add_run(sub) -> None:
+    argtypes.later(sub, sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)"),
+                   _run_flags)
+
+
+def _run_flags(p) -> None:
     from learningchain.learning.attacks import ATTACKS
-    p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
     p.add_argument("--data-dir", required=True,
                    help="the node's directory: its key (node_key.pem), the chain store (SQLite), peers.json "
                         "and miner.token; created on first start if its parent exists. The log goes to "
@@ -337,7 +344,6 @@ def _add_run(sub) -> None:
 
 
 def _add_admin(sub) -> None:
-    from learningchain.learning.aggregation import RULES
     p = sub.add_parser("keygen", help="create this node's key (refuses to overwrite)")
     p.add_argument("--data-dir", required=True, help="the node's directory (created if missing): the key goes "
                                                      "to DIR/node_key.pem with mode 600")
@@ -349,7 +355,12 @@ def _add_admin(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
+    argtypes.later(sub, sub.add_parser("genesis", help="write the genesis.json that every node of a network shares"),
+                   _genesis_flags)
+
+
+def _genesis_flags(p) -> None:
+    from learningchain.learning.aggregation import RULES
     p.add_argument("--nodes", type=positive_int, required=True, help="nodes of the network (quorum default)")
     p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
     p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
@@ -403,7 +414,8 @@ def _add_admin(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="LearningChain: federated learning on a "
                                                   "proof-of-work ledger.", epilog=EXIT_CODES)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser,
+                                action=argtypes.LazyCommands)  # flags added when their command is parsed
     sub.required = True
     _add_run(sub)
     _add_admin(sub)
