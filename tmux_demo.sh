@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The demo network in tmux: one pane per node (its log), one standalone miner,
-# one pane refreshing `node.py status` for every node.
+# one pane showing every node on one line (`./tmux_demo.sh status`, every 2 s).
 #
 #   ./tmux_demo.sh [start] [--detach]   start (attaches when run from a terminal)
 #   ./tmux_demo.sh stop                 Ctrl-C every pane, wait until the node and
 #                                       miner processes exit, then kill the session
+#   ./tmux_demo.sh status               every node's one-line status (what the status pane shows)
 #
 # Environment: NODES (default 4), MINERS (default 2: the standalone miner on node 0,
 # and nodes 1 .. MINERS-1 run `--mine`, so one miner dying does not stop the chain),
@@ -25,6 +26,21 @@ OUT=${OUT:-$ROOT/tmux-demo-out}
 SECURE_AGGREGATION=${SECURE_AGGREGATION:-0}
 SA_THRESHOLD=${SA_THRESHOLD:-}
 PY=$ROOT/.venv/bin/python
+
+url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
+# `./tmux_demo.sh status`: one line per node (port, height, round, model metric,
+# mempool, peers, hash rate), once; the status pane runs it every 2 s. Needs no tmux.
+status_once() {
+    local i tmp
+    tmp=$(mktemp -d)
+    for i in $(seq 0 $((NODES - 1))); do  # all at once, so the lines are of one moment
+        ("$PY" node.py status --brief --node "$(url "$i")" >"$tmp/$i" 2>&1 || true) &
+    done
+    wait
+    for i in $(seq 0 $((NODES - 1))); do cat "$tmp/$i"; done
+    rm -rf "$tmp"
+}
+if [ "${1:-}" = status ]; then status_once; exit 0; fi
 
 if ! command -v tmux >/dev/null 2>&1; then
     echo "install tmux: apt-get install tmux (Debian/Ubuntu) or brew install tmux (macOS)" >&2
@@ -101,7 +117,7 @@ PY
 case "${1:-start}" in
     stop) stop; exit 0 ;;
     start|--detach) ;;
-    *) echo "usage: $0 [start] [--detach] | stop" >&2; exit 2 ;;
+    *) echo "usage: $0 [start] [--detach] | stop | status" >&2; exit 2 ;;
 esac
 DETACH=0
 for arg in "$@"; do [ "$arg" = "--detach" ] && DETACH=1; done
@@ -134,7 +150,7 @@ case "$BLOCK_MS" in ''|*[!0-9]*|0) echo "BLOCK_MS must be a positive integer (ms
     --block-ms "$BLOCK_MS" --round-timeout $(( (10000 + BLOCK_MS - 1) / BLOCK_MS )) \
     --allow-list "${ALLOW%,}" ${SA_FLAGS[@]+"${SA_FLAGS[@]}"}
 
-url() { echo "http://127.0.0.1:$((BASE_PORT + $1))"; }
+
 # poll node 0 until it answers (the other nodes and the miner need it)
 wait_hub() { echo "until $PY node.py status --node $(url 0) >/dev/null 2>&1; do sleep 0.3; done"; }
 node_cmd() {
@@ -142,7 +158,7 @@ node_cmd() {
     if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; wait=$(wait_hub); fi
     if [ "$i" -gt 0 ] && [ "$i" -lt "$MINERS" ]; then mine="--mine --workers 1"; fi
     echo "$wait; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
-         "--dataset $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
+         "--data $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
 }
 
 tmux new-session -d -s "$SESSION" -n network -x 200 -y 50 "$(node_cmd 0)"
@@ -154,11 +170,8 @@ for i in $(seq 1 $((NODES - 1))); do
     tmux select-layout -t "$SESSION:network" tiled >/dev/null
 done
 tmux split-window -t "$SESSION:network" "$(wait_hub); $PY -m miner --node $(url 0) --data-dir $OUT/nodes/node0 --workers 1"
-URLS=$(for i in $(seq 0 $((NODES - 1))); do url "$i"; done | tr '\n' ' ')
-tmux split-window -t "$SESSION:network" "while true; do clear; for u in $URLS; do
-    $PY node.py status --node \$u 2>&1 \
-      | grep -E '^(node|node\.py status:|height|round|mempool|peers|mining|metrics|metrics_round) '; echo; done;
-    sleep 2; done"
+tmux split-window -t "$SESSION:network" "while true; do
+    s=\$(NODES=$NODES BASE_PORT=$BASE_PORT $ROOT/tmux_demo.sh status); clear; date +%T; printf '%s\\n' \"\$s\"; sleep 2; done"
 tmux select-layout -t "$SESSION:network" tiled >/dev/null
 
 echo "tmux session '$SESSION': $NODES nodes on $(url 0) .. $(url $((NODES - 1))), miner on $(url 0)" \

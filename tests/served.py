@@ -100,10 +100,11 @@ class FakePeer:
     asked of it and answers each with ``reply``. ``trickle``: seconds between
     single bytes of the body (a peer that answers slowly; ``trickle_head`` also
     trickles the status line and headers). ``length``: the Content-Length to
-    declare (None: the real one; -1: none, the body ends when the peer closes)."""
+    declare (None: the real one; -1: none, the body ends when the peer closes).
+    ``status``: the HTTP status of every answer."""
 
     def __init__(self, reply: bytes = b"{}", trickle: float = 0.0, trickle_head: bool = False,
-                 length: int | None = None):
+                 length: int | None = None, status: int = 200):
         self.paths: list[str] = []
         self.closed = threading.Event()
         outer = self
@@ -115,7 +116,8 @@ class FakePeer:
                 outer.paths.append(self.path)
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 declared = len(reply) if length is None else length
-                head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                phrase = "OK" if status == 200 else "Error"
+                head = f"HTTP/1.0 {status} {phrase}\r\nContent-Type: application/json\r\n".encode()
                 if declared >= 0:
                     head += f"Content-Length: {declared}\r\n".encode()
                 head += b"\r\n"

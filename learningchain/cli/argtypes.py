@@ -38,6 +38,48 @@ def port(text: str) -> int:
     return value
 
 
+def node_url(text: str) -> str:
+    """The URL of a node's API, ``http(s)://host[:port]`` (a bare ``host:port``
+    means http), normalised without a trailing ``/``: refused up front, so that
+    ``ftp://...`` or port 99999 is one clear line rather than a requests error."""
+    from urllib.parse import urlsplit
+    url = text.strip()
+    url = (url if "://" in url else "http://" + url).rstrip("/")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # None when absent; ValueError outside 0..65535 or not a number
+    except ValueError:
+        parts, port = None, 0
+    if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.query or parts.fragment or parts.username is not None):
+        why = (f"scheme {parts.scheme!r} is not http or https" if parts.scheme not in ("http", "https")
+               else "give http(s)://host[:port], without a query or credentials")
+    elif port == 0:
+        why = "the port must be a number in 1..65535"
+    else:
+        return url
+    raise argparse.ArgumentTypeError(f"{text!r} is not a node URL: {why} (e.g. http://127.0.0.1:5000)")
+
+
+def peer_urls(text: str) -> list[str]:
+    """``--peers``: comma-separated peer URLs (:mod:`learningchain.node.p2p.peer_urls`), each
+    ``http(s)://host[:port]``; a bad one is refused, never silently dropped."""
+    from learningchain.core.errors import ConfigError
+    from learningchain.node.p2p.peer_urls import parse_peer_list
+    try:
+        return parse_peer_list(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--peers: ")) from None
+
+
+def number_list(text: str) -> list[float]:
+    """Comma-separated finite numbers >= 0 (``experiment dp --sigmas 0,0.3,1``)."""
+    values = [non_negative(item.strip()) for item in text.split(",") if item.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one number, e.g. 0,0.3,1")
+    return values
+
+
 def non_negative(text: str) -> float:
     """A finite number >= 0 (noise, thresholds, concentrations)."""
     try:
@@ -124,3 +166,88 @@ def node_py() -> str:
     except ValueError:
         rel = str(exe)
     return f"{rel if not rel.startswith('..') else exe} node.py"
+
+
+def check_rule_fits(rule: str, nodes: int, byzantine: int = 0, *, quorum: int | None = None,
+                    explicit=None, byzantine_flag: str | None = "--byzantine",
+                    params_flag: str | None = None) -> None:
+    """A ConfigError, in the terms of the command that was run, when ``rule``
+    sized for ``byzantine`` attackers among ``nodes`` (aggregation.sized_params,
+    as demo, simulate and experiment size it) needs more updates a round than the
+    quorum (``quorum``, default one update per node) can bring: Krum needs
+    2f + 3, Bulyan 4f + 3. It names what works: ``--nodes N`` with the least N
+    computed, ``--quorum``, a lower ``byzantine_flag``, or ``params_flag``."""
+    from learningchain.core.errors import ConfigError
+    from learningchain.learning.aggregation import params as agg
+    q = quorum or nodes
+    params = agg.sized_params(rule, nodes, byzantine, quorum, explicit)
+    need = agg.min_updates(rule, params)
+    if need <= q:
+        return
+    fixes = []
+    if quorum is not None:
+        fixes.append(f"--quorum {need} or more" + (f" (with --nodes {need} or more)" if need > nodes else ""))
+    else:
+        least = agg.min_nodes(rule, byzantine, explicit)
+        if least is not None:
+            fixes.append(f"--nodes {least} or more")
+    lower = agg.max_byzantine(rule, nodes, byzantine, explicit) if byzantine and byzantine_flag else None
+    if lower is not None:
+        fixes.append(f"lower {byzantine_flag} to {lower}")
+    if params_flag:
+        fixes.append(f"smaller parameters in {params_flag}")
+    shown = ", ".join(f"{k}={v}" for k, v in agg.parse_params(rule, params).items() if k in ("f", "m", "l", "beta"))
+    raise ConfigError(f"aggregator {rule} ({shown}) needs at least {need} updates a round, more than the "
+                      f"quorum of {q}{'' if quorum is not None else ' (one update per node)'}: pass "
+                      + (", or ".join(fixes) or "another --aggregator"))
+
+
+class LazyCommands(argparse._SubParsersAction):
+    """Subcommands whose flags are added only when that command is parsed.
+
+    ``node.py --help`` needs every command's name and one-line help, not its
+    flags; the flags of ``run``, ``demo`` or ``simulate`` take their choices from
+    the learning stack (numpy), which an inspection command must not import to
+    start in well under 0.3 s. A command registers its flags with :func:`later`;
+    they are added the moment argparse hands that command its arguments, so the
+    parse, its errors and ``node.py CMD --help`` are exactly those of a parser
+    built in full (:func:`complete` builds every command's flags, e.g. for tests
+    that walk all of them)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, object] = {}
+
+    def later(self, name: str, add_flags) -> None:
+        self._pending[name] = add_flags
+
+    def fill(self, name: str) -> None:
+        add_flags = self._pending.pop(name, None)
+        if add_flags is not None:
+            add_flags()
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values:
+            self.fill(values[0])
+        namespace.command_line = [parser.prog, *values]  # as typed, for results' provenance
+        super().__call__(parser, namespace, values, option_string)
+
+
+def later(sub, parser: argparse.ArgumentParser, add_flags) -> argparse.ArgumentParser:
+    """``add_flags(parser)`` when ``parser``'s command is parsed (``sub`` a
+    :class:`LazyCommands`), else now (a plain argparse subparsers action)."""
+    if isinstance(sub, LazyCommands):
+        name = next(n for n, p in sub._name_parser_map.items() if p is parser)
+        sub.later(name, lambda: add_flags(parser))
+    else:
+        add_flags(parser)
+    return parser
+
+
+def complete(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` with the flags of every lazily registered command added."""
+    for action in parser._actions:
+        if isinstance(action, LazyCommands):
+            for name in list(action._pending):
+                action.fill(name)
+    return parser

@@ -31,14 +31,15 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from learningchain.cli import argtypes
-from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
-                                           follow_rounds)
 from learningchain.core.errors import ConfigError
-from learningchain.cli.processes import (ROOT, Network, NodeDied, Stopped, check_ports_free, deferred_signals, get,
-                                     wait_ready)
+
+if TYPE_CHECKING:
+    from learningchain.cli.processes import Network
+# learningchain.cli.processes (and what it imports) is imported by the functions
+# that start processes: `node.py --help` and the inspection commands need none of it
 
 __all__ = ["run_demo", "register", "stop_on_term_and_hup"]
 
@@ -48,6 +49,8 @@ def stop_on_term_and_hup() -> Iterator[None]:
     """Turn SIGTERM (``kill``) and SIGHUP (the terminal closed) into
     :class:`Stopped`, like Ctrl-C, while no node runs (setup, results); while
     nodes run, :func:`_run_demo` only notes signals (see there)."""
+    from learningchain.cli.processes import Stopped
+
     def raise_stopped(signum, _frame):
         raise Stopped(signum)
     previous = {sig: signal.signal(sig, raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -76,6 +79,7 @@ def say(text: str) -> None:
 def partitions_for(dataset: str, n: int, out: Path) -> Path:
     """data/<dataset>-<n>-iid if it is there for n nodes, else written under ``out``."""
     from learningchain.learning import data
+    from learningchain.cli.processes import ROOT
     shipped = ROOT / "data" / f"{dataset}-{n}-iid"
     try:
         if data.load_meta(shipped).get("n_nodes") == n:
@@ -94,7 +98,7 @@ def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_tim
     from learningchain.ledger.genesis import LOCAL_BLOCK_MS, LOCAL_ROUND_TIMEOUT_MS, blocks_for, default_config
     block_ms = block_ms or LOCAL_BLOCK_MS
     round_timeout = round_timeout or blocks_for(LOCAL_ROUND_TIMEOUT_MS, block_ms)
-    params = {**aggregation.default_params(aggregator, n), **aggregation.robust_params(aggregator, n, byzantine)}
+    params = aggregation.sized_params(aggregator, n, byzantine)
     return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
                           round_timeout=round_timeout, target_block_ms=block_ms)
 
@@ -113,6 +117,7 @@ def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers
     the chain: issue 10 item 14). The last ``attackers`` nodes run ``--attack``
     (never a miner: :func:`check_args`); ``extra`` goes to every ``node.py run``
     (e.g. ``--compression q8``)."""
+    from learningchain.cli.processes import check_ports_free, wait_ready
     port = (lambda i: base_port + i) if base_port else (lambda i: None)
     if base_port:
         check_ports_free(range(base_port, base_port + n))
@@ -136,7 +141,11 @@ def _sa_label(config) -> str:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """What argparse cannot check alone (counts are positive already)."""
+    """What argparse cannot check alone (counts are positive already): a
+    ConfigError, hence exit status 2 (cli/main.py), before anything is written."""
+    from learningchain.learning.data import DATASETS
+    if args.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if not 0 <= args.byzantine < args.nodes:
         raise ConfigError(f"--byzantine must be in [0, {args.nodes - 1}] with --nodes {args.nodes} "
                           f"(at least one honest node mines), got {args.byzantine}")
@@ -149,6 +158,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.selection != "all" and not 1 <= (args.select_k or 0) <= args.nodes:
         raise ConfigError(f"--selection {args.selection} needs --select-k in [1, {args.nodes}]")
     check_sa_args(args)
+    # the genesis quorum is --nodes: say so in the demo's flags, not genesis's
+    argtypes.check_rule_fits(args.aggregator, args.nodes, args.byzantine)
     _dp_role(args)  # the DP flags: the one check of participant.Role, before any process starts
     if args.base_port and args.base_port + args.nodes - 1 > 65535:
         raise ConfigError(f"--base-port {args.base_port} + {args.nodes} nodes goes past port 65535")
@@ -199,6 +210,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
+                                               follow_rounds)
+    from learningchain.cli.processes import Network, NodeDied, Stopped, deferred_signals, get
     from learningchain.ledger.genesis import make_genesis
     from learningchain.sim.results import plot_results, write_results
     out = Path(args.out).resolve()
@@ -305,6 +319,11 @@ def _run_demo(args: argparse.Namespace) -> int:
                "initial": initial, "rounds": entries, "final": entries[-1]["metrics"],
                "baselines": base, "elapsed_s": round(elapsed, 3),
                "privacy": {k: v for k, v in privacy.items() if v is not None}}
+    from learningchain.learning.data import load_meta
+    from learningchain.sim.provenance import command_line, flags, provenance
+    results["provenance"] = provenance({"flags": flags(args), "network": config.to_dict()},
+                                       {"model": config.model_spec.seed, "partitions": load_meta(part_dir).get("seed")},
+                                       command_line(args))
     path = write_results(out, results)
     plots = plot_results(out, results)
     name = "accuracy" if "accuracy" in initial else "rmse"
@@ -320,14 +339,20 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    argtypes.later(sub, sub.add_parser("demo", help="run a local multi-process network and report the learning"),
+                   _demo_flags)
+
+
+def _demo_flags(p) -> None:
     from learningchain.learning.aggregation import RULES
     from learningchain.learning.attacks import ATTACKS
 
-    p = sub.add_parser("demo", help="run a local multi-process network and report the learning")
     p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
-    p.add_argument("--dataset", default="digits", help="digits (default), diabetes, breast-cancer, ...")
-    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
+    p.add_argument("--dataset", default="digits", help="bundled data set: digits (default), diabetes, "
+                                                       "breast-cancer, synthetic-classification, synthetic-regression")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg",
+                   help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
     p.add_argument("--byzantine", type=argtypes.count, default=0,
                    help="the last K nodes attack (the miners, the first nodes, stay honest)")
     p.add_argument("--miners", type=argtypes.positive_int, default=None,

@@ -6,9 +6,16 @@ HTTP live in :mod:`learningchain.cli.inspection`; the multi-process demo in
 :mod:`learningchain.cli.demo`; ``simulate``, ``experiment`` and ``data`` in
 :mod:`learningchain.cli.sim_commands`.
 
-Every failure a user can fix ends the process with status 1 (2 for a bad
-command line) and ONE line on stderr saying what to do, never a traceback.
-Set ``LEARNINGCHAIN_DEBUG=1`` to see the traceback of an unexpected error.
+Every failure ends the process with ONE line on stderr saying what to do,
+never a traceback, and an exit status (:data:`EXIT_CODES`, also in ``--help``):
+2 when the command line is wrong (argparse's convention: a bad flag value, an
+unknown name, flags that do not go together, a file or directory it names that
+cannot be used; every :class:`ConfigError`), 1 when the command ran and failed
+(a node unreachable or answering an error, a node process died, a chain that
+does not verify, a key file, a port in use). Lower layers write hints as
+``'node.py COMMAND ...'``; :func:`one_line` turns them into the interpreter that
+runs now (:func:`argtypes.node_py`). Set ``LEARNINGCHAIN_DEBUG=1`` to see the
+traceback of an unexpected error.
 """
 from __future__ import annotations
 
@@ -17,7 +24,6 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +33,13 @@ from learningchain.core.errors import ConfigError, LearningChainError
 
 PROG = "node.py"
 GENESIS_FILE = "genesis.json"
+#: exit statuses of every command (shown by ``node.py --help``)
+EXIT_CODES = ("exit status: 0 done; 1 the command ran and failed (a node unreachable or answering an error, "
+              "a node process died, a chain that does not verify, a key file, a port in use); 2 the command "
+              "line is wrong (a bad flag value, an unknown name, flags that do not go together, a file or "
+              "directory it names that cannot be used); 128+N stopped by signal N (130: Ctrl-C). Every "
+              "failure is one line on stderr saying what to do.")
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,11 +69,12 @@ def load_genesis_file(path: str | os.PathLike):
 
 def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
     """--genesis FILE, else DATA_DIR/genesis.json, else the default network for
-    the dataset's partition directory (its meta.json names dataset and node count):
-    open, as no key is known here, so priced by the genesis stamp (``genesis --open``)."""
+    the partition directory of ``dataset`` (the node's data file, ``run --data``;
+    its meta.json names dataset and node count): open, as no key is known here,
+    so priced by the genesis stamp (``genesis --open``)."""
     from learningchain.ledger import genesis as gen
     if dataset and not Path(dataset).is_file():
-        raise ConfigError(f"dataset file {dataset} not found: pass a partition such as "
+        raise ConfigError(f"--data: data file {dataset} not found: pass a partition such as "
                           f"data/digits-4-iid/node0.npz, or your own .npz with arrays X and y")
     if genesis:
         return load_genesis_file(genesis)
@@ -79,23 +93,56 @@ def resolve_genesis(genesis: str | None, data_dir: str, dataset: str | None):
     return gen.open_network(gen.default_config())
 
 
+def data_file(args: argparse.Namespace) -> str | None:
+    """``run``'s local data: ``--data FILE``, or the old ``--dataset FILE``
+    (deprecated, with a warning line: every other ``--dataset`` takes a name)."""
+    if args.dataset is None:
+        return args.data
+    if args.data is not None:
+        raise ConfigError("pass the node's data once, as --data FILE (--dataset FILE is its old name)")
+    from learningchain.learning.data import DATASETS
+    if args.dataset in DATASETS:
+        raise ConfigError(f"a node learns from its own partition, not a whole data set: pass --data FILE, "
+                          f"e.g. --data data/{args.dataset}-4-iid/node0.npz (write partitions with "
+                          f"'{argtypes.node_py()} data --dataset {args.dataset} --nodes N')")
+    print(f"{PROG} run: warning: --dataset FILE is deprecated, use --data {args.dataset}", file=sys.stderr)
+    return args.dataset
+
+
+def check_data_dir(data_dir: str) -> None:
+    """A first start creates ``--data-dir`` (and the node's key in it), but only
+    inside a directory that exists: a mistyped path must not start a node with a
+    new identity somewhere nobody looks."""
+    d = Path(data_dir)
+    if d.is_dir():
+        return
+    if d.exists():
+        raise ConfigError(f"--data-dir {d} is a file, not a directory")
+    parent = d.absolute().parent
+    if not parent.is_dir():
+        raise ConfigError(f"--data-dir {d}: its parent {parent} does not exist (a typo?); for a new node "
+                          f"create it first (mkdir -p {parent}) or make the node's key with "
+                          f"'{argtypes.node_py()} keygen --data-dir {d}'")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from learningchain.node import keyfile, run as node_run
     from learningchain.node.participant import Role
-    from learningchain.node.p2p.peer_urls import parse_peer_list
-    peers = parse_peer_list(args.peers or "")  # a bad URL is an error, not a silent drop
+    peers = args.peers  # checked by argtypes.peer_urls: a bad URL is an error, not a silent drop
+    dataset = data_file(args)
+    check_data_dir(args.data_dir)
     # the learner settings are checked (participant.Role) before anything is written
     dp = dict(dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon,
               dp_delta=args.dp_delta, dp_sample_rate=args.dp_sample_rate,
               dp_rounds=args.dp_rounds if args.dp_epsilon else 0)
     Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
          skip_threshold=args.skip_threshold, **dp)
-    config = resolve_genesis(args.genesis, args.data_dir, args.dataset)
+    config = resolve_genesis(args.genesis, args.data_dir, dataset)
     argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
-                  dataset_path=args.dataset, genesis_config=config, mine=args.mine,
+                  dataset_path=dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack)
     if args.workers is not None:
         kwargs["mine_workers"] = args.workers
@@ -140,7 +187,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     genesis = None
     if (data_dir / GENESIS_FILE).exists():
         genesis = make_genesis(load_genesis_file(data_dir / GENESIS_FILE))
-    report = verify_store(data_dir, genesis)
+    from learningchain.cli.progress import Progress
+    with Progress("block", "verify", on=False if args.json else None, delay=1.0) as bar:
+        report = verify_store(data_dir, genesis, progress=bar.goto if bar.on else None)
     if args.json:
         print(json.dumps(asdict(report), indent=1))
         return 0 if report.ok else 1
@@ -155,14 +204,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_genesis(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from learningchain.learning import aggregation
     from learningchain.ledger.genesis import default_config, make_genesis
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists: pass --force to overwrite it")
-    params = json.loads(args.params) if args.params else None
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError as exc:
+        raise ConfigError(f"--params is not JSON ({exc}): e.g. --params '{{\"f\": 1}}'") from None
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"--params must be a JSON object, e.g. '{{\"f\": 1}}', got {args.params}")
     if params is None and args.aggregator != "fedavg":
         params = aggregation.default_params(args.aggregator, args.quorum or args.nodes)
+    # in this command's flags, before genesis refuses it in its own terms
+    argtypes.check_rule_fits(args.aggregator, args.nodes, quorum=args.quorum, explicit=params,
+                             byzantine_flag=None, params_flag="--params")
     spec, described = None, ""
     if args.data:
         from learningchain.learning.data import describe_file
@@ -243,14 +302,25 @@ def _keys_of(items: str) -> list[str]:
 # --- parser -------------------------------------------------------------------
 
 def _add_run(sub) -> None:
+    argtypes.later(sub, sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)"),
+                   _run_flags)
+
+
+def _run_flags(p) -> None:
     from learningchain.learning.attacks import ATTACKS
-    p = sub.add_parser("run", help="start a node (HTTP API, peer sync, learning, optional mining)")
-    p.add_argument("--data-dir", required=True, help="where the key, the chain store and logs live")
+    p.add_argument("--data-dir", required=True,
+                   help="the node's directory: its key (node_key.pem), the chain store (SQLite), peers.json "
+                        "and miner.token; created on first start if its parent exists. The log goes to "
+                        "stdout, not here (redirect it, as demo does to --out/node<i>.log)")
     p.add_argument("--port", type=port, required=True, help="HTTP port of the node API")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--peers", default="", help="comma-separated peer URLs, e.g. http://127.0.0.1:5001")
-    p.add_argument("--dataset", help="this node's local data (.npz with X, y); without it the node "
-                                     "validates and relays but does not learn")
+    p.add_argument("--peers", type=argtypes.peer_urls, default=[],
+                   help="comma-separated peer URLs, e.g. http://127.0.0.1:5001")
+    p.add_argument("--data", metavar="FILE",
+                   help="this node's local data (.npz with X and y, e.g. data/digits-4-iid/node0.npz, or "
+                        "X.npy with a sibling y.npy); without it the node validates and relays but does not learn")
+    p.add_argument("--dataset", metavar="FILE", help="deprecated name of --data FILE (every other --dataset "
+                                                     "takes a bundled data set's name)")
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
                                      "else the default network for the dataset)")
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
@@ -274,17 +344,23 @@ def _add_run(sub) -> None:
 
 
 def _add_admin(sub) -> None:
-    from learningchain.learning.aggregation import RULES
     p = sub.add_parser("keygen", help="create this node's key (refuses to overwrite)")
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", required=True, help="the node's directory (created if missing): the key goes "
+                                                     "to DIR/node_key.pem with mode 600")
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("verify", help="revalidate the stored chain from genesis")
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", required=True, help="the node's directory, whose chain store is checked "
+                                                     "(with DIR/genesis.json when it is there)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("genesis", help="write the genesis.json that every node of a network shares")
+    argtypes.later(sub, sub.add_parser("genesis", help="write the genesis.json that every node of a network shares"),
+                   _genesis_flags)
+
+
+def _genesis_flags(p) -> None:
+    from learningchain.learning.aggregation import RULES
     p.add_argument("--nodes", type=positive_int, required=True, help="nodes of the network (quorum default)")
     p.add_argument("--dataset", help="bundled dataset the model is built for (default digits)")
     p.add_argument("--data", metavar="FILE", help="build the model for your own data instead: .npz with "
@@ -293,9 +369,12 @@ def _add_admin(sub) -> None:
                    help="with --data: force the task (default: classification when the labels are "
                         "integers 0..99, else regression)")
     p.add_argument("--out", required=True, help="file to write")
-    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg")
-    p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\'')
-    p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp")
+    p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg",
+                   help="aggregation rule every node applies (default fedavg; docs/learning.md)")
+    p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\' (default: the '
+                                    "rule's defaults for the quorum)")
+    p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp",
+                   help="model kind (default mlp)")
     p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: --nodes)")
     p.add_argument("--round-timeout", type=positive_int, default=20, help="blocks before a round closes anyway")
     p.add_argument("--block-ms", type=positive_int, default=500, help="target block interval in ms")
@@ -334,8 +413,9 @@ def _add_admin(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="LearningChain: federated learning on a "
-                                                  "proof-of-work ledger.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+                                                  "proof-of-work ledger.", epilog=EXIT_CODES)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser,
+                                action=argtypes.LazyCommands)  # flags added when their command is parsed
     sub.required = True
     _add_run(sub)
     _add_admin(sub)
@@ -368,14 +448,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into a line
         if isinstance(exc, SystemExit):
             raise
-        print(f"{PROG} {args.command}: {one_line(exc)}", file=sys.stderr)
+        text = one_line(exc)
+        print(f"{PROG} {args.command}: {text.removeprefix(f'{args.command}: ')}", file=sys.stderr)
         if os.environ.get("LEARNINGCHAIN_DEBUG"):
             traceback.print_exc()
-        return 1
+        return exit_status(exc)
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a command line that cannot be used (every ConfigError), 1 for a
+    command that ran and failed (:data:`EXIT_CODES`)."""
+    return USAGE_ERROR if isinstance(exc, ConfigError) else RUNTIME_ERROR
 
 
 def one_line(exc: BaseException) -> str:
-    """What to tell a user about ``exc``, on one line."""
+    """What to tell a user about ``exc``, on one line; a hint ``'node.py CMD``
+    from a lower layer names the interpreter that runs now."""
     import requests
     if isinstance(exc, LearningChainError):
         text = str(exc)
@@ -389,7 +477,7 @@ def one_line(exc: BaseException) -> str:
     else:
         text = (f"unexpected {type(exc).__name__}: {exc} "
                 f"(rerun with LEARNINGCHAIN_DEBUG=1 and report the traceback)")
-    return " ".join(text.split())
+    return " ".join(text.split()).replace("'node.py ", f"'{argtypes.node_py()} ")
 
 
 def _url_of(exc: BaseException) -> str:

@@ -135,7 +135,7 @@ class Network:
         if peers:
             args += ["--peers", ",".join(peers)]
         if dataset:
-            args += ["--dataset", str(dataset)]
+            args += ["--data", str(dataset)]
         if genesis:
             args += ["--genesis", str(genesis)]
         if mine:

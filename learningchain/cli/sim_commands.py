@@ -3,7 +3,8 @@ the sweeps and the partition files.
 
 :func:`register` adds the three subcommands to the node's argparse
 subparsers; :func:`main` runs them standalone (``python -m learningchain.cli.sim_commands``).
-A bad flag or config ends with ONE line on stderr and exit status 2.
+A bad flag or config ends with ONE line on stderr and exit status 2 (a usage
+error, as everywhere in ``node.py``: cli/main.py ``EXIT_CODES``).
 """
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.learning import aggregation, data
-from learningchain.cli.argtypes import add_dp_flags, count, non_negative, positive_int
+from learningchain.cli.argtypes import (add_dp_flags, check_rule_fits, count, later, non_negative, number_list,
+                                        positive_int)
+from learningchain.cli.progress import Progress
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import KINDS
-from learningchain.learning.attacks import ATTACKS
 
 PROG = "node.py"
 
@@ -75,12 +75,18 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def print_round(entry: dict, metric: str) -> None:
+def round_row(entry: dict, metric: str) -> str:
     t = entry["timing"]
-    print(f"{entry['round']:>5} {entry['height']:>6} {len(entry['accepted']):>8} {len(entry['rejected']):>8} "
-          f"{entry['metrics'][metric]:>9.4f} {entry['attackers_rejected']:>6}/"
-          f"{entry['attackers_rejected'] + entry['attackers_accepted']:<3} {sum(t.values()):>7.2f}s",
-          flush=True)
+    return (f"{entry['round']:>5} {entry['height']:>6} {len(entry['accepted']):>8} {len(entry['rejected']):>8} "
+            f"{entry['metrics'][metric]:>9.4f} {entry['attackers_rejected']:>6}/"
+            f"{entry['attackers_rejected'] + entry['attackers_accepted']:<3} {sum(t.values()):>7.2f}s")
+
+
+def print_round(entry: dict, metric: str, bar: Progress | None = None) -> None:
+    """The table row of a round, above the rounds' progress bar when there is one."""
+    (bar or Progress("round", "", on=False)).write(round_row(entry, metric))
+    if bar is not None:
+        bar.update()
 
 
 def _sa_line(sim) -> str:
@@ -92,10 +98,13 @@ def _sa_line(sim) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from learningchain.sim.provenance import command_line, provenance
     from learningchain.sim.results import plot_results, primary_metric, write_results
     from learningchain.sim.simulator import Simulation
     try:
         cfg = build_config(args)
+        check_rule_fits(cfg.aggregator, cfg.nodes, cfg.byzantine, quorum=cfg.quorum,
+                        explicit=cfg.aggregator_params, params_flag="--agg-param" if cfg.aggregator_params else None)
         sim = Simulation(cfg)
     except ConfigError as exc:
         return _fail("simulate", exc)
@@ -109,7 +118,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"warning: {sim.undersized}; recorded in results.json (config.aggregator_params_warning)",
               file=sys.stderr)
     print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
-    results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric))
+    with Progress("round", cfg.name, total=cfg.rounds) as bar:
+        results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric, bar))
     if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline
         results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
     m = primary_metric(results["final"])
@@ -121,6 +131,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for name, base in results["baselines"].items():
             gap = results["final"][m] - base[m]
             print(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
+    results["provenance"] = provenance(results["config"], {"seed": cfg.seed, "model": sim.spec.seed,
+                                                          "dp_noise": cfg.dp_noise}, command_line(args))
     write_results(out, results)
     plot_results(out, results)
     print(f"simulation {results['simulation_s']:.1f}s, total {results['elapsed_s']:.1f}s; "
@@ -129,8 +141,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from learningchain.learning import aggregation
     from learningchain.sim import experiments
     from learningchain.sim.simulator import SimConfig
+    bar = Progress("run", f"experiment {args.kind}")  # on a terminal: a bar on stderr, the rows above it
     try:
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                          samples=args.samples,
@@ -141,13 +155,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         if args.kind == "byzantine":
             rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
+            for rule in rules:  # sized for the most attackers of the sweep
+                check_rule_fits(rule, args.nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
+        else:  # selection, compression, dp: one rule, sized for --byzantine
+            check_rule_fits(base.aggregator, args.nodes, args.byzantine)
+        if args.kind == "byzantine":
             print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
 
             def show(rule, k, res):
                 m = next(iter(res["final"]))
                 caught = sum(e["attackers_rejected"] for e in res["rounds"])
                 total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
-                print(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}", flush=True)
+                bar.write(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}")
+                bar.update()
+            bar.start(len(rules) * (args.max_byzantine + 1))
             sweep = experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
         elif args.kind == "selection":
             from learningchain.learning.selection import POLICIES
@@ -156,36 +177,49 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
             def show(policy, row):
                 hit = row["energy_to_target_j"]
-                print(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
-                      f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}", flush=True)
+                bar.write(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
+                          f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}")
+                bar.update()
+            bar.start(len({"all", *policies}))
             sweep = experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
         elif args.kind == "compression":
             schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
             print(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
 
             def show(scheme, row):
-                print(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
-                      f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}", flush=True)
+                bar.write(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
+                          f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}")
+                bar.update()
+            bar.start(len({"none", *schemes}))
             sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
+            bar.close()
             for scheme, row in sweep["schemes"].items():
                 print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
         else:
-            sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
+            sigmas = args.sigmas
             print(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
 
             def show(sigma, res):
                 m = next(iter(res["final"]))
                 eps = res["rounds"][-1].get("epsilon")
-                print(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}", flush=True)
+                bar.write(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}")
+                bar.update()
+            bar.start(len(sigmas))
             sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
     except (ConfigError, ValueError) as exc:
+        bar.close()
         return _fail("experiment", exc)
+    bar.close()
+    from learningchain.sim.provenance import command_line, flags, provenance
+    sweep["provenance"] = provenance({"flags": flags(args), "base": base.to_dict()}, {"seed": base.seed},
+                                     command_line(args))
     paths = experiments.write_sweep(out, args.kind, sweep)
     print(f"{time.perf_counter() - start:.1f}s; wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from learningchain.learning import data
     try:
         if args.dataset is None:
             if args.samples is not None:
@@ -203,6 +237,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_samples_flag(parser: argparse.ArgumentParser) -> None:
+    from learningchain.learning import data
     parser.add_argument(
         "--samples", type=positive_int, metavar="N",
         help=f"samples to generate for {' / '.join(data.SYNTHETIC)} (training and the "
@@ -218,25 +253,38 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def register(subparsers) -> None:
-    """Add ``simulate``, ``experiment`` and ``data`` to ``subparsers``."""
-    p = _one_line_errors(subparsers.add_parser(
-        "simulate", help="run N participants x R rounds in one process on the real ledger core"))
+    """Add ``simulate``, ``experiment`` and ``data`` to ``subparsers`` (their flags
+    when the command is parsed: :func:`~learningchain.cli.argtypes.later`)."""
+    later(subparsers, _one_line_errors(subparsers.add_parser(
+        "simulate", help="run N participants x R rounds in one process on the real ledger core")), _simulate_flags)
+    later(subparsers, _one_line_errors(subparsers.add_parser(
+        "experiment", help="a sweep of simulations: byzantine (rules x attackers), dp (noise), selection "
+                           "(policies: accuracy against energy) or compression (update schemes)")), _experiment_flags)
+    later(subparsers, _one_line_errors(subparsers.add_parser("data", help="(re)write partition files")), _data_flags)
+
+
+def _simulate_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import aggregation, data
+    from learningchain.learning.attacks import ATTACKS
+    from learningchain.learning.models import KINDS
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
-    p.add_argument("--nodes", type=positive_int)
-    p.add_argument("--rounds", type=positive_int)
-    p.add_argument("--dataset", choices=data.DATASETS)
+    p.add_argument("--nodes", type=positive_int, help="participants, one update each per round")
+    p.add_argument("--rounds", type=positive_int, help="rounds to run")
+    p.add_argument("--dataset", choices=data.DATASETS, help="bundled data set (default digits)")
     add_samples_flag(p)
-    p.add_argument("--split", choices=data.SPLITS)
+    p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
     p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
-    p.add_argument("--model", choices=KINDS)
-    p.add_argument("--aggregator", choices=aggregation.RULES)
-    p.add_argument("--agg-param", action="append", metavar="NAME=VALUE", help="aggregation parameter")
+    p.add_argument("--model", choices=KINDS, help="model kind (default mlp)")
+    p.add_argument("--aggregator", choices=aggregation.RULES,
+                   help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
+    p.add_argument("--agg-param", action="append", metavar="NAME=VALUE",
+                   help="aggregation parameter, repeatable (e.g. f=2); overrides the sizing for --byzantine")
     p.add_argument("--byzantine", type=count, help="number of attacking participants")
-    p.add_argument("--attack", choices=ATTACKS)
+    p.add_argument("--attack", choices=ATTACKS, help="what the attackers do (with --byzantine)")
     add_dp_flags(p, defaults=False)
     p.add_argument("--dp-noise", choices=("seeded", "os"),
                    help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
-    p.add_argument("--seed", type=count)
+    p.add_argument("--seed", type=count, help="seed of the data split, keys, training and noise (default 0)")
     p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: nodes)")
     p.add_argument("--full-nodes", type=positive_int, help="validating ledgers (default min(nodes, 3))")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
@@ -260,40 +308,58 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output directory (default out/NAME)")
     p.set_defaults(func=cmd_simulate)
 
-    p = _one_line_errors(subparsers.add_parser("experiment", help="Byzantine or DP sweep of simulations"))
-    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"))
-    p.add_argument("--dataset", choices=data.DATASETS, default="digits")
+
+
+def _experiment_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import aggregation, data
+    from learningchain.learning.attacks import ATTACKS
+    from learningchain.learning.models import KINDS
+    p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"),
+                   help="byzantine: each rule of --aggregators against 0..--max-byzantine attackers; dp: each "
+                        "noise multiplier of --sigmas; selection: each policy of --policies; compression: "
+                        "each scheme of --schemes")
+    p.add_argument("--dataset", choices=data.DATASETS, default="digits", help="bundled data set (default digits)")
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=10)
-    p.add_argument("--rounds", type=positive_int, default=10)
-    p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=non_negative, default=0.5)
-    p.add_argument("--model", choices=KINDS, default="mlp")
-    p.add_argument("--attack", choices=ATTACKS, default="sign-flip")
+    p.add_argument("--nodes", type=positive_int, default=10, help="participants per simulation (default 10)")
+    p.add_argument("--rounds", type=positive_int, default=10, help="rounds per simulation (default 10)")
+    p.add_argument("--split", choices=data.SPLITS, default="iid",
+                   help="how the data is spread over the nodes (default iid)")
+    p.add_argument("--alpha", type=non_negative, default=0.5,
+                   help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
+    p.add_argument("--model", choices=KINDS, default="mlp", help="model kind (default mlp)")
+    p.add_argument("--attack", choices=ATTACKS, default="sign-flip", help="what attackers do (default sign-flip)")
     p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
-                   help="comma-separated rules")
-    p.add_argument("--max-byzantine", type=count, default=3)
-    p.add_argument("--byzantine", type=count, default=0, help="selection: attackers")
+                   help="byzantine: comma-separated rules (default fedavg,median,trimmed-mean,krum)")
+    p.add_argument("--max-byzantine", type=count, default=3,
+                   help="byzantine: attackers from 0 up to this (default 3); robust rules are sized for it")
+    p.add_argument("--byzantine", type=count, default=0, help="selection/compression: attackers (default 0)")
     p.add_argument("--aggregator", choices=aggregation.RULES, help="selection/compression: rule (fedavg)")
     p.add_argument("--policies", default="all,random-k,top-k,energy-aware", help="selection: policies")
     p.add_argument("--k", type=positive_int, default=8, help="selection: participants per round")
     p.add_argument("--explore", type=count, default=4, help="selection: random picks among k")
     p.add_argument("--schemes", default="q8,topk,skip", help="compression: none,q8,topk,skip")
-    p.add_argument("--topk-fraction", type=non_negative, default=0.1)
-    p.add_argument("--skip-threshold", type=non_negative, default=0.85)
-    p.add_argument("--sigmas", default="0,0.3,1,3", help="dp: comma-separated noise multipliers")
+    p.add_argument("--topk-fraction", type=non_negative, default=0.1,
+                   help="compression: share of entries a topk update sends (default 0.1)")
+    p.add_argument("--skip-threshold", type=non_negative, default=0.85,
+                   help="compression: skip sends a skip when ||w - G(r-1)|| is below this (default 0.85)")
+    p.add_argument("--sigmas", type=number_list, default=[0.0, 0.3, 1.0, 3.0],
+                   help="dp: comma-separated noise multipliers (default 0,0.3,1,3)")
     p.add_argument("--clip", type=non_negative, default=1.0, help="dp: clip norm C")
-    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--seed", type=count, default=0, help="seed of the data split, keys and training (default 0)")
     p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 
-    p = _one_line_errors(subparsers.add_parser("data", help="(re)write partition files"))
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    from learningchain.learning import data
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=4)
-    p.add_argument("--split", choices=data.SPLITS, default="iid")
-    p.add_argument("--alpha", type=non_negative, default=0.5)
-    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--nodes", type=positive_int, default=4, help="partitions to write, one per node (default 4)")
+    p.add_argument("--split", choices=data.SPLITS, default="iid",
+                   help="iid, dirichlet (label skew, --alpha) or quantity (size skew); default iid")
+    p.add_argument("--alpha", type=non_negative, default=0.5,
+                   help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the split (default 0)")
     p.add_argument("--out", help="root directory (default data/)")
     p.set_defaults(func=cmd_data)
 

@@ -3,7 +3,8 @@
 Validation failures carry a short machine-readable ``code`` (kebab-case, in the
 spirit of Bitcoin Core's reject reasons such as ``bad-txns-inputs-missing``)
 and a human ``detail``. The shells map them: HTTP 400 ``{"error": detail,
-"reason": code}``, CLI one line on stderr and exit status 1.
+"reason": code}``, CLI one line on stderr and exit status 1 (2 for a
+:class:`ConfigError`, a usage error: learningchain/cli/main.py).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from learningchain.core import errors
 from learningchain.ledger.block import Block
@@ -246,9 +246,11 @@ class VerifyReport:
                 f"{e.get('detail')} ({self.blocks} blocks valid before it, best tip at height {self.height})")
 
 
-def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> VerifyReport:
+def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Revalidate a stored chain from genesis with every rule and every signature;
-    stop at the first block that breaks and say where and why."""
+    stop at the first block that breaks and say where and why. ``progress(done,
+    total)`` is told after each block (``node.py verify``'s bar)."""
     path = store_path(data_dir)
     if not path.exists():
         return VerifyReport(False, 0, -1, None, {"height": None, "hash": None, "code": "no-store",
@@ -256,6 +258,7 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
     with Store(path) as store:
         chain: Chain | None = None
         count = 0
+        total = store.count() if progress else 0
         for block_hash, height, data in store.iter_rows():
             try:
                 block = Block.parse(parse_json(data))
@@ -277,6 +280,8 @@ def verify_store(data_dir: str | os.PathLike, genesis: Block | None = None) -> V
                                     chain.tip.hash if chain else None,
                                     {"height": height, "hash": block_hash, "code": code, "detail": detail})
             count += 1
+            if progress:
+                progress(count, total)
         if chain is None:
             return VerifyReport(False, 0, -1, None, {"height": 0, "hash": None, "code": "empty-store",
                                                      "detail": f"{path} holds no blocks"})

@@ -4,6 +4,9 @@ again for a data dir whose store already holds a chain (that node would lose
 its identity: a stranger to the allow-list and to its own past updates).
 
 The key itself (signing, addresses, PEM form) is :mod:`learningchain.core.crypto`.
+Hints name the command as ``'node.py keygen ...'``: this layer does not know
+the interpreter; the command line (cli/main.py ``one_line``) prints the one
+that runs (``.venv/bin/python node.py``), never a bare ``python``.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def load_key(data_dir: str | os.PathLike) -> PrivateKey:
     """Load the node key, refusing a missing, corrupt or group/world-readable file."""
     path = key_path(data_dir)
     if not path.exists():
-        raise KeyFileError(f"no key file at {path}: run 'python node.py keygen --data-dir {data_dir}'")
+        raise KeyFileError(f"no key file at {path}: create one with 'node.py keygen --data-dir {data_dir}'")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise KeyFileError(f"key file {path} is readable by others (mode {mode:o}): run 'chmod 600 {path}'")
@@ -44,10 +47,10 @@ def load_key(data_dir: str | os.PathLike) -> PrivateKey:
         return PrivateKey.from_pem(path.read_bytes())
     except WrongCurve:
         raise KeyFileError(f"key file {path} is not on secp256k1: generate a new one with "
-                           f"'python node.py keygen'") from None
+                           f"'node.py keygen --data-dir {data_dir}' (after moving this one away)") from None
     except (OSError, InvalidKey):
         raise KeyFileError(f"key file {path} is not a valid PEM secp256k1 key: restore it from a backup "
-                           f"or move it away and run 'python node.py keygen --data-dir {data_dir}'") from None
+                           f"or move it away and create one with 'node.py keygen --data-dir {data_dir}'") from None
 
 
 def load_or_create_key(data_dir: str | os.PathLike) -> PrivateKey:

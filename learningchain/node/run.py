@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from learningchain.core.errors import ConfigError
+from learningchain.core.errors import LearningChainError
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.service import Node
 from learningchain.node.web.api import create_app
@@ -60,7 +60,8 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
         what = {errno.EADDRINUSE: "is in use (another node on it?): pick another --port or stop that process",
                 errno.EACCES: "needs privileges here: use a port above 1023",
                 errno.EADDRNOTAVAIL: "is not an address of this machine: check --host"}.get(exc.errno, exc.strerror)
-        raise ConfigError(f"cannot listen on {host}:{port}: it {what}") from None
+        # a failure of this machine, not of the command line: exit status 1, not 2 (cli/main.py)
+        raise LearningChainError(f"cannot listen on {host}:{port}: it {what}") from None
     node.log(f"node {node.address} on {node.url}, network {genesis_config.network}, "
              f"genesis {node.genesis.hash[:16]}, height {node.chain.height}")
 

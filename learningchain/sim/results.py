@@ -23,7 +23,9 @@ drawn from either means the same thing (``results.json``)::
                    "centralized_sklearn": {...}},     # optional
      "elapsed_s": seconds,
      "privacy":  {node name: {"mode", "epsilon", "delta", "rounds", "noise_multiplier",
-                  "target_epsilon", "relation", ...}}}   # optional, only DP nodes (learning/privacy.py)
+                  "target_epsilon", "relation", ...}},   # optional, only DP nodes (learning/privacy.py)
+     "provenance": {"config", "seeds", "command", "git", "packages", "python", "host", ...}}
+                  # resolved configuration, versions, commit (learningchain/sim/provenance.py)
 
 Metric names: ``accuracy precision recall f1`` (classification, macro
 averages) or ``rmse mae r2`` (regression).

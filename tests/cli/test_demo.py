@@ -103,6 +103,10 @@ def test_a_short_demo_writes_checked_results_and_plots(tmp_path):
         assert set(energy["per_node"]) == {"node0", "node1", "node2"}
         assert energy["total_j"] == pytest.approx(sum(energy["per_node"].values()), rel=1e-6)
         assert energy["train_j"] > 0
+    prov = results["provenance"]  # learningchain/sim/provenance.py
+    assert prov["config"]["flags"]["nodes"] == 3 and prov["config"]["flags"]["block_ms"] is None
+    assert prov["config"]["network"]["quorum"] == 3 and prov["seeds"] == {"model": 0, "partitions": 0}
+    assert "--rounds" in prov["command"] and prov["packages"]["numpy"]
     for plot in ("metric.png", "updates.png"):
         assert (tmp_path / "run" / plot).stat().st_size > 1000
     assert node_pids(tmp_path) == {}

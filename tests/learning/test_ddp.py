@@ -106,9 +106,9 @@ def test_distributed_without_secure_aggregation_is_a_one_line_error(tmp_path, ca
     assert len(err) == 1 and "distributed needs secure_aggregation" in err[0]
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "5997", "--dp-mode", "distributed",
                    "--dp-epsilon", "8", "--dp-clip", "0.2")
-    assert "--dp-mode distributed needs secure aggregation" in assert_one_line_error(proc, 1)
+    assert "--dp-mode distributed needs secure aggregation" in assert_one_line_error(proc, 2)
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--dp-mode", "distributed", "--dp-epsilon", "8",
-                     "--dp-clip", "0.2"]) == 1
+                     "--dp-clip", "0.2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dp-mode distributed needs secure aggregation" in err[0]
     assert not (tmp_path / "demo").exists()

@@ -283,7 +283,7 @@ def test_restart_keeps_the_privacy_spent_and_never_releases_a_round_twice(tmp_pa
 
 def test_run_refuses_clip_without_sigma(tmp_path):
     proc = node_py("run", "--data-dir", str(tmp_path / "d"), "--port", "5996", "--dp-clip", "1")
-    assert "--dp-clip needs --dp-sigma" in assert_one_line_error(proc, 1)
+    assert "--dp-clip needs --dp-sigma" in assert_one_line_error(proc, 2)
     assert not (tmp_path / "d").exists()  # refused before anything was written
 
 
@@ -320,7 +320,7 @@ def test_run_refuses_non_finite_dp_flags_before_writing(tmp_path, capsys, value)
 
 
 def test_run_refuses_sigma_without_clip_in_process(tmp_path, capsys):
-    assert cli.main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5996", "--dp-sigma", "1"]) == 1
+    assert cli.main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5996", "--dp-sigma", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a clip norm" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "d").exists()

@@ -157,7 +157,7 @@ def test_genesis_from_data_refusals_are_one_line(tmp_path, capsys, extra, match)
     np.savez(tmp_path / "reg.npz", X=np.zeros((6, 2)), y=np.linspace(-1.5, 2.5, 6))
     code, _ = _genesis_from(tmp_path, "--data", str(tmp_path / "reg.npz"), *extra)
     err = capsys.readouterr().err
-    assert code == 1 and match in err and err.count("\n") == 1
+    assert code == 2 and match in err and err.count("\n") == 1
 
 
 def test_trimmed_mean_genesis_needs_a_quorum_it_can_trim():
@@ -256,5 +256,5 @@ def test_cli_writes_a_secure_aggregation_genesis_with_its_defaults(tmp_path, cap
     assert (p.threshold, p.clip, p.phase_timeout) == (7, "0.5", 9)
     assert 10 * 0.5 * p.scale <= 1 << 28 < 10 * 0.5 * p.scale * 2
     assert main(["genesis", "--nodes", "3", "--open", "--out", str(tmp_path / "h.json"),
-                 "--secure-aggregation"]) == 1
+                 "--secure-aggregation"]) == 2
     assert "needs a known roster" in capsys.readouterr().err

@@ -68,15 +68,16 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path):
     """Issue 14 (rough errors): `Address already in use` did not say which address."""
     import socket
     import pytest
-    from learningchain.core.errors import ConfigError
+    from learningchain.core.errors import ConfigError, LearningChainError
     from learningchain.node.run import run_node
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ConfigError) as refused:
+        with pytest.raises(LearningChainError) as refused:
             run_node(tmp_path / "d", config(), port=port)
     assert f"cannot listen on 127.0.0.1:{port}: it is in use" in str(refused.value)
+    assert not isinstance(refused.value, ConfigError)  # a runtime failure: exit status 1, not 2
 
 
 def test_run_node_rest_after_round_stops_learning_and_mining_and_keeps_serving(tmp_path):

@@ -49,7 +49,7 @@ def test_cli_genesis_with_selection_and_run_flags(tmp_path, capsys):
     assert config.selection_policy[0] == "energy-aware" and config.selection_policy[1]["k"] == 2
     assert len(config.profiles) == 3 and load_or_create_key(tmp_path / "n0").public_hex in config.profiles
     assert cli.main(["genesis", "--nodes", "3", "--out", str(tmp_path / "h.json"),
-                     "--selection", "top-k", "--select-k", "2"]) == 1
+                     "--selection", "top-k", "--select-k", "2"]) == 2  # a usage error
     assert "--participants" in capsys.readouterr().err
     args = cli.build_parser().parse_args(["run", "--data-dir", "d", "--port", "5000", "--compression", "q8",
                                           "--skip-threshold", "0.5"])

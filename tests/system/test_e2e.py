@@ -105,7 +105,7 @@ def test_every_inspection_command_against_a_running_node(network, capsys):
     txid = round1["updates"][0]["id"]
     block1 = get(hub.url, "/blocks/1")
     checks = {  # command -> (what the table must show, what the JSON must hold)
-        "status": ([f"node {hub.url}", "height", "model_digest", "traffic"], lambda d: d["pubkey"] == hub.pubkey),
+        "status": ([f"node {hub.url}", "height", "model digest", "traffic: ", "message type"], lambda d: d["pubkey"] == hub.pubkey),
         "chain": (["showing", "round closed", block1["hash"][:16]], lambda d: d["blocks"][0]["height"] >= 0),
         "block": (["hash", block1["hash"], "prev_hash"], lambda d: d["hash"] == block1["hash"]),
         "tx": ([txid, "status", "metrics (self-reported)"], lambda d: d["status"] == "chain" or d["block"]),

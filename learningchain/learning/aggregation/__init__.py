@@ -30,12 +30,14 @@ from learningchain.learning.aggregation.fedavg import fedavg
 from learningchain.learning.aggregation.krum import krum, multi_krum
 from learningchain.learning.aggregation.l_nearest import l_nearest
 from learningchain.learning.aggregation.median import median
-from learningchain.learning.aggregation.params import (RULES, AggregationError, default_params,
-                                              min_updates, parse_params, robust_params, undersized)
+from learningchain.learning.aggregation.params import (RULES, AggregationError, default_params, max_byzantine,
+                                              min_nodes, min_updates, parse_params, robust_params, sized_params,
+                                              undersized)
 from learningchain.learning.aggregation.trimmed_mean import trimmed_mean
 
 __all__ = ["Update", "AggregationResult", "AggregationError", "RULES", "aggregate",
-           "min_updates", "check_params", "default_params", "robust_params", "undersized"]
+           "min_updates", "check_params", "default_params", "robust_params", "undersized", "sized_params",
+           "min_nodes", "max_byzantine"]
 
 
 @dataclass(frozen=True)

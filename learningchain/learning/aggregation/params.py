@@ -177,3 +177,40 @@ def undersized(rule: str, params: Mapping[str, Any], nodes: int, f: int) -> str 
         return None if trim_count(nodes, have) >= f else (f"trimmed-mean beta={params.get('beta')} trims fewer "
                                                            f"than the {f} attackers (beta={need['beta']} would)")
     return None
+
+
+def sized_params(rule: str, nodes: int, byzantine: int = 0, quorum: int | None = None,
+                 explicit: Mapping[str, Any] | None = None) -> dict:
+    """The parameters ``demo``, ``simulate`` and ``experiment`` give ``rule`` for
+    ``nodes`` participants of which ``byzantine`` attack: the defaults for the
+    quorum (:func:`default_params`), raised to tolerate the attackers
+    (:func:`robust_params`), and what the user set explicitly on top."""
+    return {**default_params(rule, quorum or nodes), **robust_params(rule, nodes, byzantine),
+            **dict(explicit or {})}
+
+
+#: how far :func:`min_nodes` looks (a rule that needs more is set far out of range)
+MAX_NODES = 10_000
+
+
+def min_nodes(rule: str, byzantine: int = 0, explicit: Mapping[str, Any] | None = None) -> int | None:
+    """The smallest number of nodes (each one update, the quorum all of them)
+    at which ``rule``, sized by :func:`sized_params` for ``byzantine``
+    attackers, accepts a round; None when none up to :data:`MAX_NODES` does.
+    What the quorum errors of ``demo`` / ``simulate`` / ``experiment`` tell the
+    user to pass as ``--nodes``."""
+    n = max(1, byzantine + 1)
+    while n <= MAX_NODES:
+        if min_updates(rule, sized_params(rule, n, byzantine, explicit=explicit)) <= n:
+            return n
+        n += 1  # no jump to the need: the sized parameters change with n
+    return None
+
+
+def max_byzantine(rule: str, nodes: int, byzantine: int, explicit: Mapping[str, Any] | None = None) -> int | None:
+    """The largest attacker count below ``byzantine`` that ``rule`` can be sized
+    for with ``nodes`` nodes (quorum ``nodes``), or None when no lower count helps."""
+    for k in range(byzantine - 1, -1, -1):
+        if min_updates(rule, sized_params(rule, nodes, k, explicit=explicit)) <= nodes:
+            return k
+    return None

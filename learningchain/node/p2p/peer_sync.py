@@ -28,6 +28,7 @@ from learningchain.ledger.headers import MAX_HEADERS_PAGE, MAX_SYNC_HEADERS, Hea
 from learningchain.node.p2p.peer_host import PeerHost
 from learningchain.node.p2p.peer_table import MAX_PEERS
 from learningchain.node.p2p.peer_urls import normalize
+from learningchain.node.p2p.sync_progress import SyncProgress
 
 #: blocks asked for in one ``POST /sync/blocks {"hashes"}``.
 SYNC_PAGE = 100
@@ -92,11 +93,21 @@ class PeerSync:
                 self._syncing.discard(url)
 
     def _sync_headers_first(self, url: str, deadline: float) -> int:
-        node, added = self.node, 0
+        node = self.node
         base = node.chain_entry(node.tip_info()[1])
         if base is None:
             return 0
         hc = HeaderChain(base, node.config)
+        with self._lock:
+            record = self._peers.get(url)
+        progress = SyncProgress(node.log, url, record.height if record else None, node.tip_info()[0])
+        try:
+            return self._headers_then_blocks(url, deadline, hc, progress)
+        finally:
+            progress.done(node.tip_info()[0])
+
+    def _headers_then_blocks(self, url: str, deadline: float, hc: HeaderChain, progress: SyncProgress) -> int:
+        node, added = self.node, 0
         pages = 0  # header pages since blocks were last fetched: bounds a peer that never gets heavier
         idle_until = time.monotonic() + SYNC_IDLE_SECONDS  # a first block by then, or the peer stalls us
         while (time.monotonic() < min(deadline, idle_until if added == 0 else deadline)
@@ -121,7 +132,7 @@ class PeerSync:
                 self._sync_fault(url, "headers: a page that does not extend the header chain", penalize=True)
                 return added
             if hc.nodes and hc.work > node.tip_work():  # heavier than our tip: fetch its blocks
-                got, ok = self._fetch_blocks(url, hc.hashes(), deadline)
+                got, ok = self._fetch_blocks(url, hc.hashes(), deadline, progress)
                 added += got
                 held = node.chain_entry(hc.tip.hash) if ok else None
                 if held is None:
@@ -136,7 +147,8 @@ class PeerSync:
             self._sync_fault(url, f"headers: {pages} pages, {added} blocks in the sync's time", penalize=True)
         return added
 
-    def _fetch_blocks(self, url: str, hashes: list[str], deadline: float) -> tuple[int, bool]:
+    def _fetch_blocks(self, url: str, hashes: list[str], deadline: float,
+                      progress: SyncProgress | None = None) -> tuple[int, bool]:
         """Fetch and submit the blocks ``hashes`` (a header chain, lowest first) from
         ``url``, :data:`SYNC_PAGE` a request; (new blocks, all fetched and accepted).
         The next page is requested while this one is validated (one request ahead,
@@ -179,6 +191,8 @@ class PeerSync:
                                          penalize=status not in ("orphan", errors.BLOCK_TIME_TOO_NEW))
                         return added, False
                 i = following
+                if progress is not None:
+                    progress.update(self.node.tip_info()[0])
             return added, True
         finally:
             prefetch.shutdown(wait=False, cancel_futures=True)  # a request in flight ends on its own deadline
