@@ -44,6 +44,14 @@ def evaluated_rounds(url: str) -> list[int]:
     return [r["round"] for r in doc.get("rounds", []) if r.get("metrics")]
 
 
+def full_round(url: str, n: int) -> int | None:
+    """The first closed round holding an update of each of the ``n`` nodes (round 1
+    may close on its timeout without a node that started late)."""
+    doc = get(url, "/rounds?format=json") or {}
+    return next((r["round"] for r in doc.get("rounds", []) if r["status"] == "closed" and r["updates"] == n),
+                None)
+
+
 def fail_without_chromium() -> None:
     why = chromium.missing()
     if why:
@@ -56,9 +64,7 @@ def network(tmp_path_factory):
     with chromium.explorer_network(tmp_path_factory.mktemp("browser-net")) as net:
         hub = net.nodes[0]
         wait_for(lambda: len(evaluated_rounds(hub.url)) >= 2, DEADLINE, "two evaluated rounds", net)
-        # every node's round 1 update is on node 0's chain (quorum 3): the round page has three rows
-        wait_for(lambda: len((get(hub.url, "/rounds/1?format=json") or {}).get("updates", [])) == 3,
-                 DEADLINE, "round 1 with three updates", net)
+        wait_for(lambda: full_round(hub.url, len(net.nodes)), DEADLINE, "a round with every node's update", net)
         yield net
 
 
@@ -196,17 +202,19 @@ def check_links(browser: Browser, page) -> None:
 
 @pytest.fixture(scope="module")
 def ids(network):
-    """Ids to visit, read from node 0's JSON: a round-1 update, the block holding
-    it (its hash and the round-1 updates in it), node 1 and its round-1 update."""
+    """Ids to visit, read from node 0's JSON: the first round with every node's
+    update, one of its updates, the block holding it (its hash and the round's
+    updates in it), node 1 and its update of that round."""
     hub, node1 = network.nodes[0], network.nodes[1]
-    round1 = get(hub.url, "/rounds/1?format=json")
-    assert round1, "node 0 answers JSON for /rounds/1"
-    update = round1["updates"][0]
+    r = full_round(hub.url, len(network.nodes))
+    doc = get(hub.url, f"/rounds/{r}?format=json")
+    assert doc, f"node 0 answers JSON for /rounds/{r}"
+    update = doc["updates"][0]
     block = get(hub.url, f"/blocks/{update['height']}?format=json")
     assert block, f"node 0 answers JSON for /blocks/{update['height']}"
-    mine = next(u for u in round1["updates"] if u["sender"] == node1.pubkey)
-    return {"hash": block["hash"], "height": update["height"], "txid": update["id"],
-            "block_txs": [u["id"] for u in round1["updates"] if u["height"] == update["height"]],
+    mine = next(u for u in doc["updates"] if u["sender"] == node1.pubkey)
+    return {"round": r, "hash": block["hash"], "height": update["height"], "txid": update["id"],
+            "block_txs": [u["id"] for u in doc["updates"] if u["height"] == update["height"]],
             "node1": node1.pubkey, "address1": mine["address"], "txid1": mine["id"]}
 
 
@@ -218,7 +226,7 @@ PAGES = {  # name: (path, with {hash}, {txid}, ... from ids(), data-page)
     "tx": ("/txs/{txid}", "tx"),
     "tx-by-prefix": ("/txs/{txid:.12}", "tx"),
     "rounds": ("/rounds", "rounds"),
-    "round": ("/rounds/1", "round"),
+    "round": ("/rounds/{round}", "round"),
     "participants": ("/participants", "participants"),
     "participant-by-name": ("/participants/node1", "participant"),
     "participant-by-address": ("/participants/{address1}", "participant"),
@@ -282,14 +290,14 @@ def test_the_index_follows_new_blocks_and_rounds_without_a_reload(network, tabs)
 
 def test_the_index_links_every_block_and_round_it_lists(tabs):
     page = tabs("/").page
-    blocks = page.query_selector_all("#blocks tr[data-height]")
-    rounds = page.query_selector_all("#rounds tr[data-round]")
-    assert blocks and rounds
-    for row in blocks:
-        assert row.query_selector('a[href^="/blocks/"]') is not None, row.inner_text()
-    for row in rounds:
-        r = row.get_attribute("data-round")
-        assert row.query_selector(f'a[href="/rounds/{r}"]') is not None, row.inner_text()
+    unlinked = page.evaluate("""() => ({
+        blocks: [...document.querySelectorAll('#blocks tr[data-height]')].map(tr =>
+            [tr.dataset.height, !!tr.querySelector('a[href^="/blocks/"]')]),
+        rounds: [...document.querySelectorAll('#rounds tr[data-round]')].map(tr =>
+            [tr.dataset.round, !!tr.querySelector(`a[href="/rounds/${tr.dataset.round}"]`)])})""")
+    assert unlinked["blocks"] and unlinked["rounds"], unlinked
+    for table, rows in unlinked.items():
+        assert all(linked for _, linked in rows), f"#{table} rows without their link: {[k for k, ok in rows if not ok]}"
 
 
 def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, tabs):
@@ -312,10 +320,10 @@ def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, ta
     assert not v.errors, v.errors
 
 
-def test_the_round_page_shows_every_update_with_its_verdict(network, tabs):
+def test_the_round_page_shows_every_update_with_its_verdict(network, tabs, ids):
     hub = network.nodes[0]
-    doc = get(hub.url, "/rounds/1?format=json")
-    v = tabs("/rounds/1")
+    doc = get(hub.url, f"/rounds/{ids['round']}?format=json")
+    v = tabs(f"/rounds/{ids['round']}")
     page = v.page
     rows = page.query_selector_all("table#updates tr[data-tx]")
     assert {r.get_attribute("data-tx") for r in rows} == {u["id"] for u in doc["updates"]}
@@ -353,11 +361,11 @@ def test_the_peers_page_draws_the_network(network, tabs):
 
 
 def test_a_participant_page_shows_its_updates_reputation_and_energy(tabs, ids):
-    v = tabs("/participants/node1?start=1")  # its updates from round 1 on (a page is 20 rounds)
+    v = tabs(f"/participants/node1?start={ids['round']}")  # its updates from that round on (a page: 20)
     page = v.page
     assert "node1" in page.inner_text("main")
     rows = page.query_selector_all("table#participant-updates tr[data-tx]")
-    assert ids["txid1"] in {r.get_attribute("data-tx") for r in rows}, "node1's round-1 update is not listed"
+    assert ids["txid1"] in {r.get_attribute("data-tx") for r in rows}, f"node1's round-{ids['round']} update is not listed"
     for hook in ("#reputation", "#energy"):
         assert page.query_selector(hook) is not None, f"no {hook}"
     assert not v.errors, v.errors
@@ -411,11 +419,11 @@ def test_an_ambiguous_prefix_shows_the_candidates(browser, network, tabs):
 
 
 SEARCHES = {  # name: (query from ids(), path the browser must land on, data-page)
-    "height": ("2", "/blocks/", "block"),
+    "height": ("{height}", "/blocks/", "block"),
     "hash-prefix": ("{hash:.12}", "/blocks/", "block"),
     "tx-prefix": ("{txid:.12}", "/txs/", "tx"),
     "node-name": ("node1", "/participants/", "participant"),
-    "round": ("r1", "/rounds/1", "round"),
+    "round": ("r{round}", "/rounds/", "round"),
 }
 
 
@@ -433,6 +441,8 @@ def test_search_from_the_nav_lands_on_the_right_page(name, browser, tabs, ids):
     assert main is not None and main.get_attribute("data-page") == kind, (query, v.page.url)
     text = v.page.inner_text("main")
     expected = {"height": ids["hash"], "hash-prefix": ids["hash"], "tx-prefix": ids["txid"],
-                "node-name": "node1", "round": "1"}[name]
+                "node-name": "node1", "round": str(ids["round"])}[name]
     assert expected in text, (query, expected)
+    if name == "round":
+        assert urlsplit(v.page.url).path == f"/rounds/{ids['round']}", v.page.url
     assert not v.errors, v.errors
