@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from learningchain.learning import aggregation
-from learningchain.learning.aggregation.params import robust_params
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import build_model
 from learningchain.sim.results import (cumulative_energy, plot_byzantine_sweep, plot_dp_sweep, plot_energy,
@@ -58,7 +57,7 @@ def byzantine_sweep(base: SimConfig, aggregators: Sequence[str], max_byzantine: 
                    "dataset": base.dataset, "model": base.model, "split": base.split,
                    "aggregators": {}}
     for rule in aggregators:
-        params = robust_params(rule, base.nodes, max_byzantine)
+        params = aggregation.sized_params(rule, base.nodes, max_byzantine, base.n_quorum)  # for the most attackers
         need = aggregation.min_updates(rule, params)
         if need > base.nodes:
             raise ConfigError(f"{rule} with {params} needs {need} updates, only {base.nodes} nodes")

@@ -307,7 +307,11 @@ def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
     if sweep.get("no_dp") is not None:
         ax.axhline(sweep["no_dp"], color="tab:green", linestyle="--",
                    label=f"no DP: {sweep['no_dp']:.3f}")
-    ax.set_xscale("log")
+    if points:  # a log axis needs a point: `--sigmas 0` has only the no-DP line (epsilon = inf)
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no noisy point (every sigma was 0): only the no-DP line", transform=ax.transAxes,
+                ha="center", fontsize=9)
     ax.set_xlabel(f"epsilon (delta = {sweep.get('delta', 1e-5):g}) after all rounds")
     ax.set_ylabel(f"final {sweep.get('metric', 'accuracy')}")
     ax.set_title("privacy against accuracy")

@@ -89,9 +89,8 @@ class Simulation:
         self.energy_profiles.update({f"full{j}": full_profile for j in range(cfg.n_full)})
         selecting = cfg.selection != "all"
         # sized for the attackers as demo and experiment size them; explicit --agg-param wins
-        rule_params = {**aggregation.default_params(cfg.aggregator, cfg.n_quorum),
-                       **aggregation.robust_params(cfg.aggregator, cfg.nodes, cfg.byzantine),
-                       **cfg.aggregator_params}
+        rule_params = aggregation.sized_params(cfg.aggregator, cfg.nodes, cfg.byzantine, cfg.n_quorum,
+                                               cfg.aggregator_params)
         self.rule_params = rule_params
         self.undersized = aggregation.undersized(cfg.aggregator, rule_params, cfg.nodes, cfg.byzantine)
         sel_doc = None

@@ -53,5 +53,5 @@ def test_simulate_and_experiment_record_their_provenance(tmp_path, capsys):
     assert main(["experiment", "dp", "--nodes", "2", "--rounds", "1", "--model", "softmax", "--sigmas", "0,1",
                  "--seed", "5", "--out", str(sweep)]) == 0
     prov = json.loads((sweep / "dp.json").read_text())["provenance"]
-    assert prov["seeds"] == {"seed": 5} and prov["config"]["flags"]["sigmas"] == "0,1"
+    assert prov["seeds"] == {"seed": 5} and prov["config"]["flags"]["sigmas"] == [0.0, 1.0]
     assert prov["config"]["base"]["nodes"] == 2 and prov["config"]["flags"]["kind"] == "dp"

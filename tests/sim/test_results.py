@@ -91,3 +91,10 @@ def test_plots_are_written(tmp_path):
     dp = {"metric": "accuracy", "delta": 1e-5, "no_dp": 0.96,
           "points": [{"sigma": 0.5, "epsilon": 80.0, "final": 0.9}, {"sigma": 2.0, "epsilon": 9.0, "final": 0.6}]}
     assert _is_png(results.plot_dp_sweep(tmp_path / "dp", dp))
+
+
+def test_a_dp_sweep_with_no_noisy_point_still_plots(tmp_path):
+    """`experiment dp --sigmas 0`: only sigma 0 (epsilon = inf, no finite point);
+    the log-scaled epsilon axis raised `unexpected ValueError` (issue 14)."""
+    dp = {"metric": "accuracy", "points": [{"sigma": 0.0, "epsilon": math.inf, "final": 0.93}], "no_dp": 0.93}
+    assert _is_png(results.plot_dp_sweep(tmp_path / "dp", dp))
