@@ -15,14 +15,14 @@ import re
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 
-from learningchain.core.encoding import encode_weights
+from learningchain.core.encoding import encode_weights, is_hex
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.chainstate import Ledger
-from learningchain.node.web import pages
+from learningchain.node.web import names, pages
 from learningchain.node.web.explorer import MAX_ROUNDS_PAGE, ROUNDS_PAGE, round_detail as round_view, rounds_overview
-from learningchain.node.web.lookup import MIN_PREFIX, AmbiguousId, is_height, is_prefix, resolve_block, resolve_tx
-from learningchain.node.web.lookup import search as lookup_search
+from learningchain.node.web.lookup import MAX_MATCHES, MIN_PREFIX, AmbiguousId, is_height, is_prefix, resolve_block, resolve_tx
+from learningchain.node.web.lookup import search_all
 from learningchain.node.web.request_input import ApiError, int_arg, is_number
 
 MAX_CHAIN_PAGE = 500
@@ -214,26 +214,31 @@ def participant(who: str):
     start = int_arg("start", 0, 1, 2**53) if "start" in request.args else None
     doc = pages.participant_doc(node(), who, start)
     if doc is None:
-        raise ApiError(404 if _NODE_NAME.fullmatch(who) else 400,
-                       f"no participant {who}: give node<i> (the i-th genesis participant), an address "
-                       f"(40 hex) or a public key (66 hex)", None if _NODE_NAME.fullmatch(who) else "bad-id")
+        if _NODE_NAME.fullmatch(who) or names.pubkey_of(node(), who) is not None or is_hex(who, 20):
+            raise ApiError(404, f"no participant {who} known to this node (no genesis entry, record or update)")
+        raise ApiError(400, f"no participant {who}: give node<i> (the i-th genesis participant), an address "
+                            f"(40 hex) or a public key (66 hex)", "bad-id")
     return pages.participant_page(node(), doc, who) if wants_html() else jsonify(doc)
 
 
 @chain_routes.get("/search")
 def search():
     """``?q=``: a height, block hash or prefix, tx id or prefix, address, public key,
-    node name or round. JSON: ``{"query", "matches": [{"kind", "id", "url", "label"}]}``;
+    node name or round. JSON: ``{"query", "matches": [{"kind", "id", "url", "label"}], "more"}``
+    (``more``: the kinds, "block" or "tx", with more than :data:`MAX_MATCHES` matches);
     a browser is redirected to a single match, else shown the candidates."""
     q = request.args.get("q", "")[:200]
-    matches = lookup_search(node(), q)
+    matches, more = search_all(node(), q)
     if not wants_html():
-        return jsonify({"query": q, "matches": matches})
+        return jsonify({"query": q, "matches": matches, "more": more})
     if len(matches) == 1:
         return redirect(matches[0]["url"], 302)
     note = None
     if q.strip() and not matches and len(q.strip()) < MIN_PREFIX:
         note = f"An id prefix needs at least {MIN_PREFIX} hex characters."
+    elif more:
+        note = (f"More than {MAX_MATCHES} {' and '.join(k + 's' for k in more)} start with {q.strip()}: "
+                f"the first {MAX_MATCHES} of each are listed; give more characters.")
     return pages.search_page(node(), q, matches, note)
 
 

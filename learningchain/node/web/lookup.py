@@ -23,12 +23,12 @@ or prefix, an address or public key, a node name (``node3``) or a round
 from __future__ import annotations
 
 import re
+import threading
 import weakref
-from bisect import bisect_left
-from typing import Any
+from bisect import bisect_left, insort
+from typing import Any, Callable
 
-from learningchain.core.encoding import is_hex
-from learningchain.node.web import names
+from learningchain.node.web import names, pages
 
 MIN_PREFIX = 4
 #: ids listed at most for an ambiguous prefix.
@@ -39,12 +39,15 @@ _DIGITS = re.compile(r"[0-9]{1,15}")
 
 
 class AmbiguousId(Exception):
-    """A prefix naming more than one id: answered 409 ``ambiguous-id`` with the ``matches``."""
+    """A prefix naming more than one id: answered 409 ``ambiguous-id`` with the
+    ``matches`` (at most :data:`MAX_MATCHES`). ``found``: the ids looked up, at
+    most ``MAX_MATCHES + 1``: one more than shown says "more than 10"."""
 
-    def __init__(self, what: str, prefix: str, matches: list[str]):
-        super().__init__(f"{what} prefix {prefix} names {len(matches)}{'+' if len(matches) >= MAX_MATCHES else ''} "
-                         f"ids; give more characters")
-        self.what, self.prefix, self.matches = what, prefix, matches
+    def __init__(self, what: str, prefix: str, found: list[str]):
+        count = f"more than {MAX_MATCHES}" if len(found) > MAX_MATCHES else str(len(found))
+        super().__init__(f"{what} prefix {prefix} names {count} ids; give more characters")
+        self.what, self.prefix, self.matches = what, prefix, found[:MAX_MATCHES]
+        self.more = len(found) > MAX_MATCHES
 
 
 def is_height(text: str) -> bool:
@@ -59,40 +62,92 @@ def is_prefix(text: str) -> bool:
     return isinstance(text, str) and _HEX.fullmatch(text) is not None
 
 
+#: ids added to a :class:`TxPrefixIndex` since its last merge beyond which the
+#: next lookup merges them into the big sorted list, outside the node's lock.
+RECENT_MAX = 2048
+
+
 class TxPrefixIndex:
-    """Sorted ids of every tx the main chain held since the index was built."""
+    """Sorted ids of every tx the main chain held since the index was built: a big
+    sorted list ``ids`` (replaced whole, never changed in place) and a small sorted
+    list ``recent`` of the ids added since its last merge. Under the node's lock a
+    catch-up costs O(new txs * log n + len(recent)), never a sort of the whole list;
+    :meth:`merge` folds ``recent`` into ``ids`` outside the lock."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
+        self.recent: list[str] = []
         self.entry = None  # the main-chain entry indexed last (kept: its parent links lead to a fork)
+        self._merging = threading.Lock()
+
+    def has(self, t: str) -> bool:
+        for run in (self.ids, self.recent):
+            i = bisect_left(run, t)
+            if i < len(run) and run[i] == t:
+                return True
+        return False
 
     def catch_up(self, chain: Any) -> None:
         """(node lock held) add the txs of the main-chain blocks connected since the
-        last call: O(new blocks), after a reorg O(its depth) more."""
+        last call: O(new blocks), after a reorg O(its depth) more. Only ids not held
+        yet are added (a reorg may bring back ids the index kept), to ``recent``."""
         index = chain.index
         if self.entry is None:
-            self.ids = sorted(index.tx_index)
+            self.ids, self.recent = sorted(index.tx_index), []
             self.entry = index.tip
             return
         e = self.entry
         while e is not None and not index.on_main_chain(e.hash):
             e = e.parent
         start = e.height + 1 if e is not None else 0
-        new = [t for h in range(start, len(index.main)) for t in index.at(h).tx_ids]
-        if len(new) > 64:
-            self.ids = sorted(set(self.ids).union(new))
+        fresh = sorted({t for h in range(start, len(index.main)) for t in index.at(h).tx_ids if not self.has(t)})
+        if len(fresh) > 64:  # two sorted runs: timsort merges them in one pass over the small list
+            self.recent = self.recent + fresh
+            self.recent.sort()
         else:
-            for t in new:
-                i = bisect_left(self.ids, t)
-                if i == len(self.ids) or self.ids[i] != t:
-                    self.ids.insert(i, t)
+            for t in fresh:
+                insort(self.recent, t)
         self.entry = index.tip
 
-    def starting(self, prefix: str, limit: int) -> list[str]:
-        i, out = bisect_left(self.ids, prefix), []
-        while i < len(self.ids) and self.ids[i].startswith(prefix) and len(out) < limit:
-            out.append(self.ids[i])
-            i += 1
+    def merge(self, lock: Any) -> bool:
+        """(node lock NOT held) fold ``recent`` into ``ids``: the copy and the sort run
+        outside ``lock`` (the node's), which is taken twice, only to read and to swap
+        lists (O(len(recent))). One merge at a time; False if another runs."""
+        if not self._merging.acquire(blocking=False):
+            return False
+        try:
+            with lock:
+                base, extra = self.ids, list(self.recent)
+            merged = base + extra
+            merged.sort()  # two sorted runs: a merge
+            with lock:
+                taken = set(extra)
+                self.ids, self.recent = merged, [t for t in self.recent if t not in taken]
+            return True
+        finally:
+            self._merging.release()
+
+    def starting(self, prefix: str, limit: int, keep: Callable[[str], bool] | None = None) -> list[str]:
+        """Up to ``limit`` ids starting with ``prefix``, in order, skipping those
+        ``keep`` refuses while scanning (ids that left the main chain): the result
+        is short only when fewer ids match."""
+        runs = []
+        for run in (self.ids, self.recent):
+            i = bisect_left(run, prefix)
+            runs.append((run, i))
+        out: list[str] = []
+        (a, i), (b, j) = runs
+        while len(out) < limit:
+            x = a[i] if i < len(a) and a[i].startswith(prefix) else None
+            y = b[j] if j < len(b) and b[j].startswith(prefix) else None
+            if x is None and y is None:
+                break
+            if y is None or (x is not None and x <= y):
+                t, i = x, i + 1
+            else:
+                t, j = y, j + 1
+            if keep is None or keep(t):
+                out.append(t)
         return out
 
 
@@ -100,11 +155,15 @@ _tx_indexes: "weakref.WeakKeyDictionary[Any, TxPrefixIndex]" = weakref.WeakKeyDi
 
 
 def prepare_tx_index(node: Any) -> None:
-    """Build the node's tx index on first use (call without the node's lock): the
-    ids are copied under the lock and sorted outside it (400k ids: ~10 ms held,
-    ~0.5 s of sorting; bench/explorer_lookup.py), then caught up under the lock."""
+    """Build the node's tx index on first use, and merge its recent ids when there
+    are more than :data:`RECENT_MAX` (call without the node's lock): the ids are
+    copied under the lock and sorted outside it (400k ids: ~10 ms held, ~0.5 s of
+    sorting; bench/explorer_lookup.py), then caught up under the lock."""
     chain = node.chain
-    if chain in _tx_indexes:
+    idx = _tx_indexes.get(chain)
+    if idx is not None:
+        if len(idx.recent) > RECENT_MAX:
+            idx.merge(node.lock)
         return
     with node.lock:
         ids, tip = list(chain.index.tx_index), chain.index.tip
@@ -122,7 +181,8 @@ def tx_ids_from(node: Any, prefix: str, limit: int = MAX_MATCHES) -> list[str]:
     if idx is None:
         idx = _tx_indexes[chain] = TxPrefixIndex()
     idx.catch_up(chain)
-    found = [t for t in idx.starting(prefix, limit + 16) if t in chain.index.tx_index]
+    tx_index = chain.index.tx_index
+    found = idx.starting(prefix, limit, tx_index.__contains__)
     pool = node.ledger.mempool
     if node.ledger.store is not None:
         found += [t for t in node.ledger.store.mempool_ids_from(prefix, limit) if t in pool]
@@ -150,7 +210,7 @@ def resolve_block(node: Any, ref: str) -> str | None:
     with node.lock:
         if len(ref) == 64:
             return ref if ref in node.chain else None
-        return _unique("block hash", ref, block_hashes_from(node, ref))
+        return _unique("block hash", ref, block_hashes_from(node, ref, MAX_MATCHES + 1))
 
 
 def resolve_tx(node: Any, ref: str) -> str | None:
@@ -159,16 +219,26 @@ def resolve_tx(node: Any, ref: str) -> str | None:
         return ref
     prepare_tx_index(node)
     with node.lock:
-        return _unique("tx id", ref, tx_ids_from(node, ref))
+        return _unique("tx id", ref, tx_ids_from(node, ref, MAX_MATCHES + 1))
 
 
 def search(node: Any, q: str) -> list[dict]:
     """Every reading of ``q`` that names something this node holds: ``[{"kind",
-    "id", "url", "label"}]``, most specific first. Bounded work: index lookups only."""
+    "id", "url", "label"}]``, most specific first (:func:`search_all`'s matches)."""
+    return search_all(node, q)[0]
+
+
+def search_all(node: Any, q: str) -> tuple[list[dict], list[str]]:
+    """:func:`search`'s matches, and the kinds ("block", "tx") of which more than
+    :data:`MAX_MATCHES` start with ``q`` (only the first are listed). Bounded
+    work: index lookups only. A participant matches only if this node knows it
+    (:func:`~learningchain.node.web.pages.known_participant`): any 40- or 66-hex
+    string is not one."""
     q = " ".join((q or "").split()).lower()
     out: list[dict] = []
+    more: list[str] = []
     if not q:
-        return out
+        return out, more
 
     def add(kind: str, ident: str, url: str, label: str) -> None:
         if not any(m["url"] == url for m in out):
@@ -185,17 +255,17 @@ def search(node: Any, q: str) -> list[dict]:
             r = int(m.group(1))
             add("round", str(r), f"/rounds/{r}", f"round {r}")
         if is_prefix(q):
-            for b in block_hashes_from(node, q):
-                add("block", b, f"/blocks/{b}", "block")
-            for t in tx_ids_from(node, q):
-                add("tx", t, f"/txs/{t}", "transaction")
-    key = names.pubkey_of(node, q)
+            for kind, found, label in (("block", block_hashes_from(node, q, MAX_MATCHES + 1), "block"),
+                                       ("tx", tx_ids_from(node, q, MAX_MATCHES + 1), "transaction")):
+                if len(found) > MAX_MATCHES:
+                    more.append(kind)
+                for x in found[:MAX_MATCHES]:
+                    add(kind, x, f"/{kind}s/{x}", label)
+    key = pages.known_participant(node, q)
     if key is not None:
         add("participant", key, f"/participants/{names.ref_of(node, key)}", names.name_of(node, key))
-    elif is_hex(q, 20) and not out:  # an address outside the genesis list
-        add("participant", q, f"/participants/{q}", names.name_of(node, q))
     elif is_prefix(q) and len(q) < 40:
         for k in names.listed(node):
             if names.address_of(k).startswith(q) or k.startswith(q):
                 add("participant", k, f"/participants/{names.ref_of(node, k)}", names.name_of(node, k))
-    return out
+    return out, more

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from learningchain.core.crypto import address
+from learningchain.core.crypto import InvalidKey, address, check_public_key
 from learningchain.core.encoding import is_hex
 
 #: hex characters of an address shown for a sender outside the genesis list.
@@ -47,8 +47,10 @@ def _table(config: Any) -> _Table:
 
 
 def pubkey_of(node: Any, who: str) -> str | None:
-    """The public key behind ``who`` (a public key, an address of a listed or own
-    key, or a name like ``node3``), or None when it cannot be known."""
+    """The public key behind ``who`` (a valid public key, an address of a listed or
+    own key, or a name like ``node3``), or None when it cannot be known (a 66-hex
+    string that is no secp256k1 point is no key). Whether this node knows anything
+    of that key is :func:`learningchain.node.web.pages.known_participant`."""
     t = _table(node.config)
     m = _NAME.fullmatch(who)
     if m:
@@ -59,7 +61,15 @@ def pubkey_of(node: Any, who: str) -> str | None:
     own = getattr(node, "pubkey", None)
     if own and who == address(own):
         return own
-    return who if is_hex(who, 33) else None
+    return who if is_hex(who, 33) and _valid_key(who) else None
+
+
+def _valid_key(hex66: str) -> bool:
+    try:
+        check_public_key(hex66)
+    except InvalidKey:
+        return False
+    return True
 
 
 def address_of(who: str) -> str:

@@ -22,6 +22,7 @@ from flask import render_template
 from markupsafe import Markup
 
 from learningchain.core.crypto import address
+from learningchain.core.encoding import is_hex
 from learningchain.ledger.txs import parse_tx
 from learningchain.node.secagg_view import tx_kind, tx_summary
 from learningchain.node.web import names
@@ -157,10 +158,11 @@ def participant_row(node: Any, key: str) -> dict:
             "energy_profile": profile.to_dict() if profile is not None else None}
 
 
-def participants_doc(node: Any) -> dict:
-    """``/participants``: the genesis list in order, then the node itself if it is
-    not listed, then any other key the reputation records hold; on an open network
-    (no list) also the senders of the newest :data:`PARTICIPANT_ROUNDS` rounds."""
+def participant_keys(node: Any) -> list[str]:
+    """The participants this node knows, as ``/participants`` lists them: the
+    genesis list in order, then the node itself if it is not listed, then any
+    other key the reputation records hold; on an open network (no list) also the
+    senders of the newest :data:`PARTICIPANT_ROUNDS` rounds. Bounded."""
     keys = names.listed(node)
     with node.lock:
         recorded = sorted(node.chain.tip_state.records or {})
@@ -174,8 +176,32 @@ def participants_doc(node: Any) -> dict:
         if k not in seen:
             keys.append(k)
             seen.add(k)
+    return keys
+
+
+def known_participant(node: Any, who: str) -> str | None:
+    """The public key of the participant ``who`` names (a name, a public key or an
+    address) if this node knows it: one of :func:`participant_keys` or the sender
+    of a tx in its mempool; None for any other string, even a well-formed key or
+    address (search answers "no match" rather than an empty participant page)."""
+    key = names.pubkey_of(node, who)
+    listed = names.listed(node)
+    if key is not None and (key in listed or key == node.pubkey):
+        return key
+    if not (is_hex(who, 20) or is_hex(who, 33)):
+        return None
+    with node.lock:
+        pool = {t.sender for t in node.ledger.mempool}
+    for k in dict.fromkeys(participant_keys(node)[len(listed):] + sorted(pool)):
+        if k == who or (len(who) == 40 and address(k) == who):
+            return k
+    return None
+
+
+def participants_doc(node: Any) -> dict:
+    """``/participants``: :func:`participant_keys`, each as :func:`participant_row`."""
     return {"listed": len(names.listed(node)), "reputation": reputation_kept(node),
-            "participants": [participant_row(node, k) for k in keys]}
+            "participants": [participant_row(node, k) for k in participant_keys(node)]}
 
 
 def participants_page(node: Any, doc: dict) -> str:
@@ -212,6 +238,8 @@ def participant_doc(node: Any, ref: str, start: int | None, limit: int = PARTICI
             key = key or u["sender"]
             updates.append({"round": r, "id": u["id"], "height": u["height"], "num_samples": u["num_samples"],
                             "type": kinds[u["id"]], **verdict_of(u["id"], kinds[u["id"]], commitment)})
+    if not updates and known_participant(node, who) is None:
+        return None  # no key, record or update of it known here: 404, not an empty page
     doc = participant_row(node, key or addr)
     doc.update(updates=updates, first=first, last=last, limit=limit, current=current,
                energy=node.energy_report() if key == node.pubkey else None)

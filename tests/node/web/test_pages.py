@@ -298,7 +298,8 @@ def test_search_finds_every_kind(net):
     assert where(KEYS[1].public_hex) == "/participants/node1"
     assert where("r2") == "/rounds/2" and where("round 1") == "/rounds/1" and where("Round  3") == "/rounds/3"
     doc = net.get("/search?q=r2", accept="application/json").get_json()
-    assert doc == {"query": "r2", "matches": [{"kind": "round", "id": "2", "url": "/rounds/2", "label": "round 2"}]}
+    assert doc == {"query": "r2", "matches": [{"kind": "round", "id": "2", "url": "/rounds/2", "label": "round 2"}],
+                   "more": []}
     none = net.get("/search?q=r99")
     assert none.status_code == 200 and 'id="no-match"' in none.get_data(as_text=True)
     short = net.get("/search?q=ab").get_data(as_text=True)
@@ -507,3 +508,24 @@ def test_peers_page_draws_the_links_peers_report(tmp_path):
     finally:
         for s in (c, b, a):
             s.close()
+
+
+def test_search_and_participant_pages_match_only_participants_this_node_knows(net):
+    """A well-formed key or address of no genesis entry, record or update is no
+    participant: search says no match (not a redirect to an empty page), its page
+    is 404; a 66-hex string that is no point is a bad id (400)."""
+    stranger = KEYS[9].public_hex
+    invalid = "aa" * 33
+    for q in (stranger, address(stranger), invalid, "ab" * 20):
+        r = net.get(f"/search?q={q}")
+        assert r.status_code == 200 and 'id="no-match"' in r.get_data(as_text=True), q
+        assert net.get(f"/search?q={q}", accept="application/json").get_json()["matches"] == [], q
+    for ref in (stranger, address(stranger)):
+        r = net.get(f"/participants/{ref}", accept="application/json")
+        assert r.status_code == 404 and r.get_json()["error"], ref
+    assert net.get(f"/participants/{invalid}", accept="application/json").status_code == 400
+    assert names.pubkey_of(net.node, invalid) is None
+    # known: listed (with or without updates), this node, a sender of the mempool
+    assert net.get(f"/search?q={KEYS[2].public_hex}").headers["Location"] == "/participants/node2"
+    assert net.get(f"/participants/{address(net.node.pubkey)}", accept="application/json").status_code == 200
+    assert net.get(f"/search?q={address(net.pending.sender)}").status_code == 302
