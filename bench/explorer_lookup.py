@@ -1,7 +1,9 @@
 """Id prefixes (learningchain/node/web/lookup.py) at the size of a long chain:
 one lookup of a block-hash prefix by the store's key range, against a LIKE scan
 of the same table, and one tx-id prefix in the sorted tx index, against a scan
-of the chain's tx index (a dict), plus the index's one-time build. Synthetic
+of the chain's tx index (a dict), plus the index's one-time build, and its
+catch-up after 72 and 800 new txs (the time under the node's lock, against the
+whole-list re-sort it replaced) and the merge of recent ids outside the lock. Synthetic
 ids (random hex) stand in for hashes; the block rows carry a short dummy body
 (only the key matters here). A benchmark: it prints figures and asserts nothing.
 
@@ -20,7 +22,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learningchain.node.store import Store  # noqa: E402
-from learningchain.node.web.lookup import TxPrefixIndex  # noqa: E402
+from learningchain.node.web.lookup import RECENT_MAX, TxPrefixIndex  # noqa: E402
+
+
+class _Blocks:
+    """What TxPrefixIndex.catch_up reads of a chain: a main chain of entries with tx ids."""
+
+    class Entry:
+        def __init__(self, height, tx_ids, parent):
+            self.height, self.tx_ids, self.parent, self.hash = height, tx_ids, parent, f"{height:064x}"
+
+    def __init__(self, tx_ids):
+        self.index = self
+        self.entries = [self.Entry(0, [], None), ]
+        self.entries.append(self.Entry(1, list(tx_ids), self.entries[0]))
+        self.tx_index = dict.fromkeys(tx_ids, "h")
+        self.main = [e.hash for e in self.entries]
+
+    @property
+    def tip(self):
+        return self.entries[-1]
+
+    def at(self, h):
+        return self.entries[h]
+
+    def on_main_chain(self, block_hash):
+        return block_hash == self.entries[-1].hash or block_hash in self.main
+
+    def connect(self, tx_ids):
+        self.entries.append(self.Entry(len(self.entries), list(tx_ids), self.entries[-1]))
+        self.main.append(self.entries[-1].hash)
+        self.tx_index.update(dict.fromkeys(tx_ids, "h"))
 
 
 def timed(fn, repeat: int = 7) -> float:
@@ -62,6 +94,47 @@ def main() -> None:
     print(f"tx prefix, {args.txs} main-chain txs: sorted index {found * 1e6:.1f} us, dict scan "
           f"{linear * 1e3:.1f} ms ({linear / found:.0f}x); index built once in {build * 1e3:.0f} ms, "
           f"of which {held * 1e3:.1f} ms under the node's lock")
+
+    base = sorted(tx_index)
+    for n in (72, 800):
+        caught, resorted = [], []
+        for _ in range(5):
+            chain = _Blocks(base)
+            idx = TxPrefixIndex()
+            idx.ids, idx.entry = base, chain.tip
+            new = [os.urandom(32).hex() for _ in range(n)]
+            chain.connect(new[: n // 2])
+            chain.connect(new[n // 2:])
+            t0 = time.perf_counter()
+            idx.catch_up(chain)  # what a lookup runs under the node's lock
+            caught.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            sorted(set(base).union(new))  # what the catch-up did before (more than 64 new txs)
+            resorted.append(time.perf_counter() - t0)
+        c, r = statistics.median(caught), statistics.median(resorted)
+        print(f"tx index catch-up, {n} new txs at {args.txs} ids: {c * 1e3:.2f} ms under the node's lock "
+              f"(was a whole-list re-sort: {r * 1e3:.0f} ms, {r / c:.0f}x)")
+    chain = _Blocks(base)
+    idx = TxPrefixIndex()
+    idx.ids, idx.entry = base, chain.tip
+    chain.connect([os.urandom(32).hex() for _ in range(RECENT_MAX + 1)])
+    idx.catch_up(chain)
+
+    class _TimedLock:
+        held = 0.0
+
+        def __enter__(self):
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc):
+            self.held += time.perf_counter() - self.t0
+
+    lock = _TimedLock()
+    t0 = time.perf_counter()
+    idx.merge(lock)
+    total = time.perf_counter() - t0
+    print(f"tx index merge of {RECENT_MAX + 1} recent ids into {args.txs}: {total * 1e3:.0f} ms, of which "
+          f"{lock.held * 1e3:.2f} ms under the node's lock (once every {RECENT_MAX}+ new txs)")
 
 
 if __name__ == "__main__":
