@@ -203,6 +203,17 @@ class BlockIndex:
             self.remember_model(digest, model)
         return model
 
+    def peek_model(self, digest: str):
+        """:meth:`known_model` without its side effects, for readers outside
+        consensus (the explorer): the LRU's content and order are left as they
+        are, so reading old rounds never evicts the models fork choice needs."""
+        if digest in self.models:
+            return self.models[digest]
+        for s in (self.tip.state, self.genesis.state):
+            if s.model_digest == digest and s.model is not None:
+                return s.model
+        return self.model_source(digest) if self.model_source is not None else None
+
     def round_model(self, opening: Entry):
         """G(r-1) after ``opening`` (a block that opened round r, or genesis): kept,
         read from the model source, or recomputed by closing the earlier rounds

@@ -300,6 +300,17 @@ class Chain:
             return self.index.round_model(self.index.opening(e)), e.state.model_digest
         return e.state.model, e.state.model_digest
 
+    def peek_model(self, block_hash: str):
+        """The global model at a block if it is at hand (kept in memory or read from
+        the model source), else None; unlike :meth:`model` it never recomputes one
+        and never changes the model LRU (:meth:`BlockIndex.peek_model`)."""
+        e = self.index.entries.get(block_hash)
+        if e is None:
+            return None
+        if e.state.model is not None:
+            return e.state.model
+        return self.index.peek_model(e.state.model_digest)
+
     # --- sync: locators -------------------------------------------------------------
     def locator(self) -> list[str]:
         """Hashes of the tip, tip-1, tip-2, tip-4, tip-8, ... and genesis."""

@@ -41,6 +41,7 @@ from learningchain.node.local_baseline import LocalBaseline, local_baseline_loop
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
+from learningchain.node.round_distances import RoundDistances
 from learningchain.node.secagg_learner import SaLearner
 from learningchain.node.secagg_view import tx_summary
 from learningchain.node.store import Store
@@ -118,6 +119,7 @@ class Node:
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
         self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
+        self.round_distances = RoundDistances()  # the newest rounds' update distances (the evaluator)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
         #: client -> template id -> (block, issued, template_epoch then); see new_template

@@ -11,7 +11,9 @@
   ``test.npz``, newest first, once the learner is done with the tip (off the
   round's critical path: evaluating never delays our update). The models come
   from the chain, so after a restart every round's metrics are rebuilt, and a
-  reorg re-evaluates the rounds whose model changed;
+  reorg re-evaluates the rounds whose model changed. Then the explorer's
+  distances of each update to G(r) for the newest rounds
+  (:mod:`learningchain.node.round_distances`), once per closing block;
 * :func:`miner_loop` (``--mine``): template -> proof of work -> submit -> gossip.
   The search runs in a worker process at lower priority, and is interrupted the
   moment its template goes stale (``Node.template_stale``: a new tip, or the
@@ -42,6 +44,7 @@ from learningchain.ledger.tx import UpdateTx
 from learningchain.node.chainstate import Ledger
 from learningchain.node.participant import Participant
 from learningchain.node.releases import ReleaseLog, released_ids
+from learningchain.node.round_distances import RoundDistances, measure_round_distances
 from learningchain.node.secagg_learner import SaLearner, sa_participate_once
 
 #: a new template is taken when the mempool changed and the current one is this old
@@ -122,6 +125,7 @@ class EvaluatorNode(Protocol):
     metrics: dict[int, dict[str, float]]
     metric_digests: dict[int, str]
     g0_metrics: dict[str, float] | None  # the genesis model's, measured once
+    round_distances: RoundDistances  # the newest rounds' update distances to G(r)
     genesis: Block
     evaluated_through: tuple[int, str] | None
     stop_event: threading.Event
@@ -162,6 +166,7 @@ def evaluator_loop(node: EvaluatorNode) -> None:
         seen = node.tip_seq
         try:
             evaluate_closed_rounds(node)
+            measure_round_distances(node)  # after the metrics: /rounds/<r>?wait waits for those only
         except Exception as exc:
             node.log(f"evaluator error: {type(exc).__name__}: {exc}")
         node.wait_tip(IDLE_WAIT_S, seen)

@@ -9,6 +9,7 @@ import pytest
 
 from learningchain.core import errors
 from learningchain.core.errors import ValidationError
+from learningchain.ledger.block_index import RETAIN_MODELS
 from learningchain.ledger.tx import UpdateTx
 from learningchain.node.chainstate import Ledger, verify_store
 from learningchain.node.store import Store
@@ -280,6 +281,31 @@ def test_deep_blocks_are_dropped_from_memory_and_read_back_from_the_store(tmp_pa
             row = rows[b.commitment["round"]]
             assert (row["block"], row["closed_at"], row["commitment"]) == (b.hash, b.height, b.commitment)
     assert sum(r["updates"] for r in chain.round_rows(1).values()) == sum(len(b.txs) for b in blocks)
+
+
+def test_peek_model_reads_old_models_without_touching_the_model_lru(tmp_path):
+    """The explorer's reads (Chain.peek_model) leave the chain's model LRU, which
+    consensus works from, exactly as it was: same digests in the same order,
+    however many old rounds are read; and give the models Chain.model gives."""
+    from learningchain.core.encoding import weights_digest
+    g, ledger, full, blocks = _retained(tmp_path, n_blocks=24)
+    chain = ledger.chain
+    closing = [b for b in blocks if b.commitment]
+    assert len(closing) > RETAIN_MODELS
+    before = list(chain.index.models)
+    assert before  # the retired rounds remembered theirs
+    for b in closing + blocks:
+        got = chain.peek_model(b.hash)
+        assert got is not None and weights_digest(got) == full.chain.model(b.hash)[1]
+    assert list(chain.index.models) == before
+    assert chain.peek_model("00" * 32) is None
+    chain.model(closing[0].hash)  # consensus' own read of an old round does remember it
+    assert list(chain.index.models)[-1] == chain.state_of(closing[0].hash).model_digest
+    ledger.store._db.execute("DELETE FROM models")  # not at hand: None, never a recomputation
+    chain.index.models.clear()
+    steps = chain.index_steps
+    assert chain.peek_model(closing[0].hash) is None and chain.index_steps == steps
+    assert list(chain.index.models) == []
 
 
 def test_an_old_model_missing_from_the_store_is_recomputed_from_the_blocks(tmp_path):

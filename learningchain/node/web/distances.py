@@ -1,73 +1,67 @@
-"""Each update's L2 distance to its round's aggregate G(r), for the round page.
+"""The distances of a round's updates to G(r) as the round page and
+``/rounds/<r>`` show them (:mod:`learningchain.node.round_distances` says how
+they are computed).
 
-An update's weights are decoded as the chain decodes them (``full_weights`` on
-the round's base G(r-1): a compressed delta becomes full weights) and compared
-with G(r), the model after the round's closing block: the L2 norm of the
-difference in float64 (for display: reputation's exact ``math.fsum`` order
-statistic is not needed here, and NumPy's sum is ~50x faster on a large model). A
-masked secure-aggregation input cannot be decoded (only the round's sum ever
-is): no distance. Skips carry no weights: none either.
-
-A closed round never changes, but a reorg may replace its closing block, so the
-cache is keyed by the closing block's hash. Under the node's lock only the
-models and txs are looked up; decoding and the sums run outside it.
+A request only reads what the evaluator computed (``node.round_distances``: the
+newest rounds). A round outside that (older than its window, or on a node that
+just started and has not got to it yet) is computed here on demand, at most one
+at a time for the whole node: while one runs, other such requests are answered
+at once without distances and with a note, so a loop over old rounds costs at
+most one core, and the node's lock is held only to read the round's txs and its
+two models (which never touches the chain's model LRU). Results go into
+``node.round_distances`` when the round is in its window, else into a small LRU
+of their own, so outsiders cannot evict the newest rounds.
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
+from learningchain.node.round_distances import distances_of, round_inputs
 
-from learningchain.ledger.txs import is_secagg
+#: old rounds (outside node.round_distances) computed on demand and kept.
+CACHE_ROUNDS = 64
 
-#: rounds kept in the cache (a round of 8 updates is 8 floats).
-CACHE_ROUNDS = 512
+BUSY = "being computed for another round: reload in a moment"
+NO_MODEL = "not available: a model of this round is not at hand on this node"
 
-_cache: "OrderedDict[str, dict[str, float]]" = OrderedDict()
+_cache: "OrderedDict[str, dict[str, float] | None]" = OrderedDict()  # closing block hash -> distances
 _lock = threading.Lock()
+_computing = threading.Semaphore(1)
 
 
-def l2_distance(weights, model) -> float:
-    """sqrt(sum over arrays of sum((w - m)^2)), in float64."""
-    total = 0.0
-    for k in model:
-        d = np.asarray(weights[k], dtype=np.float64) - np.asarray(model[k], dtype=np.float64)
-        total += float(np.dot(d.ravel(), d.ravel()))
-    return math.sqrt(total)
-
-
-def round_distances(node: Any, summary: dict) -> dict[str, float]:
-    """tx id -> L2 distance to G(r) for the decodable updates of a closed round
-    (``summary``: :meth:`Chain.round_summary`); {} for an open round."""
-    closing = summary.get("block")
+def round_distances(node: Any, summary: dict) -> tuple[dict[str, float], str | None]:
+    """(tx id -> L2 distance to G(r) for the decodable updates of a closed round,
+    a note when there are none to show: :data:`BUSY` or :data:`NO_MODEL`);
+    ``({}, None)`` for an open round. ``summary``: :meth:`Chain.round_summary`."""
+    closing, r = summary.get("block"), summary.get("round")
     if summary.get("status") != "closed" or not closing:
-        return {}
-    with _lock:
-        if closing in _cache:
-            _cache.move_to_end(closing)
-            return _cache[closing]
-    with node.lock:
-        chain = node.chain
-        if closing not in chain:
-            return {}
-        aggregate = chain.model(closing)[0]
-        base = chain.model(chain.index.main[summary["opened_at"]])[0]
-        txs = []
-        for u in summary["updates"]:
-            found = chain.find_tx(u["id"])
-            if found is not None and not found[0].is_skip and not is_secagg(found[0]):
-                txs.append(found[0])
-    out = {}
-    for tx in txs:
-        try:
-            out[tx.id] = l2_distance(tx.full_weights(base), aggregate)
-        except (ValueError, KeyError):  # cannot happen for a valid tx; never fail a page on it
-            continue
-    with _lock:
-        _cache[closing] = out
-        while len(_cache) > CACHE_ROUNDS:
-            _cache.popitem(last=False)
-    return out
+        return {}, None
+    held = node.round_distances
+    found, got = held.lookup(r, closing)
+    if not found:
+        with _lock:
+            found = closing in _cache
+            if found:
+                _cache.move_to_end(closing)
+                got = _cache[closing]
+    if found:
+        return (got, None) if got is not None else ({}, NO_MODEL)
+    if not _computing.acquire(blocking=False):  # one cold round at a time
+        return {}, BUSY
+    try:
+        with node.lock:
+            inputs = round_inputs(node.chain, summary)
+            window = held.wanted(r, node.chain.tip_state.round)
+        got = distances_of(inputs[2], inputs[1], inputs[0]) if inputs is not None else None
+    finally:
+        _computing.release()
+    if window:
+        held.put(r, closing, got)
+    else:
+        with _lock:
+            _cache[closing] = got
+            while len(_cache) > CACHE_ROUNDS:
+                _cache.popitem(last=False)
+    return (got, None) if got is not None else ({}, NO_MODEL)

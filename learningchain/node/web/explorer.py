@@ -20,6 +20,8 @@ from learningchain.node.web.distances import round_distances
 
 #: rounds per ``/rounds`` page by default, and at most.
 ROUNDS_PAGE, MAX_ROUNDS_PAGE = 50, 200
+#: an open round's mempool txs listed at most by ``/rounds/<r>``.
+MEMPOOL_SHOWN = 200
 
 
 def rounds_overview(node, limit: int = ROUNDS_PAGE, start: int | None = None) -> tuple[list[dict], int]:
@@ -80,8 +82,11 @@ def round_detail(node, r: int) -> dict | None:
                             "skip": bool(tx is not None and tx.is_skip), "type": tx_kind(tx),
                             "metrics": getattr(tx, "metrics", None) or {},
                             **verdict_of(u["id"], tx_kind(tx), c if summary["status"] == "closed" else None)})
+        pooled = []  # an open round's txs still in the mempool (bounded: MEMPOOL_SHOWN listed)
+        if summary["status"] == "open":
+            pooled = sorted((t for t in node.ledger.mempool if t.round == r), key=lambda t: t.id)
         sa = round_sa(node.chain, node.config, summary) if node.config.secure_aggregation else None
-    distance = round_distances(node, summary)
+    distance, distance_note = round_distances(node, summary)
     for u in updates:
         u["distance"] = distance.get(u["id"])
     detail = {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
@@ -91,8 +96,14 @@ def round_detail(node, r: int) -> dict | None:
               # the rule and its parameters: the commitment's once closed, else the genesis'
               "aggregation": {"rule": c.get("rule", node.config.rule),
                               "params": dict(c.get("params", node.config.params))},
-              "metrics": node.metrics.get(r),
+              "metrics": node.metrics.get(r), "distance_note": distance_note,
               "not_included": node.ledger.mempool.not_included.get(r, [])}  # seen here, left out
+    if summary["status"] == "open":
+        detail["mempool"] = [{"id": t.id, "sender": t.sender, "address": address(t.sender), "height": None,
+                              "num_samples": t.num_samples, "skip": t.is_skip, "type": tx_kind(t),
+                              "metrics": getattr(t, "metrics", None) or {}, "verdict": "open",
+                              "reason": "in mempool", "distance": None} for t in pooled[:MEMPOOL_SHOWN]]
+        detail["mempool_count"] = len(pooled)
     if sa is not None:
         detail["secure_aggregation"] = sa
     if "selected" in summary:

@@ -159,6 +159,17 @@ def test_round_page_shows_every_update_with_verdict_reason_sender_samples_distan
     assert open_rows == []
     page3 = net.get("/rounds/3").get_data(as_text=True)
     assert "(open)" in page3 and 'id="prev" href="/rounds/2"' in page3
+    # ... but its updates waiting in the mempool are listed, verdict open (in mempool)
+    doc3 = net.get("/rounds/3?format=json").get_json()
+    assert doc3["mempool_count"] == 1 and [u["id"] for u in doc3["mempool"]] == [net.pending.id]
+    p = doc3["mempool"][0]
+    assert (p["verdict"], p["reason"], p["sender"], p["num_samples"]) == ("open", "in mempool",
+                                                                           net.pending.sender, 10)
+    assert "Updates (1)" in page3 and "1 in this node's mempool" in page3
+    row = dict(re.findall(r'<tr data-tx="([0-9a-f]{64})" class="in-mempool">(.*?)</tr>', page3, re.S))[net.pending.id]
+    assert f'href="/txs/{net.pending.id}"' in row and 'href="/participants/node0"' in row
+    assert '<td class="verdict verdict-open">open</td><td class="reason">in mempool</td>' in row
+    assert "mempool" not in net.get("/rounds/2?format=json").get_json()  # a closed round: its blocks only
 
 
 def test_block_and_tx_pages_link_every_id(net):
@@ -529,3 +540,41 @@ def test_search_and_participant_pages_match_only_participants_this_node_knows(ne
     assert net.get(f"/search?q={KEYS[2].public_hex}").headers["Location"] == "/participants/node2"
     assert net.get(f"/participants/{address(net.node.pubkey)}", accept="application/json").status_code == 200
     assert net.get(f"/search?q={address(net.pending.sender)}").status_code == 302
+
+
+def test_round_distances_come_from_the_evaluator_and_a_cold_round_is_computed_one_at_a_time(net):
+    """Requests only read ``node.round_distances`` (filled by the evaluator's
+    pass, newest round first, once per closing block); a round not held is
+    computed on demand, one at a time: while another runs, the answer comes at
+    once without distances and with a note."""
+    from learningchain.node import round_distances as rd
+    from learningchain.node.web import distances
+    n = net.node
+    saved, n.round_distances = n.round_distances, rd.RoundDistances()
+    try:
+        assert distances._computing.acquire(blocking=False)  # another cold round is being computed
+        try:
+            doc = net.get("/rounds/2?format=json").get_json()
+            page = net.get("/rounds/2").get_data(as_text=True)
+        finally:
+            distances._computing.release()
+        assert doc["updates"] and all(u["distance"] is None for u in doc["updates"])
+        assert doc["distance_note"] == distances.BUSY and html.escape(distances.BUSY) in page
+        assert len(n.round_distances) == 0
+        assert rd.measure_round_distances(n) == 2  # rounds 2 and 1, the closed ones
+        assert rd.measure_round_distances(n) == 0  # once per closing block
+        held, by_id = n.round_distances.lookup(2, net.b2.hash)
+        assert held and set(by_id) == {t.id for t in net.round2}
+        g2 = n.chain.model(net.b2.hash)[0]
+        for t in net.round2:
+            assert by_id[t.id] == pytest.approx(math.sqrt(squared_distance(t.decoded_weights, g2)), rel=1e-9)
+        assert distances._computing.acquire(blocking=False)  # held: answered without computing anything
+        try:
+            doc = net.get("/rounds/2?format=json").get_json()
+        finally:
+            distances._computing.release()
+        assert {u["id"]: u["distance"] for u in doc["updates"]} == by_id and doc["distance_note"] is None
+        assert n.round_distances.lookup(2, "00" * 32) == (False, None)  # another closing block (a reorg)
+        assert net.get("/rounds/3?format=json").get_json()["distance_note"] is None  # open: nothing to say
+    finally:
+        n.round_distances = saved
