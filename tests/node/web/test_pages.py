@@ -9,6 +9,7 @@ import html
 import math
 import re
 
+import numpy as np
 import pytest
 import requests
 
@@ -578,3 +579,54 @@ def test_round_distances_come_from_the_evaluator_and_a_cold_round_is_computed_on
         assert net.get("/rounds/3?format=json").get_json()["distance_note"] is None  # open: nothing to say
     finally:
         n.round_distances = saved
+
+
+def _payloads(n: int) -> tuple[str, str]:
+    return f"<script>alert({n})</script>", f"\"'><img src=x onerror=alert({n})>"
+
+
+def test_no_page_renders_an_html_payload_unescaped(tmp_path):
+    """Text that others choose: the network name (genesis: ``alert(1)``), a tx's
+    metric names (the sender's: ``alert(2)``), a peer URL (any host a peer names
+    passes the URL check: ``alert(3)``). Every page renders them escaped: no
+    payload appears as markup anywhere, and each does reach its pages. (Rejection
+    reasons are the rules' own text: no outsider writes them.)"""
+    from learningchain.ledger.tx import UpdateTx
+    evil_peer = "http://a\"'><img src=x onerror=alert(3)>"
+    own = load_or_create_key(tmp_path / "node").public_hex
+    keys = KEYS[:3]
+    cfg = tiny_config(network="".join(_payloads(1)), allow_list=[k.public_hex for k in keys] + [own], quorum=3)
+    node = Node(tmp_path / "node", cfg, quiet=True, port=5993, peers=[evil_peer])
+    try:
+        client = create_app(node).test_client()
+
+        def evil_tx(key, shift):
+            model, digest = node.chain.model()
+            weights = {k: (a + np.float32(shift)).astype(np.float32) for k, a in model.items()}
+            return UpdateTx.create(key, node.chain.tip_state.round, digest, weights, 10,
+                                   metrics={p: 0.5 for p in _payloads(2)})
+        closed = [evil_tx(k, 0.01 * (i + 1)) for i, k in enumerate(keys)]
+        for t in closed:
+            assert node.submit_tx(t) == "accepted"
+        b1 = mine(node)
+        waiting = evil_tx(keys[0], 0.02)
+        assert node.submit_tx(waiting) == "accepted"
+        paths = ["/", "/rounds", "/rounds/1", "/rounds/2", "/participants", "/participants/node0", "/mempool",
+                 "/peers", "/model", "/status", f"/blocks/{b1.hash}", "/blocks/0", f"/txs/{waiting.id}",
+                 *(f"/txs/{t.id}" for t in closed), *(f"/search?q={requests.utils.quote(p)}" for p in _payloads(2)),
+                 f"/search?q={waiting.id[:6]}"]
+        reached: dict[str, set] = {}
+        for path in paths:
+            r = client.get(path, headers={"Accept": CHROMIUM}, follow_redirects=True)
+            assert r.status_code == 200 and r.mimetype == "text/html", path
+            text = r.get_data(as_text=True)
+            assert "<script>alert" not in text and "<img" not in text and "\"'>" not in text, path
+            assert not re.search(r"onerror=alert\(\d\)>", text), path
+            for n in (1, 2, 3):
+                if f"alert({n})" in text:  # escaped: no markup of it is left (above)
+                    reached.setdefault(path, set()).add(n)
+        assert 1 in reached["/"] and 1 in reached["/status"]
+        assert 2 in reached[f"/txs/{waiting.id}"] and 2 in reached[f"/blocks/{b1.hash}"]
+        assert 3 in reached["/peers"]
+    finally:
+        node.stop()
