@@ -61,10 +61,26 @@ def distances_of(txs, base: Mapping[str, np.ndarray], aggregate: Mapping[str, np
     return out
 
 
-def round_inputs(chain: Any, summary: dict) -> tuple[Any, Any, list] | None:
+def round_txs(chain: Any, summary: dict) -> dict[str, Any]:
+    """(chain's lock held) tx id -> tx of the round ``summary`` lists
+    (:meth:`Chain.round_summary`, read under the same hold), each of its blocks
+    read once: a block deep below the tip comes from the store, and one
+    :meth:`Chain.find_tx` per update would read and parse it once per tx."""
+    out: dict[str, Any] = {}
+    wanted = {u["id"] for u in summary.get("updates", ())}
+    for h in sorted({u["height"] for u in summary.get("updates", ())}):
+        block = chain.block_at(h)
+        for t in block.txs if block is not None else ():
+            if t.id in wanted:
+                out[t.id] = t
+    return out
+
+
+def round_inputs(chain: Any, summary: dict, txs: dict[str, Any] | None = None) -> tuple[Any, Any, list] | None:
     """(chain's lock held) G(r), G(r-1) and the decodable txs of the closed round
-    ``summary`` (:meth:`Chain.round_summary`), or None when a model is not at
-    hand without recomputing it. Never touches the chain's model LRU."""
+    ``summary`` (:meth:`Chain.round_summary`; ``txs``: its :func:`round_txs` if
+    read already), or None when a model is not at hand without recomputing it.
+    Never touches the chain's model LRU."""
     closing = summary.get("block")
     if summary.get("status") != "closed" or not closing or closing not in chain:
         return None
@@ -72,14 +88,8 @@ def round_inputs(chain: Any, summary: dict) -> tuple[Any, Any, list] | None:
     base = chain.peek_model(chain.index.main[summary["opened_at"]])
     if aggregate is None or base is None:
         return None
-    txs = []
-    for u in summary["updates"]:
-        if u.get("skip"):
-            continue
-        found = chain.find_tx(u["id"])
-        if found is not None and not found[0].is_skip and not is_secagg(found[0]):
-            txs.append(found[0])
-    return aggregate, base, txs
+    txs = round_txs(chain, summary) if txs is None else txs
+    return aggregate, base, [t for t in txs.values() if not t.is_skip and not is_secagg(t)]
 
 
 class RoundDistances:

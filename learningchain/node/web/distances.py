@@ -31,10 +31,11 @@ _lock = threading.Lock()
 _computing = threading.Semaphore(1)
 
 
-def round_distances(node: Any, summary: dict) -> tuple[dict[str, float], str | None]:
+def round_distances(node: Any, summary: dict, txs: dict | None = None) -> tuple[dict[str, float], str | None]:
     """(tx id -> L2 distance to G(r) for the decodable updates of a closed round,
     a note when there are none to show: :data:`BUSY` or :data:`NO_MODEL`);
-    ``({}, None)`` for an open round. ``summary``: :meth:`Chain.round_summary`."""
+    ``({}, None)`` for an open round. ``summary``: :meth:`Chain.round_summary`;
+    ``txs``: its txs by id (:func:`~learningchain.node.round_distances.round_txs`)."""
     closing, r = summary.get("block"), summary.get("round")
     if summary.get("status") != "closed" or not closing:
         return {}, None
@@ -52,7 +53,7 @@ def round_distances(node: Any, summary: dict) -> tuple[dict[str, float], str | N
         return {}, BUSY
     try:
         with node.lock:
-            inputs = round_inputs(node.chain, summary)
+            inputs = round_inputs(node.chain, summary, txs)
             window = held.wanted(r, node.chain.tip_state.round)
         got = distances_of(inputs[2], inputs[1], inputs[0]) if inputs is not None else None
     finally:

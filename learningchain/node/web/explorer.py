@@ -14,6 +14,7 @@ from flask import Blueprint
 
 from learningchain.core.crypto import address
 from learningchain.node.secagg_view import round_sa, tx_kind
+from learningchain.node.round_distances import round_txs
 from learningchain.node.web.distances import round_distances
 
 # --- read-side views (shared by the JSON API and the HTML pages) ---------------
@@ -74,9 +75,9 @@ def round_detail(node, r: int) -> dict | None:
             return None
         updates = []
         c = summary.get("commitment") or {}
+        txs = round_txs(node.chain, summary)  # each block read once (deep ones come from the store)
         for u in summary["updates"]:
-            found = node.chain.find_tx(u["id"])
-            tx = found[0] if found else None
+            tx = txs.get(u["id"])
             updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
                             "height": u["height"], "num_samples": u["num_samples"],
                             "skip": bool(tx is not None and tx.is_skip), "type": tx_kind(tx),
@@ -86,7 +87,7 @@ def round_detail(node, r: int) -> dict | None:
         if summary["status"] == "open":
             pooled = sorted((t for t in node.ledger.mempool if t.round == r), key=lambda t: t.id)
         sa = round_sa(node.chain, node.config, summary) if node.config.secure_aggregation else None
-    distance, distance_note = round_distances(node, summary)
+    distance, distance_note = round_distances(node, summary, txs)
     for u in updates:
         u["distance"] = distance.get(u["id"])
     detail = {"round": r, "status": summary["status"], "opened_at": summary["opened_at"],
