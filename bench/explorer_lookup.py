@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,33 +27,27 @@ from learningchain.node.web.lookup import RECENT_MAX, TxPrefixIndex  # noqa: E40
 
 
 class _Blocks:
-    """What TxPrefixIndex.catch_up reads of a chain: a main chain of entries with tx ids."""
-
-    class Entry:
-        def __init__(self, height, tx_ids, parent):
-            self.height, self.tx_ids, self.parent, self.hash = height, tx_ids, parent, f"{height:064x}"
+    """What TxPrefixIndex.catch_up reads of a chain (``chain.index``): the main
+    chain's hashes, its entries by height (height, hash, parent, tx ids), the
+    tip, the tx index and which hashes are on the main chain."""
 
     def __init__(self, tx_ids):
-        self.index = self
-        self.entries = [self.Entry(0, [], None), ]
-        self.entries.append(self.Entry(1, list(tx_ids), self.entries[0]))
-        self.tx_index = dict.fromkeys(tx_ids, "h")
-        self.main = [e.hash for e in self.entries]
-
-    @property
-    def tip(self):
-        return self.entries[-1]
-
-    def at(self, h):
-        return self.entries[h]
+        self.index, self.main, self.entries, self.tx_index = self, [], [], {}
+        self.connect([])
+        self.connect(tx_ids)
+        self.at = self.entries.__getitem__
 
     def on_main_chain(self, block_hash):
-        return block_hash == self.entries[-1].hash or block_hash in self.main
+        return block_hash in self._on_main
 
     def connect(self, tx_ids):
-        self.entries.append(self.Entry(len(self.entries), list(tx_ids), self.entries[-1]))
-        self.main.append(self.entries[-1].hash)
-        self.tx_index.update(dict.fromkeys(tx_ids, "h"))
+        h = len(self.entries)
+        e = SimpleNamespace(height=h, hash=f"{h:064x}", tx_ids=list(tx_ids), parent=self.entries[-1] if h else None)
+        self.entries.append(e)
+        self.main.append(e.hash)
+        self._on_main = set(self.main)
+        self.tx_index.update(dict.fromkeys(tx_ids, e.hash))
+        self.tip = e
 
 
 def timed(fn, repeat: int = 7) -> float:

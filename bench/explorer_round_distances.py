@@ -173,17 +173,17 @@ def parallel(app, rounds, before: bool) -> tuple[float, int]:
     return time.process_time() - t0, served[0]
 
 
-def round_time(node, n: int, app=None, rounds=(), before: bool = False) -> float:
+def round_time(node, n: int, app=None, paths=(), before: bool = False) -> float:
     """Median seconds of one new round on the node (8 signed updates submitted,
     validated, the closing block mined, validated and connected, and its empty
-    blocks), alone or (``app``) while 8 threads loop over the old rounds' pages."""
+    blocks), alone or (``app``) while 8 threads loop over ``paths``."""
     stop, threads = threading.Event(), []
 
     def worker(i):
         c = app.test_client()
         while not stop.is_set():
-            for r in list(rounds[i % len(rounds):]) + list(rounds[:i % len(rounds)]):
-                c.get(f"/rounds/{r}?format=json")
+            for path in list(paths[i % len(paths):]) + list(paths[:i % len(paths)]):
+                c.get(path)
                 if before:  # the cycled cache: every request a miss
                     web_distances._cache.clear()
                 if stop.is_set():
@@ -205,9 +205,12 @@ def round_time(node, n: int, app=None, rounds=(), before: bool = False) -> float
 
 def print_round_times(app, node, rounds, before: bool) -> None:
     alone = round_time(node, 3)
-    loaded = round_time(node, 3, app, rounds, before)
-    print(f"{'before' if before else 'after'}: the node's round time {alone:.2f} s alone, {loaded:.2f} s while "
-          f"8 threads loop over old rounds' /rounds/<r> ({loaded / alone:.1f}x)")
+    status = round_time(node, 3, app, ["/status"], before)
+    pages = [f"/rounds/{r}?format=json" for r in rounds]
+    loaded = round_time(node, 3, app, pages, before)
+    print(f"{'before' if before else 'after'}: the node's round time {alone:.2f} s alone; while 8 threads loop "
+          f"over /status (GIL and lock sharing alone) {status:.2f} s ({status / alone:.1f}x); over the "
+          f"{len(rounds)} old rounds' /rounds/<r> {loaded:.2f} s ({loaded / alone:.1f}x)")
 
 
 def main() -> None:
