@@ -155,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kwargs["until_round"] = args.until_round
     if args.rest_after_round:
         kwargs["rest_after_round"] = args.rest_after_round
+    if args.local_baseline:
+        kwargs["local_baseline"] = True
     node_run.run_node(**kwargs)
     return 0
 
@@ -329,6 +331,10 @@ def _run_flags(p) -> None:
     p.add_argument("--rest-after-round", type=positive_int, metavar="R",
                    help="once round R is closed (and measured), stop learning and mining but keep serving "
                         "the chain, the API and the explorer")
+    p.add_argument("--local-baseline", action="store_true",
+                   help="train a local-only baseline in the background (this node's data alone, every 10 rounds) "
+                        "for the explorer's chart; costs CPU beside the rounds (node.py demo writes the baselines "
+                        "instead)")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     add_dp_flags(p)

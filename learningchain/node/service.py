@@ -93,7 +93,8 @@ class Node:
                  dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
-                 dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0):
+                 dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
+                 local_baseline: bool = False):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -159,10 +160,12 @@ class Node:
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
-        self.local_baseline: LocalBaseline | None = None  # the explorer's local-only line (local_baseline.py)
-        if (self.participant is not None and self.test_set is not None and not self.participant.role.dp
-                and genesis_config.secure_aggregation is None):
-            listed = list(genesis_config.allowed or ())
+        # the explorer's local-only line (local_baseline.py): opt-in (run --local-baseline), as its training
+        # in the background shares the interpreter with the round's work; node.py demo writes baselines.json
+        self.local_baseline: LocalBaseline | None = None
+        if (local_baseline and self.participant is not None and self.test_set is not None
+                and not self.participant.role.dp and genesis_config.secure_aggregation is None):
+            listed = list(genesis_config.roster)
             self.local_baseline = LocalBaseline(genesis_config.model_spec, X, y, self.test_set,
                                                 listed.index(self.pubkey) if self.pubkey in listed else 0)
         if self.participant is None:

@@ -315,8 +315,16 @@ def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, ta
     fixed = page.query_selector("#fixed-axis")
     assert fixed is not None and fixed.get_attribute("type") == "checkbox", "no #fixed-axis checkbox"
     assert fixed.is_checked(), "the fixed [0, 1] axis is not the default"
-    fixed.click()  # toggles without a reload or an error
+    assert (chart.get_attribute("data-axis"), chart.get_attribute("data-y-min"), chart.get_attribute("data-y-max")) \
+        == ("fixed", "0", "1")
+    fixed.click()  # toggles without a reload or an error, and the chart comes back scaled to the data
     assert not fixed.is_checked()
+    page.wait_for_function("() => document.querySelector('svg#chart').dataset.axis === 'data'", timeout=LIVE_MS)
+    y_min, y_max = (float(page.get_attribute("svg#chart", a)) for a in ("data-y-min", "data-y-max"))
+    assert 0 < y_min < y_max < 1.1, (y_min, y_max)  # the rounds' accuracies, not [0, 1]
+    fixed.click()
+    page.wait_for_function("() => document.querySelector('svg#chart').dataset.axis === 'fixed'", timeout=LIVE_MS)
+    fixed.click()
     page.wait_for_function("n => Number(document.querySelector('svg#chart').dataset.rounds) > n",
                            arg=plotted, timeout=LIVE_MS)  # new rounds come in live
     assert not v.errors, v.errors

@@ -70,17 +70,20 @@ def metric_chart(points: list[tuple[int, float]], label: str, baselines: list[Ba
     g0 = next((b.value for b in baselines if b.name == "g0"), None)
     plotted = ([(0, g0)] if g0 is not None else []) + points
     axis = "fixed" if fixed else "data"
+    everything = [y for _, y in plotted] + [b.value for b in baselines]
+    if not plotted:
+        y0, y1 = fixed_range(label, [0.0])
+    elif fixed:
+        y0, y1 = fixed_range(label, everything)
+    else:
+        y0, y1 = axis_range([y for _, y in points] or everything)
     head = (f'<svg id="chart" data-rounds="{len(points)}" data-axis="{axis}" data-metric="{escape(label)}" '
+            f'data-y-min="{y0:.6g}" data-y-max="{y1:.6g}" '
             f'viewBox="0 0 {CHART_W} {CHART_H}" width="100%" preserveAspectRatio="xMidYMid meet" role="img" '
             f'aria-label="global {escape(label)} per round">')
     if not plotted:
         return Markup(head + f'<text x="{CHART_W / 2}" y="{CHART_H / 2}" text-anchor="middle" class="muted">'
                       'No round has been evaluated yet.</text></svg>')
-    everything = [y for _, y in plotted] + [b.value for b in baselines]
-    if fixed:
-        y0, y1 = fixed_range(label, everything)
-    else:
-        y0, y1 = axis_range([y for _, y in points] or everything)
     x0, x1 = 0, max(1, plotted[-1][0])
     right, bottom = CHART_W - RIGHT, CHART_H - BOTTOM
 

@@ -89,6 +89,8 @@ def baselines_doc(n) -> dict:
     elif n.local_baseline is not None and n.local_baseline.report() is not None:
         local = {**n.local_baseline.report(), "mean_over_nodes": None,
                  "source": f"computed by this node in the background (every {EVERY_ROUNDS} rounds)"}
+    elif n.local_baseline is None and n.participant is not None and not dp:
+        note += "; local-only: not computed on this node (start it with run --local-baseline)"
     central = ({"metrics": found["centralized"], **horizon,
                 "source": "baselines.json: the pooled data of all nodes, trained by node.py demo"}
                if "centralized" in found else None)

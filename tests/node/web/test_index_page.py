@@ -58,7 +58,7 @@ def node(tmp_path):
     senders in a block mined by KEYS[1] (node1), G0 and round 1 measured."""
     data = write_partition(tmp_path)
     cfg = tiny_config(allow_list=[k.public_hex for k in KEYS[:3]])
-    n = Node(tmp_path / "n", cfg, dataset_path=data, quiet=True, port=5991)
+    n = Node(tmp_path / "n", cfg, dataset_path=data, quiet=True, port=5991, local_baseline=True)
     with n.lock:
         txs = [update_tx(n.chain, k) for k in KEYS[:3]]
         blk = next_block(n.chain, txs, miner=KEYS[1])
@@ -166,5 +166,18 @@ def test_a_dp_node_does_not_serve_its_local_only_figure(tmp_path):
         doc = create_app(n).test_client().get("/baselines").get_json()
         assert doc["local_only"] is None and doc["centralized"]["metrics"] == {"accuracy": 0.9}
         assert "differential privacy" in doc["note"]
+    finally:
+        n.stop()
+
+
+def test_the_local_only_baseline_is_opt_in(tmp_path):
+    """Its background training shares the interpreter with the rounds' work, so a
+    node computes it only with run --local-baseline, and the chart says so."""
+    cfg = tiny_config(allow_list=[k.public_hex for k in KEYS[:3]])
+    n = Node(tmp_path / "n", cfg, dataset_path=write_partition(tmp_path), quiet=True, port=5992)
+    try:
+        assert n.local_baseline is None
+        doc = create_app(n).test_client().get("/baselines").get_json()
+        assert doc["local_only"] is None and "run --local-baseline" in doc["note"]
     finally:
         n.stop()
