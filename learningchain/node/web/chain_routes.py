@@ -15,6 +15,7 @@ import re
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 
+from learningchain.core import units
 from learningchain.core.encoding import encode_weights
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
@@ -237,11 +238,6 @@ def search():
     return pages.search_page(node(), q, matches, note)
 
 
-@chain_routes.app_template_filter("bytes")
-def bytes_filter(n):
-    return pages.human_bytes(n)
-
-
-@chain_routes.app_template_filter("rate")
-def rate_filter(h):
-    return pages.hash_rate(h)
+chain_routes.add_app_template_filter(units.byte_size, "bytes")
+chain_routes.add_app_template_filter(units.hash_rate, "rate")
+chain_routes.add_app_template_filter(units.duration, "duration")

@@ -16,17 +16,17 @@ and chart in place (one rendering, here; no page reload).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from learningchain.core.crypto import address
+from learningchain.core.units import clock, metric_name, timestamp
 from learningchain.node.baselines_file import dataset_digest, read_baselines
 from learningchain.node.local_baseline import EVERY_ROUNDS, LocalBaseline
 from learningchain.node.web.chart import CHART_ROUNDS, Baseline, metric_chart
-from learningchain.node.web.explorer import _when, rounds_overview
+from learningchain.node.web.explorer import rounds_overview
 from learningchain.node.web.names import name_of
 
 index_page = Blueprint("index_page", __name__, template_folder="templates")
@@ -54,10 +54,6 @@ def node():
     return current_app.config["NODE"]
 
 
-def metric_label(n) -> str:
-    return "accuracy" if n.config.model_spec.task == "classification" else "rmse"
-
-
 def held_out_digest(n) -> str | None:
     """The digest of the node's held-out set (computed once per set)."""
     if n.test_set is None:
@@ -71,7 +67,7 @@ def held_out_digest(n) -> str | None:
 def baselines_doc(n) -> dict:
     """``GET /baselines``: G0 and the baselines this node can show, each with where
     it comes from (``null`` when unknown; ``note`` says why)."""
-    label = metric_label(n)
+    label = metric_name(n.config.model_spec.task)
     found, note = read_baselines(n.data_dir, held_out_digest(n))
     found = found or {}
     dp = n.participant is not None and n.participant.role.dp
@@ -108,7 +104,7 @@ def block_rows(n) -> list[dict]:
     """The newest blocks, from the chain's entries (no block body is read)."""
     with n.lock:
         entries = n.chain.main_entries(max(0, n.chain.height - INDEX_BLOCKS + 1), INDEX_BLOCKS)[::-1]
-    return [{"height": e.height, "hash": e.hash, "time": _when(e.header.timestamp), "txs": len(e.tx_ids),
+    return [{"height": e.height, "hash": e.hash, "time": timestamp(e.header.timestamp), "txs": len(e.tx_ids),
              "miner": address(e.header.miner), "miner_name": name_of(n, e.header.miner),
              "round": e.commitment.get("round") if isinstance(e.commitment, dict) else None}
             for e in entries]
@@ -120,13 +116,13 @@ def index():
     status = n.status()
     fixed = request.args.get("axis") != "data"
     rounds = rounds_overview(n, limit=INDEX_ROUNDS)[0][::-1]
-    label = metric_label(n)
+    label = metric_name(n.config.model_spec.task)
     points = sorted((r, m[label]) for r, m in dict(n.metrics).items() if label in m)[-CHART_ROUNDS:]
     doc = baselines_doc(n)
     blocks = block_rows(n)
     return render_template("explorer.html", status=status, blocks=blocks, rounds=rounds, fixed=fixed,
                            chart=metric_chart(points, label, chart_baselines(doc), fixed), label=label,
-                           baselines=doc, measured=max(points)[0] if points else None, own=name_of(n, n.pubkey), rendered=time.strftime("%H:%M:%S"),
+                           baselines=doc, measured=max(points)[0] if points else None, own=name_of(n, n.pubkey), rendered=clock(),
                            older_blocks=blocks[-1]["height"] - 1 if blocks and blocks[-1]["height"] > 0 else None,
                            older_rounds=(max(1, rounds[-1]["round"] - INDEX_ROUNDS), rounds[-1]["round"] - 1)
                            if rounds and rounds[-1]["round"] > 1 else None)
