@@ -164,10 +164,13 @@ def path_of(browser: Browser, href: str) -> str:
     return urlsplit(urljoin(browser.origin + "/", href)).path
 
 
-def check_common(browser: Browser, v: Visit, kind: str) -> None:
+def check_common(browser: Browser, v: Visit, kind: str, status: int = 200) -> None:
     page = v.page
-    assert v.response is not None and v.response.status == 200, (page.url, v.response and v.response.status)
+    assert v.response is not None and v.response.status == status, (page.url, v.response and v.response.status)
     assert "text/html" in v.response.headers.get("content-type", ""), v.response.headers
+    assert v.response.headers.get("content-security-policy", "").startswith("default-src 'self'"), v.response.headers
+    if status >= 400:  # the page's own status, as Chromium reports it: expected here
+        v.errors[:] = [e for e in v.errors if not (e == f"HTTP {status}: {page.url}" or f"status of {status}" in e)]
     mains = page.query_selector_all("main")
     assert len(mains) == 1, f"{page.url}: {len(mains)} <main> elements, not one"
     main = page.query_selector("main[data-page]")
@@ -246,6 +249,31 @@ def test_every_page_renders_with_nav_and_search_without_errors_or_strangers(name
     path, kind = PAGES[name]
     v = tabs(path.format(**ids))
     check_common(browser, v, kind)
+
+
+ERROR_PAGES = {  # name: (path, status, reason)
+    "bad-block-id": ("/blocks/zzzz", 400, "bad-id"),
+    "unknown-block": ("/blocks/999999999", 404, None),
+    "unknown-round": ("/rounds/999999", 404, None),
+    "unknown-route": ("/no/such/page", 404, "unknown-route"),
+}
+
+
+@pytest.mark.parametrize("name", list(ERROR_PAGES))
+def test_an_error_is_a_page_with_the_nav_and_json_for_clients(name, browser, tabs):
+    """/blocks/zzzz or /rounds/999 showed the browser raw JSON: it is a page now,
+    with the same status, the nav and the search form; a client asking JSON (the
+    CLI and peers: requests' ``*/*``) still gets ``{"error", "reason"}``."""
+    path, status, reason = ERROR_PAGES[name]
+    v = tabs(path)
+    check_common(browser, v, "error", status)
+    shown = v.page.query_selector("#error")
+    assert shown is not None and shown.get_attribute("data-status") == str(status)
+    assert shown.get_attribute("data-reason") == reason
+    doc = browser.session.get(browser.origin + path, timeout=10)
+    assert doc.status_code == status and doc.headers["content-type"].startswith("application/json")
+    assert doc.json()["error"] in v.page.inner_text("#error") and doc.json().get("reason") == reason
+    assert "Accept" in doc.headers.get("vary", "")
 
 
 def test_a_block_page_is_html_for_chromiums_own_accept_header(browser, tabs, ids):

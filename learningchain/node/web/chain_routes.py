@@ -13,7 +13,7 @@ from typing import Protocol
 
 import re
 
-from flask import Blueprint, current_app, jsonify, redirect, request
+from flask import Blueprint, current_app, g, jsonify, redirect, request
 
 from learningchain.core import units
 from learningchain.core.encoding import encode_weights
@@ -96,7 +96,8 @@ def wants_html() -> bool:
     best match between JSON and HTML, JSON first on a tie (``*/*``: curl, scripts).
     Not ``accept_mimetypes.best``: Chromium's header ends with
     ``application/signed-exchange;v=b3;q=0.7``, which Werkzeug ranked best, and
-    browsers got raw JSON (issue 14)."""
+    browsers got raw JSON (issue 14). Marks the response ``Vary: Accept``."""
+    g.negotiated = True  # the response says Vary: Accept (api.py)
     fmt = request.args.get("format")
     if fmt in ("json", "html"):
         return fmt == "html"
