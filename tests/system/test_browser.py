@@ -318,6 +318,27 @@ def test_the_index_follows_new_blocks_and_rounds_without_a_reload(network, tabs)
     assert not v.errors, v.errors
 
 
+def test_a_node_that_stalls_shows_in_live_and_the_poll_carries_on(tabs):
+    """A node that accepts the poll and never answers hung the page's poll chain
+    while #live kept saying "updated": each request gives up after 5 s, #live
+    says so, and the poll backs off and resumes once the node answers again."""
+    v = tabs("/")
+    page = v.page
+    page.wait_for_function("() => document.querySelector('#live').dataset.updated", timeout=LIVE_MS)
+    held = []
+    page.route("**/live", lambda route: held.append(route))  # taken, never answered: the node stalls
+    page.wait_for_function("() => document.querySelector('#live').classList.contains('stale')",
+                           timeout=5000 + LIVE_MS)
+    assert held, "the stalled /live was never asked"
+    text = page.inner_text("#live")
+    assert "no answer in 5 s" in text and "retrying in" in text and "last update" in text, text
+    page.unroute("**/live")
+    page.wait_for_function("() => !document.querySelector('#live').classList.contains('stale')",
+                           timeout=5000 + LIVE_MS)
+    assert "updated" in page.inner_text("#live")
+    assert not [e for e in v.errors if e.startswith(("uncaught", "console"))], v.errors
+
+
 def test_the_index_links_every_block_and_round_it_lists(tabs):
     page = tabs("/").page
     unlinked = page.evaluate("""() => ({
