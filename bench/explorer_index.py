@@ -27,22 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from learningchain.node.service import Node  # noqa: E402
 from learningchain.node.threads import evaluate_closed_rounds  # noqa: E402
 from learningchain.node.web.api import create_app  # noqa: E402
 from tests.helpers import KEYS, next_block, tiny_config, update_tx  # noqa: E402
-
-
-def write_partition(directory: Path) -> Path:
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=3, size=(3, 4))
-    for name, n in (("node0.npz", 90), ("test.npz", 60)):
-        y = rng.integers(0, 3, size=n)
-        X = (centers[y] + rng.normal(size=(n, 4))).astype(np.float32)
-        np.savez(directory / name, X=X, y=y)
-    return directory / "node0.npz"
+from tests.node.test_service import write_partition  # noqa: E402  (a training set and test.npz)
 
 
 def build(tmp: Path, rounds: int) -> Node:
