@@ -118,6 +118,8 @@ class Node:
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self.measured: int | None = None  # the newest round in metrics (note_measured): /live, the index
+        self.measurements = 0  # metrics stored since start (a re-measure after a reorg counts too)
         self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
         self._timings_lock = threading.Lock()
@@ -464,9 +466,12 @@ class Node:
             with self.tip_changed:
                 self.round_waits -= limited
 
-    def note_measured(self) -> None:
-        """The evaluator stored a round's metrics: wake ``wait_round``."""
+    def note_measured(self, r: int) -> None:
+        """The evaluator stored round ``r``'s metrics: keep the newest measured
+        round (so /live and the index never scan every round) and wake ``wait_round``."""
         with self.tip_changed:
+            self.measured = r if self.measured is None else max(self.measured, r)
+            self.measurements += 1
             self.progress_seq += 1
             self.tip_changed.notify_all()
 
