@@ -154,11 +154,13 @@ case "$BLOCK_MS" in ''|*[!0-9]*|0) echo "BLOCK_MS must be a positive integer (ms
 # poll node 0 until it answers (the other nodes and the miner need it)
 wait_hub() { echo "until $PY node.py status --node $(url 0) >/dev/null 2>&1; do sleep 0.3; done"; }
 node_cmd() {
-    local i=$1 peers="" wait=":" mine=""
+    local i=$1 peers="" wait=":" mine="" baseline=""
     if [ "$i" -gt 0 ]; then peers="--peers $(url 0)"; wait=$(wait_hub); fi
+    # node 0's explorer (the URL printed) draws a local-only line, computed in its background
+    if [ "$i" -eq 0 ]; then baseline="--local-baseline"; fi
     if [ "$i" -gt 0 ] && [ "$i" -lt "$MINERS" ]; then mine="--mine --workers 1"; fi
     echo "$wait; $PY node.py run --data-dir $OUT/nodes/node$i --port $((BASE_PORT + i))" \
-         "--data $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine 2>&1 | tee -i $OUT/node$i.log"
+         "--data $PARTS/node$i.npz --genesis $OUT/genesis.json $peers $mine $baseline 2>&1 | tee -i $OUT/node$i.log"
 }
 
 tmux new-session -d -s "$SESSION" -n network -x 200 -y 50 "$(node_cmd 0)"

@@ -184,6 +184,15 @@ def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, di
                      "local_only": baselines.local_only(spec, parts, (X_te, y_te), epochs)}
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (what a
+    reader of the explorer can use; an absolute path names the machine's layout)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 class BackgroundBaselines(threading.Thread):
     """:func:`local_baselines` in a low-priority thread started with the network
     (off the rounds' path: the nodes keep the CPU first), then each node's
@@ -212,9 +221,10 @@ class BackgroundBaselines(threading.Thread):
         digest = dataset_digest(*load_partition(self.part_dir / "test.npz"))
         local = base["local_only"]
         mean = {k: v for k, v in local.items() if k != "per_node"}
+        where = shown_path(self.part_dir)
         for i, d in enumerate(self.node_dirs):
             write_baselines(d, {
-                "source": f"node.py demo: the {len(self.node_dirs)} nodes' partitions in {self.part_dir}, "
+                "source": f"node.py demo: the {len(self.node_dirs)} nodes' partitions in {where}, "
                           f"{self.rounds} rounds x {self.spec.epochs} epochs; evaluated on its test.npz",
                 "rounds": self.rounds, "epochs": self.rounds * self.spec.epochs, "test_digest": digest,
                 "g0": initial, "centralized": base["centralized"], "local_only": local["per_node"][i],

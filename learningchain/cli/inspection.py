@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 from typing import Any, Iterable, Sequence
 
 import requests
 
 from learningchain.core.errors import LearningChainError
+from learningchain.core.units import age, byte_size, duration, hash_rate, timestamp
 
 TIMEOUT = (2.0, 10.0)
 
@@ -110,60 +110,6 @@ def fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value) or "-"
     return str(value)
-
-
-def _decimal(n: Any, unit: str, digits: int = 1) -> str:
-    """``n`` with a decimal prefix: 812 B, 45.3 kB, 1.20 MH/s (``digits`` above k)."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return fmt(n)
-    for prefix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.{digits if prefix != 'k' else 1}f} {prefix}{unit}"
-    return f"{n:.0f} {unit}"
-
-
-def hashrate(n: Any) -> str:
-    """Hashes per second: 812 H/s, 748.6 kH/s, 1.20 MH/s."""
-    return _decimal(n, "H/s", 2)
-
-
-def _bytes(n: Any) -> str:
-    """Bytes: 812 B, 45.3 kB, 12.1 MB (powers of 1000)."""
-    return _decimal(n, "B")
-
-
-def seconds(s: Any) -> str:
-    """A duration: 850 us, 12.3 ms, 4.20 s, 3 min 12 s, 2 h 05 min."""
-    if not isinstance(s, (int, float)) or isinstance(s, bool):
-        return fmt(s)
-    if s < 1e-3:
-        return f"{s * 1e6:.0f} us"
-    if s < 1:
-        return f"{s * 1e3:.1f} ms"
-    if s < 60:
-        return f"{s:.2f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60):02d} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
-
-
-def age(ms: Any, now_ms: float | None = None) -> str:
-    """How long ago a timestamp in ms was: "12 s ago", "3 min ago", "2 h ago"."""
-    if not isinstance(ms, (int, float)) or isinstance(ms, bool):
-        return "-"
-    ago = ((time.time() * 1000 if now_ms is None else now_ms) - ms) / 1000
-    if ago < 0:
-        return f"in {seconds(-ago)}"
-    for below, size, unit in ((60, 1, "s"), (3600, 60, "min"), (2 * 86400, 3600, "h")):
-        if ago < below:
-            return f"{ago // size:.0f} {unit} ago"
-    return f"{ago // 86400:.0f} days ago"
-
-
-def when(ms: Any) -> str:
-    if not isinstance(ms, (int, float)) or isinstance(ms, bool):
-        return fmt(ms)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
 
 
 def metrics(m: Any) -> str:
@@ -286,9 +232,9 @@ def mining_line(s: dict) -> str:
     workers = m.get("workers")
     parts = [f"{workers} worker{'s' if workers != 1 else ''}" if workers is not None else None,
              f"{m['blocks_found']} blocks found" if "blocks_found" in m else None,
-             f"{hashrate(m.get('hashrate'))}" if "hashrate" in m else None,
-             f"recent {hashrate(m.get('hashrate_recent'))}" if "hashrate_recent" in m else None,
-             f"{m['hashes']:,} hashes in {seconds(m.get('search_s'))}" if "hashes" in m else None]
+             f"{hash_rate(m.get('hashrate'))}" if "hashrate" in m else None,
+             f"recent {hash_rate(m.get('hashrate_recent'))}" if "hashrate_recent" in m else None,
+             f"{m['hashes']:,} hashes in {duration(m.get('search_s'))}" if "hashes" in m else None]
     return "yes: " + ", ".join(p for p in parts if p)
 
 
@@ -309,12 +255,12 @@ def timings_table(t: dict) -> str:
     for name in names:
         total, count = t.get(f"{name}_s"), t.get(f"{name}_count")
         mean = total / count if isinstance(total, (int, float)) and isinstance(count, int) and count else None
-        rows.append([name.replace("_", " "), seconds(total), fmt(count), seconds(mean) if mean is not None else "-"])
+        rows.append([name.replace("_", " "), duration(total), fmt(count), duration(mean) if mean is not None else "-"])
     return table(["task", "total", "times", "mean"], rows, right=(1, 2, 3))
 
 
 def traffic_summary(t: dict) -> str:
-    text = (f"traffic: {_bytes(t.get('sent'))} sent, {_bytes(t.get('received'))} received, "
+    text = (f"traffic: {byte_size(t.get('sent'))} sent, {byte_size(t.get('received'))} received, "
             f"{fmt(t.get('dropped'))} dropped, {fmt(t.get('queued'))} queued")
     refused = t.get("refused_peers")
     if isinstance(refused, dict) and refused:
@@ -324,7 +270,7 @@ def traffic_summary(t: dict) -> str:
 
 def traffic_table(t: dict) -> str:
     by_type = t.get("by_type")
-    rows = [[name, fmt(v.get("messages")), _bytes(v.get("sent")), _bytes(v.get("received"))]
+    rows = [[name, fmt(v.get("messages")), byte_size(v.get("sent")), byte_size(v.get("received"))]
             for name, v in (by_type.items() if isinstance(by_type, dict) else ()) if isinstance(v, dict)]
     return table(["message type", "messages", "sent", "received"], rows, right=(1, 2, 3))
 
@@ -339,7 +285,7 @@ def brief_status(url: str, s: dict) -> str:
     metric = next(((k, m[k]) for k in ("accuracy", "rmse") if isinstance(m.get(k), (int, float))), None)
     miner = s.get("miner") if isinstance(s.get("miner"), dict) else {}
     peers = s.get("peers")
-    rate = hashrate(miner.get("hashrate_recent", miner.get("hashrate"))) if s.get("mining") else "not mining"
+    rate = hash_rate(miner.get("hashrate_recent", miner.get("hashrate"))) if s.get("mining") else "not mining"
     return (f"{host:<6} h {fmt(s.get('height')):>5}  r {fmt(s.get('round')):>4}  "
             f"{f'{metric[0][:3]} {metric[1]:.4f}' if metric else 'no metric':<10}  mp {fmt(s.get('mempool')):>2}  "
             f"peers {len(peers) if isinstance(peers, list) else fmt(peers)}  {rate}")
@@ -351,7 +297,7 @@ def _block_rows(blocks: list) -> list:
         header = b.get("header", {}) if isinstance(b.get("header"), dict) else {}
         txs = b.get("txs")
         ts = b.get("timestamp", header.get("timestamp"))
-        rows.append([fmt(b.get("height", header.get("height"))), short(b.get("hash")), when(ts), age(ts),
+        rows.append([fmt(b.get("height", header.get("height"))), short(b.get("hash")), timestamp(ts), age(ts),
                      str(len(txs) if isinstance(txs, list) else fmt(txs)),
                      short(b.get("miner", header.get("miner"))), fmt(b.get("round_closed"))])
     return rows
@@ -379,7 +325,7 @@ def show_block(c: NodeClient, args) -> str:
     items = [("hash", b.get("hash"))]
     items += [(k, header.get(k)) for k in ("height", "prev_hash", "timestamp", "target", "miner",
                                            "nonce", "merkle_root", "commitment_hash") if k in header]
-    items = [(k, f"{v} ({when(v)}, {age(v)})" if k == "timestamp" else v) for k, v in items]
+    items = [(k, f"{v} ({timestamp(v)}, {age(v)})" if k == "timestamp" else v) for k, v in items]
     out = pairs(items)
     commitment = b.get("commitment")
     if commitment:
@@ -412,7 +358,7 @@ def show_tx(c: NodeClient, args) -> str:
         items.append(("height", doc.get("height")))
     items += [(k, tx.get(k)) for k in ("type", "sender", "round", "base", "num_samples") if k in tx]
     if "timestamp" in tx:
-        items.append(("timestamp", f"{tx['timestamp']} ({when(tx['timestamp'])}, {age(tx['timestamp'])})"))
+        items.append(("timestamp", f"{tx['timestamp']} ({timestamp(tx['timestamp'])}, {age(tx['timestamp'])})"))
     if isinstance(tx.get("weights"), dict):
         items.append(("weights", ", ".join(f"{k}{_shape(v)}" for k, v in sorted(tx["weights"].items()))))
     if "metrics" in tx:
@@ -426,9 +372,9 @@ def show_mempool(c: NodeClient, args) -> str:
         return doc
     txs = _list(doc, "txs", "transactions")
     rows = [[short(t.get("id")), short(t.get("sender")), fmt(t.get("round")), fmt(t.get("num_samples")),
-             _bytes(t.get("size", t.get("bytes")))] if isinstance(t, dict) else [short(t), "-", "-", "-", "-"]
+             byte_size(t.get("size", t.get("bytes")))] if isinstance(t, dict) else [short(t), "-", "-", "-", "-"]
             for t in txs]
-    total = f", {_bytes(doc['bytes'])}" if isinstance(doc, dict) and "bytes" in doc else ""
+    total = f", {byte_size(doc['bytes'])}" if isinstance(doc, dict) and "bytes" in doc else ""
     return (f"{len(txs)} transaction(s) waiting{total}\n"
             + table(["id", "sender", "round", "samples", "size"], rows, right=(2, 3, 4)))
 
@@ -445,9 +391,9 @@ def show_peers(c: NodeClient, args) -> str:
             backoff = p.get("backoff_seconds")
             rows.append([str(p.get("url", "")), fmt(p.get("height")),
                          f"{ago:.1f} s ago" if isinstance(ago, (int, float)) and ago < 60
-                         else f"{seconds(ago)} ago" if isinstance(ago, (int, float)) else "never",
-                         fmt(p.get("failures")), seconds(backoff) if backoff else "-",
-                         _bytes(p.get("bytes_sent")), _bytes(p.get("bytes_received")),
+                         else f"{duration(ago)} ago" if isinstance(ago, (int, float)) else "never",
+                         fmt(p.get("failures")), duration(backoff) if backoff else "-",
+                         byte_size(p.get("bytes_sent")), byte_size(p.get("bytes_received")),
                          (p.get("last_error") or "-")[:40]])
         else:
             rows.append([str(p), "-", "-", "-", "-", "-", "-", "-"])
@@ -468,7 +414,7 @@ def show_model(c: NodeClient, args) -> str:
     if isinstance(weights, dict):
         size = sum(_count_params(v) for v in weights.values())
         items.append(("arrays", ", ".join(f"{k}{_shape(v)}" for k, v in sorted(weights.items()))))
-        items.append(("parameters", f"{size:,} ({_bytes(4 * size)} as float32)"))
+        items.append(("parameters", f"{size:,} ({byte_size(4 * size)} as float32)"))
     return pairs(items)
 
 

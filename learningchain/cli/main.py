@@ -126,18 +126,20 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from learningchain.node import keyfile, run as node_run
-    from learningchain.node.participant import Role
     peers = args.peers  # checked by argtypes.peer_urls: a bad URL is an error, not a silent drop
     dataset = data_file(args)
     check_data_dir(args.data_dir)
+    config = resolve_genesis(args.genesis, args.data_dir, dataset)  # a missing --data or genesis file
+    # imported only now: the node (its learner, the DP accountant's scipy) takes ~1 s to
+    # import, and a mistyped --data-dir or --data must answer at once
+    from learningchain.node import keyfile, run as node_run
+    from learningchain.node.participant import Role
     # the learner settings are checked (participant.Role) before anything is written
     dp = dict(dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon,
               dp_delta=args.dp_delta, dp_sample_rate=args.dp_sample_rate,
               dp_rounds=args.dp_rounds if args.dp_epsilon else 0)
     Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
          skip_threshold=args.skip_threshold, **dp)
-    config = resolve_genesis(args.genesis, args.data_dir, dataset)
     argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
@@ -155,6 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kwargs["until_round"] = args.until_round
     if args.rest_after_round:
         kwargs["rest_after_round"] = args.rest_after_round
+    if args.local_baseline:
+        kwargs["local_baseline"] = True
     node_run.run_node(**kwargs)
     return 0
 
@@ -329,6 +333,10 @@ def _run_flags(p) -> None:
     p.add_argument("--rest-after-round", type=positive_int, metavar="R",
                    help="once round R is closed (and measured), stop learning and mining but keep serving "
                         "the chain, the API and the explorer")
+    p.add_argument("--local-baseline", action="store_true",
+                   help="train a local-only baseline in the background (this node's data alone, every 10 rounds) "
+                        "for the explorer's chart; costs CPU beside the rounds (node.py demo writes the baselines "
+                        "instead)")
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     add_dp_flags(p)

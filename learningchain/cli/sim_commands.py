@@ -19,6 +19,7 @@ from learningchain.cli.argtypes import (add_dp_flags, check_rule_fits, count, la
                                         positive_int)
 from learningchain.cli.progress import Progress
 from learningchain.core.errors import ConfigError
+from learningchain.core.units import metric_name
 
 PROG = "node.py"
 
@@ -109,7 +110,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail("simulate", exc)
     out = Path(cfg.out or f"out/{cfg.name}")
-    metric = "accuracy" if sim.spec.task == "classification" else "rmse"
+    metric = metric_name(sim.spec.task)
     print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
           f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator} "
           f"{json.dumps(sim.rule_params, sort_keys=True)}, "

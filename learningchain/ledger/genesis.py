@@ -235,6 +235,16 @@ class NetworkConfig:
         return tuple(p["pubkey"] for p in self.participants) if self.participants is not None else None
 
     @property
+    def roster(self) -> tuple[str, ...]:
+        """The genesis list of keys in its order: ``participants``, else
+        ``allow_list``, else none (an open network). Not a consensus rule: what
+        names node ``i`` (the explorer's ``node{i}``) and seeds its local-only
+        baseline, one order for both."""
+        if self.participants is not None:
+            return tuple(p["pubkey"] for p in self.participants)
+        return tuple(self.allow_list or ())
+
+    @property
     def candidates(self) -> tuple[str, ...]:
         """Who selection chooses from (sorted)."""
         return tuple(sorted(self.allowed or ()))

@@ -94,7 +94,8 @@ class Node:
                  dp_sigma: float = 0, dp_clip: float = 0, host: str = "127.0.0.1", port: int = 5000,
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
-                 dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0):
+                 dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
+                 local_baseline: bool = False):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -118,6 +119,8 @@ class Node:
         self.refused: Counter[str] = Counter()
         self.metrics: dict[int, dict[str, float]] = {}  # round -> global metrics of G(r)
         self.metric_digests: dict[int, str] = {}  # round -> digest of the G(r) measured
+        self.measured: int | None = None  # the newest round in metrics (note_measured): /live, the index
+        self.measurements = 0  # metrics stored since start (a re-measure after a reorg counts too)
         self.g0_metrics: dict[str, float] | None = None  # G0 on the held-out set (the evaluator, once)
         self.round_distances = RoundDistances()  # the newest rounds' update distances (the evaluator)
         self._timings: dict[str, list] = {}  # name -> [seconds, count]; see add_timing
@@ -161,10 +164,12 @@ class Node:
             test_path = Path(dataset_path).with_name("test.npz")
             if test_path.exists():
                 self.test_set = load_partition(test_path)
-        self.local_baseline: LocalBaseline | None = None  # the explorer's local-only line (local_baseline.py)
-        if (self.participant is not None and self.test_set is not None and not self.participant.role.dp
-                and genesis_config.secure_aggregation is None):
-            listed = list(genesis_config.allowed or ())
+        # the explorer's local-only line (local_baseline.py): opt-in (run --local-baseline), as its training
+        # in the background shares the interpreter with the round's work; node.py demo writes baselines.json
+        self.local_baseline: LocalBaseline | None = None
+        if (local_baseline and self.participant is not None and self.test_set is not None
+                and not self.participant.role.dp and genesis_config.secure_aggregation is None):
+            listed = list(genesis_config.roster)
             self.local_baseline = LocalBaseline(genesis_config.model_spec, X, y, self.test_set,
                                                 listed.index(self.pubkey) if self.pubkey in listed else 0)
         if self.participant is None:
@@ -463,9 +468,12 @@ class Node:
             with self.tip_changed:
                 self.round_waits -= limited
 
-    def note_measured(self) -> None:
-        """The evaluator stored a round's metrics: wake ``wait_round``."""
+    def note_measured(self, r: int) -> None:
+        """The evaluator stored round ``r``'s metrics: keep the newest measured
+        round (so /live and the index never scan every round) and wake ``wait_round``."""
         with self.tip_changed:
+            self.measured = r if self.measured is None else max(self.measured, r)
+            self.measurements += 1
             self.progress_seq += 1
             self.tip_changed.notify_all()
 

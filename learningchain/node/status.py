@@ -53,6 +53,7 @@ class StatusSource(Protocol):
     resting: threading.Event
     participant: Participant | None
     metrics: dict[int, dict[str, float]]
+    measured: int | None  # the newest round in metrics
     peers: PeerCounters
     miner_stats: MinerReport | None
     refused: Counter[str]
@@ -69,9 +70,9 @@ class StatusSource(Protocol):
 
 
 def latest_metrics(node: StatusSource) -> tuple[int | None, dict]:
-    if not node.metrics:
+    r = node.measured  # kept by Node.note_measured: no scan of every round per /status
+    if r is None or r not in node.metrics:
         return None, {}
-    r = max(node.metrics)
     return r, node.metrics[r]
 
 

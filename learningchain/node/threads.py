@@ -141,7 +141,7 @@ class EvaluatorNode(Protocol):
 
     def add_timing(self, name: str, seconds: float, count: int = 1) -> None: ...
 
-    def note_measured(self) -> None: ...
+    def note_measured(self, r: int) -> None: ...
 
 
 def participant_loop(node: LearnerNode) -> None:
@@ -303,7 +303,7 @@ def evaluate_closed_rounds(node: EvaluatorNode, batch: int = 50) -> int:
         m = node.model.evaluate(weights, X, y)
         node.add_timing("evaluate", time.perf_counter() - t0)
         node.metrics[r], node.metric_digests[r] = m, digest
-        node.note_measured()
+        node.note_measured(r)
         main = "accuracy" if "accuracy" in m else "rmse"
         node.log(f"round {r} (closed at {height}): global {main} {m[main]:.4f} on {len(X)} held-out samples")
     if done_through is not None:  # every close up to it is measured (a reorg since: see _first_unchecked)

@@ -20,11 +20,13 @@ def network(tmp_path):
 
 
 def test_units():
-    assert ins.hashrate(1435417.9) == "1.44 MH/s" and ins.hashrate(748583.5) == "748.6 kH/s"
-    assert ins.hashrate(812) == "812 H/s" and ins.hashrate(None) == "-"
-    assert ins._bytes(812) == "812 B" and ins._bytes(13541) == "13.5 kB" and ins._bytes(6718568) == "6.7 MB"
-    assert ins.seconds(0.0143) == "14.3 ms" and ins.seconds(4.2) == "4.20 s" and ins.seconds(164.3) == "2 min 44 s"
-    assert ins.seconds(0.0004) == "400 us" and ins.seconds(7500) == "2 h 05 min"
+    """The CLI's units are core.units' (shared with the explorer): decimal prefixes."""
+    from learningchain.core import units
+    assert ins.hash_rate is units.hash_rate and ins.byte_size is units.byte_size and ins.duration is units.duration
+    assert ins.hash_rate(1435417.9) == "1.44 MH/s" and ins.hash_rate(748583.5) == "748.6 kH/s"
+    assert ins.hash_rate(812) == "812 H/s" and ins.hash_rate(None) == "-"
+    assert ins.byte_size(812) == "812 B" and ins.byte_size(13541) == "13.5 kB" and ins.byte_size(6718568) == "6.7 MB"
+    assert ins.duration(0.0143) == "14.3 ms" and ins.duration(164.3) == "2 min 44 s"
     assert ins.age(1_000_000, now_ms=1_012_400) == "12 s ago" and ins.age(0, now_ms=3_600_000 * 3) == "3 h ago"
     assert ins.metrics({"accuracy": 0.97777, "f1": "1.000000"}) == "accuracy 0.9778  f1 1.0000"
 

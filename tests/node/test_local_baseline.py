@@ -74,8 +74,8 @@ def test_the_loop_leaves_it_to_baselines_json_when_that_has_one(tmp_path, data):
 def test_a_dp_node_computes_none(tmp_path):
     path = write_partition(tmp_path)
     dp = Node(tmp_path / "dp", tiny_config(), dataset_path=path, dp_mode="sample", dp_epsilon=4.0,
-              dp_rounds=10, quiet=True, port=5989)
-    plain = Node(tmp_path / "plain", tiny_config(), dataset_path=path, quiet=True, port=5988)
+              dp_rounds=10, quiet=True, port=5989, local_baseline=True)
+    plain = Node(tmp_path / "plain", tiny_config(), dataset_path=path, quiet=True, port=5988, local_baseline=True)
     try:
         assert dp.local_baseline is None and plain.local_baseline is not None
     finally:

@@ -26,6 +26,13 @@ def node_process(tmp_path, port: int, extra: str = "") -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """Kill a node process a failed test left running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def test_run_node_serves_and_stops_on_sigterm(tmp_path):
     port = free_port()
     proc = node_process(tmp_path, port)
@@ -42,9 +49,7 @@ def test_run_node_serves_and_stops_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0, out
     assert "block 1 " in out and "stopped" in out and "Traceback" not in out
     assert "BEGIN" not in out and "PRIVATE" not in out  # keys never logged
@@ -57,9 +62,7 @@ def test_run_node_until_round_exits_by_itself_once_that_round_is_closed(tmp_path
     try:
         out, _ = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0, out
     assert "round 2 closed (--until-round): stopping" in out and "stopped" in out and "Traceback" not in out
 
@@ -107,8 +110,6 @@ def test_run_node_rest_after_round_stops_learning_and_mining_and_keeps_serving(t
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0, out
     assert "round 2 closed (--rest-after-round): learning and mining stop" in out and "Traceback" not in out

@@ -164,10 +164,13 @@ def path_of(browser: Browser, href: str) -> str:
     return urlsplit(urljoin(browser.origin + "/", href)).path
 
 
-def check_common(browser: Browser, v: Visit, kind: str) -> None:
+def check_common(browser: Browser, v: Visit, kind: str, status: int = 200) -> None:
     page = v.page
-    assert v.response is not None and v.response.status == 200, (page.url, v.response and v.response.status)
+    assert v.response is not None and v.response.status == status, (page.url, v.response and v.response.status)
     assert "text/html" in v.response.headers.get("content-type", ""), v.response.headers
+    assert v.response.headers.get("content-security-policy", "").startswith("default-src 'self'"), v.response.headers
+    if status >= 400:  # the page's own status, as Chromium reports it: expected here
+        v.errors[:] = [e for e in v.errors if not (e == f"HTTP {status}: {page.url}" or f"status of {status}" in e)]
     mains = page.query_selector_all("main")
     assert len(mains) == 1, f"{page.url}: {len(mains)} <main> elements, not one"
     main = page.query_selector("main[data-page]")
@@ -248,6 +251,31 @@ def test_every_page_renders_with_nav_and_search_without_errors_or_strangers(name
     check_common(browser, v, kind)
 
 
+ERROR_PAGES = {  # name: (path, status, reason)
+    "bad-block-id": ("/blocks/zzzz", 400, "bad-id"),
+    "unknown-block": ("/blocks/999999999", 404, None),
+    "unknown-round": ("/rounds/999999", 404, None),
+    "unknown-route": ("/no/such/page", 404, "unknown-route"),
+}
+
+
+@pytest.mark.parametrize("name", list(ERROR_PAGES))
+def test_an_error_is_a_page_with_the_nav_and_json_for_clients(name, browser, tabs):
+    """/blocks/zzzz or /rounds/999 showed the browser raw JSON: it is a page now,
+    with the same status, the nav and the search form; a client asking JSON (the
+    CLI and peers: requests' ``*/*``) still gets ``{"error", "reason"}``."""
+    path, status, reason = ERROR_PAGES[name]
+    v = tabs(path)
+    check_common(browser, v, "error", status)
+    shown = v.page.query_selector("#error")
+    assert shown is not None and shown.get_attribute("data-status") == str(status)
+    assert shown.get_attribute("data-reason") == reason
+    doc = browser.session.get(browser.origin + path, timeout=10)
+    assert doc.status_code == status and doc.headers["content-type"].startswith("application/json")
+    assert doc.json()["error"] in v.page.inner_text("#error") and doc.json().get("reason") == reason
+    assert "Accept" in doc.headers.get("vary", "")
+
+
 def test_a_block_page_is_html_for_chromiums_own_accept_header(browser, tabs, ids):
     v = tabs(f"/blocks/{ids['hash']}")
     sent = v.response.request.all_headers().get("accept", "")
@@ -290,6 +318,27 @@ def test_the_index_follows_new_blocks_and_rounds_without_a_reload(network, tabs)
     assert not v.errors, v.errors
 
 
+def test_a_node_that_stalls_shows_in_live_and_the_poll_carries_on(tabs):
+    """A node that accepts the poll and never answers hung the page's poll chain
+    while #live kept saying "updated": each request gives up after 5 s, #live
+    says so, and the poll backs off and resumes once the node answers again."""
+    v = tabs("/")
+    page = v.page
+    page.wait_for_function("() => document.querySelector('#live').dataset.updated", timeout=LIVE_MS)
+    held = []
+    page.route("**/live", lambda route: held.append(route))  # taken, never answered: the node stalls
+    page.wait_for_function("() => document.querySelector('#live').classList.contains('stale')",
+                           timeout=5000 + LIVE_MS)
+    assert held, "the stalled /live was never asked"
+    text = page.inner_text("#live")
+    assert "no answer in 5 s" in text and "retrying in" in text and "last update" in text, text
+    page.unroute("**/live")
+    page.wait_for_function("() => !document.querySelector('#live').classList.contains('stale')",
+                           timeout=5000 + LIVE_MS)
+    assert "updated" in page.inner_text("#live")
+    assert not [e for e in v.errors if e.startswith(("uncaught", "console"))], v.errors
+
+
 def test_the_index_links_every_block_and_round_it_lists(tabs):
     page = tabs("/").page
     unlinked = page.evaluate("""() => ({
@@ -315,8 +364,16 @@ def test_the_index_chart_plots_the_evaluated_rounds_and_follows_them(network, ta
     fixed = page.query_selector("#fixed-axis")
     assert fixed is not None and fixed.get_attribute("type") == "checkbox", "no #fixed-axis checkbox"
     assert fixed.is_checked(), "the fixed [0, 1] axis is not the default"
-    fixed.click()  # toggles without a reload or an error
+    assert (chart.get_attribute("data-axis"), chart.get_attribute("data-y-min"), chart.get_attribute("data-y-max")) \
+        == ("fixed", "0", "1")
+    fixed.click()  # toggles without a reload or an error, and the chart comes back scaled to the data
     assert not fixed.is_checked()
+    page.wait_for_function("() => document.querySelector('svg#chart').dataset.axis === 'data'", timeout=LIVE_MS)
+    y_min, y_max = (float(page.get_attribute("svg#chart", a)) for a in ("data-y-min", "data-y-max"))
+    assert 0 < y_min < y_max < 1.1, (y_min, y_max)  # the rounds' accuracies, not [0, 1]
+    fixed.click()
+    page.wait_for_function("() => document.querySelector('svg#chart').dataset.axis === 'fixed'", timeout=LIVE_MS)
+    fixed.click()
     page.wait_for_function("n => Number(document.querySelector('svg#chart').dataset.rounds) > n",
                            arg=plotted, timeout=LIVE_MS)  # new rounds come in live
     assert not v.errors, v.errors

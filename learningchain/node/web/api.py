@@ -12,9 +12,12 @@ default static folder of this package); they read their requests with
 :mod:`~learningchain.node.web.request_input`. Handlers stay thin: parse, call
 the node, serialise. Errors are registered here, once, so every 4xx has the
 shape ``{"error": text}`` (plus ``"reason": code`` for a validation failure) and
-nothing ever answers with a traceback. Replies over 1 KiB are gzipped for
-clients that accept it (:mod:`learningchain.node.p2p.wire`). Every endpoint is
-documented in docs/api.md.
+nothing ever answers with a traceback; a browser (``wants_html``) gets the same
+error as a small explorer page, with the same status. Replies over 1 KiB are
+gzipped for clients that accept it (:mod:`learningchain.node.p2p.wire`). Every
+response whose body depended on the Accept header says ``Vary: Accept``; HTML
+ones carry a Content-Security-Policy that lets a page load nothing but what
+this node serves (:data:`CSP`). Every endpoint is documented in docs/api.md.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from learningchain.core import errors
@@ -34,7 +37,7 @@ from learningchain.node.web.mining_auth import write_token
 from learningchain.node.p2p.peer_counters import HEADER_ESTIMATE, message_type
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.p2p.wire import compress_reply
-from learningchain.node.web.chain_routes import InspectedNode, chain_routes
+from learningchain.node.web.chain_routes import InspectedNode, chain_routes, wants_html
 from learningchain.node.web.explorer import explorer
 from learningchain.node.web.index_page import IndexNode, index_page
 from learningchain.node.web.mining_routes import MiningNode, mining_routes
@@ -42,6 +45,10 @@ from learningchain.node.web.peer_routes import PeerFacingNode, peer_routes
 from learningchain.node.web.request_input import ApiError
 
 MAX_BODY_BYTES = 4 << 20
+#: what an explorer page may load: this node's own scripts, styles and images
+#: (the inline <style> of base.html; SVG is inline markup), nothing off the machine.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,14 @@ def node() -> ServedNode:
 # --- errors, registered once ------------------------------------------------------------------
 
 def _json_error(status: int, error: str, reason: str | None = None):
+    """The error document, or for a browser's GET (:func:`wants_html`) the explorer's
+    error page (``main[data-page="error"]``) with the same status. Peers and the
+    CLI send ``Accept: */*`` (requests' default) or none: JSON, as before."""
+    if request.method in ("GET", "HEAD") and wants_html():
+        try:
+            return render_template("error.html", status=status, error=error, reason=reason), status
+        except Exception:  # noqa: BLE001 - the error must still be answered: as JSON then
+            log.exception("the error page of %s failed to render", request.path)
     doc = {"error": error}
     if reason:
         doc["reason"] = reason
@@ -137,6 +152,11 @@ def create_app(node_obj: ApiNode) -> Flask:
 
     @app.after_request
     def compress_and_count(resp):
+        if g.get("negotiated"):  # the body depended on Accept (chain_routes.wants_html)
+            resp.vary.add("Accept")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
         resp = compress_reply(resp, request.headers.get("Accept-Encoding"))  # counted as sent
         peer = request.headers.get("X-Peer")
         if peer:

@@ -13,8 +13,9 @@ from typing import Protocol
 
 import re
 
-from flask import Blueprint, current_app, jsonify, redirect, request
+from flask import Blueprint, current_app, g, jsonify, redirect, request
 
+from learningchain.core import units
 from learningchain.core.encoding import encode_weights, is_hex
 from learningchain.ledger.chain import Chain
 from learningchain.ledger.genesis import NetworkConfig
@@ -95,7 +96,8 @@ def wants_html() -> bool:
     best match between JSON and HTML, JSON first on a tie (``*/*``: curl, scripts).
     Not ``accept_mimetypes.best``: Chromium's header ends with
     ``application/signed-exchange;v=b3;q=0.7``, which Werkzeug ranked best, and
-    browsers got raw JSON (issue 14)."""
+    browsers got raw JSON (issue 14). Marks the response ``Vary: Accept``."""
+    g.negotiated = True  # the response says Vary: Accept (api.py)
     fmt = request.args.get("format")
     if fmt in ("json", "html"):
         return fmt == "html"
@@ -242,11 +244,6 @@ def search():
     return pages.search_page(node(), q, matches, note)
 
 
-@chain_routes.app_template_filter("bytes")
-def bytes_filter(n):
-    return pages.human_bytes(n)
-
-
-@chain_routes.app_template_filter("rate")
-def rate_filter(h):
-    return pages.hash_rate(h)
+chain_routes.add_app_template_filter(units.byte_size, "bytes")
+chain_routes.add_app_template_filter(units.hash_rate, "rate")
+chain_routes.add_app_template_filter(units.duration, "duration")

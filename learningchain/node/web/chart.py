@@ -7,10 +7,13 @@ Round 0 is G0, the genesis model; baselines are horizontal lines
 y-axis is fixed by default ([0, 1] for accuracy, [0, max] for an error such as
 RMSE), so one point of noise looks like one point; ``fixed=False`` scales it to
 the rounds' values (baselines outside that range are drawn at its edge and
-say so). Round ticks are integers.
+say so). Round ticks are integers. A value that is not finite (a diverged
+model's RMSE: inf or NaN) has no place on an axis: such rounds and baselines
+are left out, counted in ``data-left-out`` and named in the title.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from html import escape
 
@@ -65,22 +68,35 @@ def _spread(ys: list[float], gap: float = 14.0) -> list[float]:
 
 def metric_chart(points: list[tuple[int, float]], label: str, baselines: list[Baseline] = (),
                  fixed: bool = True) -> Markup:
-    """``svg#chart`` of (round, value) points, G0 at round 0 if it is a baseline."""
+    """``svg#chart`` of (round, value) points, G0 at round 0 if it is a baseline;
+    points and baselines whose value is not finite are left out (and said so)."""
     points = sorted(p for p in points if p[0] >= 1)
+    left_out = [r for r, y in points if not math.isfinite(y)]
+    points = [p for p in points if math.isfinite(p[1])]
+    dropped = [b.name for b in baselines if not math.isfinite(b.value)]
+    baselines = [b for b in baselines if math.isfinite(b.value)]
     g0 = next((b.value for b in baselines if b.name == "g0"), None)
     plotted = ([(0, g0)] if g0 is not None else []) + points
     axis = "fixed" if fixed else "data"
-    head = (f'<svg id="chart" data-rounds="{len(points)}" data-axis="{axis}" data-metric="{escape(label)}" '
-            f'viewBox="0 0 {CHART_W} {CHART_H}" width="100%" preserveAspectRatio="xMidYMid meet" role="img" '
-            f'aria-label="global {escape(label)} per round">')
-    if not plotted:
-        return Markup(head + f'<text x="{CHART_W / 2}" y="{CHART_H / 2}" text-anchor="middle" class="muted">'
-                      'No round has been evaluated yet.</text></svg>')
     everything = [y for _, y in plotted] + [b.value for b in baselines]
-    if fixed:
+    if not plotted:
+        y0, y1 = fixed_range(label, [0.0])
+    elif fixed:
         y0, y1 = fixed_range(label, everything)
     else:
         y0, y1 = axis_range([y for _, y in points] or everything)
+    missing = "; ".join(
+        ([f"{len(left_out)} round(s) not drawn, their {label} not finite: "
+          f"{', '.join(map(str, left_out[:5]))}{' ...' if len(left_out) > 5 else ''}"] if left_out else [])
+        + ([f"not finite, not drawn: {', '.join(dropped)}"] if dropped else []))
+    head = (f'<svg id="chart" data-rounds="{len(points)}" data-axis="{axis}" data-metric="{escape(label)}" '
+            f'data-y-min="{y0:.6g}" data-y-max="{y1:.6g}" data-left-out="{len(left_out) + len(dropped)}" '
+            f'viewBox="0 0 {CHART_W} {CHART_H}" width="100%" preserveAspectRatio="xMidYMid meet" role="img" '
+            f'aria-label="global {escape(label)} per round">')
+    if not plotted:
+        empty = "No round has been evaluated yet." if not missing else f"Nothing to draw ({escape(missing)})."
+        return Markup(head + f'<text x="{CHART_W / 2}" y="{CHART_H / 2}" text-anchor="middle" class="muted">'
+                      f'{empty}</text></svg>')
     x0, x1 = 0, max(1, plotted[-1][0])
     right, bottom = CHART_W - RIGHT, CHART_H - BOTTOM
 
@@ -120,7 +136,9 @@ def metric_chart(points: list[tuple[int, float]], label: str, baselines: list[Ba
         parts.append(f'<text x="{sx(0) + 6:.1f}" y="{sy(g0) + (-6 if g0 <= y1 else 16):.1f}" '
                      f'class="g0-label">{text}</text>')
     scale = "fixed axis" if fixed else "axis scaled to the rounds' values"
+    note = f'<tspan class="left-out" data-count="{len(left_out) + len(dropped)}">; {escape(missing)}</tspan>' \
+        if missing else ""
     parts.append(f'<text x="{(LEFT + right) / 2}" y="{CHART_H - 8}" text-anchor="middle">round</text>'
                  f'<text x="{(LEFT + right) / 2}" y="16" text-anchor="middle">global {escape(label)} on this '
-                 f"node's held-out set ({scale})</text></svg>")
+                 f"node's held-out set ({scale}){note}</text></svg>")
     return Markup("".join(parts))

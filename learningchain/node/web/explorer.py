@@ -8,8 +8,6 @@ are rendered by :mod:`learningchain.node.web.pages`; :func:`rounds_overview`,
 """
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint
 
 from learningchain.core.crypto import address
@@ -115,5 +113,3 @@ def round_detail(node, r: int) -> dict | None:
 
 
 explorer = Blueprint("explorer", __name__, template_folder="templates")
-def _when(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))

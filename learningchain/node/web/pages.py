@@ -13,7 +13,6 @@ peer_routes.py), never here, so they stay as they were. Every id is a link
 from __future__ import annotations
 
 import math
-import time
 from html import escape
 from typing import Any
 
@@ -23,6 +22,7 @@ from markupsafe import Markup
 
 from learningchain.core.crypto import address
 from learningchain.core.encoding import is_hex
+from learningchain.core.units import byte_size, metric_name, timestamp
 from learningchain.ledger.txs import parse_tx
 from learningchain.node.secagg_view import tx_kind, tx_summary
 from learningchain.node.web import names
@@ -30,31 +30,6 @@ from learningchain.node.web.explorer import rounds_overview, verdict_of
 
 #: rounds per page of a participant's updates.
 PARTICIPANT_ROUNDS = 20
-
-
-def when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-def human_bytes(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def hash_rate(h: Any) -> str:
-    """A hash rate with its unit: 1435417.9 -> "1.44 MH/s"."""
-    if not isinstance(h, (int, float)):
-        return "-"
-    for unit, size in (("GH/s", 1e9), ("MH/s", 1e6), ("kH/s", 1e3)):
-        if h >= size:
-            return f"{h / size:.2f} {unit}"
-    return f"{h:.0f} H/s"
 
 
 def render(node: Any, template: str, **ctx) -> str:
@@ -80,8 +55,8 @@ def block_page(node: Any, block) -> str:
             "metrics": getattr(t, "metrics", None) or {}, "skip": t.is_skip, "type": tx_kind(t),
             "sa": tx_summary(t)} for t in block.txs]
     return render(node, "block.html", block=block, header=block.header.to_dict(), txs=txs, phase=phase,
-                  commitment=block.commitment, time=when(block.header.timestamp), miner=address(block.header.miner),
-                  network=node.config.network, on_main=on_main, next_hash=next_hash, in_round=in_round,
+                  commitment=block.commitment, time=timestamp(block.header.timestamp),
+                  miner=address(block.header.miner), network=node.config.network, on_main=on_main, next_hash=next_hash, in_round=in_round,
                   size=block.size)
 
 
@@ -101,16 +76,12 @@ def tx_page(node: Any, found: dict) -> str:
         for k, v in sorted(doc["weights"].items()):
             weights.append({"name": k, "shape": v.get("shape") if isinstance(v, dict) else ""})
     return render(node, "tx.html", tx=tx, kind=tx_kind(tx), status=found["status"], block=found.get("block"),
-                  height=found.get("height"), verdict=verdict, size=tx.size, time=when(tx.timestamp or None),
+                  height=found.get("height"), verdict=verdict, size=tx.size, time=timestamp(tx.timestamp or None),
                   metrics=getattr(tx, "metrics", None) or {}, weights=weights,
                   scheme=doc.get("compression"), sa=found.get("secure_aggregation"))
 
 
 # --- rounds ----------------------------------------------------------------------------
-
-def metric_label(node: Any) -> str:
-    return "accuracy" if node.config.model_spec.task == "classification" else "rmse"
-
 
 def rounds_page(node: Any, limit: int, start: int | None) -> str:
     page, current = rounds_overview(node, limit, start)
@@ -119,7 +90,7 @@ def rounds_page(node: Any, limit: int, start: int | None) -> str:
     prev_start = max(1, first - limit) if first > 1 else None
     next_start = last + 1 if last < current else None
     return render(node, "rounds.html", rounds=page, current=current, first=first, last=last, limit=limit,
-                  prev_start=prev_start, next_start=next_start, label=metric_label(node))
+                  prev_start=prev_start, next_start=next_start, label=metric_name(node.config.model_spec.task))
 
 
 def round_page(node: Any, detail: dict) -> str:
@@ -271,11 +242,11 @@ def model_page(node: Any, r: int, digest: str, weights, metrics: dict | None) ->
 
 def traffic_table(traffic: dict) -> Markup:
     """``traffic`` (``/status`` or ``/peers``) as a table: one row per message type."""
-    rows = "".join(f'<tr><td>{escape(k)}</td><td class="num">{human_bytes(v.get("sent"))}</td>'
-                   f'<td class="num">{human_bytes(v.get("received"))}</td><td class="num">{v.get("messages", "")}</td>'
+    rows = "".join(f'<tr><td>{escape(k)}</td><td class="num">{byte_size(v.get("sent"))}</td>'
+                   f'<td class="num">{byte_size(v.get("received"))}</td><td class="num">{v.get("messages", "")}</td>'
                    f'</tr>' for k, v in sorted((traffic.get("by_type") or {}).items()))
-    total = (f'<tr><th>total</th><th class="num">{human_bytes(traffic.get("sent"))}</th>'
-             f'<th class="num">{human_bytes(traffic.get("received"))}</th><th></th></tr>')
+    total = (f'<tr><th>total</th><th class="num">{byte_size(traffic.get("sent"))}</th>'
+             f'<th class="num">{byte_size(traffic.get("received"))}</th><th></th></tr>')
     def text(v: Any) -> str:
         if isinstance(v, dict):
             return ", ".join(f"{k} {n}" for k, n in sorted(v.items())) or "none"

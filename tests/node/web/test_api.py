@@ -115,3 +115,58 @@ def test_printed_hints_name_the_interpreter_that_runs(tmp_path):
     with pytest.raises(ConfigError) as refused:
         load_genesis_file(tmp_path / "none.json")
     assert f"'{node_py()} genesis" in str(refused.value) and "'python node.py" not in str(refused.value)
+
+
+HTML = {"Accept": "text/html"}
+CHROMIUM = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,"
+                      "*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"}
+
+
+def test_negotiated_answers_vary_on_accept_and_pages_carry_a_csp(client):
+    """One URL answers HTML or JSON by Accept: a cache must keep them apart (Vary),
+    and a page may load nothing but what this node serves (CSP)."""
+    from learningchain.node.web.api import CSP
+    for path in ("/status", "/rounds", "/rounds/1", "/blocks/0", "/mempool", "/participants", "/peers", "/model",
+                 "/search?q=0", "/blocks/zzzz"):
+        for headers in (HTML, {"Accept": "application/json"}, {}):
+            r = client.get(path, headers=headers)
+            assert "Accept" in r.vary, (path, headers, r.headers)
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            if r.mimetype == "text/html":
+                assert r.headers["Content-Security-Policy"] == CSP, path
+            else:
+                assert "Content-Security-Policy" not in r.headers, path
+    assert "default-src 'self'" in CSP and "script-src 'self'" in CSP and "unsafe-inline" not in CSP.split(
+        "script-src")[1].split(";")[0]
+    index = client.get("/", headers=HTML)  # HTML whatever the Accept: nothing negotiated
+    assert index.headers["Content-Security-Policy"] == CSP and "Accept" not in index.vary
+    for path in ("/tip", "/live", "/chain", "/rounds/1?wait=0", "/static/explorer.js"):
+        r = client.get(path, headers=HTML)
+        assert "Accept" not in r.vary and r.headers["X-Content-Type-Options"] == "nosniff", path
+    assert client.get("/rounds/1?wait=1", headers=HTML).mimetype == "application/json"
+
+
+def test_a_browser_gets_an_error_page_and_every_client_the_json_error(client):
+    """/blocks/zzzz or /rounds/999 in a browser showed raw JSON. Peers and the CLI
+    (requests: ``Accept: */*``) and clients sending no Accept keep the JSON."""
+    from markupsafe import escape
+    cases = [("/blocks/zzzz", 400, "bad-id"), ("/rounds/999", 404, None), ("/nope", 404, "unknown-route"),
+             ("/txs/abcdabcd", 404, None), ("/participants/node99", 404, None)]
+    for path, status, reason in cases:
+        for headers in (HTML, CHROMIUM, {"Accept": "text/html"}):
+            r = client.get(path, headers=headers)
+            page = r.get_data(as_text=True)
+            assert r.status_code == status and r.mimetype == "text/html", (path, page[:200])
+            assert '<main data-page="error">' in page and '<nav id="nav">' in page and 'id="search"' in page
+            assert f'data-status="{status}"' in page
+            assert (f'data-reason="{reason}"' in page) if reason else "data-reason" not in page
+        json_error = r.get_data(as_text=True)  # the page says what the document says
+        for headers in ({"Accept": "application/json"}, {"Accept": "*/*"}, {}):
+            r = client.get(path, headers=headers)
+            doc = r.get_json()
+            assert r.status_code == status and r.mimetype == "application/json", path
+            assert set(doc) == ({"error", "reason"} if reason else {"error"}) and str(escape(doc["error"])) in json_error
+            assert doc.get("reason") == reason
+        assert client.get(path + "?format=json", headers=HTML).get_json()["error"]
+    r = client.post("/txs", data="{", content_type="application/json", headers=HTML)  # not a page
+    assert r.status_code == 400 and r.get_json()["reason"]

@@ -66,3 +66,23 @@ def test_an_empty_chart_is_still_the_chart_element():
     assert 'id="chart" data-rounds="0"' in svg and "No round has been evaluated yet" in svg
     only_g0 = str(metric_chart([], "accuracy", [Baseline("g0", 0.1)]))
     assert 'data-rounds="0"' in only_g0 and attrs(only_g0, "circle", "point")[0]["data-round"] == "0"
+
+
+def test_rounds_and_baselines_that_are_not_finite_are_left_out_and_said_so():
+    """A diverged regression (RMSE inf or NaN) must not put ``nan`` coordinates in the SVG."""
+    inf, nan = float("inf"), float("nan")
+    for fixed in (True, False):
+        svg = str(metric_chart([(1, 56.4), (2, inf), (3, nan), (4, 60.1)], "rmse",
+                               [Baseline("g0", 70.0), Baseline("centralized", nan)], fixed=fixed))
+        assert "nan" not in svg.lower() and "inf" not in svg.lower().replace("info", "")
+        assert 'data-rounds="2"' in svg and 'data-left-out="3"' in svg
+        assert [p["data-round"] for p in attrs(svg, "circle", "point")] == ["0", "1", "4"]
+        assert [a["data-name"] for a in attrs(svg, "line", "baseline")] == ["g0"]
+        note = re.search(r'<tspan class="left-out" data-count="3">([^<]*)</tspan>', svg).group(1)
+        assert "2 round(s) not drawn, their rmse not finite: 2, 3" in note and "centralized" in note
+        coords = re.findall(r' (?:cx|cy|x1|x2|y1|y2|x|y)="([^"]*)"', svg)
+        coords += re.search(r'<polyline points="([^"]*)"', svg).group(1).replace(",", " ").split()
+        assert coords and all(re.fullmatch(r"-?[\d.]+", c) for c in coords)
+    nothing = str(metric_chart([(1, nan)], "rmse"))
+    assert 'data-rounds="0"' in nothing and "Nothing to draw (1 round(s) not drawn" in nothing
+    assert "No round has been evaluated yet" not in nothing

@@ -3,6 +3,7 @@ browser tests use (docs: /work contract, issue 14), and its two JSON documents:
 /live (what the script polls) and /baselines (G0 and baselines.json)."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from html.parser import HTMLParser
@@ -58,7 +59,7 @@ def node(tmp_path):
     senders in a block mined by KEYS[1] (node1), G0 and round 1 measured."""
     data = write_partition(tmp_path)
     cfg = tiny_config(allow_list=[k.public_hex for k in KEYS[:3]])
-    n = Node(tmp_path / "n", cfg, dataset_path=data, quiet=True, port=5991)
+    n = Node(tmp_path / "n", cfg, dataset_path=data, quiet=True, port=5991, local_baseline=True)
     with n.lock:
         txs = [update_tx(n.chain, k) for k in KEYS[:3]]
         blk = next_block(n.chain, txs, miner=KEYS[1])
@@ -168,3 +169,70 @@ def test_a_dp_node_does_not_serve_its_local_only_figure(tmp_path):
         assert "differential privacy" in doc["note"]
     finally:
         n.stop()
+
+
+def test_the_local_only_baseline_is_opt_in(tmp_path):
+    """Its background training shares the interpreter with the rounds' work, so a
+    node computes it only with run --local-baseline, and the chart says so."""
+    cfg = tiny_config(allow_list=[k.public_hex for k in KEYS[:3]])
+    n = Node(tmp_path / "n", cfg, dataset_path=write_partition(tmp_path), quiet=True, port=5992)
+    try:
+        assert n.local_baseline is None
+        doc = create_app(n).test_client().get("/baselines").get_json()
+        assert doc["local_only"] is None and "run --local-baseline" in doc["note"]
+    finally:
+        n.stop()
+
+
+def test_the_index_is_rendered_once_while_nothing_moves(node, monkeypatch):
+    """Every open tab refetches the index about once a second while the tip moves
+    (N4: 81 kB, ~6 ms a rendering): it is kept per axis while the tip, the open
+    round, the newest measurement and the mempool stay, for at most max_age."""
+    from learningchain.node.web import index_page as ip
+    calls: list[bool] = []
+    real = ip.render_index
+    monkeypatch.setattr(ip, "render_index", lambda n, fixed: calls.append(fixed) or real(n, fixed))
+    app = create_app(node)
+    app.extensions["index_cache"] = ip.PageCache(max_age=3600)  # no expiry while the test runs
+    client = app.test_client()
+
+    def page(url="/"):
+        resp = client.get(url, headers={"Accept": "text/html"})
+        assert resp.status_code == 200
+        return Page(resp.get_data(as_text=True))
+    first = page()
+    assert page().text == first.text and calls == [True]
+    assert page("/?axis=data").find("svg", id="chart")[0]["data-axis"] == "data" and calls == [True, False]
+    assert page().text == first.text and calls == [True, False]
+    plain = client.get("/", headers={"Accept": "text/html"}).data
+    for _ in range(2):  # the kept page's gzip form, compressed once
+        z = client.get("/", headers={"Accept": "text/html", "Accept-Encoding": "gzip"})
+        assert z.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in z.vary and z.mimetype == "text/html"
+        assert gzip.decompress(z.data) == plain and calls == [True, False]
+        assert z.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+    txs = [update_tx(node.chain, k) for k in KEYS[:3]]
+    assert node.submit_tx(txs[0]) == "accepted"  # the mempool moved
+    assert page().text["mempool"] == "1" and len(calls) == 3
+    with node.lock:
+        blk = next_block(node.chain, txs, miner=KEYS[1])
+    assert node.submit_block(blk, relay=False) == "connected"  # the tip moved: round 2 closed
+    assert page().text["height"] == "2" and len(calls) == 4
+    assert page().find("svg", id="chart")[0]["data-rounds"] == "1" and len(calls) == 4
+    assert evaluate_closed_rounds(node) == 1 and node.measured == 2  # a new measurement
+    assert page().find("svg", id="chart")[0]["data-rounds"] == "2" and len(calls) == 5
+    assert client.get("/live").get_json()["measured"] == 2
+
+    app.extensions["index_cache"] = ip.PageCache(max_age=0)  # expired at once: rendered every time
+    page(), page()
+    assert len(calls) == 7
+
+
+def test_the_chart_reads_the_newest_rounds_by_round_not_by_sorting_all(node):
+    from learningchain.node.web.chart import CHART_ROUNDS
+    from learningchain.node.web.index_page import chart_points
+    node.metrics.update({r: {"accuracy": r / 10_000} for r in range(2, 2000)})
+    node.note_measured(1999)
+    points = chart_points(node, "accuracy")
+    assert len(points) == CHART_ROUNDS and points[0][0] == 2000 - CHART_ROUNDS and points[-1] == (1999, 0.1999)
+    assert node.measured == 1999 and node.status()["metrics_round"] == 1999
