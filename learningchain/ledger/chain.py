@@ -350,9 +350,10 @@ class Chain:
         """``(round, height, hash)`` of each main-chain round close, from round ``first``."""
         return self.rounds.all_closes(first)
 
-    def round_summary(self, r: int) -> dict[str, Any] | None:
-        """Round ``r`` on the main chain (:meth:`RoundIndex.summary`)."""
-        return self.rounds.summary(r)
+    def round_summary(self, r: int, txs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Round ``r`` on the main chain (:meth:`RoundIndex.summary`; ``txs``: filled
+        with its txs by id)."""
+        return self.rounds.summary(r, txs)
 
     @property
     def index_steps(self) -> int:

@@ -81,10 +81,12 @@ class RoundIndex:
                 start = h
         return rows
 
-    def summary(self, r: int) -> dict[str, Any] | None:
+    def summary(self, r: int, txs: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Round ``r`` on the main chain: its updates with heights, and the closing
         block with its commitment (status "closed") or status "open". None if the
-        round has not opened yet. O(blocks of round r) with the round index."""
+        round has not opened yet. O(blocks of round r) with the round index.
+        ``txs``: filled with tx id -> tx of the updates listed (the blocks are read
+        here anyway; a deep one comes from the block source)."""
         if r < 1 or r > self.index.tip.state.round:
             return None
         closes = self.closes()
@@ -95,8 +97,11 @@ class RoundIndex:
         for h in range(opened + 1, last + 1):
             self.steps += 1
             e = self.index.at(h)
+            block_txs = e.block.txs
             updates += [{"id": t.id, "sender": t.sender, "height": h, "num_samples": t.num_samples,
-                         "skip": t.is_skip} for t in e.block.txs]
+                         "skip": t.is_skip} for t in block_txs]
+            if txs is not None:
+                txs.update((t.id, t) for t in block_txs)
         closed = self.index.at(last) if r <= len(closes) else None
         selected = self.index.at(opened).state.selected
         summary = {"round": r, "opened_at": opened, "updates": updates, "status": "open",

@@ -61,26 +61,11 @@ def distances_of(txs, base: Mapping[str, np.ndarray], aggregate: Mapping[str, np
     return out
 
 
-def round_txs(chain: Any, summary: dict) -> dict[str, Any]:
-    """(chain's lock held) tx id -> tx of the round ``summary`` lists
-    (:meth:`Chain.round_summary`, read under the same hold), each of its blocks
-    read once: a block deep below the tip comes from the store, and one
-    :meth:`Chain.find_tx` per update would read and parse it once per tx."""
-    out: dict[str, Any] = {}
-    wanted = {u["id"] for u in summary.get("updates", ())}
-    for h in sorted({u["height"] for u in summary.get("updates", ())}):
-        block = chain.block_at(h)
-        for t in block.txs if block is not None else ():
-            if t.id in wanted:
-                out[t.id] = t
-    return out
-
-
-def round_inputs(chain: Any, summary: dict, txs: dict[str, Any] | None = None) -> tuple[Any, Any, list] | None:
+def round_inputs(chain: Any, summary: dict, txs: dict[str, Any]) -> tuple[Any, Any, list] | None:
     """(chain's lock held) G(r), G(r-1) and the decodable txs of the closed round
-    ``summary`` (:meth:`Chain.round_summary`; ``txs``: its :func:`round_txs` if
-    read already), or None when a model is not at hand without recomputing it.
-    Never touches the chain's model LRU."""
+    ``summary`` (``txs``: the ones :meth:`Chain.round_summary` filled in with it:
+    no block is read twice, and a deep one comes from the store), or None when a
+    model is not at hand without recomputing it. Never touches the chain's model LRU."""
     closing = summary.get("block")
     if summary.get("status") != "closed" or not closing or closing not in chain:
         return None
@@ -88,7 +73,6 @@ def round_inputs(chain: Any, summary: dict, txs: dict[str, Any] | None = None) -
     base = chain.peek_model(chain.index.main[summary["opened_at"]])
     if aggregate is None or base is None:
         return None
-    txs = round_txs(chain, summary) if txs is None else txs
     return aggregate, base, [t for t in txs.values() if not t.is_skip and not is_secagg(t)]
 
 
@@ -144,7 +128,8 @@ def measure_round_distances(node: Any, batch: int = BATCH) -> int:
         missing = [(r, h) for r, _height, h in reversed(closes) if not held.has(r, h)][:batch]
         work = []
         for r, closing in missing:
-            inputs = round_inputs(chain, chain.round_summary(r) or {})
+            txs: dict = {}
+            inputs = round_inputs(chain, chain.round_summary(r, txs) or {}, txs)
             if inputs is not None:
                 work.append((r, closing, inputs))
             else:  # a model not at hand without recomputing it: none, and not tried again

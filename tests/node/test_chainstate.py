@@ -299,6 +299,11 @@ def test_peek_model_reads_old_models_without_touching_the_model_lru(tmp_path):
         assert got is not None and weights_digest(got) == full.chain.model(b.hash)[1]
     assert list(chain.index.models) == before
     assert chain.peek_model("00" * 32) is None
+    txs = {}  # the summary hands out the txs of the (deep) blocks it read: the explorer reads none twice
+    summary = chain.round_summary(1, txs)
+    assert summary == full.chain.round_summary(1) and summary["updates"]
+    assert {i: t.serialize() for i, t in txs.items()} == {u["id"]: full.chain.find_tx(u["id"])[0].serialize()
+                                                          for u in summary["updates"]}
     chain.model(closing[0].hash)  # consensus' own read of an old round does remember it
     assert list(chain.index.models)[-1] == chain.state_of(closing[0].hash).model_digest
     ledger.store._db.execute("DELETE FROM models")  # not at hand: None, never a recomputation

@@ -31,11 +31,11 @@ _lock = threading.Lock()
 _computing = threading.Semaphore(1)
 
 
-def round_distances(node: Any, summary: dict, txs: dict | None = None) -> tuple[dict[str, float], str | None]:
+def round_distances(node: Any, summary: dict, txs: dict) -> tuple[dict[str, float], str | None]:
     """(tx id -> L2 distance to G(r) for the decodable updates of a closed round,
     a note when there are none to show: :data:`BUSY` or :data:`NO_MODEL`);
     ``({}, None)`` for an open round. ``summary``: :meth:`Chain.round_summary`;
-    ``txs``: its txs by id (:func:`~learningchain.node.round_distances.round_txs`)."""
+    ``txs``: its txs by id (filled in by :meth:`Chain.round_summary`)."""
     closing, r = summary.get("block"), summary.get("round")
     if summary.get("status") != "closed" or not closing:
         return {}, None

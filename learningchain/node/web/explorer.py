@@ -12,7 +12,6 @@ from flask import Blueprint
 
 from learningchain.core.crypto import address
 from learningchain.node.secagg_view import round_sa, tx_kind
-from learningchain.node.round_distances import round_txs
 from learningchain.node.web.distances import round_distances
 
 # --- read-side views (shared by the JSON API and the HTML pages) ---------------
@@ -67,13 +66,13 @@ def verdict_of(txid: str, kind: str, commitment: dict | None) -> dict:
 
 
 def round_detail(node, r: int) -> dict | None:
+    txs: dict = {}  # filled by the summary: each block read once (a deep one comes from the store)
     with node.lock:
-        summary = node.chain.round_summary(r)
+        summary = node.chain.round_summary(r, txs)
         if summary is None:
             return None
         updates = []
         c = summary.get("commitment") or {}
-        txs = round_txs(node.chain, summary)  # each block read once (deep ones come from the store)
         for u in summary["updates"]:
             tx = txs.get(u["id"])
             updates.append({"id": u["id"], "sender": u["sender"], "address": address(u["sender"]),
