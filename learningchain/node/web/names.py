@@ -20,11 +20,10 @@ _NAME = re.compile(r"node([0-9]{1,6})")
 
 
 def roster(config: Any) -> tuple[str, ...]:
-    """The genesis list of public keys, in order: ``participants``, else
-    ``allow_list``, else none (an open network)."""
-    if getattr(config, "participants", None) is not None:
-        return tuple(p["pubkey"] for p in config.participants)
-    return tuple(getattr(config, "allow_list", None) or ())
+    """The genesis list of public keys, in order (:attr:`NetworkConfig.roster`:
+    ``participants``, else ``allow_list``, else none), the order that also seeds
+    a node's local-only baseline."""
+    return config.roster
 
 
 class _Table:
