@@ -406,6 +406,13 @@ def show_peers(c: NodeClient, args) -> str:
 
 
 def show_model(c: NodeClient, args) -> str:
+    if getattr(args, "export", None):  # numpy only on this path (cli/export.py)
+        from learningchain.cli.export import check_target, export_model
+        check_target(args.export, args.force)  # a bad path answers before any request
+        return export_model(c.get("/model"), args.export, args.force)
+    if args.force:
+        from learningchain.core.errors import ConfigError
+        raise ConfigError("--force applies to --export FILE only")
     doc = c.get("/model")
     if args.json:
         return doc
@@ -516,6 +523,11 @@ def register(sub) -> None:
             p.add_argument("block", help="block hash or height")
         elif name == "tx":
             p.add_argument("txid", help="transaction id")
+        elif name == "model":
+            p.add_argument("--export", metavar="FILE",
+                           help="write the global model to FILE.npz: each named array as float32, plus "
+                                "__round__ and __digest__ (its digest checked against the node's first)")
+            p.add_argument("--force", action="store_true", help="with --export: overwrite FILE")
         elif name == "round":
             p.add_argument("round", nargs="?", type=int, help="round number (default: list all)")
         p.set_defaults(func=_runner(func))
@@ -528,6 +540,6 @@ def _runner(func):
             out = func(client, args)
         finally:
             client.close()
-        print(json.dumps(out, indent=1) if args.json else out)
+        print(json.dumps(out, indent=1) if args.json and not isinstance(out, str) else out)
         return 0
     return run
