@@ -130,6 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     dataset = data_file(args)
     check_data_dir(args.data_dir)
     config = resolve_genesis(args.genesis, args.data_dir, dataset)  # a missing --data or genesis file
+    if args.test is not None and not Path(args.test).is_file():
+        raise ConfigError(f"--test: test file {args.test} not found: pass a .npz with X and y (e.g. "
+                          f"data/digits-4-iid/test.npz), or X.npy with a sibling y.npy")
     # imported only now: the node (its learner, the DP accountant's scipy) takes ~1 s to
     # import, and a mistyped --data-dir or --data must answer at once
     from learningchain.node import keyfile, run as node_run
@@ -146,6 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack)
+    if args.test is not None:
+        kwargs["test_path"] = args.test
     if args.workers is not None:
         kwargs["mine_workers"] = args.workers
     if Role(**dp).dp:
@@ -323,6 +328,9 @@ def _run_flags(p) -> None:
     p.add_argument("--data", metavar="FILE",
                    help="this node's local data (.npz with X and y, e.g. data/digits-4-iid/node0.npz, or "
                         "X.npy with a sibling y.npy); without it the node validates and relays but does not learn")
+    p.add_argument("--test", metavar="FILE",
+                   help="this node's evaluation set (same formats as --data): the global model is measured "
+                        "on it every round (default: test.npz next to --data, if there is one)")
     p.add_argument("--dataset", metavar="FILE", help="deprecated name of --data FILE (every other --dataset "
                                                      "takes a bundled data set's name)")
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "

@@ -95,7 +95,7 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
-                 local_baseline: bool = False):
+                 local_baseline: bool = False, test_path=None):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -161,9 +161,14 @@ class Node:
                                                 dp_sample_rate=dp_sample_rate, dp_rounds=dp_rounds,
                                                 compression=compression, topk_fraction=topk_fraction,
                                                 skip_threshold=skip_threshold))
-            test_path = Path(dataset_path).with_name("test.npz")
-            if test_path.exists():
-                self.test_set = load_partition(test_path)
+            if test_path is None and Path(dataset_path).with_name("test.npz").exists():
+                test_path = Path(dataset_path).with_name("test.npz")  # the partition directory's hold-out
+        if test_path is not None:  # run --test FILE (a node without --data may evaluate too)
+            self.test_set = load_partition(test_path)
+            spec = genesis_config.model_spec
+            if self.test_set[0].shape[1] != spec.n_features:
+                raise ConfigError(f"--test {test_path}: {self.test_set[0].shape[1]} features per sample, the "
+                                  f"genesis model takes {spec.n_features}")
         # the explorer's local-only line (local_baseline.py): opt-in (run --local-baseline), as its training
         # in the background shares the interpreter with the round's work; node.py demo writes baselines.json
         self.local_baseline: LocalBaseline | None = None
@@ -420,6 +425,9 @@ class Node:
             self._spawn(lambda: participant_loop(self), "participant")
         if self.test_set is not None:
             self._spawn(lambda: evaluator_loop(self), "evaluator")
+        else:
+            self.log("no test set (--test FILE, or test.npz next to --data): this node does not evaluate "
+                     "the global model")
         if self.local_baseline is not None:
             self._spawn(lambda: local_baseline_loop(self), "local-baseline")
         if self.mining:

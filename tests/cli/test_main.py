@@ -620,3 +620,9 @@ def test_run_usage_errors_answer_before_the_node_is_imported(tmp_path):
         assert done.stdout.strip().splitlines()[-2:] == ["exit 2", "[]"], done.stdout + done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("node.py run: --data") and says in line
+
+
+def test_run_with_a_missing_test_file_is_one_line(tmp_path):
+    code, err = run_main(["run", "--data-dir", str(tmp_path / "d"), "--port", "5999",
+                          "--test", str(tmp_path / "nope.npz")])
+    assert code == 2 and err.count("\n") == 1 and "--test: test file" in err and "nope.npz not found" in err

@@ -277,3 +277,28 @@ def test_a_block_claiming_an_easy_target_does_not_hold_or_stale_anything(tmp_pat
         assert node.miner_hold_until == 0.0 and node.template_epoch == epoch
     finally:
         node.stop()
+
+
+def test_a_test_file_anywhere_is_the_evaluation_set_and_none_is_said_once(tmp_path, capsys):
+    """run --test FILE: a node's evaluation set need not sit next to its data (nor
+    need the node have data); without one the node says so in one line at start."""
+    data = write_partition(tmp_path)
+    held = tmp_path / "elsewhere"
+    held.mkdir()
+    (tmp_path / "test.npz").rename(held / "mine.npz")
+    node = Node(tmp_path / "a", config(), dataset_path=data, test_path=held / "mine.npz", port=5901)
+    with np.load(held / "mine.npz") as z:
+        assert node.test_set[0].tolist() == z["X"].tolist()
+    bare = Node(tmp_path / "b", config(), dataset_path=data, port=5902)
+    assert bare.test_set is None
+    validator = Node(tmp_path / "c", config(), test_path=held / "mine.npz", port=5903)
+    assert validator.participant is None and validator.test_set is not None
+    for n in (node, bare, validator):
+        n.start()
+        n.stop()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "no test set" in line]
+    assert len(lines) == 1 and "[5902] no test set (--test FILE, or test.npz next to --data): this node does " \
+                               "not evaluate the global model" in lines[0]
+    np.savez(held / "wide.npz", X=np.zeros((5, 7), np.float32), y=np.zeros(5, np.int64))
+    with pytest.raises(Exception, match="7 features per sample, the genesis model takes 4"):
+        Node(tmp_path / "d", config(), test_path=held / "wide.npz", quiet=True)
