@@ -101,3 +101,19 @@ def refused(chain: Chain, block: Block, code: str, now_ms: int | None = None) ->
         chain.add_block(block, now(block) if now_ms is None else now_ms)
     assert exc.value.code == code, exc.value
     return exc.value
+
+
+def write_data_dir(directory, sizes=(60, 50, 40), test: int | None = 60, shape=(2, 3), classes: int = 3):
+    """A user's data directory (--data DIR): node0.npz, node1.npz, ... with ``sizes``
+    samples of ``shape`` (images when 2-D), three separable classes, and test.npz."""
+    import numpy as np
+    from pathlib import Path
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=3, size=(classes, *shape))
+    named = [(f"node{i}", n) for i, n in enumerate(sizes)] + ([("test", test)] if test else [])
+    for name, n in named:
+        y = rng.integers(0, classes, n)
+        np.savez(d / f"{name}.npz", X=(centers[y] + rng.normal(size=(n, *shape))).astype(np.float32), y=y)
+    return d

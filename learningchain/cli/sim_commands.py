@@ -45,7 +45,8 @@ def _overrides(args: argparse.Namespace) -> dict:
             "skip_threshold": "skip_threshold", "energy_budget": "energy_budget_j", "hash_nj": "hash_nj",
             "sa_threshold": "sa_threshold", "sa_clip": "sa_clip", "sa_scale": "sa_scale",
             "sa_phase_timeout": "sa_phase_timeout", "sa_drop_after_setup": "sa_drop_after_setup",
-            "sa_drop_after_input": "sa_drop_after_input"}
+            "sa_drop_after_input": "sa_drop_after_input", "data": "data_dir"}
+    check_data_flags(args)
     out = {cfg: getattr(args, arg, None) for arg, cfg in keys.items()}
     if getattr(args, "agg_param", None):
         params = {}
@@ -60,6 +61,22 @@ def _overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "secure_aggregation", False):
         out["secure_aggregation"] = True
     return out
+
+
+def check_data_flags(args: argparse.Namespace) -> None:
+    """--data DIR replaces --dataset, --samples and --split (its files are the partitions)."""
+    if getattr(args, "data", None) is None:
+        return
+    given = [flag for flag, dest in (("--dataset", "dataset"), ("--samples", "samples"), ("--split", "split"),
+                                     ("--alpha", "alpha")) if getattr(args, dest, None) is not None]
+    if given:
+        raise ConfigError(f"--data DIR brings its own partitions: drop {', '.join(given)}")
+
+
+def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR",
+                   help="your own data instead of --dataset: DIR/node0.npz, node1.npz, ... (arrays X and y, X of "
+                        "any shape; or node0_X.npy with node0_y.npy), one per node, and the hold-out DIR/test.npz")
 
 
 def build_config(args: argparse.Namespace):
@@ -112,7 +129,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(cfg.out or f"out/{cfg.name}")
     metric = metric_name(sim.spec.task)
     print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
-          f"{cfg.rounds} rounds, {cfg.dataset}/{cfg.split}, {cfg.model}, {cfg.aggregator} "
+          f"{cfg.rounds} rounds, {cfg.data_dir or f'{cfg.dataset}/{cfg.split}'}, {cfg.model}, {cfg.aggregator} "
           f"{json.dumps(sim.rule_params, sort_keys=True)}, "
           f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}" + _sa_line(sim))
     if sim.undersized:
@@ -144,12 +161,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from learningchain.learning import aggregation
     from learningchain.sim import experiments
+    from learningchain.learning.data import dir_files
     from learningchain.sim.simulator import SimConfig
     bar = Progress("run", f"experiment {args.kind}")  # on a terminal: a bar on stderr, the rows above it
     try:
-        base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
-                         samples=args.samples,
-                         split=args.split, alpha=args.alpha, model=args.model, attack=args.attack,
+        check_data_flags(args)
+        nodes = args.nodes or (len(dir_files(args.data)[0]) if args.data else 10)
+        base = SimConfig(name=f"{args.kind}", nodes=nodes, rounds=args.rounds, dataset=args.dataset or "digits",
+                         samples=args.samples, data_dir=args.data,
+                         split=args.split or "iid", alpha=0.5 if args.alpha is None else args.alpha,
+                         model=args.model, attack=args.attack,
                          seed=args.seed, byzantine=args.byzantine,
                          aggregator=args.aggregator or "fedavg")
         out = Path(args.out or f"out/experiment-{args.kind}")
@@ -157,9 +178,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if args.kind == "byzantine":
             rules = experiments.parse_list(args.aggregators, aggregation.RULES, "--aggregators")
             for rule in rules:  # sized for the most attackers of the sweep
-                check_rule_fits(rule, args.nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
+                check_rule_fits(rule, nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
         else:  # selection, compression, dp: one rule, sized for --byzantine
-            check_rule_fits(base.aggregator, args.nodes, args.byzantine)
+            check_rule_fits(base.aggregator, nodes, args.byzantine)
         if args.kind == "byzantine":
             print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
 
@@ -222,18 +243,39 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from learningchain.learning import data
     try:
+        if args.data is not None:
+            return check_data_dir(args)
         if args.dataset is None:
             if args.samples is not None:
                 raise ConfigError("--samples needs --dataset (the shipped partitions have fixed sizes)")
             paths = data.regenerate(args.out or "data", seed=args.seed)
         else:
-            name = f"{args.dataset}-{args.nodes}-{args.split}" + (f"-{args.alpha:g}" if args.split != "iid" else "")
-            paths = [data.write_partitions(Path(args.out or "data") / name, args.dataset, args.nodes,
+            name = f"{args.dataset}-{args.nodes or 4}-{args.split}" + (f"-{args.alpha:g}" if args.split != "iid" else "")
+            paths = [data.write_partitions(Path(args.out or "data") / name, args.dataset, args.nodes or 4,
                                            args.split, args.alpha, args.seed, args.samples)]
     except ConfigError as exc:
         return _fail("data", exc)
     for p in paths:
         print(f"wrote {p}/ (node*.npz, test.npz, meta.json)")
+    return 0
+
+
+def check_data_dir(args: argparse.Namespace) -> int:
+    """``data --data DIR``: read and check a user's directory, one line per file."""
+    from learningchain.learning import data
+    if args.dataset is not None or args.samples is not None or args.out is not None:
+        raise ConfigError("--data DIR checks your files and writes nothing: drop --dataset, --samples and --out")
+    d = data.load_data_dir(args.data)
+    if args.nodes is not None and args.nodes != len(d.files):
+        raise ConfigError(f"--nodes {args.nodes} does not match the {len(d.files)} node files in {d.directory}")
+    i = d.info
+    print(f"{d.directory}: {len(d.files)} nodes, {i.task}, {i.n_features} features"
+          + (f", {i.n_outputs} classes" if i.task == "classification" else "")
+          + f", {i.n_samples} training samples" + ("" if d.test is None else f", {len(d.test[1])} test samples"))
+    for line in data.summary_lines(d):
+        print(f"  {line}")
+    if d.test is None:
+        print(data.no_test_line(d.directory), file=sys.stderr)
     return 0
 
 
@@ -269,9 +311,11 @@ def _simulate_flags(p: argparse.ArgumentParser) -> None:
     from learningchain.learning.attacks import ATTACKS
     from learningchain.learning.models import KINDS
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
-    p.add_argument("--nodes", type=positive_int, help="participants, one update each per round")
+    p.add_argument("--nodes", type=positive_int, help="participants, one update each per round (with --data: "
+                                                      "its node files, and --nodes must match)")
     p.add_argument("--rounds", type=positive_int, help="rounds to run")
     p.add_argument("--dataset", choices=data.DATASETS, help="bundled data set (default digits)")
+    add_data_dir_flag(p)
     add_samples_flag(p)
     p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
     p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
@@ -319,13 +363,14 @@ def _experiment_flags(p: argparse.ArgumentParser) -> None:
                    help="byzantine: each rule of --aggregators against 0..--max-byzantine attackers; dp: each "
                         "noise multiplier of --sigmas; selection: each policy of --policies; compression: "
                         "each scheme of --schemes")
-    p.add_argument("--dataset", choices=data.DATASETS, default="digits", help="bundled data set (default digits)")
+    p.add_argument("--dataset", choices=data.DATASETS, help="bundled data set (default digits)")
+    add_data_dir_flag(p)
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=10, help="participants per simulation (default 10)")
+    p.add_argument("--nodes", type=positive_int,
+                   help="participants per simulation (default 10; with --data: its node files)")
     p.add_argument("--rounds", type=positive_int, default=10, help="rounds per simulation (default 10)")
-    p.add_argument("--split", choices=data.SPLITS, default="iid",
-                   help="how the data is spread over the nodes (default iid)")
-    p.add_argument("--alpha", type=non_negative, default=0.5,
+    p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
+    p.add_argument("--alpha", type=non_negative,
                    help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
     p.add_argument("--model", choices=KINDS, default="mlp", help="model kind (default mlp)")
     p.add_argument("--attack", choices=ATTACKS, default="sign-flip", help="what attackers do (default sign-flip)")
@@ -354,8 +399,12 @@ def _experiment_flags(p: argparse.ArgumentParser) -> None:
 def _data_flags(p: argparse.ArgumentParser) -> None:
     from learningchain.learning import data
     p.add_argument("--dataset", choices=data.DATASETS, help="default: the shipped partitions")
+    p.add_argument("--data", metavar="DIR",
+                   help="check your own data directory instead (node0.npz, node1.npz, ... and test.npz, as "
+                        "simulate/experiment/demo --data take it): one line per file, nothing written")
     add_samples_flag(p)
-    p.add_argument("--nodes", type=positive_int, default=4, help="partitions to write, one per node (default 4)")
+    p.add_argument("--nodes", type=positive_int,
+                   help="partitions to write, one per node (default 4; with --data: must match its node files)")
     p.add_argument("--split", choices=data.SPLITS, default="iid",
                    help="iid, dirichlet (label skew, --alpha) or quantity (size skew); default iid")
     p.add_argument("--alpha", type=non_negative, default=0.5,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -405,3 +406,104 @@ def regenerate(root: str | os.PathLike = "data", only: Sequence[str] | None = No
             continue
         written.append(write_partitions(Path(root) / name, dataset, n_nodes, split, alpha, seed))
     return written
+
+
+# --- a user's directory of per-node files (--data DIR) ------------------------
+
+#: the held-out file of a data directory (or test_X.npy with test_y.npy, or test.npy)
+TEST_STEM = "test"
+_NODE_FILE = re.compile(r"^node(\d+)(?:\.npz|\.npy|_X\.npy|_y\.npy)$")
+
+
+def _dir_file(d: Path, stem: str) -> Path | None:
+    """``stem.npz``, else ``stem_X.npy`` (labels in ``stem_y.npy``), else ``stem.npy``
+    (the label last): the forms :func:`load_partition` reads."""
+    for name in (f"{stem}.npz", f"{stem}_X.npy", f"{stem}.npy"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def dir_files(directory: str | os.PathLike) -> tuple[list[Path], Path | None]:
+    """The node files ``node0 .. node{N-1}`` of a data directory and its test file
+    (None when there is none), without reading them. ConfigError (one line) for
+    a missing directory, one without node0, or a gap in the numbering."""
+    d = Path(directory)
+    if not d.exists():
+        raise ConfigError(f"--data {d}: no such directory (it should hold node0.npz, node1.npz, ... with "
+                          f"arrays X and y, and test.npz)")
+    if not d.is_dir():
+        raise ConfigError(f"--data {d} is a file; a directory of node0.npz, node1.npz, ... and test.npz is "
+                          f"expected here")
+    files = []
+    while (f := _dir_file(d, f"node{len(files)}")) is not None:
+        files.append(f)
+    if not files:
+        raise ConfigError(f"--data {d}: no node0.npz (nor node0_X.npy with node0_y.npy): put one file per "
+                          f"node there, node0.npz, node1.npz, ... (arrays X and y), and test.npz")
+    beyond = sorted(p.name for p in d.iterdir()
+                    if (m := _NODE_FILE.match(p.name)) and int(m.group(1)) > len(files))
+    if beyond:
+        raise ConfigError(f"--data {d}: node{len(files)} is missing but {beyond[0]} exists: number the node "
+                          f"files node0, node1, ... without gaps")
+    return files, _dir_file(d, TEST_STEM)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """A user's data directory, read and checked (:func:`load_data_dir`)."""
+    directory: Path
+    files: tuple[Path, ...]
+    partitions: tuple[tuple[np.ndarray, np.ndarray], ...]
+    test_file: Path | None
+    test: tuple[np.ndarray, np.ndarray] | None
+    info: DataInfo       # task, features, outputs of every file; samples of the node files
+
+    def dataset(self) -> Dataset:
+        """The pooled node files as a :class:`Dataset` (the test file its hold-out; needs one)."""
+        if self.test is None:
+            raise ConfigError(no_test_line(self.directory))
+        return Dataset(str(self.directory), np.concatenate([X for X, _ in self.partitions]),
+                       np.concatenate([y for _, y in self.partitions]), self.test[0], self.test[1],
+                       self.info.task, self.info.n_outputs if self.info.task == "classification" else 0)
+
+
+def no_test_line(directory: str | os.PathLike) -> str:
+    return f"no test.npz in {directory}: the global model is not evaluated"
+
+
+def load_data_dir(directory: str | os.PathLike, task: str | None = None) -> DataDir:
+    """Every node file and the test file of ``directory`` (:func:`dir_files`), each
+    read by :func:`load_partition` (images flattened), checked to have one feature
+    count, and labelled with one task (given, or inferred from all labels):
+    classification labels become int64, regression targets float32."""
+    files, test_file = dir_files(directory)
+    parts = [load_partition(f) for f in files]
+    test = load_partition(test_file) if test_file is not None else None
+    named = list(zip(files, parts)) + ([(test_file, test)] if test is not None else [])
+    width = parts[0][0].shape[1]
+    for f, (X, _) in named[1:]:
+        if X.shape[1] != width:
+            raise ConfigError(f"--data {directory}: {f.name} has {X.shape[1]} features per sample, "
+                              f"{files[0].name} has {width}: every file must have the same")
+    labels = np.concatenate([np.asarray(y, dtype=np.float64) for _, (_, y) in named])
+    info = describe(np.empty((sum(len(y) for _, y in parts), width), np.float32), labels,
+                    task or infer_task(labels), f"--data {directory}")
+    info = DataInfo(info.task, info.n_features, info.n_outputs, sum(len(y) for _, y in parts))
+    kind = np.int64 if info.task == "classification" else np.float32
+
+    def typed(pair):
+        return pair[0], np.asarray(pair[1]).astype(kind)
+    return DataDir(Path(directory), tuple(files), tuple(typed(p) for p in parts), test_file,
+                   None if test is None else typed(test), info)
+
+
+def summary_lines(d: DataDir) -> list[str]:
+    """One line per file of a data directory (samples, features, classes or target range)."""
+    def what(y: np.ndarray) -> str:
+        if d.info.task == "classification":
+            return f"{len(np.unique(y))} of {d.info.n_outputs} classes"
+        return f"target {float(y.min()):g} .. {float(y.max()):g}"
+    rows = list(zip(d.files, d.partitions)) + ([(d.test_file, d.test)] if d.test is not None else [])
+    width = max(len(f.name) for f, _ in rows)
+    return [f"{f.name:<{width}}  {len(y):>7} samples  {X.shape[1]} features  {what(y)}" for f, (X, y) in rows]

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from learningchain.learning import aggregation, data, energy, selection
 from learningchain.core.encoding import parse_json
 from learningchain.core.errors import ConfigError, LearningChainError
-from learningchain.learning.models import KINDS, ModelSpec, default_spec
+from learningchain.learning.models import KINDS, ModelSpec, default_spec, spec_for
 from learningchain.node.participant import ATTACKS, Role
 
 _MODEL_OVERRIDES = ("epochs", "batch_size", "lr", "l2", "hidden", "seed")
@@ -33,6 +33,7 @@ class SimConfig:
     dataset: str = "digits"
     samples: int | None = None         # synthetic datasets: samples generated (default: data.default_samples)
     split: str = "iid"
+    data_dir: str | None = None        # a user's node0.npz, node1.npz, ... and test.npz instead of dataset/split
     alpha: float = 0.5
     model: str = "mlp"
     model_params: dict = field(default_factory=dict)  # ModelSpec overrides: epochs, lr, ...
@@ -87,7 +88,16 @@ class SimConfig:
                  f"{name} must be a positive integer, got {v!r}")
         need(self.dataset in data.DATASETS,
              f"unknown dataset {self.dataset!r}; choose one of {', '.join(data.DATASETS)}")
-        data.check_size(self.dataset, self.nodes, self.samples)  # one line: too small, or not resizable
+        if self.data_dir is not None:  # the user's files fix the nodes and the split
+            need(isinstance(self.data_dir, str) and bool(self.data_dir), "data_dir must be a directory path")
+            files, test = data.dir_files(self.data_dir)
+            need(test is not None, f"{data.no_test_line(self.data_dir)}, and a simulation's metrics are its "
+                                   f"measurements: add test.npz (arrays X and y) to {self.data_dir}")
+            need(self.nodes == len(files), f"nodes {self.nodes} does not match the {len(files)} node files in "
+                                           f"{self.data_dir} (node0..node{len(files) - 1}): leave nodes (--nodes) out")
+            need(self.samples is None, f"samples does not apply to data_dir {self.data_dir} (its files fix it)")
+        else:
+            data.check_size(self.dataset, self.nodes, self.samples)  # one line: too small, or not resizable
         need(self.split in data.SPLITS, f"unknown split {self.split!r}; choose one of {', '.join(data.SPLITS)}")
         need(self.model in KINDS, f"unknown model {self.model!r}; choose one of {', '.join(KINDS)}")
         need(self.aggregator in aggregation.RULES,
@@ -168,7 +178,11 @@ class SimConfig:
         return self.full_nodes or min(self.nodes, 3)
 
     def model_spec(self) -> ModelSpec:
-        base = default_spec(self.dataset, self.model, seed=self.seed)
+        if self.data_dir is not None:  # built for the data's shape and classes, as genesis --data does
+            info = data.load_data_dir(self.data_dir).info
+            base = spec_for(info.task, info.n_features, info.n_outputs, self.model, seed=self.seed)
+        else:
+            base = default_spec(self.dataset, self.model, seed=self.seed)
         over = dict(self.model_params)
         if "hidden" in over:
             over["hidden"] = tuple(over["hidden"])
@@ -189,6 +203,8 @@ class SimConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         try:
+            if d.get("data_dir") and "nodes" not in d:  # the node count comes from the files
+                d = {**d, "nodes": len(data.dir_files(d["data_dir"])[0])}
             return cls(**d)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None

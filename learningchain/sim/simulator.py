@@ -64,9 +64,14 @@ class Simulation:
         from learningchain.node.chainstate import Ledger  # chainstate imports the store and sqlite3: keep `node.py --help` light
         self.cfg = cfg
         self.spec = cfg.model_spec()
-        self.dataset = data.load_dataset(cfg.dataset, cfg.seed, cfg.generate_samples)
-        self.parts = data.partition(self.dataset.X_train, self.dataset.y_train, cfg.nodes, cfg.split,
-                                    cfg.alpha, cfg.seed)
+        if cfg.data_dir is not None:  # the user's node files are the partitions, test.npz the hold-out
+            user = data.load_data_dir(cfg.data_dir, self.spec.task)
+            self.dataset = user.dataset()
+            self.parts = list(user.partitions)
+        else:
+            self.dataset = data.load_dataset(cfg.dataset, cfg.seed, cfg.generate_samples)
+            self.parts = data.partition(self.dataset.X_train, self.dataset.y_train, cfg.nodes, cfg.split,
+                                        cfg.alpha, cfg.seed)
         order = np.random.default_rng(cfg.seed + 1).permutation(cfg.nodes)
         self.attackers = sorted(int(i) for i in order[:cfg.byzantine])
         self.participants = []
@@ -298,8 +303,10 @@ class Simulation:
                 # and what the user gave
                 "aggregator_params": dict(self.network.params), "aggregator_params_given": self.cfg.aggregator_params,
                 "aggregator_params_warning": self.undersized,
-                "data": {"samples": self.cfg.n_samples, "sized_by": "samples" if self.cfg.samples is not None else
-                         "default" if self.cfg.dataset in data.SYNTHETIC else "fixed",
+                "data": {"samples": len(self.dataset.y_train) + len(self.dataset.y_test) if self.cfg.data_dir
+                         else self.cfg.n_samples,
+                         "sized_by": "data_dir" if self.cfg.data_dir else "samples" if self.cfg.samples is not None
+                         else "default" if self.cfg.dataset in data.SYNTHETIC else "fixed",
                          "train": len(self.dataset.y_train), "test": len(self.dataset.y_test),
                          "per_node_min": min(sizes), "per_node_max": max(sizes)},
                 "attackers": self.attackers, "spec": self.spec.to_dict(),

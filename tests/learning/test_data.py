@@ -196,3 +196,43 @@ def test_write_partitions_records_the_samples(tmp_path):
     assert load_meta(out)["samples"] == 400
     assert sum(len(load_partition(out / f"node{i}.npz")[1]) for i in range(60)) == train_size(400)
     assert load_meta(write_partitions(tmp_path / "d", "diabetes", 2, "iid"))["samples"] == 442
+
+
+def test_a_data_directory_is_read_as_node_files_and_a_test_file(tmp_path):
+    """--data DIR (simulate, experiment, demo, data): node0.., test.npz; images
+    flattened; one task and feature count over every file; the .npy pair form too."""
+    from learningchain.learning.data import dir_files, load_data_dir, summary_lines
+    from tests.helpers import write_data_dir
+    d = write_data_dir(tmp_path / "d", sizes=(30, 20))
+    with np.load(d / "node1.npz") as z:
+        np.save(d / "node2_X.npy", z["X"])
+        np.save(d / "node2_y.npy", z["y"].astype(np.float64))  # float labels 0., 1., 2. are classes
+    user = load_data_dir(d)
+    assert [f.name for f in user.files] == ["node0.npz", "node1.npz", "node2_X.npy"]
+    assert user.test_file.name == "test.npz" and user.test[0].shape == (60, 6)
+    assert (user.info.task, user.info.n_features, user.info.n_outputs, user.info.n_samples) == \
+        ("classification", 6, 3, 70)
+    assert all(y.dtype == np.int64 for _, y in (*user.partitions, user.test))
+    assert user.dataset().X_train.shape == (70, 6)
+    assert summary_lines(user)[0].split()[:5] == ["node0.npz", "30", "samples", "6", "features"]
+    (d / "test.npz").unlink()
+    assert dir_files(d)[1] is None and load_data_dir(d).test is None
+    with pytest.raises(ConfigError, match="no test.npz in .*the global model is not evaluated"):
+        load_data_dir(d).dataset()
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: None, "no such directory"),
+    (lambda d: d.mkdir(), "no node0.npz"),
+    (lambda d: (d.mkdir(), np.savez(d / "node0.npz", X=np.zeros((4, 2)), y=np.zeros(4)),
+                np.savez(d / "node2.npz", X=np.zeros((4, 2)), y=np.zeros(4))), "node1 is missing but node2.npz"),
+    (lambda d: (d.mkdir(), np.savez(d / "node0.npz", X=np.zeros((4, 2)), y=np.zeros(4)),
+                np.savez(d / "node1.npz", X=np.zeros((4, 3)), y=np.zeros(4))), "node1.npz has 3 features"),
+    (lambda d: (d.mkdir(), np.savez(d / "node0.npz", X=np.zeros((4, 2)))), "missing y"),
+])
+def test_bad_data_directories_are_one_line(tmp_path, make, says):
+    from learningchain.learning.data import load_data_dir
+    d = tmp_path / "d"
+    make(d)
+    with pytest.raises(ConfigError, match=says):
+        load_data_dir(d)
