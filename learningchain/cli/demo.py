@@ -89,8 +89,30 @@ def partitions_for(dataset: str, n: int, out: Path) -> Path:
     return data.write_partitions(out / "data" / f"{dataset}-{n}-iid", dataset, n, "iid")
 
 
+def user_data(args: argparse.Namespace):
+    """``demo --data DIR``: the node files, test file and model spec of a user's
+    directory (``args.nodes`` set from its files); None without --data. The demo
+    reports its learning on the test file, so a directory without one is refused."""
+    if getattr(args, "data", None) is None:
+        return None
+    from learningchain.learning.data import load_data_dir, no_test_line
+    from learningchain.learning.models import spec_for
+    if args.dataset is not None:
+        raise ConfigError("pass either --dataset NAME (a bundled set) or --data DIR (your own files), not both")
+    user = load_data_dir(args.data)
+    if args.nodes is not None and args.nodes != len(user.files):
+        raise ConfigError(f"--nodes {args.nodes} does not match the {len(user.files)} node files in {args.data} "
+                          f"(node0..node{len(user.files) - 1}): drop --nodes")
+    if user.test is None:
+        raise ConfigError(f"{no_test_line(args.data)}, and the demo reports the learning measured on it: add "
+                          f"test.npz (arrays X and y) to {args.data}")
+    args.nodes = len(user.files)
+    i = user.info
+    return user, spec_for(i.task, i.n_features, i.n_outputs, "mlp")
+
+
 def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int | None = None,
-                block_ms: int | None = None):
+                block_ms: int | None = None, spec=None):
     """The demo's genesis: quorum n, blocks every ``block_ms`` (default
     ``LOCAL_BLOCK_MS``, fit for one machine), and a round that waits about
     ``LOCAL_ROUND_TIMEOUT_MS`` for a slow node (``round_timeout`` blocks, if given)."""
@@ -100,7 +122,7 @@ def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_tim
     round_timeout = round_timeout or blocks_for(LOCAL_ROUND_TIMEOUT_MS, block_ms)
     params = aggregation.sized_params(aggregator, n, byzantine)
     return default_config(n, dataset=dataset, rule=aggregator, params=params, quorum=n,
-                          round_timeout=round_timeout, target_block_ms=block_ms)
+                          round_timeout=round_timeout, target_block_ms=block_ms, spec=spec)
 
 
 def write_genesis(config, path: Path) -> Path:
@@ -111,23 +133,25 @@ def write_genesis(config, path: Path) -> Path:
 
 def start_network(net: Network, n: int, part_dir: Path, genesis: Path, attackers: int = 0,
                   attack: str | None = None, base_port: int | None = None, miners: int = 1,
-                  extra: tuple[str, ...] = ()) -> list:
+                  extra: tuple[str, ...] = (), files=None) -> list:
     """Node 0 (miner) first, then the others in parallel, peered with node 0;
     nodes ``0 .. miners-1`` mine (several, so that one miner dying does not stop
     the chain: issue 10 item 14). The last ``attackers`` nodes run ``--attack``
     (never a miner: :func:`check_args`); ``extra`` goes to every ``node.py run``
-    (e.g. ``--compression q8``)."""
+    (e.g. ``--compression q8``); ``files``: node i's data file (default
+    ``part_dir/node{i}.npz``)."""
     from learningchain.cli.processes import check_ports_free, wait_ready
+    files = files or [part_dir / f"node{i}.npz" for i in range(n)]
     port = (lambda i: base_port + i) if base_port else (lambda i: None)
     if base_port:
         check_ports_free(range(base_port, base_port + n))
 
     def bad(i: int) -> str | None:
         return attack if i >= n - attackers else None
-    first = net.start(0, port=port(0), dataset=part_dir / "node0.npz", genesis=genesis, mine=True,
+    first = net.start(0, port=port(0), dataset=files[0], genesis=genesis, mine=True,
                       attack=bad(0), extra=extra)
     wait_ready(net, [first])
-    rest = [net.start(i, port=port(i), peers=[first.url], dataset=part_dir / f"node{i}.npz",
+    rest = [net.start(i, port=port(i), peers=[first.url], dataset=files[i],
                       genesis=genesis, mine=i < miners, attack=bad(i), extra=extra)
             for i in range(1, n)]
     wait_ready(net, rest)
@@ -144,7 +168,9 @@ def check_args(args: argparse.Namespace) -> None:
     """What argparse cannot check alone (counts are positive already): a
     ConfigError, hence exit status 2 (cli/main.py), before anything is written."""
     from learningchain.learning.data import DATASETS
-    if args.dataset not in DATASETS:
+    if args.dataset is None:
+        args.dataset = "digits"
+    if getattr(args, "data", None) is None and args.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if not 0 <= args.byzantine < args.nodes:
         raise ConfigError(f"--byzantine must be in [0, {args.nodes - 1}] with --nodes {args.nodes} "
@@ -202,14 +228,17 @@ def _dp_role(args: argparse.Namespace):
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    user = user_data(args)  # --data DIR: read and checked before anything starts
+    if args.nodes is None:
+        args.nodes = 4
     if getattr(args, "miners", None) is None:  # 2, unless the attackers need the second node
         args.miners = max(1, min(2, args.nodes - args.byzantine))
     check_args(args)
     with stop_on_term_and_hup():
-        return _run_demo(args)
+        return _run_demo(args, user)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace, user=None) -> int:
     from learningchain.cli.demo_rounds import (BackgroundBaselines, chain_stats, check_agreement, complete_entries,
                                                follow_rounds)
     from learningchain.cli.processes import Network, NodeDied, Stopped, deferred_signals, get
@@ -219,9 +248,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     # everything that can refuse the arguments (an unknown dataset, a rule the quorum
     # cannot run) first: a failed demo must not delete the previous run's chains and logs
-    part_dir = partitions_for(args.dataset, args.nodes, out)
+    user, spec = user or (None, None)
+    part_dir = Path(args.data).resolve() if user else partitions_for(args.dataset, args.nodes, out)
     config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine,
-                         block_ms=getattr(args, "block_ms", None))
+                         block_ms=getattr(args, "block_ms", None), spec=spec)
     shutil.rmtree(out / "nodes", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("node*.log"):
@@ -244,9 +274,11 @@ def _run_demo(args: argparse.Namespace) -> int:
                                     [out / "nodes" / f"node{i}" for i in range(args.nodes)])
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
+    if user:  # every node measures the global model on the directory's test file
+        extra += ("--test", str(user.test_file.resolve()))
     if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14
         extra += ("--rest-after-round", str(args.rounds + args.keep_rounds))
-    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.dataset}, "
+    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.data if user else args.dataset}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}"
           f"{_sa_label(config)}; "
@@ -262,7 +294,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         try:
             baselines.start()
             start_network(net, args.nodes, part_dir, genesis, args.byzantine, args.attack, args.base_port,
-                          miners=args.miners, extra=extra)
+                          miners=args.miners, extra=extra,
+                          files=[f.resolve() for f in user.files] if user else None)
             keys = {get(n.url, "/status")["pubkey"] for n in net.nodes[first_bad:]}
             print("nodes: " + "  ".join(f"{n.name}={n.url}{' (miner)' if n.index < args.miners else ''}"
                                         f"{' (attacker)' if n.index >= first_bad else ''}" for n in net.nodes),
@@ -305,7 +338,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         return 128 + late[0]
     elapsed = time.monotonic() - t_start
     initial, base = baselines.result()
-    results = {"config": {"mode": "live", "dataset": args.dataset, "model": config.model_spec.kind,
+    results = {"config": {"mode": "live", "dataset": None if user else args.dataset,
+                          "data_dir": str(part_dir) if user else None, "model": config.model_spec.kind,
                           "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
                           "aggregator": config.rule, "params": config.params,
                           "byzantine": args.byzantine, "attack": args.attack,
@@ -322,7 +356,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from learningchain.learning.data import load_meta
     from learningchain.sim.provenance import command_line, flags, provenance
     results["provenance"] = provenance({"flags": flags(args), "network": config.to_dict()},
-                                       {"model": config.model_spec.seed, "partitions": load_meta(part_dir).get("seed")},
+                                       {"model": config.model_spec.seed,
+                                        "partitions": None if user else load_meta(part_dir).get("seed")},
                                        command_line(args))
     path = write_results(out, results)
     plots = plot_results(out, results)
@@ -347,10 +382,15 @@ def _demo_flags(p) -> None:
     from learningchain.learning.aggregation import RULES
     from learningchain.learning.attacks import ATTACKS
 
-    p.add_argument("--nodes", type=argtypes.positive_int, default=4, help="node processes (default 4)")
+    p.add_argument("--nodes", type=argtypes.positive_int,
+                   help="node processes (default 4; with --data: one per node file, and --nodes must match)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
-    p.add_argument("--dataset", default="digits", help="bundled data set: digits (default), diabetes, "
-                                                       "breast-cancer, synthetic-classification, synthetic-regression")
+    p.add_argument("--dataset", help="bundled data set: digits (default), diabetes, "
+                                     "breast-cancer, synthetic-classification, synthetic-regression")
+    p.add_argument("--data", metavar="DIR",
+                   help="your own data instead: DIR/node0.npz, node1.npz, ... (arrays X and y, X of any shape; or "
+                        "node0_X.npy with node0_y.npy), one per node, and DIR/test.npz; the model is built for its "
+                        "features and classes as genesis --data does")
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg",
                    help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
     p.add_argument("--byzantine", type=argtypes.count, default=0,

@@ -171,12 +171,18 @@ def local_baselines(spec, part_dir: Path, n: int, rounds: int) -> tuple[dict, di
     from learningchain.learning import baselines
     from learningchain.learning.data import Dataset, load_meta, load_partition
     from learningchain.learning.models import build_model
-    parts = [load_partition(part_dir / f"node{i}.npz") for i in range(n)]
-    X_te, y_te = load_partition(part_dir / "test.npz")
-    meta = load_meta(part_dir)
-    ds = Dataset(meta.get("dataset", "?"), np.concatenate([p[0] for p in parts]),
-                 np.concatenate([p[1] for p in parts]), X_te, y_te, meta.get("task", spec.task),
-                 int(meta.get("n_classes", 0)))
+    if (part_dir / "meta.json").is_file():  # partitions written by node.py data
+        parts = [load_partition(part_dir / f"node{i}.npz") for i in range(n)]
+        X_te, y_te = load_partition(part_dir / "test.npz")
+        meta = load_meta(part_dir)
+        ds = Dataset(meta.get("dataset", "?"), np.concatenate([p[0] for p in parts]),
+                     np.concatenate([p[1] for p in parts]), X_te, y_te, meta.get("task", spec.task),
+                     int(meta.get("n_classes", 0)))
+    else:  # a user's directory (demo --data DIR)
+        from learningchain.learning.data import load_data_dir
+        user = load_data_dir(part_dir, spec.task)
+        parts, ds = list(user.partitions), user.dataset()
+        X_te, y_te = ds.X_test, ds.y_test
     model = build_model(spec)
     initial = model.evaluate(model.initial_weights(), X_te, y_te)
     epochs = rounds * spec.epochs
@@ -218,7 +224,8 @@ class BackgroundBaselines(threading.Thread):
     def _write(self, initial: dict, base: dict) -> None:
         from learningchain.learning.data import load_partition
         from learningchain.node.baselines_file import dataset_digest, write_baselines
-        digest = dataset_digest(*load_partition(self.part_dir / "test.npz"))
+        from learningchain.learning.data import dir_files
+        digest = dataset_digest(*load_partition(dir_files(self.part_dir)[1]))
         local = base["local_only"]
         mean = {k: v for k, v in local.items() if k != "per_node"}
         where = shown_path(self.part_dir)

@@ -415,7 +415,7 @@ TEST_STEM = "test"
 _NODE_FILE = re.compile(r"^node(\d+)(?:\.npz|\.npy|_X\.npy|_y\.npy)$")
 
 
-def _dir_file(d: Path, stem: str) -> Path | None:
+def dir_file(d: Path, stem: str) -> Path | None:
     """``stem.npz``, else ``stem_X.npy`` (labels in ``stem_y.npy``), else ``stem.npy``
     (the label last): the forms :func:`load_partition` reads."""
     for name in (f"{stem}.npz", f"{stem}_X.npy", f"{stem}.npy"):
@@ -436,7 +436,7 @@ def dir_files(directory: str | os.PathLike) -> tuple[list[Path], Path | None]:
         raise ConfigError(f"--data {d} is a file; a directory of node0.npz, node1.npz, ... and test.npz is "
                           f"expected here")
     files = []
-    while (f := _dir_file(d, f"node{len(files)}")) is not None:
+    while (f := dir_file(d, f"node{len(files)}")) is not None:
         files.append(f)
     if not files:
         raise ConfigError(f"--data {d}: no node0.npz (nor node0_X.npy with node0_y.npy): put one file per "
@@ -446,7 +446,7 @@ def dir_files(directory: str | os.PathLike) -> tuple[list[Path], Path | None]:
     if beyond:
         raise ConfigError(f"--data {d}: node{len(files)} is missing but {beyond[0]} exists: number the node "
                           f"files node0, node1, ... without gaps")
-    return files, _dir_file(d, TEST_STEM)
+    return files, dir_file(d, TEST_STEM)
 
 
 @dataclass(frozen=True)

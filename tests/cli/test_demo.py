@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learningchain.cli.demo import stop_on_term_and_hup
@@ -19,6 +20,7 @@ from learningchain.cli.processes import Network, Stopped, deferred_signals, wait
 from learningchain.learning.data import load_partition
 from learningchain.node.baselines_file import dataset_digest, read_baselines
 from learningchain.sim.results import read_results
+from tests.helpers import write_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 60.0
@@ -188,3 +190,48 @@ def test_stopping_the_nodes_cannot_be_interrupted():
         wait_for(lambda: len(received) == 2, 5, "the signals to be recorded")
     assert received == [signal.SIGINT, signal.SIGTERM]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _no_test(d):
+    write_data_dir(d, sizes=(20, 20), test=None)
+
+
+def _mismatched(d):
+    write_data_dir(d, sizes=(20, 20))
+    np.savez(d / "node1.npz", X=np.zeros((20, 5), np.float32), y=np.zeros(20, np.int64))
+
+
+def _without_y(d):
+    write_data_dir(d, sizes=(20, 20))
+    np.savez(d / "node1.npz", X=np.zeros((20, 6), np.float32))
+
+
+@pytest.mark.parametrize("make, flags, says", [
+    (lambda d: None, [], "no such directory"),
+    (lambda d: d.mkdir(), [], "no node0.npz"),
+    (_mismatched, [], "node1.npz has 5 features per sample, node0.npz has 6"),
+    (_without_y, [], "missing y"),
+    (_no_test, [], "no test.npz in"),
+    (lambda d: write_data_dir(d, sizes=(20, 20)), ["--nodes", "3"], "--nodes 3 does not match the 2 node files"),
+    (lambda d: write_data_dir(d, sizes=(20, 20)), ["--dataset", "digits"], "not both"),
+])
+def test_demo_data_dirs_are_checked_before_anything_starts(tmp_path, capsys, make, flags, says):
+    """demo --data DIR (the nodes get DIR/node<i>, every node measures on DIR/test.npz): a
+    directory it cannot use is one line and exit 2, and no process starts."""
+    from learningchain.cli.main import main
+    d, out = tmp_path / "mine", tmp_path / "demo"
+    make(d)
+    assert main(["demo", "--data", str(d), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_the_demo_baselines_of_a_users_directory(tmp_path):
+    """local_baselines reads a directory without meta.json (demo --data DIR) as load_data_dir does."""
+    from learningchain.cli.demo_rounds import local_baselines
+    from learningchain.learning.models import spec_for
+    d = write_data_dir(tmp_path / "mine", sizes=(40, 40))
+    initial, base = local_baselines(spec_for("classification", 6, 3, "softmax"), d, 2, 1)
+    assert set(initial) >= {"accuracy"} and len(base["local_only"]["per_node"]) == 2
+    assert base["centralized"]["accuracy"] > 0.9
