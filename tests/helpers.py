@@ -117,3 +117,15 @@ def write_data_dir(directory, sizes=(60, 50, 40), test: int | None = 60, shape=(
         y = rng.integers(0, classes, n)
         np.savez(d / f"{name}.npz", X=(centers[y] + rng.normal(size=(n, *shape))).astype(np.float32), y=y)
     return d
+
+
+def bad_data_dir(directory, kind: str):
+    """A --data DIR that must be refused: "mismatched" (node1 has 5 features, node0 6)
+    or "without-y" (node1.npz holds no y)."""
+    import numpy as np
+    d = write_data_dir(directory, sizes=(20, 20))
+    arrays = {"X": np.zeros((20, 5 if kind == "mismatched" else 6), np.float32)}
+    if kind == "mismatched":
+        arrays["y"] = np.zeros(20, np.int64)
+    np.savez(d / "node1.npz", **arrays)
+    return d

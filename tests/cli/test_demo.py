@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from learningchain.cli.demo import stop_on_term_and_hup
@@ -20,7 +19,7 @@ from learningchain.cli.processes import Network, Stopped, deferred_signals, wait
 from learningchain.learning.data import load_partition
 from learningchain.node.baselines_file import dataset_digest, read_baselines
 from learningchain.sim.results import read_results
-from tests.helpers import write_data_dir
+from tests.helpers import bad_data_dir, write_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 60.0
@@ -196,21 +195,11 @@ def _no_test(d):
     write_data_dir(d, sizes=(20, 20), test=None)
 
 
-def _mismatched(d):
-    write_data_dir(d, sizes=(20, 20))
-    np.savez(d / "node1.npz", X=np.zeros((20, 5), np.float32), y=np.zeros(20, np.int64))
-
-
-def _without_y(d):
-    write_data_dir(d, sizes=(20, 20))
-    np.savez(d / "node1.npz", X=np.zeros((20, 6), np.float32))
-
-
 @pytest.mark.parametrize("make, flags, says", [
     (lambda d: None, [], "no such directory"),
     (lambda d: d.mkdir(), [], "no node0.npz"),
-    (_mismatched, [], "node1.npz has 5 features per sample, node0.npz has 6"),
-    (_without_y, [], "missing y"),
+    (lambda d: bad_data_dir(d, "mismatched"), [], "node1.npz has 5 features per sample, node0.npz has 6"),
+    (lambda d: bad_data_dir(d, "without-y"), [], "missing y"),
     (_no_test, [], "no test.npz in"),
     (lambda d: write_data_dir(d, sizes=(20, 20)), ["--nodes", "3"], "--nodes 3 does not match the 2 node files"),
     (lambda d: write_data_dir(d, sizes=(20, 20)), ["--dataset", "digits"], "not both"),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from learningchain.cli import main as cli
-from tests.helpers import write_data_dir
+from tests.helpers import bad_data_dir, write_data_dir
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -57,22 +56,12 @@ def test_data_checks_a_directory_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in d.iterdir()) == ["node0.npz", "node1.npz"]
 
 
-def _mismatched(d):
-    write_data_dir(d, sizes=(20, 20))
-    np.savez(d / "node1.npz", X=np.zeros((20, 5), np.float32), y=np.zeros(20, np.int64))
-
-
-def _without_y(d):
-    write_data_dir(d, sizes=(20, 20))
-    np.savez(d / "node1.npz", X=np.zeros((20, 6), np.float32))
-
-
 @pytest.mark.parametrize("command", [["simulate", "--rounds", "1"], ["experiment", "dp", "--rounds", "1"], ["data"]])
 @pytest.mark.parametrize("make, says", [
     (lambda d: None, "no such directory"),
     (lambda d: d.mkdir(), "no node0.npz"),
-    (_mismatched, "node1.npz has 5 features per sample, node0.npz has 6"),
-    (_without_y, "must hold arrays X and y; missing y"),
+    (lambda d: bad_data_dir(d, "mismatched"), "node1.npz has 5 features per sample, node0.npz has 6"),
+    (lambda d: bad_data_dir(d, "without-y"), "must hold arrays X and y; missing y"),
 ])
 def test_bad_directories_are_one_line_with_exit_2(tmp_path, capsys, command, make, says):
     d = tmp_path / "d"
