@@ -263,26 +263,30 @@ class Network:
         doc = self._get(i, "/model", timeout=30.0)
         return {**doc, "weights": decode_weights(doc["weights"])}
 
-    def wait_round(self, r: int, timeout: float = 60.0, i: int = 0) -> dict:
-        """Block until round ``r`` is closed and measured at node ``i``
-        (``GET /rounds/<r>?wait=``, a long-poll); its detail document. Raises
+    def wait_round(self, r: int, timeout: float = 60.0, i: int | None = None) -> dict:
+        """Block until round ``r`` is closed and measured at every node (or at
+        node ``i`` only): ``GET /rounds/<r>?wait=``, a long-poll. Returns the
+        round's detail document (node 0's, or node ``i``'s); raises
         LearningChainError after ``timeout`` seconds, NodeDied if a node exits."""
         from learningchain.cli.demo_rounds import closed_round
         if not isinstance(r, int) or isinstance(r, bool) or r < 1:
             raise ConfigError(f"round must be a positive integer, got {r!r}")
         if self.rounds is not None and r > self.rounds:
             raise ConfigError(f"round {r} never closes: this network rests after round {self.rounds}")
-        url = self._url(i)
         deadline = time.monotonic() + timeout
-        while True:
-            self._procs.check_alive()
-            left = deadline - time.monotonic()
-            doc = closed_round(url, r, wait=max(1, min(10, int(left))))
-            if doc is not None:
-                return doc
-            if time.monotonic() >= deadline:
-                raise LearningChainError(f"round {r} did not close at node{i} within {timeout:g} s; "
-                                         f"the logs are in {self.out}")
+        docs = []
+        for k in range(len(self._procs.nodes)) if i is None else [i]:
+            url = self._url(k)
+            while True:
+                self._procs.check_alive()
+                doc = closed_round(url, r, wait=max(1, min(10, int(deadline - time.monotonic()))))
+                if doc is not None:
+                    docs.append(doc)
+                    break
+                if time.monotonic() >= deadline:
+                    raise LearningChainError(f"round {r} did not close at node{k} within {timeout:g} s; "
+                                             f"the logs are in {self.out}")
+        return docs[0]
 
     # --- stopping -------------------------------------------------------------
     def stop(self) -> None:

@@ -16,10 +16,10 @@ def test_a_local_network_learns_agrees_and_is_always_stopped():
             procs = [node.popen for node in net.nodes]
             assert len(net.urls) == 2 and all(url.startswith("http://127.0.0.1:") for url in net.urls)
             assert [s["pubkey"] for s in (net.status(0), net.status(1))] == [n.pubkey for n in net.nodes]
-            done = net.wait_round(1, timeout=60)
+            done = net.wait_round(1, timeout=60, i=0)
             assert done["status"] == "closed" and 0 <= done["metrics"]["accuracy"] <= 1
             assert sorted(done["accepted"]) == sorted(u["id"] for u in done["updates"]) and len(done["accepted"]) == 2
-            net.wait_round(1, timeout=30, i=1)  # node 1 has it too: the same global model
+            assert net.wait_round(1, timeout=30)["model_digest"] == done["model_digest"]  # every node closed it
             models = [net.model(0), net.model(1)]
             assert models[0]["round"] == models[1]["round"] == 1
             assert models[0]["digest"] == models[1]["digest"] == done["model_digest"]
