@@ -116,7 +116,7 @@ def _sa_line(sim) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from learningchain.sim.provenance import command_line, provenance
+    from learningchain.sim.provenance import command_line
     from learningchain.sim.results import plot_results, primary_metric, write_results
     from learningchain.sim.simulator import Simulation
     try:
@@ -137,9 +137,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
     with Progress("round", cfg.name, total=cfg.rounds) as bar:
-        results = sim.run(with_baselines=not args.no_baselines, progress=lambda e: print_round(e, metric, bar))
-    if args.no_baselines:  # null, never a copy of final that a reader could take for a baseline
-        results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
+        results = sim.run_documented(not args.no_baselines, lambda e: print_round(e, metric, bar), command_line(args))
     m = primary_metric(results["final"])
     print(f"initial {m} {results['initial'][m]:.4f}  final {results['final'][m]:.4f}")
     for name, rep in list(results.get("privacy", {}).items())[:1]:
@@ -149,8 +147,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for name, base in results["baselines"].items():
             gap = results["final"][m] - base[m]
             print(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
-    results["provenance"] = provenance(results["config"], {"seed": cfg.seed, "model": sim.spec.seed,
-                                                          "dp_noise": cfg.dp_noise}, command_line(args))
     write_results(out, results)
     plot_results(out, results)
     print(f"simulation {results['simulation_s']:.1f}s, total {results['elapsed_s']:.1f}s; "

@@ -289,6 +289,20 @@ class Simulation:
         results["elapsed_s"] = round(time.perf_counter() - start, 3)
         return results
 
+    def run_documented(self, with_baselines: bool = True, progress: Callable[[dict], None] | None = None,
+                       argv: list[str] | None = None) -> dict:
+        """:meth:`run`, plus what ``node.py simulate`` writes to results.json beside
+        it: ``baselines`` as nulls with a note when skipped, and the ``provenance``
+        block (:mod:`learningchain.sim.provenance`; ``argv``: the command line, by
+        default this process's). The CLI and ``learningchain.simulate`` both call it."""
+        from learningchain.sim.provenance import provenance
+        results = self.run(with_baselines, progress)
+        if not with_baselines:  # null, never a copy of final that a reader could take for a baseline
+            results["baselines"] = {"centralized": None, "local_only": None, "note": "skipped (--no-baselines)"}
+        results["provenance"] = provenance(results["config"], {"seed": self.cfg.seed, "model": self.spec.seed,
+                                                               "dp_noise": self.cfg.dp_noise}, argv)
+        return results
+
     def baselines(self) -> dict:
         epochs = self.cfg.rounds * self.spec.epochs
         test = (self.dataset.X_test, self.dataset.y_test)
