@@ -208,12 +208,15 @@ def _simulate_seeds(args: argparse.Namespace, cfg, out: Path) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    try:
+        _exclusive_seeds(args)
+    except ConfigError as exc:
+        return _fail("experiment", exc)
     from learningchain.learning import aggregation
     from learningchain.sim import experiments
     from learningchain.sim.simulator import SimConfig
     bar = Progress("run", f"experiment {args.kind}")  # on a terminal: a bar on stderr, the rows above it
     try:
-        _exclusive_seeds(args)
         seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
         args.seed = seeds[0] if args.seeds is None else None
         base = SimConfig(name=f"{args.kind}", nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
