@@ -77,7 +77,8 @@ def assess(res: dict, target: dict, clean: dict) -> dict:
         beats = sign * (final - other) > 0
         ok = ok and beats
         text += f", > {target['beats']} {other:.4f}"
-    return {"ref_name": target["baseline"], "ref": base, "gap": gap, "percent": percent, "text": text, "ok": ok}
+    return {"ref_name": target["baseline"], "ref": base, "gap": gap, "percent": percent, "text": text, "ok": ok,
+            "beats": other if "beats" in target else None}
 
 
 def judge(res: dict, target: dict, clean: dict) -> tuple[str, str, str, str]:
@@ -119,7 +120,10 @@ def run_seeds(names: list[str], seeds: list[int], out_root: Path) -> int:
         ref = f"{rows[0]['ref_name']} {pm(stats([r['ref'] for r in rows]))}" if rows[0]["ref"] is not None else "-"
         gap = pm(stats([scale * r["gap"] for r in rows]), 2 if unit else 4) + unit if rows[0]["gap"] is not None else "-"
         met = sum(bool(r["ok"]) for r in rows)
-        print(f"{name:<36} {m:<9} {pm(final):>17}  {ref:<30} {gap:>17}  {rows[0]['text']:<40} "
+        text = rows[0]["text"]
+        if rows[0].get("beats") is not None:  # the other baseline over the seeds too, not seed 0's
+            text = f"{text.rsplit(' ', 1)[0]} {pm(stats([r['beats'] for r in rows]))}"
+        print(f"{name:<36} {m:<9} {pm(final):>17}  {ref:<30} {gap:>17}  {text:<40} "
               f"{met:>3}/{len(seeds):<1} {final['n']:>2} {sum(secs) / len(secs):>6.1f}", flush=True)
     print(f"\n{len(names)} configs x {len(seeds)} seeds in {time.perf_counter() - start:.1f} s")
     return 0
