@@ -292,8 +292,11 @@ def plot_repeats(out_dir: str | os.PathLike, summary: Mapping) -> Path:
     ax.set_title(_title(summary.get("config", {}), summary.get("repeats", {}).get("seeds")), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, out / "metric.png")
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    path = out / "metric.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -402,11 +405,7 @@ def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
     ax.set_title(f"privacy against accuracy, clip {sweep.get('clip')}" + _seeds_note(sweep), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "dp.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "dp.png")
 
 
 def cumulative_energy(results: Mapping) -> list[float]:
