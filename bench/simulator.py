@@ -3,7 +3,9 @@
 Prints one row per config: final metric, the reference it is judged against
 (a baseline or the clean run), the gap, the config's target and whether the
 run met it, and the seconds the simulation took; then where the time of the
-largest run went. Figures only, no assertions. ``--quick`` runs a subset;
+largest run went. ``--seeds 0..4`` runs each config once per seed and reports
+the same columns as mean ± sample std over the seeds, with n and how many
+seeds met the target. Figures only, no assertions. ``--quick`` runs a subset;
 results and figures go to out/bench/NAME/.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learningchain.sim.results import higher_is_better, plot_results, primary_metric, write_results  # noqa: E402
 from learningchain.sim.config import load_config  # noqa: E402
+from learningchain.sim.repeats import parse_seeds, pm, stats  # noqa: E402
 from learningchain.sim.simulator import Simulation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +29,9 @@ QUICK = ("digits-4-iid-mlp", "diabetes-4-linear", "digits-10-iid", "digits-10-by
          "digits-10-byz-signflip-fedavg")
 
 
-def run(name: str, out_root: Path) -> dict:
-    cfg = load_config(ROOT / "configs" / f"{name}.json", {"out": str(out_root / name)})
+def run(name: str, out_root: Path, seed: int | None = None) -> dict:
+    over = {"out": str(out_root / name)} if seed is None else {"out": str(out_root / name), "seed": seed}
+    cfg = load_config(ROOT / "configs" / f"{name}.json", over)
     target = cfg.target or {}
     with_baselines = bool({"baseline", "beats"} & set(target))
     res = Simulation(cfg).run(with_baselines=with_baselines)
@@ -37,14 +41,16 @@ def run(name: str, out_root: Path) -> dict:
     return res
 
 
-def judge(res: dict, target: dict, clean: dict) -> tuple[str, str, str, str]:
-    """(reference, gap, target text, met) for one run."""
+def assess(res: dict, target: dict, clean: dict) -> dict:
+    """The target of one run, as numbers: {"ref_name", "ref", "gap", "percent",
+    "text", "ok"} (ref/gap None when the target has none, e.g. max_seconds)."""
     m = primary_metric(res["final"])
     final = res["final"][m]
     sign = 1 if higher_is_better(m) else -1
     if "max_seconds" in target:
         s = res["simulation_s"]
-        return "-", "-", f"< {target['max_seconds']} s", "yes" if s < target["max_seconds"] else "NO"
+        return {"ref_name": None, "ref": None, "gap": None, "percent": False,
+                "text": f"< {target['max_seconds']} s", "ok": s < target["max_seconds"]}
     if "clean" in target:
         ref = clean[target["clean"]]["final"][m]
         drop = sign * (ref - final)
@@ -54,24 +60,73 @@ def judge(res: dict, target: dict, clean: dict) -> tuple[str, str, str, str]:
         else:
             ok = drop > target["min_drop"]
             text = f"drop > {target['min_drop']:.2f}"
-        return f"clean {ref:.4f}", f"{drop:+.4f}", text, "yes" if ok else "NO"
+        return {"ref_name": "clean", "ref": ref, "gap": drop, "percent": False, "text": text, "ok": ok}
     base = res["baselines"][target["baseline"]][m]
     if "max_rel_gap" in target:
         gap = sign * (base - final) / abs(base)
         ok = gap <= target["max_rel_gap"]
         text = f"rel gap <= {100 * target['max_rel_gap']:.0f}%"
-        gap_text = f"{100 * gap:+.2f}%"
+        percent = True
     else:
         gap = sign * (base - final)
         ok = gap <= target["max_gap"]
         text = f"gap <= {target['max_gap']:.3f}"
-        gap_text = f"{gap:+.4f}"
+        percent = False
     if "beats" in target:
         other = res["baselines"][target["beats"]][m]
         beats = sign * (final - other) > 0
         ok = ok and beats
         text += f", > {target['beats']} {other:.4f}"
-    return f"{target['baseline']} {base:.4f}", gap_text, text, "yes" if ok else "NO"
+    return {"ref_name": target["baseline"], "ref": base, "gap": gap, "percent": percent, "text": text, "ok": ok,
+            "beats": other if "beats" in target else None}
+
+
+def judge(res: dict, target: dict, clean: dict) -> tuple[str, str, str, str]:
+    """(reference, gap, target text, met) for one run."""
+    a = assess(res, target, clean)
+    if a["ref"] is None:
+        return "-", "-", a["text"], "yes" if a["ok"] else "NO"
+    gap = f"{100 * a['gap']:+.2f}%" if a["percent"] else f"{a['gap']:+.4f}"
+    return f"{a['ref_name']} {a['ref']:.4f}", gap, a["text"], "yes" if a["ok"] else "NO"
+
+
+def ordered(names: list[str]) -> list[str]:
+    """Clean references first, so that attacked runs can be judged against them."""
+    refs = set()
+    for n in names:
+        target = json.loads((ROOT / "configs" / f"{n}.json").read_text()).get("target") or {}
+        refs |= {target.get("clean"), target.get("clean_same_rule")}
+    return sorted(names, key=lambda n: (0 if n == "digits-10-iid" else 1 if n in refs else 2, n))
+
+
+def run_seeds(names: list[str], seeds: list[int], out_root: Path) -> int:
+    """Each config once per seed; its target as mean ± sample std (n - 1) over the seeds."""
+    print(f"seeds {','.join(map(str, seeds))}: mean ± sample std (n - 1) over the seeds; met = seeds meeting the target")
+    print(f"{'config':<36} {'metric':<9} {'final':>17}  {'reference':<30} {'gap':>17}  "
+          f"{'target':<40} {'met':>5} {'n':>2} {'s/seed':>6}")
+    done: dict[int, dict[str, dict]] = {s: {} for s in seeds}
+    start = time.perf_counter()
+    for name in names:
+        rows, secs = [], []
+        for seed in seeds:
+            res = run(name, out_root / f"seed-{seed}", seed)
+            done[seed][name] = res
+            rows.append(assess(res, res["config"].get("target") or {}, done[seed]))
+            secs.append(res["simulation_s"])
+        m = primary_metric(res["final"])
+        final = stats([done[s][name]["final"][m] for s in seeds])
+        scale = 100 if rows[0]["percent"] else 1
+        unit = "%" if rows[0]["percent"] else ""
+        ref = f"{rows[0]['ref_name']} {pm(stats([r['ref'] for r in rows]))}" if rows[0]["ref"] is not None else "-"
+        gap = pm(stats([scale * r["gap"] for r in rows]), 2 if unit else 4) + unit if rows[0]["gap"] is not None else "-"
+        met = sum(bool(r["ok"]) for r in rows)
+        text = rows[0]["text"]
+        if rows[0].get("beats") is not None:  # the other baseline over the seeds too, not seed 0's
+            text = f"{text.rsplit(' ', 1)[0]} {pm(stats([r['beats'] for r in rows]))}"
+        print(f"{name:<36} {m:<9} {pm(final):>17}  {ref:<30} {gap:>17}  {text:<40} "
+              f"{met:>3}/{len(seeds):<1} {final['n']:>2} {sum(secs) / len(secs):>6.1f}", flush=True)
+    print(f"\n{len(names)} configs x {len(seeds)} seeds in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def main() -> int:
@@ -79,18 +134,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     ap.add_argument("--only", help="comma-separated config names")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
+    ap.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                    help="run each config once per seed (0,1,2 or 0..4) and report its target as mean ± std")
     args = ap.parse_args()
     names = sorted(p.stem for p in (ROOT / "configs").glob("*.json"))
     if args.quick:
         names = [n for n in names if n in QUICK]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    # clean references first, so that attacked runs can be judged against them
-    refs = set()
-    for n in names:
-        target = json.loads((ROOT / "configs" / f"{n}.json").read_text()).get("target") or {}
-        refs |= {target.get("clean"), target.get("clean_same_rule")}
-    names.sort(key=lambda n: (0 if n == "digits-10-iid" else 1 if n in refs else 2, n))
+    names = ordered(names)
+    if args.seeds is not None:
+        return run_seeds(names, args.seeds, Path(args.out))
     print(f"{'config':<36} {'metric':<9} {'final':>8}  {'reference':<27} {'gap':>8}  "
           f"{'target':<40} {'met':<4} {'seconds':>8}")
     done: dict[str, dict] = {}

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -115,46 +116,116 @@ def _sa_line(sim) -> str:
             f" (drop {sim.cfg.sa_drop_after_setup} after setup, {sim.cfg.sa_drop_after_input} after input)")
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def _seeds(text: str) -> list[int]:
+    """``--seeds`` value: ``0,1,2``, ``0..4`` or a mix (learningchain/sim/repeats.py)."""
+    from learningchain.sim.repeats import parse_seeds
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _exclusive_seeds(args: argparse.Namespace) -> None:
+    if getattr(args, "seeds", None) is not None and args.seed is not None:
+        raise ConfigError("--seed and --seeds are exclusive: one seed with --seed, several with --seeds")
+
+
+def _simulate_one(args: argparse.Namespace, cfg, out: Path, quiet: bool = False) -> dict:
+    """Run one simulation of ``cfg``, print its table (unless ``quiet``), write
+    ``out``/results.json and its figures; return the results."""
     from learningchain.sim.provenance import command_line
     from learningchain.sim.results import plot_results, primary_metric, write_results
     from learningchain.sim.simulator import Simulation
-    try:
-        cfg = build_config(args)
-        check_rule_fits(cfg.aggregator, cfg.nodes, cfg.byzantine, quorum=cfg.quorum,
-                        explicit=cfg.aggregator_params, params_flag="--agg-param" if cfg.aggregator_params else None)
-        sim = Simulation(cfg)
-    except ConfigError as exc:
-        return _fail("simulate", exc)
-    out = Path(cfg.out or f"out/{cfg.name}")
+    sim = Simulation(cfg)
     metric = metric_name(sim.spec.task)
-    print(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
-          f"{cfg.rounds} rounds, {cfg.data_dir or f'{cfg.dataset}/{cfg.split}'}, {cfg.model}, {cfg.aggregator} "
-          f"{json.dumps(sim.rule_params, sort_keys=True)}, "
-          f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}" + _sa_line(sim))
+    say = (lambda *a, **k: None) if quiet else print
+    say(f"{cfg.name}: {cfg.nodes} nodes ({len(sim.attackers)} x {cfg.attack if sim.attackers else 'no attack'}), "
+        f"{cfg.rounds} rounds, {cfg.data_dir or f'{cfg.dataset}/{cfg.split}'}, {cfg.model}, {cfg.aggregator} "
+        f"{json.dumps(sim.rule_params, sort_keys=True)}, "
+        f"{cfg.n_full} full nodes, quorum {cfg.n_quorum}" + _sa_line(sim))
     if sim.undersized:
         print(f"warning: {sim.undersized}; recorded in results.json (config.aggregator_params_warning)",
               file=sys.stderr)
-    print(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
+    say(f"{'round':>5} {'height':>6} {'accepted':>8} {'rejected':>8} {metric:>9} {'attk-rej':>10} {'time':>8}")
     with Progress("round", cfg.name, total=cfg.rounds) as bar:
-        results = sim.run_documented(not args.no_baselines, lambda e: print_round(e, metric, bar), command_line(args))
+        results = sim.run_documented(not args.no_baselines,
+                                     (lambda e: bar.update()) if quiet else (lambda e: print_round(e, metric, bar)),
+                                     command_line(args))
     m = primary_metric(results["final"])
-    print(f"initial {m} {results['initial'][m]:.4f}  final {results['final'][m]:.4f}")
+    say(f"initial {m} {results['initial'][m]:.4f}  final {results['final'][m]:.4f}")
     for name, rep in list(results.get("privacy", {}).items())[:1]:
-        print(f"privacy ({rep['mode']} mode, {rep['relation']}): epsilon {rep['epsilon']:.4f}, "
-              f"delta {rep['delta']:g}, noise multiplier {rep['noise_multiplier']:.4f} (every node alike)")
+        say(f"privacy ({rep['mode']} mode, {rep['relation']}): epsilon {rep['epsilon']:.4f}, "
+            f"delta {rep['delta']:g}, noise multiplier {rep['noise_multiplier']:.4f} (every node alike)")
     if not args.no_baselines:
         for name, base in results["baselines"].items():
             gap = results["final"][m] - base[m]
-            print(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
+            say(f"  vs {name:<20} {base[m]:.4f}  (federated {'+' if gap >= 0 else ''}{gap:.4f})")
     write_results(out, results)
     plot_results(out, results)
+    return results
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        _exclusive_seeds(args)
+        cfg = build_config(args)
+        check_rule_fits(cfg.aggregator, cfg.nodes, cfg.byzantine, quorum=cfg.quorum,
+                        explicit=cfg.aggregator_params, params_flag="--agg-param" if cfg.aggregator_params else None)
+        out = Path(cfg.out or f"out/{cfg.name}")
+        if args.seeds is not None:
+            return _simulate_seeds(args, cfg, out)
+        results = _simulate_one(args, cfg, out)
+    except ConfigError as exc:
+        return _fail("simulate", exc)
     print(f"simulation {results['simulation_s']:.1f}s, total {results['elapsed_s']:.1f}s; "
           f"wrote {out}/results.json, metric.png, updates.png")
     return 0
 
 
+def _simulate_seeds(args: argparse.Namespace, cfg, out: Path) -> int:
+    """``simulate --seeds``: one run per seed in out/seed-<s>/, their summary in
+    out/results.json (learningchain/sim/repeats.py) and out/metric.png (mean ± std band)."""
+    from learningchain.sim.repeats import aggregate_runs, pm
+    from learningchain.sim.results import plot_repeats, primary_metric, write_json
+    cfgs = {s: replace(cfg, seed=s, out=str(out / f"seed-{s}")) for s in args.seeds}
+    start = time.perf_counter()
+    runs = {}
+    for s, c in cfgs.items():
+        res = _simulate_one(args, c, Path(c.out), quiet=True)
+        m = primary_metric(res["final"])
+        runs[s] = res
+        print(f"seed {s}: initial {m} {res['initial'][m]:.4f}  final {res['final'][m]:.4f}  "
+              f"({res['simulation_s']:.1f}s) -> {c.out}/results.json", flush=True)
+    agg = aggregate_runs(runs)
+    from learningchain.sim.provenance import command_line, provenance
+    agg["provenance"] = provenance(agg["config"], {"seeds": list(args.seeds)}, command_line(args))
+    agg["config"]["out"] = str(out)
+    agg["runs"] = {str(s): f"seed-{s}/results.json" for s in args.seeds}
+    m = primary_metric(runs[args.seeds[0]]["final"])
+    n = len(args.seeds)
+    print(f"{cfg.name}: {n} seeds {','.join(map(str, args.seeds))}; mean ± sample std (n - 1) over the seeds")
+    print(f"{'round':>5} {m + ' mean ± std':>22} {'n':>3}")
+    for e in agg["rounds"]:
+        st = e["metrics"][m]
+        print(f"{e['round']:>5} {pm(st):>22} {st['n']:>3}")
+    print(f"final {m} {pm(agg['final'][m])} (n={agg['final'][m]['n']}), initial {pm(agg['initial'][m])}")
+    for name, base in agg["baselines"].items():
+        if base is not None:
+            print(f"  {name:<20} {pm(base[m])}")
+    if "privacy_epsilon" in agg:
+        print(f"  privacy epsilon      {pm(agg['privacy_epsilon'])}")
+    path = write_json(out / "results.json", agg)
+    plot_repeats(out, agg)
+    print(f"{n} seeds in {time.perf_counter() - start:.1f}s; wrote {path}, {out}/metric.png and "
+          f"{out}/seed-<s>/ per seed")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
+    try:
+        _exclusive_seeds(args)
+    except ConfigError as exc:
+        return _fail("experiment", exc)
     from learningchain.learning import aggregation
     from learningchain.sim import experiments
     from learningchain.learning.data import dir_files
@@ -162,12 +233,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     bar = Progress("run", f"experiment {args.kind}")  # on a terminal: a bar on stderr, the rows above it
     try:
         check_data_flags(args)
+        seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
+        args.seed = seeds[0] if args.seeds is None else None
         nodes = args.nodes or (len(dir_files(args.data)[0]) if args.data else 10)
         base = SimConfig(name=f"{args.kind}", nodes=nodes, rounds=args.rounds, dataset=args.dataset or "digits",
                          samples=args.samples, data_dir=args.data,
                          split=args.split or "iid", alpha=0.5 if args.alpha is None else args.alpha,
                          model=args.model, attack=args.attack,
-                         seed=args.seed, byzantine=args.byzantine,
+                         seed=seeds[0], byzantine=args.byzantine,
                          aggregator=args.aggregator or "fedavg")
         out = Path(args.out or f"out/experiment-{args.kind}")
         start = time.perf_counter()
@@ -177,63 +250,112 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 check_rule_fits(rule, nodes, args.max_byzantine, byzantine_flag="--max-byzantine")
         else:  # selection, compression, dp: one rule, sized for --byzantine
             check_rule_fits(base.aggregator, nodes, args.byzantine)
-        if args.kind == "byzantine":
-            print(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
-
-            def show(rule, k, res):
-                m = next(iter(res["final"]))
-                caught = sum(e["attackers_rejected"] for e in res["rounds"])
-                total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
-                bar.write(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}")
-                bar.update()
-            bar.start(len(rules) * (args.max_byzantine + 1))
-            sweep = experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
-        elif args.kind == "selection":
-            from learningchain.learning.selection import POLICIES
-            policies = experiments.parse_list(args.policies, POLICIES, "--policies")
-            print(f"{'policy':<13} {'final':>8} {'energy J':>9} {'saving':>7} {'J to all-1pt':>12}  attackers selected per round")
-
-            def show(policy, row):
-                hit = row["energy_to_target_j"]
-                bar.write(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
-                          f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}")
-                bar.update()
-            bar.start(len({"all", *policies}))
-            sweep = experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
-        elif args.kind == "compression":
-            schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
-            print(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
-
-            def show(scheme, row):
-                bar.write(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
-                          f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}")
-                bar.update()
-            bar.start(len({"none", *schemes}))
-            sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
-            bar.close()
-            for scheme, row in sweep["schemes"].items():
-                print(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
-        else:
-            sigmas = args.sigmas
-            print(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
-
-            def show(sigma, res):
-                m = next(iter(res["final"]))
-                eps = res["rounds"][-1].get("epsilon")
-                bar.write(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}")
-                bar.update()
-            bar.start(len(sigmas))
-            sweep = experiments.dp_sweep(base, sigmas, args.clip, show)
+        sweeps = {}
+        for seed in seeds:
+            if args.seeds is not None:
+                bar.write(f"seed {seed}:")
+            sweeps[seed] = _sweep(args, replace(base, seed=seed), bar, rules if args.kind == "byzantine" else None)
     except (ConfigError, ValueError) as exc:
         bar.close()
         return _fail("experiment", exc)
     bar.close()
     from learningchain.sim.provenance import command_line, flags, provenance
-    sweep["provenance"] = provenance({"flags": flags(args), "base": base.to_dict()}, {"seed": base.seed},
-                                     command_line(args))
-    paths = experiments.write_sweep(out, args.kind, sweep)
+    prov = provenance({"flags": flags(args), "base": base.to_dict()},
+                      {"seed": base.seed} if args.seeds is None else {"seeds": list(seeds)}, command_line(args))
+    if args.seeds is None:
+        sweep = sweeps[seeds[0]]
+        sweep["provenance"] = prov
+        paths = experiments.write_sweep(out, args.kind, sweep)
+    else:
+        from learningchain.sim.repeats import aggregate_sweeps
+        for seed, one in sweeps.items():
+            experiments.write_sweep(out / f"seed-{seed}", args.kind, one)
+        agg = aggregate_sweeps(sweeps)
+        agg["provenance"] = prov
+        _print_sweep_summary(args.kind, agg)
+        paths = experiments.write_sweep(out, args.kind, agg) + [out / f"seed-<s>/{args.kind}.json"]
     print(f"{time.perf_counter() - start:.1f}s; wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _sweep(args: argparse.Namespace, base, bar: Progress, rules) -> dict:
+    """One sweep of ``args.kind`` from ``base``, its rows printed as they come."""
+    from learningchain.sim import experiments
+    if args.kind == "byzantine":
+        bar.write(f"{'aggregator':<14} {'attackers':>9} {'final':>8} {'attackers rejected':>19}")
+
+        def show(rule, k, res):
+            m = next(iter(res["final"]))
+            caught = sum(e["attackers_rejected"] for e in res["rounds"])
+            total = sum(e["attackers_rejected"] + e["attackers_accepted"] for e in res["rounds"])
+            bar.write(f"{rule:<14} {k:>9} {res['final'][m]:>8.4f} {caught:>12}/{total:<6}")
+            bar.update()
+        bar.start(len(rules) * (args.max_byzantine + 1))
+        return experiments.byzantine_sweep(base, rules, args.max_byzantine, show)
+    if args.kind == "selection":
+        from learningchain.learning.selection import POLICIES
+        policies = experiments.parse_list(args.policies, POLICIES, "--policies")
+        bar.write(f"{'policy':<13} {'final':>8} {'energy J':>9} {'saving':>7} {'J to all-1pt':>12}  "
+                  "attackers selected per round")
+
+        def show(policy, row):
+            hit = row["energy_to_target_j"]
+            bar.write(f"{policy:<13} {row['final']:>8.4f} {row['energy_j']:>9.2f} {row['saving']:>7.1%} "
+                      f"{'-' if hit is None else f'{hit:.2f}':>12}  {row['attackers_selected']}")
+            bar.update()
+        bar.start(len({"all", *policies}))
+        return experiments.selection_sweep(base, policies, args.k, {"explore": args.explore}, show)
+    if args.kind == "compression":
+        schemes = experiments.parse_list(args.schemes, ("none", "q8", "topk", "skip"), "--schemes")
+        bar.write(f"{'scheme':<7} {'final':>8} {'tx bytes':>9} {'payload/raw f32':>15} {'energy J':>9} skipped")
+
+        def show(scheme, row):
+            bar.write(f"{scheme:<7} {row['final']:>8.4f} {row['mean_tx_bytes']:>9.0f} "
+                      f"{_fmt(row.get('payload_vs_raw')):>15} {row['energy_j']:>9.2f} {sum(row['skipped'])}")
+            bar.update()
+        bar.start(len({"none", *schemes}))
+        sweep = experiments.compression_sweep(base, schemes, args.topk_fraction, args.skip_threshold, show)
+        for scheme, row in sweep["schemes"].items():
+            bar.write(f"  {scheme}: tx bytes {row['vs_uncompressed_tx']:.3f} x the uncompressed tx")
+        return sweep
+    bar.write(f"{'sigma':>6} {'epsilon':>10} {'final':>8}")
+
+    def show(sigma, res):
+        m = next(iter(res["final"]))
+        eps = res["rounds"][-1].get("epsilon")
+        bar.write(f"{sigma:>6g} {_fmt(eps):>10} {res['final'][m]:>8.4f}")
+        bar.update()
+    bar.start(len(args.sigmas))
+    return experiments.dp_sweep(base, args.sigmas, args.clip, show)
+
+
+def _pm(mean, std) -> str:
+    if not isinstance(mean, (int, float)):
+        return "-"
+    return f"{mean:.4f} ± {'-' if std is None else f'{std:.4f}'}"
+
+
+def _print_sweep_summary(kind: str, agg: dict) -> None:
+    """The points of a repeated sweep: mean ± sample std over the seeds."""
+    n, std = agg["repeats"]["n"], agg["std"]
+    print(f"mean ± sample std (n - 1) over {n} seeds {','.join(map(str, agg['repeats']['seeds']))}:")
+    if kind == "byzantine":
+        print(f"{'aggregator':<14} {'attackers':>9} {'final':>18}")
+        for rule, row in agg["aggregators"].items():
+            for i, k in enumerate(row["byzantine"]):
+                print(f"{rule:<14} {k:>9} {_pm(row['final'][i], std['aggregators'][rule]['final'][i]):>18}")
+    elif kind in ("selection", "compression"):
+        table = agg["policies" if kind == "selection" else "schemes"]
+        print(f"{'scheme' if kind == 'compression' else 'policy':<13} {'final':>18} {'energy J':>18}")
+        for name, row in table.items():
+            d = std["policies" if kind == "selection" else "schemes"][name]
+            print(f"{name:<13} {_pm(row['final'], d['final']):>18} {_pm(row['energy_j'], d['energy_j']):>18}")
+    else:
+        print(f"{'sigma':>6} {'epsilon':>10} {'final':>18}")
+        if agg.get("no_dp") is not None:
+            print(f"{0:>6g} {'inf':>10} {_pm(agg['no_dp'], std.get('no_dp')):>18}")
+        for p, d in zip(agg["points"], std["points"]):
+            print(f"{p['sigma']:>6g} {_fmt(p['epsilon']):>10} {_pm(p['final'], d['final']):>18}")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -326,6 +448,8 @@ def _simulate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dp-noise", choices=("seeded", "os"),
                    help="DP noise: seeded = reproducible experiments, NOT private (default); os = OS entropy")
     p.add_argument("--seed", type=count, help="seed of the data split, keys, training and noise (default 0)")
+    p.add_argument("--seeds", type=_seeds, metavar="LIST",
+                   help="run once per seed (0,1,2 or 0..4) and report mean ± std; not with --seed")
     p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: nodes)")
     p.add_argument("--full-nodes", type=positive_int, help="validating ledgers (default min(nodes, 3))")
     p.add_argument("--selection", choices=("all", "random-k", "top-k", "energy-aware"),
@@ -387,7 +511,10 @@ def _experiment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigmas", type=number_list, default=[0.0, 0.3, 1.0, 3.0],
                    help="dp: comma-separated noise multipliers (default 0,0.3,1,3)")
     p.add_argument("--clip", type=non_negative, default=1.0, help="dp: clip norm C")
-    p.add_argument("--seed", type=count, default=0, help="seed of the data split, keys and training (default 0)")
+    p.add_argument("--seed", type=count, help="seed of the data split, keys and training (default 0)")
+    p.add_argument("--seeds", type=_seeds, metavar="LIST",
+                   help="run every point once per seed (0,1,2 or 0..4): mean ± std per point, error bars; "
+                        "not with --seed")
     p.add_argument("--out", help="output directory (default out/experiment-KIND)")
     p.set_defaults(func=cmd_experiment)
 

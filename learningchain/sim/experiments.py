@@ -192,7 +192,10 @@ def write_sweep(out_dir: str | Path, name: str, sweep: dict) -> list[Path]:
     path = out / f"{name}.json"
     path.write_text(json.dumps(sweep, indent=1) + "\n")
     if name == "selection":
-        return [path, plot_energy(out, sweep["runs"])]
+        note = f", {sweep.get('aggregator')}"
+        if (sweep.get("repeats") or {}).get("seeds"):
+            note += f" (mean ± std over {len(sweep['repeats']['seeds'])} seeds)"
+        return [path, plot_energy(out, sweep["runs"], std=(sweep.get("std") or {}).get("runs"), title=note)]
     if name == "compression":
         return [path]
     if name == "byzantine":

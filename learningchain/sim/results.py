@@ -41,12 +41,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -163,6 +164,17 @@ def write_results(out_dir: str | os.PathLike, results: Mapping) -> Path:
     return path
 
 
+def write_json(path: str | os.PathLike, doc: Any) -> Path:
+    """Strict JSON (inf/NaN as strings) at ``path``, written atomically; for
+    documents that are not one run's results (e.g. the summary of repeats)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def read_results(path: str | os.PathLike) -> dict:
     p = Path(path)
     if p.is_dir():
@@ -201,8 +213,9 @@ def plot_results(out_dir: str | os.PathLike, results: Mapping) -> list[Path]:
     ax.plot([0] + rounds, [results["initial"][metric]] + values, marker="o", label="global model G(r)")
     _baseline_lines(ax, results["baselines"], metric)
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -219,8 +232,10 @@ def plot_results(out_dir: str | os.PathLike, results: Mapping) -> list[Path]:
     ax.bar(rounds, rej_good, bottom=[a + b for a, b in zip(acc, rej_bad)], color="tab:orange",
            label="rejected (honest)")
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("updates")
-    ax.set_title("updates per round, as committed on chain")
+    ax.set_title("updates per round, as committed on chain\n" + title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out / "updates.png")
@@ -229,17 +244,75 @@ def plot_results(out_dir: str | os.PathLike, results: Mapping) -> list[Path]:
     return paths
 
 
-def _title(config: Mapping) -> str:
+def rule_text(rule: Any, params: Mapping | None) -> str:
+    """``krum (f=2, m=1)``: a rule and its parameters, as plot titles show them."""
+    if not params:
+        return str(rule)
+    return f"{rule} ({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def _title(config: Mapping, seeds: Sequence | None = None) -> str:
     parts = [str(config.get(k)) for k in ("dataset", "model") if config.get(k)]
     if config.get("nodes"):
         parts.append(f"{config['nodes']} nodes")
     if config.get("split"):
         parts.append(str(config["split"]))
     if config.get("aggregator"):
-        parts.append(str(config["aggregator"]))
+        parts.append(rule_text(config["aggregator"], config.get("aggregator_params")))
     if config.get("byzantine"):
         parts.append(f"{config['byzantine']} x {config.get('attack')}")
+    if seeds:
+        parts.append(f"mean ± std over {len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
     return ", ".join(parts)
+
+
+def plot_repeats(out_dir: str | os.PathLike, summary: Mapping) -> Path:
+    """``metric.png`` of a repeated run (learningchain/sim/repeats.py
+    :func:`aggregate_runs`): the mean of the primary metric per round with a
+    ±1 sample std band, the baselines' means as horizontal lines."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = primary_metric(summary["final"])
+    points = [(0, summary["initial"][metric])] + [(e["round"], e["metrics"][metric]) for e in summary["rounds"]]
+    points = [(r, st) for r, st in points if st and st.get("mean") is not None]
+    xs = [r for r, _ in points]
+    mean = [st["mean"] for _, st in points]
+    std = [st["std"] or 0.0 for _, st in points]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    n = summary.get("repeats", {}).get("n", 1)
+    ax.plot(xs, mean, marker="o", label=f"global model G(r), mean of {n}")
+    ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                    alpha=0.25, label="± 1 std (sample, n - 1)")
+    means = {k: ({metric: v[metric]["mean"]} if v and v.get(metric) else None)
+             for k, v in (summary.get("baselines") or {}).items()}
+    _baseline_lines(ax, means, metric)
+    ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(_title(summary.get("config", {}), summary.get("repeats", {}).get("seeds")), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "metric.png")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _seeds_note(sweep: Mapping) -> str:
+    seeds = (sweep.get("repeats") or {}).get("seeds")
+    return f" (mean ± std over {len(seeds)} seeds)" if seeds else ""
+
+
+def _line(ax, xs, ys, err, **kw) -> None:
+    """A line, with error bars when ``err`` holds any."""
+    if err is not None and any(e for e in err):
+        ax.errorbar(xs, ys, yerr=[e or 0.0 for e in err], capsize=3, **kw)
+    else:
+        ax.plot(xs, ys, **kw)
 
 
 def plot_byzantine_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> list[Path]:
@@ -256,12 +329,16 @@ def plot_byzantine_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     metric = sweep.get("metric", "accuracy")
     rules = sweep["aggregators"]
+    std_rules = (sweep.get("std") or {}).get("aggregators") or {}
+    note = _seeds_note(sweep)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for rule, data in rules.items():
-        ax.plot(data["byzantine"], data["final"], marker="o", label=rule)
+        _line(ax, data["byzantine"], data["final"], (std_rules.get(rule) or {}).get("final"), marker="o",
+              label=rule_text(rule, data.get("params")))
     ax.set_xlabel(f"attackers ({sweep.get('attack')}) of {sweep.get('nodes')} nodes")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"final {metric}")
-    ax.set_title("final global model against the number of attackers")
+    ax.set_title("final global model against the number of attackers" + note, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -278,11 +355,18 @@ def plot_byzantine_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> list[Pat
         worst = max(per_round, key=int)
         curve = per_round[worst]
         err = [1.0 - v for v in curve] if metric == "accuracy" else curve
-        ax.plot(range(1, len(err) + 1), err, marker=".", label=rule)
+        xs = list(range(1, len(err) + 1))
+        line, = ax.plot(xs, err, marker=".", label=rule_text(rule, data.get("params")))
+        spread = ((std_rules.get(rule) or {}).get("per_round") or {}).get(worst)
+        if spread and any(spread):
+            lo = [max(e - (d or 0.0), 1e-6) for e, d in zip(err, spread)]  # a log axis: keep the band above 0
+            ax.fill_between(xs, lo, [e + (d or 0.0) for e, d in zip(err, spread)], color=line.get_color(),
+                            alpha=0.2)
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test error" if metric == "accuracy" else metric)
     ax.set_yscale("log")
-    ax.set_title(f"error per round with {worst} attacker(s) ({sweep.get('attack')})")
+    ax.set_title(f"error per round with {worst} attacker(s) ({sweep.get('attack')})" + note, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -297,10 +381,14 @@ def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
     ``{"metric", "points": [{"sigma", "epsilon", "final"}], "no_dp": value}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    points = [p for p in sweep["points"] if math.isfinite(p["epsilon"])]
+    std_points = (sweep.get("std") or {}).get("points") or [None] * len(sweep["points"])
+    pairs = [(p, d) for p, d in zip(sweep["points"], std_points)
+             if isinstance(p["epsilon"], (int, float)) and math.isfinite(p["epsilon"])]
+    points = [p for p, _ in pairs]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot([p["epsilon"] for p in points], [p["final"] for p in points], marker="o",
-            label="DP (clip + Gaussian noise)")
+    _line(ax, [p["epsilon"] for p in points], [p["final"] for p in points],
+          [(d or {}).get("final") for _, d in pairs] if sweep.get("std") else None, marker="o",
+          label="DP (clip + Gaussian noise)")
     for p in points:
         ax.annotate(f"σ={p['sigma']:g}", (p["epsilon"], p["final"]), fontsize=7,
                     textcoords="offset points", xytext=(3, 3))
@@ -314,14 +402,10 @@ def plot_dp_sweep(out_dir: str | os.PathLike, sweep: Mapping) -> Path:
                 ha="center", fontsize=9)
     ax.set_xlabel(f"epsilon (delta = {sweep.get('delta', 1e-5):g}) after all rounds")
     ax.set_ylabel(f"final {sweep.get('metric', 'accuracy')}")
-    ax.set_title("privacy against accuracy")
+    ax.set_title(f"privacy against accuracy, clip {sweep.get('clip')}" + _seeds_note(sweep), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "dp.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "dp.png")
 
 
 def cumulative_energy(results: Mapping) -> list[float]:
@@ -333,9 +417,11 @@ def cumulative_energy(results: Mapping) -> list[float]:
     return out
 
 
-def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: str = "energy.png") -> Path:
+def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: str = "energy.png",
+                std: Mapping[str, Mapping] | None = None, title: str = "") -> Path:
     """``energy.png``: primary metric of G(r) against the cumulative estimated
-    energy of the network, one line per run (e.g. per selection policy)."""
+    energy of the network, one line per run (e.g. per selection policy); with
+    ``std`` (runs shaped alike, repeats.mean_std_tree) vertical error bars."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -344,10 +430,15 @@ def plot_energy(out_dir: str | os.PathLike, runs: Mapping[str, Mapping], name: s
         metric = primary_metric(res["final"])
         xs = [0.0] + cumulative_energy(res)
         ys = [res["initial"][metric]] + [e["metrics"][metric] for e in res["rounds"]]
-        ax.plot(xs, ys, marker=".", label=label)
+        spread = None
+        if std and std.get(label):
+            d = std[label]
+            spread = [(d.get("initial") or {}).get(metric)] + [((e or {}).get("metrics") or {}).get(metric)
+                                                               for e in d.get("rounds") or []]
+        _line(ax, xs, ys, spread, marker=".", label=label)
     ax.set_xlabel("cumulative estimated energy (J)")
     ax.set_ylabel(metric)
-    ax.set_title("global model against the energy spent")
+    ax.set_title("global model against the energy spent" + title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

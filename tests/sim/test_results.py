@@ -98,3 +98,36 @@ def test_a_dp_sweep_with_no_noisy_point_still_plots(tmp_path):
     the log-scaled epsilon axis raised `unexpected ValueError` (issue 14)."""
     dp = {"metric": "accuracy", "points": [{"sigma": 0.0, "epsilon": math.inf, "final": 0.93}], "no_dp": 0.93}
     assert _is_png(results.plot_dp_sweep(tmp_path / "dp", dp))
+
+
+def test_titles_carry_the_rule_and_its_parameters():
+    cfg = {"dataset": "digits", "model": "mlp", "nodes": 10, "split": "iid", "aggregator": "krum",
+           "aggregator_params": {"m": 1, "f": 2}}
+    assert results._title(cfg) == "digits, mlp, 10 nodes, iid, krum (f=2, m=1)"
+    assert results._title(cfg, seeds=[0, 1, 2]).endswith("krum (f=2, m=1), mean ± std over 3 seeds")
+    assert results.rule_text("median", {}) == "median"
+
+
+def test_plot_repeats_draws_a_band_png(tmp_path):
+    from learningchain.sim.repeats import aggregate_runs
+    one, two = _doc(), _doc()
+    for e in two["rounds"]:
+        e["metrics"] = {k: v - 0.05 for k, v in e["metrics"].items()}
+    two["baselines"]["centralized"] = None  # one run skipped it: the line is the other's mean
+    summary = aggregate_runs({0: one, 1: two})
+    path = results.plot_repeats(tmp_path, summary)
+    assert path.name == "metric.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_plots_take_a_std_tree(tmp_path):
+    from learningchain.sim.repeats import aggregate_sweeps
+    sweep = lambda d: {"metric": "accuracy", "attack": "sign-flip", "nodes": 5,  # noqa: E731
+                       "aggregators": {"median": {"byzantine": [0, 1], "final": [0.9 - d, 0.8],
+                                                  "per_round": {"0": [0.8, 0.9 - d], "1": [0.7, 0.8]},
+                                                  "params": {}}}}
+    agg = aggregate_sweeps({0: sweep(0.0), 1: sweep(0.1)})
+    paths = results.plot_byzantine_sweep(tmp_path, agg)
+    assert [p.name for p in paths] == ["byzantine.png", "byzantine_rounds.png"]
+    dp = aggregate_sweeps({s: {"metric": "accuracy", "points": [{"sigma": 1.0, "epsilon": 5.0, "final": 0.5 + s / 10}],
+                               "no_dp": 0.9} for s in (0, 1)})
+    assert results.plot_dp_sweep(tmp_path, dp).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
