@@ -7,8 +7,8 @@ back-projection), flattened to one row of ``SIZE * SIZE`` pixels per image.
 
 Scaling: features are standardised with a StandardScaler fitted on the pooled
 training part (``ct-phantoms`` too, per pixel, as digits' pixels are). A real
-deployment cannot see pooled statistics; the shipped partitions stand for data *pre-scaled by the data publisher*, and a user's own
-files are used as given.
+deployment cannot see pooled statistics; the shipped partitions stand for data
+*pre-scaled by the data publisher*, and a user's own files are used as given.
 
 Files (written by :func:`write_partitions`, read by :func:`load_partition`)::
 
