@@ -9,6 +9,7 @@ import pytest
 from learningchain.core.errors import ConfigError
 from learningchain.learning import phantoms
 from learningchain.learning.data import load_dataset, partition
+from learningchain.learning.models import default_spec
 
 
 def digest(X: np.ndarray) -> str:
@@ -60,6 +61,8 @@ def test_bad_parameters_are_config_errors(kwargs):
 def test_dataset_splits_across_nodes():
     ds = load_dataset("ct-phantoms", seed=0, n_samples=240)
     assert ds.n_features == phantoms.SIZE ** 2 and ds.n_classes == 3 and ds.task == "classification"
+    spec = default_spec("ct-phantoms")  # what demo / genesis / simulate build for it
+    assert (spec.kind, spec.n_features, spec.n_outputs) == ("mlp", ds.n_features, ds.n_classes)
     for split in ("iid", "dirichlet", "quantity"):
         parts = partition(ds.X_train, ds.y_train, 4, split, alpha=0.5, seed=0)
         assert sum(len(y) for _, y in parts) == len(ds.y_train)
