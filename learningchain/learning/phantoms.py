@@ -8,9 +8,11 @@ Each image ``i`` of seed ``s`` is drawn from its own generator,
 are asked for (the first 100 of 1,600 are the 100 of 100). An image is:
 
 * a head: a bright skull ellipse (intensity 1.0) around a darker brain
-  (0.2 .. 0.3), with seeded semi-axes, centre and tilt;
+  (0.24 .. 0.26), with seeded semi-axes, centre and tilt (small jitter: the
+  head fills about the same pixels in every image, as a flattened-pixel MLP
+  needs);
 * 3 .. 5 seeded interior ellipses (ventricles and other structures,
-  intensity -0.1 .. +0.1 each, added);
+  intensity -0.06 .. +0.06 each, added);
 * a lesion or none, by the label ``i % 3`` (so the three classes are balanced
   exactly): 0 none; 1 a bright lesion, 2 a dark one: a small ellipse
   (semi-axes 0.12 .. 0.18 of the half-field) at a seeded position inside the
