@@ -386,7 +386,7 @@ def _demo_flags(p) -> None:
                    help="node processes (default 4; with --data: one per node file, and --nodes must match)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=10, help="rounds to run (default 10)")
     p.add_argument("--dataset", help="bundled data set: digits (default), diabetes, "
-                                     "breast-cancer, synthetic-classification, synthetic-regression")
+                                     "breast-cancer, synthetic-classification, synthetic-regression, ct-phantoms")
     p.add_argument("--data", metavar="DIR",
                    help="your own data instead: DIR/node0.npz, node1.npz, ... (arrays X and y, X of any shape; or "
                         "node0_X.npy with node0_y.npy), one per node, and DIR/test.npz; the model is built for its "

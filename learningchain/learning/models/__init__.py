@@ -13,7 +13,8 @@ __all__ = ["Model", "ModelSpec", "KINDS", "TASKS", "build_model", "default_spec"
 _DATASETS = {"digits": ("classification", 64, 10), "breast-cancer": ("classification", 30, 2),
              "diabetes": ("regression", 10, 1),
              "synthetic-classification": ("classification", 20, 2),
-             "synthetic-regression": ("regression", 20, 1)}
+             "synthetic-regression": ("regression", 20, 1),
+             "ct-phantoms": ("classification", 32 * 32, 3)}  # phantoms.SIZE squared, flattened
 
 
 def build_model(spec: ModelSpec) -> Model:
