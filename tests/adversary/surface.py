@@ -104,19 +104,30 @@ def mining_flood(out: Path) -> Outcome:
 
 class Slowloris:
     """``idle`` sockets that never send a byte and ``trickle`` half-sent requests
-    that send one more header byte now and then, kept open: a socket the node
-    closed is opened again (each pass of the keeper thread)."""
+    that send one more header byte now and then, from the attacker's address
+    ``source``; and ``crowd`` more mute sockets spread over ``crowd_sources``
+    (each under the per-address cap, all together over the node's total cap),
+    kept open: a socket the node closed is opened again (each pass of the keeper
+    thread).
 
-    def __init__(self, port: int, idle: int = 200, trickle: int = 40):
-        self.port, self.idle, self.trickle = port, idle, trickle
-        self.socks: list[tuple[socket.socket, bool]] = []
+    The attacker's addresses are 127.0.0.2 and up, never the fresh clients'
+    127.0.0.1: the per-address cap makes an attacker compete with itself, and a
+    client that shares the attacker's address (behind one NAT) is given no
+    guarantee (its fresh connection is as young and mute as the attacker's)."""
+
+    def __init__(self, port: int, idle: int = 200, trickle: int = 40, crowd: int = 0,
+                 source: str = "127.0.0.2", crowd_sources: int = 0):
+        self.port, self.idle, self.trickle, self.crowd = port, idle, trickle, crowd
+        self.plan = [(source, False)] * idle + [(source, True)] * trickle + [
+            (f"127.0.0.{3 + i % crowd_sources}", False) for i in range(crowd)]
+        self.socks: list[tuple[socket.socket, str, bool]] = []
         self.opened = self.reopened = self.failed = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._keep, daemon=True)
 
-    def _open(self, trickle: bool) -> socket.socket | None:
+    def _open(self, source: str, trickle: bool) -> socket.socket | None:
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2, source_address=(source, 0))
             if trickle:
                 s.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             s.setblocking(False)
@@ -136,26 +147,26 @@ class Slowloris:
             return True
 
     def _keep(self) -> None:
-        for i in range(self.idle + self.trickle):
-            s = self._open(i >= self.idle)
+        for source, trickle in self.plan:
+            s = self._open(source, trickle)
             if s is not None:
-                self.socks.append((s, i >= self.idle))
+                self.socks.append((s, source, trickle))
         while not self.stop.wait(0.5):
             kept = []
-            for s, trickle in self.socks:
+            for s, source, trickle in self.socks:
                 if self._closed(s):
                     s.close()
-                    fresh = self._open(trickle)
+                    fresh = self._open(source, trickle)
                     self.reopened += fresh is not None
                     if fresh is not None:
-                        kept.append((fresh, trickle))
+                        kept.append((fresh, source, trickle))
                     continue
                 if trickle:
                     try:
                         s.send(b"X")  # one byte of a header line that never ends
                     except OSError:
                         pass
-                kept.append((s, trickle))
+                kept.append((s, source, trickle))
             self.socks = kept
 
     def __enter__(self) -> "Slowloris":
@@ -165,29 +176,31 @@ class Slowloris:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
-        for s, _ in self.socks:
+        for s, _, _ in self.socks:
             s.close()
 
 
-def _fresh_status(url: str, timeout: float = 5.0) -> float | None:
-    """Seconds a new client (a new TCP connection) waits for /status, None if no answer."""
+def _fresh_status(url: str, timeout: float = 5.0) -> float | str:
+    """Seconds a new client (a new TCP connection) waits for /status, or what went wrong."""
     t0 = time.monotonic()
     try:
         with requests.Session() as s:
-            ok = s.get(url + "/status", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return None
-    return time.monotonic() - t0 if ok else None
+            status = s.get(url + "/status", timeout=timeout).status_code
+    except requests.RequestException as e:
+        return f"{type(e).__name__} after {time.monotonic() - t0:.2f} s"
+    return time.monotonic() - t0 if status == 200 else f"HTTP {status}"
 
 
 @scenario("slowloris")
 def slowloris(out: Path) -> Outcome:
-    """200 idle sockets and 40 half-sent requests held open against a node."""
+    """200 idle sockets and 40 half-sent requests from one address, and 560 mute
+    sockets from 20 more, held open against a node (over its per-address cap of
+    32 and its total cap of 512)."""
     h = honest_network(out, 3)
     hub = h.nodes[0]
     try:
-        with Slowloris(hub.port) as attack:
-            poll(lambda: attack.opened >= attack.idle + attack.trickle, 20)
+        with Slowloris(hub.port, crowd=560, crowd_sources=20) as attack:
+            poll(lambda: attack.opened >= len(attack.plan), 30)
             waits = []
             for _ in range(6):
                 waits.append(_fresh_status(hub.url))
@@ -195,11 +208,13 @@ def slowloris(out: Path) -> Outcome:
             closing = rounds_close(h.nodes)
             waits.append(_fresh_status(hub.url))
             opened, reopened = attack.opened, attack.reopened
-        answered = [w for w in waits if w is not None]
-        ok = len(answered) == len(waits)
+        answered = [w for w in waits if isinstance(w, float)]
+        # the caps must have bitten (the node closed attacker sockets), else nothing was tested
+        ok = len(answered) == len(waits) and reopened > 0
         worst = f"{max(answered):.2f} s" if answered else "-"
-        return Outcome("slowloris", f"{attack.idle} idle sockets + {attack.trickle} half-sent requests "
-                                    f"held open (closed ones reopened) against one node",
+        return Outcome("slowloris", f"{attack.idle} idle sockets + {attack.trickle} half-sent requests from "
+                                    f"127.0.0.2, {attack.crowd} mute sockets from 20 more addresses, held "
+                                    f"open (closed ones reopened) against one node",
                        f"fresh clients answered {len(answered)}/{len(waits)}, slowest {worst}; "
                        f"attacker opened {opened} sockets, {reopened} of them after the node closed one",
                        rounds_kept_closing=closing, one_chain_one_model=agree(h.nodes), ok=ok,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import threading
 import time
 
@@ -50,8 +51,11 @@ class JsonErrorChannel(HTTPChannel):
     #: when the request being read began (None: between requests); see ConnectionGuard
     partial_since: float | None = None
     _partial = None
+    #: the client sent at least one byte (an attacker's idle socket never does)
+    spoke = False
 
     def received(self, data: bytes) -> bool:
+        self.spoke = self.spoke or bool(data)
         done = super().received(data)
         if self.request is None:
             self.partial_since, self._partial = None, None
@@ -71,6 +75,19 @@ class JsonErrorChannel(HTTPChannel):
         stall = getattr(self.server, "stall_seconds", IDLE_SECONDS)
         return bool(self.total_outbufs_len) and time.time() - self.last_activity < stall
 
+    @property
+    def waiting(self) -> bool:
+        """The client's bytes sit in the kernel, not yet read by the event loop:
+        a fresh client whose request arrived while the loop was busy accepting
+        an attacker's sockets. Such a connection is not idle, whatever
+        ``last_activity`` says (it is set by reads). One ``recv(MSG_PEEK)``."""
+        try:
+            return bool(self.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False  # reset or closed: nothing to protect
+
 
 #: connections from one IP address at most (loopback included: tests and the demo
 #: run every node on 127.0.0.1, and a node there holds a few per peer).
@@ -81,6 +98,8 @@ TOTAL_CONNECTIONS = 512
 IDLE_SECONDS = 10
 #: seconds to send a request's header lines once it began (a slowloris trickle).
 HEADER_SECONDS = 10
+#: seconds after which a connection that never sent a byte is evicted first.
+MUTE_SECONDS = 1.0
 #: seconds to send a whole request (headers and body) once it began.
 REQUEST_SECONDS = 30
 
@@ -109,9 +128,13 @@ class ConnectionGuard:
 
     * Over :data:`PER_IP_CONNECTIONS` from the new connection's address, or over
       :data:`TOTAL_CONNECTIONS` in all, the new connection is still accepted and
-      the *oldest idle* one (from that address, or from anywhere) is closed;
-      only when none is idle (all serving a request) is the new one refused. An
-      attacker's sockets thus push out each other, never the fresh client.
+      the *oldest idle* one (from that address, or from anywhere) is closed:
+      first one that has been mute for :data:`MUTE_SECONDS`, else the longest
+      silent. Not idle: serving a request, flushing an answer, or holding bytes
+      the loop has not read yet (a fresh client's request that arrived while
+      the loop was accepting the attacker's sockets). Only when none is idle
+      is the new one refused. An attacker's sockets thus push out each other,
+      not the fresh client.
     * A request must send its header lines within :data:`HEADER_SECONDS` and
       all of itself within :data:`REQUEST_SECONDS` once begun; a connection
       silent between requests is closed after :data:`IDLE_SECONDS`
@@ -140,17 +163,22 @@ class ConnectionGuard:
 
     def _make_room(self, channel) -> None:
         live = [c for c in self.active_channels.values() if c is not channel and not c.will_close]
-        ip = client_group(channel.addr)
-        same = [c for c in live if client_group(c.addr) == ip]
+        ip = channel.group = client_group(channel.addr)
+        same = [c for c in live if getattr(c, "group", None) == ip]
         for pool, cap in ((same, self.per_ip), (live, self.total)):
             if len(pool) < cap:
                 continue
-            idle = [c for c in pool if not c.busy]
-            if not idle:
+            # a socket mute for a second goes first (an honest client speaks at
+            # once), then the longest silent; a fresh one is thus evicted last.
+            # ``waiting`` costs a syscall: asked only of the one about to go
+            now = time.time()
+            order = sorted((c for c in pool if not c.busy),
+                           key=lambda c: (c.spoke or now - c.last_activity < MUTE_SECONDS, c.last_activity))
+            oldest = next((c for c in order if not c.waiting), None)
+            if oldest is None:
                 self.refused_connections += 1
                 channel.handle_close()
                 return
-            oldest = min(idle, key=lambda c: c.last_activity)
             self.evicted_connections += 1
             oldest.handle_close()
             live.remove(oldest)
