@@ -5,8 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test setup bench clean data
+.PHONY: demo test setup torch bench clean data
 
 $(STAMP): requirements.txt requirements-test.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -15,12 +16,19 @@ $(STAMP): requirements.txt requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	touch $(STAMP)
 
+# the optional PyTorch backend: its tests run in make test; make demo does not need it
+$(TORCH_STAMP): $(STAMP) requirements-torch.txt
+	$(PY) -m pip install --quiet -r requirements-torch.txt
+	touch $(TORCH_STAMP)
+
 setup: $(STAMP)
+
+torch: $(TORCH_STAMP)
 
 demo: $(STAMP)
 	$(PY) node.py demo
 
-test: $(STAMP)
+test: $(STAMP) $(TORCH_STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 

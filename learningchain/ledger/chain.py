@@ -35,7 +35,7 @@ import numpy as np
 
 from learningchain.core import errors
 from learningchain.core.errors import ValidationError
-from learningchain.learning.models import build_model
+from learningchain.learning.models import expected_shapes, initial_weights
 from learningchain.ledger import fork_choice
 from learningchain.ledger.block import ZERO_HASH, Block, BlockHeader, commitment_hash_of, make_block
 from learningchain.ledger.block_index import RETAIN_BLOCKS, BlockIndex, Entry
@@ -75,10 +75,10 @@ class Chain:
         if commitment_hash_of(genesis.commitment, genesis.config) != genesis.header.commitment_hash:
             raise ValidationError(errors.BLOCK_BAD_GENESIS, "genesis commitment hash does not match its config")
         check_genesis_header(genesis, self.config)
-        self.model_obj = build_model(self.config.model_spec)
-        self.expected_shapes = self.model_obj.expected_shapes()
+        # shapes and G0 from the spec alone: validating never needs the model's backend (PyTorch)
+        self.expected_shapes = expected_shapes(self.config.model_spec)
         self.verified = verified if verified is not None else VerifiedCache()
-        state = initial_state(self.config, self.model_obj.initial_weights(), genesis.hash)
+        state = initial_state(self.config, initial_weights(self.config.model_spec), genesis.hash)
         self.index = BlockIndex(genesis, state, self.config, block_source=block_source,
                                 model_source=model_source, retain_blocks=retain_blocks)
         self.side = SideBranches(self.index, max_side_blocks, max_side_bytes)

@@ -22,7 +22,7 @@ from learningchain.core.encoding import EncodingError, canonical_json, is_hex
 from learningchain.core.errors import ConfigError
 from learningchain.learning.energy import EnergyProfile, random_profiles
 from learningchain.learning.selection import minimum_selected, parse_selection
-from learningchain.learning.models import ModelSpec, build_model, default_spec
+from learningchain.learning.models import ModelSpec, default_spec, expected_shapes
 from learningchain.ledger.genesis_privacy import SecAggParams, parse_privacy
 
 #: Miner field of every genesis header: the compressed public key of secret 1
@@ -149,7 +149,7 @@ class NetworkConfig:
                               f"intervals ({MAX_FUTURE_BLOCKS} x target_block_ms {self.target_block_ms} = "
                               f"{most} ms); a larger clock allowance lets one block's timestamp move "
                               f"a retarget: lower it to at most {most}")
-        need = min_update_bytes(build_model(self._spec).expected_shapes())
+        need = min_update_bytes(expected_shapes(self._spec))
         if self.max_tx_bytes < need:
             raise ConfigError(f"genesis: max_tx_bytes {self.max_tx_bytes} is below the {need} bytes a plain "
                               f"update of this model needs (without metrics); raise max_tx_bytes to at "
@@ -318,7 +318,7 @@ class NetworkConfig:
         return cls.from_dict(block.config)
 
     def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        return build_model(self._spec).expected_shapes()
+        return expected_shapes(self._spec)
 
 
 def min_update_bytes(shapes: Mapping[str, tuple[str, tuple[int, ...]]]) -> int:

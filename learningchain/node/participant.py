@@ -181,6 +181,9 @@ class Participant:
         if self.X.ndim != 2 or self.X.shape[1] != self.spec.n_features:
             raise ConfigError(f"local data has {self.X.shape[-1] if self.X.ndim else 0} features, "
                               f"the network's model expects {self.spec.n_features}")
+        if self.role.mode == "sample" and self.spec.backend != "numpy":
+            raise ConfigError(f"sample-level DP-SGD (--dp sample) is built for the numpy models only; the "
+                              f"network's model is {self.spec.label}: use --dp node or secure aggregation")
         self.model = build_model(self.spec)
         self.memory: dict = {}  # top-k error feedback: the part of past deltas not yet sent
         self.accountant = self.role.make_accountant()

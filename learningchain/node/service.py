@@ -16,6 +16,7 @@ reports about itself (``/status``) is built in :mod:`learningchain.node.status`;
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import threading
@@ -28,6 +29,7 @@ from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.learning.data import load_partition
 from learningchain.learning.energy import EnergyMeter
 from learningchain.learning.models import build_model
+from learningchain.node import user_models
 from learningchain.ledger.block import Block, BlockHeader
 from learningchain.ledger.compact import plausible_target_limit
 from learningchain.ledger.genesis import NetworkConfig, make_genesis
@@ -113,7 +115,7 @@ class Node:
         self.lock = threading.RLock()
         self.store = Store(self.data_dir)
         self.ledger = Ledger(self.genesis, self.store)
-        self.model = build_model(genesis_config.model_spec)
+        self.model = _build_model(genesis_config.model_spec)
         self.mining = bool(mine)
         self.mine_workers = max(1, int(mine_workers))
         self.refused: Counter[str] = Counter()
@@ -595,3 +597,15 @@ class Node:
         with self.lock:
             self.store.close()
 
+
+
+def _build_model(spec):
+    """The genesis model, its user architecture loaded first; a torch model trains
+    on ``LC_TORCH_THREADS`` threads (default 1: several nodes share the machine's cores)."""
+    user_models.ensure(spec.kind)
+    model = build_model(spec)
+    if spec.backend == "torch":
+        import torch
+        threads = os.environ.get("LC_TORCH_THREADS", "1")
+        torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else 1)
+    return model

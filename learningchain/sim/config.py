@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from learningchain.learning import aggregation, data, energy, selection
 from learningchain.core.encoding import parse_json
 from learningchain.core.errors import ConfigError, LearningChainError
-from learningchain.learning.models import KINDS, ModelSpec, default_spec, spec_for
+from learningchain.learning.models import ModelSpec, backend_of, default_spec, load_torch, spec_for
 from learningchain.node.participant import ATTACKS, Role
 
 _MODEL_OVERRIDES = ("epochs", "batch_size", "lr", "l2", "hidden", "seed")
@@ -36,6 +36,7 @@ class SimConfig:
     data_dir: str | None = None        # a user's node0.npz, node1.npz, ... and test.npz instead of dataset/split
     alpha: float = 0.5
     model: str = "mlp"
+    backend: str | None = None  # None: numpy, except cnn and a module:factory (torch)
     model_params: dict = field(default_factory=dict)  # ModelSpec overrides: epochs, lr, ...
     aggregator: str = "fedavg"
     aggregator_params: dict = field(default_factory=dict)
@@ -99,7 +100,10 @@ class SimConfig:
         else:
             data.check_size(self.dataset, self.nodes, self.samples)  # one line: too small, or not resizable
         need(self.split in data.SPLITS, f"unknown split {self.split!r}; choose one of {', '.join(data.SPLITS)}")
-        need(self.model in KINDS, f"unknown model {self.model!r}; choose one of {', '.join(KINDS)}")
+        try:
+            backend_of(self.model, self.backend)
+        except ConfigError as exc:
+            need(False, str(exc))
         need(self.aggregator in aggregation.RULES,
              f"unknown aggregator {self.aggregator!r}; choose one of {', '.join(aggregation.RULES)}")
         need(self.attack in ATTACKS, f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
@@ -178,14 +182,23 @@ class SimConfig:
         return self.full_nodes or min(self.nodes, 3)
 
     def model_spec(self) -> ModelSpec:
+        from learningchain.node import user_models
+        user_models.ensure(self.model)
         if self.data_dir is not None:  # built for the data's shape and classes, as genesis --data does
             info = data.load_data_dir(self.data_dir).info
-            base = spec_for(info.task, info.n_features, info.n_outputs, self.model, seed=self.seed)
+            base = spec_for(info.task, info.n_features, info.n_outputs, self.model, seed=self.seed,
+                            backend=self.backend)
         else:
-            base = default_spec(self.dataset, self.model, seed=self.seed)
+            base = default_spec(self.dataset, self.model, seed=self.seed, backend=self.backend)
         over = dict(self.model_params)
-        if "hidden" in over:
-            over["hidden"] = tuple(over["hidden"])
+        for name in ("hidden", "input_shape"):
+            if name in over:
+                over[name] = tuple(over[name])
+        if base.backend == "torch" and ({"hidden", "input_shape"} & set(over)):
+            tb = load_torch()  # the architecture changes: its arrays too
+            module = tb.build_module(base.kind, base.n_features, base.n_outputs,
+                                     over.get("hidden", base.hidden), over.get("input_shape", base.input_shape))
+            over["layout"] = tb.module_layout(module)
         try:
             return replace(base, **over)
         except (TypeError, ValueError) as exc:

@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import dpsgd, network
+from learningchain.learning.models import dpsgd, layout, network
 from learningchain.learning.models.spec import ModelSpec
 
 
@@ -28,15 +28,10 @@ class Model:
 
     # --- weights ----------------------------------------------------------
     def initial_weights(self) -> "OrderedDict[str, np.ndarray]":
-        w = network.init_params(self._sizes, self.spec.seed, zero=self.spec.kind != "mlp")
-        return OrderedDict((name, w[name]) for name in sorted(w))
+        return layout.initial_weights(self.spec)
 
     def expected_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        out = {}
-        for i, (fan_in, fan_out) in enumerate(zip(self._sizes[:-1], self._sizes[1:])):
-            out[f"W{i}"] = ("<f4", (fan_in, fan_out))
-            out[f"b{i}"] = ("<f4", (fan_out,))
-        return dict(sorted(out.items()))
+        return layout.expected_shapes(self.spec)
 
     def _params(self, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         shapes = self.expected_shapes()
@@ -122,16 +117,20 @@ class Model:
         """accuracy/precision/recall/f1 (macro, zero_division=0) for classifiers
         (:func:`classification_metrics`), rmse/mae/r2 for regressors (scikit-learn
         metrics)."""
-        pred = self.predict(weights, X)
-        y = np.asarray(y)
-        if self.classification:
-            return classification_metrics(y.astype(np.int64), np.asarray(pred, np.int64))
-        from sklearn import metrics  # here: importing scikit-learn costs a CLI command 0.7 s
-        if not np.isfinite(pred).all():
-            return {"rmse": float("inf"), "mae": float("inf"), "r2": float("-inf")}
-        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
-                "mae": float(metrics.mean_absolute_error(y, pred)),
-                "r2": float(metrics.r2_score(y, pred))}
+        return evaluate_predictions(self.classification, y, self.predict(weights, X))
+
+
+def evaluate_predictions(classification: bool, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The metrics every backend reports for its predictions ``pred`` of ``y``."""
+    y = np.asarray(y)
+    if classification:
+        return classification_metrics(y.astype(np.int64), np.asarray(pred, np.int64))
+    from sklearn import metrics  # here: importing scikit-learn costs a CLI command 0.7 s
+    if not np.isfinite(pred).all():
+        return {"rmse": float("inf"), "mae": float("inf"), "r2": float("-inf")}
+    return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
+            "mae": float(metrics.mean_absolute_error(y, pred)),
+            "r2": float(metrics.r2_score(y, pred))}
 
 
 def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
