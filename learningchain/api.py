@@ -177,10 +177,17 @@ class Network:
         atexit.register(self.stop)
 
     @classmethod
-    def local(cls, n: int = 4, rounds: int | None = None, dataset: str = "digits", *, aggregator: str = "fedavg",
-              byzantine: int = 0, attack: str | None = None, miners: int | None = None,
+    def local(cls, n: int | None = None, rounds: int | None = None, dataset: str = "digits", *,
+              data: str | Path | None = None, model: str = "mlp", backend: str | None = None,
+              aggregator: str = "fedavg", byzantine: int = 0, attack: str | None = None, miners: int | None = None,
               block_ms: int | None = None, out: str | Path | None = None, extra: Iterable[str] = ()) -> "Network":
-        """Start ``n`` nodes and return once each answers on its port as itself.
+        """Start ``n`` nodes (default 4) and return once each answers on its port as itself.
+
+        ``data``: your own directory instead of ``dataset`` (``node0.npz`` ...
+        one per node, so ``n`` follows from it, and ``test.npz``, on which every
+        node measures the global model), as ``demo --data DIR``. ``model`` /
+        ``backend``: as ``--model`` / ``--backend`` (``"cnn"``, a torch ``"mlp"``,
+        or your own ``"package.module:factory"``).
 
         ``rounds``: the nodes learn and mine until round ``rounds`` closes, then
         rest (``--rest-after-round``: they keep serving); None: until stopped.
@@ -193,15 +200,30 @@ class Network:
         from learningchain.cli import argtypes
         from learningchain.cli.demo import make_config, partitions_for, start_network, write_genesis
         from learningchain.cli.processes import Network as Processes
-        from learningchain.learning.data import DATASETS
+        from learningchain.learning.data import DATASETS, load_data_dir, no_test_line
+        from learningchain.learning.models import default_spec, spec_for
         from learningchain.ledger.genesis import permissioned
+        from learningchain.node import user_models
         from learningchain.node.keyfile import load_or_create_key
+        user_models.ensure(model)
+        user = None
+        if data is not None:
+            user = load_data_dir(data)
+            if n is not None and n != len(user.files):
+                raise ConfigError(f"n={n} does not match the {len(user.files)} node files in {data}: leave n out")
+            if user.test is None:
+                raise ConfigError(f"{no_test_line(data)}: add test.npz (arrays X and y) to {data}")
+            n, info = len(user.files), user.info
+            spec = spec_for(info.task, info.n_features, info.n_outputs, model, backend=backend)
+        else:
+            n = 4 if n is None else n
+            if dataset not in DATASETS:
+                raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+            spec = default_spec(dataset, model, backend=backend)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"n must be a positive integer, got {n!r}")
         if rounds is not None and (not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1):
             raise ConfigError(f"rounds must be a positive integer or None, got {rounds!r}")
-        if dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         if not 0 <= byzantine < n or (byzantine and not attack):
             raise ConfigError(f"byzantine must be in [0, {n - 1}] (at least one honest node mines), with an attack")
         miners = miners or max(1, min(2, n - byzantine))
@@ -213,12 +235,15 @@ class Network:
         procs = Processes(root)
         net = cls(procs, root, rounds, owned)
         try:
-            part_dir = partitions_for(dataset, n, root)
-            config = make_config(n, dataset, aggregator, byzantine, block_ms=block_ms)
+            part_dir = Path(data).resolve() if user else partitions_for(dataset, n, root)
+            config = make_config(n, dataset, aggregator, byzantine, block_ms=block_ms, spec=spec)
             keys = [load_or_create_key(root / "nodes" / f"node{i}").public_hex for i in range(n)]
             genesis = write_genesis(permissioned(config, keys), root / "genesis.json")
             flags = tuple(extra) + (("--rest-after-round", str(rounds)) if rounds else ())
-            start_network(procs, n, part_dir, genesis, byzantine, attack, miners=miners, extra=flags)
+            if user:
+                flags += ("--test", str(user.test_file.resolve()))
+            start_network(procs, n, part_dir, genesis, byzantine, attack, miners=miners, extra=flags,
+                          files=[f.resolve() for f in user.files] if user else None)
         except BaseException:
             net.stop()  # every process started so far, and a temporary directory
             raise

@@ -111,6 +111,33 @@ def probability(text: str) -> float:
 DP_FLAGS = ("dp_mode", "dp_epsilon", "dp_delta", "dp_sigma", "dp_clip", "dp_sample_rate")
 
 
+#: ``--model``'s built-in choices; anything of the form package.module:factory is a user's torch module
+MODEL_NAMES = ("mlp", "softmax", "linear", "cnn")
+
+
+def model_kind(text: str) -> str:
+    """``--model``: a built-in model or a user's ``package.module:factory``
+    (checked in full, with its backend, when the model is built)."""
+    if text in MODEL_NAMES:
+        return text
+    module, sep, attr = text.partition(":")
+    if sep and module and attr and all(part.isidentifier() for part in (*module.split("."), attr)):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown model {text!r}: choose one of {', '.join(MODEL_NAMES)} "
+                                     f"or your own torch module as package.module:factory")
+
+
+def add_model_flags(p: argparse.ArgumentParser, default: str | None = "mlp") -> None:
+    """``--model`` and ``--backend``, the same on every command that builds a model."""
+    p.add_argument("--model", type=model_kind, default=default, metavar="MODEL",
+                   help="mlp (default), softmax, linear (NumPy); cnn (PyTorch); or your own PyTorch module "
+                        "as package.module:factory (a function returning a torch.nn.Module, importable from "
+                        "the working directory)")
+    p.add_argument("--backend", choices=("numpy", "torch"),
+                   help="the backend of --model mlp (default numpy); cnn and module:factory are torch "
+                        "(the optional extra: pip install -r requirements-torch.txt)")
+
+
 def add_dp_flags(p: argparse.ArgumentParser, defaults: bool = True, sigma: bool = True) -> None:
     """--dp-mode/--dp-epsilon/--dp-delta/--dp-clip/--dp-sample-rate (and --dp-sigma).
     ``defaults=False`` leaves them None (simulate: a config file may set them)."""

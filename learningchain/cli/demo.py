@@ -108,7 +108,7 @@ def user_data(args: argparse.Namespace):
                           f"test.npz (arrays X and y) to {args.data}")
     args.nodes = len(user.files)
     i = user.info
-    return user, spec_for(i.task, i.n_features, i.n_outputs, "mlp")
+    return user, spec_for(i.task, i.n_features, i.n_outputs, args.model, backend=args.backend)
 
 
 def make_config(n: int, dataset: str, aggregator: str, byzantine: int, round_timeout: int | None = None,
@@ -228,6 +228,8 @@ def _dp_role(args: argparse.Namespace):
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from learningchain.node import user_models
+    user_models.ensure(args.model)  # a user's torch module: loaded (or refused) before anything starts
     user = user_data(args)  # --data DIR: read and checked before anything starts
     if args.nodes is None:
         args.nodes = 4
@@ -249,6 +251,9 @@ def _run_demo(args: argparse.Namespace, user=None) -> int:
     # everything that can refuse the arguments (an unknown dataset, a rule the quorum
     # cannot run) first: a failed demo must not delete the previous run's chains and logs
     user, spec = user or (None, None)
+    if spec is None:
+        from learningchain.learning.models import default_spec
+        spec = default_spec(args.dataset or "digits", args.model, backend=args.backend)
     part_dir = Path(args.data).resolve() if user else partitions_for(args.dataset, args.nodes, out)
     config = make_config(args.nodes, args.dataset, args.aggregator, args.byzantine,
                          block_ms=getattr(args, "block_ms", None), spec=spec)
@@ -278,7 +283,7 @@ def _run_demo(args: argparse.Namespace, user=None) -> int:
         extra += ("--test", str(user.test_file.resolve()))
     if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14
         extra += ("--rest-after-round", str(args.rounds + args.keep_rounds))
-    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.data if user else args.dataset}, "
+    print(f"LearningChain demo: {args.nodes} nodes, {args.rounds} rounds, {args.data if user else args.dataset}, {config.model_spec.label}, "
           f"{config.rule}{f', {args.byzantine} x {args.attack}' if args.byzantine else ''}"
           f"{f', {args.compression} updates' if args.compression else ''}"
           f"{_sa_label(config)}; "
@@ -340,6 +345,7 @@ def _run_demo(args: argparse.Namespace, user=None) -> int:
     initial, base = baselines.result()
     results = {"config": {"mode": "live", "dataset": None if user else args.dataset,
                           "data_dir": str(part_dir) if user else None, "model": config.model_spec.kind,
+                          "backend": config.model_spec.backend,
                           "nodes": args.nodes, "split": "iid", "rounds": args.rounds,
                           "aggregator": config.rule, "params": config.params,
                           "byzantine": args.byzantine, "attack": args.attack,
@@ -391,6 +397,7 @@ def _demo_flags(p) -> None:
                    help="your own data instead: DIR/node0.npz, node1.npz, ... (arrays X and y, X of any shape; or "
                         "node0_X.npy with node0_y.npy), one per node, and DIR/test.npz; the model is built for its "
                         "features and classes as genesis --data does")
+    argtypes.add_model_flags(p)
     p.add_argument("--aggregator", choices=sorted(RULES), default="fedavg",
                    help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
     p.add_argument("--byzantine", type=argtypes.count, default=0,

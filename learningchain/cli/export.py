@@ -1,5 +1,8 @@
 """``node.py model --export FILE``: the node's current global model as a
-``.npz`` that ``np.load(FILE, allow_pickle=False)`` reads back.
+``.npz`` that ``np.load(FILE, allow_pickle=False)`` reads back, or (a torch
+network's model) a ``.pt`` checkpoint ``{"state_dict", "round", "digest"}``
+that ``torch.load(FILE, weights_only=True)`` reads back, its ``state_dict``
+ready for the module's ``load_state_dict``.
 
 The file holds every named array of the model as float32 under its own name,
 plus ``__round__`` (a 0-d int64) and ``__digest__`` (a 0-d unicode string, the
@@ -31,8 +34,9 @@ def check_target(path: str, force: bool) -> Path:
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"--export {p} is a directory: name a file, e.g. {p / 'model.npz'}")
-    if p.suffix != ".npz":
-        raise ConfigError(f"--export {p}: the file must end in .npz, e.g. {p.with_suffix('.npz')}")
+    if p.suffix not in (".npz", ".pt"):
+        raise ConfigError(f"--export {p}: the file must end in .npz (numpy arrays) or .pt (a PyTorch "
+                          f"state_dict), e.g. {p.with_suffix('.npz')}")
     if not p.absolute().parent.is_dir():
         raise ConfigError(f"--export {p}: directory {p.absolute().parent} does not exist")
     if p.exists() and not force:
@@ -64,7 +68,11 @@ def export_model(doc: Any, path: str, force: bool = False) -> str:
         raise ExportError(f"the model has an array named {clash[0]}, reserved for the export's metadata")
     arrays = {name: np.asarray(arr, dtype=np.float32) for name, arr in weights.items()}
     params = sum(int(a.size) for a in arrays.values())
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.npz")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
+    if target.suffix == ".pt":
+        _write_pt(tmp, arrays, r, digest)
+        os.replace(tmp, target)
+        return f"wrote {target}: round {r}, digest {digest}, {len(arrays)} tensors, {params} parameters"
     try:
         entries = {**arrays, "__round__": np.array(r, dtype=np.int64), "__digest__": np.array(digest)}
         # np.savez's layout (a zip of NAME.npy), written entry by entry: an array may be named
@@ -77,3 +85,17 @@ def export_model(doc: Any, path: str, force: bool = False) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return f"wrote {target}: round {r}, digest {digest}, {len(arrays)} arrays, {params} parameters"
+
+
+def _write_pt(tmp: Path, arrays: dict, r: int, digest: str) -> None:
+    """The ``.pt`` checkpoint: tensors only under ``state_dict`` (what
+    ``weights_only=True`` loads), the round and digest beside it."""
+    from learningchain.learning.models import load_torch
+    load_torch()  # a ConfigError naming the extra when PyTorch is missing
+    import torch
+    state = {name: torch.from_numpy(arr.copy()) for name, arr in arrays.items()}
+    try:
+        torch.save({"state_dict": state, "round": r, "digest": digest}, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -525,8 +525,9 @@ def register(sub) -> None:
             p.add_argument("txid", help="transaction id")
         elif name == "model":
             p.add_argument("--export", metavar="FILE",
-                           help="write the global model to FILE.npz: each named array as float32, plus "
-                                "__round__ and __digest__ (its digest checked against the node's first)")
+                           help="write the global model to FILE.npz (each named array as float32, plus "
+                                "__round__ and __digest__) or FILE.pt (a PyTorch checkpoint: state_dict, round, "
+                                "digest); the digest is checked against the node's first")
             p.add_argument("--force", action="store_true", help="with --export: overwrite FILE")
         elif name == "round":
             p.add_argument("round", nargs="?", type=int, help="round number (default: list all)")

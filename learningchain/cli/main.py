@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learningchain.cli import argtypes
-from learningchain.cli.argtypes import add_dp_flags, fraction, non_negative, port, positive_int
+from learningchain.cli.argtypes import add_dp_flags, add_model_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
 PROG = "node.py"
@@ -231,19 +231,23 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     # in this command's flags, before genesis refuses it in its own terms
     argtypes.check_rule_fits(args.aggregator, args.nodes, quorum=args.quorum, explicit=params,
                              byzantine_flag=None, params_flag="--params")
+    from learningchain.learning.models import default_spec, spec_for
+    from learningchain.node import user_models
+    user_models.ensure(args.model)
     spec, described = None, ""
     if args.data:
         from learningchain.learning.data import describe_file
-        from learningchain.learning.models import spec_for
         if args.dataset:
             raise ConfigError("pass either --dataset NAME (a bundled set) or --data FILE, not both")
         info = describe_file(args.data, args.task)
-        spec = spec_for(info.task, info.n_features, info.n_outputs, args.model)
-        described = (f"; model {spec.kind} for {info.task}, {info.n_features} features"
+        spec = spec_for(info.task, info.n_features, info.n_outputs, args.model, backend=args.backend)
+        described = (f"; model {spec.label} for {info.task}, {info.n_features} features"
                      + (f", {info.n_outputs} classes" if info.task == "classification" else "")
                      + f" (from {info.n_samples} samples in {args.data})")
     elif args.task:
         raise ConfigError("--task applies to --data FILE only (a bundled --dataset fixes its task)")
+    else:
+        spec = default_spec(args.dataset or "digits", args.model, backend=args.backend)
     config = default_config(args.nodes, network=args.network, dataset=args.dataset or "digits",
                             kind=args.model, rule=args.aggregator, params=params, quorum=args.quorum,
                             round_timeout=args.round_timeout, target_block_ms=args.block_ms, spec=spec)
@@ -389,8 +393,7 @@ def _genesis_flags(p) -> None:
                    help="aggregation rule every node applies (default fedavg; docs/learning.md)")
     p.add_argument("--params", help='aggregation parameters as JSON, e.g. \'{"f": 1}\' (default: the '
                                     "rule's defaults for the quorum)")
-    p.add_argument("--model", choices=("mlp", "softmax", "linear"), default="mlp",
-                   help="model kind (default mlp)")
+    add_model_flags(p)
     p.add_argument("--quorum", type=positive_int, help="updates that close a round (default: --nodes)")
     p.add_argument("--round-timeout", type=positive_int, default=20, help="blocks before a round closes anyway")
     p.add_argument("--block-ms", type=positive_int, default=500, help="target block interval in ms")

@@ -153,7 +153,10 @@ class Network:
         """(Re)start the process of ``node``, appending to its log. A signal while
         the process starts is held until ``node.popen`` holds it, then delivered:
         a KeyboardInterrupt between the two would leave a node nobody stops."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # the node runs in the repository; the caller's working directory stays importable, so a
+        # genesis naming the user's own torch module (package.module:factory) loads in the node too
+        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         with open(node.log_path, "ab") as log, deferred_signals(message=None) as held:
             node.popen = subprocess.Popen([self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
                                           stdout=log, stderr=subprocess.STDOUT, env=env,

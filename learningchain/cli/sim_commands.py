@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.cli.argtypes import (add_dp_flags, check_rule_fits, count, later, non_negative, number_list,
+from learningchain.cli.argtypes import (add_dp_flags, add_model_flags, check_rule_fits, count, later, non_negative, number_list,
                                         positive_int)
 from learningchain.cli.progress import Progress
 from learningchain.core.errors import ConfigError
@@ -37,7 +37,7 @@ def _fail(command: str, exc: Exception) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict:
     keys = {"nodes": "nodes", "rounds": "rounds", "dataset": "dataset", "samples": "samples", "split": "split", "alpha": "alpha",
-            "model": "model", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
+            "model": "model", "backend": "backend", "aggregator": "aggregator", "byzantine": "byzantine", "attack": "attack",
             "dp_sigma": "dp_sigma", "dp_clip": "dp_clip", "dp_delta": "dp_delta", "dp_noise": "dp_noise",
             "dp_mode": "dp_mode", "dp_epsilon": "dp_epsilon", "dp_sample_rate": "dp_sample_rate",
             "seed": "seed", "quorum": "quorum",
@@ -239,7 +239,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         base = SimConfig(name=f"{args.kind}", nodes=nodes, rounds=args.rounds, dataset=args.dataset or "digits",
                          samples=args.samples, data_dir=args.data,
                          split=args.split or "iid", alpha=0.5 if args.alpha is None else args.alpha,
-                         model=args.model, attack=args.attack,
+                         model=args.model, backend=args.backend, attack=args.attack,
                          seed=seeds[0], byzantine=args.byzantine,
                          aggregator=args.aggregator or "fedavg")
         out = Path(args.out or f"out/experiment-{args.kind}")
@@ -427,7 +427,6 @@ def register(subparsers) -> None:
 def _simulate_flags(p: argparse.ArgumentParser) -> None:
     from learningchain.learning import aggregation, data
     from learningchain.learning.attacks import ATTACKS
-    from learningchain.learning.models import KINDS
     p.add_argument("--config", help="configs/NAME.json (flags override it)")
     p.add_argument("--nodes", type=positive_int, help="participants, one update each per round (with --data: "
                                                       "its node files, and --nodes must match)")
@@ -437,7 +436,7 @@ def _simulate_flags(p: argparse.ArgumentParser) -> None:
     add_samples_flag(p)
     p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
     p.add_argument("--alpha", type=non_negative, help="Dirichlet concentration (smaller: more skew)")
-    p.add_argument("--model", choices=KINDS, help="model kind (default mlp)")
+    add_model_flags(p, default=None)
     p.add_argument("--aggregator", choices=aggregation.RULES,
                    help="aggregation rule (default fedavg); robust rules are sized for --byzantine")
     p.add_argument("--agg-param", action="append", metavar="NAME=VALUE",
@@ -478,7 +477,6 @@ def _simulate_flags(p: argparse.ArgumentParser) -> None:
 def _experiment_flags(p: argparse.ArgumentParser) -> None:
     from learningchain.learning import aggregation, data
     from learningchain.learning.attacks import ATTACKS
-    from learningchain.learning.models import KINDS
     p.add_argument("kind", choices=("byzantine", "dp", "selection", "compression"),
                    help="byzantine: each rule of --aggregators against 0..--max-byzantine attackers; dp: each "
                         "noise multiplier of --sigmas; selection: each policy of --policies; compression: "
@@ -492,7 +490,7 @@ def _experiment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=data.SPLITS, help="how the data is spread over the nodes (default iid)")
     p.add_argument("--alpha", type=non_negative,
                    help="Dirichlet concentration of --split dirichlet or quantity (default 0.5; smaller: more skew)")
-    p.add_argument("--model", choices=KINDS, default="mlp", help="model kind (default mlp)")
+    add_model_flags(p)
     p.add_argument("--attack", choices=ATTACKS, default="sign-flip", help="what attackers do (default sign-flip)")
     p.add_argument("--aggregators", default=",".join(("fedavg", "median", "trimmed-mean", "krum")),
                    help="byzantine: comma-separated rules (default fedavg,median,trimmed-mean,krum)")

@@ -57,7 +57,7 @@ def test_an_existing_file_needs_force_and_bad_paths_are_one_line(network, tmp_pa
     assert main(["model", "--export", str(out), "--force", "--node", a.url]) == 0
     assert np.load(out, allow_pickle=False)["__digest__"] == a.node.chain.tip_state.model_digest
     for bad, says in [(tmp_path / "no" / "such" / "m.npz", "does not exist"), (tmp_path, "is a directory"),
-                      (tmp_path / "m.txt", "must end in .npz")]:
+                      (tmp_path / "m.txt", "must end in .npz (numpy arrays) or .pt")]:
         assert main(["model", "--export", str(bad), "--node", a.url]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and says in err and "Traceback" not in err
@@ -83,3 +83,20 @@ def test_an_unreachable_node_is_exit_1_and_model_without_export_imports_no_numpy
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert done.stdout.split() == ["1", "False"], done.stdout + done.stderr
     assert main(["model", "--export", str(tmp_path / "m.npz"), "--node", "http://127.0.0.1:9"]) == 1
+
+
+def test_a_pt_export_loads_into_the_torch_module_bit_for_bit(tmp_path):
+    import torch
+
+    from learningchain.learning.models import build_model, default_spec
+    model = build_model(default_spec("ct-phantoms", "cnn"))
+    weights = model.initial_weights()
+    digest = weights_digest(weights)
+    line = export_model({"round": 4, "digest": digest, "weights": encode_weights(weights)}, str(tmp_path / "m.pt"))
+    assert line.startswith(f"wrote {tmp_path / 'm.pt'}: round 4, digest {digest}, {len(weights)} tensors")
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)  # no pickle of code: tensors and plain values
+    assert ckpt["round"] == 4 and ckpt["digest"] == digest
+    model.module.load_state_dict(ckpt["state_dict"])  # strict: every array of the module, no other
+    for name, arr in weights.items():
+        assert model.module.state_dict()[name].numpy().tobytes() == arr.tobytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary left behind

@@ -42,3 +42,34 @@ def test_bad_arguments_start_no_process(tmp_path):
     with pytest.raises(ConfigError, match="krum.*needs at least"):
         lc.Network.local(n=3, aggregator="krum", byzantine=1, attack="sign-flip", out=tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_your_own_torch_module_and_data_dir_run_on_a_real_network(tmp_path, monkeypatch):
+    """Bring your own model and data: a torch module named package.module:factory in
+    the working directory, and a data directory, on two real node processes."""
+    import numpy as np
+
+    from learningchain.learning import data
+    (tmp_path / "mynet.py").write_text(
+        "from torch import nn\n"
+        "def make(n_features, n_outputs):\n"
+        "    return nn.Sequential(nn.Linear(n_features, 16), nn.ReLU(), nn.Linear(16, n_outputs))\n")
+    ds = data.load_dataset("digits")
+    own = tmp_path / "own"
+    own.mkdir()
+    for i, (X, y) in enumerate(data.partition(ds.X_train, ds.y_train, 2, "iid")):
+        np.savez(own / f"node{i}.npz", X=X, y=y)
+    np.savez(own / "test.npz", X=ds.X_test, y=ds.y_test)
+    monkeypatch.chdir(tmp_path)  # where the user's module lives: the nodes import it from here too
+    with lc.Network.local(data=own, model="mynet:make", rounds=1, out=tmp_path / "net") as net:
+        assert len(net.urls) == 2  # one node per file
+        done = net.wait_round(1, timeout=90, i=0)
+        assert done["status"] == "closed" and len(done["accepted"]) == 2
+        assert done["metrics"]["accuracy"] > 0.5  # measured on own/test.npz, from G0 at chance
+        model = net.model(1)
+        assert sorted(model["weights"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+        assert model["weights"]["0.weight"].shape == (16, 64)
+        assert net.wait_round(1, timeout=30, i=1)["model_digest"] == done["model_digest"]
+    with pytest.raises(ConfigError, match="cannot import nosuchmodule"):
+        lc.Network.local(model="nosuchmodule:make", out=tmp_path / "z")
+    assert not (tmp_path / "z").exists()
