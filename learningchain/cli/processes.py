@@ -102,10 +102,14 @@ class NodeProc:
     args: list[str]
     pubkey: str = ""
     popen: subprocess.Popen | None = None
+    #: the address it listens on (``--host``), and a command prefix it runs under, e.g.
+    #: ``("ip", "netns", "exec", NS)``: a host of its own (tests/netns_hosts.py)
+    host: str = "127.0.0.1"
+    wrap: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
@@ -127,11 +131,11 @@ class Network:
 
     def start(self, index: int, *, port: int | None = None, peers=(), dataset=None, genesis=None,
               mine: bool = False, workers: int = 1, attack: str | None = None,
-              data_dir: Path | None = None, extra=()) -> NodeProc:
+              data_dir: Path | None = None, extra=(), host: str | None = None, wrap=()) -> NodeProc:
         port = port or free_port()
         data_dir = Path(data_dir or self.out / "nodes" / f"node{index}")
         data_dir.mkdir(parents=True, exist_ok=True)
-        args = ["run", "--data-dir", str(data_dir), "--port", str(port)]
+        args = ["run", "--data-dir", str(data_dir), "--port", str(port)] + (["--host", host] if host else [])
         if peers:
             args += ["--peers", ",".join(peers)]
         if dataset:
@@ -144,7 +148,8 @@ class Network:
             args += ["--attack", attack]
         from learningchain.node.keyfile import load_or_create_key
         pubkey = load_or_create_key(data_dir).public_hex  # so we know who must answer on the port
-        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey)
+        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey,
+                        host=host or "127.0.0.1", wrap=tuple(wrap))
         self.nodes.append(node)
         self.launch(node)
         return node
@@ -158,7 +163,7 @@ class Network:
         path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         with open(node.log_path, "ab") as log, deferred_signals(message=None) as held:
-            node.popen = subprocess.Popen([self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
+            node.popen = subprocess.Popen([*node.wrap, self.python, str(NODE_PY), *node.args], cwd=str(ROOT),
                                           stdout=log, stderr=subprocess.STDOUT, env=env,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         for signum in held:  # to the handler in force again, now that the node can be stopped

@@ -1,0 +1,128 @@
+"""Five real hosts on one machine (network namespaces, tests/netns_hosts.py), one
+``node.py run`` per host bound to its own address, links shaped with ``tc tbf``
+and given 50 ms one-way delay and 1 % segment loss by the hosts' link proxies:
+the network converges round after round; the trunk between hosts 0-2 and
+hosts 3-4 is cut for rounds and healed, and the majority's accepted updates all
+end up in every node's chain; a host goes down (its node killed, its cable out)
+and comes back, and its node catches up.
+
+One network for the module (one xdist group: it starts once, about 10 s),
+the tests in order. Needs root and iproute2 (``.ci/run`` installs iproute2): a
+failure with what is missing, never a skip. Timing figures (time to converge
+after healing, round time against loopback) are in bench/multihost.py; the
+deadlines here are generous.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from learningchain.cli.demo_rounds import check_agreement
+from learningchain.cli.processes import Network, get, wait_for, wait_ready
+from tests.netns_hosts import Hosts, available, network_files, start_nodes
+from tests.netutil import converged, main_chain_txs, status, verify
+
+pytestmark = pytest.mark.xdist_group("netns")
+
+N, MINORITY = 5, 2
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    why = available()
+    if why:
+        pytest.fail(f"{why}: run the suite as root with iproute2 installed (.ci/run does)", pytrace=False)
+    out = tmp_path_factory.mktemp("multihost")
+    # quorum 3 of 5: the majority side of a partition closes rounds without waiting for a timeout
+    files, genesis, config = network_files(out, N, quorum=3)
+    with Hosts(N, out, minority=MINORITY, delay_ms=50, loss=0.01, rate="20mbit") as hosts, Network(out) as net:
+        start_nodes(net, hosts, files, genesis, miners=2)  # hosts 0 and 1 mine: both on the majority side
+        yield hosts, net, config
+        net.stop_all()
+
+
+def round_of(node) -> int:
+    return int(status(node).get("round", 0))
+
+
+def wait_rounds(net, node, k: int) -> int:
+    """Until ``node`` has closed ``k`` more rounds; the last closed round."""
+    target = round_of(node) + k
+    wait_for(lambda: round_of(node) >= target, DEADLINE, f"{node.name} to reach round {target}", net)
+    return target - 1
+
+
+def test_hosts_converge_round_after_round(mesh):
+    hosts, net, _ = mesh
+    nodes = net.nodes
+    for i, n in enumerate(nodes):  # each node serves on its own host's address
+        assert n.url == hosts.url(i) and status(n)["pubkey"] == n.pubkey
+    for _ in range(3):
+        r = wait_rounds(net, nodes[0], 1)
+        digest, _tips = check_agreement(net, r, timeout=DEADLINE)
+        assert digest and all(get(n.url, f"/rounds/{r}")["model_digest"] == digest for n in nodes)
+    # the nodes found each other by their host addresses, and their traffic went through the link proxies
+    for n in nodes:
+        urls = {p["url"] for p in get(n.url, "/peers")["peers"]}
+        assert urls and urls <= {hosts.url(i) for i in range(N)} - {n.url}
+    wait_for(lambda: hosts.proxy_stats().get("bytes", 0) > 0, DEADLINE, "the proxies' counters", net)
+    stats = hosts.proxy_stats()
+    assert stats["connections"] > 0 and stats["chunks"] > 0
+
+
+def test_partition_two_from_three_heals_and_loses_no_accepted_update(mesh):
+    hosts, net, config = mesh
+    nodes = net.nodes
+    majority, minority = nodes[:N - MINORITY], nodes[N - MINORITY:]
+    wait_for(lambda: converged(nodes), DEADLINE, "the network to converge before the cut", net, interval=0.1)
+    hosts.cut()
+    try:
+        cut_round = round_of(nodes[0])
+        last = wait_rounds(net, nodes[0], 3)  # the majority (quorum 3) goes on alone
+        wait_for(lambda: converged(majority), DEADLINE, "the majority to agree", net, interval=0.1)
+        # the minority (no miner) is stuck where the cut left it
+        assert all(round_of(n) <= cut_round + 1 for n in minority)
+        accepted = {}
+        for r in range(cut_round, last + 1):
+            doc = get(nodes[0].url, f"/rounds/{r}") or {}
+            if doc.get("status") == "closed":
+                accepted[r] = doc.get("accepted", [])
+        assert sum(len(v) for v in accepted.values()) >= config.quorum * 2, accepted
+        on_majority = main_chain_txs(nodes[0].url)
+    finally:
+        hosts.heal()
+    t0 = time.monotonic()
+    wait_for(lambda: converged(nodes), DEADLINE, "the network to converge after healing", net, interval=0.1)
+    print(f"converged {time.monotonic() - t0:.1f} s after healing")
+    ids = {i for ids in accepted.values() for i in ids}
+    assert ids <= set(on_majority)
+    for n in nodes:  # every update the majority accepted is on every node's main chain
+        chain = main_chain_txs(n.url)
+        assert set(on_majority) <= set(chain), n.name
+    assert round_of(minority[0]) > last
+
+
+def test_a_host_goes_down_comes_back_and_catches_up(mesh):
+    hosts, net, _ = mesh
+    nodes = net.nodes
+    victim = nodes[-1]
+    i = victim.index
+    net.kill(victim)  # the host crashes: its node and its link proxy die, its cable is out
+    hosts.stop_proxy(i)
+    hosts.unplug(i)
+    proc = verify(victim.data_dir)
+    assert proc.returncode == 0 and proc.stdout.startswith("OK"), proc.stdout + proc.stderr
+    down_height = int(status(nodes[0])["height"])
+    wait_rounds(net, nodes[0], 2)  # the others close rounds without it
+    hosts.plug(i)
+    hosts.start_proxy(i)
+    net.launch(victim)
+    wait_ready(net, [victim], timeout=DEADLINE)
+    tip = wait_for(lambda: converged(nodes), DEADLINE, "the restarted host to catch up", net, interval=0.1)
+    assert tip and int(status(victim)["height"]) > down_height
+    r = wait_rounds(net, nodes[0], 1)  # and it follows the next round with the others
+    check_agreement(net, r, timeout=DEADLINE)
+    for n in nodes:
+        assert "Traceback" not in n.log_path.read_text()
