@@ -33,19 +33,20 @@ def wait_for(predicate, seconds: float = 10.0, what: str = "condition"):
 class Served:
     """A node (config ``cfg``, default :func:`tiny_config`) and its waitress server in a thread."""
 
-    def __init__(self, root, name: str, cfg=None, peers=(), threads: int = 8):
+    def __init__(self, root, name: str, cfg=None, peers=(), threads: int = 8, tls=None):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.node = Node(root / name, cfg or tiny_config(), peers=peers, port=self.port, quiet=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.tls = tls  # a TlsConfig: HTTPS (node/tls.py)
+        self.node = Node(root / name, cfg or tiny_config(), peers=peers, port=self.port, quiet=True, tls=tls)
         self.app = create_app(self.node)
-        self.server = create_http_server(self.app, host="127.0.0.1", port=self.port, threads=threads)
+        self.server = create_http_server(self.app, host="127.0.0.1", port=self.port, threads=threads, tls=tls)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=serve_until, args=(self.server, self.stop), daemon=True)
         self.thread.start()
         self.node.start()
 
     def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=10).json()
+        return requests.get(self.url + "/status", timeout=10, verify=self.tls.ca if self.tls else True).json()
 
     def mine_one(self) -> Block:
         """Mine the node's current template in-process and submit it."""

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.cli import argtypes
+from learningchain.cli import argtypes, tls_cmd
 from learningchain.cli.argtypes import add_dp_flags, add_model_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=dataset, genesis_config=config, mine=args.mine,
-                  attack=args.attack)
+                  attack=args.attack, tls=tls_cmd.run_tls(args))
     if args.test is not None:
         kwargs["test_path"] = args.test
     if args.workers is not None:
@@ -352,6 +352,7 @@ def _run_flags(p) -> None:
     p.add_argument("--workers", type=positive_int, help="mining worker processes (with --mine)")
     p.add_argument("--attack", choices=ATTACKS, help="behave as a Byzantine participant (evaluation only)")
     add_dp_flags(p)
+    tls_cmd.add_tls_flags(p)
     p.add_argument("--dp-rounds", type=positive_int, default=30,
                    help="rounds this node plans to train in: --dp-epsilon is spread over them, and the node "
                         "stops releasing updates when they are spent (default 30)")
@@ -438,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_run(sub)
     _add_admin(sub)
+    tls_cmd.register(sub)
     from learningchain.cli import demo, inspection as inspect_cli
     demo.register(sub)
     inspect_cli.register(sub)

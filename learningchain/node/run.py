@@ -3,7 +3,7 @@
 :func:`run_node` is what ``python node.py run`` ends in: it builds a
 :class:`~learningchain.node.service.Node`, serves
 :func:`learningchain.node.web.api.create_app` for it with waitress
-(:mod:`learningchain.node.web.http_server`), starts the node's threads and, on
+(:mod:`learningchain.node.web.http_server`; HTTPS with ``tls``), starts the node's threads and, on
 SIGTERM, SIGINT or SIGHUP, stops the server and then the node.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import threading
 from learningchain.core.errors import LearningChainError
 from learningchain.ledger.genesis import NetworkConfig
 from learningchain.node.service import Node
+from learningchain.node.tls import TlsConfig
 from learningchain.node.web.api import create_app
 from learningchain.node.web.http_server import create_http_server, serve_until
 
@@ -40,7 +41,8 @@ def watch_round(node: Node, r: int, stop: threading.Event, flag: str, what: str,
 
 
 def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", port: int = 5000,
-             until_round: int | None = None, rest_after_round: int | None = None, **kw) -> None:
+             until_round: int | None = None, rest_after_round: int | None = None,
+             tls: TlsConfig | None = None, **kw) -> None:
     """Build the node, start its threads and serve the API until SIGTERM/SIGINT,
     or until round ``until_round`` is closed (and measured, with a test set).
     Once round ``rest_after_round`` is closed the node stops learning and mining
@@ -49,12 +51,12 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     # switch interval a block arriving meanwhile waited tens of ms for each of the
     # GIL hand-overs its handling needs, and the other miner searched a stale tip.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    node = Node(data_dir, genesis_config, host=host, port=port, **kw)
+    node = Node(data_dir, genesis_config, host=host, port=port, tls=tls, **kw)
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
                  f"the API has no authentication")
     try:
-        server = create_http_server(create_app(node), host=host, port=port, threads=8)
+        server = create_http_server(create_app(node), host=host, port=port, threads=8, tls=tls)
     except OSError as exc:  # one line that names the address and what to do (issue 14)
         node.stop()
         what = {errno.EADDRINUSE: "is in use (another node on it?): pick another --port or stop that process",

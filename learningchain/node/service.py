@@ -49,6 +49,7 @@ from learningchain.node.secagg_view import tx_summary
 from learningchain.node.store import Store
 from learningchain.node.threads import (MinerStats, OwnUpdates, evaluator_loop, miner_loop, participant_loop,
                                         restore_releases)
+from learningchain.node.tls import TlsConfig
 
 GENESIS_FILE = "genesis.json"
 MAX_TEMPLATES = 32
@@ -97,7 +98,7 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
-                 local_baseline: bool = False, test_path=None):
+                 local_baseline: bool = False, test_path=None, tls: TlsConfig | None = None):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -111,7 +112,7 @@ class Node:
         self._held_since: dict[str, float] = {}  # mempool tx id -> when a rebroadcast pass first saw it
         self.quiet = quiet
         self.host, self.port = host, port
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}"  # tls: node/tls.py
         self.lock = threading.RLock()
         self.store = Store(self.data_dir)
         self.ledger = Ledger(self.genesis, self.store)
@@ -181,7 +182,7 @@ class Node:
                                                 listed.index(self.pubkey) if self.pubkey in listed else 0)
         if self.participant is None:
             self.learner_idle.set()  # no learner to wait for: the evaluator runs on every tip
-        self.peers = PeerSet(self, self.url, peers)
+        self.peers = PeerSet(self, self.url, peers, tls=tls)
         # energy.py: our own estimate, priced with the profile we declared in genesis (if any)
         self.energy = EnergyMeter(genesis_config.profiles.get(self.pubkey))
         self._energy_lock = threading.Lock()

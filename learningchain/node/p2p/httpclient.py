@@ -26,6 +26,15 @@ exception), never a stall longer than the deadline plus the connect timeout.
 The socket is found through a urllib3 connection subclass that records it at
 ``getresponse()``, the first moment it exists for a new or a reused connection.
 
+With a :class:`~learningchain.node.tls.TlsConfig` (a node run with
+``--tls-*``) requests go over HTTPS verified against the network CA only (no
+system bundle, no environment: ``trust_env`` is off), the hostname checked
+against the certificate's subjectAltName, and our own certificate presented
+(mutual TLS). Every new HTTPS connection also checks, right after the
+handshake and before the request is sent, that the peer's certificate is bound
+to the chain key it names (:func:`~learningchain.node.tls.check_binding`); the
+verified key is :meth:`BoundedSession.identity` of the peer's URL.
+
 A socket goes back to urllib3's pool as soon as its body has been read, and
 another thread may take it at once. So the exchange lets go of its socket when
 the pool takes the connection back (``_put_conn``), and that, the end of the
@@ -40,6 +49,7 @@ import socket
 import threading
 import time
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -49,6 +59,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from learningchain.node.p2p.wire import (MAX_RATIO, CappedGunzip, ContentEncodingError, RatioError, TooLargeError, is_gzip,
                                 is_identity)
+from learningchain.node.tls import TlsConfig, check_binding
 
 CHUNK = 64 << 10
 
@@ -66,10 +77,11 @@ class Reply(NamedTuple):
 class _Exchange:
     """One request in flight: its deadline and, once known, its socket."""
 
-    __slots__ = ("deadline", "sock", "expired", "done")
+    __slots__ = ("deadline", "sock", "expired", "done", "identity")
 
     def __init__(self, deadline: float):
         self.deadline, self.sock, self.expired, self.done = deadline, None, False, False
+        self.identity: str | None = None  # the peer's verified chain key (HTTPS)
 
 
 _current = threading.local()  # .exchange: the _Exchange of this thread's request
@@ -141,6 +153,8 @@ class _Recorded:
         exchange = getattr(_current, "exchange", None)
         if exchange is not None and not _WATCHDOG.attach(exchange, self.sock):
             raise PeerReplyError("deadline exceeded before the reply")  # it passed while sending
+        if exchange is not None:
+            exchange.identity = getattr(self, "peer_identity", None)
         return super().getresponse()
 
 
@@ -149,7 +163,19 @@ class _HTTPConnection(_Recorded, HTTPConnection):
 
 
 class _HTTPSConnection(_Recorded, HTTPSConnection):
-    pass
+    peer_identity: str | None = None
+
+    def connect(self) -> None:
+        """The TLS handshake (CA and hostname verified by urllib3), then the
+        chain-identity binding of the peer's certificate: a certificate the CA
+        signed that names another node's key is refused here, before any
+        request goes out (an ``ssl.SSLError``: requests raises ``SSLError``)."""
+        super().connect()
+        try:
+            self.peer_identity = check_binding(self.sock.getpeercert(binary_form=True))
+        except Exception:
+            self.close()
+            raise
 
 
 class _Releasing:
@@ -184,9 +210,13 @@ class BoundedSession:
     connect timeout) and reads at most ``max_bytes`` of body, counted both on the
     wire and decoded."""
 
-    def __init__(self, timeout: tuple[float, float], deadline: float, max_bytes: int):
+    def __init__(self, timeout: tuple[float, float], deadline: float, max_bytes: int,
+                 tls: TlsConfig | None = None):
         self.timeout, self.deadline, self.max_bytes = timeout, deadline, max_bytes
         self._session = requests.Session()
+        self._identities: dict[str, str] = {}  # scheme://host:port -> verified chain key
+        if tls is not None:  # the network CA only; our certificate for mutual TLS
+            self._session.verify, self._session.cert = tls.ca, tls.client_cert
         # Peers are addressed directly: no proxy, .netrc or CA bundle from the environment.
         # With trust_env, requests scanned all of os.environ for proxies on every
         # request (getproxies_environment): the largest single cost of a node's gossip.
@@ -208,9 +238,14 @@ class BoundedSession:
             resp = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout,
                                          stream=True, allow_redirects=False)
             try:
-                return Reply(resp.status_code, *self._read(resp, exchange, max_bytes or self.max_bytes))
+                reply = Reply(resp.status_code, *self._read(resp, exchange, max_bytes or self.max_bytes))
             finally:
                 resp.close()
+            if exchange.identity is not None:
+                if len(self._identities) >= MAX_IDENTITIES:
+                    self._identities.clear()  # bounded: a lost entry is learned again on the next request
+                self._identities[_origin(url)] = exchange.identity
+            return reply
         except requests.RequestException:
             if exchange.expired:
                 raise PeerReplyError(f"no complete reply within {self.deadline:g} s") from None
@@ -251,5 +286,19 @@ class BoundedSession:
             raise PeerReplyError(f"no complete reply within {self.deadline:g} s")
         return b"".join(chunks), wire
 
+    def identity(self, url: str) -> str | None:
+        """The chain key (hex) the peer at ``url`` proved over TLS in our last
+        exchange with it (its certificate's binding); None for plain HTTP."""
+        return self._identities.get(_origin(url))
+
     def close(self) -> None:
         self._session.close()
+
+
+#: peers whose verified identity a session remembers at most
+MAX_IDENTITIES = 4096
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port}"

@@ -80,7 +80,9 @@ class PeerOffers:
             if why is None:
                 status = self.admit(url)
                 if status is None:
-                    self.node.log(f"peer {url} answered the handshake: added")
+                    who = self._handshake_session.identity(url)
+                    self.node.log(f"peer {url} answered the handshake: added"
+                                  + (f" (TLS, chain key {who[:16]}...)" if who else ""))
                 return
             with self._lock:
                 self.refused_peers[errors.PEER_HANDSHAKE_FAILED] = self.refused_peers.get(
@@ -106,6 +108,8 @@ class PeerOffers:
             return f"HTTP {code}"
         if doc.get("genesis") != self.node.genesis.hash:
             return "another network (genesis differs)"
+        if url.startswith("https://") and self._handshake_session.identity(url) is None:
+            return "no chain identity proved over TLS"  # httpclient checks the binding on connect
         return None
 
     def pending_handshakes(self) -> list[str]:

@@ -48,6 +48,7 @@ from learningchain.node.p2p.peer_sync import PeerSync
 from learningchain.node.p2p.peer_table import PeerTable
 from learningchain.node.p2p.tx_fetch import TxFetch
 from learningchain.node.p2p.wire import gzip_for_wire
+from learningchain.node.tls import TlsConfig
 
 TIMEOUT = (1.0, 3.0)  # (connect, read) seconds, per socket operation
 #: seconds for a whole exchange with a peer, however it trickles (httpclient.py).
@@ -104,19 +105,21 @@ class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, GossipLanes, PeerTable):
     fetches, sync."""
 
     def __init__(self, node: PeerHost, self_url: str, urls: Iterable[str] = (), deadline: float = REQUEST_DEADLINE,
-                 max_reply: int | None = None):
+                 max_reply: int | None = None, tls: TlsConfig | None = None):
         super().__init__(self_url, urls)
         self.node = node
         self._init_lanes()  # gossip_lanes.py
         self._init_sync()  # peer_sync.py
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)
-        self._session = BoundedSession(TIMEOUT, deadline, max_reply or max_reply_bytes(node.config.max_block_bytes))
+        self._session = BoundedSession(TIMEOUT, deadline, max_reply or max_reply_bytes(node.config.max_block_bytes),
+                                       tls)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._init_gossip()  # gossip.py
         self._init_fetch()  # tx_fetch.py
         # the handshake's session (peer_offers.py), also for SMALL_REQUESTS (short deadline, small replies)
-        self._handshake_session = BoundedSession(TIMEOUT, min(deadline, SMALL_REQUEST_DEADLINE), SMALL_REPLY_BYTES)
+        self._handshake_session = BoundedSession(TIMEOUT, min(deadline, SMALL_REQUEST_DEADLINE), SMALL_REPLY_BYTES,
+                                                 tls)
         self._init_offers()
 
     # --- one HTTP exchange ----------------------------------------------------------

@@ -6,19 +6,30 @@ waitress answers some refusals itself, before the app runs (a body over
 :class:`JsonErrorTask` gives them the API's JSON shape and counts them.
 :func:`serve_until` runs the event loop until a stop event and closes every
 connection from that same thread.
+
+With a :class:`~learningchain.node.tls.TlsConfig` the server speaks HTTPS only:
+waitress has no TLS, so :class:`TlsChannel` terminates it in-process with the
+standard :mod:`ssl` module on each accepted socket (non-blocking handshake on
+the event loop, see its docstring), and :class:`ConnectionGuard` guards TLS
+connections exactly as plain ones.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
+import ssl
 import threading
 import time
+from collections import Counter
 
 from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
+
+from learningchain.node.tls import IdentityError, TlsConfig, check_binding
 
 
 class JsonErrorTask(ErrorTask):
@@ -87,6 +98,185 @@ class JsonErrorChannel(HTTPChannel):
             return False
         except OSError:
             return False  # reset or closed: nothing to protect
+
+
+#: the first byte of a TLS record carrying a handshake (a ClientHello starts with it)
+TLS_HANDSHAKE_RECORD = 0x16
+_NEW, _HANDSHAKE, _OPEN = "new", "handshake", "open"
+
+
+def _plain_refusal() -> bytes:
+    body = json.dumps({"error": "this node serves HTTPS only: use https:// and the network CA",
+                       "reason": "tls-required"}).encode()
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+
+
+class TlsChannel(JsonErrorChannel):
+    """A waitress channel that terminates TLS on its accepted (non-blocking) socket.
+
+    * First read event: the first byte is peeked. A TLS handshake record
+      (0x16) wraps the socket (``do_handshake_on_connect=False``); anything
+      else is a plain-HTTP client, answered ``400 {"reason": "tls-required"}``
+      in the clear and closed (counted in the node's refusals).
+    * Handshake: one ``do_handshake()`` per read or write event;
+      ``SSLWantReadError`` waits for the next read event, ``SSLWantWriteError``
+      makes the channel writable until it can go on. A failure (no common
+      protocol, a client certificate not from the CA) closes it
+      (``tls-handshake``); a client certificate that is not bound to its chain
+      key (:func:`~learningchain.node.tls.check_binding`) too (``tls-identity``).
+      The verified key is ``peer_identity``.
+    * Reads loop while the ``ssl`` object holds decrypted bytes
+      (``pending()``): ``poll`` sees the socket, not OpenSSL's buffer. When the
+      channel cannot read them yet (a request is being served), it reports
+      itself writable once it can, and its write event reads them.
+    * Writes: ``SSLWantWriteError`` (or ``WantRead``) is "sent nothing yet";
+      waitress retries with the same bytes first, as OpenSSL requires.
+
+    The guard: the handshake counts as the start of a request (``partial_since``),
+    so a client that stalls mid-handshake is closed after ``header_seconds``;
+    a socket that never sends a byte is mute and idle as before.
+    """
+
+    _state = _NEW
+    _want_write = False
+    peer_identity: str | None = None
+
+    def _refuse(self, reason: str) -> None:
+        refusals = self.server.tls_refused
+        refusals[reason] += 1
+        node_obj = self.flask_app.config.get("NODE")
+        if node_obj is not None:
+            node_obj.refused[reason] += 1
+        self.handle_close()
+
+    def _start(self) -> bool:
+        """Peek at the first byte; True once the socket is wrapped for the handshake."""
+        try:
+            first = self.socket.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.handle_close()
+            return False
+        if not first:
+            self.handle_close()
+            return False
+        self.spoke, self.partial_since = True, time.time()
+        if first[0] != TLS_HANDSHAKE_RECORD:
+            try:  # read what it sent (closing on unread bytes resets the answer away), answer, close
+                self.socket.recv(1 << 16)
+                self.socket.send(_plain_refusal())
+            except OSError:
+                pass
+            self._refuse("tls-required")
+            return False
+        self.socket = self.server.ssl_context.wrap_socket(self.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+        self._state = _HANDSHAKE
+        return True
+
+    def _handshake(self) -> bool:
+        """One handshake step; True once it is done and the peer accepted."""
+        try:
+            self.socket.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want_write = False
+            return False
+        except ssl.SSLWantWriteError:
+            self._want_write = True
+            return False
+        except OSError:  # ssl.SSLError included: bad certificate, no shared protocol, a reset
+            self._refuse("tls-handshake")
+            return False
+        self._want_write, self._state, self.partial_since = False, _OPEN, None
+        self.last_activity = time.time()
+        der = self.socket.getpeercert(binary_form=True)
+        if der:
+            try:
+                self.peer_identity = check_binding(der)
+            except IdentityError:
+                self._refuse("tls-identity")
+                return False
+        return True
+
+    def _pending(self) -> bool:
+        """Decrypted bytes wait in the ssl object and we could read them now.
+        Asked only with no request in service (no worker writes on the socket)."""
+        return (self._state == _OPEN and self.socket is not None and not self.requests
+                and super().readable() and self.socket.pending() > 0)
+
+    def readable(self) -> bool:
+        return True if self._state != _OPEN else super().readable()
+
+    def writable(self) -> bool:
+        if self._state != _OPEN:
+            return bool(self.will_close or self._want_write)
+        return bool(super().writable()) or self._pending()
+
+    def handle_read(self) -> None:
+        if self._state == _NEW and not self._start():
+            return
+        if self._state == _HANDSHAKE and not self._handshake():
+            return
+        while self.socket is not None:
+            try:
+                data = self.socket.recv(self.adj.recv_bytes)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except OSError:
+                self.handle_close()
+                return
+            if not data:  # the client closed
+                self.handle_close()
+                return
+            self.last_activity = time.time()
+            self.received(data)
+            if not self._pending():
+                return
+
+    def handle_write(self) -> None:
+        if self._state != _OPEN:
+            if self.will_close:
+                self.handle_close()
+            elif self._state == _HANDSHAKE:
+                self._handshake()
+            return
+        if self._pending():
+            self.handle_read()
+            if self.socket is None:
+                return
+        super().handle_write()
+
+    def send(self, data, do_close: bool = True) -> int:
+        try:
+            return self.socket.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            if do_close:
+                self.handle_close()
+            return 0
+
+    @property
+    def waiting(self) -> bool:
+        """As :attr:`JsonErrorChannel.waiting`, also counting the ssl object's
+        buffer; the peek goes through a duplicate of the descriptor (an
+        ``SSLSocket`` refuses ``recv`` flags)."""
+        if self._state == _NEW or self.socket is None:
+            return super().waiting
+        if self._state == _OPEN and not self.requests and self.socket.pending() > 0:
+            return True
+        try:
+            dup = socket.socket(fileno=os.dup(self.socket.fileno()))
+        except OSError:
+            return False
+        try:
+            return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+        finally:
+            dup.close()
 
 
 #: connections from one IP address at most (loopback included: tests and the demo
@@ -208,7 +398,8 @@ class ConnectionGuard:
 
 
 def create_http_server(app: Flask, host: str, port: int, threads: int = 8, *,
-                       per_ip: int = PER_IP_CONNECTIONS, total: int = TOTAL_CONNECTIONS):
+                       per_ip: int = PER_IP_CONNECTIONS, total: int = TOTAL_CONNECTIONS,
+                       tls: TlsConfig | None = None):
     """A waitress server for ``app`` that refuses an oversized body from its
     Content-Length header, before reading it. Without ``max_request_body_size``
     waitress buffers up to 1 GiB per request (spilling to temp files) before
@@ -219,12 +410,15 @@ def create_http_server(app: Flask, host: str, port: int, threads: int = 8, *,
     Connections are guarded by :class:`ConnectionGuard` (``per_ip`` and
     ``total`` caps with eviction of the oldest idle, request deadlines);
     ``poll()`` instead of ``select()``, which fails past 1024 descriptors.
+    With ``tls`` every connection is HTTPS (:class:`TlsChannel`); TLS refusals
+    are counted in the server's ``tls_refused`` and the node's ``refused``.
     """
     server = create_server(app, host=host, port=port, threads=threads,
                            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1,
                            connection_limit=total + 64, channel_timeout=IDLE_SECONDS, cleanup_interval=1,
-                           asyncore_use_poll=True)
-    channel_class = type("NodeChannel", (JsonErrorChannel,), {"flask_app": app})
+                           asyncore_use_poll=True, url_scheme="https" if tls else "http")
+    context = tls.server_context() if tls else None
+    channel_class = type("NodeChannel", (TlsChannel if tls else JsonErrorChannel,), {"flask_app": app})
     listeners = [server] if hasattr(server, "active_channels") else [
         s for s in server.map.values() if hasattr(s, "active_channels")]
     for listener in listeners:
@@ -232,6 +426,7 @@ def create_http_server(app: Flask, host: str, port: int, threads: int = 8, *,
         listener.channel_class = channel_class
         listener.__class__ = type("GuardedServer", (ConnectionGuard, type(listener)),
                                   {"per_ip": per_ip, "total": total})
+        listener.ssl_context, listener.tls_refused = context, Counter()
     return server
 
 
