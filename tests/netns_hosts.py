@@ -202,8 +202,8 @@ class Hosts:
     def mgmt(self) -> str:
         return f"10.78.{self.id}.254"
 
-    def url(self, i: int) -> str:
-        return f"http://{self.addr(i)}:{self.port}"
+    def url(self, i: int, scheme: str = "http") -> str:
+        return f"{scheme}://{self.addr(i)}:{self.port}"
 
     def wrap(self, i: int) -> tuple[str, ...]:
         """The command prefix that runs a program on host ``i``."""
@@ -265,7 +265,7 @@ class Hosts:
         # eth0 answers ARP for its own addresses only, and accepts packets from the others' addresses,
         # which are local here too (the proxy's): else they would be dropped as martians
         for key, value in (("arp_ignore", "1"), ("arp_announce", "2"), ("accept_local", "1"), ("rp_filter", "0")):
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.eth0.{key}={value}")
+            sh("ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/eth0/{key}")
         sh(*n, "addr", "add", f"{a}/32", "dev", "eth0")
         sh(*n, "addr", "add", f"{s}/32", "dev", "eth0")
         sh(*n, "link", "set", "eth0", "up")
@@ -386,18 +386,45 @@ class Hosts:
 
 # --- nodes on the hosts ------------------------------------------------------------------
 
-def start_nodes(net, hosts: Hosts, files, genesis: Path, miners: int, extra=(), first_peers=None):
+def tls_init(hosts: Hosts, out: Path) -> Path:
+    """``node.py tls init`` for the hosts' nodes (certificates for their
+    addresses, bound to the keys in ``out/nodes/node<i>``): the directory."""
+    from learningchain.cli.processes import NODE_PY
+    tls_dir = out / "tls"
+    dirs = [str(out / "nodes" / f"node{i}") for i in range(hosts.n)]
+    proc = subprocess.run([sys.executable, str(NODE_PY), "tls", "init", "--out", str(tls_dir), "--nodes",
+                           str(hosts.n), "--hosts", *(hosts.addr(i) for i in range(hosts.n)), "--data-dirs", *dirs],
+                          capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    if proc.returncode != 0:
+        raise NetnsError(f"node.py tls init failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return tls_dir
+
+
+def tls_flags(tls_dir: Path | None, i: int) -> tuple[str, ...]:
+    if tls_dir is None:
+        return ()
+    return ("--tls-cert", str(tls_dir / f"node{i}.pem"), "--tls-key", str(tls_dir / f"node{i}.key"),
+            "--tls-ca", str(tls_dir / "ca.pem"))
+
+
+def start_nodes(net, hosts: Hosts, files, genesis: Path, miners: int, extra=(), tls_dir: Path | None = None):
     """Node ``i`` on host ``i``, bound to its address: node 0 (a miner) first,
     then the others peered with node 0, in parallel (as ``node.py demo``'s
-    start_network does on loopback); they learn each other from its peer list."""
-    from learningchain.cli.processes import wait_ready
+    start_network does on loopback); they learn each other from its peer list.
+    ``tls_dir`` (:func:`tls_init`): every node serves HTTPS and talks HTTPS to
+    its peers, and this process trusts the network CA for its own requests."""
+    from learningchain.cli.processes import trust_ca, wait_ready
+    scheme = "http"
+    if tls_dir is not None:
+        trust_ca(tls_dir / "ca.pem")
+        scheme = "https"
 
     def start(i: int, peers):
         return net.start(i, port=hosts.port, host=hosts.addr(i), wrap=hosts.wrap(i), peers=peers,
-                         dataset=files[i], genesis=genesis, mine=i < miners, extra=extra)
-    first = start(0, first_peers or [])
+                         dataset=files[i], genesis=genesis, mine=i < miners, extra=(*extra, *tls_flags(tls_dir, i)))
+    first = start(0, [])
     wait_ready(net, [first], timeout=60)
-    rest = [start(i, [hosts.url(0)]) for i in range(1, hosts.n)]
+    rest = [start(i, [hosts.url(0, scheme)]) for i in range(1, hosts.n)]
     wait_ready(net, rest, timeout=60)
     return net.nodes
 
@@ -560,4 +587,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["Hosts", "NetnsError", "available", "start_nodes", "network_files"]
+__all__ = ["Hosts", "NetnsError", "available", "start_nodes", "network_files", "tls_init"]

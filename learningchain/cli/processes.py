@@ -106,10 +106,11 @@ class NodeProc:
     #: ``("ip", "netns", "exec", NS)``: a host of its own (tests/netns_hosts.py)
     host: str = "127.0.0.1"
     wrap: tuple[str, ...] = ()
+    scheme: str = "http"  # https when it runs with --tls-cert (it then serves HTTPS only)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
@@ -148,8 +149,9 @@ class Network:
             args += ["--attack", attack]
         from learningchain.node.keyfile import load_or_create_key
         pubkey = load_or_create_key(data_dir).public_hex  # so we know who must answer on the port
-        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args + list(extra), pubkey,
-                        host=host or "127.0.0.1", wrap=tuple(wrap))
+        args += list(extra)
+        node = NodeProc(index, port, data_dir, self.out / f"node{index}.log", args, pubkey,
+                        host=host or "127.0.0.1", wrap=tuple(wrap), scheme="https" if "--tls-cert" in args else "http")
         self.nodes.append(node)
         self.launch(node)
         return node
@@ -267,6 +269,12 @@ def deferred_signals(message: str | None = STILL_STOPPING) -> Iterator[list[int]
 
 _session = requests.Session()
 _session.trust_env = False  # local node processes: no proxy lookup in os.environ per request
+
+
+def trust_ca(ca_file) -> None:
+    """Verify the nodes' HTTPS certificates against ``ca_file`` (a network CA of
+    ``node.py tls init``) in :func:`get` from now on."""
+    _session.verify = str(ca_file)
 
 
 def get(url: str, path: str, timeout: float = 3.0):

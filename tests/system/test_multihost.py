@@ -1,5 +1,6 @@
 """Five real hosts on one machine (network namespaces, tests/netns_hosts.py), one
-``node.py run`` per host bound to its own address, links shaped with ``tc tbf``
+``node.py run`` per host bound to its own address and serving HTTPS (``node.py
+tls init`` certificates for the host addresses), links shaped with ``tc tbf``
 and given 50 ms one-way delay and 1 % segment loss by the hosts' link proxies:
 the network converges round after round; the trunk between hosts 0-2 and
 hosts 3-4 is cut for rounds and healed, and the majority's accepted updates all
@@ -20,7 +21,7 @@ import pytest
 
 from learningchain.cli.demo_rounds import check_agreement
 from learningchain.cli.processes import Network, get, wait_for, wait_ready
-from tests.netns_hosts import Hosts, available, network_files, start_nodes
+from tests.netns_hosts import Hosts, available, network_files, start_nodes, tls_init
 from tests.netutil import converged, main_chain_txs, status, verify
 
 pytestmark = pytest.mark.xdist_group("netns")
@@ -38,7 +39,9 @@ def mesh(tmp_path_factory):
     # quorum 3 of 5: the majority side of a partition closes rounds without waiting for a timeout
     files, genesis, config = network_files(out, N, quorum=3)
     with Hosts(N, out, minority=MINORITY, delay_ms=50, loss=0.01, rate="20mbit") as hosts, Network(out) as net:
-        start_nodes(net, hosts, files, genesis, miners=2)  # hosts 0 and 1 mine: both on the majority side
+        # HTTPS between the hosts (node.py tls init: certificates for the host addresses, bound to the chain keys)
+        tls_dir = tls_init(hosts, out)
+        start_nodes(net, hosts, files, genesis, miners=2, tls_dir=tls_dir)  # hosts 0 and 1 mine: the majority side
         yield hosts, net, config
         net.stop_all()
 
@@ -58,7 +61,7 @@ def test_hosts_converge_round_after_round(mesh):
     hosts, net, _ = mesh
     nodes = net.nodes
     for i, n in enumerate(nodes):  # each node serves on its own host's address
-        assert n.url == hosts.url(i) and status(n)["pubkey"] == n.pubkey
+        assert n.url == hosts.url(i, "https") and status(n)["pubkey"] == n.pubkey
     for _ in range(3):
         r = wait_rounds(net, nodes[0], 1)
         digest, _tips = check_agreement(net, r, timeout=DEADLINE)
@@ -66,7 +69,7 @@ def test_hosts_converge_round_after_round(mesh):
     # the nodes found each other by their host addresses, and their traffic went through the link proxies
     for n in nodes:
         urls = {p["url"] for p in get(n.url, "/peers")["peers"]}
-        assert urls and urls <= {hosts.url(i) for i in range(N)} - {n.url}
+        assert urls and urls <= {hosts.url(i, "https") for i in range(N)} - {n.url}
     wait_for(lambda: hosts.proxy_stats().get("bytes", 0) > 0, DEADLINE, "the proxies' counters", net)
     stats = hosts.proxy_stats()
     assert stats["connections"] > 0 and stats["chunks"] > 0
