@@ -14,11 +14,13 @@ Needs root and iproute2 (tests/netns_hosts.py builds the hosts). In order:
    tests/netns_hosts.py: a lost segment stalls its stream by an RTO, a lost SYN
    costs 1 s);
 3. netns, TLS: the same, every node serving HTTPS and talking HTTPS to its
-   peers (``node.py tls init`` certificates for the host addresses), then the
+   peers (``node.py tls init`` certificates for the host addresses); 2 and 3
+   alternate ``--reps`` times (2) on the same hosts; after the last TLS run the
    trunk between hosts 0-2 and hosts 3-4 is cut for 5 of the majority's
    rounds (the minority holds no miner, as in the demo the miners are nodes 0
    and 1; with quorum 5 the majority closes those rounds by the round timeout)
-   and healed: time until every node holds the same tip and model, and the
+   and healed: time until every node holds the tip the majority had at the
+   heal (and until all show one tip and model at once), and the
    updates the majority accepted meanwhile that are missing from a node's
    main chain afterwards (lost);
 4. the same partition on a network whose quorum is the majority (3 of 5), so
@@ -31,7 +33,7 @@ is one to a few blocks at the 200 ms target, so ten rounds alone give a noisy
 median. CPU per round: the node processes' own CPU time (all threads:
 HTTP, TLS, gossip, training, validation), and separately
 their proof-of-work worker processes (they search whatever the network
-does). Both TLS and plain run on the same hosts, one after the other.
+does).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from learningchain.cli.demo_rounds import chain_stats, check_agreement, closed_round, follow_rounds  # noqa: E402
 from learningchain.cli.processes import Network, get, wait_for  # noqa: E402
+from learningchain.core.errors import LearningChainError  # noqa: E402
 from tests.netns_hosts import Hosts, available, network_files, start_nodes, tls_init  # noqa: E402
 from tests.netutil import converged, main_chain_txs, status  # noqa: E402
 
@@ -121,7 +124,7 @@ def measure(net: Network, label: str, rounds: int, timing_rounds: int) -> dict:
     closes = round_closes(net, rounds, last)
     gaps = [b - a for a, b in zip(closes, closes[1:])]
     return {"label": label, "accuracy": entries[-1]["metrics"]["accuracy"], "median_round_s": med(gaps),
-            "mean_round_s": statistics.mean(gaps) if gaps else None, "timing_rounds": len(gaps),
+            "mean_round_s": statistics.mean(gaps) if gaps else None, "timing_rounds": len(gaps), "gaps": gaps,
             "stale": stats["stale_rate"],
             "cpu": ((cpu1[0] - cpu0[0]) / timing_rounds, (cpu1[1] - cpu0[1]) / timing_rounds),
             "agreement": f"{len(net.nodes)}/{len(net.nodes)} nodes hold model {digest[:12]} for round {rounds}; {tips}"}
@@ -143,8 +146,9 @@ def loopback(out: Path, n: int, rounds: int, timing_rounds: int) -> dict:
 
 # --- 2 and 3: the hosts --------------------------------------------------------------------
 
-def netns_run(hosts: Hosts, out: Path, rounds: int, timing_rounds: int, tls: bool, partition_rounds: int = 0) -> dict:
-    label = f"netns, {'TLS' if tls else 'plain HTTP'}"
+def netns_run(hosts: Hosts, out: Path, rounds: int, timing_rounds: int, tls: bool, partition_rounds: int = 0,
+              rep: int = 1) -> dict:
+    label = f"netns, {'TLS' if tls else 'plain HTTP'} #{rep}"
     print(f"== {label}: {hosts.n} hosts, {rounds} rounds", flush=True)
     files, genesis, _ = network_files(out, hosts.n)
     tls_dir = tls_init(hosts, out) if tls else None
@@ -206,12 +210,31 @@ def partition(hosts: Hosts, net: Network, rounds: int, quorum: int) -> dict:
     finally:
         hosts.heal()
     t_heal = time.monotonic()
-    wait_for(lambda: converged(nodes), 120, "the network to converge after healing", net, interval=0.05)
-    heal_s = time.monotonic() - t_heal
+    height = int(status(nodes[0])["height"])  # the majority's height when the trunk came back
+    caught: dict[str, float] = {}
+
+    def all_caught_up() -> bool:
+        """Every node holds node 0's block at that height (the minority was below it: it synced)."""
+        want = (get(nodes[0].url, f"/blocks/{height}") or {}).get("hash")
+        for n in nodes:
+            if n.name not in caught and want and (get(n.url, f"/blocks/{height}") or {}).get("hash") == want:
+                caught[n.name] = time.monotonic() - t_heal
+        return len(caught) == len(nodes)
+    try:
+        wait_for(all_caught_up, 120, "every node to hold the majority's chain", net, interval=0.05)
+        heal_s = max(caught.values())
+    except LearningChainError:
+        heal_s = None
+    try:  # the same tip and model on every node at one moment (blocks keep coming every ~0.2 s)
+        wait_for(lambda: converged(nodes), 60, "one tip", net, interval=0.05)
+        same_tip_s = time.monotonic() - t_heal
+    except LearningChainError:
+        same_tip_s = None
     lost = {n.name: len(on_majority - set(main_chain_txs(n.url))) for n in nodes}
     return {"rounds": rounds, "from_round": r0, "cut_s": cut_s, "accepted": len(accepted),
             "accepted_missing_from_majority_chain": len(set(accepted) - on_majority),
             "majority_txs": len(on_majority), "minority_rounds": minority_rounds, "heal_s": heal_s,
+            "same_tip_s": same_tip_s, "caught": caught,
             "lost": lost, "quorum": quorum, "backoff": (min(backoff), max(backoff)) if backoff else None}
 
 
@@ -244,12 +267,17 @@ def report(args, runs: list[dict], proxy: dict) -> None:
             print(f"  accuracy {100 * (r['accuracy'] - base['accuracy']):+.2f} points against loopback "
                   f"(target within 0.5); round {r['median_round_s'] / base['median_round_s']:.2f}x loopback "
                   f"(median), {r['mean_round_s'] / base['mean_round_s']:.2f}x (mean)")
-    plain = next((r for r in learning if r["label"] == "netns, plain HTTP"), None)
-    tls = next((r for r in learning if r["label"] == "netns, TLS"), None)
+    plain = [r for r in learning if r["label"].startswith("netns, plain HTTP")]
+    tls = [r for r in learning if r["label"].startswith("netns, TLS")]
     if plain and tls:
-        print(f"TLS cost on the same hosts: round {tls['median_round_s'] / plain['median_round_s']:.2f}x (median), "
-              f"{tls['mean_round_s'] / plain['mean_round_s']:.2f}x (mean); node CPU per round "
-              f"{tls['cpu'][0]:.3f} s vs {plain['cpu'][0]:.3f} s ({tls['cpu'][0] / plain['cpu'][0]:.2f}x)")
+        def pooled(rs):
+            gaps = [g for r in rs for g in r["gaps"]]
+            cpu = sum(r["cpu"][0] for r in rs) / len(rs)
+            return med(gaps), statistics.mean(gaps), cpu, len(gaps)
+        (pm, pa, pc, pn), (tm, ta, tc, tn) = pooled(plain), pooled(tls)
+        print(f"TLS cost on the same hosts ({len(plain)} plain and {len(tls)} TLS runs, alternating; {pn} and {tn} "
+              f"rounds): round {tm:.3f} s vs {pm:.3f} s median ({tm / pm:.2f}x), {ta:.3f} s vs {pa:.3f} s mean "
+              f"({ta / pa:.2f}x); node CPU per round {tc:.3f} s vs {pc:.3f} s ({tc / pc:.2f}x)")
     for r in runs:
         p = r.get("partition")
         if not p:
@@ -260,8 +288,11 @@ def report(args, runs: list[dict], proxy: dict) -> None:
               f"{p['accepted']} updates accepted meanwhile ({p['accepted_missing_from_majority_chain']} not on the "
               f"majority's chain); the minority stayed at rounds {p['minority_rounds']}")
         b = p["backoff"]
-        print(f"  converged {p['heal_s']:.2f} s after healing (target within 10 s); peers across the cut were "
-              f"backing off {fmt(b and b[0], '.1f')} .. {fmt(b and b[1], '.1f')} at the heal; updates of the "
+        print(f"  every node held the majority's chain as of the heal {fmt(p['heal_s'], '.2f')} after healing (target within "
+              f"10 s; per node: {', '.join(f'{k} {v:.2f} s' for k, v in sorted(p['caught'].items()))}); "
+              f"one tip and model on all at once after {fmt(p['same_tip_s'], '.2f')}")
+        print(f"  peers across the cut were backing off "
+              f"{fmt(b and b[0], '.1f')} .. {fmt(b and b[1], '.1f')} at the heal; updates of the "
               f"majority's chain ({p['majority_txs']}) missing afterwards, per node: "
               f"{', '.join(f'{k} {v}' for k, v in p['lost'].items())}")
     if proxy:
@@ -283,6 +314,7 @@ def main() -> int:
     p.add_argument("--loss", type=float, default=0.01)
     p.add_argument("--rate", default="20mbit")
     p.add_argument("--no-tls", action="store_true", help="plain HTTP only (no TLS run, no TLS cost)")
+    p.add_argument("--reps", type=int, default=2, help="plain and TLS runs on the hosts, alternating (default 2 each)")
     p.add_argument("--out", help="directory for the runs (default: a temporary one)")
     args = p.parse_args()
     why = available()
@@ -294,11 +326,13 @@ def main() -> int:
     with Hosts(args.hosts, out / "hosts", minority=2, delay_ms=args.delay_ms, loss=args.loss,
                rate=args.rate) as hosts:
         tls = not args.no_tls
-        runs.append(netns_run(hosts, out / "plain", args.rounds, args.timing_rounds, tls=False,
-                              partition_rounds=0 if tls else args.partition_rounds))
-        if tls:
-            runs.append(netns_run(hosts, out / "tls", args.rounds, args.timing_rounds, tls=True,
-                                  partition_rounds=args.partition_rounds))
+        for rep in range(1, args.reps + 1):
+            last = rep == args.reps
+            runs.append(netns_run(hosts, out / f"plain{rep}", args.rounds, args.timing_rounds, tls=False,
+                                  partition_rounds=args.partition_rounds if last and not tls else 0, rep=rep))
+            if tls:
+                runs.append(netns_run(hosts, out / f"tls{rep}", args.rounds, args.timing_rounds, tls=True,
+                                      partition_rounds=args.partition_rounds if last else 0, rep=rep))
         if args.partition_rounds:
             runs.append(partition_run(hosts, out / "quorum3", args.partition_rounds, tls, quorum=args.hosts // 2 + 1))
         hosts.stop_proxies()

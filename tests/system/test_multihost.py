@@ -22,7 +22,7 @@ import pytest
 from learningchain.cli.demo_rounds import check_agreement
 from learningchain.cli.processes import Network, get, wait_for, wait_ready
 from tests.netns_hosts import Hosts, available, network_files, start_nodes, tls_init
-from tests.netutil import converged, main_chain_txs, status, verify
+from tests.netutil import main_chain_txs, status, verify
 
 pytestmark = pytest.mark.xdist_group("netns")
 
@@ -57,6 +57,13 @@ def wait_rounds(net, node, k: int) -> int:
     return target - 1
 
 
+def hold_chain_of(nodes, height: int):
+    """Every node holds node 0's block at ``height`` (blocks keep coming every ~0.2 s, so
+    one tip on all five at one moment is a matter of luck; a common block is not)."""
+    want = (get(nodes[0].url, f"/blocks/{height}") or {}).get("hash")
+    return want and all((get(n.url, f"/blocks/{height}") or {}).get("hash") == want for n in nodes[1:])
+
+
 def test_hosts_converge_round_after_round(mesh):
     hosts, net, _ = mesh
     nodes = net.nodes
@@ -79,12 +86,14 @@ def test_partition_two_from_three_heals_and_loses_no_accepted_update(mesh):
     hosts, net, config = mesh
     nodes = net.nodes
     majority, minority = nodes[:N - MINORITY], nodes[N - MINORITY:]
-    wait_for(lambda: converged(nodes), DEADLINE, "the network to converge before the cut", net, interval=0.1)
+    height = int(status(nodes[0])["height"])
+    wait_for(lambda: hold_chain_of(nodes, height), DEADLINE, "the network to converge before the cut", net)
     hosts.cut()
     try:
         cut_round = round_of(nodes[0])
         last = wait_rounds(net, nodes[0], 3)  # the majority (quorum 3) goes on alone
-        wait_for(lambda: converged(majority), DEADLINE, "the majority to agree", net, interval=0.1)
+        height = int(status(nodes[0])["height"])
+        wait_for(lambda: hold_chain_of(majority, height), DEADLINE, "the majority to agree", net)
         # the minority (no miner) is stuck where the cut left it
         assert all(round_of(n) <= cut_round + 1 for n in minority)
         accepted = {}
@@ -97,14 +106,16 @@ def test_partition_two_from_three_heals_and_loses_no_accepted_update(mesh):
     finally:
         hosts.heal()
     t0 = time.monotonic()
-    wait_for(lambda: converged(nodes), DEADLINE, "the network to converge after healing", net, interval=0.1)
-    print(f"converged {time.monotonic() - t0:.1f} s after healing")
+    height = int(status(nodes[0])["height"])
+    wait_for(lambda: hold_chain_of(nodes, height), DEADLINE, "the minority to sync the majority's chain", net)
+    print(f"the minority holds the majority's chain {time.monotonic() - t0:.1f} s after healing")
     ids = {i for ids in accepted.values() for i in ids}
     assert ids <= set(on_majority)
-    for n in nodes:  # every update the majority accepted is on every node's main chain
-        chain = main_chain_txs(n.url)
-        assert set(on_majority) <= set(chain), n.name
-    assert round_of(minority[0]) > last
+    # every update the majority accepted ends up on every node's main chain (a block of the
+    # majority's tip may still be replaced by a sibling: its txs then come back in another)
+    wait_for(lambda: all(set(on_majority) <= set(main_chain_txs(n.url)) for n in nodes), DEADLINE,
+             "the majority's updates on every chain", net)
+    assert all(round_of(n) > last for n in minority)
 
 
 def test_a_host_goes_down_comes_back_and_catches_up(mesh):
@@ -123,8 +134,9 @@ def test_a_host_goes_down_comes_back_and_catches_up(mesh):
     hosts.start_proxy(i)
     net.launch(victim)
     wait_ready(net, [victim], timeout=DEADLINE)
-    tip = wait_for(lambda: converged(nodes), DEADLINE, "the restarted host to catch up", net, interval=0.1)
-    assert tip and int(status(victim)["height"]) > down_height
+    height = int(status(nodes[0])["height"])
+    wait_for(lambda: hold_chain_of(nodes, height), DEADLINE, "the restarted host to catch up", net)
+    assert height > down_height
     r = wait_rounds(net, nodes[0], 1)  # and it follows the next round with the others
     check_agreement(net, r, timeout=DEADLINE)
     for n in nodes:
