@@ -6,7 +6,7 @@ workers never collide; see :func:`_allocate_id`):
 
 * host ``i`` is namespace ``lcn<id>-h<i>``; its ``eth0`` holds its address
   ``A_i = 10.77.<id>.<1+i>`` (the node binds it and advertises
-  ``http://A_i:PORT``) and ``S_i = 10.77.<id>.<129+i>`` (its link proxy's source);
+  ``http://A_i:PORT``; its link proxy's connections leave from it too);
 * the switch namespace ``lcn<id>-sw`` holds two bridges, ``brA`` for the first
   hosts and ``brB`` for the last ``minority`` ones, joined by one veth pair, the
   *trunk* (two racks, or two sites, and the link between them):
@@ -26,11 +26,16 @@ opens to another host, transparently. Inside host ``i`` every other host's
 address ``A_k`` is also a local address (on ``lo``) where the proxy listens, so a
 node connecting to ``http://A_k:PORT`` (given with ``--peers`` or learned from
 a peer: the real advertised URL, nothing rewritten) reaches its own host's
-proxy; the proxy connects from ``S_i`` and a policy rule (``from S_i``, looked up
-before the local table) sends that connection out of ``eth0`` to the real
-``A_k``. ``eth0`` answers ARP only for its own addresses (``arp_ignore=1``), so
-no host claims another's address on the wire. The main routing table of a host
-has no route to another host's ``A_k``: nothing bypasses the proxy.
+proxy; the proxy connects from ``A_i`` (so host ``k`` sees the connection come
+from host ``i``'s address, as over a real network: a node's announce names the
+address it comes from) and a policy rule (``from A_i``, looked up before the
+local table) sends it, and the node's answers to other hosts, out of ``eth0``
+to the real ``A_k``. A node's own connections to ``A_k`` leave from ``A_k``
+(the local address's source), so that rule never takes them past the proxy.
+``eth0`` answers ARP only for its own address (``arp_ignore=1``; the other
+hosts' MAC addresses are static neighbour entries), so no host claims
+another's address on the wire. The main routing table of a host has no route
+to another host's ``A_k``: nothing bypasses the proxy.
 
 The proxy's model of a link with one-way delay ``d`` and segment loss ``p``
 (honest for TCP, which never loses bytes, it stalls):
@@ -195,9 +200,6 @@ class Hosts:
     def addr(self, i: int) -> str:
         return f"10.77.{self.id}.{1 + i}"
 
-    def source(self, i: int) -> str:
-        return f"10.77.{self.id}.{129 + i}"
-
     @property
     def mgmt(self) -> str:
         return f"10.78.{self.id}.254"
@@ -254,7 +256,7 @@ class Hosts:
                        "nud", "permanent")
 
     def _build_host(self, i: int) -> None:
-        ns, sw, a, s = self.ns(i), self.switch, self.addr(i), self.source(i)
+        ns, sw, a = self.ns(i), self.switch, self.addr(i)
         sh("ip", "netns", "add", ns)
         n = ("ip", "-n", ns)
         sh(*n, "link", "set", "lo", "up")
@@ -267,13 +269,11 @@ class Hosts:
         for key, value in (("arp_ignore", "1"), ("arp_announce", "2"), ("accept_local", "1"), ("rp_filter", "0")):
             sh("ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/eth0/{key}")
         sh(*n, "addr", "add", f"{a}/32", "dev", "eth0")
-        sh(*n, "addr", "add", f"{s}/32", "dev", "eth0")
         sh(*n, "link", "set", "eth0", "up")
-        # the node may answer the proxies' sources; it has no route to another host's A_k
-        sh(*n, "route", "add", f"10.77.{self.id}.128/25", "dev", "eth0", "src", a)
-        # the proxy's connections (from S_i) go out of eth0, looked up before the local table
-        sh(*n, "route", "add", f"10.77.{self.id}.0/24", "dev", "eth0", "src", s, "table", "100")
-        sh(*n, "rule", "add", "pref", "100", "from", s, "lookup", "100")
+        # what leaves from A_i (the proxy's connections, the node's answers) goes out of eth0,
+        # looked up before the local table (where the other hosts' addresses are ours)
+        sh(*n, "route", "add", f"10.77.{self.id}.0/24", "dev", "eth0", "src", a, "table", "100")
+        sh(*n, "rule", "add", "pref", "100", "from", a, "lookup", "100")
         sh(*n, "rule", "add", "pref", "200", "lookup", "local")
         sh(*n, "rule", "del", "pref", "0")
         for k in range(self.n):  # every other host's address, intercepted by our proxy
@@ -305,7 +305,7 @@ class Hosts:
         routes = [f"{self.addr(k)}:{self.port}" for k in range(self.n) if k != i]
         if not routes:
             return
-        argv = [*self.wrap(i), sys.executable, "-m", "tests.netns_hosts", "proxy", "--source", self.source(i),
+        argv = [*self.wrap(i), sys.executable, "-m", "tests.netns_hosts", "proxy", "--source", self.addr(i),
                 "--delay-ms", str(self.delay_ms), "--loss", str(self.loss),
                 "--seed", str(self.seed * 1000 + i + 100 * len(self.stats_files(i))),
                 "--stats", str(self.out / "proxy" / f"h{i}-{len(self.stats_files(i))}.json"), *routes]

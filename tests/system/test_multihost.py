@@ -73,10 +73,11 @@ def test_hosts_converge_round_after_round(mesh):
         r = wait_rounds(net, nodes[0], 1)
         digest, _tips = check_agreement(net, r, timeout=DEADLINE)
         assert digest and all(get(n.url, f"/rounds/{r}")["model_digest"] == digest for n in nodes)
-    # the nodes found each other by their host addresses, and their traffic went through the link proxies
+    # every node found every other by its host address (node 0 learns them from their announces, which
+    # come from the announcing host's own address), and their traffic went through the link proxies
     for n in nodes:
-        urls = {p["url"] for p in get(n.url, "/peers")["peers"]}
-        assert urls and urls <= {hosts.url(i, "https") for i in range(N)} - {n.url}
+        wait_for(lambda n=n: {p["url"] for p in get(n.url, "/peers")["peers"]}
+                 == {hosts.url(i, "https") for i in range(N)} - {n.url}, DEADLINE, f"{n.name} to know every host", net)
     wait_for(lambda: hosts.proxy_stats().get("bytes", 0) > 0, DEADLINE, "the proxies' counters", net)
     stats = hosts.proxy_stats()
     assert stats["connections"] > 0 and stats["chunks"] > 0
