@@ -488,6 +488,10 @@ def one_line(exc: BaseException) -> str:
     import requests
     if isinstance(exc, LearningChainError):
         text = str(exc)
+    elif isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
+        url = getattr(exc, "node_url", None) or _url_of(exc)
+        text = (f"TLS with {url} failed (the certificate is not trusted or not for that name): for a node of "
+                f"a network with its own CA, set REQUESTS_CA_BUNDLE to that ca.pem")
     elif isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         url = getattr(exc, "node_url", None) or _url_of(exc)
         text = f"cannot reach node at {url}: is it running?"

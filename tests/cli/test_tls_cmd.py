@@ -115,3 +115,11 @@ def test_run_with_tls_flags_serves_https_only(pki):
         output = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, output
     assert f"on https://127.0.0.1:{port}" in output
+
+
+def test_an_untrusted_tls_node_is_one_line_naming_the_ca_setting():
+    import requests
+    exc = requests.exceptions.SSLError("certificate verify failed")
+    exc.node_url = "https://10.0.0.1:5000"
+    line = cli.one_line(exc)
+    assert "TLS with https://10.0.0.1:5000 failed" in line and "REQUESTS_CA_BUNDLE" in line
