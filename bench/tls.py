@@ -13,12 +13,15 @@ load. Per network, between the close of round 1 and that of round R+1:
   header timestamps (and the wall time per round as seen by polling);
 * CPU per round: user + system seconds of every node process and its miner
   workers (``/proc/<pid>/stat`` of the process trees), summed over the nodes,
-  divided by R;
+  divided by R; and of the node processes alone (where TLS runs: the
+  proof-of-work workers search whatever the transport, for as long as the
+  round lasts);
 * the peers' own gossip round trip (``/status`` timings: mean request time).
 
-Then a request-level comparison against one node: ``GET /tip`` on a kept-alive
-connection, and on a fresh connection each time (TCP + TLS handshake), the
-node's ``BoundedSession`` as the client. Loopback only: the netns benchmarks
+Then a request-level comparison against node 0 while the network still runs:
+``GET /tip`` on a kept-alive connection, and on a fresh connection each time
+(TCP + TLS handshake + the chain-identity check), the node's
+``BoundedSession`` as the client. Loopback only: the netns benchmarks
 measure the multi-host version.
 """
 from __future__ import annotations
@@ -56,8 +59,9 @@ def make_pki(out: Path, dirs: list[Path]) -> list[tls.TlsConfig]:
     return configs
 
 
-def tree_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` and all their descendants (alive now)."""
+def tree_cpu(pids: list[int]) -> tuple[float, float]:
+    """User + system CPU seconds of ``pids`` alone, and with all their
+    descendants alive now (the miner's proof-of-work workers)."""
     parent, cpu = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -77,7 +81,7 @@ def tree_cpu(pids: list[int]) -> float:
         seen.add(pid)
         total += cpu.get(pid, 0.0)
         todo += [child for child, ppid in parent.items() if ppid == pid]
-    return total
+    return sum(cpu.get(pid, 0.0) for pid in pids), total
 
 
 class Client:
@@ -130,7 +134,8 @@ def run_network(n: int, rounds: int, out: Path, use_tls: bool) -> dict:
         docs = [closed(1)]
         for r in range(2, rounds + 2):
             docs.append(processes.wait_for(lambda r=r: closed(r), 60, f"round {r}", net, interval=0.0))
-        wall, cpu = time.monotonic() - t0, tree_cpu(pids) - cpu0
+        wall, cpu1 = time.monotonic() - t0, tree_cpu(pids)
+        own, cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         after = [client.get(u + "/status") for u in urls]
         height = after[0]["height"]
         blocks = client.get(urls[0] + f"/chain?start=0&limit={height + 1}")["blocks"]
@@ -148,7 +153,7 @@ def run_network(n: int, rounds: int, out: Path, use_tls: bool) -> dict:
                     for a, b in zip(before, after))
         return 1000 * secs / count if count else float("nan")
     return {"tls": use_tls, "round": statistics.median(intervals), "wall_round": wall / rounds,
-            "cpu_round": cpu / rounds, "gossip_ms": gossip_ms(), "accuracy": docs[-1]["metrics"].get("accuracy"),
+            "cpu_round": cpu / rounds, "cpu_node_round": own / rounds, "gossip_ms": gossip_ms(), "accuracy": docs[-1]["metrics"].get("accuracy"),
             "synced": len(set(heights)) <= 2, "micro": micro}
 
 
@@ -186,7 +191,8 @@ def main() -> None:
                 res = run_network(args.nodes, args.rounds, out, use_tls)
                 runs.append(res)
                 print(f"rep {rep} {'TLS  ' if use_tls else 'plain'}: round {res['round']:.3f} s (wall "
-                      f"{res['wall_round']:.3f} s), CPU {res['cpu_round']:.3f} s/round over {args.nodes} nodes, "
+                      f"{res['wall_round']:.3f} s), CPU {res['cpu_round']:.3f} s/round over {args.nodes} nodes "
+                      f"({res['cpu_node_round']:.3f} s without the PoW workers), "
                       f"gossip request {res['gossip_ms']:.1f} ms, accuracy {res['accuracy']:.4f}, "
                       f"GET /tip kept-alive {res['micro']['keep_ms']:.2f} ms, new connection "
                       f"{res['micro']['fresh_ms']:.2f} ms{'' if res['synced'] else ' (nodes NOT in sync)'}",
@@ -199,6 +205,7 @@ def main() -> None:
     for label, key, sub, unit in (("round time (header timestamps)", "round", None, "s"),
                                   ("round time (wall, polled)", "wall_round", None, "s"),
                                   ("CPU per round (all nodes)", "cpu_round", None, "s"),
+                                  ("  of it node processes (no PoW)", "cpu_node_round", None, "s"),
                                   ("gossip request (node counters)", "gossip_ms", None, "ms"),
                                   ("GET /tip, kept-alive connection", "micro", "keep_ms", "ms"),
                                   ("GET /tip, new connection each", "micro", "fresh_ms", "ms")):
