@@ -123,6 +123,10 @@ def test_a_block_and_an_update_propagate_between_two_tls_nodes(served, pki):
     b.node.submit_tx(update_tx(b.node.chain, KEYS[2]))
     wait_for(lambda: a.status()["mempool"] == 1, what="the update on a")
     assert b.node.peers._session.identity(a.url) == pki["pubkeys"]["a"]
+    # mutual TLS: a's server verified b's client certificate and its binding too
+    wait_for(lambda: pki["pubkeys"]["b"] in {getattr(c, "peer_identity", None)
+                                             for c in list(a.server.active_channels.values())},
+             what="b's identity on a's server")
 
 
 def test_clients_without_the_network_ca_or_with_a_bad_certificate_are_refused(served, pki):
@@ -183,6 +187,12 @@ def test_impostor_servers_are_refused_by_a_tls_peer(served, pki):
                 assert a.node.peers.handshake_problem(url) == "SSLError"
             finally:
                 stop()
+        _server, url, stop = _serve(create_app(a.node), pki["wrong-name"])  # a's, for other names
+        try:
+            with pytest.raises(requests.exceptions.SSLError, match="match"):
+                session.request("GET", url + "/tip")
+        finally:
+            stop()
         assert session.request("GET", a.url + "/tip").status == 200  # the real a is fine
         assert session.identity(a.url) == pki["pubkeys"]["a"]
     finally:
