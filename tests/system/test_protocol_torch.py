@@ -1,0 +1,129 @@
+"""docs/protocol.md for torch models (issue 15): the independent verifier,
+written from the document alone, follows a chain of a PyTorch network (shapes
+and G(0) from the genesis layout), and the torch worked example of section 10
+is what the code computes."""
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learningchain.core.encoding import canonical_json, weights_digest
+from learningchain.learning.models import default_spec, initial_weights
+from learningchain.sim.simulator import Simulation, SimConfig
+from tests.independent_verifier import Invalid, g0, model_shapes, verify_chain
+from tests.independent_verifier import weights_digest as doc_digest
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+EXAMPLE = DOC.split("### A torch model: genesis spec and G(0)")[1].split("\n## ")[0]
+
+
+@pytest.fixture(scope="module")
+def torch_chain():
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: more threads only contend for the 2 shared cores
+    try:
+        yield _simulate()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _simulate():
+    cfg = SimConfig(nodes=3, rounds=2, dataset="digits", model="mlp", backend="torch", difficulty=64,
+                    model_params={"hidden": [8], "epochs": 1})
+    sim = Simulation(cfg)
+    sim.run(with_baselines=False)
+    chain = sim.ledgers[0].chain
+    blocks = [json.loads(b.serialize()) for b in chain.main_chain(0, chain.height + 1)]
+    return sim, chain, blocks
+
+
+def test_verifier_accepts_a_chain_of_a_torch_network(torch_chain):
+    sim, chain, blocks = torch_chain
+    model = blocks[0]["config"]["model"]
+    assert model["backend"] == "torch" and [n for n, _ in model["layout"]] == [
+        "fc0.bias", "fc0.weight", "fc1.bias", "fc1.weight"]
+    assert model_shapes(model)["fc0.weight"] == (8, 64)  # PyTorch's (out, in)
+    report = verify_chain(blocks, now_ms=sim.now_ms)
+    assert report["tip"] == chain.tip.hash and report["rounds_closed"] == 2
+    assert report["model_digest"] == chain.tip_state.model_digest
+    # every round's aggregate was recomputed: each closing commitment names the verifier's digest chain
+    closing = [b["commitment"]["model_digest"] for b in blocks if b["commitment"]]
+    assert len(closing) == 2 and closing[-1] == report["model_digest"]
+    genesis_state = chain.state_of(chain.block_at(0).hash)
+    assert doc_digest(g0(model)) == genesis_state.model_digest
+    assert all(tx["base"] == genesis_state.model_digest for b in blocks for tx in b["txs"] if tx["round"] == 1)
+
+
+def test_verifier_refuses_a_forged_torch_aggregate(torch_chain):
+    sim, chain, blocks = torch_chain
+    forged = copy.deepcopy(blocks)
+    next(b for b in forged if b["commitment"])["commitment"]["model_digest"] = "00" * 32
+    with pytest.raises(Invalid):
+        verify_chain(forged, now_ms=sim.now_ms)
+
+
+def test_verifier_and_code_refuse_an_update_off_the_layout(torch_chain):
+    """Section 3: a torch update's arrays are the layout's, shape for shape. A
+    re-signed update whose fc0.weight is transposed (the numpy orientation, the
+    same number of values) in a re-mined block: both refuse it."""
+    from learningchain.ledger.chain import Chain
+    from learningchain.ledger.tx import UpdateTx
+    from tests.helpers import rebuild, refused
+    sim, chain, blocks = torch_chain
+    at = next(i for i, b in enumerate(blocks) if b["txs"])
+    orig = chain.block_at(at)
+    tx = orig.txs[0]
+    key = next(p.key for p in sim.participants if p.key.public_hex == tx.sender)
+    weights = dict(tx.decoded_weights)
+    weights["fc0.weight"] = np.ascontiguousarray(weights["fc0.weight"].T)
+    bad = UpdateTx.create(key, tx.round, tx.base, weights, tx.num_samples, timestamp=tx.timestamp)
+    forged = rebuild(orig, txs=(bad, *orig.txs[1:]))
+    with pytest.raises(Invalid, match="shapes"):
+        verify_chain(blocks[:at] + [json.loads(forged.serialize())], now_ms=sim.now_ms)
+    fresh = Chain(chain.block_at(0))
+    for h in range(1, at):
+        fresh.add_block(chain.block_at(h), sim.now_ms)
+    assert "tx-shape-mismatch" in refused(fresh, forged, "block-bad-tx", now_ms=sim.now_ms).detail
+
+
+# --- section 10's torch worked example ------------------------------------------------
+
+def test_torch_worked_example_spec_and_digest_are_pinned():
+    spec = default_spec("ct-phantoms", "cnn")
+    text = canonical_json(spec.to_dict()).decode()
+    pinned = EXAMPLE.split("```")[1].strip()
+    assert pinned == text
+    doc_model = json.loads(pinned)
+    g = initial_weights(spec)
+    digest = re.search(r"G\(0\) digest \(`weights_digest`.*?`([0-9a-f]{64})`", EXAMPLE, re.S).group(1)
+    assert digest == weights_digest(g) == doc_digest(g0(doc_model))
+    rows = re.findall(r"^\| `([a-z0-9.]+)` \| `(\[[0-9, ]+\])` \| `([0-9a-f]{64})` \|$", EXAMPLE, re.M)
+    assert [r[0] for r in rows] == list(g)
+    ours = g0(doc_model)
+    for name, shape, digest in rows:
+        assert list(g[name].shape) == json.loads(shape) and g[name].dtype.str == "<f4"
+        assert hashlib.sha256(g[name].tobytes()).hexdigest() == digest == hashlib.sha256(ours[name].tobytes()).hexdigest()
+
+
+def test_torch_worked_example_stream_values_are_pinned():
+    g = initial_weights(default_spec("ct-phantoms", "cnn"))
+    lines = EXAMPLE.split("```")[3].strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        name, rest = line.split(None, 1)
+        values, raw = rest.split("bytes")
+        first = g[name].ravel()[:4]
+        assert [str(v) for v in first] == values.split()
+        assert first.tobytes().hex() == "".join(raw.split())
+        assert np.array([float(v) for v in values.split()], dtype="<f4").tobytes() == first.tobytes()
+    prefix = b"learningchain-g0" + bytes(8) + b"conv0.weight" + b"\x00"
+    h = hashlib.sha256(prefix + bytes(8)).hexdigest()
+    u0 = (int(h[:16], 16) >> 11) * 2.0 ** -53
+    flat = " ".join(EXAMPLE.split())  # the prose wraps anywhere
+    assert f"= `{h}`" in flat and f"`u_0 = (0x{h[:16]} >> 11) · 2^-53 = {u0!r}`" in flat
+    assert f"sqrt(6 / 81) = {(6 / 81) ** 0.5!r}" in flat
