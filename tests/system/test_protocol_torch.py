@@ -127,3 +127,22 @@ def test_torch_worked_example_stream_values_are_pinned():
     flat = " ".join(EXAMPLE.split())  # the prose wraps anywhere
     assert f"= `{h}`" in flat and f"`u_0 = (0x{h[:16]} >> 11) · 2^-53 = {u0!r}`" in flat
     assert f"sqrt(6 / 81) = {(6 / 81) ** 0.5!r}" in flat
+
+
+def test_verifier_g0_follows_every_case_of_the_layout_rule():
+    """Section 7's layout rule from the document alone, bit for bit with the code:
+    matrices, a 5-d kernel, norm scales and running variances (ones), biases and
+    running means (zeros); a user's architecture, never built here."""
+    from learningchain.learning.models import ModelSpec
+    spec = ModelSpec("my_nets.layers:make", "classification", 12, 3, seed=11, backend="torch", input_shape=(3, 4),
+                     layout=(("emb.weight", (5, 3)), ("conv.weight", (2, 3, 2, 1, 2)), ("bn.weight", (4,)),
+                             ("bn.bias", (4,)), ("bn.running_var", (4,)), ("bn.running_mean", (4,)),
+                             ("temperature", (1,)), ("gain.weight", (1,))))
+    ours, theirs = initial_weights(spec), g0(spec.to_dict())
+    assert list(theirs) == list(ours)
+    for name in ours:
+        assert theirs[name].dtype.str == ours[name].dtype.str == "<f4"
+        assert theirs[name].shape == ours[name].shape and theirs[name].tobytes() == ours[name].tobytes(), name
+    assert theirs["bn.running_var"].tolist() == [1.0] * 4 and theirs["gain.weight"].tolist() == [1.0]
+    assert not theirs["bn.running_mean"].any() and theirs["temperature"].tolist() == [0.0]
+    assert weights_digest(ours) == doc_digest(theirs)
