@@ -92,10 +92,18 @@ def test_a_numpy_spec_is_written_as_before():
     ({"kind": "mlp", "hidden": ()}, "mlp needs at least one hidden"),
     ({"task": "regression"}, "regression needs n_outputs 1"),
     ({"backend": "jax"}, "backend 'jax' unknown"),
+    ({"seed": 2**64}, r"seed must be an integer in \[0, 2\^64\)"),
+    ({"seed": -1}, r"seed must be an integer in \[0, 2\^64\)"),
 ])
 def test_torch_spec_validation(changes, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         torch_spec(**changes)
+
+
+def test_the_largest_seed_gives_a_g0_and_a_larger_one_is_refused_for_numpy_too():
+    assert weights_digest(layout.initial_weights(tiny(seed=2**64 - 1)))
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        ModelSpec("mlp", "classification", 4, 2, (3,), seed=2**64)
 
 
 def test_a_numpy_spec_refuses_a_layout_or_input_shape():

@@ -142,8 +142,9 @@ class ModelSpec:
         if any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in self.hidden):
             raise ConfigError(f"model spec: hidden widths must be positive integers, "
                               f"got {self.hidden}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"model spec: seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**64:
+            # G0 hashes it as a u64 (docs/protocol.md section 7): a larger seed crashed G0 with OverflowError
+            raise ConfigError(f"model spec: seed must be an integer in [0, 2^64), got {self.seed!r}")
         if not (isinstance(self.lr, float) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"model spec: lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.l2, float) and math.isfinite(self.l2) and self.l2 >= 0):
