@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learningchain.core.errors import ConfigError
-from learningchain.learning.models import build_model
+from learningchain.learning.models import ModelSpec, build_model
 from learningchain.learning.models import torch_backend as tb
 from learningchain.node import user_models
 
@@ -112,17 +112,18 @@ def test_a_module_that_raises_on_import_is_a_config_error(tmp_path, monkeypatch)
     one_line(exc)
 
 
-def test_a_factory_that_raises_is_a_config_error(user_dir):
-    kind = f"{user_dir}:broken"
+@pytest.mark.parametrize("factory,message", [
+    ("broken", "the factory failed: ValueError: no such width"),
+    ("not_a_module", "the factory returned list, not a torch.nn.Module"),
+])
+def test_a_factory_that_fails_is_a_config_error(user_dir, factory, message):
+    """At genesis (reading the layout off the module) and when a node builds the model."""
+    kind = f"{user_dir}:{factory}"
     user_models.ensure(kind)
-    with pytest.raises(ConfigError, match="the factory failed: ValueError: no such width") as exc:
+    with pytest.raises(ConfigError, match=message) as exc:
         tb.spec_with_layout(kind, "classification", 4, 2)
-    one_line(exc)
-
-
-def test_a_factory_that_returns_no_module_is_a_config_error(user_dir):
-    kind = f"{user_dir}:not_a_module"
-    user_models.ensure(kind)
-    with pytest.raises(ConfigError, match="returned list, not a torch.nn.Module") as exc:
-        tb.spec_with_layout(kind, "classification", 4, 2)
+    assert one_line(exc).startswith(f"model {kind}: ")
+    spec = ModelSpec(kind, "classification", 4, 2, backend="torch", layout=(("w", (2, 4)),))
+    with pytest.raises(ConfigError, match=message) as exc:
+        build_model(spec)
     one_line(exc)
