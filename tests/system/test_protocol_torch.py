@@ -21,20 +21,27 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 EXAMPLE = DOC.split("### A torch model: genesis spec and G(0)")[1].split("\n## ")[0]
 
 
-@pytest.fixture(scope="module")
-def torch_chain():
+#: tiny torch networks on digits (8x8 images): a cnn (4-d kernels in every update) and an mlp
+NETWORKS = {"cnn": dict(model="cnn", model_params={"hidden": [2, 4, 8], "epochs": 1}),
+            "mlp": dict(model="mlp", backend="torch", model_params={"hidden": [8], "epochs": 1})}
+LAYOUTS = {"cnn": {"conv0.bias": [2], "conv0.weight": [2, 1, 3, 3], "conv1.bias": [4], "conv1.weight": [4, 2, 3, 3],
+                   "fc0.bias": [8], "fc0.weight": [8, 16], "fc1.bias": [10], "fc1.weight": [10, 8]},
+           "mlp": {"fc0.bias": [8], "fc0.weight": [8, 64], "fc1.bias": [10], "fc1.weight": [10, 8]}}
+
+
+@pytest.fixture(scope="module", params=sorted(NETWORKS))
+def torch_chain(request):
     import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny network: more threads only contend for the 2 shared cores
     try:
-        yield _simulate()
+        yield (request.param, *_simulate(NETWORKS[request.param]))
     finally:
         torch.set_num_threads(threads)
 
 
-def _simulate():
-    cfg = SimConfig(nodes=3, rounds=2, dataset="digits", model="mlp", backend="torch", difficulty=64,
-                    model_params={"hidden": [8], "epochs": 1})
+def _simulate(network):
+    cfg = SimConfig(nodes=3, rounds=2, dataset="digits", difficulty=64, **network)
     sim = Simulation(cfg)
     sim.run(with_baselines=False)
     chain = sim.ledgers[0].chain
@@ -43,11 +50,12 @@ def _simulate():
 
 
 def test_verifier_accepts_a_chain_of_a_torch_network(torch_chain):
-    sim, chain, blocks = torch_chain
+    kind, sim, chain, blocks = torch_chain
     model = blocks[0]["config"]["model"]
-    assert model["backend"] == "torch" and [n for n, _ in model["layout"]] == [
-        "fc0.bias", "fc0.weight", "fc1.bias", "fc1.weight"]
-    assert model_shapes(model)["fc0.weight"] == (8, 64)  # PyTorch's (out, in)
+    assert model["backend"] == "torch" and model["kind"] == kind and dict(model["layout"]) == LAYOUTS[kind]
+    assert model_shapes(model) == {n: tuple(s) for n, s in LAYOUTS[kind].items()}  # PyTorch's (out, in, ...)
+    tx = next(tx for b in blocks for tx in b["txs"])
+    assert {n: a["shape"] for n, a in tx["weights"].items()} == LAYOUTS[kind]
     report = verify_chain(blocks, now_ms=sim.now_ms)
     assert report["tip"] == chain.tip.hash and report["rounds_closed"] == 2
     assert report["model_digest"] == chain.tip_state.model_digest
@@ -60,7 +68,7 @@ def test_verifier_accepts_a_chain_of_a_torch_network(torch_chain):
 
 
 def test_verifier_refuses_a_forged_torch_aggregate(torch_chain):
-    sim, chain, blocks = torch_chain
+    _, sim, chain, blocks = torch_chain
     forged = copy.deepcopy(blocks)
     next(b for b in forged if b["commitment"])["commitment"]["model_digest"] = "00" * 32
     with pytest.raises(Invalid):
@@ -74,7 +82,7 @@ def test_verifier_and_code_refuse_an_update_off_the_layout(torch_chain):
     from learningchain.ledger.chain import Chain
     from learningchain.ledger.tx import UpdateTx
     from tests.helpers import rebuild, refused
-    sim, chain, blocks = torch_chain
+    _, sim, chain, blocks = torch_chain
     at = next(i for i, b in enumerate(blocks) if b["txs"])
     orig = chain.block_at(at)
     tx = orig.txs[0]
