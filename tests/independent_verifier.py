@@ -10,7 +10,8 @@ digest), with exact scores only (no fast path) and numpy used as plain
 elementwise float64 arithmetic: sums, medians and orders are written out here.
 Also followed: skip txs (section 11: counted toward the quorum once the round
 has an update, never aggregated, listed in `skipped`), the genesis stamp and
-claim cap (section 6: `stamp_bits`, `max_samples`). Not covered: compressed
+claim cap (section 6: `stamp_bits`, `max_samples`), torch models (sections 3,
+6 and 7: the arrays and G(0) of a genesis `layout`, no PyTorch). Not covered: compressed
 updates and selection policies (section 11) in plain mode.
 
 Secure aggregation (section 14, a genesis with `privacy`): the genesis refusals
