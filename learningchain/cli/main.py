@@ -144,6 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
          skip_threshold=args.skip_threshold, **dp)
     argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
+    kind = config.model_spec.kind
+    if ":" in kind and args.trust_model != kind:  # a genesis is data: running the code it names is opt-in
+        raise ConfigError(f"this network's model is {kind}, code from this machine that the node would import "
+                          f"and run: start the node with --trust-model {kind} if you trust it")
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
@@ -340,6 +344,9 @@ def _run_flags(p) -> None:
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
                                      "else the default network for the dataset)")
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
+    p.add_argument("--trust-model", metavar="MODULE:FACTORY",
+                   help="import and run the user's PyTorch module that the genesis names (a genesis is data: "
+                        "the node imports no code it names unless this matches)")
     p.add_argument("--until-round", type=positive_int, metavar="R",
                    help="stop (exit 0) once round R is closed on our chain and, with a test set, measured")
     p.add_argument("--rest-after-round", type=positive_int, metavar="R",
