@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.cli import argtypes
+from learningchain.cli import argtypes, run_config
 from learningchain.cli.argtypes import add_dp_flags, add_model_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
@@ -126,6 +126,7 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    advertise_url = run_config.advertised(args)  # a wildcard --host needs --advertise-url, said up front
     peers = args.peers  # checked by argtypes.peer_urls: a bad URL is an error, not a silent drop
     dataset = data_file(args)
     check_data_dir(args.data_dir)
@@ -153,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack)
+    kwargs["advertise_url"] = advertise_url
     if args.test is not None:
         kwargs["test_path"] = args.test
     if args.workers is not None:
@@ -367,6 +369,7 @@ def _run_flags(p) -> None:
     p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")
     p.add_argument("--skip-threshold", type=non_negative, default=0.0,
                    help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
+    run_config.add_flags(p)  # --advertise-url, --config; every flag also from LC_* and the config file
     p.set_defaults(func=cmd_run)
 
 
