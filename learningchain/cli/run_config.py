@@ -5,10 +5,11 @@ variable ``LC_FOO_BAR`` or as the key ``foo-bar`` (or ``foo_bar``) of a TOML
 file named by ``--config FILE`` (or ``LC_CONFIG``). :data:`PRECEDENCE`: the
 command line wins over the environment, which wins over the file, which wins
 over the flag's default; a required flag (``--data-dir``, ``--port``) is
-satisfied by any of them. A switch (``--mine``) takes 1/true/yes/on or
-0/false/no/off; a flag taking several values takes them comma-separated in the
-environment and as a TOML array in the file (an array given to a one-value
-flag such as ``--peers`` is passed on comma-joined).
+satisfied by any of them; an empty variable counts as unset. A switch
+(``--mine``) takes 1/true/yes/on or 0/false/no/off; a flag taking several
+values takes them comma-separated in the environment and as a TOML array in
+the file (an array given to a one-value flag such as ``--peers`` is passed on
+comma-joined).
 
 Nothing here lists the flags: :func:`add_flags` makes the parser a
 :class:`SourcedParser`, which walks its own actions when it parses, so a flag
@@ -37,7 +38,7 @@ LOCALE_VARS = frozenset(f"LC_{c}" for c in (
     "NAME", "NUMERIC", "PAPER", "TELEPHONE", "TIME"))
 EPILOG = ("Every flag can also be set in the environment as LC_<FLAG> (upper case, dashes as underscores: "
           "--data-dir is LC_DATA_DIR; a switch such as --mine takes 1/true/yes or 0/false/no; several values "
-          "comma-separated), or as a key of the TOML file named by --config FILE or LC_CONFIG (the flag's "
+          "comma-separated; an empty variable counts as unset), or as a key of the TOML file named by --config FILE or LC_CONFIG (the flag's "
           "name, with dashes or underscores: data-dir = \"/data\", port = 5000, mine = true, peers = "
           "[\"http://a:5000\", \"http://b:5000\"]; relative paths are relative to the working directory). "
           f"Precedence: {PRECEDENCE}. A required flag may come from any of them.")
@@ -133,7 +134,7 @@ class SourcedParser(argparse.ArgumentParser):
             if getattr(ns, action.dest) is not _UNSET:
                 continue  # on the command line (or set by an earlier flag of the same dest)
             name = env_name(action)
-            if name in env and name not in LOCALE_VARS:
+            if env.get(name, "") != "" and name not in LOCALE_VARS:  # empty: unset (a template's ${X:-})
                 value = self._convert(action, env[name], name, split=True)
             elif action in from_file:
                 key, raw = from_file[action]

@@ -87,6 +87,8 @@ def test_switches_take_words_and_toml_booleans(tmp_path, monkeypatch):
     monkeypatch.delenv("LC_MINE")
     assert parse([*base, "--config", write(tmp_path, "mine = true\nlocal_baseline = true\n")]).mine is True
     assert parse([*base, "--config", write(tmp_path, "mine = false\n")]).mine is False
+    monkeypatch.setenv("LC_MINE", "")  # an empty variable (a template's ${MINE:-}) is unset
+    assert parse(base).mine is False
     monkeypatch.setenv("LC_MINE", "maybe")
     assert refused(base).endswith("LC_MINE: 'maybe' is not a boolean (1/true/yes or 0/false/no) "
                                   "(see 'node.py run --help')")
