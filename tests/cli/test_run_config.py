@@ -184,3 +184,4 @@ def test_a_wildcard_host_without_advertise_url_is_refused_before_anything_is_wri
     assert code == 2 and not data_dir.exists()
     line, = err.getvalue().strip().splitlines()
     assert "--host 0.0.0.0 listens on every address" in line and "--advertise-url" in line
+
