@@ -11,6 +11,12 @@ addresses (the host of our advertised URL, resolved too) are left out, so a
 pod does not peer with itself. A lookup that fails keeps what the name stood
 for before (logged once): DNS that hiccups never empties the table.
 
+Over HTTPS a peer's certificate names hosts, and a pod's address is not known
+when its certificate is made: an ``https`` seed's address is therefore named by
+its reverse (PTR) name when that name resolves back to the address
+(forward-confirmed reverse DNS; a StatefulSet pod behind a headless Service has
+``lc-node-1.lc-nodes.lab.svc.cluster.local``), else it stays the address.
+
 Only names given on the command line are resolved, by the node's own thread
 (``peer-dns``); names learned from peers never are (:func:`peer_urls.host_groups`:
 a lookup per offer would be a cost anyone could impose). IP literals and
@@ -32,6 +38,8 @@ DNS_SECONDS = 30.0
 
 #: ``(host, port) -> addresses``; raises OSError when the name does not resolve.
 Resolver = Callable[[str, int], list[str]]
+#: ``address -> its PTR name``, None without one.
+ReverseResolver = Callable[[str], "str | None"]
 
 
 def resolve_addresses(host: str, port: int) -> list[str]:
@@ -42,6 +50,14 @@ def resolve_addresses(host: str, port: int) -> list[str]:
         if address not in out:
             out.append(address)
     return out
+
+
+def reverse_name(address: str) -> str | None:
+    """The PTR name of ``address``, or None."""
+    try:
+        return socket.gethostbyaddr(address)[0]
+    except OSError:
+        return None
 
 
 def is_dns_name(host: str) -> bool:
@@ -72,8 +88,11 @@ class DnsSeeds:
     """Mixed into :class:`~learningchain.node.p2p.peers.PeerSet` (uses its ``_lock``,
     ``_peers``, ``_stop``, ``self_url``, ``add``, ``node``)."""
 
-    def _init_dns(self, pinned: Iterable[str], resolver: Resolver | None) -> None:
+    def _init_dns(self, pinned: Iterable[str], resolver: Resolver | None,
+                  reverse: ReverseResolver | None = None) -> None:
         self._resolve = resolver or resolve_addresses
+        self._reverse = reverse or reverse_name
+        self._names: dict[str, str | None] = {}  # address -> its confirmed reverse name (https seeds)
         self.dns_seconds = DNS_SECONDS
         given = {normalize(u) for u in pinned}
         #: DNS seed -> the table URLs it stands for now (at first: the name itself)
@@ -101,7 +120,7 @@ class DnsSeeds:
 
     def resolve_seeds(self) -> dict[str, tuple[list[str], list[str]]]:
         """Resolve every seed once and bring the table in line: seed -> (added, removed)."""
-        changes = {}
+        changes, seen = {}, set()
         own = self._own_addresses() if self._seeds else set()
         for seed in list(self._seeds):
             host, port = urlsplit(seed).hostname or "", _port(seed)
@@ -117,8 +136,11 @@ class DnsSeeds:
                 continue
             self._dns_failing.discard(seed)
             others = [a for a in addresses if (a, port) not in own]
+            seen.update(others)
             if len(addresses) == 1 and others:
                 wanted = frozenset({seed})  # one host: the name itself
+            elif seed.startswith("https:"):  # named as its certificate can name it
+                wanted = frozenset(address_url(seed, self._confirmed_name(a, port) or a) for a in others)
             else:
                 wanted = frozenset(address_url(seed, a) for a in others)
             change = self._apply_seed(seed, wanted)
@@ -126,7 +148,20 @@ class DnsSeeds:
                 changes[seed] = change
                 self.node.log(f"peers of {host} (DNS, {len(wanted)}): "
                               + ", ".join([f"+{u}" for u in change[0]] + [f"-{u}" for u in change[1]]))
+        for address in set(self._names) - seen:
+            del self._names[address]  # a pod gone: its name is asked again if the address comes back
         return changes
+
+    def _confirmed_name(self, address: str, port: int) -> str | None:
+        """``address``'s reverse name if that name resolves back to it (cached while the address is listed)."""
+        if address not in self._names:
+            name = (self._reverse(address) or "").rstrip(".").lower()
+            try:
+                confirmed = is_dns_name(name) and address in self._resolve(name, port)
+            except OSError:
+                confirmed = False
+            self._names[address] = name if confirmed else None
+        return self._names[address]
 
     def _apply_seed(self, seed: str, wanted: frozenset[str]) -> tuple[list[str], list[str]]:
         with self._lock:

@@ -43,7 +43,7 @@ from learningchain.node.p2p.gossip import Gossip
 from learningchain.node.p2p.gossip_lanes import GossipLanes
 from learningchain.node.p2p.httpclient import BoundedSession, PeerReplyError
 from learningchain.node.p2p.peer_counters import message_type
-from learningchain.node.p2p.peer_dns import DnsSeeds, Resolver
+from learningchain.node.p2p.peer_dns import DnsSeeds, Resolver, ReverseResolver
 from learningchain.node.p2p.peer_file import load_peers, save_peers
 from learningchain.node.p2p.peer_host import PeerHost
 from learningchain.node.p2p.peer_offers import PeerOffers
@@ -107,11 +107,12 @@ class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, DnsSeeds, GossipLanes, Peer
     fetches, sync."""
 
     def __init__(self, node: PeerHost, self_url: str, urls: Iterable[str] = (), deadline: float = REQUEST_DEADLINE,
-                 max_reply: int | None = None, resolver: Resolver | None = None):
+                 max_reply: int | None = None, resolver: Resolver | None = None,
+                 reverse: ReverseResolver | None = None):
         urls = list(urls)
         super().__init__(self_url, urls)
         self.node = node
-        self._init_dns(urls, resolver)  # peer_dns.py: DNS names among --peers
+        self._init_dns(urls, resolver, reverse)  # peer_dns.py: DNS names among --peers
         self._init_lanes()  # gossip_lanes.py
         self._init_sync()  # peer_sync.py
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)

@@ -104,6 +104,35 @@ def test_the_peer_dns_thread_resolves_again_and_finds_new_pods(host):
     assert not ps._dns_thread.is_alive()
 
 
+def test_an_https_seed_names_each_address_by_its_confirmed_reverse_name(host):
+    """A pod's certificate names its host, not its address: over HTTPS an address
+    becomes its PTR name when that name resolves back to it (a forged PTR does not)."""
+    names = Names(**{"lc-nodes.lab.svc": ["192.0.2.11", "192.0.2.12", "192.0.2.13"],
+                     "lc-node-1.lc-nodes.lab.svc": ["192.0.2.11"], "bank.example": ["198.51.100.1"]})
+    ptr = {"192.0.2.11": "lc-node-1.lc-nodes.lab.svc.", "192.0.2.12": "bank.example"}  # .13: no PTR
+    asked = []
+
+    def reverse(address):
+        asked.append(address)
+        return ptr.get(address)
+    seed = "https://lc-nodes.lab.svc:5000"
+    ps = PeerSet(host, "https://192.0.2.10:5000", [seed], resolver=names, reverse=reverse)
+    try:
+        ps.resolve_seeds()
+        assert set(ps.urls()) == {"https://lc-node-1.lc-nodes.lab.svc:5000", "https://192.0.2.12:5000",
+                                  "https://192.0.2.13:5000"}
+        ps.resolve_seeds()
+        assert sorted(asked) == ["192.0.2.11", "192.0.2.12", "192.0.2.13"]  # asked once per address
+    finally:
+        ps.stop()
+    http = peer_set(host, names, self_url="http://192.0.2.10:5000")
+    try:
+        http.resolve_seeds()
+        assert len(asked) == 3 and "http://192.0.2.11:5000" in http.urls()  # plain HTTP: the addresses
+    finally:
+        http.stop()
+
+
 def test_ip_literals_and_localhost_are_not_resolved_and_urls_keep_scheme_and_port(host):
     names = Names()
     ps = peer_set(host, names, self_url="http://127.0.0.1:5000",
