@@ -38,10 +38,11 @@ LOCALE_VARS = frozenset(f"LC_{c}" for c in (
     "NAME", "NUMERIC", "PAPER", "TELEPHONE", "TIME"))
 EPILOG = ("Every flag can also be set in the environment as LC_<FLAG> (upper case, dashes as underscores: "
           "--data-dir is LC_DATA_DIR; a switch such as --mine takes 1/true/yes or 0/false/no; several values "
-          "comma-separated; an empty variable counts as unset), or as a key of the TOML file named by --config FILE or LC_CONFIG (the flag's "
-          "name, with dashes or underscores: data-dir = \"/data\", port = 5000, mine = true, peers = "
-          "[\"http://a:5000\", \"http://b:5000\"]; relative paths are relative to the working directory). "
-          f"Precedence: {PRECEDENCE}. A required flag may come from any of them.")
+          "comma-separated; an empty variable counts as unset), or as a key of the TOML file named by "
+          "--config FILE or LC_CONFIG (the flag's name, with dashes or underscores: data-dir = \"/data\", "
+          "port = 5000, mine = true, peers = [\"http://a:5000\", \"http://b:5000\"]; relative paths are "
+          f"relative to the working directory). Precedence: {PRECEDENCE}. A required flag may come from any "
+          "of them.")
 
 _UNSET = object()  # "not on the command line" (the namespace placeholder while parsing)
 

@@ -53,7 +53,8 @@ class Peer:
 
     def to_dict(self) -> dict:
         return {"url": self.url, "failures": self.failures, "height": self.height,
-                "source": f"DNS {self.seed}" if self.seed else "command line" if self.pinned else "learned", "delivered": self.delivered,
+                "source": f"DNS {self.seed}" if self.seed else ("command line" if self.pinned else "learned"),
+                "delivered": self.delivered,
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "last_error": self.last_error, "cost": round(self.cost, 2),
                 "last_seen_s_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
