@@ -21,8 +21,10 @@ SIGTERM itself, which stops it cleanly):
    ``node.py run`` refuses a key file others can read.
 4. The essential flags are passed explicitly from their variables (``LC_DATA_DIR``, ``LC_PORT``,
    ``LC_HOST``, ``LC_GENESIS``, ``LC_PEERS``, ``LC_MINE``, ``LC_DATA``, ``LC_TEST``), so they work
-   whether or not this ``node.py`` also reads ``LC_*`` itself; every other ``LC_*`` variable is
-   left in the environment for ``node.py run``. Arguments given to the container are appended.
+   whether or not this ``node.py`` also reads ``LC_*`` itself, and so are the TLS files
+   (``LC_TLS_CERT``, ``LC_TLS_KEY``, ``LC_TLS_CA``: a ``node.py`` without TLS then refuses to start
+   rather than serve plain HTTP); every other ``LC_*`` variable is left in the environment for
+   ``node.py run``. Arguments given to the container are appended.
 
 Failures are one line on stderr and exit status 2 (configuration) or 1 (a file that cannot be
 used); nothing is started then. Standard library only.
@@ -40,7 +42,9 @@ KEY_FILE = "node_key.pem"  # learningchain.node.keyfile.KEY_FILE
 #: variables passed as flags (value flags, then boolean flags)
 VALUE_FLAGS = (("LC_DATA_DIR", "--data-dir"), ("LC_PORT", "--port"), ("LC_HOST", "--host"),
                ("LC_GENESIS", "--genesis"), ("LC_PEERS", "--peers"), ("LC_DATA", "--data"),
-               ("LC_TEST", "--test"))
+               ("LC_TEST", "--test"),
+               # TLS asked for is never dropped silently: a node.py without these flags refuses them
+               ("LC_TLS_CERT", "--tls-cert"), ("LC_TLS_KEY", "--tls-key"), ("LC_TLS_CA", "--tls-ca"))
 BOOL_FLAGS = (("LC_MINE", "--mine"),)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 PLACEHOLDER = "{ordinal}"
@@ -140,14 +144,7 @@ def prepare(env: dict[str, str]) -> list[str]:
         raise EntryError("LC_DATA_DIR is not set: the node's directory (the image sets /data)")
     if not env.get("LC_PORT", "").strip():
         raise EntryError("LC_PORT is not set: the port of the node's API (the image sets 5000)")
-    argv = [sys.executable, str(APP / "node.py"), "run"]
-    for name, flag in VALUE_FLAGS:
-        value = env.get(name, "").strip()
-        if value:
-            argv += [flag, value]
-    for name, flag in BOOL_FLAGS:
-        if name in env and boolean(name, env[name]):
-            argv.append(flag)
+    switches = [flag for name, flag in BOOL_FLAGS if name in env and boolean(name, env[name])]
     # everything is checked: only now is anything written
     d = Path(data_dir)
     try:
@@ -159,7 +156,12 @@ def prepare(env: dict[str, str]) -> list[str]:
     if key_source:
         install_key(d, Path(key_source))
     private_tls_key(env)
-    return argv
+    argv = [sys.executable, str(APP / "node.py"), "run"]
+    for name, flag in VALUE_FLAGS:
+        value = env.get(name, "").strip()
+        if value:
+            argv += [flag, value]
+    return argv + switches
 
 
 def main(extra: list[str]) -> int:

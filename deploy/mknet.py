@@ -16,6 +16,10 @@ since a new one would start another chain. Two uses:
   Secret ``learningchain-keys`` (``key-<i>.pem``: pod ordinal i installs ``key-<i>.pem``, see
   deploy/entrypoint.py) and the ConfigMap ``learningchain-genesis`` (``genesis.json``) that
   deploy/k8s/statefulset.yaml mounts. Keep OUT private: it holds every node's private key.
+  With ``--tls`` it also runs ``node.py tls init`` (a network CA in ``OUT/tls``, one certificate
+  per node bound to that node's chain key, valid for the pod's DNS names in ``--namespace``) and
+  writes the Secret ``learningchain-tls`` (``ca.pem``, ``node<i>.pem``, ``node<i>.key``; never the
+  CA's key, which stays in ``OUT/tls``) that deploy/k8s/tls mounts.
 
 Failures are one line on stderr, exit status 1 (2 for a wrong command line).
 """
@@ -28,9 +32,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("LEARNINGCHAIN_APP") or Path(__file__).resolve().parents[1])
 KEY_FILE, GENESIS_FILE = "node_key.pem", "genesis.json"
-KEYS_SECRET, GENESIS_CONFIGMAP = "learningchain-keys", "learningchain-genesis"
+KEYS_SECRET, GENESIS_CONFIGMAP, TLS_SECRET = "learningchain-keys", "learningchain-genesis", "learningchain-tls"
+#: the StatefulSet and its headless Service (deploy/k8s): pod i is lc-node-<i>.learningchain.<namespace>.svc
+POD_PREFIX, SERVICE = "lc-node", "learningchain"
 LABELS = "    app.kubernetes.io/name: learningchain\n    app.kubernetes.io/part-of: learningchain\n"
 
 
@@ -95,18 +101,49 @@ def hand_over(dirs: list[Path], uid_gid: tuple[int, int]) -> None:
         os.chmod(d, 0o700)
 
 
+def secret(name: str, files: dict[str, Path], what: str) -> str:
+    data = "".join(f"  {key}: {base64.b64encode(path.read_bytes()).decode()}\n" for key, path in files.items())
+    return (f"# written by deploy/mknet.py: {what} (keep private)\n"
+            f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels:\n{LABELS}"
+            f"type: Opaque\ndata:\n{data}")
+
+
+def pod_names(i: int, namespace: str) -> str:
+    """The DNS names of pod i, and the headless Service's own name (the peers' name)."""
+    pod, svc = f"{POD_PREFIX}-{i}.{SERVICE}.{namespace}.svc", f"{SERVICE}.{namespace}.svc"
+    return ",".join((pod, pod + ".cluster.local", svc, svc + ".cluster.local"))
+
+
+def make_tls(out: Path, dirs: list[Path], namespace: str) -> dict[str, Path]:
+    """``node.py tls init`` for the node dirs (once: an existing OUT/tls is kept); the Secret's files."""
+    tls = out / "tls"
+    n = len(dirs)
+    if not (tls / "ca.pem").exists():
+        try:
+            node_py("tls", "--help")
+        except NetError:
+            raise NetError(f"{ROOT / 'node.py'} has no 'tls' command (a version without TLS): drop --tls") from None
+        print(node_py("tls", "init", "--out", str(tls), "--nodes", str(n), "--network", SERVICE,
+                      "--data-dirs", ",".join(map(str, dirs)), "--hosts",
+                      *(pod_names(i, namespace) for i in range(n))).strip())
+    files = {"ca.pem": tls / "ca.pem"}
+    for i in range(n):
+        files.update({f"node{i}.pem": tls / f"node{i}.pem", f"node{i}.key": tls / f"node{i}.key"})
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise NetError(f"{missing[0]} is missing: {tls} was made for fewer nodes; move it away to make a new CA")
+    return files
+
+
 def k8s_manifests(dirs: list[Path], genesis: bytes) -> dict[str, str]:
     """The Secret with every node key and the ConfigMap with the genesis, as YAML text."""
-    keys = "".join(f"  key-{i}.pem: {base64.b64encode((d / KEY_FILE).read_bytes()).decode()}\n"
-                   for i, d in enumerate(dirs))
-    secret = (f"# written by deploy/mknet.py: node keys, key-<ordinal>.pem (keep private)\n"
-              f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {KEYS_SECRET}\n  labels:\n{LABELS}"
-              f"type: Opaque\ndata:\n{keys}")
+    keys = secret(KEYS_SECRET, {f"key-{i}.pem": d / KEY_FILE for i, d in enumerate(dirs)},
+                  "node keys, key-<ordinal>.pem")
     body = "".join(f"    {line}\n" for line in genesis.decode().splitlines())
     configmap = (f"# written by deploy/mknet.py: the genesis every node shares\n"
                  f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {GENESIS_CONFIGMAP}\n  labels:\n{LABELS}"
                  f"data:\n  {GENESIS_FILE}: |\n{body}")
-    return {"secret-keys.yaml": secret, "configmap-genesis.yaml": configmap}
+    return {"secret-keys.yaml": keys, "configmap-genesis.yaml": configmap}
 
 
 def main(argv: list[str]) -> int:
@@ -119,9 +156,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--nodes", type=int, required=True, help="nodes of the network")
     p.add_argument("--owner", type=owner, help="UID:GID to own the node dirs (when run as root)")
     p.add_argument("--k8s", metavar="DIR", help="also write the Secret and ConfigMap manifests there")
+    p.add_argument("--tls", action="store_true", help="with --k8s: also the network CA, node certificates "
+                                                      "(node.py tls init) and their Secret")
+    p.add_argument("--namespace", default="learningchain", help="the pods' namespace, named in the "
+                                                                "certificates (default learningchain)")
     args = p.parse_args(argv)
     if args.nodes < 1:
         p.error("--nodes must be at least 1")
+    if args.tls and not args.k8s:
+        p.error("--tls writes the Secret of deploy/k8s/tls: give --k8s DIR too")
     out = Path(args.out)
     try:
         dirs = node_dirs(out, args.nodes)
@@ -136,8 +179,15 @@ def main(argv: list[str]) -> int:
         if args.k8s:
             k8s = Path(args.k8s)
             k8s.mkdir(parents=True, exist_ok=True)
-            for name, text in k8s_manifests(dirs, genesis).items():
-                (k8s / name).write_text(text)
+            manifests = k8s_manifests(dirs, genesis)
+            if args.tls:
+                manifests["secret-tls.yaml"] = secret(TLS_SECRET, make_tls(out, dirs, args.namespace),
+                                                      "the network CA and node certificates, node<i>.pem/.key")
+            for name, text in manifests.items():
+                path = k8s / name
+                path.unlink(missing_ok=True)  # written anew, mode 600 from the start: keys inside
+                with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+                    fh.write(text)
                 print(f"wrote {k8s / name}")
     except (NetError, OSError) as exc:
         print(f"mknet.py: {exc}", file=sys.stderr)

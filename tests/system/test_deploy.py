@@ -286,10 +286,10 @@ def compose_env(service: str, data_dir: Path, port: int) -> dict[str, str]:
     return on_this_machine(env, {"/app/": f"{ROOT}/", "/data": str(data_dir)}, port)
 
 
-def k8s_env(pod: str, files: Path, port: int, peers: str) -> dict[str, str]:
-    """The environment the StatefulSet gives pod ``pod`` (its host name), with its Secret and
-    ConfigMap mounts under ``files`` (as :func:`mount_k8s` laid them out)."""
-    sts = statefulset()
+def k8s_env(pod: str, files: Path, port: int, peers: str, sts: dict | None = None) -> dict[str, str]:
+    """The environment the StatefulSet (``sts``, default deploy/k8s's) gives pod ``pod`` (its host
+    name), with its Secret and ConfigMap mounts under ``files`` (as :func:`mount_k8s` laid them out)."""
+    sts = sts or statefulset()
     env = {"HOSTNAME": pod}
     fields = {"metadata.name": pod, "metadata.namespace": "learningchain"}
     for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]:
@@ -311,14 +311,17 @@ def on_this_machine(env: dict[str, str], paths: dict[str, str], port: int) -> di
 
 def mount_k8s(generated: Path, files: Path) -> None:
     """The Secret and ConfigMap mounted as the kubelet does: one file per key, group-readable."""
-    secret, = docs(generated / "secret-keys.yaml")
-    configmap, = docs(generated / "configmap-genesis.yaml")
     import base64
-    (files / "keys").mkdir(parents=True)
-    (files / "genesis").mkdir()
-    for name, b64 in secret["data"].items():
-        (files / "keys" / name).write_bytes(base64.b64decode(b64))
-        os.chmod(files / "keys" / name, 0o440)
+    configmap, = docs(generated / "configmap-genesis.yaml")
+    (files / "genesis").mkdir(parents=True)
+    for manifest, mount in (("secret-keys.yaml", "keys"), ("secret-tls.yaml", "tls")):
+        if not (generated / manifest).exists():
+            continue
+        secret, = docs(generated / manifest)
+        (files / mount).mkdir()
+        for name, b64 in secret["data"].items():
+            (files / mount / name).write_bytes(base64.b64decode(b64))
+            os.chmod(files / mount / name, 0o440)
     for name, text in configmap["data"].items():
         (files / "genesis" / name).write_text(text)
 
@@ -460,3 +463,60 @@ def test_mknet_run_again_keeps_keys_and_genesis_and_refuses_two_networks(tmp_pat
     capsys.readouterr()
     assert mknet.main([str(net), "--nodes", "3"]) == 1
     assert "different genesis files" in capsys.readouterr().err
+
+
+def node_py_has_tls() -> bool:
+    return subprocess.run([sys.executable, str(ROOT / "node.py"), "tls", "--help"], capture_output=True,
+                          timeout=60).returncode == 0
+
+
+def test_the_tls_overlay_serves_https_or_refuses_without_tls(tmp_path, capsys):
+    """With the StatefulSet of deploy/k8s/tls, a pod serves HTTPS with its certificate from the
+    Secret mknet.py --tls wrote; a node.py without TLS refuses both (never plain HTTP instead)."""
+    generated = tmp_path / "generated"
+    if not node_py_has_tls():
+        make_net(tmp_path / "net", 1)
+        capsys.readouterr()
+        assert mknet.main([str(tmp_path / "net"), "--nodes", "1", "--k8s", str(generated), "--tls"]) == 1
+        assert "has no 'tls' command" in capsys.readouterr().err
+        cert = tmp_path / "node0.pem"
+        cert.write_text("x")
+        done = run_entry({"LC_DATA_DIR": str(tmp_path / "d"), "LC_PORT": str(free_port()),
+                          "LC_TLS_CERT": str(cert), "LC_TLS_KEY": str(cert), "LC_TLS_CA": str(cert)})
+        assert done.returncode == 2 and "--tls-cert" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        return
+    import requests
+    net = tmp_path / "net"
+    make_net(net, 1)
+    assert mknet.main([str(net), "--nodes", "1", "--k8s", str(generated), "--tls"]) == 0
+    secret, = docs(generated / "secret-tls.yaml")
+    assert sorted(secret["data"]) == ["ca.pem", "node0.key", "node0.pem"]  # never the CA's key
+    assert (generated / "secret-tls.yaml").stat().st_mode & 0o777 == 0o600
+    validate(secret)
+    mount_k8s(generated, tmp_path / "pod")
+    port = free_port()
+    env = k8s_env("lc-node-0", tmp_path / "pod", port, peers="", sts=tls_statefulset())
+    env.update(LC_ADVERTISE_URL=f"https://127.0.0.1:{port}", LEARNINGCHAIN_PRIVATE_DIR=str(tmp_path / "private"))
+    proc = start(env, tmp_path / "tls.log")
+    try:
+        ca = env["LC_TLS_CA"]
+
+        def status():
+            assert proc.poll() is None, (tmp_path / "tls.log").read_text()
+            try:
+                return requests.get(f"https://127.0.0.1:{port}/status", verify=ca, timeout=3).json()
+            except requests.RequestException:
+                return None
+        assert wait_for(status, 60, "the TLS pod answers /status over HTTPS")["pubkey"] == \
+            mknet_pubkey(net / "node-0")
+        check = run_check("/status", {**os.environ, "LC_PORT": str(port), "LC_TLS_CERT": env["LC_TLS_CERT"],
+                                      "LC_TLS_CA": ca})
+        assert check.returncode == 0 and check.stdout.startswith("https://"), check.stdout + check.stderr
+        plain = run_check("/status", {**os.environ, "LC_PORT": str(port)})
+        assert plain.returncode == 1  # the node serves HTTPS only
+        # the Secret's key is group-readable; the node runs on a private copy
+        assert (tmp_path / "private" / "tls.key").stat().st_mode & 0o777 == 0o600
+    finally:
+        code = stop(proc)
+    assert code == 0 and "Traceback" not in (tmp_path / "tls.log").read_text()
