@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(os.environ.get("LEARNINGCHAIN_APP") or Path(__file__).resolve().parents[1])
 KEY_FILE, GENESIS_FILE = "node_key.pem", "genesis.json"
 KEYS_SECRET, GENESIS_CONFIGMAP, TLS_SECRET = "learningchain-keys", "learningchain-genesis", "learningchain-tls"
+#: the files of ``node.py tls init --out DIR`` that the TLS Secret holds (not ca.key: it stays offline)
+TLS_CA, TLS_CERT, TLS_KEY = "ca.pem", "node{i}.pem", "node{i}.key"
 #: the StatefulSet and its headless Service (deploy/k8s): pod i is lc-node-<i>.learningchain.<namespace>.svc
 POD_PREFIX, SERVICE = "lc-node", "learningchain"
 LABELS = "    app.kubernetes.io/name: learningchain\n    app.kubernetes.io/part-of: learningchain\n"
@@ -126,9 +128,9 @@ def make_tls(out: Path, dirs: list[Path], namespace: str) -> dict[str, Path]:
         print(node_py("tls", "init", "--out", str(tls), "--nodes", str(n), "--network", SERVICE,
                       "--data-dirs", ",".join(map(str, dirs)), "--hosts",
                       *(pod_names(i, namespace) for i in range(n))).strip())
-    files = {"ca.pem": tls / "ca.pem"}
+    files = {TLS_CA: tls / TLS_CA}
     for i in range(n):
-        files.update({f"node{i}.pem": tls / f"node{i}.pem", f"node{i}.key": tls / f"node{i}.key"})
+        files.update({name.format(i=i): tls / name.format(i=i) for name in (TLS_CERT, TLS_KEY)})
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise NetError(f"{missing[0]} is missing: {tls} was made for fewer nodes; move it away to make a new CA")

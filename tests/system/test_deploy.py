@@ -234,8 +234,8 @@ def test_the_manifests_fit_together(tmp_path):
     tls_env = {e["name"]: e.get("value") for e in tls["containers"][0]["env"]}
     assert tls_env["LC_PEERS"].startswith("https://") and tls_env["LC_ADVERTISE_URL"].startswith("https://")
     tls_mount = {m["name"]: m["mountPath"] for m in tls["containers"][0]["volumeMounts"]}["tls"]
-    for name in ("LC_TLS_CERT", "LC_TLS_KEY", "LC_TLS_CA"):
-        assert Path(tls_env[name]).parent == Path(tls_mount)
+    for name, file in (("LC_TLS_CERT", mknet.TLS_CERT), ("LC_TLS_KEY", mknet.TLS_KEY), ("LC_TLS_CA", mknet.TLS_CA)):
+        assert Path(tls_env[name]) == Path(tls_mount) / file.replace("{i}", "{ordinal}")  # the Secret's keys
     assert {tls["containers"][0][p]["httpGet"]["scheme"] for p in ("startupProbe", "livenessProbe",
                                                                      "readinessProbe")} == {"HTTPS"}
     assert [v for v in tls["volumes"] if v["name"] == "tls"][0]["secret"]["optional"] is False
