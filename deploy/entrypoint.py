@@ -46,7 +46,7 @@ VALUE_FLAGS = (("LC_DATA_DIR", "--data-dir"), ("LC_PORT", "--port"), ("LC_HOST",
                # TLS asked for is never dropped silently: a node.py without these flags refuses them
                ("LC_TLS_CERT", "--tls-cert"), ("LC_TLS_KEY", "--tls-key"), ("LC_TLS_CA", "--tls-ca"))
 BOOL_FLAGS = (("LC_MINE", "--mine"),)
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no", "")  # the LC_* convention; empty: unset
 PLACEHOLDER = "{ordinal}"
 PRIVATE_DIR = "/tmp/learningchain"
 
