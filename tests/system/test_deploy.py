@@ -380,6 +380,8 @@ def test_the_entry_command_starts_nodes_from_the_compose_and_statefulset_environ
             healthz = get(url, "/healthz")  # the ops endpoint, where this node.py has it
             check = run_check("/healthz", env)
             assert (check.returncode == 0) == (healthz is not None), check.stdout + check.stderr
+            if healthz is not None:  # and its readiness probe passes once the node is synced
+                wait_for(lambda: run_check("/readyz", env).returncode == 0, 60, f"{url}/readyz")
     finally:
         codes = [stop(p) for p in procs]
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
