@@ -4,7 +4,7 @@
   the image needs (slim base, non-root user, /data volume, health check on /healthz, entry script);
 * every Kubernetes manifest (deploy/k8s, the Secret and ConfigMap deploy/mknet.py writes, the
   StatefulSet with the tls/ overlay's patch applied) validates strictly against the Kubernetes 1.30
-  schemas bundled in ``kubernetes-validate``, and the pieces fit together (names, selectors, ports);
+  (and 1.37) schemas bundled in ``kubernetes-validate``, and the pieces fit together (names, selectors, ports);
 * docker-compose.yml validates against the Compose specification's JSON schema (bundled in
   ``check-jsonschema``) and its services hang together (volumes, peers, data files);
 * the entry script, run on this machine with the environment compose and the StatefulSet give a
@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BIN = Path(sys.executable).parent
 K8S_VERSION = "1.30.0"
+#: also checked against the newest schemas the package bundles, so a removed field would show
+K8S_VERSIONS = (K8S_VERSION, "1.37.0")
 MANIFESTS = ("namespace.yaml", "service.yaml", "statefulset.yaml", "poddisruptionbudget.yaml")
 
 
@@ -120,7 +122,8 @@ def test_dockerfile_has_what_the_image_needs():
 
 def validate(doc: dict) -> None:
     import kubernetes_validate
-    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 def json_patch(doc: dict, ops: list[dict]) -> dict:
