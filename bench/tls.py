@@ -1,4 +1,4 @@
-"""TLS cost on a small local network: round time and CPU per round with HTTPS between the peers against plain HTTP, in one run.
+"""TLS cost on a small local network: round time and CPU per round, HTTPS between peers against plain HTTP, one run.
 
     .venv/bin/python bench/tls.py [--nodes 4] [--rounds 8] [--reps 2]
 
@@ -153,7 +153,8 @@ def run_network(n: int, rounds: int, out: Path, use_tls: bool) -> dict:
                     for a, b in zip(before, after))
         return 1000 * secs / count if count else float("nan")
     return {"tls": use_tls, "round": statistics.median(intervals), "wall_round": wall / rounds,
-            "cpu_round": cpu / rounds, "cpu_node_round": own / rounds, "gossip_ms": gossip_ms(), "accuracy": docs[-1]["metrics"].get("accuracy"),
+            "cpu_round": cpu / rounds, "cpu_node_round": own / rounds, "gossip_ms": gossip_ms(),
+            "accuracy": docs[-1]["metrics"].get("accuracy"),
             "synced": len(set(heights)) <= 2, "micro": micro}
 
 

@@ -40,6 +40,7 @@ from learningchain.node.chainstate import Ledger
 from learningchain.node.intake import now_ms
 from learningchain.node.keyfile import load_or_create_key
 from learningchain.node.local_baseline import LocalBaseline, local_baseline_loop
+from learningchain.node.p2p.peer_urls import own_url
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
@@ -98,7 +99,8 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
-                 local_baseline: bool = False, test_path=None, tls: TlsConfig | None = None):
+                 local_baseline: bool = False, test_path=None, advertise_url: str | None = None,
+                 tls: TlsConfig | None = None):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -112,7 +114,7 @@ class Node:
         self._held_since: dict[str, float] = {}  # mempool tx id -> when a rebroadcast pass first saw it
         self.quiet = quiet
         self.host, self.port = host, port
-        self.url = f"{'https' if tls else 'http'}://{host}:{port}"  # tls: node/tls.py
+        self.url = own_url(host, port, advertise_url, "https" if tls else "http")  # --advertise-url, else host:port
         self.lock = threading.RLock()
         self.store = Store(self.data_dir)
         self.ledger = Ledger(self.genesis, self.store)

@@ -83,6 +83,8 @@ def pki(tmp_path, capsys):
     (["--tls-cert", "P/node0.pem", "--tls-key", "P/node0.key", "--tls-ca", "P/ca.pem",
       "--peers", "http://127.0.0.1:5001"], "the peers are https:// URLs"),
     (["--peers", "https://127.0.0.1:5001"], "an https:// peer needs --tls-cert"),
+    (["--tls-cert", "P/node0.pem", "--tls-key", "P/node0.key", "--tls-ca", "P/ca.pem",
+      "--advertise-url", "http://10.0.0.1:5000"], "reached over https://"),
     (["--tls-cert", "P/node0.pem", "--tls-key", "P/nope.key", "--tls-ca", "P/ca.pem"], "no such file"),
 ])
 def test_run_refuses_tls_settings_that_cannot_work_in_one_line(pki, capsys, extra, says):

@@ -114,7 +114,8 @@ def test_a_block_and_an_update_propagate_between_two_tls_nodes(served, pki):
     a = served("a", pki["a"])
     b = served("b", pki["b"], peers=[a.url])
     assert a.url.startswith("https://") and a.node.url == a.url
-    wait_for(lambda: any(p["url"] == b.url for p in a.node.peers.snapshot()), what="a to learn b over TLS (b announced itself)")
+    wait_for(lambda: any(p["url"] == b.url for p in a.node.peers.snapshot()),
+             what="a to learn b over TLS (b announced itself)")
     # each side proved the other's chain identity on its TLS connections
     wait_for(lambda: a.node.peers._handshake_session.identity(b.url) == pki["pubkeys"]["b"],
              what="b's identity on a's side")
