@@ -57,7 +57,8 @@ def run_tls(args: argparse.Namespace):
 
 def register(sub) -> None:
     p = sub.add_parser("tls", help="TLS material for a network: a CA and per-node certificates")
-    actions = p.add_subparsers(dest="tls_command", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="tls_command", metavar="ACTION", required=True,
+                               help="init: the CA and the node certificates")
     init = actions.add_parser("init", help="create the network CA (or reuse DIR's) and one certificate per node")
     init.add_argument("--out", required=True, metavar="DIR", help="directory for ca.pem, ca.key, node<i>.pem "
                                                                   "and node<i>.key (created if missing)")
