@@ -6,7 +6,8 @@ several nodes in one process, and each ``/metrics`` must show its own node.
 
 * Histograms, observed as the work happens (:meth:`NodeTelemetry.observe`, fed by
   ``Node.add_timing`` and the node's tx intake and template building):
-  ``lc_train_seconds`` (local training of one update), ``lc_validate_seconds``
+  ``lc_train_seconds`` (local training of one update; never observed on a node
+  with differential privacy, as ``/status`` hides it), ``lc_validate_seconds``
   with ``kind`` = ``tx`` (a tx taken in or refused), ``block`` (a block that
   extended a branch) or ``closing_block`` (one that closes a round: every update
   checked and the aggregate recomputed), ``lc_aggregate_seconds`` (building a
@@ -160,10 +161,17 @@ class NodeTelemetry:
                                    buckets=BUCKETS),
             "evaluate": Histogram("lc_evaluate_seconds", "Measuring a closed round's global model on the "
                                   "test set (seconds)", registry=r, buckets=BUCKETS)}
+        for kind in ("tx", "block", "closing_block"):  # every series from the first scrape on
+            self.histograms["validate"].labels(kind=kind)
         self.mined_standalone = 0  # blocks a standalone miner solved from our templates (POST /mining/submit)
         self.started = time.monotonic()
+        self.hide_training = False  # a DP node: see watch
 
     def watch(self, node: MonitoredNode) -> None:
+        """Read ``node`` at every scrape. A node with differential privacy keeps its
+        training time out of ``lc_train_seconds``, as out of ``/status`` (it grows
+        with its data-set size, which the accountant does not cover)."""
+        self.hide_training = node.participant is not None and node.participant.accountant is not None
         self.registry.register(NodeCollector(node, self))
 
     def observe(self, name: str, seconds: float) -> None:
@@ -176,7 +184,7 @@ class NodeTelemetry:
             self.histograms["aggregate"].observe(seconds)
             return
         which = _TIMINGS.get(name)
-        if which is None:
+        if which is None or (which[0] == "train" and self.hide_training):
             return
         h = self.histograms[which[0]]
         (h.labels(kind=which[1]) if which[1] else h).observe(seconds)
