@@ -152,13 +152,14 @@ def test_epsilon_spent_and_training_time_hidden_under_dp(tmp_path):
     from tests.helpers import tiny_config
     from tests.node.test_service import write_partition
     data = write_partition(tmp_path)
-    dp = Node(tmp_path / "dp", tiny_config(), dataset_path=data, dp_sigma=2.0, dp_clip=0.5, quiet=True, port=5996)
-    plain = Node(tmp_path / "p", tiny_config(), dataset_path=data, quiet=True, port=5995)
+    roles = {"dp": dict(dp_sigma=2.0, dp_clip=0.5), "plain": {}}
+    nodes = {name: Node(tmp_path / name, tiny_config(), dataset_path=data, quiet=True, port=5990 + i, **kw)
+             for i, (name, kw) in enumerate(roles.items())}
+    dp, plain = nodes["dp"], nodes["plain"]
     try:
-        for n in (dp, plain):
-            participate_once(n)
         got = {}
-        for n in (dp, plain):
+        for n in nodes.values():
+            participate_once(n)  # trains, signs and submits round 1 (a DP node: noised and accounted)
             c = create_app(n).test_client()
             got[n] = ({f.name: f for f in text_string_to_metric_families(c.get("/metrics").get_data(as_text=True))},
                       c.get("/status").get_json())
@@ -171,5 +172,5 @@ def test_epsilon_spent_and_training_time_hidden_under_dp(tmp_path):
         assert value(fams, "lc_train_seconds", "lc_train_seconds_count") == 1
         assert value(fams, "lc_validate_seconds", "lc_validate_seconds_count", kind="tx") == 1  # its own update
     finally:
-        dp.stop()
-        plain.stop()
+        for n in nodes.values():
+            n.stop()
