@@ -23,7 +23,7 @@ other loggers of the process (waitress, the API's unhandled errors) to the same
 place in the same format.
 
 The CLI imports this module to build ``node.py run``'s parser, so it uses the
-standard library only: :func:`add_ops_flags` adds the logging flags and
+standard library (and core's errors) only: :func:`add_ops_flags` adds the logging flags and
 ``--admin-allow`` (the address ranges that may use the admin endpoints,
 :func:`admin_networks`; enforced by :mod:`learningchain.node.web.ops_routes`).
 """
@@ -37,6 +37,8 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+
+from learningchain.core.errors import ConfigError
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -110,7 +112,7 @@ def _admin_allow_arg(text: str) -> str:
     try:
         admin_networks(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--admin-allow: ")) from None
     return text
 
 
@@ -215,8 +217,11 @@ def node_logger(port: int, settings: OpsSettings | None = None, quiet: bool = Fa
         logger.disabled = True
         return logger
     logger.setLevel(settings.log_level.upper())
-    handler = AppendFileHandler(settings.log_file, mode="a", encoding="utf-8") if settings.log_file \
-        else StdoutHandler()
+    try:
+        handler = AppendFileHandler(settings.log_file, mode="a", encoding="utf-8") if settings.log_file \
+            else StdoutHandler()
+    except OSError as exc:
+        raise ConfigError(f"--log-file {settings.log_file}: cannot append to it ({exc.strerror})") from None
     handler.setFormatter(JsonFormatter(port, address) if settings.log_format == "json" else TextFormatter(port))
     logger.addHandler(handler)
     return logger

@@ -128,3 +128,22 @@ def test_admin_networks_parse_and_match():
             admin_networks(bad)
     with pytest.raises(ValueError, match="--log-format"):
         OpsSettings.parse(log_format="xml")
+
+
+def test_run_refuses_bad_ops_flags_in_one_line(tmp_path, capsys):
+    from learningchain.cli import main as cli
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--data-dir", str(tmp_path / "n"), "--port", "5999", "--admin-allow", "10.0.0.0/40"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and "'10.0.0.0/40' is neither" in err
+    code = cli.main(["run", "--data-dir", str(tmp_path / "n"), "--port", "5999", "--genesis",
+                     str(write_genesis(tmp_path)), "--log-file", str(tmp_path / "no" / "such" / "x.log")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--log-file" in err and "cannot append" in err
+
+
+def write_genesis(tmp_path: Path) -> Path:
+    from tests.helpers import tiny_config
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(tiny_config().to_dict()))
+    return path
