@@ -147,3 +147,16 @@ def write_genesis(tmp_path: Path) -> Path:
     path = tmp_path / "genesis.json"
     path.write_text(json.dumps(tiny_config().to_dict()))
     return path
+
+
+def test_ops_flags_come_from_the_environment_and_the_command_line_wins(monkeypatch):
+    """The run_config convention: LC_LOG_FORMAT, LC_ADMIN_ALLOW, ... (command line > environment)."""
+    from learningchain.cli import main as cli
+    from learningchain.node.logs import ops_settings
+    monkeypatch.setenv("LC_LOG_FORMAT", "json")
+    monkeypatch.setenv("LC_LOG_LEVEL", "warning")
+    monkeypatch.setenv("LC_ADMIN_ALLOW", "loopback,10.0.0.0/8")
+    args = cli.build_parser().parse_args(["run", "--data-dir", "d", "--port", "5000", "--log-level", "debug"])
+    ops = ops_settings(args)
+    assert (ops.log_format, ops.log_level, ops.admin_allow) == ("json", "debug", "loopback,10.0.0.0/8")
+    assert address_allowed(ops.admin_nets, "10.9.8.7") and not address_allowed(ops.admin_nets, "192.168.0.1")
