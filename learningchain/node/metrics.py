@@ -8,7 +8,8 @@ several nodes in one process, and each ``/metrics`` must show its own node.
   ``Node.add_timing`` and the node's tx intake and template building):
   ``lc_train_seconds`` (local training of one update; never observed on a node
   with differential privacy, as ``/status`` hides it), ``lc_validate_seconds``
-  with ``kind`` = ``tx`` (a tx taken in or refused), ``block`` (a block that
+  with ``kind`` = ``tx`` (a tx taken in or refused: the whole intake, the wait
+  for the node lock and the queueing of its gossip included), ``block`` (a block that
   extended a branch) or ``closing_block`` (one that closes a round: every update
   checked and the aggregate recomputed), ``lc_aggregate_seconds`` (building a
   round-closing block: the round's updates aggregated into G(r) and its
