@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"data/digits-4-iid/test.npz), or X.npy with a sibling y.npy")
     # imported only now: the node (its learner, the DP accountant's scipy) takes ~1 s to
     # import, and a mistyped --data-dir or --data must answer at once
-    from learningchain.node import keyfile, run as node_run
+    from learningchain.node import keyfile, logs, run as node_run
     from learningchain.node.participant import Role
     # the learner settings are checked (participant.Role) before anything is written
     dp = dict(dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon,
@@ -170,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kwargs["rest_after_round"] = args.rest_after_round
     if args.local_baseline:
         kwargs["local_baseline"] = True
+    kwargs["ops"] = logs.ops_settings(args)  # --log-format/--log-file/--log-level, --admin-allow
     node_run.run_node(**kwargs)
     return 0
 
@@ -327,6 +328,7 @@ def _add_run(sub) -> None:
 
 def _run_flags(p) -> None:
     from learningchain.learning.attacks import ATTACKS
+    from learningchain.node.logs import add_ops_flags
     p.add_argument("--data-dir", required=True,
                    help="the node's directory: its key (node_key.pem), the chain store (SQLite), peers.json "
                         "and miner.token; created on first start if its parent exists. The log goes to "
@@ -370,6 +372,7 @@ def _run_flags(p) -> None:
     p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")
     p.add_argument("--skip-threshold", type=non_negative, default=0.0,
                    help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
+    add_ops_flags(p)  # --log-format, --log-file, --log-level, --admin-allow (node/logs.py)
     run_config.add_flags(p)  # --advertise-url, --config; every flag also from LC_* and the config file
     p.set_defaults(func=cmd_run)
 

@@ -131,14 +131,14 @@ def test_every_flag_is_covered_including_flags_added_later(monkeypatch):
     """Built from the parser's actions when it parses: a flag another module adds
     to run (after add_flags) is settable too, through its own type and choices."""
     p = run_parser()
-    p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines")
-    p.add_argument("--admin-allow", action="append", default=None, help="allowed admin hosts")
+    p.add_argument("--later-format", choices=("text", "json"), default="text", help="later lines")
+    p.add_argument("--later-allow", action="append", default=None, help="later hosts")
     monkeypatch.setenv("LC_DATA_DIR", "d")
     monkeypatch.setenv("LC_PORT", "5000")
-    monkeypatch.setenv("LC_LOG_FORMAT", "json")
-    monkeypatch.setenv("LC_ADMIN_ALLOW", "10.0.0.1,10.0.0.2")
+    monkeypatch.setenv("LC_LATER_FORMAT", "json")
+    monkeypatch.setenv("LC_LATER_ALLOW", "10.0.0.1,10.0.0.2")
     args = p.parse_args([])
-    assert args.log_format == "json" and args.admin_allow == ["10.0.0.1", "10.0.0.2"]
+    assert args.later_format == "json" and args.later_allow == ["10.0.0.1", "10.0.0.2"]
     assert args.data_dir == "d" and args.port == 5000
 
 
