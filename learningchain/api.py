@@ -242,6 +242,8 @@ class Network:
             flags = tuple(extra) + (("--rest-after-round", str(rounds)) if rounds else ())
             if user:
                 flags += ("--test", str(user.test_file.resolve()))
+            if ":" in spec.kind:  # the caller named their own module: the nodes may import it
+                flags += ("--trust-model", spec.kind)
             start_network(procs, n, part_dir, genesis, byzantine, attack, miners=miners, extra=flags,
                           files=[f.resolve() for f in user.files] if user else None)
         except BaseException:

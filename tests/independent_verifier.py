@@ -10,7 +10,8 @@ digest), with exact scores only (no fast path) and numpy used as plain
 elementwise float64 arithmetic: sums, medians and orders are written out here.
 Also followed: skip txs (section 11: counted toward the quorum once the round
 has an update, never aggregated, listed in `skipped`), the genesis stamp and
-claim cap (section 6: `stamp_bits`, `max_samples`). Not covered: compressed
+claim cap (section 6: `stamp_bits`, `max_samples`), torch models (sections 3,
+6 and 7: the arrays and G(0) of a genesis `layout`, no PyTorch). Not covered: compressed
 updates and selection policies (section 11) in plain mode.
 
 Secure aggregation (section 14, a genesis with `privacy`): the genesis refusals
@@ -77,19 +78,44 @@ def weights_digest(arrays: dict) -> str:
     return sha(canon(summary)).hex()
 
 
-def g0(model: dict) -> dict:
+def model_shapes(model: dict) -> dict:
+    """Section 3: name -> shape of every array of the model (all "<f4")."""
+    if model.get("backend", "numpy") == "torch":  # the layout's entries, nothing else of the spec
+        return {name: tuple(dims) for name, dims in sorted(model["layout"])}
     sizes = [model["n_features"], *model["hidden"], model["n_outputs"]]
     out = {}
     for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if model["kind"] == "mlp":
-            prefix = b"learningchain-g0" + model["seed"].to_bytes(8, "big") + f"W{i}".encode() + b"\x00"
-            u = np.array([(int.from_bytes(sha(prefix + k.to_bytes(8, "big"))[:8], "big") >> 11) * 2.0 ** -53
-                          for k in range(fi * fo)])
-            W = ((2.0 * u - 1.0) * math.sqrt(6.0 / (fi + fo))).reshape(fi, fo)
+        out[f"W{i}"], out[f"b{i}"] = (fi, fo), (fo,)
+    return out
+
+
+def _uniform(seed: int, name: str, count: int) -> np.ndarray:
+    """Section 7's u_k, k = 0 .. count - 1, keyed by ``name``."""
+    prefix = b"learningchain-g0" + seed.to_bytes(8, "big") + name.encode("utf-8") + b"\x00"
+    return np.array([(int.from_bytes(sha(prefix + k.to_bytes(8, "big"))[:8], "big") >> 11) * 2.0 ** -53
+                     for k in range(count)], dtype=np.float64)
+
+
+def g0(model: dict) -> dict:
+    out = {}
+    if model.get("backend", "numpy") == "torch":  # section 7, the layout rule
+        for name, shape in model_shapes(model).items():
+            if len(shape) >= 2:
+                r = math.prod(shape[2:])
+                fan_in, fan_out = shape[1] * r, shape[0] * r
+                u = _uniform(model["seed"], name, math.prod(shape))
+                out[name] = ((2.0 * u - 1.0) * math.sqrt(6.0 / (fan_in + fan_out))).astype("<f4").reshape(shape)
+            else:
+                ones = name.endswith("weight") or name.endswith("running_var")
+                out[name] = np.full(shape, 1.0 if ones else 0.0, dtype="<f4")
+        return out
+    for name, shape in model_shapes(model).items():
+        if name.startswith("W") and model["kind"] == "mlp":
+            fi, fo = shape
+            out[name] = ((2.0 * _uniform(model["seed"], name, fi * fo) - 1.0)
+                         * math.sqrt(6.0 / (fi + fo))).reshape(fi, fo).astype("<f4")
         else:
-            W = np.zeros((fi, fo))
-        out[f"W{i}"] = W.astype("<f4")
-        out[f"b{i}"] = np.zeros(fo, dtype="<f4")
+            out[name] = np.zeros(shape, dtype="<f4")
     return out
 
 
@@ -391,9 +417,9 @@ def verify_chain(blocks: list[dict], now_ms: int) -> dict:
                 state["pending"].append({"id": txid.hex(), "tx": tx, "skip": True})
                 continue
             weights = {n: decode_array(a) for n, a in tx["weights"].items()}
-            expected = g0(config["model"])
-            if any(weights[n].shape != expected[n].shape or weights[n].dtype.str != "<f4" for n in expected) \
-                    or set(weights) != set(expected):
+            expected = model_shapes(config["model"])
+            if set(weights) != set(expected) \
+                    or any(weights[n].shape != expected[n] or weights[n].dtype.str != "<f4" for n in expected):
                 raise Invalid(f"{where}: shapes")
             if not all(np.isfinite(w).all() for w in weights.values()):
                 raise Invalid(f"{where}: non-finite")
@@ -731,8 +757,7 @@ def cost(config: dict, records: dict, key: str, green_round: int | None = None, 
     known = sorted(r["samples"] for r in records.values() if r["samples"] > 0)
     own = records.get(key, {}).get("samples", 0)
     samples = own if own > 0 else (known[(len(known) - 1) // 2] if known else 1)
-    g = g0(config["model"])
-    size = sum(4 * math.ceil(4 * a.size / 3) + 64 for a in g.values())
+    size = sum(4 * math.ceil(4 * math.prod(s) / 3) + 64 for s in model_shapes(config["model"]).values())
     c = prof["train_nj"] * samples * config["model"]["epochs"] + prof["send_nj"] * size + prof["recv_nj"] * size
     ren = prof.get("renewable")
     if green_round is not None and ren is not None and (green_round - 1) % ren["period"] in ren["on"]:

@@ -279,6 +279,8 @@ def _run_demo(args: argparse.Namespace, user=None) -> int:
                                     [out / "nodes" / f"node{i}" for i in range(args.nodes)])
     tty = sys.stdout.isatty()
     extra = (("--compression", args.compression) if args.compression else ()) + argtypes.dp_argv(args, args.rounds)
+    if ":" in config.model_spec.kind:  # the user named their module on this command line: the nodes may import it
+        extra += ("--trust-model", config.model_spec.kind)
     if user:  # every node measures the global model on the directory's test file
         extra += ("--test", str(user.test_file.resolve()))
     if args.keep:  # a kept network learns --keep-rounds more rounds, then rests (serves, no mining): issue 14

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from learningchain.cli import argtypes, tls_cmd
+from learningchain.cli import argtypes, run_config, tls_cmd
 from learningchain.cli.argtypes import add_dp_flags, add_model_flags, fraction, non_negative, port, positive_int
 from learningchain.core.errors import ConfigError, LearningChainError
 
@@ -126,6 +126,7 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    advertise_url = run_config.advertised(args)  # a wildcard --host needs --advertise-url, said up front
     peers = args.peers  # checked by argtypes.peer_urls: a bad URL is an error, not a silent drop
     dataset = data_file(args)
     check_data_dir(args.data_dir)
@@ -135,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"data/digits-4-iid/test.npz), or X.npy with a sibling y.npy")
     # imported only now: the node (its learner, the DP accountant's scipy) takes ~1 s to
     # import, and a mistyped --data-dir or --data must answer at once
-    from learningchain.node import keyfile, run as node_run
+    from learningchain.node import keyfile, logs, run as node_run
     from learningchain.node.participant import Role
     # the learner settings are checked (participant.Role) before anything is written
     dp = dict(dp_sigma=args.dp_sigma, dp_clip=args.dp_clip, dp_mode=args.dp_mode, dp_epsilon=args.dp_epsilon,
@@ -144,11 +145,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     Role(attack=args.attack, compression=args.compression, topk_fraction=args.topk_fraction,
          skip_threshold=args.skip_threshold, **dp)
     argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
+    kind = config.model_spec.kind
+    if ":" in kind and args.trust_model != kind:  # a genesis is data: running the code it names is opt-in
+        raise ConfigError(f"this network's model is {kind}, code from this machine that the node would import "
+                          f"and run: start the node with --trust-model {kind} if you trust it")
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     keyfile.load_or_create_key(args.data_dir)
     kwargs = dict(data_dir=args.data_dir, port=args.port, host=args.host, peers=peers,
                   dataset_path=dataset, genesis_config=config, mine=args.mine,
                   attack=args.attack, tls=tls_cmd.run_tls(args))
+    kwargs["advertise_url"] = advertise_url
     if args.test is not None:
         kwargs["test_path"] = args.test
     if args.workers is not None:
@@ -164,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kwargs["rest_after_round"] = args.rest_after_round
     if args.local_baseline:
         kwargs["local_baseline"] = True
+    kwargs["ops"] = logs.ops_settings(args)  # --log-format/--log-file/--log-level, --admin-allow
     node_run.run_node(**kwargs)
     return 0
 
@@ -321,6 +328,7 @@ def _add_run(sub) -> None:
 
 def _run_flags(p) -> None:
     from learningchain.learning.attacks import ATTACKS
+    from learningchain.node.logs import add_ops_flags
     p.add_argument("--data-dir", required=True,
                    help="the node's directory: its key (node_key.pem), the chain store (SQLite), peers.json "
                         "and miner.token; created on first start if its parent exists. The log goes to "
@@ -340,6 +348,9 @@ def _run_flags(p) -> None:
     p.add_argument("--genesis", help="network configuration JSON (default: DATA_DIR/genesis.json, "
                                      "else the default network for the dataset)")
     p.add_argument("--mine", action="store_true", help="mine blocks in this node")
+    p.add_argument("--trust-model", metavar="MODULE:FACTORY",
+                   help="import and run the user's PyTorch module that the genesis names (a genesis is data: "
+                        "the node imports no code it names unless this matches)")
     p.add_argument("--until-round", type=positive_int, metavar="R",
                    help="stop (exit 0) once round R is closed on our chain and, with a test set, measured")
     p.add_argument("--rest-after-round", type=positive_int, metavar="R",
@@ -361,6 +372,8 @@ def _run_flags(p) -> None:
     p.add_argument("--topk-fraction", type=fraction, default=0.1, help="share of entries a topk update sends")
     p.add_argument("--skip-threshold", type=non_negative, default=0.0,
                    help="send a signed skip instead of an update when ||w - G(r-1)|| is below this")
+    add_ops_flags(p)  # --log-format, --log-file, --log-level, --admin-allow (node/logs.py)
+    run_config.add_flags(p)  # --advertise-url, --config; every flag also from LC_* and the config file
     p.set_defaults(func=cmd_run)
 
 
@@ -488,6 +501,10 @@ def one_line(exc: BaseException) -> str:
     import requests
     if isinstance(exc, LearningChainError):
         text = str(exc)
+    elif isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
+        url = getattr(exc, "node_url", None) or _url_of(exc)
+        text = (f"TLS with {url} failed (the certificate is not trusted or not for that name): for a node of "
+                f"a network with its own CA, set REQUESTS_CA_BUNDLE to that ca.pem")
     elif isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         url = getattr(exc, "node_url", None) or _url_of(exc)
         text = f"cannot reach node at {url}: is it running?"

@@ -35,13 +35,18 @@ def add_tls_flags(p: argparse.ArgumentParser) -> None:
 
 def run_tls(args: argparse.Namespace):
     """The :class:`~learningchain.node.tls.TlsConfig` of ``node.py run`` (None:
-    plain HTTP), checked against this node's key; ConfigError for peers whose
-    scheme does not match (an HTTPS node's peers are https:// URLs)."""
+    plain HTTP), checked against this node's key; ConfigError for peers or an
+    --advertise-url whose scheme does not match (an HTTPS node's are https://)."""
     from learningchain.node import keyfile
     from learningchain.node.tls import load_tls
     given = (args.tls_cert, args.tls_key, args.tls_ca)
     config = load_tls(*given, pubkey=keyfile.load_key(args.data_dir).public_hex) if any(given) else None
     scheme = "https" if config else "http"
+    advertised = getattr(args, "advertise_url", None)
+    if advertised and not advertised.lower().startswith(scheme + "://"):
+        raise ConfigError(f"--advertise-url {advertised}: " + ("a node with --tls-* is reached over https://"
+                                                               if config else "https:// needs --tls-cert, "
+                                                                              "--tls-key and --tls-ca"))
     for url in args.peers:
         if not url.startswith(scheme + "://"):
             raise ConfigError(f"--peers {url}: " + ("with --tls-cert/--tls-key/--tls-ca the peers are https:// URLs"
@@ -52,7 +57,8 @@ def run_tls(args: argparse.Namespace):
 
 def register(sub) -> None:
     p = sub.add_parser("tls", help="TLS material for a network: a CA and per-node certificates")
-    actions = p.add_subparsers(dest="tls_command", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="tls_command", metavar="ACTION", required=True,
+                               help="init: the CA and the node certificates")
     init = actions.add_parser("init", help="create the network CA (or reuse DIR's) and one certificate per node")
     init.add_argument("--out", required=True, metavar="DIR", help="directory for ca.pem, ca.key, node<i>.pem "
                                                                   "and node<i>.key (created if missing)")

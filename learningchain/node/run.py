@@ -15,6 +15,7 @@ import threading
 
 from learningchain.core.errors import LearningChainError
 from learningchain.ledger.genesis import NetworkConfig
+from learningchain.node.logs import route_process_logs
 from learningchain.node.service import Node
 from learningchain.node.tls import TlsConfig
 from learningchain.node.web.api import create_app
@@ -52,6 +53,7 @@ def run_node(data_dir, genesis_config: NetworkConfig, host: str = "127.0.0.1", p
     # GIL hand-overs its handling needs, and the other miner searched a stale tip.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     node = Node(data_dir, genesis_config, host=host, port=port, tls=tls, **kw)
+    route_process_logs(node.logger)  # waitress and unhandled errors: the node's log, its format
     if host != "127.0.0.1":
         node.log(f"WARNING: serving on {host}:{port}, reachable from other machines; "
                  f"the API has no authentication")

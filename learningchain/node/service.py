@@ -16,9 +16,9 @@ reports about itself (``/status``) is built in :mod:`learningchain.node.status`;
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
-import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -40,6 +40,9 @@ from learningchain.node.chainstate import Ledger
 from learningchain.node.intake import now_ms
 from learningchain.node.keyfile import load_or_create_key
 from learningchain.node.local_baseline import LocalBaseline, local_baseline_loop
+from learningchain.node.p2p.peer_urls import own_url
+from learningchain.node import logs
+from learningchain.node.metrics import NodeTelemetry
 from learningchain.node.p2p.peers import PeerSet
 from learningchain.node.participant import Participant, Role
 from learningchain.node.releases import ReleaseLog
@@ -98,7 +101,8 @@ class Node:
                  quiet: bool = False, compression: str | None = None, topk_fraction: float = 0.1,
                  skip_threshold: float = 0.0, dp_mode: str | None = None, dp_epsilon: float = 0.0,
                  dp_delta: float = 1e-5, dp_sample_rate: float = 0.0, dp_rounds: int = 0,
-                 local_baseline: bool = False, test_path=None, tls: TlsConfig | None = None):
+                 local_baseline: bool = False, test_path=None, advertise_url: str | None = None,
+                 ops: logs.OpsSettings | None = None, tls: TlsConfig | None = None):
         if genesis_config.secure_aggregation is not None and (compression or skip_threshold > 0):
             raise ConfigError("--compression and --skip-threshold do not apply under secure aggregation (this "
                               "genesis): an input is a masked fixed-point vector, sent whole every round")
@@ -112,7 +116,10 @@ class Node:
         self._held_since: dict[str, float] = {}  # mempool tx id -> when a rebroadcast pass first saw it
         self.quiet = quiet
         self.host, self.port = host, port
-        self.url = f"{'https' if tls else 'http'}://{host}:{port}"  # tls: node/tls.py
+        self.ops = ops or logs.OpsSettings()  # logging and --admin-allow (logs.py)
+        self.logger = logs.node_logger(port, self.ops, quiet, self.address)  # this node's own: see Node.log
+        self.telemetry = NodeTelemetry()  # /metrics (metrics.py): this node's registry and histograms
+        self.url = own_url(host, port, advertise_url, "https" if tls else "http")  # --advertise-url, else host:port
         self.lock = threading.RLock()
         self.store = Store(self.data_dir)
         self.ledger = Ledger(self.genesis, self.store)
@@ -196,17 +203,13 @@ class Node:
                                 self.model.initial_weights())  # the model's size fixes distributed DP's noise
         self.releases = ReleaseLog(self.data_dir)  # DP: the updates we ever released (releases.py)
         restore_releases(self)  # DP: releases before this start count
+        self.telemetry.watch(self)
 
     # --- logging ------------------------------------------------------------------
-    def log(self, line: str) -> None:
-        if not self.quiet:
-            now = time.time()  # milliseconds: a round takes a tenth of a second
-            text = f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d} [{self.port}] {line}\n"
-            try:  # one write per line: print() writes the newline separately, and threads' lines merged
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed (the terminal went away): keep serving
+    def log(self, line: str, level: int = logging.INFO) -> None:
+        """One record on this node's logger (logs.py: one line each, never interleaved;
+        text as before, or JSON; stdout or --log-file)."""
+        logs.emit(self.logger, line, level)
 
     # --- queries (lock held briefly) -------------------------------------------------
     @property
@@ -251,6 +254,7 @@ class Node:
             row = self._timings.setdefault(name, [0.0, 0])
             row[0] += seconds
             row[1] += count
+        self.telemetry.observe(name, seconds)  # the /metrics histograms
 
     def timings_snapshot(self) -> dict[str, list]:
         """A copy of the accumulated durations: name -> [seconds, count] (add_timing)."""
@@ -347,7 +351,14 @@ class Node:
 
     # --- writes: txs and blocks taken in (intake.py) -------------------------------------
     def submit_tx(self, tx: UpdateTx, peer: str | None = None, own: bool = False) -> str:
-        return intake.submit_tx(self, tx, peer, own)
+        t0 = time.perf_counter()
+        status = "refused"
+        try:
+            status = intake.submit_tx(self, tx, peer, own)
+            return status
+        finally:
+            if status != "known":  # a known tx costs a lookup: not a validation
+                self.telemetry.observe("tx", time.perf_counter() - t0)
 
     def submit_block(self, block: Block, peer: str | None = None, relay: bool = True,
                      solicited: bool = False) -> str:
@@ -391,7 +402,10 @@ class Node:
         token): each client keeps its own last :data:`MAX_TEMPLATES`, so one
         polling hard cannot evict another's; at most :data:`MAX_TEMPLATE_CLIENTS`."""
         with self.lock:
+            t0 = time.perf_counter()
             block = self.ledger.template(self.pubkey, now_ms())
+            if block.commitment is not None:  # the round's aggregate computed for this block
+                self.telemetry.observe("aggregate", time.perf_counter() - t0)
             tid = secrets.token_hex(8)
             mine = self.templates.setdefault(client, OrderedDict())
             self.templates.move_to_end(client)
@@ -415,6 +429,8 @@ class Node:
             raise ValidationError("template-stale", "the chain moved on since this template; fetch a new one")
         block = Block(block.header.with_nonce(nonce), block.txs, block.commitment, block.config)
         status = self.submit_block(block)
+        if status in ("connected", "reorg", "side"):  # a new block (a bad proof of work raised)
+            self.telemetry.mined_standalone += 1
         return status, block
 
     # --- threads ----------------------------------------------------------------------

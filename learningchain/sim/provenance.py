@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the distributions whose versions can change a result (or the speed figures)
 PACKAGES = ("numpy", "scikit-learn", "scipy", "dp-accounting", "matplotlib", "flask", "waitress", "requests",
-            "ecdsa", "gmpy2", "coincurve", "cryptography", "tqdm")
+            "ecdsa", "gmpy2", "coincurve", "cryptography", "tqdm", "scikit-image", "torch")
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:

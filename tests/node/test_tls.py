@@ -114,7 +114,8 @@ def test_a_block_and_an_update_propagate_between_two_tls_nodes(served, pki):
     a = served("a", pki["a"])
     b = served("b", pki["b"], peers=[a.url])
     assert a.url.startswith("https://") and a.node.url == a.url
-    wait_for(lambda: any(p["url"] == b.url for p in a.node.peers.snapshot()), what="a to learn b over TLS (b announced itself)")
+    wait_for(lambda: any(p["url"] == b.url for p in a.node.peers.snapshot()),
+             what="a to learn b over TLS (b announced itself)")
     # each side proved the other's chain identity on its TLS connections
     wait_for(lambda: a.node.peers._handshake_session.identity(b.url) == pki["pubkeys"]["b"],
              what="b's identity on a's side")
@@ -123,6 +124,10 @@ def test_a_block_and_an_update_propagate_between_two_tls_nodes(served, pki):
     b.node.submit_tx(update_tx(b.node.chain, KEYS[2]))
     wait_for(lambda: a.status()["mempool"] == 1, what="the update on a")
     assert b.node.peers._session.identity(a.url) == pki["pubkeys"]["a"]
+    # mutual TLS: a's server verified b's client certificate and its binding too
+    wait_for(lambda: pki["pubkeys"]["b"] in {getattr(c, "peer_identity", None)
+                                             for c in list(a.server.active_channels.values())},
+             what="b's identity on a's server")
 
 
 def test_clients_without_the_network_ca_or_with_a_bad_certificate_are_refused(served, pki):
@@ -143,7 +148,9 @@ def test_clients_without_the_network_ca_or_with_a_bad_certificate_are_refused(se
     for impostor in ("other-ca", "replayed", "own-signature"):
         with pytest.raises(requests.ConnectionError):
             requests.get(a.url + "/tip", timeout=5, verify=a.tls.ca, cert=pki[impostor].client_cert)
-    assert a.node.refused["tls-handshake"] >= 1 and a.node.refused["tls-identity"] == 2
+    # (a failed handshake's alert may reach the client before the node's loop counts it)
+    wait_for(lambda: a.node.refused["tls-handshake"] >= 1 and a.node.refused["tls-identity"] == 2,
+             what="the refusals counted")
     # without a client certificate (a browser, node.py status) the API answers
     assert requests.get(a.url + "/tip", timeout=5, verify=a.tls.ca).status_code == 200
 
@@ -156,6 +163,11 @@ def test_a_plain_http_client_gets_a_json_refusal_and_the_node_keeps_serving(serv
         raw.sendall(b"garbage that is no TLS\r\n\r\n")
         assert raw.recv(4096).startswith(b"HTTP/1.1 400")
     assert a.node.refused["tls-required"] == 2
+    from prometheus_client.parser import text_string_to_metric_families
+    metrics = requests.get(a.url + "/metrics", timeout=5, verify=a.tls.ca).text  # /metrics over TLS counts them
+    refusals = {s.labels["reason"]: s.value for f in text_string_to_metric_families(metrics)
+                if f.name == "lc_refusals" for s in f.samples}
+    assert refusals["tls-required"] == 2
     with requests.Session() as s:  # and over TLS, many requests on one kept-alive connection
         s.trust_env = False  # else REQUESTS_CA_BUNDLE overrides s.verify
         s.verify, s.cert = a.tls.ca, a.tls.client_cert
@@ -183,6 +195,12 @@ def test_impostor_servers_are_refused_by_a_tls_peer(served, pki):
                 assert a.node.peers.handshake_problem(url) == "SSLError"
             finally:
                 stop()
+        _server, url, stop = _serve(create_app(a.node), pki["wrong-name"])  # a's, for other names
+        try:
+            with pytest.raises(requests.exceptions.SSLError, match="match"):
+                session.request("GET", url + "/tip")
+        finally:
+            stop()
         assert session.request("GET", a.url + "/tip").status == 200  # the real a is fine
         assert session.identity(a.url) == pki["pubkeys"]["a"]
     finally:

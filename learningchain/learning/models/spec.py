@@ -33,6 +33,9 @@ FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Z
 _NAME_RE = re.compile(r"[A-Za-z0-9_.]{1,128}")
 #: arrays of one model at most (a layout is part of genesis)
 MAX_ARRAYS = 1024
+#: dims of a layout array: what an array on the wire may have (core/encoding.py, docs/protocol.md
+#: section 1), and at least one: weights_digest summarises a 0-d array as shape [1], not []
+MAX_DIMS = 8
 
 
 def is_factory(kind: str) -> bool:
@@ -107,8 +110,10 @@ class ModelSpec:
         for name, shape in self.layout:
             if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
                 raise ConfigError(f"model spec: layout name {name!r} must be 1-128 letters, digits, '_' or '.'")
-            if any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape):
-                raise ConfigError(f"model spec: layout {name}: shape must be positive integers, got {list(shape)}")
+            if (not 1 <= len(shape) <= MAX_DIMS
+                    or any(not isinstance(d, int) or isinstance(d, bool) or not 0 < d < 2**31 for d in shape)):
+                raise ConfigError(f"model spec: layout {name}: shape must be 1 to {MAX_DIMS} positive integers "
+                                  f"below 2^31 (make a scalar parameter shape [1]), got {list(shape)}")
 
     def _check_common(self) -> None:
         for name in ("lr", "l2"):  # accept ints for convenience; store floats
@@ -137,8 +142,9 @@ class ModelSpec:
         if any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in self.hidden):
             raise ConfigError(f"model spec: hidden widths must be positive integers, "
                               f"got {self.hidden}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"model spec: seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**64:
+            # G0 hashes it as a u64 (docs/protocol.md section 7): a larger seed crashed G0 with OverflowError
+            raise ConfigError(f"model spec: seed must be an integer in [0, 2^64), got {self.seed!r}")
         if not (isinstance(self.lr, float) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"model spec: lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.l2, float) and math.isfinite(self.l2) and self.l2 >= 0):

@@ -26,6 +26,7 @@ ANNOUNCE_SECONDS = 30.0
 class Peer:
     url: str
     pinned: bool = False     # given with --peers: never evicted
+    seed: str = ""           # the --peers DNS name that found it (peer_dns.py)
     delivered: bool = False  # our sync from it connected a block: protected
     failures: int = 0        # consecutive; reset by any answer
     next_try: float = 0.0
@@ -52,7 +53,8 @@ class Peer:
 
     def to_dict(self) -> dict:
         return {"url": self.url, "failures": self.failures, "height": self.height,
-                "source": "command line" if self.pinned else "learned", "delivered": self.delivered,
+                "source": f"DNS {self.seed}" if self.seed else ("command line" if self.pinned else "learned"),
+                "delivered": self.delivered,
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "last_error": self.last_error, "cost": round(self.cost, 2),
                 "last_seen_s_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,

@@ -84,3 +84,29 @@ def normalize(url: str) -> str:
     url = url.rstrip("/")
     scheme, sep, rest = url.partition("://")
     return f"{scheme.lower()}{sep}{rest.lower()}" if sep and "/" not in rest else url
+
+
+#: hosts that mean "every address of this machine": a node may listen there, but no peer can reach it there.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def is_wildcard(host: str) -> bool:
+    return host.strip().lower() in WILDCARD_HOSTS
+
+
+def own_url(host: str, port: int, advertise_url: str | None = None, scheme: str = "http") -> str:
+    """The URL a node gives its peers (``X-Peer``, its announce, ``/peers``):
+    ``advertise_url`` (``run --advertise-url``) if given, else
+    ``scheme://host:port`` of the address it listens on (an IPv6 address in
+    brackets). A wildcard ``host`` (0.0.0.0, ::) without ``advertise_url`` is a
+    ConfigError: peers told to use 0.0.0.0 would reach themselves, and guessing
+    one of the machine's names or addresses would be wrong behind NAT, in a
+    container or on a multi-homed host."""
+    if advertise_url:
+        return normalize(advertise_url)
+    if is_wildcard(host):
+        raise ConfigError(f"--host {host or '(empty)'} listens on every address of this machine, and peers "
+                          f"cannot reach {host or 'it'}: give the URL they should use with --advertise-url, "
+                          f"e.g. --advertise-url {scheme}://node3.lab:{port}")
+    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return normalize(f"{scheme}://{name}:{port}")

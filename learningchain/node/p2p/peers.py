@@ -10,7 +10,9 @@ Its parts (the table its base class, the others mixins of :class:`PeerSet`):
   (:mod:`learningchain.node.p2p.gossip_lanes`);
 * :mod:`learningchain.node.p2p.tx_fetch`: a compact block's missing txs from its sender;
 * :mod:`learningchain.node.p2p.peer_sync`: headers-first sync;
-* :mod:`learningchain.node.p2p.peer_offers`: learned peers join only after a handshake.
+* :mod:`learningchain.node.p2p.peer_offers`: learned peers join only after a handshake;
+* :mod:`learningchain.node.p2p.peer_dns`: a ``--peers`` DNS name with several
+  addresses is one peer per address, resolved again every 30 s.
 
 What it needs of the node is :class:`~learningchain.node.p2p.peer_host.PeerHost`.
 
@@ -41,6 +43,7 @@ from learningchain.node.p2p.gossip import Gossip
 from learningchain.node.p2p.gossip_lanes import GossipLanes
 from learningchain.node.p2p.httpclient import BoundedSession, PeerReplyError
 from learningchain.node.p2p.peer_counters import message_type
+from learningchain.node.p2p.peer_dns import DnsSeeds, Resolver, ReverseResolver
 from learningchain.node.p2p.peer_file import load_peers, save_peers
 from learningchain.node.p2p.peer_host import PeerHost
 from learningchain.node.p2p.peer_offers import PeerOffers
@@ -98,16 +101,19 @@ def reply_cap(method: str, path: str, max_tx_bytes: int, max_block_bytes: int) -
     return SMALL_REPLY_BYTES
 
 
-class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, GossipLanes, PeerTable):
+class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, DnsSeeds, GossipLanes, PeerTable):
     """The peer table plus what the node does with it: gossip (on bounded per-peer
     queues, :mod:`learningchain.node.p2p.gossip_lanes`), offers and handshakes
     (:mod:`learningchain.node.p2p.peer_offers`), announce, compact blocks' tx
     fetches, sync."""
 
     def __init__(self, node: PeerHost, self_url: str, urls: Iterable[str] = (), deadline: float = REQUEST_DEADLINE,
-                 max_reply: int | None = None, tls: TlsConfig | None = None):
+                 max_reply: int | None = None, resolver: Resolver | None = None,
+                 reverse: ReverseResolver | None = None, tls: TlsConfig | None = None):
+        urls = list(urls)
         super().__init__(self_url, urls)
         self.node = node
+        self._init_dns(urls, resolver, reverse)  # peer_dns.py: DNS names among --peers
         self._init_lanes()  # gossip_lanes.py
         self._init_sync()  # peer_sync.py
         self._max_reply = max_reply  # a ceiling over reply_cap (tests)
@@ -215,12 +221,14 @@ class PeerSet(Gossip, TxFetch, PeerSync, PeerOffers, GossipLanes, PeerTable):
 
     def start(self) -> None:
         self.offer_saved()
+        self.start_dns()  # peer_dns.py: the first resolution of --peers DNS names, then every 30 s
         self._thread = threading.Thread(target=self._loop, name="peer-sync", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._stop_relays()
+        self._stop_dns()
         self._stop_lanes()
         self._stop_sync()
         self._stop_fetch()

@@ -41,6 +41,7 @@ from learningchain.node.web.chain_routes import InspectedNode, chain_routes, wan
 from learningchain.node.web.explorer import explorer
 from learningchain.node.web.index_page import IndexNode, index_page
 from learningchain.node.web.mining_routes import MiningNode, mining_routes
+from learningchain.node.web.ops_routes import OpsNode, register_ops
 from learningchain.node.web.peer_routes import PeerFacingNode, peer_routes
 from learningchain.node.web.request_input import ApiError
 
@@ -63,7 +64,7 @@ class ServedNode(Protocol):
     refused: Counter[str]
 
 
-class ApiNode(ServedNode, InspectedNode, PeerFacingNode, MiningNode, IndexNode, Protocol):
+class ApiNode(ServedNode, InspectedNode, PeerFacingNode, MiningNode, IndexNode, OpsNode, Protocol):
     """Everything :func:`create_app` needs of its node: the app's and its blueprints' needs."""
 
 
@@ -142,6 +143,7 @@ def create_app(node_obj: ApiNode) -> Flask:
     app.json.sort_keys = False
     for blueprint in (chain_routes, peer_routes, mining_routes, explorer, index_page):
         app.register_blueprint(blueprint)
+    register_ops(app, node_obj)  # /healthz /readyz /metrics, the admin allow-list (ops_routes.py)
     register_errors(app)
 
     @app.get("/favicon.ico")

@@ -142,12 +142,20 @@ class TlsChannel(JsonErrorChannel):
     _want_write = False
     peer_identity: str | None = None
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, answer: bytes = b"") -> None:
+        """Count ``reason``, then send ``answer`` in the clear (if any) and close:
+        counted first, so whoever reads the answer finds it counted."""
         refusals = self.server.tls_refused
         refusals[reason] += 1
         node_obj = self.flask_app.config.get("NODE")
         if node_obj is not None:
             node_obj.refused[reason] += 1
+        if answer:
+            try:  # read what it sent (closing on unread bytes resets the answer away), answer
+                self.socket.recv(1 << 16)
+                self.socket.send(answer)
+            except OSError:
+                pass
         self.handle_close()
 
     def _start(self) -> bool:
@@ -164,12 +172,7 @@ class TlsChannel(JsonErrorChannel):
             return False
         self.spoke, self.partial_since = True, time.time()
         if first[0] != TLS_HANDSHAKE_RECORD:
-            try:  # read what it sent (closing on unread bytes resets the answer away), answer, close
-                self.socket.recv(1 << 16)
-                self.socket.send(_plain_refusal())
-            except OSError:
-                pass
-            self._refuse("tls-required")
+            self._refuse("tls-required", _plain_refusal())
             return False
         self.socket = self.server.ssl_context.wrap_socket(self.socket, server_side=True,
                                                           do_handshake_on_connect=False)

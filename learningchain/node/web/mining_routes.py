@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 from learningchain.core import errors
 from learningchain.ledger.block import Block
 from learningchain.node.web.mining_auth import HEADER as MINER_TOKEN_HEADER, TOKEN_FILE, token_matches
+from learningchain.node.web.ops_routes import require_admin
 from learningchain.node.web.request_input import SMALL_BODY_BYTES, ApiError, body
 
 mining_routes = Blueprint("mining_routes", __name__)
@@ -37,7 +38,8 @@ def mining_client() -> str:
     """The caller of ``/mining/*`` if it holds the node's miner token
     (:mod:`learningchain.node.web.mining_auth`), else 403 ``mining-forbidden``. Returns
     its template bucket: ``X-Miner-Id`` if given (several miners on one host),
-    else its address."""
+    else its address. A client outside ``--admin-allow`` gets 403 ``admin-only`` first."""
+    require_admin("/mining/*")
     if not token_matches(current_app.config["MINER_TOKEN"], request.headers.get(MINER_TOKEN_HEADER)):
         raise ApiError(403, f"/mining/* serve only this node's own miner: send the token from "
                             f"<data-dir>/{TOKEN_FILE} in the {MINER_TOKEN_HEADER} header "

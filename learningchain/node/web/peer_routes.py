@@ -23,6 +23,7 @@ from learningchain.node.p2p.peer_urls import peer_url_refusal
 from learningchain.node.p2p.peers import SYNC_PAGE_BYTES, PeerSet
 from learningchain.node.p2p.relay import RelayNode, rebuild_compact
 from learningchain.node.web.chain_routes import wants_html
+from learningchain.node.web.ops_routes import require_admin_or_self
 from learningchain.node.web.pages import peers_page
 from learningchain.node.web.request_input import INV_BODY_BYTES, SMALL_BODY_BYTES, ApiError, body, peer_header
 
@@ -193,11 +194,14 @@ def post_peer():
     only once it answers ``GET /tip`` with our genesis, so ``added`` is false
     and ``status`` says what happens: ``pending`` (handshake queued), ``known``,
     ``self``, or the refusal (``peer-host-full``, ``peer-subnet-full``,
-    ``peer-table-full``, ``peer-handshake-failed``, ``peer-handshake-busy``)."""
+    ``peer-table-full``, ``peer-handshake-failed``, ``peer-handshake-busy``).
+    Naming a host other than the caller's own address is admin-only (403
+    ``admin-only`` outside ``--admin-allow``, ops_routes.py); a peer's announce names itself."""
     url = body(SMALL_BODY_BYTES).get("url")
     refusal = peer_url_refusal(url)
     if refusal:
         raise ApiError(400, refusal[1], refusal[0])
+    require_admin_or_self(url)  # naming another host: --admin-allow only (ops_routes.py)
     n = node()
     status = n.peers.offer(url)
     return jsonify({"added": False, "status": status, "peers": [n.url] + n.peers.urls()})
