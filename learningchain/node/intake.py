@@ -45,6 +45,8 @@ class PeerGossip(Protocol):
 
     def sync_in_background(self, url: str | None) -> bool: ...
 
+    def heard_from(self, url: str | None) -> None: ...
+
 
 class IntakeNode(Protocol):
     """What taking in txs and blocks uses of the node."""
@@ -177,6 +179,7 @@ def _add_block(node: IntakeNode, block: Block, peer: str | None, relay: bool, so
     if result.status != "known":
         node.add_timing("validate_closing" if block.commitment else "validate", spent)
     if result.status in ("connected", "reorg"):
+        node.peers.heard_from(peer)  # new work from it: reachable again (ends a back-off)
         if relay:  # first: the sooner peers have it, the fewer blocks are mined on the old tip
             node.peers.broadcast_block(block, exclude=peer)
         node.tip_moved()
@@ -211,6 +214,7 @@ def note_orphan(node: IntakeNode, header: BlockHeader, peer: str | None) -> str:
     work checked out: count it and queue a sync from ``peer`` if it is in our
     peer table. Returns "orphan"."""
     node.orphans += 1
+    node.peers.heard_from(peer)  # its header's work checked out: sync from it now, not after its back-off
     queued = node.peers.sync_in_background(peer)
     node.log(f"block {header.height} {header.hash[:12]} is an orphan; "
              + (f"syncing from {peer}" if queued else

@@ -186,6 +186,17 @@ class PeerTable(PeerCounters):
         with self._lock:
             return normalize(url) in self._peers
 
+    def heard_from(self, url: str | None) -> None:
+        """A peer of our table sent us a new block whose proof of work checked out:
+        it is reachable again, so its failure back-off ends (after a partition heals,
+        up to :data:`BACKOFF_MAX` of waiting on each side otherwise). Only new work
+        counts: a replayed or invalid block costs the sender nothing and resets nothing."""
+        if not url:
+            return
+        with self._lock:
+            peer = self._peers.get(normalize(url))
+        self._succeeded(peer)
+
     def mark_delivered(self, url: str | None) -> bool:
         """Our own sync from ``url`` connected a block: protect that learned peer,
         if fewer than :data:`MAX_PROTECTED` are. Call it only for exchanges we

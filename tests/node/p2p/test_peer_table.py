@@ -2,6 +2,8 @@
 protection earned only by our own sync, caps per host and subnet."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -108,3 +110,27 @@ def test_peers_are_hosts_bounded_per_host_and_subnet():
     with t._lock:
         t._former["http://127.0.0.1:6000"] = 0.0
     assert t.former_due() == ["http://127.0.0.1:6000"]
+
+
+def test_a_new_block_from_a_backed_off_peer_ends_its_back_off(network):
+    """After a partition heals each side may back off the other for up to BACKOFF_MAX;
+    a new block with valid work from that peer (a real POST /blocks) ends it. A known
+    block (costless to replay) does not."""
+    a, b = network("a"), network("b")
+    stop_sync_loop(a)
+    ps = a.node.peers
+    assert ps.admit(b.url) is None
+    with ps._lock:
+        peer = ps._peers[b.url]
+    for _ in range(6):
+        ps._failed(peer, "connection refused")  # as during the cut: 0.5 s doubling to 16 s
+    assert not peer.available(time.monotonic())
+    block = mined_block(b.node)
+    headers = {"X-Peer": b.url}
+    requests.post(a.url + "/blocks", json=block.to_dict(), headers=headers, timeout=10).raise_for_status()
+    assert a.node.chain.tip.hash == block.hash
+    assert peer.failures == 0 and peer.next_try == 0.0  # reachable again: no waiting
+    for _ in range(3):
+        ps._failed(peer, "connection refused")
+    requests.post(a.url + "/blocks", json=block.to_dict(), headers=headers, timeout=10).raise_for_status()
+    assert peer.failures == 3  # the same block again: nothing new, nothing reset
