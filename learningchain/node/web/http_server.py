@@ -65,6 +65,23 @@ class JsonErrorChannel(HTTPChannel):
     #: the client sent at least one byte (an attacker's idle socket never does)
     spoke = False
 
+    def send_continue(self) -> None:
+        """``100 Continue``, queued for the event loop to send, never written here.
+        waitress writes it at once, also from a worker thread at the end of a
+        pipelined request, while the loop may be reading or flushing the same
+        socket: two threads on one OpenSSL object under TLS (a corrupted stream,
+        seen as DECRYPTION_FAILED_OR_BAD_RECORD_MAC), and in plain HTTP the same
+        25 bytes flushed twice ("Can't skip 25 bytes", a traceback per request)."""
+        self.request.expect_continue = False
+        payload = b"HTTP/1.1 100 Continue\r\n\r\n"
+        with self.outbuf_lock:
+            self.outbufs[-1].append(payload)
+            self.current_outbuf_count += len(payload)
+            self.total_outbufs_len += len(payload)
+            self.sent_continue = True
+        self.request.completed = False
+        self.server.pull_trigger()  # the loop wakes, finds the channel writable and sends it
+
     def received(self, data: bytes) -> bool:
         self.spoke = self.spoke or bool(data)
         done = super().received(data)

@@ -149,3 +149,41 @@ def test_connections_holding_unread_replies_do_not_lock_out_newcomers():
             s.close()
         stop.set()
         thread.join(timeout=5)
+
+
+def test_a_pipelined_expect_continue_is_answered_once_and_only_by_the_event_loop(served, caplog):
+    """waitress wrote "100 Continue" from the worker thread at the end of a pipelined
+    request while the event loop flushed the same socket: the bytes went out twice and
+    waitress logged "Can't skip 25 bytes" (a traceback per request; under TLS, two threads
+    on one OpenSSL object, a corrupted stream). Now only the loop writes it."""
+    import logging
+    import socket
+    import threading
+
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    body = b'{"url": "http://127.0.0.1:9"}'
+    caplog.set_level(logging.ERROR, logger="waitress")
+    bad: list[bytes] = []
+
+    def client() -> None:
+        for _ in range(60):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                             + b"POST /peers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                             % len(body))
+                for byte in body:  # the loop keeps reading while the worker answers the GETs
+                    sock.send(bytes([byte]))
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            if reply.count(b"HTTP/1.1 100 Continue") > 1 or reply.count(b"HTTP/1.1 200") != 4:
+                bad.append(reply)
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad, bad[0][-300:]
+    assert not [r for r in caplog.records if "skip" in r.getMessage() or r.exc_info], caplog.text[:500]
