@@ -95,6 +95,8 @@ def cmd_tls_init(args: argparse.Namespace) -> int:
 
     from learningchain.node import keyfile, tls
     n, out, first = args.nodes, Path(args.out), args.first
+    if args.days > 36500:  # past year 9999 x509 cannot say it: refused before anything is written
+        raise ConfigError(f"--days {args.days}: at most 36500 (100 years)")
     if first < 0:
         raise ConfigError("--first must be 0 or more")
     hosts = _per_node(args.hosts, n, "--hosts", split_commas=False)

@@ -133,7 +133,9 @@ def readiness(node: MonitoredNode) -> Readiness:
     peers = node.peers.snapshot()
     heard = [p for p in peers if p.get("height") is not None and p.get("failures") == 0
              and not node.peers.sync_penalized(p["url"])]  # a peer that broke sync rules may lie about its tip
-    best = max((p["height"] for p in heard), default=None)
+    # a height counts only with more work claimed than our tip: a claim that sync then tests (a peer
+    # claiming a height of 10^9 with no work kept /readyz at 503 for good); one that fails it is penalized
+    best = max((p["height"] for p in heard if p.get("ahead", True) or p["height"] <= height), default=None)
     tried = [p for p in peers if p.get("height") is not None or p.get("failures")]
     reason = None
     if node.stop_event.is_set():

@@ -3,7 +3,7 @@ genesis model spec or on ``--model``: the shells (node, sim, cli) import it
 here and register it with the torch backend, since the pure layers load no code.
 
 The module is imported as ``python -m`` would find it: from the working
-directory (added to ``sys.path`` if missing) or ``PYTHONPATH``. The factory is
+directory (appended to ``sys.path`` if missing) or ``PYTHONPATH``. The factory is
 called with the keywords it accepts among ``input_shape``, ``n_features``,
 ``n_outputs`` and ``hidden`` (``Net()`` with none is fine) and must return a
 ``torch.nn.Module``.
@@ -28,8 +28,8 @@ def ensure(kind: str) -> None:
         return
     module_name, _, attr = kind.partition(":")
     cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    if cwd not in sys.path:  # appended: a json.py or ssl.py lying there must not shadow the real ones
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -320,3 +320,13 @@ def test_a_module_with_a_scalar_parameter_is_refused_clearly():
     tb.register("test_torch_backend_nets:scalar_net", _ScalarNet)
     with pytest.raises(ConfigError, match=r"layout temperature: .*make a scalar parameter shape \[1\]"):
         tb.spec_with_layout("test_torch_backend_nets:scalar_net", "classification", 4, 2)
+
+
+def test_a_layout_over_the_parameter_cap_is_refused_before_anything_is_allocated():
+    from learningchain.core.errors import ConfigError
+    from learningchain.learning.models.spec import MAX_PARAMETERS, ModelSpec
+    with pytest.raises(ConfigError, match="parameters, more than"):
+        ModelSpec("mlp", "classification", 4, 2, (3,), backend="torch",
+                  layout=(("fc.weight", (1 << 30, 1 << 20)),))
+    ok = ModelSpec("mlp", "classification", 4, 2, (3,), backend="torch", layout=(("fc.weight", (MAX_PARAMETERS, 1)),))
+    assert ok.layout == (("fc.weight", (MAX_PARAMETERS, 1)),)

@@ -122,8 +122,8 @@ def fake(height: int, peers: list[dict], stopping: bool = False, penalized=()):
         stop_event=SimpleNamespace(is_set=lambda: stopping))
 
 
-def peer(url="http://10.0.0.2:5000", height=None, failures=0):
-    return {"url": url, "height": height, "failures": failures}
+def peer(url="http://10.0.0.2:5000", height=None, failures=0, ahead=True):
+    return {"url": url, "height": height, "failures": failures, "ahead": ahead}
 
 
 @pytest.mark.parametrize("height, peers, kw, reason", [
@@ -132,6 +132,7 @@ def peer(url="http://10.0.0.2:5000", height=None, failures=0):
     (10, [peer(height=11 + READY_LAG_BLOCKS)], {}, "syncing"),
     (10, [peer(height=500, failures=2), peer("http://10.0.0.3:5000", height=10)], {}, None),  # stale claim
     (10, [peer(height=500)], {"penalized": ("http://10.0.0.2:5000",)}, None),  # broke sync rules
+    (10, [peer(height=10 ** 9, ahead=False)], {}, None),  # a height claimed with no more work than ours
     (0, [peer()], {}, "starting"),  # not polled yet
     (0, [peer(failures=1)], {}, None),  # down: we serve alone
     (10, [], {"stopping": True}, "stopping"),

@@ -88,7 +88,8 @@ def _serve(app, tls_config, **guard):
     stop = threading.Event()
     thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
     thread.start()
-    return server, f"https://127.0.0.1:{port}", lambda: (stop.set(), thread.join(timeout=5))
+    scheme = "https" if tls_config is not None else "http"
+    return server, f"{scheme}://127.0.0.1:{port}", lambda: (stop.set(), thread.join(timeout=5))
 
 
 def test_a_certificate_is_bound_to_its_chain_key_and_impostors_are_not(pki):
@@ -203,6 +204,14 @@ def test_impostor_servers_are_refused_by_a_tls_peer(served, pki):
             stop()
         assert session.request("GET", a.url + "/tip").status == 200  # the real a is fine
         assert session.identity(a.url) == pki["pubkeys"]["a"]
+        # a plain-HTTP node of the same network (offered by anyone, by peer exchange): a TLS node
+        # would gossip to it in the clear, and it proves no identity: refused before any request
+        _server, url, stop = _serve(create_app(a.node), None)
+        try:
+            assert url.startswith("http://")
+            assert a.node.peers.handshake_problem(url) == "a http peer of a https node (peers share one scheme)"
+        finally:
+            stop()
     finally:
         session.close()
 

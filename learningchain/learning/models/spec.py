@@ -33,6 +33,9 @@ FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Z
 _NAME_RE = re.compile(r"[A-Za-z0-9_.]{1,128}")
 #: arrays of one model at most (a layout is part of genesis)
 MAX_ARRAYS = 1024
+#: parameters of one model at most: 2^24 float32 = 64 MiB, far above what a tx can carry (the
+#: genesis max_tx_bytes check follows); a layout of 2^50 parameters made that check allocate them
+MAX_PARAMETERS = 1 << 24
 #: dims of a layout array: what an array on the wire may have (core/encoding.py, docs/protocol.md
 #: section 1), and at least one: weights_digest summarises a 0-d array as shape [1], not []
 MAX_DIMS = 8
@@ -114,6 +117,10 @@ class ModelSpec:
                     or any(not isinstance(d, int) or isinstance(d, bool) or not 0 < d < 2**31 for d in shape)):
                 raise ConfigError(f"model spec: layout {name}: shape must be 1 to {MAX_DIMS} positive integers "
                                   f"below 2^31 (make a scalar parameter shape [1]), got {list(shape)}")
+        total = sum(math.prod(shape) for _, shape in self.layout)
+        if total > MAX_PARAMETERS:
+            raise ConfigError(f"model spec: the layout holds {total} parameters, more than {MAX_PARAMETERS} "
+                              f"(a genesis is checked, and G0 derived, before anything else)")
 
     def _check_common(self) -> None:
         for name in ("lr", "l2"):  # accept ints for convenience; store floats

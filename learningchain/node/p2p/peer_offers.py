@@ -97,7 +97,12 @@ class PeerOffers:
 
     def handshake_problem(self, url: str) -> str | None:
         """None if ``url`` answers ``GET /tip`` with our genesis within the
-        small-request deadline, else what went wrong."""
+        small-request deadline, else what went wrong. A TLS node takes only
+        https peers and a plain node only http ones: a TLS node would otherwise
+        gossip in the clear to a peer that proved no identity."""
+        ours, theirs = self.self_url.partition(":")[0], url.partition(":")[0]
+        if ours != theirs:
+            return f"a {theirs} peer of a{'n' if ours == 'http' else ''} {ours} node (peers share one scheme)"
         try:
             code, content, _wire = self._handshake_session.request("GET", url + "/tip",
                                                                    headers={"X-Peer": self.self_url})

@@ -35,6 +35,7 @@ class Peer:
     last_error: str = ""
     last_seen: float = 0.0
     height: int | None = None
+    ahead: bool = False  # its last tip poll claimed more work than our tip (what readiness believes)
     seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
     peers: frozenset = frozenset()  # the peer's own peers, from its answer to our announce
     announced: float = -ANNOUNCE_SECONDS  # when it last answered an announce listing us
@@ -52,7 +53,7 @@ class Peer:
                                                       else EVICT_AFTER_FAILURES)
 
     def to_dict(self) -> dict:
-        return {"url": self.url, "failures": self.failures, "height": self.height,
+        return {"url": self.url, "failures": self.failures, "height": self.height, "ahead": self.ahead,
                 "source": f"DNS {self.seed}" if self.seed else ("command line" if self.pinned else "learned"),
                 "delivered": self.delivered,
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,

@@ -233,11 +233,12 @@ class PeerSync:
             if reply is None or reply[0] != 200 or not isinstance(reply[1], dict):
                 continue
             height, tip, work = reply[1].get("height"), reply[1].get("tip"), reply[1].get("work")
+            ahead = self._ahead(height, tip, work, my_height, my_tip)
             if isinstance(height, int):
                 with self._lock:
                     if url in self._peers:
-                        self._peers[url].height = height
-            if not self._ahead(height, tip, work, my_height, my_tip):
+                        self._peers[url].height, self._peers[url].ahead = height, bool(ahead)
+            if not ahead:
                 continue
             ahead_now[url] = tip
             if self._gossip_will_bring(url, tip, work):
