@@ -146,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
          skip_threshold=args.skip_threshold, **dp)
     argtypes.require_secure_aggregation(args.dp_mode, config.secure_aggregation is not None)
     kind = config.model_spec.kind
-    if ":" in kind and args.trust_model != kind:  # a genesis is data: running the code it names is opt-in
+    learns = dataset is not None or args.test is not None  # else no model is built: no code imported
+    if ":" in kind and learns and args.trust_model != kind:  # a genesis is data: running the code it names is opt-in
         raise ConfigError(f"this network's model is {kind}, code from this machine that the node would import "
                           f"and run: start the node with --trust-model {kind} if you trust it")
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from typing import Any
 from learningchain.core.errors import ConfigError, ValidationError
 from learningchain.learning.data import load_partition
 from learningchain.learning.energy import EnergyMeter
-from learningchain.learning.models import build_model
+from learningchain.learning.models import build_model, initial_weights
 from learningchain.node import user_models
 from learningchain.ledger.block import Block, BlockHeader
 from learningchain.ledger.compact import plausible_target_limit
@@ -123,7 +123,9 @@ class Node:
         self.lock = threading.RLock()
         self.store = Store(self.data_dir)
         self.ledger = Ledger(self.genesis, self.store)
-        self.model = _build_model(genesis_config.model_spec)
+        self._model = None  # built on first use (property model): a relay or miner needs no backend
+        if dataset_path is not None or test_path is not None:  # it trains or measures: build it now,
+            self._model = _build_model(genesis_config.model_spec)  # so a missing backend stops the start
         self.mining = bool(mine)
         self.mine_workers = max(1, int(mine_workers))
         self.refused: Counter[str] = Counter()
@@ -200,12 +202,21 @@ class Node:
         self.sa: SaLearner | None = None  # secure aggregation (secagg_learner.py): journal loaded now
         if genesis_config.secure_aggregation is not None and self.participant is not None:
             self.sa = SaLearner(self.key, genesis_config, self.data_dir, self.participant,
-                                self.model.initial_weights())  # the model's size fixes distributed DP's noise
+                                initial_weights(genesis_config.model_spec))  # its size fixes distributed DP's noise
         self.releases = ReleaseLog(self.data_dir)  # DP: the updates we ever released (releases.py)
         restore_releases(self)  # DP: releases before this start count
         self.telemetry.watch(self)
 
     # --- logging ------------------------------------------------------------------
+    @property
+    def model(self):
+        """The genesis model's backend object, built when first needed (training,
+        measuring): a node that only validates, relays or mines a PyTorch
+        network's chain needs no PyTorch (the chain takes shapes and G0 from genesis)."""
+        if self._model is None:
+            self._model = _build_model(self.config.model_spec)
+        return self._model
+
     def log(self, line: str, level: int = logging.INFO) -> None:
         """One record on this node's logger (logs.py: one line each, never interleaved;
         text as before, or JSON; stdout or --log-file)."""
