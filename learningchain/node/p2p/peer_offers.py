@@ -15,10 +15,12 @@ succeeds. Bitcoin Core likewise keeps addresses it was told in a separate
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -46,11 +48,13 @@ class PeerOffers:
         self._pending_handshakes: set[str] = set()
         self._handshake_failed: OrderedDict[str, float] = OrderedDict()  # url -> retry after
 
-    def offer(self, url: Any) -> str:
+    def offer(self, url: Any, resolves_to: str | None = None) -> str:
         """A peer URL someone told us about (``POST /peers``, a peer's list):
         ``"known"``, ``"self"``, ``"pending"`` (its handshake is queued: it joins
         the table if it answers ``/tip`` with our genesis) or the reason code it
-        was refused for. Never does I/O itself."""
+        was refused for. Never does I/O itself. ``resolves_to``: the URL's host
+        name must resolve to this address (a caller announcing itself by name),
+        checked by the handshake."""
         refusal = self.refusal(url) if isinstance(url, str) else peer_url_refusal(url)[0]
         if refusal is not None:
             return refusal
@@ -67,16 +71,17 @@ class PeerOffers:
                 return errors.PEER_HANDSHAKE_BUSY
             self._pending_handshakes.add(url)
         try:
-            self._handshakes.submit(self._handshake, url)
+            self._handshakes.submit(self._handshake, url, resolves_to)
         except RuntimeError:  # shut down
             with self._lock:
                 self._pending_handshakes.discard(url)
             return errors.PEER_HANDSHAKE_BUSY
         return "pending"
 
-    def _handshake(self, url: str) -> None:
+    def _handshake(self, url: str, resolves_to: str | None = None) -> None:
         try:
-            why = self.handshake_problem(url)
+            why = self.name_problem(url, resolves_to) if resolves_to else None
+            why = why or self.handshake_problem(url)
             if why is None:
                 status = self.admit(url)
                 if status is None:
@@ -94,6 +99,18 @@ class PeerOffers:
         finally:
             with self._lock:
                 self._pending_handshakes.discard(url)
+
+    @staticmethod
+    def name_problem(url: str, addr: str) -> str | None:
+        """None if ``url``'s host name resolves to ``addr`` (among its addresses)."""
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        try:
+            found = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        except (OSError, UnicodeError):
+            return "its name does not resolve"
+        if addr not in {a.removeprefix("::ffff:") for a in found}:
+            return f"its name resolves to {sorted(found)[:3]}, not to the caller {addr}"
+        return None
 
     def handshake_problem(self, url: str) -> str | None:
         """None if ``url`` answers ``GET /tip`` with our genesis within the

@@ -91,11 +91,24 @@ def _same_host(url: str, addr: str | None) -> bool:
     return named is not None and named == client_ip(addr)
 
 
-def require_admin_or_self(url: str) -> None:
+def require_admin_or_self(url: str) -> str | None:
     """``POST /peers``: a caller may name itself (a peer's announce); naming any
-    other host (a DNS name included) is admin-only."""
-    if not _same_host(url, request.remote_addr):
-        require_admin("POST /peers naming another host")
+    other host is admin-only. A host *name* from a caller outside the allow-list
+    (a pod announcing its DNS name, a host behind its own name) is accepted on
+    condition: the returned address is the caller's, and the handshake admits the
+    URL only if the name resolves to it (peer_offers.py; resolved off the request
+    thread). None: no condition."""
+    if _same_host(url, request.remote_addr) or _allowed(request.remote_addr):
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    addr = client_ip(request.remote_addr)
+    if host and client_ip(host) is None and addr is not None:  # a name, not another address
+        return addr
+    require_admin("POST /peers naming another host")
+    return None
 
 
 def register_ops(app: Flask, node_obj: OpsNode) -> None:

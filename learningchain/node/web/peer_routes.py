@@ -201,7 +201,7 @@ def post_peer():
     refusal = peer_url_refusal(url)
     if refusal:
         raise ApiError(400, refusal[1], refusal[0])
-    require_admin_or_self(url)  # naming another host: --admin-allow only (ops_routes.py)
+    resolves_to = require_admin_or_self(url)  # naming another host: --admin-allow only (ops_routes.py)
     n = node()
-    status = n.peers.offer(url)
+    status = n.peers.offer(url, resolves_to=resolves_to)
     return jsonify({"added": False, "status": status, "peers": [n.url] + n.peers.urls()})

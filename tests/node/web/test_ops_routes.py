@@ -4,6 +4,8 @@ admin endpoints answer 403 ``admin-only`` to clients outside ``--admin-allow``
 (the client address set with ``environ_base`` REMOTE_ADDR), the miner token still required."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,8 +84,17 @@ def test_a_peer_may_announce_itself_from_its_own_address(node):
     assert r.status_code == 200 and r.get_json()["status"] == "pending"
     r = post(c, "/peers", {"url": "http://10.1.2.4:5000"})  # another host: admin-only
     assert r.status_code == 403 and r.get_json()["reason"] == "admin-only"
-    r = post(c, "/peers", {"url": "http://lc-1.example:5000"})  # a name: we do not resolve it here
-    assert r.status_code == 403 and r.get_json()["reason"] == "admin-only"
+    # a name (a pod's DNS name): taken on condition, off the request thread: the handshake
+    # admits it only if the name resolves to the caller (localhost is 127.0.0.1, not 10.1.2.3)
+    r = post(c, "/peers", {"url": "http://localhost:6002"})
+    assert r.status_code == 200 and r.get_json()["status"] in ("pending", "peer-handshake-failed")
+    peers = node.peers
+    deadline = time.monotonic() + 10
+    while "http://localhost:6002" not in peers._handshake_failed and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the handshake worker's verdict, with a deadline
+    assert "http://localhost:6002" in peers._handshake_failed and "http://localhost:6002" not in peers.urls()
+    assert peers.name_problem("http://localhost:6002", "127.0.0.1") is None  # what a local caller would pass
+    assert "not to the caller 10.1.2.3" in peers.name_problem("http://localhost:6002", "10.1.2.3")
 
 
 @pytest.mark.parametrize("allow, ok, refused", [
