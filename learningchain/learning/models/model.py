@@ -66,10 +66,7 @@ class Model:
     def _target(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y)
         if self.classification:
-            yi = y.astype(np.int64)
-            if yi.min(initial=0) < 0 or yi.max(initial=0) >= self.spec.n_outputs:
-                raise ConfigError(f"labels must lie in 0..{self.spec.n_outputs - 1}")
-            return np.eye(self.spec.n_outputs)[yi]
+            return np.eye(self.spec.n_outputs)[class_labels(y, self.spec.n_outputs)]
         return y.astype(np.float64).reshape(-1, 1)
 
     def train(self, weights: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray,
@@ -118,6 +115,14 @@ class Model:
         (:func:`classification_metrics`), rmse/mae/r2 for regressors (scikit-learn
         metrics)."""
         return evaluate_predictions(self.classification, y, self.predict(weights, X))
+
+
+def class_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``y`` as int64 class indices, or a ConfigError if one lies outside 0..n_classes-1."""
+    yi = np.asarray(y).astype(np.int64)
+    if yi.min(initial=0) < 0 or yi.max(initial=0) >= n_classes:
+        raise ConfigError(f"labels must lie in 0..{n_classes - 1}")
+    return yi
 
 
 def evaluate_predictions(classification: bool, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

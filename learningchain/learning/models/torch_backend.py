@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from learningchain.core.errors import ConfigError
 from learningchain.learning.models import layout
-from learningchain.learning.models.model import evaluate_predictions
+from learningchain.learning.models.model import class_labels, evaluate_predictions
 from learningchain.learning.models.spec import ModelSpec, is_factory
 
 # One intra-op thread: these models are small, and PyTorch's default (one per core) made
@@ -187,10 +187,7 @@ class TorchModel:
     def _target(self, y: np.ndarray) -> torch.Tensor:
         y = np.asarray(y)
         if self.classification:
-            yi = y.astype(np.int64)
-            if yi.min(initial=0) < 0 or yi.max(initial=0) >= self.spec.n_outputs:
-                raise ConfigError(f"labels must lie in 0..{self.spec.n_outputs - 1}")
-            return torch.from_numpy(yi)
+            return torch.from_numpy(class_labels(y, self.spec.n_outputs))
         return torch.from_numpy(y.astype(np.float32).reshape(-1, 1))
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
