@@ -102,11 +102,11 @@ def test_a_silent_peer_costs_timeouts_not_liveness(tmp_path):
         wait_for(lambda: len(a.node.peers) == 2, DEADLINE, "a to learn b")
         wait_for(lambda: silent.accepted >= 1, DEADLINE, "a to try the silent peer")
         slowest = 0.0
-        for _ in range(20):  # /status stays fast while requests to the silent peer hang
-            t0 = time.monotonic()
+        for _ in range(20):  # /status never waits on a request to the silent peer: each of those
+            t0 = time.monotonic()  # hangs for the whole read timeout (3 s), which would show here
             assert requests.get(a.url + "/status", timeout=5).status_code == 200
             slowest = max(slowest, time.monotonic() - t0)
-        assert slowest < 0.5, slowest
+        assert slowest < TIMEOUT[1] / 2, slowest
         tx = update_tx(a.node.chain, KEYS[0])
         a.node.submit_tx(tx)  # gossip to b works although the silent peer never answers
         wait_for(lambda: b.status()["mempool"] == 1, DEADLINE, "the tx on b")
