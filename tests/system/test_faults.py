@@ -130,7 +130,7 @@ def test_a_silent_peer_costs_timeouts_not_liveness(tmp_path):
                           timeout=TIMEOUT[0] + TIMEOUT[1] + 10)
         assert (r.status_code, r.json().get("status") or r.json().get("reason")) in (
             (202, "missing-txs"), (400, "compact-unknown-peer")), r.text
-        assert time.monotonic() - t0 < TIMEOUT[0] + TIMEOUT[1] + 1.5
+        assert time.monotonic() - t0 < 2 * (TIMEOUT[0] + TIMEOUT[1])  # one timeout; one per tx: 30
         assert b.status()["height"] == 1
     finally:
         for s in nodes:
