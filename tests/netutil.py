@@ -84,6 +84,27 @@ def converged(nodes) -> str | None:
     return None
 
 
+def one_chain(nodes, min_height: int = 0) -> bool:
+    """Every node has reached ``min_height``; all hold the same block at the lowest
+    node's height, and the same model digest for the last round all of them closed.
+    Unlike :func:`converged` this holds while the network keeps mining: a node a
+    block or two behind is on the same chain, not split from it (on a loaded
+    machine three tips were rarely equal at the same moment)."""
+    docs = [status(n) for n in nodes]
+    heights = [d.get("height") for d in docs]
+    if not all(isinstance(h, int) for h in heights) or min(heights) < min_height:
+        return False
+    low = min(heights)
+    hashes = {(get(n.url, f"/blocks/{low}") or {}).get("hash") for n in nodes}
+    if len(hashes) != 1 or None in hashes:
+        return False
+    closed = min(d.get("round") or 1 for d in docs) - 1
+    if closed < 1:
+        return True
+    digests = {(get(n.url, f"/rounds/{closed}", timeout=10) or {}).get("model_digest") for n in nodes}
+    return len(digests) == 1 and None not in digests
+
+
 def verify(data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "node.py"), "verify", "--data-dir", str(data_dir)],
                           capture_output=True, text=True, timeout=120, cwd=str(ROOT))

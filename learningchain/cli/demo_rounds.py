@@ -30,11 +30,17 @@ def closed_round(url: str, r: int, wait: int = 0) -> dict | None:
     return None
 
 
-def counters(net: Network) -> tuple[int, dict[str, float]]:
-    """Bytes sent by all nodes and their summed work timings (``/status``)."""
+def counters(net: Network, last: dict[str, dict]) -> tuple[int, dict[str, float]]:
+    """Bytes sent by all nodes and their summed work timings (``/status``). A node
+    that does not answer in time (a loaded machine) counts with its last answer,
+    kept in ``last`` by node name: its counters only grow, and a round's traffic
+    read as 0 or negative was a missed /status, not a quiet network."""
     sent, work = 0, {}
     for n in net.nodes:
-        s = get(n.url, "/status") or {}
+        s = get(n.url, "/status", timeout=10)
+        if s:
+            last[n.name] = s
+        s = last.get(n.name) or {}
         sent += int((s.get("traffic") or {}).get("sent", 0))
         for key, value in (s.get("timings") or {}).items():
             if key.endswith("_s"):
@@ -67,7 +73,7 @@ def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float,
     from learningchain.sim.results import round_entry
     hub = net.nodes[0]
     entries, r, t_prev, t0 = [], 1, time.monotonic(), time.monotonic()
-    sent_prev, work_prev = 0, {}
+    sent_prev, work_prev, last_status = 0, {}, {}
     print(f"{'round':>5}  {'height':>6}  {'accepted':>8}  {'rejected':>8}  {'metric':>16}  {'time':>6}"
           + (f"  {'phases at S/I/U':>14}  {'setup/in/unm':>8}  {'cnt/drp/dq':>8}" if secure else ""))
     deadline = t0 + timeout
@@ -86,7 +92,7 @@ def follow_rounds(net: Network, rounds: int, attacker_keys: set, timeout: float,
             if time.monotonic() - asked < 0.1:  # answered at once (its long-polls are taken): do not spin
                 time.sleep(0.2)
             continue
-        now, (sent, work) = time.monotonic(), counters(net)
+        now, (sent, work) = time.monotonic(), counters(net, last_status)
         commitment = {"accepted": doc.get("accepted", []), "rejected": doc.get("rejected", {})}
         bad_ids = [u["id"] for u in doc.get("updates", []) if u.get("sender") in attacker_keys]
         metrics = {k: float(v) for k, v in doc["metrics"].items()}

@@ -29,7 +29,7 @@ from learningchain.learning import data
 from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.ledger.genesis import NetworkConfig, default_config
 
-from tests.netutil import converged, status
+from tests.netutil import one_chain, status
 
 
 @dataclass
@@ -120,9 +120,11 @@ def rounds_close(nodes, more: int = 2, timeout: float = 60.0) -> bool:
     return bool(poll(lambda: all((status(n).get("round") or 0) >= start + more for n in nodes), timeout, 0.2))
 
 
-def agree(nodes, timeout: float = 30.0) -> bool:
-    """True once every node reports the same tip and model digest."""
-    return bool(poll(lambda: converged(nodes), timeout, 0.2))
+def agree(nodes, timeout: float = 60.0) -> bool:
+    """True once every node is on one chain with one model (:func:`tests.netutil.one_chain`),
+    each having reached the height the highest of them had at the call."""
+    start = max((status(n).get("height") or 0) for n in nodes)
+    return bool(poll(lambda: one_chain(nodes, start), timeout, 0.3))
 
 
 def rss_mb(pid: int) -> float:

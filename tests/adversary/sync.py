@@ -73,7 +73,7 @@ def partition_heal(out: Path) -> Outcome:
         lighter, heavier = (c, a) if old_tip_kept[a.name] else (a, c)
         deepest = max(_reorgs(lighter.log_path) or [0])
         closing = bool(healed) and rounds_close([a, b, c], more=2, timeout=40)
-        one = agree([a, b, c], timeout=30)
+        one = agree([a, b, c])
         ok = (bool(healed) and min(apart) > HEAL_DEPTH and old_tip_kept[heavier.name]
               and not old_tip_kept[lighter.name] and deepest > HEAL_DEPTH)
         return Outcome("partition-heal",
