@@ -38,7 +38,7 @@ class Outcome:
     tried: str                  # what the attacker did, one line
     network_did: str            # what the network did, one line (figures welcome)
     rounds_kept_closing: bool   # honest rounds closed during / after the attack
-    one_chain_one_model: bool   # every honest node ended on the same tip and model
+    one_chain_one_model: bool   # every honest node ended on one chain with one model (agree)
     ok: bool = True             # the scenario's own checks (bounded memory, refused, ...)
     details: dict = field(default_factory=dict)
 
@@ -123,8 +123,16 @@ def rounds_close(nodes, more: int = 2, timeout: float = 60.0) -> bool:
 def agree(nodes, timeout: float = 60.0) -> bool:
     """True once every node is on one chain with one model (:func:`tests.netutil.one_chain`),
     each having reached the height the highest of them had at the call."""
-    start = max((status(n).get("height") or 0) for n in nodes)
-    return bool(poll(lambda: one_chain(nodes, start), timeout, 0.3))
+    deadline = time.monotonic() + timeout
+
+    def every_height():  # one read that every node answered: a timeout must not lower the bar
+        got = [status(n).get("height") for n in nodes]
+        return got if all(isinstance(h, int) for h in got) else None
+    heights = poll(every_height, timeout, 0.3)
+    if not heights:
+        return False  # some node never answered /status
+    start = max(heights)
+    return bool(poll(lambda: one_chain(nodes, start), max(1.0, deadline - time.monotonic()), 0.3))
 
 
 def rss_mb(pid: int) -> float:

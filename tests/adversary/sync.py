@@ -24,7 +24,7 @@ from learningchain.ledger.block import BlockHeader, merkle_root
 from learningchain.cli.processes import Network, get, wait_ready
 from learningchain.ledger.genesis import default_config
 from tests.adversary import Outcome, agree, honest_network, rounds_close, rss_mb, scenario
-from tests.netutil import converged, status
+from tests.netutil import one_chain, status
 from tests.served import serve_handler, stop_server
 
 HEAL_DEPTH = 100      # blocks past the fork on each side before the halves meet
@@ -53,7 +53,7 @@ def partition_heal(out: Path) -> Outcome:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             net.check_alive()
-            if min(status(n).get("height", 0) for n in (a, c)) > HEAL_DEPTH and converged([a, b]):
+            if min(status(n).get("height", 0) for n in (a, c)) > HEAL_DEPTH and one_chain([a, b]):
                 break
             time.sleep(0.2)
         before = {n.name: status(n) for n in (a, c)}
@@ -63,7 +63,7 @@ def partition_heal(out: Path) -> Outcome:
         healed = None
         while time.monotonic() < t0 + HEAL_DEADLINE and not healed:
             net.check_alive()
-            healed = converged([a, b, c])
+            healed = one_chain([a, b, c], max(apart))  # past both halves' heights, on one chain
             time.sleep(0.1)
         heal_s = time.monotonic() - t0
         # which half was lighter is read off the healed chain, not off the snapshot:

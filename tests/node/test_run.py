@@ -99,7 +99,7 @@ def test_run_node_rest_after_round_stops_learning_and_mining_and_keeps_serving(t
                 return requests.get(url + "/status", timeout=1).json()
             except requests.RequestException:
                 return None
-        doc = wait_for(lambda: (s := status()) and s["resting"] and s, seconds=60, what="the node to rest")
+        doc = wait_for(lambda: (s := status()) and s["resting"] and s, seconds=120, what="the node to rest")
         assert doc["mining"] is False and doc["round"] >= 3
         height = doc["height"]
         window = 5 * config().target_block_ms / 1000

@@ -35,7 +35,7 @@ def test_a_node_process_starts_from_the_environment_and_a_config_file(tmp_path):
             assert proc.poll() is None, proc.communicate()[0]
             return None
     try:
-        doc = wait_for(peers, seconds=60, what="the node to serve on LC_PORT")
+        doc = wait_for(peers, seconds=120, what="the node to serve on LC_PORT")
         assert doc["self"] == "http://node7.test:5000" and doc["peers"] == []
         assert (tmp_path / "n0" / "node_key.pem").exists()
     finally:
