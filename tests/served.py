@@ -85,6 +85,15 @@ def serve_handler(handler_class) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def send_json(handler, code: int, body: bytes) -> None:
+    """A scripted peer's reply (from a BaseHTTPRequestHandler): ``body``, already JSON, with ``code``."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def stop_server(server: ThreadingHTTPServer) -> None:
     server.shutdown()
     server.server_close()

@@ -4,11 +4,11 @@ answer, so a round's traffic is never read as 0 or negative because of a timeout
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 from learningchain.cli.demo_rounds import counters
+from tests.served import send_json, serve_handler, stop_server
 
 
 class FakeStatus:
@@ -20,32 +20,29 @@ class FakeStatus:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
-                body = json.dumps(owner.doc).encode() if owner.doc is not None else b"{}"
-                self.send_response(200 if owner.doc is not None and self.path == "/status" else 503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                ok = owner.doc is not None and self.path == "/status"
+                send_json(self, 200 if ok else 503, json.dumps(owner.doc if ok else {}).encode())
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_handler(Handler)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def status(sent: int, train: float) -> dict:
     return {"traffic": {"sent": sent}, "timings": {"train_s": train}}
 
 
+def node(name: str, fake: FakeStatus) -> SimpleNamespace:
+    return SimpleNamespace(name=name, url=fake.url)
+
+
 def test_a_node_that_misses_a_status_counts_with_its_last_answer():
     a, b = FakeStatus(), FakeStatus()
-    net = SimpleNamespace(nodes=[SimpleNamespace(name="node0", url=a.url), SimpleNamespace(name="node1", url=b.url)])
+    net = SimpleNamespace(nodes=[node("node0", a), node("node1", b)])
     last: dict[str, dict] = {}
     try:
         a.doc, b.doc = status(1000, 1.0), status(500, 2.0)
@@ -61,7 +58,7 @@ def test_a_node_that_misses_a_status_counts_with_its_last_answer():
 
 def test_a_node_that_never_answered_counts_as_nothing():
     a = FakeStatus()
-    net = SimpleNamespace(nodes=[SimpleNamespace(name="node0", url=a.url)])
+    net = SimpleNamespace(nodes=[node("node0", a)])
     try:
         assert counters(net, {}) == (0, {})
     finally:

@@ -158,19 +158,14 @@ def test_a_node_tells_its_peers_its_advertised_url(tmp_path):
     from learningchain.node.service import Node
     from learningchain.node.web.api import create_app
     from tests.helpers import tiny_config
-    from tests.served import serve_handler, stop_server
+    from tests.served import send_json, serve_handler, stop_server
     seen = []
 
     class Recorder(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             seen.append((self.path, self.headers.get("X-Peer"), json.loads(body)))
-            reply = b'{"added": true, "peers": []}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            send_json(self, 200, b'{"added": true, "peers": []}')
 
         def log_message(self, *args):
             pass

@@ -19,7 +19,7 @@ from learningchain.node.p2p.peer_counters import HEADER_ESTIMATE
 from learningchain.node.p2p.peers import PeerSet, max_reply_bytes
 from learningchain.node.p2p.wire import (MAX_RATIO, RATIO_FLOOR, ContentEncodingError, RatioError, TooLargeError,
                                 accepts_gzip, gunzip_capped, gzip_encode)
-from tests.served import network_factory, serve_handler, stop_server, wait_for
+from tests.served import network_factory, send_json, serve_handler, stop_server, wait_for
 from tests.helpers import KEYS, update_tx
 
 #: softmax 32 -> 10: a tx of ~2.4 KB of canonical JSON, over the 1 KiB gzip threshold.
@@ -171,12 +171,7 @@ class OldNode:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 coding = self.headers.get("Content-Encoding")
                 outer.codings.append(coding)
-                code, body = refusal if coding else (202, b'{"status": "accepted"}')
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, *(refusal if coding else (202, b'{"status": "accepted"}')))
 
             def log_message(self, *args):
                 pass
